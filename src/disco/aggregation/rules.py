@@ -1,0 +1,95 @@
+"""Pure aggregation rules over `Weights`: weighted mean (FedAvg), median, trimmed mean.
+
+Each rule takes a non-empty sequence of `Contribution` (weights + the number of samples behind
+them), checks that every contribution has the same names and shapes as the first, and returns new
+`Weights`. Accumulation is done in float64 so the result does not depend on float32 rounding of
+partial sums.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from disco.errors import AggregationError, WeightsError
+from disco.weights import Weights
+
+__all__ = ["RULES", "Contribution", "aggregate", "mean", "median", "trimmed_mean"]
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One participant's weights and the number of training samples behind them."""
+
+    weights: Weights
+    num_samples: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1:
+            raise AggregationError(f"num_samples must be ≥ 1, got {self.num_samples}")
+
+
+def _checked(contributions: Sequence[Contribution]) -> Weights:
+    if not contributions:
+        raise AggregationError("nothing to aggregate: no contributions")
+    first = contributions[0].weights
+    for i, c in enumerate(contributions[1:], start=1):
+        try:
+            c.weights.check_like(first, f"contribution {i}")
+        except WeightsError as exc:
+            raise AggregationError(str(exc)) from exc
+    return first
+
+
+def mean(contributions: Sequence[Contribution], *, weighted: bool = True) -> Weights:
+    """FedAvg: the mean of the weights, weighted by sample count unless `weighted` is False."""
+    first = _checked(contributions)
+    counts = np.array([c.num_samples if weighted else 1 for c in contributions], dtype=np.float64)
+    coeffs = counts / counts.sum()
+    out = []
+    for name in first:
+        acc = np.zeros(first[name].shape, dtype=np.float64)
+        for coeff, c in zip(coeffs, contributions, strict=True):
+            acc += coeff * c.weights[name]
+        out.append((name, acc))
+    return Weights(out)
+
+
+def median(contributions: Sequence[Contribution]) -> Weights:
+    """Coordinate-wise median (robust to a minority of arbitrary updates; ignores counts)."""
+    first = _checked(contributions)
+    return Weights(
+        (n, np.median(np.stack([c.weights[n] for c in contributions]), axis=0)) for n in first
+    )
+
+
+def trimmed_mean(contributions: Sequence[Contribution], trim: float = 0.1) -> Weights:
+    """Coordinate-wise mean after dropping the `trim` fraction of largest and smallest values."""
+    if not 0 <= trim < 0.5:
+        raise AggregationError(f"trim must be in [0, 0.5), got {trim}")
+    first = _checked(contributions)
+    k = int(trim * len(contributions))
+    out = []
+    for n in first:
+        stacked = np.sort(np.stack([c.weights[n] for c in contributions]), axis=0)
+        kept = stacked[k : len(contributions) - k]
+        out.append((n, kept.mean(axis=0, dtype=np.float64)))
+    return Weights(out)
+
+
+RULES: dict[str, Callable[[Sequence[Contribution]], Weights]] = {
+    "mean": mean,
+    "median": median,
+    "trimmed_mean": trimmed_mean,
+}
+
+
+def aggregate(rule: str, contributions: Sequence[Contribution]) -> Weights:
+    """Apply the named rule; raise `AggregationError` for an unknown rule."""
+    try:
+        fn = RULES[rule]
+    except KeyError:
+        raise AggregationError(f"unknown aggregation {rule!r}; choose from {sorted(RULES)}") from None
+    return fn(contributions)

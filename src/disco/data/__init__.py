@@ -1,0 +1,39 @@
+"""Data: loaders for CSV files and images, datasets, client partitions, and real sample data.
+
+Loaders apply the task's fixed preprocessing and raise `disco.errors.DataError` with the file,
+row and column of anything wrong. `load_for_task` picks the loader from what a path is.
+"""
+
+from disco.data.dataset import Dataset, Inputs
+from disco.data.images import (
+    load_image,
+    load_image_folder,
+    load_images_unlabelled,
+    load_labelled_images,
+)
+from disco.data.loading import load_for_task
+from disco.data.partition import Partition, dirichlet, iid, parse_partition, shards
+from disco.data.samples import SamplesInfo, write_samples
+from disco.data.sources import SOURCES, get_source
+from disco.data.tabular import load_csv, load_csv_unlabelled
+
+__all__ = [
+    "SOURCES",
+    "Dataset",
+    "Inputs",
+    "Partition",
+    "SamplesInfo",
+    "dirichlet",
+    "get_source",
+    "iid",
+    "load_csv",
+    "load_csv_unlabelled",
+    "load_for_task",
+    "load_image",
+    "load_image_folder",
+    "load_images_unlabelled",
+    "load_labelled_images",
+    "parse_partition",
+    "shards",
+    "write_samples",
+]

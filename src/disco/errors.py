@@ -1,0 +1,94 @@
+"""Every error disco raises on purpose.
+
+Each message says what was wrong and, where it helps, what to do about it.
+
+    DiscoError
+    ├── ConfigError            bad configuration value (file, environment, flag)
+    ├── TaskError              invalid task definition, unknown task id
+    ├── DataError              unreadable or inconsistent data files
+    ├── ModelError             invalid portable model, unknown layer, weights that do not fit a model
+    ├── WeightsError           weights container misuse: shape/name mismatch, NaN, bad file
+    ├── PrivacyError           invalid privacy parameters
+    ├── AggregationError       nothing to aggregate, inconsistent updates
+    ├── ProtocolError          malformed or unexpected wire message
+    │   └── VersionError       peer speaks another protocol version
+    ├── ServerError            the server answered with an error or cannot be reached
+    │   ├── AuthError          missing or wrong admin token
+    │   └── UpdateRejected     the server refused an update (stale, duplicate, wrong shape, NaN)
+    └── SessionError           illegal state transition or a wait that timed out
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AggregationError",
+    "AuthError",
+    "ConfigError",
+    "DataError",
+    "DiscoError",
+    "ModelError",
+    "PrivacyError",
+    "ProtocolError",
+    "ServerError",
+    "SessionError",
+    "TaskError",
+    "UpdateRejected",
+    "VersionError",
+    "WeightsError",
+]
+
+
+class DiscoError(Exception):
+    """Base class of every error raised on purpose by disco."""
+
+
+class ConfigError(DiscoError):
+    """A configuration value is missing or invalid."""
+
+
+class TaskError(DiscoError):
+    """A task definition is invalid, or a task id is unknown."""
+
+
+class DataError(DiscoError):
+    """Data files cannot be read or do not match what the task expects."""
+
+
+class ModelError(DiscoError):
+    """A portable model is invalid or weights do not fit it."""
+
+
+class WeightsError(DiscoError):
+    """Weights have the wrong names, shapes or values."""
+
+
+class PrivacyError(DiscoError):
+    """Privacy parameters are invalid."""
+
+
+class AggregationError(DiscoError):
+    """Updates cannot be aggregated."""
+
+
+class ProtocolError(DiscoError):
+    """A wire message is malformed or unexpected."""
+
+
+class VersionError(ProtocolError):
+    """The peer speaks an incompatible protocol version."""
+
+
+class ServerError(DiscoError):
+    """The server answered with an error or cannot be reached."""
+
+
+class AuthError(ServerError):
+    """The admin token is missing or wrong."""
+
+
+class UpdateRejected(ServerError):
+    """The server refused a model update; the message says why."""
+
+
+class SessionError(DiscoError):
+    """An illegal state transition, or a wait that timed out."""

@@ -1,0 +1,163 @@
+"""Every message of the federated protocol, in one place.
+
+Messages are frozen pydantic models keyed by a string ``type``. They travel as binary WebSocket
+frames encoded by `disco.protocol.codec` (msgpack envelope, tensors as raw little-endian float32).
+docs/protocol.md describes each message and the session's state transitions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from disco.weights import Weights
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "ClientMessage",
+    "ErrorCode",
+    "ErrorMessage",
+    "Hello",
+    "Leave",
+    "Message",
+    "Metrics",
+    "ModelUpdate",
+    "RoundResult",
+    "ServerMessage",
+    "SessionState",
+    "Status",
+    "UpdateAck",
+    "Welcome",
+]
+
+PROTOCOL_VERSION = 1
+"""Version carried by every frame; a peer speaking another version is refused."""
+
+SessionState = Literal["waiting_for_participants", "enough_participants"]
+ErrorCode = Literal[
+    "malformed",  # the frame is not a valid message
+    "version",  # unsupported protocol version
+    "unexpected",  # a valid message that is not allowed now (e.g. update before hello)
+    "unknown_task",
+    "stale",  # update for a round that already closed
+    "duplicate",  # second update from the same participant in one round
+    "future",  # update for a round that has not started
+    "shape",  # update does not fit the task's model
+    "not_finite",  # update contains NaN or infinity
+    "too_large",  # frame exceeds the server's size limit
+    "bad_samples",  # num_samples out of range
+]
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class Metrics(_Msg):
+    """Training metrics a participant reports with its update (NaN-free; absent = unknown)."""
+
+    train_loss: float | None = None
+    train_accuracy: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+    @field_validator("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("metrics must be finite numbers")
+        return value
+
+
+# -- client → server -------------------------------------------------------------------------
+class Hello(_Msg):
+    """First message of a participant: which task it joins and what it is."""
+
+    type: Literal["hello"] = "hello"
+    task_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(default="", max_length=100, description="display name, may be empty")
+    kind: Literal["python", "browser"] = "python"
+
+
+class ModelUpdate(_Msg):
+    """The participant's weights after local training on the global model of `round`."""
+
+    type: Literal["update"] = "update"
+    round: int = Field(ge=0)
+    num_samples: int = Field(
+        ge=1, le=2**40, description="training samples behind the update (its FedAvg weight)"
+    )
+    weights: Weights
+    metrics: Metrics = Metrics()
+
+
+class Leave(_Msg):
+    """The participant leaves on purpose (a dropped connection means the same)."""
+
+    type: Literal["leave"] = "leave"
+
+
+# -- server → client -------------------------------------------------------------------------
+class Welcome(_Msg):
+    """Answer to `Hello`: the participant's id and the current global model."""
+
+    type: Literal["welcome"] = "welcome"
+    client_id: str
+    task_id: str
+    round: int = Field(ge=0)
+    weights: Weights
+    participants: int = Field(ge=0)
+    min_participants: int = Field(ge=1)
+    state: SessionState
+
+
+class Status(_Msg):
+    """The session changed: someone joined or left, or an update arrived."""
+
+    type: Literal["status"] = "status"
+    round: int = Field(ge=0)
+    participants: int = Field(ge=0)
+    min_participants: int = Field(ge=1)
+    reported: int = Field(ge=0, description="updates received in this round")
+    state: SessionState
+
+
+class UpdateAck(_Msg):
+    """The server accepted an update for `round`; the participant now waits for the result."""
+
+    type: Literal["ack"] = "ack"
+    round: int = Field(ge=0)
+    reported: int = Field(ge=0)
+    participants: int = Field(ge=0)
+
+
+class RoundResult(_Msg):
+    """A round closed: the new global model, which opens round `round`."""
+
+    type: Literal["result"] = "result"
+    round: int = Field(ge=1, description="the round this model opens (closed round + 1)")
+    weights: Weights
+    contributors: int = Field(ge=1)
+    num_samples: int = Field(ge=1)
+    metrics: Metrics = Metrics()
+
+
+class ErrorMessage(_Msg):
+    """Something the participant sent was refused; nothing else changed."""
+
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    round: int | None = None
+
+
+ClientMessage = Annotated[Hello | ModelUpdate | Leave, Field(discriminator="type")]
+ServerMessage = Annotated[
+    Welcome | Status | UpdateAck | RoundResult | ErrorMessage, Field(discriminator="type")
+]
+Message = Annotated[
+    Hello | ModelUpdate | Leave | Welcome | Status | UpdateAck | RoundResult | ErrorMessage,
+    Field(discriminator="type"),
+]

@@ -1,0 +1,120 @@
+"""The server's configuration: defaults → file (TOML/JSON) → ``DISCO_*`` environment → flags.
+
+Task creation (``POST /api/tasks``) is guarded by ``admin_token``: when it is set, requests must
+carry ``Authorization: Bearer <token>``. When it is None, creation is disabled unless
+``allow_open_creation`` is True, in which case anyone who can reach the server may create tasks
+(meant for a private machine or a trusted network).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from disco.errors import ConfigError
+from disco.protocol import DEFAULT_MAX_FRAME
+
+__all__ = ["ENV_PREFIX", "LogLevel", "ServerConfig"]
+
+ENV_PREFIX = "DISCO_"
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class ServerConfig(BaseModel):
+    """Everything `disco serve` needs to know; immutable once loaded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="interface to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port; 0 picks a free one")
+    data_dir: Path = Field(default=Path("disco-data"), description="SQLite file and weight files")
+    admin_token: str | None = Field(
+        default=None, min_length=8, description="bearer token that allows creating tasks"
+    )
+    allow_open_creation: bool = Field(
+        default=False, description="without admin_token, let anyone create tasks"
+    )
+    max_frame_bytes: int = Field(
+        default=DEFAULT_MAX_FRAME, ge=1024, description="largest WebSocket frame accepted"
+    )
+    keep_rounds: int = Field(default=3, ge=1, description="global model files kept per task")
+    seed_catalog: bool = Field(default=True, description="store missing built-in tasks at start")
+    web_dir: Path | None = Field(default=None, description="built web app served at /")
+    log_level: LogLevel = "info"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @classmethod
+    def load(
+        cls,
+        file: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Self:
+        """Merge defaults, `file`, ``DISCO_*`` variables of `env` and `overrides` (None = unset).
+
+        `env` defaults to ``os.environ``; pass ``{}`` to ignore the environment. A bad value
+        raises `ConfigError` naming the field and where the value came from.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        origin: dict[str, str] = {}
+
+        def layer(source: str, items: Mapping[str, Any]) -> None:
+            for key, value in items.items():
+                if key not in cls.model_fields:
+                    known = ", ".join(cls.model_fields)
+                    raise ConfigError(f"{source}: unknown setting {key!r} (known: {known})")
+                values[key] = value
+                origin[key] = source
+
+        if file is not None:
+            layer(f"config file {file}", _read_file(Path(file)))
+        layer(
+            "environment",
+            {
+                f"{name}": value
+                for name in cls.model_fields
+                if (value := env.get(ENV_PREFIX + name.upper())) is not None
+            },
+        )
+        layer("command line", {k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err["loc"] else "config"
+                where = origin.get(field, "defaults")
+                if where == "environment":
+                    where = f"environment variable {ENV_PREFIX}{field.upper()}"
+                problems.append(f"{field} (from {where}): {err['msg']}")
+            raise ConfigError("invalid server configuration: " + "; ".join(problems)) from exc
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    """Settings from a TOML or JSON file; a ``[server]`` table is used when present."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
+        raise ConfigError(f"config file {path} is not valid {kind}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table of settings")
+    section = data.get("server", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [server] must be a table")
+    return section

@@ -1,0 +1,510 @@
+"""One federated training session per task: who takes part, which round is open, when it closes.
+
+The session holds round ``r`` and its global model ``G_r``. Participants join at any time and get
+``G_r``; each sends at most one `ModelUpdate` per round. Round ``r`` closes when
+
+* every connected participant has reported and at least ``min_participants`` did, or
+* the deadline has passed and at least ``min_participants`` reported.
+
+The deadline is ``round_deadline_s`` after the *first accepted update* of the round: it bounds the
+wait for stragglers once someone has finished, without cutting slow-but-alive training short.
+If it passes with fewer than ``min_participants`` reports, the round stays open and closes as soon
+as the minimum is met. A participant that leaves is no longer waited for; its accepted update still
+counts. Closing aggregates off the event loop, persists the new model, and only then broadcasts
+`RoundResult`. Updates for the closing round that arrive meanwhile are refused as stale.
+
+Phases: ``collecting → aggregating → collecting …``, and ``stopped`` at shutdown. The class is
+pure asyncio (no sockets): a participant is anything with ``name``, ``kind`` and ``async send``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+from disco.aggregation import Contribution, aggregate
+from disco.errors import AggregationError, SessionError
+from disco.protocol import (
+    ErrorMessage,
+    Metrics,
+    ModelUpdate,
+    RoundResult,
+    SessionState,
+    Status,
+    UpdateAck,
+    Welcome,
+)
+from disco.server.store import ContributorRecord, RoundRecord
+from disco.task import Task
+from disco.weights import Weights
+
+__all__ = ["FederatedSession", "Outgoing", "Participant", "Phase", "SaveRound"]
+
+log = logging.getLogger("disco.server")
+
+Phase = Literal["collecting", "aggregating", "stopped"]
+Outgoing = Welcome | Status | UpdateAck | RoundResult | ErrorMessage
+SaveRound = Callable[[str, int, Weights, RoundRecord], None]
+"""Persist ``(task_id, new_round, weights, record)``; called in a worker thread."""
+
+_TRANSITIONS: dict[Phase, set[Phase]] = {
+    "collecting": {"aggregating", "stopped"},
+    "aggregating": {"collecting", "stopped"},
+    "stopped": set(),
+}
+_THREAD_VALIDATION_SIZE = 1_000_000  # validate larger updates off the event loop
+_RETRY_S = (1.0, 30.0)  # first and largest delay before retrying a failed close
+
+
+class Participant(Protocol):
+    """A connected client as the session sees it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    async def send(self, message: Outgoing) -> None:
+        """Deliver one message (should not block for long; it is bounded by a timeout)."""
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    name: str
+    kind: str
+    num_samples: int
+    weights: Weights
+    metrics: Metrics
+
+
+class FederatedSession:
+    """Round control for one task; safe under concurrent joins, leaves and updates."""
+
+    def __init__(
+        self,
+        task: Task,
+        round: int,
+        weights: Weights,
+        *,
+        save: SaveRound | None = None,
+        digest: str | None = None,
+        send_timeout_s: float = 30.0,
+    ):
+        self.task = task
+        self._round = round
+        self._weights = weights
+        self._digest = digest or weights.digest()
+        self._save = save
+        self._send_timeout_s = send_timeout_s
+        self._phase: Phase = "collecting"
+        self._participants: dict[str, Participant] = {}
+        self._updates: dict[str, _Accepted] = {}
+        self._opened_at = time.monotonic()
+        self._deadline_at: float | None = None
+        self._deadline_passed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._retry_s = _RETRY_S[0]
+        self._closing: asyncio.Task[None] | None = None
+        self._round_changed = asyncio.Event()
+
+    # -- read-only view ---------------------------------------------------------------------
+    @property
+    def round(self) -> int:
+        """The open round."""
+        return self._round
+
+    @property
+    def weights(self) -> Weights:
+        """The global model of the open round."""
+        return self._weights
+
+    @property
+    def digest(self) -> str:
+        """Digest of the global model of the open round."""
+        return self._digest
+
+    @property
+    def phase(self) -> Phase:
+        """collecting, aggregating or stopped."""
+        return self._phase
+
+    @property
+    def participants(self) -> int:
+        """Number of connected participants."""
+        return len(self._participants)
+
+    @property
+    def reported(self) -> int:
+        """Updates accepted in the open round."""
+        return len(self._updates)
+
+    @property
+    def state(self) -> SessionState:
+        """Whether enough participants are connected to train."""
+        enough = len(self._participants) >= self.task.training.min_participants
+        return "enough_participants" if enough else "waiting_for_participants"
+
+    def status(self) -> Status:
+        """The session's state as a protocol message."""
+        return Status(
+            round=self._round,
+            participants=len(self._participants),
+            min_participants=self.task.training.min_participants,
+            reported=len(self._updates),
+            state=self.state,
+        )
+
+    def deadline_in(self) -> float | None:
+        """Seconds until the open round's deadline (negative once passed), None if not started."""
+        return None if self._deadline_at is None else self._deadline_at - time.monotonic()
+
+    # -- participants -----------------------------------------------------------------------
+    async def join(self, participant: Participant) -> str:
+        """Add a participant, send it `Welcome` and the others `Status`; return its client id."""
+        while self._closing is not None:  # a joiner gets the model of the round that opens next
+            await asyncio.shield(self._closing)
+        self._require_open()
+        client_id = uuid.uuid4().hex[:12]
+        self._participants[client_id] = participant
+        log.info(
+            "task %s: %s joined as %s (%d connected)",
+            self.task.id,
+            _who(participant.name, participant.kind),
+            client_id,
+            len(self._participants),
+        )
+        welcome = Welcome(
+            client_id=client_id,
+            task_id=self.task.id,
+            round=self._round,
+            weights=self._weights,
+            participants=len(self._participants),
+            min_participants=self.task.training.min_participants,
+            state=self.state,
+        )
+        status = self.status()
+        await self._send(participant, welcome)
+        await self._broadcast(status, exclude=client_id)
+        return client_id
+
+    async def leave(self, client_id: str) -> None:
+        """Remove a participant (idempotent); its accepted update still counts."""
+        participant = self._participants.pop(client_id, None)
+        if participant is None:
+            return
+        log.info(
+            "task %s: %s (%s) left (%d connected)",
+            self.task.id,
+            _who(participant.name, participant.kind),
+            client_id,
+            len(self._participants),
+        )
+        self._maybe_close()
+        await self._broadcast(self.status())
+
+    # -- updates ----------------------------------------------------------------------------
+    async def submit(self, client_id: str, update: ModelUpdate) -> UpdateAck | ErrorMessage:
+        """Check and record an update; answer the sender with `UpdateAck` or `ErrorMessage`."""
+        participant = self._participants.get(client_id)
+        if participant is None:
+            raise SessionError(f"client {client_id!r} has not joined task {self.task.id!r}")
+        reply: UpdateAck | ErrorMessage | None = self._check_round(client_id, update)
+        if reply is None:
+            checked = await self._validate(update)
+            if isinstance(checked, ErrorMessage):
+                reply = checked
+            else:  # state may have moved while validating: check again, then record
+                reply = self._check_round(client_id, update) or self._accept(
+                    client_id, participant, update, checked
+                )
+        await self._send(participant, reply)
+        if isinstance(reply, UpdateAck):
+            await self._broadcast(self.status())
+        return reply
+
+    def _check_round(self, client_id: str, update: ModelUpdate) -> ErrorMessage | None:
+        r, k = self._round, update.round
+        self._require_open()
+        if k < r:
+            return self._error(
+                "stale",
+                f"update for round {k} came after it closed; train on the model of round {r}",
+            )
+        if k > r:
+            return self._error("future", f"update for round {k}, but round {r} is open")
+        if client_id in self._updates:
+            return self._error("duplicate", f"you already sent an update for round {r}")
+        if self._phase == "aggregating":
+            return self._error(
+                "stale",
+                f"round {r} is closing without this update; its result opens the next round",
+            )
+        return None
+
+    async def _validate(self, update: ModelUpdate) -> Weights | ErrorMessage:
+        """The update's weights in canonical order, or the error naming what is wrong."""
+        if self._weights.size > _THREAD_VALIDATION_SIZE:
+            return await asyncio.to_thread(_validate, update.weights, self._weights, self._round)
+        return _validate(update.weights, self._weights, self._round)
+
+    def _accept(
+        self, client_id: str, participant: Participant, update: ModelUpdate, weights: Weights
+    ) -> UpdateAck:
+        self._updates[client_id] = _Accepted(
+            participant.name, participant.kind, update.num_samples, weights, update.metrics
+        )
+        if self._timer is None and not self._deadline_passed:
+            delay = self.task.training.round_deadline_s
+            self._deadline_at = time.monotonic() + delay
+            self._timer = asyncio.get_running_loop().call_later(
+                delay, self._on_deadline, self._round
+            )
+        rule = self.task.training.aggregation
+        log.info(
+            "task %s round %d: accepted update from %s (%s): num_samples=%d weight=%s "
+            "reported=%d/%d min=%d",
+            self.task.id,
+            self._round,
+            _who(participant.name, participant.kind),
+            client_id,
+            update.num_samples,
+            update.num_samples if rule == "mean" else f"equal ({rule})",
+            len(self._updates),
+            len(self._participants),
+            self.task.training.min_participants,
+        )
+        ack = UpdateAck(
+            round=self._round, reported=len(self._updates), participants=len(self._participants)
+        )
+        self._maybe_close()
+        return ack
+
+    # -- closing ----------------------------------------------------------------------------
+    def _on_deadline(self, round: int) -> None:
+        if round != self._round or self._phase != "collecting":
+            return
+        self._timer = None
+        self._deadline_passed = True
+        log.info(
+            "task %s round %d: deadline passed with %d/%d updates (min %d)",
+            self.task.id,
+            round,
+            len(self._updates),
+            len(self._participants),
+            self.task.training.min_participants,
+        )
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        """Start closing the round if its closing rule holds (synchronous: no await)."""
+        if self._phase != "collecting" or self._closing is not None:
+            return
+        if len(self._updates) < self.task.training.min_participants:
+            return
+        everyone = all(cid in self._updates for cid in self._participants)
+        if not (everyone or self._deadline_passed):
+            return
+        self._enter("aggregating")
+        self._cancel_timer()
+        self._closing = asyncio.get_running_loop().create_task(
+            self._close(self._round, list(self._updates.values()))
+        )
+
+    async def _close(self, r: int, accepted: Sequence[_Accepted]) -> None:
+        try:
+            weights, record = await asyncio.to_thread(self._aggregate_and_save, r, accepted)
+        except Exception:
+            self._closing = None
+            if self._phase == "stopped":
+                return
+            log.exception(
+                "task %s round %d: closing failed; retrying in %.0f s",
+                self.task.id,
+                r,
+                self._retry_s,
+            )
+            self._enter("collecting")
+            self._timer = asyncio.get_running_loop().call_later(self._retry_s, self._retry)
+            self._retry_s = min(2 * self._retry_s, _RETRY_S[1])
+            return
+        self._closing = None
+        if self._phase == "stopped":
+            return
+        self._round, self._weights, self._digest = r + 1, weights, record.digest
+        self._updates, self._deadline_at, self._deadline_passed = {}, None, False
+        self._opened_at, self._retry_s = time.monotonic(), _RETRY_S[0]
+        self._enter("collecting")
+        self._round_changed.set()
+        self._round_changed = asyncio.Event()
+        shares = ", ".join(
+            f"{_who(p.name, p.kind)} n={p.num_samples} share={p.share:.4f}"
+            for p in record.participants
+        )
+        log.info(
+            "task %s round %d closed: contributors=%d num_samples=%d duration=%.2fs "
+            "digest=%s weights=[%s]",
+            self.task.id,
+            r,
+            record.contributors,
+            record.num_samples,
+            record.duration_s,
+            record.digest[:12],
+            shares,
+        )
+        result = RoundResult(
+            round=r + 1,
+            weights=weights,
+            contributors=record.contributors,
+            num_samples=record.num_samples,
+            metrics=Metrics(**record.metrics),
+        )
+        await self._broadcast(result)
+
+    def _retry(self) -> None:
+        self._timer = None
+        self._maybe_close()
+
+    def _aggregate_and_save(
+        self, r: int, accepted: Sequence[_Accepted]
+    ) -> tuple[Weights, RoundRecord]:
+        """Aggregate and persist (worker thread); nothing here touches session state."""
+        rule = self.task.training.aggregation
+        weights = aggregate(rule, [Contribution(a.weights, a.num_samples) for a in accepted])
+        if not weights.is_finite():
+            raise AggregationError(f"aggregating round {r} produced NaN or infinite values")
+        total = sum(a.num_samples for a in accepted)
+        record = RoundRecord(
+            round=r,
+            contributors=len(accepted),
+            num_samples=total,
+            digest=weights.digest(),
+            duration_s=time.monotonic() - self._opened_at,
+            metrics=_mean_metrics(accepted),
+            participants=tuple(
+                ContributorRecord(
+                    a.name,
+                    a.kind,
+                    a.num_samples,
+                    a.num_samples / total if rule == "mean" else 1 / len(accepted),
+                )
+                for a in accepted
+            ),
+        )
+        if self._save is not None:
+            self._save(self.task.id, r + 1, weights, record)
+        return weights, record
+
+    # -- waiting and shutdown ---------------------------------------------------------------
+    async def wait_for_round(self, round: int, timeout: float) -> None:
+        """Return once round `round` is open; `SessionError` after `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while self._round < round:
+            remaining = end - loop.time()
+            try:
+                await asyncio.wait_for(self._round_changed.wait(), max(remaining, 0))
+            except TimeoutError:
+                raise SessionError(
+                    f"task {self.task.id!r}: round {round} did not open within {timeout} s "
+                    f"(round {self._round} is open, {self.reported} reported)"
+                ) from None
+
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """Stop: cancel timers and let a closing round finish persisting (at most `timeout`)."""
+        if self._phase == "stopped":
+            return
+        self._cancel_timer()
+        if self._closing is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._closing), timeout)
+            except TimeoutError:
+                log.error("task %s: round %d still closing at shutdown", self.task.id, self._round)
+        self._cancel_timer()  # a failed close may have scheduled a retry
+        self._enter("stopped")
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _enter(self, phase: Phase) -> None:
+        if phase not in _TRANSITIONS[self._phase]:
+            raise SessionError(f"task {self.task.id!r}: illegal transition {self._phase} → {phase}")
+        self._phase = phase
+
+    def _require_open(self) -> None:
+        if self._phase == "stopped":
+            raise SessionError(f"task {self.task.id!r}: the session is stopped")
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _error(self, code: Literal["stale", "future", "duplicate"], message: str) -> ErrorMessage:
+        return ErrorMessage(code=code, message=message, round=self._round)
+
+    async def _send(self, participant: Participant, message: Outgoing) -> None:
+        try:
+            await asyncio.wait_for(participant.send(message), self._send_timeout_s)
+        except Exception as exc:  # one broken participant must not disturb the others
+            log.warning(
+                "task %s: could not send %s to %s: %r",
+                self.task.id,
+                message.type,
+                _who(participant.name, participant.kind),
+                exc,
+            )
+
+    async def _broadcast(self, message: Outgoing, exclude: str | None = None) -> None:
+        targets = [p for cid, p in self._participants.items() if cid != exclude]
+        await asyncio.gather(*(self._send(p, message) for p in targets))
+
+
+def _who(name: str, kind: str) -> str:
+    return f"{name or 'anonymous'}/{kind}"
+
+
+def _validate(weights: Weights, reference: Weights, r: int) -> Weights | ErrorMessage:
+    """Names and shapes like `reference` (reordered to its order) and finite, or an error."""
+    for name, want in reference.shapes.items():
+        if name not in weights:
+            msg = f"tensor {name!r} is missing (the model expects shape {want})"
+            return ErrorMessage(code="shape", message=msg, round=r)
+        got = weights[name].shape
+        if got != want:
+            msg = f"tensor {name!r} has shape {got}, the model expects {want}"
+            return ErrorMessage(code="shape", message=msg, round=r)
+    if len(weights) != len(reference):
+        extra = next(n for n in weights if n not in reference)
+        msg = f"unexpected tensor {extra!r} with shape {weights[extra].shape}"
+        return ErrorMessage(code="shape", message=msg, round=r)
+    for name, arr in weights.items():
+        if not np.isfinite(arr).all():
+            msg = f"tensor {name!r} contains NaN or infinity; nothing was recorded"
+            return ErrorMessage(code="not_finite", message=msg, round=r)
+    if list(weights) == list(reference):
+        return weights
+    return Weights((n, weights[n]) for n in reference)
+
+
+def _mean_metrics(accepted: Sequence[_Accepted]) -> dict[str, float]:
+    """Sample-weighted mean of each metric over the updates that reported it."""
+    out: dict[str, float] = {}
+    for field in Metrics.model_fields:
+        pairs = [
+            (value, a.num_samples)
+            for a in accepted
+            if (value := getattr(a.metrics, field)) is not None
+        ]
+        if pairs:
+            total = sum(n for _, n in pairs)
+            mean = math.fsum(v * n for v, n in pairs) / total
+            if math.isfinite(mean):
+                out[field] = mean
+    return out

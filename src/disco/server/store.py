@@ -1,0 +1,289 @@
+"""Durable server state: tasks, global models per round and round history.
+
+One SQLite database (``disco.sqlite3``, WAL) and one safetensors file per kept global model under
+``data_dir/models/<task_id>/round-NNNNNN.safetensors``. A model file is written (temporary name,
+fsync, rename) before the database row that points at it is committed, so a crash at any moment
+leaves either the old or the new round, never a row without its file. Every file's digest is in
+the ``models`` table; `load_state` verifies it and, if the newest file is damaged, falls back to
+the newest intact one it still has (logging loudly) instead of refusing to start.
+
+Tables::
+
+    tasks   (id, json, created_at)
+    models  (task_id, round, digest, file, created_at)     the kept global models; newest = state
+    rounds  (task_id, round, contributors, num_samples, participants, metrics, digest,
+             closed_at, duration_s)                         one row per closed round
+
+The store is synchronous and thread-safe (one connection behind a lock); async callers use
+``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from disco.errors import TaskError, WeightsError
+from disco.task import Task, parse_task
+from disco.weights import Weights
+
+__all__ = ["ContributorRecord", "RoundRecord", "Store"]
+
+log = logging.getLogger("disco.server")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY, json TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS models (
+    task_id TEXT NOT NULL REFERENCES tasks(id), round INTEGER NOT NULL, digest TEXT NOT NULL,
+    file TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (task_id, round));
+CREATE TABLE IF NOT EXISTS rounds (
+    task_id TEXT NOT NULL REFERENCES tasks(id), round INTEGER NOT NULL,
+    contributors INTEGER NOT NULL, num_samples INTEGER NOT NULL, participants TEXT NOT NULL,
+    metrics TEXT NOT NULL, digest TEXT NOT NULL, closed_at REAL NOT NULL,
+    duration_s REAL NOT NULL, PRIMARY KEY (task_id, round));
+"""
+
+
+@dataclass(frozen=True)
+class ContributorRecord:
+    """One accepted update of a closed round: who sent it and its share of the average."""
+
+    name: str
+    kind: str
+    num_samples: int
+    share: float
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """History of one closed round; `digest` is that of the model it produced."""
+
+    round: int
+    contributors: int
+    num_samples: int
+    digest: str
+    duration_s: float
+    closed_at: float = field(default_factory=time.time)
+    metrics: dict[str, float] = field(default_factory=dict)
+    participants: tuple[ContributorRecord, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        data = asdict(self)
+        data["participants"] = [asdict(p) for p in self.participants]
+        return data
+
+
+class Store:
+    """SQLite + weight files under one data directory."""
+
+    def __init__(self, data_dir: str | Path, keep_rounds: int = 3):
+        if keep_rounds < 1:
+            raise ValueError(f"keep_rounds must be ≥ 1, got {keep_rounds}")
+        self.data_dir = Path(data_dir)
+        self.keep_rounds = keep_rounds
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.data_dir / "disco.sqlite3", check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # -- tasks ------------------------------------------------------------------------------
+    def put_task(self, task: Task, initial: Weights) -> None:
+        """Store a new task and its round-0 global model; `TaskError` if the id exists."""
+        if self.get_task(task.id) is not None:
+            raise TaskError(f"task {task.id!r} already exists")
+        path = self._write_model(task.id, 0, initial)
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO tasks VALUES (?, ?, ?)",
+                    (task.id, task.model_dump_json(), time.time()),
+                )
+                db.execute(
+                    "INSERT INTO models VALUES (?, 0, ?, ?, ?)",
+                    (task.id, initial.digest(), path.name, time.time()),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise TaskError(f"task {task.id!r} already exists") from exc
+
+    def get_task(self, task_id: str) -> Task | None:
+        """The task with this id, or None."""
+        rows = self._query("SELECT json FROM tasks WHERE id = ?", task_id)
+        return parse_task(rows[0][0]) if rows else None
+
+    def list_tasks(self) -> list[Task]:
+        """Every stored task, oldest first."""
+        rows = self._query("SELECT json FROM tasks ORDER BY created_at, id")
+        return [parse_task(r[0]) for r in rows]
+
+    # -- models and rounds ------------------------------------------------------------------
+    def load_state(self, task_id: str) -> tuple[int, Weights] | None:
+        """The current round and global model; falls back to an older intact model if needed.
+
+        Returns None for a task without any model. Raises `WeightsError` when no kept model file
+        is intact.
+        """
+        rows = self._query(
+            "SELECT round, digest, file FROM models WHERE task_id = ? ORDER BY round DESC", task_id
+        )
+        if not rows:
+            return None
+        problems = []
+        for rnd, digest, name in rows:
+            path = self._model_dir(task_id) / name
+            try:
+                weights = Weights.load(path)
+            except WeightsError as exc:
+                problems.append(str(exc))
+                continue
+            if weights.digest() != digest:
+                problems.append(f"{path} does not match its recorded digest {digest[:12]}")
+                continue
+            if problems:
+                log.error(
+                    "task %s: newest global model is damaged (%s); resuming from round %d",
+                    task_id,
+                    "; ".join(problems),
+                    rnd,
+                )
+                self._forget_after(task_id, rnd)
+            return rnd, weights
+        raise WeightsError(
+            f"task {task_id!r}: no intact global model file ({'; '.join(problems)}); restore the "
+            f"files under {self._model_dir(task_id)} or remove the task's data to restart it"
+        )
+
+    def save_round(
+        self, task_id: str, new_round: int, weights: Weights, record: RoundRecord
+    ) -> None:
+        """Persist the model that opens `new_round` and the history row of the round it closes."""
+        if record.round != new_round - 1:
+            raise ValueError(f"record of round {record.round} cannot open round {new_round}")
+        path = self._write_model(task_id, new_round, weights)
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?)",
+                (task_id, new_round, weights.digest(), path.name, time.time()),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    task_id,
+                    record.round,
+                    record.contributors,
+                    record.num_samples,
+                    json.dumps([asdict(p) for p in record.participants]),
+                    json.dumps(record.metrics),
+                    record.digest,
+                    record.closed_at,
+                    record.duration_s,
+                ),
+            )
+        self._prune(task_id)
+
+    def history(self, task_id: str) -> list[RoundRecord]:
+        """Every closed round of the task, in order."""
+        rows = self._query(
+            "SELECT round, contributors, num_samples, digest, duration_s, closed_at, metrics, "
+            "participants FROM rounds WHERE task_id = ? ORDER BY round",
+            task_id,
+        )
+        return [
+            RoundRecord(
+                round=r[0],
+                contributors=r[1],
+                num_samples=r[2],
+                digest=r[3],
+                duration_s=r[4],
+                closed_at=r[5],
+                metrics=json.loads(r[6]),
+                participants=tuple(ContributorRecord(**p) for p in json.loads(r[7])),
+            )
+            for r in rows
+        ]
+
+    # -- files ------------------------------------------------------------------------------
+    def _model_dir(self, task_id: str) -> Path:
+        return self.data_dir / "models" / task_id
+
+    def _write_model(self, task_id: str, rnd: int, weights: Weights) -> Path:
+        """Write the model file durably: temporary name, fsync, atomic rename, fsync dir."""
+        folder = self._model_dir(task_id)
+        path = folder / f"round-{rnd:06d}.safetensors"
+        tmp = folder / f".{path.name}.partial"
+        weights.save(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
+        _fsync_dir(folder)
+        return path
+
+    def _prune(self, task_id: str) -> None:
+        """Delete model rows and files beyond the newest `keep_rounds`."""
+        rows = self._query(
+            "SELECT round, file FROM models WHERE task_id = ? ORDER BY round DESC", task_id
+        )
+        old = rows[self.keep_rounds :]
+        if not old:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "DELETE FROM models WHERE task_id = ? AND round = ?", [(task_id, r) for r, _ in old]
+            )
+        for _, name in old:
+            (self._model_dir(task_id) / name).unlink(missing_ok=True)
+
+    def _forget_after(self, task_id: str, rnd: int) -> None:
+        """Forget models newer than `rnd` (damaged or missing) and the rounds that made them."""
+        with self._tx() as db:
+            db.execute("DELETE FROM models WHERE task_id = ? AND round > ?", (task_id, rnd))
+            db.execute("DELETE FROM rounds WHERE task_id = ? AND round >= ?", (task_id, rnd))
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not supported on this platform
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,199 @@
+"""A task: what a group of data owners trains together, and how.
+
+A `Task` is display information for people, training information for the machines, and the
+portable model every participant trains. It is plain data (pydantic), exported as JSON Schema and
+shared by the server, the Python clients and the web app.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from disco.errors import TaskError
+from disco.models.spec import ModelSpec
+
+__all__ = [
+    "ColumnSpec",
+    "DisplayInfo",
+    "PrivacyConfig",
+    "Task",
+    "TrainingInfo",
+    "parse_task",
+]
+
+TASK_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+DataType = Literal["image", "tabular", "text"]
+Scheme = Literal["federated", "decentralized", "local"]
+Aggregation = Literal["mean", "median", "trimmed_mean"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DisplayInfo(_Frozen):
+    """What people read about a task before they take part."""
+
+    title: str = Field(min_length=1, max_length=200)
+    summary: str = Field(default="", max_length=5000)
+    data_format: str = Field(default="", max_length=5000, description="what data to connect")
+    example: str = Field(default="", max_length=5000, description="an example of the data")
+    model_description: str = Field(default="", max_length=5000)
+    sample_data: str = Field(default="", description="how to get sample data, e.g. a command")
+
+
+class ColumnSpec(_Frozen):
+    """One tabular input column and the fixed preprocessing every participant applies to it.
+
+    Preprocessing is part of the task (not computed from local data) so that every participant —
+    Python or browser — feeds the model identically: ``(value - mean) / std``, with ``fill`` for
+    missing values, and ``categories`` mapping text values to their index.
+    """
+
+    name: str = Field(min_length=1)
+    fill: float | None = Field(default=None, description="value used when the cell is empty")
+    mean: float = 0.0
+    std: float = Field(default=1.0, gt=0)
+    categories: tuple[str, ...] | None = Field(
+        default=None, description="text values, encoded as their position in this list"
+    )
+
+
+class PrivacyConfig(_Frozen):
+    """Client-side differential privacy on each shared update.
+
+    The update (new weights − received weights) is scaled down to L2 norm at most
+    ``clipping_radius``; then Gaussian noise with standard deviation
+    ``noise_multiplier × clipping_radius`` is added to every coordinate.
+    """
+
+    clipping_radius: float = Field(gt=0, description="L2 bound C on each update")
+    noise_multiplier: float = Field(
+        default=0.0, ge=0, description="noise standard deviation, in units of C"
+    )
+
+    @property
+    def noise_std(self) -> float:
+        """Standard deviation of the Gaussian noise added to each coordinate."""
+        return self.noise_multiplier * self.clipping_radius
+
+
+class TrainingInfo(_Frozen):
+    """How the task is trained."""
+
+    data_type: DataType
+    scheme: Scheme = "federated"
+    epochs: int = Field(default=10, ge=1, le=100_000, description="total local epochs")
+    epochs_per_round: int = Field(default=1, ge=1, description="local epochs between two rounds")
+    batch_size: int = Field(default=32, ge=1, le=65_536)
+    validation_split: float = Field(default=0.2, ge=0.0, lt=1.0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    learning_rate: float = Field(default=1e-3, gt=0, le=10)
+    # tabular
+    input_columns: tuple[ColumnSpec, ...] = ()
+    output_column: str | None = None
+    # image
+    image_height: int | None = Field(default=None, ge=1, le=4096)
+    image_width: int | None = Field(default=None, ge=1, le=4096)
+    channels: Literal[1, 3] = 1
+    # image and tabular classification: class names, the index is the label
+    labels: tuple[str, ...] = ()
+    # text
+    max_sequence_length: int | None = Field(default=None, ge=1)
+    # collaboration
+    min_participants: int = Field(default=1, ge=1, le=10_000)
+    round_deadline_s: float = Field(
+        default=120.0, gt=0, le=86_400, description="seconds a round waits for slow participants"
+    )
+    aggregation: Aggregation = "mean"
+    privacy: PrivacyConfig | None = None
+
+    @property
+    def rounds(self) -> int:
+        """Number of communication rounds: epochs / epochs_per_round, rounded up."""
+        return math.ceil(self.epochs / self.epochs_per_round)
+
+    @model_validator(mode="after")
+    def _check_data_fields(self) -> Self:
+        if self.data_type == "tabular":
+            if not self.input_columns:
+                raise ValueError("a tabular task needs input_columns")
+            if not self.output_column:
+                raise ValueError("a tabular task needs an output_column")
+            names = [c.name for c in self.input_columns]
+            if len(set(names)) != len(names):
+                raise ValueError(f"input_columns has duplicates: {names}")
+            if self.output_column in names:
+                raise ValueError(f"output_column {self.output_column!r} is also an input")
+        if self.data_type == "image":
+            if self.image_height is None or self.image_width is None:
+                raise ValueError("an image task needs image_height and image_width")
+            if len(self.labels) < 2:
+                raise ValueError("an image task needs at least two labels")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels has duplicates: {list(self.labels)}")
+        if self.epochs_per_round > self.epochs:
+            raise ValueError("epochs_per_round cannot exceed epochs")
+        return self
+
+
+class Task(_Frozen):
+    """A collaborative learning task: display info, training info and the model."""
+
+    id: str = Field(description="lowercase letters, digits, '-' and '_'")
+    display: DisplayInfo
+    training: TrainingInfo
+    model: ModelSpec
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not TASK_ID.match(self.id):
+            raise ValueError(
+                f"task id {self.id!r} must be 1-64 lowercase letters, digits, '-' or '_'"
+            )
+        t, m = self.training, self.model
+        if t.data_type == "image":
+            want = (t.image_height, t.image_width, t.channels)
+            if tuple(m.input_shape) != want:
+                raise ValueError(f"model input_shape {list(m.input_shape)} != image shape {want}")
+        if t.data_type == "tabular" and tuple(m.input_shape) != (len(t.input_columns),):
+            raise ValueError(
+                f"model input_shape {list(m.input_shape)} != number of input columns "
+                f"({len(t.input_columns)})"
+            )
+        n_classes = m.num_classes
+        if t.labels and n_classes is not None and n_classes != len(t.labels):
+            raise ValueError(f"model has {n_classes} outputs but the task has {len(t.labels)} labels")
+        return self
+
+    def with_training(self, **changes: Any) -> Task:
+        """A copy with some training fields changed (validated)."""
+        data = self.model_dump()
+        data["training"].update(changes)
+        return parse_task(data)
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of a task document."""
+        return cls.model_json_schema()
+
+
+def parse_task(data: dict[str, Any] | str | bytes) -> Task:
+    """Validate a task document (dict or JSON text); raise `TaskError` naming each bad field."""
+    try:
+        if isinstance(data, str | bytes):
+            data = json.loads(data)
+        return Task.model_validate(data)
+    except json.JSONDecodeError as exc:
+        raise TaskError(f"task is not valid JSON: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'task'}: {e['msg']}" for e in exc.errors()
+        )
+        raise TaskError(f"invalid task: {problems}") from exc

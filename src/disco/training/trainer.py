@@ -1,0 +1,161 @@
+"""The local trainer: epochs of mini-batch training with metrics and one flat stream of events.
+
+The same trainer serves local, federated and simulated participants: a round is
+``epochs_per_round`` epochs on the local training set, each followed by an evaluation on the local
+validation set. Events (round/epoch/batch) go to callbacks — the CLI's progress bars and the
+history both consume them. Training is deterministic under a seed: data order and dropout draw
+from generators seeded per (seed, round, epoch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from disco.data.dataset import Dataset
+from disco.errors import DataError
+from disco.models import TorchModel
+from disco.task import TrainingInfo
+
+__all__ = ["EpochMetrics", "Event", "EventCallback", "Trainer", "evaluate"]
+
+EventKind = Literal["round_start", "batch_end", "epoch_end", "round_end"]
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """Loss and accuracy of one epoch on the training data and on the validation data."""
+
+    round: int
+    epoch: int
+    train_loss: float
+    train_accuracy: float | None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One step of training, as seen by progress displays."""
+
+    kind: EventKind
+    round: int
+    epoch: int = 0
+    batch: int = 0
+    batches: int = 0
+    loss: float | None = None
+    metrics: EpochMetrics | None = None
+
+
+EventCallback = Callable[[Event], None]
+
+
+def _accuracy(model: TorchModel, logits: torch.Tensor, y: torch.Tensor) -> float | None:
+    kind = model.spec.loss
+    if kind == "categorical_crossentropy":
+        return float((logits.argmax(dim=1) == y).float().mean())
+    if kind == "binary_crossentropy":
+        return float(((logits.reshape(-1) > 0).long() == y.reshape(-1).long()).float().mean())
+    return None
+
+
+def _targets(model: TorchModel, y: np.ndarray) -> torch.Tensor:
+    if model.spec.loss == "categorical_crossentropy":
+        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+    return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+
+
+@torch.no_grad()
+def evaluate(
+    model: TorchModel, data: Dataset, batch_size: int = 512
+) -> tuple[float, float | None]:
+    """Mean loss and accuracy (None for regression) of `model` on `data`."""
+    if len(data) == 0:
+        raise DataError("cannot evaluate on an empty dataset")
+    model.eval()
+    x_all = torch.from_numpy(np.ascontiguousarray(data.x, dtype=np.float32))
+    y_all = _targets(model, data.y)
+    loss_sum, correct, n = 0.0, 0.0, len(data)
+    for start in range(0, n, batch_size):
+        x, y = x_all[start : start + batch_size], y_all[start : start + batch_size]
+        logits = model(x)
+        loss_sum += float(model.loss(logits, y)) * len(x)
+        acc = _accuracy(model, logits, y)
+        correct += (acc or 0.0) * len(x)
+    has_acc = model.spec.loss != "mse"
+    return loss_sum / n, (correct / n if has_acc else None)
+
+
+@dataclass
+class Trainer:
+    """Trains one participant's model on its local data, round after round."""
+
+    model: TorchModel
+    training: TrainingInfo
+    seed: int = 0
+    callbacks: list[EventCallback] = field(default_factory=list)
+    _optimizer: torch.optim.Optimizer | None = field(default=None, init=False, repr=False)
+
+    def _emit(self, event: Event) -> None:
+        for cb in self.callbacks:
+            cb(event)
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer, created on first use and kept across rounds (like a compiled model)."""
+        if self._optimizer is None:
+            params = self.model.parameters()
+            lr = self.training.learning_rate
+            self._optimizer = (
+                torch.optim.Adam(params, lr=lr, eps=1e-7)
+                if self.training.optimizer == "adam"
+                else torch.optim.SGD(params, lr=lr)
+            )
+        return self._optimizer
+
+    def train_round(
+        self, round: int, train: Dataset, val: Dataset | None = None, epochs: int | None = None
+    ) -> list[EpochMetrics]:
+        """Run `epochs` (default: epochs_per_round) epochs; return each epoch's metrics."""
+        if len(train) == 0:
+            raise DataError("no training data: connect at least one sample")
+        epochs = self.training.epochs_per_round if epochs is None else epochs
+        bs = self.training.batch_size
+        x_all = torch.from_numpy(np.ascontiguousarray(train.x, dtype=np.float32))
+        y_all = _targets(self.model, train.y)
+        n = len(train)
+        batches = (n + bs - 1) // bs
+        self._emit(Event("round_start", round))
+        history = []
+        for epoch in range(1, epochs + 1):
+            seeds = np.random.SeedSequence([self.seed, round, epoch]).generate_state(2)
+            gen = torch.Generator().manual_seed(int(seeds[0]))
+            torch.manual_seed(int(seeds[1]))  # dropout
+            order = torch.randperm(n, generator=gen)
+            self.model.train()
+            loss_sum, correct = 0.0, 0.0
+            for b in range(batches):
+                idx = order[b * bs : (b + 1) * bs]
+                x, y = x_all[idx], y_all[idx]
+                self.optimizer.zero_grad(set_to_none=True)
+                logits = self.model(x)
+                loss = self.model.loss(logits, y)
+                loss.backward()
+                self.optimizer.step()
+                batch_loss = float(loss.detach())
+                loss_sum += batch_loss * len(idx)
+                correct += (_accuracy(self.model, logits.detach(), y) or 0.0) * len(idx)
+                self._emit(Event("batch_end", round, epoch, b + 1, batches, batch_loss))
+            has_acc = self.model.spec.loss != "mse"
+            metrics = EpochMetrics(round, epoch, loss_sum / n, correct / n if has_acc else None)
+            if val is not None and len(val) > 0:
+                vl, va = evaluate(self.model, val)
+                metrics = EpochMetrics(round, epoch, metrics.train_loss, metrics.train_accuracy, vl, va)
+            history.append(metrics)
+            self._emit(Event("epoch_end", round, epoch, batches, batches, metrics=metrics))
+        self._emit(Event("round_end", round, epochs, metrics=history[-1]))
+        return history

@@ -1,0 +1,198 @@
+"""Named float32 tensors: the one currency of model state in disco.
+
+`Weights` is an immutable, ordered mapping from canonical weight names (``dense_1.kernel``) to
+read-only little-endian float32 numpy arrays. Aggregators, privacy and the wire codec all work on
+it; conversion to and from a framework model lives with the model realisation
+(``disco.models.torch``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from disco.errors import WeightsError
+
+__all__ = ["Weights", "Array"]
+
+Array = npt.NDArray[np.float32]
+_F32_LE = np.dtype("<f4")
+_ArrayFn = Callable[[Array], npt.ArrayLike]
+_BinaryFn = Callable[[Array, Array], npt.ArrayLike]
+
+
+def _frozen(name: str, value: npt.ArrayLike) -> Array:
+    """Return a read-only contiguous little-endian float32 copy of `value`."""
+    try:
+        arr = np.array(value, dtype=_F32_LE, order="C", copy=True)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"weight {name!r} is not numeric: {exc}") from exc
+    arr.flags.writeable = False
+    return arr
+
+
+class Weights(Mapping[str, Array]):
+    """An immutable ordered set of named float32 arrays."""
+
+    __slots__ = ("_arrays",)
+
+    def __init__(self, arrays: Mapping[str, npt.ArrayLike] | Iterable[tuple[str, npt.ArrayLike]]):
+        items = arrays.items() if isinstance(arrays, Mapping) else arrays
+        out: dict[str, Array] = {}
+        for name, value in items:
+            if not isinstance(name, str) or not name:
+                raise WeightsError(f"weight names must be non-empty strings, got {name!r}")
+            if name in out:
+                raise WeightsError(f"duplicate weight name {name!r}")
+            out[name] = _frozen(name, value)
+        self._arrays = out
+
+    # -- mapping protocol -------------------------------------------------------------------
+    def __getitem__(self, name: str) -> Array:
+        return self._arrays[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __repr__(self) -> str:
+        return f"Weights({len(self)} tensors, {self.size} values)"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Weights):
+            return NotImplemented
+        return self.shapes == other.shapes and all(
+            np.array_equal(a, other[n]) for n, a in self.items()
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- description ------------------------------------------------------------------------
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name → shape, in order."""
+        return {n: tuple(a.shape) for n, a in self._arrays.items()}
+
+    @property
+    def size(self) -> int:
+        """Total number of float32 values."""
+        return sum(int(a.size) for a in self._arrays.values())
+
+    @property
+    def nbytes(self) -> int:
+        """Total size of the values in bytes."""
+        return 4 * self.size
+
+    def digest(self) -> str:
+        """SHA-256 over names, shapes and values: equal digests mean identical weights."""
+        h = hashlib.sha256()
+        for name, arr in self._arrays.items():
+            h.update(name.encode())
+            h.update(np.asarray(arr.shape, dtype="<i8").tobytes())
+            h.update(arr.tobytes())
+        return h.hexdigest()
+
+    def is_finite(self) -> bool:
+        """True when no value is NaN or infinite."""
+        return all(bool(np.isfinite(a).all()) for a in self._arrays.values())
+
+    def check_like(self, reference: Weights, what: str = "weights") -> None:
+        """Raise `WeightsError` unless names and shapes equal those of `reference`."""
+        if list(self._arrays) != list(reference._arrays):
+            missing = [n for n in reference if n not in self._arrays]
+            extra = [n for n in self._arrays if n not in reference]
+            raise WeightsError(
+                f"{what} do not match the model: missing {missing or 'none'}, "
+                f"unexpected {extra or 'none'}"
+            )
+        for name, arr in self._arrays.items():
+            want = reference[name].shape
+            if arr.shape != want:
+                raise WeightsError(
+                    f"{what}: tensor {name!r} has shape {arr.shape}, the model expects {want}"
+                )
+
+    # -- arithmetic -------------------------------------------------------------------------
+    def map(self, fn: _ArrayFn) -> Weights:
+        """Apply `fn` to every array, keeping names."""
+        return Weights((n, fn(a)) for n, a in self._arrays.items())
+
+    def _zip(self, other: Weights, fn: _BinaryFn) -> Weights:
+        other.check_like(self, "operand")
+        return Weights((n, fn(a, other[n])) for n, a in self._arrays.items())
+
+    def __add__(self, other: Weights) -> Weights:
+        return self._zip(other, np.add)
+
+    def __sub__(self, other: Weights) -> Weights:
+        return self._zip(other, np.subtract)
+
+    def __mul__(self, factor: float) -> Weights:
+        f = np.float32(factor)
+        return self.map(lambda a: a * f)
+
+    __rmul__ = __mul__
+
+    def l2_norm(self) -> float:
+        """Euclidean norm of all values taken as one vector (computed in float64)."""
+        return float(np.sqrt(sum(float(np.dot(a.ravel(), a.ravel()).astype(np.float64))
+                                 for a in self._arrays.values())))
+
+    def flatten(self) -> Array:
+        """All values concatenated in order, as one vector."""
+        if not self._arrays:
+            return np.zeros(0, dtype=_F32_LE)
+        return np.concatenate([a.ravel() for a in self._arrays.values()])
+
+    def unflatten(self, vector: npt.ArrayLike) -> Weights:
+        """Weights shaped like `self` from a flat vector of `self.size` values."""
+        flat = np.asarray(vector, dtype=_F32_LE).ravel()
+        if flat.size != self.size:
+            raise WeightsError(f"flat vector has {flat.size} values, expected {self.size}")
+        out, offset = [], 0
+        for name, arr in self._arrays.items():
+            out.append((name, flat[offset : offset + arr.size].reshape(arr.shape)))
+            offset += arr.size
+        return Weights(out)
+
+    @classmethod
+    def zeros_like(cls, reference: Weights) -> Weights:
+        """Weights of zeros with the names and shapes of `reference`."""
+        return reference.map(np.zeros_like)
+
+    # -- files ------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the weights as a safetensors file (order kept in the metadata)."""
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        save_file(
+            {n: np.ascontiguousarray(a) for n, a in self._arrays.items()},
+            str(tmp),
+            metadata={"disco.order": ",".join(self._arrays)},
+        )
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Weights:
+        """Read weights written by `save` (or any float32 safetensors file)."""
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+                names = list(f.keys())
+                order = meta.get("disco.order")
+                if order is not None and sorted(order.split(",")) == sorted(names):
+                    names = order.split(",")
+                return cls((n, f.get_tensor(n)) for n in names)
+        except (OSError, SafetensorError) as exc:
+            raise WeightsError(f"cannot read weights file {path}: {exc}") from exc

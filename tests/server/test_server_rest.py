@@ -1,0 +1,85 @@
+"""REST API on a real server: tasks, models, status, history, task creation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from safetensors.numpy import load as load_safetensors
+
+from disco.models import init_weights
+from disco.weights import Weights
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_read_endpoints(kit: Any, start_server: Any) -> None:
+    """Prepare a server with two tasks; list, get, model, status, rounds, schema and 404s."""
+    tiny, other = kit.make_task(), kit.make_task("other", min_participants=3)
+    server = start_server(tasks=(tiny, other))
+    with httpx.Client(base_url=server.url, timeout=5) as http:
+        assert http.get("/api/health").json()["status"] == "ok"
+        assert [t["id"] for t in http.get("/api/tasks").json()] == ["tiny", "other"]
+        assert http.get("/api/tasks/other").json()["training"]["min_participants"] == 3
+
+        missing = http.get("/api/tasks/nope")
+        assert missing.status_code == 404 and missing.json()["code"] == "unknown_task"
+        assert "nope" in missing.json()["error"]
+        assert http.get("/api/tasks/nope/model").status_code == 404
+        assert http.get("/api/nothing-here").json()["code"] == "http_404"
+
+        model = http.get("/api/tasks/tiny/model")
+        assert model.headers["content-type"] == "application/octet-stream"
+        expected = init_weights(tiny.model, seed=0)
+        assert model.headers["X-Disco-Round"] == "0"
+        assert model.headers["X-Disco-Digest"] == expected.digest()
+        assert Weights(load_safetensors(model.content)) == expected
+        etag = model.headers["ETag"]
+        assert http.get("/api/tasks/tiny/model", headers={"If-None-Match": etag}).status_code == 304
+
+        status = http.get("/api/tasks/other/status").json()
+        assert status["round"] == 0 and status["participants"] == 0
+        assert status["min_participants"] == 3 and status["reported"] == 0
+        assert status["state"] == "waiting_for_participants" and status["bytes_received"] == 0
+        assert http.get("/api/tasks/tiny/rounds").json() == []
+        assert "properties" in http.get("/api/schema/task").json()
+        assert "Tiny task tiny" in http.get("/").text
+
+
+def test_create_task(kit: Any, start_server: Any) -> None:
+    """Prepare an admin token; creation needs it, validates the body and refuses duplicates."""
+    server = start_server()
+    body = kit.make_task("made").model_dump(mode="json")
+    auth = {"Authorization": f"Bearer {kit.TOKEN}"}
+    with httpx.Client(base_url=server.url, timeout=5) as http:
+        none = http.post("/api/tasks", json=body)
+        assert none.status_code == 401 and "Authorization: Bearer" in none.json()["error"]
+        wrong = http.post("/api/tasks", json=body, headers={"Authorization": "Bearer nope-nope"})
+        assert wrong.status_code == 403 and wrong.json()["code"] == "forbidden"
+
+        bad = {**body, "training": {**body["training"], "min_participants": 0}}
+        invalid = http.post("/api/tasks", json=bad, headers=auth)
+        assert invalid.status_code == 422 and invalid.json()["code"] == "invalid_task"
+        fields = [f["field"] for f in invalid.json()["fields"]]
+        assert fields == ["training.min_participants"]
+        assert "training.min_participants" in invalid.json()["error"]
+        garbage = http.post("/api/tasks", content=b"{not json", headers=auth)
+        assert garbage.status_code == 422 and "JSON" in garbage.json()["error"]
+
+        created = http.post("/api/tasks", json=body, headers=auth)
+        assert created.status_code == 201 and created.json()["id"] == "made"
+        assert http.post("/api/tasks", json=body, headers=auth).status_code == 409
+        model = http.get("/api/tasks/made/model")
+        task = kit.make_task("made")
+        assert model.headers["X-Disco-Digest"] == init_weights(task.model, seed=0).digest()
+
+
+def test_creation_disabled_or_open(kit: Any, start_server: Any, tmp_path: Any) -> None:
+    """Prepare servers without a token; creation is refused unless explicitly opened."""
+    body = kit.make_task("open").model_dump(mode="json")
+    closed = start_server(data_dir=tmp_path / "a", admin_token=None)
+    reply = httpx.post(f"{closed.url}/api/tasks", json=body, timeout=5)
+    assert reply.status_code == 403 and reply.json()["code"] == "creation_disabled"
+    opened = start_server(data_dir=tmp_path / "b", admin_token=None, allow_open_creation=True)
+    assert httpx.post(f"{opened.url}/api/tasks", json=body, timeout=5).status_code == 201

@@ -1,0 +1,76 @@
+"""The SQLite + files store: tasks, rounds, pruning, corrupt files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from disco.errors import TaskError, WeightsError
+from disco.models import init_weights
+from disco.server.store import RoundRecord, Store
+from disco.weights import Weights
+
+
+def record(r: int, weights: Weights) -> RoundRecord:
+    return RoundRecord(round=r, contributors=1, num_samples=5, digest=weights.digest(), duration_s=1)
+
+
+def test_tasks_and_rounds_round_trip(kit: Any, tmp_path: Path) -> None:
+    """Prepare a task and two rounds; a new store on the same folder reads them back."""
+    task = kit.make_task()
+    g0 = init_weights(task.model, seed=0)
+    store = Store(tmp_path)
+    store.put_task(task, g0)
+    with pytest.raises(TaskError, match="already exists"):
+        store.put_task(task, g0)
+    g1, g2 = kit.filled(g0, 1.0), kit.filled(g0, 2.0)
+    store.save_round(task.id, 1, g1, record(0, g1))
+    store.save_round(task.id, 2, g2, record(1, g2))
+    store.close()
+
+    again = Store(tmp_path)
+    assert again.get_task("tiny") == task and [t.id for t in again.list_tasks()] == ["tiny"]
+    assert again.get_task("nope") is None
+    rnd, weights = again.load_state("tiny")  # type: ignore[misc]
+    assert rnd == 2 and weights.digest() == g2.digest()
+    assert [(h.round, h.digest) for h in again.history("tiny")] == [(0, g1.digest()), (1, g2.digest())]
+    assert again.load_state("nope") is None
+    again.close()
+
+
+def test_old_model_files_are_pruned(kit: Any, tmp_path: Path) -> None:
+    """Prepare keep_rounds=2 and five rounds; only the two newest files remain."""
+    task = kit.make_task()
+    store = Store(tmp_path, keep_rounds=2)
+    g = init_weights(task.model, seed=0)
+    store.put_task(task, g)
+    for r in range(1, 6):
+        w = kit.filled(g, r)
+        store.save_round(task.id, r, w, record(r - 1, w))
+    files = sorted(p.name for p in (tmp_path / "models" / "tiny").iterdir())
+    assert files == ["round-000004.safetensors", "round-000005.safetensors"]
+    assert len(store.history("tiny")) == 5
+    store.close()
+
+
+def test_corrupt_newest_file_falls_back_to_the_previous_model(kit: Any, tmp_path: Path) -> None:
+    """Prepare a damaged newest file; loading resumes from the newest intact one."""
+    task = kit.make_task()
+    store = Store(tmp_path)
+    g = init_weights(task.model, seed=0)
+    store.put_task(task, g)
+    g1, g2 = kit.filled(g, 1.0), kit.filled(g, 2.0)
+    store.save_round(task.id, 1, g1, record(0, g1))
+    store.save_round(task.id, 2, g2, record(1, g2))
+    newest = tmp_path / "models" / "tiny" / "round-000002.safetensors"
+    g1.save(newest)  # readable, but not the recorded model
+    rnd, weights = store.load_state("tiny")  # type: ignore[misc]
+    assert rnd == 1 and weights == g1
+    assert [h.round for h in store.history("tiny")] == [0]
+    for f in (tmp_path / "models" / "tiny").iterdir():
+        f.write_bytes(b"garbage")
+    with pytest.raises(WeightsError, match="no intact global model"):
+        store.load_state("tiny")
+    store.close()

@@ -1,0 +1,222 @@
+"""Task documents: validation, JSON round trips, error messages that name the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from disco import catalog
+from disco.errors import TaskError
+from disco.task import ColumnSpec, PrivacyConfig, Task, TrainingInfo, parse_task
+
+
+def titanic_doc() -> dict[str, Any]:
+    """The titanic task as a plain document, to break one field at a time."""
+    return catalog.get("titanic").model_dump(mode="json")
+
+
+def mnist_doc() -> dict[str, Any]:
+    """The mnist task as a plain document."""
+    return catalog.get("mnist").model_dump(mode="json")
+
+
+# -- round trips ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("task_id", catalog.ids())
+def test_catalog_task_round_trips_through_json(task_id: str) -> None:
+    task = catalog.get(task_id)
+
+    text = task.model_dump_json()
+    again = parse_task(text)
+
+    assert again == task
+    assert again.model_dump_json() == text
+    assert parse_task(text.encode()) == task
+    assert parse_task(json.loads(text)) == task
+
+
+def test_json_schema_describes_a_task() -> None:
+    schema = Task.json_schema()
+
+    assert isinstance(schema, dict)
+    assert set(schema["properties"]) == {"id", "display", "training", "model"}
+    assert set(schema["required"]) == {"id", "display", "training", "model"}
+    json.dumps(schema)  # serialisable as is
+
+
+# -- errors name the field ------------------------------------------------------------------------
+def test_bad_id_is_rejected() -> None:
+    doc = titanic_doc()
+    doc["id"] = "Not A Valid Id!"
+
+    with pytest.raises(TaskError) as info:
+        parse_task(doc)
+
+    assert "id" in str(info.value)
+    assert "'Not A Valid Id!'" in str(info.value)
+
+
+def test_tabular_without_columns_is_rejected() -> None:
+    doc = titanic_doc()
+    doc["training"]["input_columns"] = []
+
+    with pytest.raises(TaskError, match=r"training.*input_columns"):
+        parse_task(doc)
+
+
+def test_tabular_without_output_column_is_rejected() -> None:
+    doc = titanic_doc()
+    doc["training"]["output_column"] = None
+
+    with pytest.raises(TaskError, match=r"training.*output_column"):
+        parse_task(doc)
+
+
+def test_image_without_size_is_rejected() -> None:
+    doc = mnist_doc()
+    del doc["training"]["image_height"]
+
+    with pytest.raises(TaskError, match=r"training.*image_height"):
+        parse_task(doc)
+
+
+def test_model_input_shape_must_match_image_size() -> None:
+    doc = mnist_doc()
+    doc["training"]["image_height"] = 32
+
+    with pytest.raises(TaskError, match="input_shape") as info:
+        parse_task(doc)
+
+    assert "[28, 28, 1]" in str(info.value)
+    assert "(32, 28, 1)" in str(info.value)
+
+
+def test_model_input_shape_must_match_number_of_columns() -> None:
+    doc = titanic_doc()
+    doc["training"]["input_columns"] = doc["training"]["input_columns"][:3]
+
+    with pytest.raises(TaskError, match=r"input_shape.*input columns"):
+        parse_task(doc)
+
+
+def test_label_count_must_match_model_outputs() -> None:
+    doc = mnist_doc()
+    doc["training"]["labels"] = ["a", "b", "c"]
+
+    with pytest.raises(TaskError, match=r"10 outputs.*3 labels"):
+        parse_task(doc)
+
+
+def test_epochs_per_round_cannot_exceed_epochs() -> None:
+    doc = titanic_doc()
+    doc["training"]["epochs"] = 2
+    doc["training"]["epochs_per_round"] = 3
+
+    with pytest.raises(TaskError, match=r"training.*epochs_per_round"):
+        parse_task(doc)
+
+
+def test_field_errors_carry_their_location() -> None:
+    doc = titanic_doc()
+    doc["training"]["batch_size"] = 0
+    doc["display"]["title"] = ""
+
+    with pytest.raises(TaskError) as info:
+        parse_task(doc)
+
+    assert "training.batch_size" in str(info.value)
+    assert "display.title" in str(info.value)
+
+
+def test_unknown_fields_are_rejected() -> None:
+    doc = titanic_doc()
+    doc["training"]["epoch"] = 3
+
+    with pytest.raises(TaskError, match=r"training\.epoch: "):
+        parse_task(doc)
+
+
+@pytest.mark.parametrize("text", ["{not json", "", b'{"id": ', b"\x80 not utf-8"])
+def test_invalid_json_text_is_rejected(text: str | bytes) -> None:
+    with pytest.raises(TaskError, match="JSON"):
+        parse_task(text)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "null", '"titanic"'])
+def test_json_that_is_not_an_object_is_rejected(text: str) -> None:
+    with pytest.raises(TaskError, match="invalid task"):
+        parse_task(text)
+
+
+# -- derived values and copies --------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("epochs", "per_round", "rounds"), [(10, 1, 10), (10, 3, 4), (10, 10, 1), (20, 2, 10)]
+)
+def test_rounds_is_epochs_over_epochs_per_round_rounded_up(
+    epochs: int, per_round: int, rounds: int
+) -> None:
+    training = TrainingInfo(
+        data_type="tabular",
+        epochs=epochs,
+        epochs_per_round=per_round,
+        input_columns=(ColumnSpec(name="a"),),
+        output_column="y",
+    )
+
+    assert training.rounds == rounds
+
+
+def test_with_training_returns_a_validated_copy() -> None:
+    task = catalog.get("titanic")
+
+    changed = task.with_training(epochs=6, epochs_per_round=3, batch_size=8)
+
+    assert changed.training.epochs == 6
+    assert changed.training.rounds == 2
+    assert changed.training.batch_size == 8
+    assert changed.model == task.model
+    assert changed.training.input_columns == task.training.input_columns
+    assert task.training.epochs == 20  # the original is unchanged
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"epochs_per_round": 50}, {"epochs": 0}, {"learning_rate": -1.0}, {"not_a_field": 1}],
+)
+def test_with_training_rejects_invalid_changes(changes: dict[str, Any]) -> None:
+    with pytest.raises(TaskError):
+        catalog.get("titanic").with_training(**changes)
+
+
+def test_tasks_are_frozen() -> None:
+    task = catalog.get("titanic")
+
+    with pytest.raises(ValidationError):
+        task.id = "other"  # type: ignore[misc]
+
+
+def test_privacy_noise_std_is_multiplier_times_radius() -> None:
+    assert PrivacyConfig(clipping_radius=2.5, noise_multiplier=0.4).noise_std == pytest.approx(1.0)
+    assert PrivacyConfig(clipping_radius=3.0).noise_std == 0.0
+
+
+@pytest.mark.parametrize(
+    "fields", [{"clipping_radius": 0.0}, {"clipping_radius": 1.0, "noise_multiplier": -0.1}]
+)
+def test_privacy_config_rejects_bad_values(fields: dict[str, float]) -> None:
+    with pytest.raises(ValidationError):
+        PrivacyConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_privacy_config_round_trips_inside_a_task() -> None:
+    task = catalog.get("titanic").with_training(
+        privacy={"clipping_radius": 1.0, "noise_multiplier": 0.5}
+    )
+
+    again = parse_task(task.model_dump_json())
+
+    assert again.training.privacy == PrivacyConfig(clipping_radius=1.0, noise_multiplier=0.5)
+    assert again.training.privacy is not None
+    assert again.training.privacy.noise_std == 0.5
