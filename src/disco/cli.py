@@ -79,7 +79,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if v is not None
     }
     config = ServerConfig.load(file=args.config, **overrides)
-    console.print(f"disco serving on http://{config.host}:{config.port}  (data in {config.data_dir})")
+    console.print(
+        f"disco serving on http://{config.host}:{config.port}  (data in {config.data_dir})"
+    )
     run_server(config)
     return 0
 
@@ -116,7 +118,11 @@ def cmd_data_samples(args: argparse.Namespace) -> int:
     from disco.data.samples import write_samples
 
     info = write_samples(
-        args.task, args.clients, Path(args.out), partition=args.partition, seed=args.seed,
+        args.task,
+        args.clients,
+        Path(args.out),
+        partition=args.partition,
+        seed=args.seed,
         overwrite=args.overwrite,
     )
     console.print(f"wrote {args.task} samples for {args.clients} clients under {args.out}")
@@ -212,8 +218,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"held-out digits after {result.rounds} rounds ({time.perf_counter() - start:.0f}s)"
     )
     console.print("Next: run `disco serve` and open http://127.0.0.1:8000/ to see the tasks,")
-    console.print("or join a session from Python with `disco train --task mnist --data DIR "
-                  "--server http://127.0.0.1:8000`.")
+    console.print(
+        "or join a session from Python with `disco train --task mnist --data DIR "
+        "--server http://127.0.0.1:8000`."
+    )
     return 0
 
 

@@ -6,7 +6,7 @@ Each message says what was wrong and, where it helps, what to do about it.
     ├── ConfigError            bad configuration value (file, environment, flag)
     ├── TaskError              invalid task definition, unknown task id
     ├── DataError              unreadable or inconsistent data files
-    ├── ModelError             invalid portable model, unknown layer, weights that do not fit a model
+    ├── ModelError             invalid portable model or unknown layer
     ├── WeightsError           weights container misuse: shape/name mismatch, NaN, bad file
     ├── PrivacyError           invalid privacy parameters
     ├── AggregationError       nothing to aggregate, inconsistent updates

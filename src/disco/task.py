@@ -12,7 +12,14 @@ import math
 import re
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from disco.errors import TaskError
 from disco.models.spec import ModelSpec
@@ -151,12 +158,17 @@ class Task(_Frozen):
     training: TrainingInfo
     model: ModelSpec
 
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not TASK_ID.match(value):
+            raise ValueError(
+                f"task id {value!r} must be 1-64 lowercase letters, digits, '-' or '_'"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if not TASK_ID.match(self.id):
-            raise ValueError(
-                f"task id {self.id!r} must be 1-64 lowercase letters, digits, '-' or '_'"
-            )
         t, m = self.training, self.model
         if t.data_type == "image":
             want = (t.image_height, t.image_width, t.channels)
@@ -169,7 +181,9 @@ class Task(_Frozen):
             )
         n_classes = m.num_classes
         if t.labels and n_classes is not None and n_classes != len(t.labels):
-            raise ValueError(f"model has {n_classes} outputs but the task has {len(t.labels)} labels")
+            raise ValueError(
+                f"model has {n_classes} outputs but the task has {len(t.labels)} labels"
+            )
         return self
 
     def with_training(self, **changes: Any) -> Task:
@@ -190,7 +204,7 @@ def parse_task(data: dict[str, Any] | str | bytes) -> Task:
         if isinstance(data, str | bytes):
             data = json.loads(data)
         return Task.model_validate(data)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TaskError(f"task is not valid JSON: {exc}") from exc
     except ValidationError as exc:
         problems = "; ".join(

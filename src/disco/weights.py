@@ -9,6 +9,7 @@ it; conversion to and from a framework model lives with the model realisation
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy.typing as npt
 
 from disco.errors import WeightsError
 
-__all__ = ["Weights", "Array"]
+__all__ = ["Array", "Weights"]
 
 Array = npt.NDArray[np.float32]
 _F32_LE = np.dtype("<f4")
@@ -67,7 +68,7 @@ class Weights(Mapping[str, Array]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Weights):
             return NotImplemented
-        return self.shapes == other.shapes and all(
+        return list(self.shapes.items()) == list(other.shapes.items()) and all(
             np.array_equal(a, other[n]) for n, a in self.items()
         )
 
@@ -90,10 +91,17 @@ class Weights(Mapping[str, Array]):
         return 4 * self.size
 
     def digest(self) -> str:
-        """SHA-256 over names, shapes and values: equal digests mean identical weights."""
+        """SHA-256 over names, shapes and values: equal digests mean identical weights.
+
+        For each tensor in order: name length (u32 LE), UTF-8 name, rank (u32 LE), dimensions
+        (i64 LE each), values (float32 LE).
+        """
         h = hashlib.sha256()
         for name, arr in self._arrays.items():
-            h.update(name.encode())
+            encoded = name.encode()
+            h.update(len(encoded).to_bytes(4, "little"))
+            h.update(encoded)
+            h.update(arr.ndim.to_bytes(4, "little"))
             h.update(np.asarray(arr.shape, dtype="<i8").tobytes())
             h.update(arr.tobytes())
         return h.hexdigest()
@@ -107,6 +115,11 @@ class Weights(Mapping[str, Array]):
         if list(self._arrays) != list(reference._arrays):
             missing = [n for n in reference if n not in self._arrays]
             extra = [n for n in self._arrays if n not in reference]
+            if not missing and not extra:
+                raise WeightsError(
+                    f"{what} have the model's tensors in another order: expected "
+                    f"{list(reference._arrays)}"
+                )
             raise WeightsError(
                 f"{what} do not match the model: missing {missing or 'none'}, "
                 f"unexpected {extra or 'none'}"
@@ -141,8 +154,11 @@ class Weights(Mapping[str, Array]):
 
     def l2_norm(self) -> float:
         """Euclidean norm of all values taken as one vector (computed in float64)."""
-        return float(np.sqrt(sum(float(np.dot(a.ravel(), a.ravel()).astype(np.float64))
-                                 for a in self._arrays.values())))
+        total = 0.0
+        for a in self._arrays.values():
+            v = a.ravel().astype(np.float64)
+            total += float(np.dot(v, v))
+        return float(np.sqrt(total))
 
     def flatten(self) -> Array:
         """All values concatenated in order, as one vector."""
@@ -177,7 +193,7 @@ class Weights(Mapping[str, Array]):
         save_file(
             {n: np.ascontiguousarray(a) for n, a in self._arrays.items()},
             str(tmp),
-            metadata={"disco.order": ",".join(self._arrays)},
+            metadata={"disco.order": json.dumps(list(self._arrays))},
         )
         tmp.replace(path)
 
@@ -190,9 +206,9 @@ class Weights(Mapping[str, Array]):
             with safe_open(str(path), framework="numpy") as f:
                 meta = f.metadata() or {}
                 names = list(f.keys())
-                order = meta.get("disco.order")
-                if order is not None and sorted(order.split(",")) == sorted(names):
-                    names = order.split(",")
+                order = json.loads(meta.get("disco.order", "null"))
+                if isinstance(order, list) and sorted(order) == sorted(names):
+                    names = order
                 return cls((n, f.get_tensor(n)) for n in names)
-        except (OSError, SafetensorError) as exc:
+        except (OSError, SafetensorError, ValueError) as exc:
             raise WeightsError(f"cannot read weights file {path}: {exc}") from exc

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from safetensors.numpy import load as load_safetensors
 
 from disco.models import init_weights
 from disco.weights import Weights
@@ -14,7 +14,7 @@ from disco.weights import Weights
 pytestmark = pytest.mark.timeout(30)
 
 
-def test_read_endpoints(kit: Any, start_server: Any) -> None:
+def test_read_endpoints(kit: Any, start_server: Any, tmp_path: Path) -> None:
     """Prepare a server with two tasks; list, get, model, status, rounds, schema and 404s."""
     tiny, other = kit.make_task(), kit.make_task("other", min_participants=3)
     server = start_server(tasks=(tiny, other))
@@ -34,7 +34,8 @@ def test_read_endpoints(kit: Any, start_server: Any) -> None:
         expected = init_weights(tiny.model, seed=0)
         assert model.headers["X-Disco-Round"] == "0"
         assert model.headers["X-Disco-Digest"] == expected.digest()
-        assert Weights(load_safetensors(model.content)) == expected
+        (tmp_path / "model.safetensors").write_bytes(model.content)
+        assert Weights.load(tmp_path / "model.safetensors") == expected
         etag = model.headers["ETag"]
         assert http.get("/api/tasks/tiny/model", headers={"If-None-Match": etag}).status_code == 304
 
@@ -75,7 +76,7 @@ def test_create_task(kit: Any, start_server: Any) -> None:
         assert model.headers["X-Disco-Digest"] == init_weights(task.model, seed=0).digest()
 
 
-def test_creation_disabled_or_open(kit: Any, start_server: Any, tmp_path: Any) -> None:
+def test_creation_disabled_or_open(kit: Any, start_server: Any, tmp_path: Path) -> None:
     """Prepare servers without a token; creation is refused unless explicitly opened."""
     body = kit.make_task("open").model_dump(mode="json")
     closed = start_server(data_dir=tmp_path / "a", admin_token=None)
@@ -83,3 +84,24 @@ def test_creation_disabled_or_open(kit: Any, start_server: Any, tmp_path: Any) -
     assert reply.status_code == 403 and reply.json()["code"] == "creation_disabled"
     opened = start_server(data_dir=tmp_path / "b", admin_token=None, allow_open_creation=True)
     assert httpx.post(f"{opened.url}/api/tasks", json=body, timeout=5).status_code == 201
+
+
+def test_catalog_seeding_and_web_dir(start_server: Any, tmp_path: Path) -> None:
+    """Prepare seeding and a built web app; tasks appear once and / serves the app."""
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "index.html").write_text("<title>disco web</title>")
+    data = tmp_path / "seeded"
+    server = start_server(data_dir=data, seed_catalog=True, web_dir=web)
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        ids = [t["id"] for t in http.get("/api/tasks").json()]
+        assert "titanic" in ids and "mnist" in ids
+        assert "disco web" in http.get("/").text
+        assert http.get("/api/health").json()["tasks"] == len(ids)
+        digest = http.get("/api/tasks/titanic/model").headers["X-Disco-Digest"]
+    server.stop()
+    again = start_server(data_dir=data, seed_catalog=True)
+    with httpx.Client(base_url=again.url, timeout=10) as http:
+        assert [t["id"] for t in http.get("/api/tasks").json()] == ids
+        assert http.get("/api/tasks/titanic/model").headers["X-Disco-Digest"] == digest
+        assert "web app is not built" in http.get("/").text

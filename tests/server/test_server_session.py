@@ -143,7 +143,7 @@ def test_silent_participant_round_closes_at_deadline(kit: Any) -> None:
 
 
 def test_leaver_is_not_awaited_but_its_update_counts(kit: Any) -> None:
-    """Prepare three; a reports then drops, b drops silently; c's report closes the round at once."""
+    """Prepare three; a reports and drops, b drops; c's report closes the round at once."""
 
     async def body() -> None:
         s = new_session(kit, deadline=60)
@@ -227,7 +227,10 @@ def test_concurrent_joins_and_updates_close_exactly_once(kit: Any) -> None:
         people = [kit.FakeParticipant(f"p{i}") for i in range(20)]
         ids = await asyncio.gather(*(s.join(p) for p in people))
         replies = await asyncio.gather(
-            *(s.submit(i, kit.update(0, kit.filled(s.weights, k), k + 1)) for k, i in enumerate(ids))
+            *(
+                s.submit(i, kit.update(0, kit.filled(s.weights, k), k + 1))
+                for k, i in enumerate(ids)
+            )
         )
         assert all(isinstance(r, UpdateAck) for r in replies)
         await s.wait_for_round(1, timeout=5)

@@ -14,7 +14,9 @@ from disco.weights import Weights
 
 
 def record(r: int, weights: Weights) -> RoundRecord:
-    return RoundRecord(round=r, contributors=1, num_samples=5, digest=weights.digest(), duration_s=1)
+    return RoundRecord(
+        round=r, contributors=1, num_samples=5, digest=weights.digest(), duration_s=1
+    )
 
 
 def test_tasks_and_rounds_round_trip(kit: Any, tmp_path: Path) -> None:
@@ -35,7 +37,10 @@ def test_tasks_and_rounds_round_trip(kit: Any, tmp_path: Path) -> None:
     assert again.get_task("nope") is None
     rnd, weights = again.load_state("tiny")  # type: ignore[misc]
     assert rnd == 2 and weights.digest() == g2.digest()
-    assert [(h.round, h.digest) for h in again.history("tiny")] == [(0, g1.digest()), (1, g2.digest())]
+    assert [(h.round, h.digest) for h in again.history("tiny")] == [
+        (0, g1.digest()),
+        (1, g2.digest()),
+    ]
     assert again.load_state("nope") is None
     again.close()
 

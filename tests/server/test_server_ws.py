@@ -62,14 +62,16 @@ def test_three_clients_two_rounds(
             (0, 3, 6),
             (1, 3, 6),
         ]
-        assert [p["share"] for p in rounds[0]["participants"]] == pytest.approx([1 / 6, 2 / 6, 3 / 6])
+        assert [p["share"] for p in rounds[0]["participants"]] == pytest.approx(
+            [1 / 6, 2 / 6, 3 / 6]
+        )
         status = http.get("/api/tasks/tiny/status").json()
         assert status["bytes_received"] > 6 * final.nbytes and status["bytes_sent"] > 0
     assert caplog.text.count("accepted update from c") == 6
 
 
 def test_bad_frames_get_errors_and_change_nothing(kit: Any, start_server: Any) -> None:
-    """Prepare one server; garbage, text, early updates, wrong versions and big frames fail cleanly."""
+    """Prepare a server; garbage, text, early updates, wrong versions, big frames fail cleanly."""
     server = start_server(tasks=(kit.make_task(),), max_frame_bytes=64 * 1024)
     digest = httpx.get(f"{server.url}/api/tasks/tiny/model", timeout=5).headers["X-Disco-Digest"]
 
@@ -140,6 +142,24 @@ def test_restart_resumes_round_and_model(kit: Any, start_server: Any, tmp_path: 
     assert result2.round == 2
     rounds = httpx.get(f"{second.url}/api/tasks/tiny/rounds", timeout=5).json()
     assert [r["round"] for r in rounds] == [0, 1]
+
+
+def test_dropped_client_does_not_stall_the_round(kit: Any, start_server: Any) -> None:
+    """Prepare two clients; one reports, the other vanishes; the round closes without it."""
+    server = start_server(tasks=(kit.make_task(deadline=60),))
+
+    async def body() -> None:
+        async with kit.WsClient(server.ws_url) as a, kit.WsClient(server.ws_url) as b:
+            welcome = await a.hello(name="a")
+            await b.hello(name="b")
+            await a.send(kit.update(0, kit.filled(welcome.weights, 1.0)))
+            await a.expect(UpdateAck)
+            assert b.ws is not None
+            b.ws.transport.abort()  # no close handshake, like a lost network
+            result = await a.expect(RoundResult, timeout=5)
+            assert result.contributors == 1 and result.round == 1
+
+    asyncio.run(body())
 
 
 def test_stop_is_prompt_with_connected_clients(kit: Any, start_server: Any) -> None:

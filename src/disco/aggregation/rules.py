@@ -91,5 +91,7 @@ def aggregate(rule: str, contributions: Sequence[Contribution]) -> Weights:
     try:
         fn = RULES[rule]
     except KeyError:
-        raise AggregationError(f"unknown aggregation {rule!r}; choose from {sorted(RULES)}") from None
+        raise AggregationError(
+            f"unknown aggregation {rule!r}; choose from {sorted(RULES)}"
+        ) from None
     return fn(contributions)

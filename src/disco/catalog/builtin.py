@@ -63,7 +63,7 @@ def titanic() -> Task:
             "Parch, Fare and Survived (0 or 1). Other columns are ignored; an empty Age or Fare "
             "is filled with the median.",
             example="PassengerId,Survived,Pclass,Name,Sex,Age,SibSp,Parch,Ticket,Fare,Cabin,"
-            "Embarked\n1,0,3,\"Braund, Mr. Owen Harris\",male,22,1,0,A/5 21171,7.25,,S",
+            'Embarked\n1,0,3,"Braund, Mr. Owen Harris",male,22,1,0,A/5 21171,7.25,,S',
             model_description="A fully connected network 124-64-32-1 with a sigmoid output.",
             sample_data="disco data samples --task titanic --clients 3 --out DIR",
         ),

@@ -39,7 +39,6 @@ from disco.protocol import (
 )
 from disco.task import Task
 from disco.training import EpochMetrics, EventCallback
-from disco.weights import Weights
 
 __all__ = ["FederatedClient"]
 
@@ -153,7 +152,9 @@ class FederatedClient(Client):
                 return message, False
             if isinstance(message, ErrorMessage):
                 if message.code == "stale":
-                    log.info("update for round %d came too late: %s", pending.round, message.message)
+                    log.info(
+                        "update for round %d came too late: %s", pending.round, message.message
+                    )
                     continue
                 raise UpdateRejected(f"[{message.code}] {message.message}")
             if isinstance(message, UpdateAck | Status):
@@ -173,7 +174,9 @@ class FederatedClient(Client):
                 history.extend(epochs)
                 shared = trained
                 if self.task.training.privacy is not None:
-                    shared = privatize_update(weights, trained, self.task.training.privacy, self._rng)
+                    shared = privatize_update(
+                        weights, trained, self.task.training.privacy, self._rng
+                    )
                 last = epochs[-1]
                 update = ModelUpdate(
                     round=server_round,
@@ -217,4 +220,3 @@ class FederatedClient(Client):
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
-

@@ -47,7 +47,9 @@ def decode_weights(value: Any) -> Weights:
     names, shapes, data = value["names"], value["shapes"], value["data"]
     if not isinstance(names, list) or not isinstance(shapes, list) or not isinstance(data, bytes):
         raise ProtocolError("weights: 'names' and 'shapes' must be arrays, 'data' binary")
-    if len(names) != len(shapes) or len(names) > _MAX_TENSORS:
+    if len(names) > _MAX_TENSORS:
+        raise ProtocolError(f"weights: {len(names)} tensors exceed the limit of {_MAX_TENSORS}")
+    if len(names) != len(shapes):
         raise ProtocolError(f"weights: {len(names)} names but {len(shapes)} shapes")
     sizes = []
     for name, shape in zip(names, shapes, strict=True):
@@ -100,18 +102,19 @@ def decode(frame: bytes, max_size: int = DEFAULT_MAX_FRAME) -> Any:
             frame, raw=False, strict_map_key=True, max_bin_len=max_size, use_list=True
         )
     except Exception as exc:  # msgpack raises several unrelated types
-        raise ProtocolError(f"frame is not valid msgpack: {exc}") from exc
+        detail = str(exc) or type(exc).__name__
+        raise ProtocolError(f"frame is not valid msgpack: {detail}") from exc
     if not isinstance(obj, dict):
         raise ProtocolError("frame must be a msgpack map")
     version = obj.pop("v", None)
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise VersionError(
             f"protocol version {version!r} is not supported; this peer speaks {PROTOCOL_VERSION}"
         )
     if "weights" in obj:
         obj["weights"] = decode_weights(obj["weights"])
     try:
-        return _MESSAGE.validate_python(obj)
+        return _MESSAGE.validate_python(obj, strict=True)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors()

@@ -35,6 +35,9 @@ __all__ = [
 PROTOCOL_VERSION = 1
 """Version carried by every frame; a peer speaking another version is refused."""
 
+MAX_SAFE_INT = 2**53 - 1
+"""Largest integer every implementation (JavaScript included) represents exactly."""
+
 SessionState = Literal["waiting_for_participants", "enough_participants"]
 ErrorCode = Literal[
     "malformed",  # the frame is not a valid message
@@ -47,7 +50,6 @@ ErrorCode = Literal[
     "shape",  # update does not fit the task's model
     "not_finite",  # update contains NaN or infinity
     "too_large",  # frame exceeds the server's size limit
-    "bad_samples",  # num_samples out of range
 ]
 
 
@@ -85,7 +87,7 @@ class ModelUpdate(_Msg):
     """The participant's weights after local training on the global model of `round`."""
 
     type: Literal["update"] = "update"
-    round: int = Field(ge=0)
+    round: int = Field(ge=0, le=MAX_SAFE_INT)
     num_samples: int = Field(
         ge=1, le=2**40, description="training samples behind the update (its FedAvg weight)"
     )
@@ -106,10 +108,10 @@ class Welcome(_Msg):
     type: Literal["welcome"] = "welcome"
     client_id: str
     task_id: str
-    round: int = Field(ge=0)
+    round: int = Field(ge=0, le=MAX_SAFE_INT)
     weights: Weights
-    participants: int = Field(ge=0)
-    min_participants: int = Field(ge=1)
+    participants: int = Field(ge=0, le=MAX_SAFE_INT)
+    min_participants: int = Field(ge=1, le=MAX_SAFE_INT)
     state: SessionState
 
 
@@ -117,9 +119,9 @@ class Status(_Msg):
     """The session changed: someone joined or left, or an update arrived."""
 
     type: Literal["status"] = "status"
-    round: int = Field(ge=0)
-    participants: int = Field(ge=0)
-    min_participants: int = Field(ge=1)
+    round: int = Field(ge=0, le=MAX_SAFE_INT)
+    participants: int = Field(ge=0, le=MAX_SAFE_INT)
+    min_participants: int = Field(ge=1, le=MAX_SAFE_INT)
     reported: int = Field(ge=0, description="updates received in this round")
     state: SessionState
 
@@ -128,9 +130,9 @@ class UpdateAck(_Msg):
     """The server accepted an update for `round`; the participant now waits for the result."""
 
     type: Literal["ack"] = "ack"
-    round: int = Field(ge=0)
-    reported: int = Field(ge=0)
-    participants: int = Field(ge=0)
+    round: int = Field(ge=0, le=MAX_SAFE_INT)
+    reported: int = Field(ge=0, le=MAX_SAFE_INT)
+    participants: int = Field(ge=0, le=MAX_SAFE_INT)
 
 
 class RoundResult(_Msg):

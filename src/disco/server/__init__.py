@@ -11,6 +11,7 @@ import logging
 import socket
 import threading
 import time
+from contextlib import suppress
 from types import TracebackType
 from typing import Any
 
@@ -63,7 +64,8 @@ def run_server(config: ServerConfig) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(format=_LOG_FORMAT)
     logging.getLogger("disco").setLevel(config.log_level.upper())
-    uvicorn.Server(_uvicorn_config(config)).run()
+    with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after a clean shutdown
+        uvicorn.Server(_uvicorn_config(config)).run()
 
 
 class ServerHandle:

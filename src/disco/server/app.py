@@ -12,11 +12,13 @@ import asyncio
 import hmac
 import html
 import logging
+import tempfile
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict, dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
@@ -161,10 +163,11 @@ class _Runtime:
 
 
 def _safetensors_bytes(weights: Weights) -> bytes:
-    from safetensors.numpy import save
-
-    tensors = dict(weights.items())
-    return save(tensors, metadata={"disco.order": ",".join(weights)})
+    """The bytes of the file `Weights.save` writes (the one canonical model file format)."""
+    with tempfile.TemporaryDirectory(prefix="disco-model-") as folder:
+        path = Path(folder) / "model.safetensors"
+        weights.save(path)
+        return path.read_bytes()
 
 
 def _seed_catalog(store: Store) -> None:
@@ -221,6 +224,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
+        """Liveness, versions and the number of tasks."""
         return {
             "status": "ok",
             "version": _version(),
@@ -230,14 +234,17 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/api/tasks")
     async def list_tasks() -> list[dict[str, Any]]:
+        """Every task served, as task JSON."""
         return [t.model_dump(mode="json") for t in rt.tasks.values()]
 
     @app.get("/api/tasks/{task_id}")
     async def get_task(task_id: str) -> dict[str, Any]:
+        """One task as task JSON."""
         return rt.session(task_id).task.model_dump(mode="json")
 
     @app.get("/api/tasks/{task_id}/model")
     async def get_model(task_id: str, request: Request) -> Response:
+        """The current global model (safetensors) with its round and digest in headers."""
         session = rt.session(task_id)
         rnd, digest = session.round, session.digest
         headers = {"X-Disco-Round": str(rnd), "X-Disco-Digest": digest, "ETag": f'"{digest}"'}
@@ -249,12 +256,14 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/api/tasks/{task_id}/rounds")
     async def get_rounds(task_id: str) -> list[dict[str, Any]]:
+        """History of the closed rounds."""
         rt.session(task_id)
         assert rt.store is not None
         return [r.to_json() for r in await asyncio.to_thread(rt.store.history, task_id)]
 
     @app.get("/api/tasks/{task_id}/status")
     async def get_status(task_id: str) -> dict[str, Any]:
+        """Round, participants, reports, phase and WebSocket traffic of a task."""
         s = rt.session(task_id)
         return {
             "task_id": task_id,
@@ -267,10 +276,12 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/api/schema/task")
     async def task_schema() -> dict[str, Any]:
+        """The JSON Schema of a task document."""
         return Task.json_schema()
 
     @app.post("/api/tasks", status_code=201)
     async def create_task(request: Request) -> JSONResponse:
+        """Create a task from its JSON (admin token) with its initial global model."""
         _authorize(config, request)
         body = await request.body()
         if len(body) > MAX_TASK_BYTES:
@@ -416,7 +427,8 @@ class _Connection:
             self._closed = True
             self._wake.set()
         with suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._writer), 5.0)
+            async with asyncio.timeout(5.0):
+                await asyncio.shield(self._writer)
 
     async def finish(self) -> None:
         """Stop the writer (the socket is gone or closed)."""
@@ -433,10 +445,13 @@ class _Connection:
                     await self._wake.wait()
                 item = self._outbox.popleft()
                 if isinstance(item, tuple):
-                    await asyncio.wait_for(self.ws.close(*item), SEND_TIMEOUT_S)
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        await self.ws.close(*item)
                     return
                 frame = await self.rt.encode(item)
-                await asyncio.wait_for(self.ws.send_bytes(frame), SEND_TIMEOUT_S)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    await self.ws.send_bytes(frame)
                 if self.traffic is not None:
                     self.traffic.bytes_sent += len(frame)
                     self.traffic.frames_sent += 1
@@ -458,7 +473,8 @@ async def _serve_connection(rt: _Runtime, ws: WebSocket) -> None:
         while True:
             try:
                 timeout = HELLO_TIMEOUT_S if client_id is None else None
-                event = await asyncio.wait_for(ws.receive(), timeout)
+                async with asyncio.timeout(timeout):
+                    event = await ws.receive()
             except TimeoutError:
                 await conn.error("unexpected", "no hello received in time", (4408, "no hello"))
                 return

@@ -100,7 +100,7 @@ class FederatedSession:
         send_timeout_s: float = 30.0,
     ):
         self.task = task
-        self._round = round
+        self._round = self._announced = round
         self._weights = weights
         self._digest = digest or weights.digest()
         self._save = save
@@ -111,7 +111,8 @@ class FederatedSession:
         self._opened_at = time.monotonic()
         self._deadline_at: float | None = None
         self._deadline_passed = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the round's deadline
+        self._retry_timer: asyncio.TimerHandle | None = None  # after a failed close
         self._retry_s = _RETRY_S[0]
         self._closing: asyncio.Task[None] | None = None
         self._round_changed = asyncio.Event()
@@ -175,13 +176,8 @@ class FederatedSession:
         self._require_open()
         client_id = uuid.uuid4().hex[:12]
         self._participants[client_id] = participant
-        log.info(
-            "task %s: %s joined as %s (%d connected)",
-            self.task.id,
-            _who(participant.name, participant.kind),
-            client_id,
-            len(self._participants),
-        )
+        n = len(self._participants)
+        self._log("%s joined as %s (%d connected)", _who(participant), client_id, n)
         welcome = Welcome(
             client_id=client_id,
             task_id=self.task.id,
@@ -201,13 +197,8 @@ class FederatedSession:
         participant = self._participants.pop(client_id, None)
         if participant is None:
             return
-        log.info(
-            "task %s: %s (%s) left (%d connected)",
-            self.task.id,
-            _who(participant.name, participant.kind),
-            client_id,
-            len(self._participants),
-        )
+        n = len(self._participants)
+        self._log("%s (%s) left (%d connected)", _who(participant), client_id, n)
         self._maybe_close()
         await self._broadcast(self.status())
 
@@ -268,19 +259,17 @@ class FederatedSession:
             self._timer = asyncio.get_running_loop().call_later(
                 delay, self._on_deadline, self._round
             )
-        rule = self.task.training.aggregation
-        log.info(
-            "task %s round %d: accepted update from %s (%s): num_samples=%d weight=%s "
-            "reported=%d/%d min=%d",
-            self.task.id,
-            self._round,
-            _who(participant.name, participant.kind),
-            client_id,
-            update.num_samples,
-            update.num_samples if rule == "mean" else f"equal ({rule})",
-            len(self._updates),
-            len(self._participants),
-            self.task.training.min_participants,
+        rule, n = self.task.training.aggregation, update.num_samples
+        self._log(
+            "round %d: accepted update from %s (%s): num_samples=%d weight=%s reported=%d/%d",
+            *(
+                self._round,
+                _who(participant),
+                client_id,
+                n,
+                n if rule == "mean" else f"equal/{rule}",
+            ),
+            *(len(self._updates), len(self._participants)),
         )
         ack = UpdateAck(
             round=self._round, reported=len(self._updates), participants=len(self._participants)
@@ -294,14 +283,8 @@ class FederatedSession:
             return
         self._timer = None
         self._deadline_passed = True
-        log.info(
-            "task %s round %d: deadline passed with %d/%d updates (min %d)",
-            self.task.id,
-            round,
-            len(self._updates),
-            len(self._participants),
-            self.task.training.min_participants,
-        )
+        n, minimum = len(self._updates), self.task.training.min_participants
+        self._log("round %d: deadline passed with %d updates (min %d)", round, n, minimum)
         self._maybe_close()
 
     def _maybe_close(self) -> None:
@@ -327,13 +310,10 @@ class FederatedSession:
             if self._phase == "stopped":
                 return
             log.exception(
-                "task %s round %d: closing failed; retrying in %.0f s",
-                self.task.id,
-                r,
-                self._retry_s,
+                "task %s round %d: closing failed; retry in %.0f s", self.task.id, r, self._retry_s
             )
             self._enter("collecting")
-            self._timer = asyncio.get_running_loop().call_later(self._retry_s, self._retry)
+            self._retry_timer = asyncio.get_running_loop().call_later(self._retry_s, self._retry)
             self._retry_s = min(2 * self._retry_s, _RETRY_S[1])
             return
         self._closing = None
@@ -343,21 +323,12 @@ class FederatedSession:
         self._updates, self._deadline_at, self._deadline_passed = {}, None, False
         self._opened_at, self._retry_s = time.monotonic(), _RETRY_S[0]
         self._enter("collecting")
-        self._round_changed.set()
-        self._round_changed = asyncio.Event()
         shares = ", ".join(
-            f"{_who(p.name, p.kind)} n={p.num_samples} share={p.share:.4f}"
-            for p in record.participants
+            f"{_who(p)} n={p.num_samples} share={p.share:.4f}" for p in record.participants
         )
-        log.info(
-            "task %s round %d closed: contributors=%d num_samples=%d duration=%.2fs "
-            "digest=%s weights=[%s]",
-            self.task.id,
-            r,
-            record.contributors,
-            record.num_samples,
-            record.duration_s,
-            record.digest[:12],
+        self._log(
+            "round %d closed: contributors=%d num_samples=%d duration=%.2fs digest=%s weights=[%s]",
+            *(r, record.contributors, record.num_samples, record.duration_s, record.digest[:12]),
             shares,
         )
         result = RoundResult(
@@ -368,9 +339,12 @@ class FederatedSession:
             metrics=Metrics(**record.metrics),
         )
         await self._broadcast(result)
+        self._announced = r + 1  # "round k is open" implies everyone was sent its model
+        changed, self._round_changed = self._round_changed, asyncio.Event()
+        changed.set()
 
     def _retry(self) -> None:
-        self._timer = None
+        self._retry_timer = None
         self._maybe_close()
 
     def _aggregate_and_save(
@@ -405,13 +379,14 @@ class FederatedSession:
 
     # -- waiting and shutdown ---------------------------------------------------------------
     async def wait_for_round(self, round: int, timeout: float) -> None:
-        """Return once round `round` is open; `SessionError` after `timeout` seconds."""
+        """Return once round `round` is open and announced; `SessionError` after `timeout` s."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
-        while self._round < round:
+        while self._announced < round:
             remaining = end - loop.time()
             try:
-                await asyncio.wait_for(self._round_changed.wait(), max(remaining, 0))
+                async with asyncio.timeout(max(remaining, 0)):
+                    await self._round_changed.wait()
             except TimeoutError:
                 raise SessionError(
                     f"task {self.task.id!r}: round {round} did not open within {timeout} s "
@@ -425,7 +400,8 @@ class FederatedSession:
         self._cancel_timer()
         if self._closing is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._closing), timeout)
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(self._closing)
             except TimeoutError:
                 log.error("task %s: round %d still closing at shutdown", self.task.id, self._round)
         self._cancel_timer()  # a failed close may have scheduled a retry
@@ -442,32 +418,34 @@ class FederatedSession:
             raise SessionError(f"task {self.task.id!r}: the session is stopped")
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._retry_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._retry_timer = None
+
+    def _log(self, message: str, *args: object) -> None:
+        log.info("task %s " + message, self.task.id, *args)
 
     def _error(self, code: Literal["stale", "future", "duplicate"], message: str) -> ErrorMessage:
         return ErrorMessage(code=code, message=message, round=self._round)
 
     async def _send(self, participant: Participant, message: Outgoing) -> None:
         try:
-            await asyncio.wait_for(participant.send(message), self._send_timeout_s)
+            async with asyncio.timeout(self._send_timeout_s):
+                await participant.send(message)
         except Exception as exc:  # one broken participant must not disturb the others
-            log.warning(
-                "task %s: could not send %s to %s: %r",
-                self.task.id,
-                message.type,
-                _who(participant.name, participant.kind),
-                exc,
-            )
+            who = _who(participant)
+            log.warning("task %s: cannot send %s to %s: %r", self.task.id, message.type, who, exc)
 
     async def _broadcast(self, message: Outgoing, exclude: str | None = None) -> None:
         targets = [p for cid, p in self._participants.items() if cid != exclude]
         await asyncio.gather(*(self._send(p, message) for p in targets))
 
 
-def _who(name: str, kind: str) -> str:
-    return f"{name or 'anonymous'}/{kind}"
+def _who(someone: Participant | ContributorRecord) -> str:
+    """``name/kind`` for logs, with unprintable characters replaced."""
+    name = "".join(c if c.isprintable() else "?" for c in someone.name) or "anonymous"
+    return f"{name}/{someone.kind}"
 
 
 def _validate(weights: Weights, reference: Weights, r: int) -> Weights | ErrorMessage:

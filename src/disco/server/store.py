@@ -147,9 +147,14 @@ class Store:
         return parse_task(rows[0][0]) if rows else None
 
     def list_tasks(self) -> list[Task]:
-        """Every stored task, oldest first."""
-        rows = self._query("SELECT json FROM tasks ORDER BY created_at, id")
-        return [parse_task(r[0]) for r in rows]
+        """Every stored task that is still valid, oldest first."""
+        tasks = []
+        for task_id, text in self._query("SELECT id, json FROM tasks ORDER BY created_at, id"):
+            try:
+                tasks.append(parse_task(text))
+            except TaskError as exc:  # stored by an older version whose format changed
+                log.error("stored task %s is no longer valid and is skipped: %s", task_id, exc)
+        return tasks
 
     # -- models and rounds ------------------------------------------------------------------
     def load_state(self, task_id: str) -> tuple[int, Weights] | None:

@@ -9,6 +9,7 @@ held-out test folder.
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import tempfile
 import time
@@ -127,7 +128,7 @@ async def simulate_async(
                         seed=seed * 1000 + i,
                         name=f"sim-{i}",
                         callbacks=callbacks(i) if callbacks else None,
-                        on_message=(lambda m, i=i: on_message(i, m)) if on_message else None,
+                        on_message=functools.partial(on_message, i) if on_message else None,
                     )
                     for i, data in enumerate(datasets, start=1)
                 ]
@@ -165,7 +166,9 @@ async def simulate_async(
     )
 
 
-def simulate(task: str | Task, clients: int = 3, rounds: int = 3, **kwargs: Any) -> SimulationResult:
+def simulate(
+    task: str | Task, clients: int = 3, rounds: int = 3, **kwargs: Any
+) -> SimulationResult:
     """Train `task` federatedly with `clients` simulated participants for `rounds` rounds.
 
     Keyword arguments: ``partition`` ("iid", "dirichlet:0.5", "shards:2"), ``seed``,
@@ -174,4 +177,3 @@ def simulate(task: str | Task, clients: int = 3, rounds: int = 3, **kwargs: Any)
     ``epochs_per_round``, ``callbacks`` (client index → trainer callbacks).
     """
     return asyncio.run(simulate_async(task, clients, rounds, **kwargs))
-

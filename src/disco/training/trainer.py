@@ -70,9 +70,7 @@ def _targets(model: TorchModel, y: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(
-    model: TorchModel, data: Dataset, batch_size: int = 512
-) -> tuple[float, float | None]:
+def evaluate(model: TorchModel, data: Dataset, batch_size: int = 512) -> tuple[float, float | None]:
     """Mean loss and accuracy (None for regression) of `model` on `data`."""
     if len(data) == 0:
         raise DataError("cannot evaluate on an empty dataset")
@@ -144,7 +142,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 logits = self.model(x)
                 loss = self.model.loss(logits, y)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 self.optimizer.step()
                 batch_loss = float(loss.detach())
                 loss_sum += batch_loss * len(idx)
@@ -154,7 +152,9 @@ class Trainer:
             metrics = EpochMetrics(round, epoch, loss_sum / n, correct / n if has_acc else None)
             if val is not None and len(val) > 0:
                 vl, va = evaluate(self.model, val)
-                metrics = EpochMetrics(round, epoch, metrics.train_loss, metrics.train_accuracy, vl, va)
+                metrics = EpochMetrics(
+                    round, epoch, metrics.train_loss, metrics.train_accuracy, vl, va
+                )
             history.append(metrics)
             self._emit(Event("epoch_end", round, epoch, batches, batches, metrics=metrics))
         self._emit(Event("round_end", round, epochs, metrics=history[-1]))
