@@ -95,12 +95,12 @@ def test_two_train_processes_join_one_server(samples: Path, tmp_path: Path) -> N
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
-            )  # fmt: skip
+            )
             for i in (1, 2)
         ]
         outs = [p.communicate(timeout=240) for p in procs]
         model = httpx.get(f"{server.url}/api/tasks/breast_cancer/model")
-    for proc, (stdout, stderr) in zip(procs, outs, strict=True):
+    for proc, (_stdout, stderr) in zip(procs, outs, strict=True):
         assert proc.returncode == 0, stderr
     digests = {_last_json(stdout)["digest"] for stdout, _ in outs}
     assert digests == {model.headers["X-Disco-Digest"]}
