@@ -43,9 +43,18 @@ def _checked(contributions: Sequence[Contribution]) -> Weights:
     return first
 
 
+def _canonical_order(contributions: Sequence[Contribution]) -> list[Contribution]:
+    """Contributions sorted by content, so float rounding never depends on arrival order."""
+    return sorted(contributions, key=lambda c: (c.num_samples, c.weights.digest()))
+
+
 def mean(contributions: Sequence[Contribution], *, weighted: bool = True) -> Weights:
-    """FedAvg: the mean of the weights, weighted by sample count unless `weighted` is False."""
+    """FedAvg: the mean of the weights, weighted by sample count unless `weighted` is False.
+
+    The result is bit-identical whatever the order of `contributions`.
+    """
     first = _checked(contributions)
+    contributions = _canonical_order(contributions)
     counts = np.array([c.num_samples if weighted else 1 for c in contributions], dtype=np.float64)
     coeffs = counts / counts.sum()
     out = []

@@ -28,6 +28,7 @@ from disco.errors import ServerError, SessionError, TaskError
 from disco.models import build_torch_model
 from disco.task import Task, parse_task
 from disco.training import EventCallback, evaluate
+from disco.weights import Weights
 
 __all__ = ["SimulationResult", "simulate", "simulate_async"]
 
@@ -49,10 +50,11 @@ class SimulationResult:
     bytes_down: int
     digest: str
     history: list[dict[str, Any]] = field(default_factory=list)
+    weights: Weights | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return asdict(self)
+        """A JSON-ready dict (without the weights)."""
+        return {k: v for k, v in asdict(self).items() if k != "weights"}
 
 
 def _resolve(task: str | Task) -> Task:
@@ -163,6 +165,7 @@ async def simulate_async(
         bytes_down=sum(r.bytes_down for r in results),
         digest=final.digest(),
         history=history_resp.json() if history_resp.status_code == 200 else [],
+        weights=final,
     )
 
 
