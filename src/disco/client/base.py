@@ -11,7 +11,9 @@ import asyncio
 import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from disco.data.dataset import Dataset
 from disco.models import TorchModel, build_torch_model
@@ -19,12 +21,23 @@ from disco.task import Task
 from disco.training import EpochMetrics, EventCallback, Trainer
 from disco.weights import Weights
 
-__all__ = ["Client", "ClientResult"]
+__all__ = ["Client", "ClientResult", "in_training_thread"]
 
 _TRAINING_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disco-train")
-"""The one thread that trains, whichever client asks: clients sharing a process (simulation)
-take turns instead of fighting over the cores, runs stay deterministic, and PyTorch keeps one
-warm thread pool instead of starting one per calling thread."""
+"""The one thread that runs PyTorch, whichever client asks: clients sharing a process
+(simulation) take turns instead of fighting over the cores, runs stay deterministic, and PyTorch
+keeps one warm OpenMP pool (two threads driving PyTorch each spin up a pool, and the pools slow
+each other down by a third on two cores)."""
+
+T = TypeVar("T")
+
+
+def in_training_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(*args)` on the training thread and wait for it (for PyTorch work outside a client).
+
+    Must not be called from the training thread itself.
+    """
+    return _TRAINING_THREAD.submit(fn, *args).result()
 
 
 @dataclass

@@ -22,6 +22,7 @@ import httpx
 
 from disco import catalog
 from disco.client import FederatedClient
+from disco.client.base import in_training_thread
 from disco.data import load_for_task
 from disco.data.samples import write_samples
 from disco.errors import ServerError, SessionError, TaskError
@@ -148,9 +149,12 @@ async def simulate_async(
         raise SessionError(
             f"clients ended with {len(digests)} different models, server has {server_digest[:12]}"
         )
-    model = build_torch_model(the_task.model)
-    model.set_weights(final)
-    test_loss, test_acc = evaluate(model, test)
+    def _test() -> tuple[float, float | None]:
+        model = build_torch_model(the_task.model)
+        model.set_weights(final)
+        return evaluate(model, test)
+
+    test_loss, test_acc = in_training_thread(_test)
     return SimulationResult(
         task=the_task.id,
         clients=clients,
