@@ -15,7 +15,8 @@ Each message says what was wrong and, where it helps, what to do about it.
     ├── ServerError            the server answered with an error or cannot be reached
     │   ├── AuthError          missing or wrong admin token
     │   └── UpdateRejected     the server refused an update (stale, duplicate, wrong shape, NaN)
-    └── SessionError           illegal state transition or a wait that timed out
+    ├── SessionError           illegal state transition or a wait that timed out
+    └── StoreError             damaged or unreadable server store (database, model files)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "ProtocolError",
     "ServerError",
     "SessionError",
+    "StoreError",
     "TaskError",
     "UpdateRejected",
     "VersionError",
@@ -92,3 +94,7 @@ class UpdateRejected(ServerError):
 
 class SessionError(DiscoError):
     """An illegal state transition, or a wait that timed out."""
+
+
+class StoreError(DiscoError):
+    """The server's store (database or model files) is damaged or cannot be read."""

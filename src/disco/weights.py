@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -183,32 +184,55 @@ class Weights(Mapping[str, Array]):
         return reference.map(np.zeros_like)
 
     # -- files ------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        """Write the weights as a safetensors file (order kept in the metadata)."""
-        from safetensors.numpy import save_file
+    def to_safetensors(self) -> bytes:
+        """The weights as safetensors bytes, tensor order kept in the ``disco.order`` metadata."""
+        from safetensors.numpy import save
 
+        return save(
+            {n: np.ascontiguousarray(a) for n, a in self._arrays.items()},
+            metadata={"disco.order": json.dumps(list(self._arrays))},
+        )
+
+    @classmethod
+    def from_safetensors(cls, data: bytes) -> Weights:
+        """Weights from safetensors bytes (order from the metadata when present)."""
+        try:
+            header_len = int.from_bytes(data[:8], "little")
+            header = json.loads(data[8 : 8 + header_len])
+            meta = header.get("__metadata__") or {}
+            from safetensors.numpy import load
+
+            tensors = load(data)
+        except Exception as exc:  # safetensors raises several unrelated types
+            raise WeightsError(f"not a valid safetensors model: {exc}") from exc
+        names = list(tensors)
+        try:
+            order = json.loads(meta.get("disco.order", "null"))
+        except ValueError:
+            order = None
+        if isinstance(order, list) and sorted(order) == sorted(names):
+            names = order
+        return cls((n, tensors[n]) for n in names)
+
+    def save(self, path: str | Path) -> None:
+        """Write the weights as a safetensors file, atomically (a temporary file, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        save_file(
-            {n: np.ascontiguousarray(a) for n, a in self._arrays.items()},
-            str(tmp),
-            metadata={"disco.order": json.dumps(list(self._arrays))},
-        )
+        with open(tmp, "wb") as f:
+            f.write(self.to_safetensors())
+            f.flush()
+            os.fsync(f.fileno())
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: str | Path) -> Weights:
         """Read weights written by `save` (or any float32 safetensors file)."""
-        from safetensors import SafetensorError, safe_open
-
         try:
-            with safe_open(str(path), framework="numpy") as f:
-                meta = f.metadata() or {}
-                names = list(f.keys())
-                order = json.loads(meta.get("disco.order", "null"))
-                if isinstance(order, list) and sorted(order) == sorted(names):
-                    names = order
-                return cls((n, f.get_tensor(n)) for n in names)
-        except (OSError, SafetensorError, ValueError) as exc:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
+        try:
+            return cls.from_safetensors(data)
+        except WeightsError as exc:
             raise WeightsError(f"cannot read weights file {path}: {exc}") from exc

@@ -202,3 +202,35 @@ def test_restarted_server_resumes_round_and_model(tmp_path: Path, samples: Path)
         assert _global(second, task.id)[0] == 3
     finally:
         second.stop()
+
+
+def test_clients_ride_through_a_server_restart(tmp_path: Path, samples: Path) -> None:
+    """The server stops mid-training and comes back on the same port; clients reconnect."""
+    task = _task(min_participants=2, epochs=4, epochs_per_round=1)
+    first = _serve(tmp_path / "server")
+    port = first.port
+    _publish(first, task)
+    handles = [first]
+
+    async def main() -> set[str]:
+        clients = _clients(task, samples, first, 2)
+        runs = asyncio.gather(*(c.run(4) for c in clients))
+        async with asyncio.timeout(60):
+            while httpx.get(f"{first.url}/api/tasks/{task.id}/status").json()["round"] < 2:
+                await asyncio.sleep(0.05)
+        await asyncio.to_thread(first.stop)
+        config = ServerConfig(
+            port=port, data_dir=tmp_path / "server", admin_token=TOKEN, seed_catalog=False
+        )
+        handles.append(await asyncio.to_thread(start_in_background, config))
+        results = await runs
+        return {r.weights.digest() for r in results}
+
+    try:
+        digests = asyncio.run(asyncio.wait_for(main(), 120))
+        rnd, digest = _global(handles[-1], task.id)
+    finally:
+        for handle in handles:
+            handle.stop()
+    assert digests == {digest}
+    assert rnd == 4

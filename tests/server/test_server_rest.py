@@ -105,3 +105,20 @@ def test_catalog_seeding_and_web_dir(start_server: Any, tmp_path: Path) -> None:
         assert [t["id"] for t in http.get("/api/tasks").json()] == ids
         assert http.get("/api/tasks/titanic/model").headers["X-Disco-Digest"] == digest
         assert "web app is not built" in http.get("/").text
+
+
+def test_task_with_damaged_store_stays_unavailable(
+    kit: Any, start_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Prepare a task whose model files are all damaged; it answers 503, the others serve."""
+    data = tmp_path / "damaged"
+    server = start_server(tasks=(kit.make_task(), kit.make_task("other")), data_dir=data)
+    server.stop()
+    for f in (data / "models" / "tiny").iterdir():
+        f.write_bytes(b"garbage")
+    again = start_server(data_dir=data)
+    with httpx.Client(base_url=again.url, timeout=10) as http:
+        reply = http.get("/api/tasks/tiny")
+        assert reply.status_code == 503 and reply.json()["code"] == "unavailable"
+        assert [t["id"] for t in http.get("/api/tasks").json()] == ["other"]
+    assert "task tiny cannot be resumed" in caplog.text

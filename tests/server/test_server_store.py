@@ -1,13 +1,14 @@
-"""The SQLite + files store: tasks, rounds, pruning, corrupt files."""
+"""The SQLite + files store: tasks, rounds, pruning, damaged files and database."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from disco.errors import TaskError, WeightsError
+from disco.errors import StoreError, TaskError
 from disco.models import init_weights
 from disco.server.store import RoundRecord, Store
 from disco.weights import Weights
@@ -76,6 +77,32 @@ def test_corrupt_newest_file_falls_back_to_the_previous_model(kit: Any, tmp_path
     assert [h.round for h in store.history("tiny")] == [0]
     for f in (tmp_path / "models" / "tiny").iterdir():
         f.write_bytes(b"garbage")
-    with pytest.raises(WeightsError, match="no intact global model"):
+    with pytest.raises(StoreError, match="no intact global model") as info:
         store.load_state("tiny")
+    assert str(tmp_path / "models" / "tiny") in str(info.value)
+    store.close()
+
+
+def test_damaged_database_file_is_a_store_error(tmp_path: Path) -> None:
+    """Prepare a database file of garbage; opening the store names the file and what to do."""
+    (tmp_path / "disco.sqlite3").write_bytes(b"not a database " * 512)
+    with pytest.raises(StoreError, match="is damaged") as info:
+        Store(tmp_path)
+    assert str(tmp_path / "disco.sqlite3") in str(info.value)
+    assert "backup" in str(info.value)
+
+
+def test_damaged_history_row_is_a_store_error(kit: Any, tmp_path: Path) -> None:
+    """Prepare a round whose stored metrics are not JSON; reading the history says which."""
+    task = kit.make_task()
+    store = Store(tmp_path)
+    g = init_weights(task.model, seed=0)
+    store.put_task(task, g)
+    g1 = kit.filled(g, 1.0)
+    store.save_round(task.id, 1, g1, record(0, g1))
+    with sqlite3.connect(tmp_path / "disco.sqlite3") as db:
+        db.execute("UPDATE rounds SET metrics = '{broken' WHERE round = 0")
+    db.close()
+    with pytest.raises(StoreError, match=r"history of round 0 .* is damaged"):
+        store.history("tiny")
     store.close()

@@ -94,7 +94,8 @@ class FederatedClient(Client):
     async def _recv(self, timeout: float) -> Any:
         if self._conn is None:
             raise SessionError("not connected")
-        frame = await asyncio.wait_for(self._conn.recv(), timeout)
+        async with asyncio.timeout(timeout):  # (wait_for can swallow a cancellation on 3.11)
+            frame = await self._conn.recv()
         if isinstance(frame, str):
             raise ServerError(f"server sent a text frame: {frame[:200]}")
         self.bytes_down += len(frame)

@@ -5,7 +5,9 @@ One SQLite database (``disco.sqlite3``, WAL) and one safetensors file per kept g
 fsync, rename) before the database row that points at it is committed, so a crash at any moment
 leaves either the old or the new round, never a row without its file. Every file's digest is in
 the ``models`` table; `load_state` verifies it and, if the newest file is damaged, falls back to
-the newest intact one it still has (logging loudly) instead of refusing to start.
+the newest intact one it still has (logging loudly) instead of refusing to start. A store that
+cannot be used (unreadable or damaged database, no intact model file of a task, a damaged history
+row) raises `StoreError`, saying what is damaged, where, and what to do.
 
 Tables::
 
@@ -32,13 +34,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from disco.errors import TaskError, WeightsError
+from disco.errors import StoreError, TaskError, WeightsError
 from disco.task import Task, parse_task
 from disco.weights import Weights
 
 __all__ = ["ContributorRecord", "RoundRecord", "Store"]
 
 log = logging.getLogger("disco.server")
+
+# SQLite's names for "this file is not (or no longer) a valid database"
+_DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -94,13 +99,19 @@ class Store:
         self.keep_rounds = keep_rounds
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.data_dir / "disco.sqlite3", check_same_thread=False, isolation_level=None
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        self._path = self.data_dir / "disco.sqlite3"
+        try:
+            self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise self._unusable(exc) from exc
 
     def close(self) -> None:
         """Close the database connection."""
@@ -109,7 +120,7 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._damage_check():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -119,8 +130,31 @@ class Store:
             self._db.execute("COMMIT")
 
     def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, self._damage_check():
             return self._db.execute(sql, args).fetchall()
+
+    @contextmanager
+    def _damage_check(self) -> Iterator[None]:
+        """Turn SQLite's "the database file is damaged" errors into `StoreError`."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorname", None) in _DAMAGED:
+                raise self._unusable(exc) from exc
+            raise
+
+    def _unusable(self, exc: sqlite3.Error) -> StoreError:
+        """The `StoreError` for a database that cannot be opened or read (`exc` says why)."""
+        if getattr(exc, "sqlite_errorname", None) in _DAMAGED:
+            advice = (
+                "restore it from a backup, or move the data directory away to start with an "
+                "empty store"
+            )
+            return StoreError(f"the server database {self._path} is damaged ({exc}); {advice}")
+        return StoreError(
+            f"cannot open the server database {self._path} ({exc}); check that the file and "
+            f"its folder {self.data_dir} are readable and writable by the server"
+        )
 
     # -- tasks ------------------------------------------------------------------------------
     def put_task(self, task: Task, initial: Weights) -> None:
@@ -160,7 +194,7 @@ class Store:
     def load_state(self, task_id: str) -> tuple[int, Weights] | None:
         """The current round and global model; falls back to an older intact model if needed.
 
-        Returns None for a task without any model. Raises `WeightsError` when no kept model file
+        Returns None for a task without any model. Raises `StoreError` when no kept model file
         is intact.
         """
         rows = self._query(
@@ -188,7 +222,7 @@ class Store:
                 )
                 self._forget_after(task_id, rnd)
             return rnd, weights
-        raise WeightsError(
+        raise StoreError(
             f"task {task_id!r}: no intact global model file ({'; '.join(problems)}); restore the "
             f"files under {self._model_dir(task_id)} or remove the task's data to restart it"
         )
@@ -228,19 +262,29 @@ class Store:
             "participants FROM rounds WHERE task_id = ? ORDER BY round",
             task_id,
         )
-        return [
-            RoundRecord(
-                round=r[0],
-                contributors=r[1],
-                num_samples=r[2],
-                digest=r[3],
-                duration_s=r[4],
-                closed_at=r[5],
-                metrics=json.loads(r[6]),
-                participants=tuple(ContributorRecord(**p) for p in json.loads(r[7])),
+        records = []
+        for r in rows:
+            try:
+                metrics = json.loads(r[6])
+                participants = tuple(ContributorRecord(**p) for p in json.loads(r[7]))
+            except (ValueError, TypeError) as exc:
+                raise StoreError(
+                    f"task {task_id!r}: the history of round {r[0]} in {self._path} is damaged "
+                    f"({exc}); restore the database from a backup"
+                ) from exc
+            records.append(
+                RoundRecord(
+                    round=r[0],
+                    contributors=r[1],
+                    num_samples=r[2],
+                    digest=r[3],
+                    duration_s=r[4],
+                    closed_at=r[5],
+                    metrics=metrics,
+                    participants=participants,
+                )
             )
-            for r in rows
-        ]
+        return records
 
     # -- files ------------------------------------------------------------------------------
     def _model_dir(self, task_id: str) -> Path:

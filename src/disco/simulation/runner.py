@@ -149,6 +149,7 @@ async def simulate_async(
         raise SessionError(
             f"clients ended with {len(digests)} different models, server has {server_digest[:12]}"
         )
+
     def _test() -> tuple[float, float | None]:
         model = build_torch_model(the_task.model)
         model.set_weights(final)

@@ -1,0 +1,150 @@
+"""What the routes and the WebSocket share: the store, the served tasks and their sessions.
+
+`Runtime` opens the store, seeds the built-in catalog, resumes every task at its stored round and
+model, and keeps per-task WebSocket `Traffic`. `ApiError` is the HTTP error the REST routes answer
+as ``{"error", "code", ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from disco.errors import DiscoError
+from disco.protocol import encode as encode_frame
+from disco.server.config import ServerConfig
+from disco.server.session import FederatedSession, Outgoing
+from disco.server.store import Store
+from disco.task import Task
+from disco.weights import Weights
+
+__all__ = ["LARGE_FRAME_BYTES", "ApiError", "Runtime", "Traffic"]
+
+log = logging.getLogger("disco.server")
+
+LARGE_FRAME_BYTES = 1 << 20  # encode/decode frames above this size off the event loop
+
+
+class ApiError(Exception):
+    """An HTTP error answered as ``{"error", "code", ...}``."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+@dataclass
+class Traffic:
+    """WebSocket bytes and frames exchanged for one task."""
+
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    frames_received: int = 0
+    frames_sent: int = 0
+
+
+class _Encoder:
+    """Encode each message once, even when it is broadcast to many connections."""
+
+    def __init__(self, size: int = 8):
+        self._cache: OrderedDict[int, tuple[object, asyncio.Future[bytes]]] = OrderedDict()
+        self._size = size
+
+    async def __call__(self, message: Outgoing) -> bytes:
+        weights = getattr(message, "weights", None)
+        if not isinstance(weights, Weights) or weights.nbytes < LARGE_FRAME_BYTES:
+            return encode_frame(message)
+        hit = self._cache.get(id(message))
+        if hit is None or hit[0] is not message:
+            future = asyncio.ensure_future(asyncio.to_thread(encode_frame, message))
+            hit = self._cache[id(message)] = (message, future)
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return await asyncio.shield(hit[1])
+
+
+class Runtime:
+    """Everything the routes share: config, store, tasks, sessions, traffic."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.store: Store | None = None
+        self.tasks: dict[str, Task] = {}
+        self.sessions: dict[str, FederatedSession] = {}
+        self.traffic: dict[str, Traffic] = {}
+        self.encode = _Encoder()
+        self.create_lock = asyncio.Lock()
+        self._model_bytes: dict[str, tuple[str, bytes]] = {}
+
+    async def open(self) -> None:
+        """Open the store, seed the catalog, and resume every task's round and model."""
+        self.store = store = Store(self.config.data_dir, self.config.keep_rounds)
+        if self.config.seed_catalog:
+            await asyncio.to_thread(_seed_catalog, store)
+        for task in await asyncio.to_thread(store.list_tasks):
+            try:
+                state = await asyncio.to_thread(store.load_state, task.id)
+            except DiscoError:
+                log.exception("task %s cannot be resumed; it stays unavailable", task.id)
+                continue
+            if state is None:
+                log.error("task %s has no global model; it stays unavailable", task.id)
+                continue
+            self.add(task, *state)
+            log.info("task %s resumed at round %d", task.id, state[0])
+
+    def add(self, task: Task, rnd: int, weights: Weights) -> None:
+        """Start serving a task from round `rnd` with `weights`."""
+        assert self.store is not None
+        self.tasks[task.id] = task
+        self.traffic[task.id] = Traffic()
+        self.sessions[task.id] = FederatedSession(task, rnd, weights, save=self.store.save_round)
+
+    async def aclose(self) -> None:
+        """Stop every session (letting a closing round finish), then close the store."""
+        await asyncio.gather(*(s.aclose() for s in self.sessions.values()))
+        if self.store is not None:
+            self.store.close()
+
+    def session(self, task_id: str) -> FederatedSession:
+        """The session of a task; 404 or 503 `ApiError` otherwise."""
+        if task_id not in self.tasks:
+            if self.store is not None and self.store.get_task(task_id) is not None:
+                raise ApiError(503, "unavailable", f"task {task_id!r} failed to load; see the log")
+            raise ApiError(404, "unknown_task", f"there is no task {task_id!r}")
+        return self.sessions[task_id]
+
+    async def model_bytes(self, session: FederatedSession) -> bytes:
+        """The global model as a safetensors file, cached per digest."""
+        cached = self._model_bytes.get(session.task.id)
+        if cached is None or cached[0] != session.digest:
+            digest, weights = session.digest, session.weights
+            cached = (digest, await asyncio.to_thread(weights.to_safetensors))
+            self._model_bytes[session.task.id] = cached
+        return cached[1]
+
+
+def _seed_catalog(store: Store) -> None:
+    """Store the built-in tasks that are not stored yet (never overwrites)."""
+    try:
+        from disco.catalog import all_tasks  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as exc:
+        log.info("no built-in catalog to seed (%s)", exc)
+        return
+    from disco.models import init_weights
+
+    try:
+        tasks = list(all_tasks())
+    except Exception:
+        log.exception("the built-in catalog failed to load; no task seeded")
+        return
+    for task in tasks:
+        try:
+            if store.get_task(task.id) is None:
+                store.put_task(task, init_weights(task.model, seed=0))
+                log.info("seeded built-in task %s", task.id)
+        except Exception:
+            log.exception("could not seed built-in task %s", getattr(task, "id", task))

@@ -1,0 +1,180 @@
+"""The federated WebSocket at ``/ws``: one participant's connection from `Hello` to close.
+
+Frames are binary protocol messages (`disco.protocol`); the first must be `Hello`, naming a served
+task. After it a client sends `ModelUpdate`s and finally `Leave`; anything else gets an
+`ErrorMessage`. Messages to a client go through an outbox drained by a writer task, so a slow
+client never blocks its session; one that lets ``MAX_PENDING`` frames pile up is dropped.
+Close codes: 1000 after `Leave`, 1008 too many unread messages, 1009 frame too large, 1011 send
+failed, 1012 server shutting down, 4400 protocol version mismatch, 4404 unknown task, 4408 no
+`Hello` within 30 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from contextlib import suppress
+
+from fastapi import WebSocket
+
+from disco.errors import ProtocolError, SessionError, VersionError
+from disco.protocol import ErrorCode, ErrorMessage, Hello, Leave, ModelUpdate, Status
+from disco.protocol import decode as decode_frame
+from disco.server.runtime import LARGE_FRAME_BYTES, Runtime, Traffic
+from disco.server.session import FederatedSession, Outgoing
+
+__all__ = ["serve_connection"]
+
+log = logging.getLogger("disco.server")
+
+HELLO_TIMEOUT_S = 30.0
+SEND_TIMEOUT_S = 120.0  # one frame to a slow client; past it the connection is dropped
+MAX_PENDING = 64  # queued frames per connection before it counts as stuck
+
+
+class _Connection:
+    """One WebSocket participant: an outbox drained by a writer task (never blocks the session)."""
+
+    def __init__(self, ws: WebSocket, rt: Runtime):
+        self.ws, self.rt = ws, rt
+        self.name, self.kind = "", "python"
+        self.traffic: Traffic | None = None
+        self._outbox: deque[Outgoing | tuple[int, str]] = deque()
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def send(self, message: Outgoing) -> None:
+        """Queue a message; a newer `Status` replaces one still waiting."""
+        if self._closed:
+            return
+        if isinstance(message, Status) and self._outbox and isinstance(self._outbox[-1], Status):
+            self._outbox[-1] = message
+        elif len(self._outbox) >= MAX_PENDING:
+            log.warning("%s/%s does not read its messages; disconnecting", self.name, self.kind)
+            self._outbox.clear()
+            self._outbox.append((1008, "too many unread messages"))
+            self._closed = True
+        else:
+            self._outbox.append(message)
+        self._wake.set()
+
+    async def error(
+        self, code: ErrorCode, message: str, close: tuple[int, str] | None = None
+    ) -> None:
+        """Send an `ErrorMessage`, then close the connection if `close` is given."""
+        await self.send(ErrorMessage(code=code, message=message))
+        if close is not None:
+            await self.close(*close)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Flush the outbox, close the socket (bounded wait)."""
+        if not self._closed:
+            self._outbox.append((code, reason))
+            self._closed = True
+            self._wake.set()
+        with suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                await asyncio.shield(self._writer)
+
+    async def finish(self) -> None:
+        """Stop the writer (the socket is gone or closed)."""
+        self._closed = True
+        self._writer.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._writer
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                while not self._outbox:
+                    self._wake.clear()
+                    await self._wake.wait()
+                item = self._outbox.popleft()
+                if isinstance(item, tuple):
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        await self.ws.close(*item)
+                    return
+                frame = await self.rt.encode(item)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    await self.ws.send_bytes(frame)
+                if self.traffic is not None:
+                    self.traffic.bytes_sent += len(frame)
+                    self.traffic.frames_sent += 1
+        except Exception as exc:  # the socket went away or stalled: the reader will notice
+            log.debug("writer for %s/%s stopped: %r", self.name, self.kind, exc)
+            self._closed = True
+            with suppress(Exception):
+                await self.ws.close(1011, "send failed")
+
+
+async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
+    """Run one participant's connection from `Hello` to close."""
+    await ws.accept()
+    conn = _Connection(ws, rt)
+    session: FederatedSession | None = None
+    client_id: str | None = None
+    limit = rt.config.max_frame_bytes
+    try:
+        while True:
+            try:
+                timeout = HELLO_TIMEOUT_S if client_id is None else None
+                async with asyncio.timeout(timeout):
+                    event = await ws.receive()
+            except TimeoutError:
+                await conn.error("unexpected", "no hello received in time", (4408, "no hello"))
+                return
+            if event["type"] == "websocket.disconnect":
+                return
+            data = event.get("bytes")
+            if data is None:
+                await conn.error("malformed", "text frames are not used: send binary frames")
+                continue
+            if conn.traffic is not None:
+                conn.traffic.bytes_received += len(data)
+                conn.traffic.frames_received += 1
+            if len(data) > limit:
+                msg = f"frame of {len(data)} bytes exceeds this server's limit of {limit} bytes"
+                await conn.error("too_large", msg, (1009, "frame too large"))
+                return
+            try:
+                if len(data) > LARGE_FRAME_BYTES:
+                    message = await asyncio.to_thread(decode_frame, data, limit)
+                else:
+                    message = decode_frame(data, limit)
+            except VersionError as exc:
+                await conn.error("version", str(exc), (4400, "protocol version"))
+                return
+            except ProtocolError as exc:
+                await conn.error("malformed", str(exc))
+                continue
+            if client_id is None:
+                if not isinstance(message, Hello):
+                    await conn.error("unexpected", f"send hello first, not {message.type!r}")
+                    continue
+                if message.task_id not in rt.tasks:
+                    text = f"there is no task {message.task_id!r} on this server"
+                    await conn.error("unknown_task", text, (4404, "unknown task"))
+                    return
+                session = rt.sessions[message.task_id]
+                conn.name, conn.kind = message.name, message.kind
+                conn.traffic = rt.traffic[message.task_id]
+                conn.traffic.bytes_received += len(data)
+                conn.traffic.frames_received += 1
+                client_id = await session.join(conn)
+            elif isinstance(message, ModelUpdate):
+                assert session is not None
+                await session.submit(client_id, message)
+            elif isinstance(message, Leave):
+                await conn.close(1000, "bye")
+                return
+            else:
+                await conn.error("unexpected", f"a client does not send {message.type!r}")
+    except SessionError:  # the server is shutting down
+        await conn.close(1012, "server shutting down")
+    finally:
+        if session is not None and client_id is not None:
+            await session.leave(client_id)
+        await conn.finish()
