@@ -136,7 +136,12 @@ def start_server(tmp_path: Path) -> Iterator[Any]:
             if store.get_task(task.id) is None:
                 store.put_task(task, init_weights(task.model, seed=0))
         store.close()
-        settings: dict[str, Any] = {"admin_token": TOKEN, "seed_catalog": False, **overrides}
+        settings: dict[str, Any] = {
+            "admin_token": TOKEN,
+            "seed_catalog": False,
+            "web_dir": data_dir / "no-web-app",  # the fallback page, whether or not it is built
+            **overrides,
+        }
         config = ServerConfig.load(env={}, port=0, data_dir=data_dir, **settings)
         handle = start_in_background(config)
         handles.append(handle)

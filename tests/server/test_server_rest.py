@@ -100,7 +100,7 @@ def test_catalog_seeding_and_web_dir(start_server: Any, tmp_path: Path) -> None:
         assert http.get("/api/health").json()["tasks"] == len(ids)
         digest = http.get("/api/tasks/titanic/model").headers["X-Disco-Digest"]
     server.stop()
-    again = start_server(data_dir=data, seed_catalog=True)
+    again = start_server(data_dir=data, seed_catalog=True, web_dir=tmp_path / "not-built")
     with httpx.Client(base_url=again.url, timeout=10) as http:
         assert [t["id"] for t in http.get("/api/tasks").json()] == ids
         assert http.get("/api/tasks/titanic/model").headers["X-Disco-Digest"] == digest

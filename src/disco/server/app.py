@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
@@ -205,10 +206,14 @@ def _version() -> str:
         return "unknown"
 
 
+STATIC_DIR = Path(__file__).parent / "static"
+"""Where the build of the web app (web/, `make web`) lands inside the package."""
+
+
 def _mount_web(app: FastAPI, rt: Runtime) -> None:
     """Serve the built web app at ``/`` when present, else a small page listing the tasks."""
-    web_dir = rt.config.web_dir
-    if web_dir is not None and web_dir.is_dir():
+    web_dir = rt.config.web_dir if rt.config.web_dir is not None else STATIC_DIR
+    if web_dir.is_dir():
         app.mount("/", StaticFiles(directory=web_dir, html=True), name="web")
         return
 
@@ -221,7 +226,7 @@ def _mount_web(app: FastAPI, rt: Runtime) -> None:
         )
         return (
             "<!doctype html><meta charset='utf-8'><title>disco</title><h1>disco server</h1>"
-            "<p>The web app is not built (set <code>web_dir</code>). "
+            "<p>The web app is not built (run <code>make web</code>). "
             "The API lives under <a href='/api/docs'>/api</a>.</p>"
             f"<h2>Tasks</h2><ul>{items or '<li>none yet</li>'}</ul>"
         )
