@@ -26,3 +26,13 @@ def test_client_side_privacy_bounds_every_update() -> None:
     result = disco.simulate(task, 2, 2, seed=0)
     moved = (result.weights - initial).l2_norm()
     assert 0 < moved <= 2 * 1e-6 * 1.0001  # two rounds, each mean of updates clipped to 1e-6
+
+
+def test_mnist_five_clients_five_rounds_reaches_ninety_percent() -> None:
+    result = disco.simulate("mnist", 5, 5, partition="dirichlet:0.5", seed=0)
+    assert result.test_accuracy is not None and result.test_accuracy >= 0.90
+
+
+def test_breast_cancer_four_clients_ten_rounds_reaches_ninety_three_percent() -> None:
+    result = disco.simulate("breast_cancer", 4, 10, seed=0)
+    assert result.test_accuracy is not None and result.test_accuracy >= 0.93
