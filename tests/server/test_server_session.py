@@ -272,3 +272,24 @@ def test_wait_for_round_times_out(kit: Any) -> None:
             await new_session(kit).wait_for_round(1, timeout=0.05)
 
     run(body())
+
+
+def test_update_resent_after_a_reconnect_counts_once(kit: Any) -> None:
+    """A participant reports, drops, rejoins under a new id and resends: refused as duplicate."""
+
+    async def body() -> None:
+        s = new_session(kit, min_participants=2)
+        a, b = kit.FakeParticipant("a"), kit.FakeParticipant("b")
+        ida, _ = await s.join(a), await s.join(b)
+        update = kit.update(0, kit.filled(s.weights, 2.0), 5)
+        assert isinstance(await s.submit(ida, update), UpdateAck)
+        await s.leave(ida)  # the connection dropped after the update arrived
+        again = kit.FakeParticipant("a")
+        reply = await s.submit(await s.join(again), update)
+        assert isinstance(reply, ErrorMessage) and reply.code == "duplicate"
+        assert s.reported == 1 and s.round == 0
+        # someone else sending bit-identical weights is still welcome
+        other = kit.FakeParticipant("c")
+        assert isinstance(await s.submit(await s.join(other), update), UpdateAck)
+
+    run(body())

@@ -152,10 +152,8 @@ class FederatedClient(Client):
             if isinstance(message, RoundResult) and message.round > pending.round:
                 return message, False
             if isinstance(message, ErrorMessage):
-                if message.code == "stale":
-                    log.info(
-                        "update for round %d came too late: %s", pending.round, message.message
-                    )
+                if message.code in ("stale", "duplicate"):  # too late, or already counted
+                    log.info("update for round %d: %s", pending.round, message.message)
                     continue
                 raise UpdateRejected(f"[{message.code}] {message.message}")
             if isinstance(message, UpdateAck | Status):

@@ -45,7 +45,9 @@ class ServerConfig(BaseModel):
     )
     keep_rounds: int = Field(default=3, ge=1, description="global model files kept per task")
     seed_catalog: bool = Field(default=True, description="store missing built-in tasks at start")
-    web_dir: Path | None = Field(default=None, description="web app served at / (default: the packaged build)")
+    web_dir: Path | None = Field(
+        default=None, description="web app served at / (default: the packaged build)"
+    )
     log_level: LogLevel = "info"
 
     @field_validator("log_level", mode="before")

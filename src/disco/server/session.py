@@ -84,6 +84,7 @@ class _Accepted:
     num_samples: int
     weights: Weights
     metrics: Metrics
+    digest: str
 
 
 class FederatedSession:
@@ -214,8 +215,11 @@ class FederatedSession:
             if isinstance(checked, ErrorMessage):
                 reply = checked
             else:  # state may have moved while validating: check again, then record
-                reply = self._check_round(client_id, update) or self._accept(
-                    client_id, participant, update, checked
+                digest = checked.digest()
+                reply = (
+                    self._check_round(client_id, update)
+                    or self._check_resent(participant, digest)
+                    or self._accept(client_id, participant, update, checked, digest)
                 )
         await self._send(participant, reply)
         if isinstance(reply, UpdateAck):
@@ -241,6 +245,21 @@ class FederatedSession:
             )
         return None
 
+    def _check_resent(self, participant: Participant, digest: str) -> ErrorMessage | None:
+        """Refuse a copy of an update whose sender dropped and came back (a new id).
+
+        A reconnecting participant cannot be recognised by its id; its resent update is: same
+        name and kind, bit-identical weights, from a connection that is gone.
+        """
+        for cid, a in self._updates.items():
+            gone = cid not in self._participants
+            same = (a.name, a.kind, a.digest) == (participant.name, participant.kind, digest)
+            if gone and same:
+                return self._error(
+                    "duplicate", f"this update was already received in round {self._round}"
+                )
+        return None
+
     async def _validate(self, update: ModelUpdate) -> Weights | ErrorMessage:
         """The update's weights in canonical order, or the error naming what is wrong."""
         if self._weights.size > _THREAD_VALIDATION_SIZE:
@@ -248,10 +267,15 @@ class FederatedSession:
         return _validate(update.weights, self._weights, self._round)
 
     def _accept(
-        self, client_id: str, participant: Participant, update: ModelUpdate, weights: Weights
+        self,
+        client_id: str,
+        participant: Participant,
+        update: ModelUpdate,
+        weights: Weights,
+        digest: str,
     ) -> UpdateAck:
         self._updates[client_id] = _Accepted(
-            participant.name, participant.kind, update.num_samples, weights, update.metrics
+            participant.name, participant.kind, update.num_samples, weights, update.metrics, digest
         )
         if self._timer is None and not self._deadline_passed:
             delay = self.task.training.round_deadline_s

@@ -63,10 +63,16 @@ def _accuracy(model: TorchModel, logits: torch.Tensor, y: torch.Tensor) -> float
     return None
 
 
+def _tensor(a: np.ndarray, dtype: type[np.generic]) -> torch.Tensor:
+    """A tensor sharing `a`'s memory when possible (copied if `a` is read-only)."""
+    arr = np.ascontiguousarray(a, dtype=dtype)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+
+
 def _targets(model: TorchModel, y: np.ndarray) -> torch.Tensor:
     if model.spec.loss == "categorical_crossentropy":
-        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
-    return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+        return _tensor(y, np.int64)
+    return _tensor(y, np.float32)
 
 
 @torch.no_grad()
@@ -75,7 +81,7 @@ def evaluate(model: TorchModel, data: Dataset, batch_size: int = 512) -> tuple[f
     if len(data) == 0:
         raise DataError("cannot evaluate on an empty dataset")
     model.eval()
-    x_all = torch.from_numpy(np.ascontiguousarray(data.x, dtype=np.float32))
+    x_all = _tensor(data.x, np.float32)
     y_all = _targets(model, data.y)
     loss_sum, correct, n = 0.0, 0.0, len(data)
     for start in range(0, n, batch_size):
@@ -123,7 +129,7 @@ class Trainer:
             raise DataError("no training data: connect at least one sample")
         epochs = self.training.epochs_per_round if epochs is None else epochs
         bs = self.training.batch_size
-        x_all = torch.from_numpy(np.ascontiguousarray(train.x, dtype=np.float32))
+        x_all = _tensor(train.x, np.float32)
         y_all = _targets(self.model, train.y)
         n = len(train)
         batches = (n + bs - 1) // bs

@@ -1,0 +1,388 @@
+/**
+ * A browser participant of a federated session: trains locally, sends its update, adopts the
+ * aggregate. Mirrors the Python `disco.client.federated.FederatedClient` (docs/protocol.md §9):
+ *
+ *     connecting → Welcome(round r, G_r) → training → ModelUpdate(r) → UpdateAck, Status… →
+ *     RoundResult(r+1) → training … → after the last round: Leave.
+ *
+ * A dropped connection is retried with back-off; on reconnect a pending update is sent again if
+ * the server is still in its round, and a newer global model is adopted otherwise. Every wait is
+ * bounded; `stop()` leaves the session and makes `run()` reject with `StoppedError` at once.
+ */
+
+import { ServerError, SessionError, StoppedError, UpdateRejected } from "../errors";
+import {
+  MAX_NUM_SAMPLES,
+  METRIC_NAMES,
+  type Metrics,
+  type ModelUpdate,
+  type RoundResult,
+  type ServerMessage,
+  type SessionState,
+} from "../protocol";
+import type { Weights } from "../weights";
+import { bounded, Link, LinkClosed, sleep, WaitTimeout, type Traffic } from "./link";
+
+/** What the client is doing, for the UI. */
+export type ClientState =
+  | "connecting" // opening the connection, saying hello (also while reconnecting)
+  | "waiting_for_participants" // update sent; fewer than min_participants connected
+  | "training" // training locally on the global model of `round`
+  | "sending_update" // sending the update (again, after a reconnect)
+  | "aggregating" // update in; waiting for the round to close and the new model
+  | "done" // all rounds done, left the session
+  | "stopped" // stopped by `stop()`
+  | "error"; // failed; `message` says why
+
+/** The client's state and the session's counters (from the last Welcome/Status/Ack/Result). */
+export interface StatusEvent {
+  kind: "status";
+  state: ClientState;
+  /** The server's open round. */
+  round: number;
+  participants: number;
+  minParticipants: number;
+  /** Updates accepted in the open round. */
+  reported: number;
+  message?: string;
+}
+/** A round closed: `round` is the round its model opens (closed round + 1). */
+export interface RoundEvent {
+  kind: "round";
+  round: number;
+  contributors: number;
+  numSamples: number;
+  /** Sample-weighted mean metrics of the contributors. */
+  metrics: Metrics;
+}
+/** A line for a human-readable log. */
+export interface LogEvent {
+  kind: "log";
+  level: "info" | "warn" | "error";
+  message: string;
+}
+/** Everything `onEvent` receives. */
+export type ClientEvent = StatusEvent | RoundEvent | LogEvent;
+
+/** What local training returns: the trained weights (not a difference) and its sample count. */
+export interface TrainOutput {
+  weights: Weights;
+  /** Training samples behind the update: an integer from 1 to 2^40 (its FedAvg weight). */
+  numSamples: number;
+  /** Non-finite or unknown metrics are left out. */
+  metrics: Metrics;
+}
+/** Local training on the global model of `round`; `signal` aborts when the client stops. */
+export type TrainFn = (round: number, weights: Weights, signal: AbortSignal) => Promise<TrainOutput>;
+
+/** Options of `FederatedClient`. */
+export interface FederatedClientOptions {
+  /** The server's http(s) base URL (e.g. `location.origin`), or its ws(s) URL. */
+  serverUrl: string;
+  taskId: string;
+  /** Display name shown to others and in server logs (≤ 100 characters). */
+  name?: string;
+  train: TrainFn;
+  onEvent?: (event: ClientEvent) => void;
+  /** Longest wait for a round to close after sending an update (default 1 hour). */
+  resultTimeoutMs?: number;
+  /** How long to keep trying to (re)connect (default 60 s). */
+  reconnectTimeoutMs?: number;
+  /** Longest wait for the connection to open, then for `Welcome` (default 30 s each). */
+  joinTimeoutMs?: number;
+  /** The WebSocket class (default: the global one); tests inject a fake. */
+  WebSocketImpl?: typeof WebSocket;
+  /** Names and shapes the global model must have (checked on Welcome), e.g. the local model's. */
+  reference?: Weights;
+}
+
+/** What `run()` resolves with. */
+export interface FederatedResult {
+  /** The last global model. */
+  weights: Weights;
+  /** Rounds taken part in. */
+  rounds: number;
+  bytesUp: number;
+  bytesDown: number;
+}
+
+interface Model {
+  round: number;
+  weights: Weights;
+}
+
+/** Close codes after which reconnecting cannot help. */
+const FATAL_CLOSE: Record<number, string> = {
+  1009: "the update is larger than the server accepts",
+  4400: "this page speaks another protocol version than the server; reload the page",
+  4404: "the server does not know this task",
+};
+
+/** The WebSocket endpoint (`ws(s)://host/ws`) of a server given by its http(s) base URL. */
+export function wsUrl(server: string): string {
+  const base = server.replace(/\/+$/, "");
+  if (base.startsWith("https://")) return `wss://${base.slice(8)}/ws`;
+  if (base.startsWith("http://")) return `ws://${base.slice(7)}/ws`;
+  return base.endsWith("/ws") ? base : `${base}/ws`;
+}
+
+/** Joins a task on a disco server and trains with the others, round after round. */
+export class FederatedClient {
+  /** This connection's id in the session (from the last Welcome). */
+  clientId: string | null = null;
+  private readonly url: string;
+  private readonly abort = new AbortController();
+  private readonly traffic: Traffic = { bytesUp: 0, bytesDown: 0 };
+  private readonly status: Omit<StatusEvent, "kind" | "message"> = {
+    state: "connecting",
+    round: 0,
+    participants: 0,
+    minParticipants: 1,
+    reported: 0,
+  };
+  private sessionState: SessionState = "waiting_for_participants";
+  private link: Link | null = null;
+  private started = false;
+  private finished = false;
+
+  constructor(private readonly options: FederatedClientOptions) {
+    this.url = wsUrl(options.serverUrl);
+  }
+
+  // -- events ------------------------------------------------------------------------------
+  private emit(event: ClientEvent): void {
+    try {
+      this.options.onEvent?.(event);
+    } catch (exc) {
+      console.warn("disco: onEvent handler failed", exc);
+    }
+  }
+
+  private log(level: LogEvent["level"], message: string): void {
+    this.emit({ kind: "log", level, message });
+  }
+
+  private setState(state: ClientState, message?: string): void {
+    this.status.state = state;
+    this.emit({ kind: "status", ...this.status, ...(message === undefined ? {} : { message }) });
+  }
+
+  private waitingState(): ClientState {
+    return this.sessionState === "waiting_for_participants" ? "waiting_for_participants" : "aggregating";
+  }
+
+  /** Track the session's counters from every server message as it arrives. */
+  private observe(m: ServerMessage): void {
+    const s = this.status;
+    if (m.type === "welcome" || m.type === "status") {
+      Object.assign(s, { round: m.round, participants: m.participants, minParticipants: m.min_participants });
+      this.sessionState = m.state;
+      if (m.type === "status") s.reported = m.reported;
+    } else if (m.type === "ack") {
+      Object.assign(s, { round: m.round, participants: m.participants, reported: m.reported });
+    } else if (m.type === "result") {
+      Object.assign(s, { round: m.round, reported: 0 });
+      const { round, contributors, num_samples: numSamples, metrics } = m;
+      this.emit({ kind: "round", round, contributors, numSamples, metrics });
+      this.log("info", `round ${m.round - 1} closed with ${m.contributors} contributor(s), ${m.num_samples} samples`);
+    } else return;
+    if (m.type === "status" && (s.state === "aggregating" || s.state === "waiting_for_participants")) {
+      s.state = this.waitingState();
+    }
+    this.emit({ kind: "status", ...s });
+  }
+
+  // -- connection ----------------------------------------------------------------------------
+  private get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  private async next(link: Link, timeoutMs: number): Promise<ServerMessage> {
+    const message = await link.next(timeoutMs, this.signal);
+    if (message.type === "error" && (message.code === "unknown_task" || message.code === "version")) {
+      throw new ServerError(`server refused to join: ${message.message}`);
+    }
+    return message;
+  }
+
+  /** The error to raise for a closed link, or null when reconnecting may help. */
+  private fatalClose(exc: LinkClosed): ServerError | null {
+    const why = FATAL_CLOSE[exc.code];
+    return why === undefined ? null : new ServerError(`${why} (${exc.message})`);
+  }
+
+  /** Open one connection and say hello; resolve with the Welcome's model. */
+  private async connectOnce(): Promise<Model> {
+    this.link?.close();
+    const WebSocketImpl = this.options.WebSocketImpl ?? globalThis.WebSocket;
+    if (WebSocketImpl === undefined) throw new SessionError("this environment has no WebSocket");
+    const timeout = this.options.joinTimeoutMs ?? 30_000;
+    const link = new Link(this.url, WebSocketImpl, this.traffic, (m) => this.observe(m));
+    this.link = link;
+    await link.opened(timeout, this.signal);
+    link.send({ type: "hello", task_id: this.options.taskId, name: this.options.name ?? "", kind: "browser" });
+    for (;;) {
+      const m = await this.next(link, timeout);
+      if (m.type === "error") throw new ServerError(`server refused to join: [${m.code}] ${m.message}`);
+      if (m.type !== "welcome") continue;
+      this.clientId = m.client_id;
+      if (this.options.reference) m.weights.checkLike(this.options.reference, "the server's global model");
+      const who = `${m.participants} connected, ${m.min_participants} needed`;
+      this.log("info", `joined task ${m.task_id} as ${m.client_id}: round ${m.round} (${who})`);
+      return { round: m.round, weights: m.weights };
+    }
+  }
+
+  /** Connect (retrying with back-off until reconnectTimeoutMs) and say hello. */
+  private async join(): Promise<Model> {
+    const deadline = Date.now() + (this.options.reconnectTimeoutMs ?? 60_000);
+    let delay = 100;
+    for (;;) {
+      this.setState("connecting");
+      try {
+        return await this.connectOnce();
+      } catch (exc) {
+        if (exc instanceof LinkClosed) {
+          const fatal = this.fatalClose(exc);
+          if (fatal !== null) throw fatal;
+        } else if (!(exc instanceof WaitTimeout)) throw exc;
+        if (Date.now() + delay > deadline) {
+          throw new ServerError(`cannot reach the server at ${this.url}: ${exc.message}`, { cause: exc });
+        }
+        this.log("warn", `connection to ${this.url} failed (${exc.message}); retrying in ${(delay / 1000).toFixed(1)} s`);
+        await sleep(delay, this.signal);
+        delay = Math.min(2 * delay, 5_000);
+      }
+    }
+  }
+
+  private send(update: ModelUpdate): void {
+    this.setState("sending_update");
+    if (this.link?.send(update)) this.setState(this.waitingState());
+  }
+
+  /** Wait for the round after `pending.round`; reconnect and resend if the link drops. */
+  private async waitResult(pending: ModelUpdate): Promise<Model> {
+    const limit = this.options.resultTimeoutMs ?? 3_600_000;
+    const deadline = Date.now() + limit;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new SessionError(`no round result after ${Math.round(limit / 1000)} s (round ${pending.round})`);
+      let m: ServerMessage;
+      try {
+        m = await this.next(this.link as Link, left);
+      } catch (exc) {
+        if (exc instanceof WaitTimeout) continue;
+        if (!(exc instanceof LinkClosed)) throw exc;
+        const fatal = this.fatalClose(exc);
+        if (fatal !== null) throw fatal;
+        this.log("warn", `connection lost (${exc.message}); reconnecting`);
+        const model = await this.join();
+        if (model.round > pending.round) {
+          this.log("info", `round ${pending.round} closed meanwhile; continuing from round ${model.round}`);
+          return model;
+        }
+        pending = { ...pending, round: model.round };
+        this.log("info", `sending the update for round ${pending.round} again`);
+        this.send(pending);
+        continue;
+      }
+      if (m.type === "result" && m.round > pending.round) return { round: m.round, weights: m.weights };
+      if (m.type === "ack" && m.round === pending.round) {
+        this.log("info", `update for round ${m.round} accepted (${m.reported} of ${m.participants} reported)`);
+        this.setState(this.waitingState());
+      } else if (m.type === "error") {
+        // stale: the round closed without it; duplicate: a copy resent after a reconnect
+        if (m.code !== "stale" && m.code !== "duplicate") throw new UpdateRejected(`[${m.code}] ${m.message}`);
+        this.log("info", `update for round ${pending.round}: ${m.message}`);
+        this.setState(this.waitingState());
+      }
+    }
+  }
+
+  // -- the round loop ------------------------------------------------------------------------
+  private async trainOnce(model: Model): Promise<ModelUpdate> {
+    const running = this.options.train(model.round, model.weights, this.signal);
+    running.catch(() => undefined); // stop() may leave it unawaited
+    const out = await bounded(running, this.signal);
+    out.weights.checkLike(model.weights, "trained weights");
+    if (!out.weights.isFinite()) {
+      throw new SessionError("training produced NaN or infinite weights (it diverged; try a lower learning rate)");
+    }
+    if (!Number.isInteger(out.numSamples) || out.numSamples < 1 || out.numSamples > MAX_NUM_SAMPLES) {
+      throw new SessionError(`train() must return numSamples as an integer from 1 to 2^40, got ${out.numSamples}`);
+    }
+    const metrics: Metrics = {};
+    for (const name of METRIC_NAMES) {
+      const value = out.metrics[name];
+      if (value !== undefined && Number.isFinite(value)) metrics[name] = value;
+      else if (value !== undefined) this.log("warn", `metric ${name} is ${value}; it is not reported`);
+    }
+    return { type: "update", round: model.round, num_samples: out.numSamples, weights: out.weights, metrics };
+  }
+
+  /** The newest RoundResult already received for a round after `round`, if any. */
+  private queuedResult(round: number): Model | null {
+    const taken = this.link?.take((m) => m.type === "result" && m.round > round) ?? [];
+    const results = taken.filter((m): m is RoundResult => m.type === "result");
+    const last = results.at(-1);
+    return last === undefined ? null : { round: last.round, weights: last.weights };
+  }
+
+  /** Take part in `rounds` rounds, then leave; resolve with the last global model. */
+  async run(rounds: number): Promise<FederatedResult> {
+    if (this.started) throw new SessionError("this client already ran; create a new FederatedClient");
+    this.started = true;
+    if (!Number.isInteger(rounds) || rounds < 0) {
+      throw new SessionError(`rounds must be a non-negative integer, got ${rounds}`);
+    }
+    try {
+      if (this.signal.aborted) throw this.signal.reason;
+      let model = await this.join();
+      for (let done = 0; done < rounds; done++) {
+        this.setState("training");
+        this.log("info", `round ${model.round}: training locally (${done + 1} of ${rounds})`);
+        const update = await this.trainOnce(model);
+        const newer = this.queuedResult(model.round);
+        if (newer !== null) {
+          this.log("warn", `round ${model.round} closed while training; its update is dropped`);
+          model = newer;
+          continue;
+        }
+        this.send(update);
+        model = await this.waitResult(update);
+      }
+      this.link?.send({ type: "leave" });
+      this.finished = true;
+      this.setState("done");
+      this.log("info", `done: ${rounds} round(s); left the session`);
+      return { weights: model.weights, rounds, ...this.traffic };
+    } catch (exc) {
+      this.finished = true;
+      const error = this.signal.aborted ? this.signal.reason : exc;
+      if (!(error instanceof StoppedError)) {
+        const text = error instanceof Error ? error.message : String(error);
+        this.setState("error", text);
+        this.log("error", text);
+      }
+      throw error;
+    } finally {
+      this.link?.close(1000, this.signal.aborted ? "stopped" : "done");
+    }
+  }
+
+  /** Leave the session now: send Leave, close, and make `run()` reject with `StoppedError`. */
+  stop(): void {
+    if (this.finished || this.signal.aborted) return;
+    if (this.clientId !== null) this.link?.send({ type: "leave" });
+    this.link?.close(1000, "stopped");
+    this.abort.abort(new StoppedError("stopped: left the session"));
+    this.setState("stopped");
+    this.log("info", "stopped; left the session");
+  }
+
+  /** Bytes sent and received so far (frames only). */
+  get bytes(): Readonly<Traffic> {
+    return { ...this.traffic };
+  }
+}

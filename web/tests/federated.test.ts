@@ -1,0 +1,332 @@
+/**
+ * `FederatedClient` against an in-process fake WebSocket scripted like a disco server: the
+ * happy path over two rounds, stale updates, reconnects, refusals, timeouts and stop().
+ */
+
+import { describe, expect, it } from "vitest";
+import { FederatedClient, wsUrl, type ClientEvent, type TrainFn } from "../src/core/client/federated";
+import { ServerError, SessionError, StoppedError, UpdateRejected } from "../src/core/errors";
+import { decode, encode, type Message, type ModelUpdate, type ServerMessage } from "../src/core/protocol";
+import { Weights } from "../src/core/weights";
+
+// -- the fake server ---------------------------------------------------------------------------
+
+/** Decides what the fake server does with each message a client sends on connection `n`. */
+type Script = (socket: FakeSocket, message: Message, n: number) => void;
+
+/** A WebSocket whose other end is a script; frames travel as real encoded bytes. */
+class FakeSocket {
+  static readonly CONNECTING = 0;
+  static readonly OPEN = 1;
+  static readonly CLOSING = 2;
+  static readonly CLOSED = 3;
+  binaryType = "blob";
+  readyState = 0;
+  onopen: ((event: unknown) => void) | null = null;
+  onmessage: ((event: { data: unknown }) => void) | null = null;
+  onclose: ((event: { code: number; reason: string }) => void) | null = null;
+  onerror: ((event: unknown) => void) | null = null;
+  /** Every message the client sent on this connection, decoded. */
+  readonly received: Message[] = [];
+  bytesIn = 0;
+  bytesOut = 0;
+
+  constructor(
+    readonly url: string,
+    readonly n: number,
+    private readonly script: Script,
+    refuse: boolean,
+  ) {
+    setTimeout(() => {
+      if (this.readyState !== 0) return;
+      if (refuse) {
+        this.readyState = 3;
+        this.onerror?.({});
+        this.onclose?.({ code: 1006, reason: "" });
+      } else {
+        this.readyState = 1;
+        this.onopen?.({});
+      }
+    });
+  }
+
+  send(data: Uint8Array): void {
+    if (this.readyState !== 1) throw new Error("send on a socket that is not open");
+    this.bytesIn += data.length;
+    const message = decode(data.slice());
+    this.received.push(message);
+    setTimeout(() => this.readyState === 1 && this.script(this, message, this.n));
+  }
+
+  close(code = 1000, reason = ""): void {
+    if (this.readyState >= 2) return;
+    this.readyState = 2;
+    setTimeout(() => {
+      this.readyState = 3;
+      this.onclose?.({ code, reason });
+    });
+  }
+
+  /** The server sends `messages`, one frame each. */
+  deliver(...messages: ServerMessage[]): void {
+    for (const m of messages) {
+      if (this.readyState !== 1) return;
+      const frame = encode(m);
+      this.bytesOut += frame.length;
+      this.onmessage?.({ data: frame.buffer });
+    }
+  }
+
+  /** The server closes (or the network drops, code 1006). */
+  drop(code = 1006, reason = ""): void {
+    if (this.readyState >= 2) return;
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+}
+
+/** A WebSocket class for `WebSocketImpl`, and the sockets it made. */
+function fakeServer(script: Script, refuseFirst = 0): { impl: typeof WebSocket; sockets: FakeSocket[] } {
+  const sockets: FakeSocket[] = [];
+  class Impl extends FakeSocket {
+    constructor(url: string) {
+      super(url, sockets.length, script, sockets.length < refuseFirst);
+      sockets.push(this);
+    }
+  }
+  return { impl: Impl as unknown as typeof WebSocket, sockets };
+}
+
+// -- helpers -----------------------------------------------------------------------------------
+
+const model = (offset: number): Weights =>
+  new Weights(["dense.kernel", "dense.bias"], [[2, 2], [2]], [new Float32Array([1, 2, 3, 4].map((x) => x + offset)), new Float32Array([0.5 + offset, -0.5])]);
+const plusOne = (w: Weights): Weights => w.map((v) => v.map((x) => x + 1));
+
+const welcome = (round: number, weights: Weights, participants = 1): ServerMessage => ({
+  type: "welcome", client_id: `c-${round}`, task_id: "titanic", round, weights, participants, min_participants: 1,
+  state: "enough_participants",
+});
+const result = (round: number, weights: Weights): ServerMessage => ({
+  type: "result", round, weights, contributors: 2, num_samples: 30, metrics: { train_loss: 0.25 },
+});
+
+/** A script answering hello with Welcome(round 0) and each update with ack, status and result. */
+function normalServer(onUpdate?: (socket: FakeSocket, update: ModelUpdate, n: number) => boolean): Script {
+  return (socket, m, n) => {
+    if (m.type === "hello") socket.deliver(welcome(0, model(0)));
+    if (m.type === "leave") socket.drop(1000);
+    if (m.type !== "update" || onUpdate?.(socket, m, n)) return;
+    socket.deliver(
+      { type: "ack", round: m.round, reported: 1, participants: 2 },
+      { type: "status", round: m.round, participants: 2, min_participants: 1, reported: 1, state: "enough_participants" },
+      result(m.round + 1, model(10 * (m.round + 1))),
+    );
+  };
+}
+
+const trainer = (calls: [number, Weights][] = []): TrainFn => async (round, weights) => {
+  calls.push([round, weights]);
+  return { weights: plusOne(weights), numSamples: 10, metrics: { train_loss: 0.5, val_loss: NaN } };
+};
+
+function client(impl: typeof WebSocket, train: TrainFn, events: ClientEvent[] = [], extra = {}): FederatedClient {
+  return new FederatedClient({
+    serverUrl: "http://example.test/", taskId: "titanic", name: "Zoë", train, WebSocketImpl: impl,
+    onEvent: (e) => events.push(e), reconnectTimeoutMs: 2_000, ...extra,
+  });
+}
+
+const updates = (s: FakeSocket | undefined): ModelUpdate[] => (s?.received ?? []).filter((m): m is ModelUpdate => m.type === "update");
+
+// -- tests -------------------------------------------------------------------------------------
+
+describe("FederatedClient", () => {
+  it("runs rounds: hello, train, update, ack/status/result, ..., leave", async () => {
+    const { impl, sockets } = fakeServer(normalServer());
+    const calls: [number, Weights][] = [];
+    const events: ClientEvent[] = [];
+    const out = await client(impl, trainer(calls), events).run(2);
+
+    const socket = sockets[0] as FakeSocket;
+    expect(sockets).toHaveLength(1);
+    expect(socket.url).toBe("ws://example.test/ws");
+    expect(socket.binaryType).toBe("arraybuffer");
+    expect(socket.received.map((m) => m.type)).toEqual(["hello", "update", "update", "leave"]);
+    expect(socket.received[0]).toEqual({ type: "hello", task_id: "titanic", name: "Zoë", kind: "browser" });
+    expect(calls.map(([r]) => r)).toEqual([0, 1]);
+    expect(calls[0]?.[1].equals(model(0))).toBe(true);
+    expect(calls[1]?.[1].equals(model(10))).toBe(true);
+    const [first, second] = updates(socket);
+    expect(first).toMatchObject({ round: 0, num_samples: 10, metrics: { train_loss: 0.5 } });
+    expect(first?.metrics).not.toHaveProperty("val_loss"); // NaN metrics are left out
+    expect(first?.weights.equals(plusOne(model(0)))).toBe(true);
+    expect(second?.round).toBe(1);
+    expect(second?.weights.equals(plusOne(model(10)))).toBe(true);
+    expect(out.rounds).toBe(2);
+    expect(out.weights.equals(model(20))).toBe(true);
+    expect(out.bytesUp).toBe(socket.bytesIn);
+    expect(out.bytesDown).toBe(socket.bytesOut);
+
+    const states = events.flatMap((e) => (e.kind === "status" ? [e.state] : []));
+    expect(states[0]).toBe("connecting");
+    expect(states).toContain("training");
+    expect(states).toContain("sending_update");
+    expect(states).toContain("aggregating");
+    expect(states.at(-1)).toBe("done");
+    const rounds = events.filter((e) => e.kind === "round");
+    expect(rounds).toEqual([
+      { kind: "round", round: 1, contributors: 2, numSamples: 30, metrics: { train_loss: 0.25 } },
+      { kind: "round", round: 2, contributors: 2, numSamples: 30, metrics: { train_loss: 0.25 } },
+    ]);
+    const logs = events.flatMap((e) => (e.kind === "log" ? [e.message] : [])).join("\n");
+    expect(logs).toMatch(/joined task titanic as c-0/);
+    expect(logs).toMatch(/update for round 0 accepted/);
+    expect(logs).toMatch(/round 0 closed with 2 contributor/);
+    const last = events.filter((e) => e.kind === "status").at(-1);
+    expect(last).toMatchObject({ round: 2, participants: 2, minParticipants: 1 });
+  });
+
+  it("waits for the result after a stale error", async () => {
+    const { impl, sockets } = fakeServer(
+      normalServer((socket) => {
+        socket.deliver({ type: "error", code: "stale", message: "round 0 is closing", round: 0 }, result(1, model(7)));
+        return true;
+      }),
+    );
+    const events: ClientEvent[] = [];
+    const out = await client(impl, trainer(), events).run(1);
+    expect(out.weights.equals(model(7))).toBe(true);
+    expect(sockets[0]?.received.map((m) => m.type)).toEqual(["hello", "update", "leave"]);
+    expect(events.some((e) => e.kind === "log" && /update for round 0: round 0 is closing/.test(e.message))).toBe(true);
+  });
+
+  it("reconnects after an abrupt close and resends the pending update", async () => {
+    const { impl, sockets } = fakeServer(
+      normalServer((socket, _update, n) => {
+        if (n === 1) socket.drop(); // first connection (after a refused one): drop, no answer
+        return n === 1;
+      }),
+      1, // the very first connection attempt is refused
+    );
+    const events: ClientEvent[] = [];
+    const out = await client(impl, trainer(), events).run(1);
+    expect(sockets).toHaveLength(3);
+    const [lost] = updates(sockets[1]);
+    const [again] = updates(sockets[2]);
+    expect(sockets[2]?.received.map((m) => m.type)).toEqual(["hello", "update", "leave"]);
+    expect(again?.round).toBe(0);
+    expect(again?.weights.equals(lost?.weights as Weights)).toBe(true);
+    expect(out.weights.equals(model(10))).toBe(true);
+    expect(events.some((e) => e.kind === "log" && e.level === "warn" && /connection lost/.test(e.message))).toBe(true);
+  });
+
+  it("adopts a newer model after reconnecting instead of resending", async () => {
+    const script: Script = (socket, m, n) => {
+      if (m.type === "hello") socket.deliver(n === 0 ? welcome(0, model(0)) : welcome(1, model(5)));
+      if (m.type === "update") socket.drop();
+    };
+    const { impl, sockets } = fakeServer(script);
+    const out = await client(impl, trainer()).run(1);
+    expect(out.weights.equals(model(5))).toBe(true);
+    expect(sockets[1]?.received.map((m) => m.type)).toEqual(["hello", "leave"]);
+  });
+
+  it("drops an update whose round closed during training", async () => {
+    const script: Script = (socket, m) => {
+      if (m.type === "hello") {
+        socket.deliver(welcome(0, model(0)));
+        setTimeout(() => socket.deliver(result(1, model(3))), 5);
+      }
+    };
+    const { impl, sockets } = fakeServer(script);
+    const slow: TrainFn = async (_, weights) => {
+      await new Promise((r) => setTimeout(r, 30));
+      return { weights, numSamples: 1, metrics: {} };
+    };
+    const out = await client(impl, slow).run(1);
+    expect(out.weights.equals(model(3))).toBe(true);
+    expect(sockets[0]?.received.map((m) => m.type)).toEqual(["hello", "leave"]);
+  });
+
+  it("rejects with ServerError for an unknown task, without retrying", async () => {
+    const script: Script = (socket) => {
+      socket.deliver({ type: "error", code: "unknown_task", message: "no task 'titanic' here" });
+      socket.drop(4404);
+    };
+    const { impl, sockets } = fakeServer(script);
+    const events: ClientEvent[] = [];
+    const run = client(impl, trainer(), events).run(1);
+    await expect(run).rejects.toThrow(ServerError);
+    await expect(run).rejects.toThrow(/no task 'titanic' here/);
+    expect(sockets).toHaveLength(1);
+    expect(events.at(-1)).toMatchObject({ kind: "log", level: "error" });
+    expect(events.some((e) => e.kind === "status" && e.state === "error")).toBe(true);
+  });
+
+  it("rejects with UpdateRejected when the server refuses the update", async () => {
+    const { impl } = fakeServer(
+      normalServer((socket) => {
+        socket.deliver({ type: "error", code: "shape", message: "tensor 'dense.bias' has shape (3,)", round: 0 });
+        return true;
+      }),
+    );
+    await expect(client(impl, trainer()).run(1)).rejects.toThrow(new UpdateRejected("[shape] tensor 'dense.bias' has shape (3,)"));
+  });
+
+  it("bounds the wait for a round result", async () => {
+    const { impl } = fakeServer(normalServer(() => true)); // never answers updates
+    const run = client(impl, trainer(), [], { resultTimeoutMs: 50 }).run(1);
+    await expect(run).rejects.toThrow(SessionError);
+    await expect(run).rejects.toThrow(/no round result after 0 s \(round 0\)/);
+  });
+
+  it("gives up reconnecting after reconnectTimeoutMs", async () => {
+    const { impl, sockets } = fakeServer(normalServer(), 1000);
+    const run = client(impl, trainer(), [], { reconnectTimeoutMs: 250 }).run(1);
+    await expect(run).rejects.toThrow(/cannot reach the server at ws:\/\/example.test\/ws/);
+    expect(sockets.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it("checks the global model against a reference", async () => {
+    const { impl } = fakeServer(normalServer());
+    const reference = new Weights(["other"], [[1]], [new Float32Array(1)]);
+    await expect(client(impl, trainer(), [], { reference }).run(1)).rejects.toThrow(/global model do not match/);
+  });
+
+  it("stops promptly during training, sending leave", async () => {
+    const { impl, sockets } = fakeServer(normalServer());
+    let signal: AbortSignal | undefined;
+    const stuck: TrainFn = (_round, _weights, s) => {
+      signal = s;
+      return new Promise(() => undefined); // never finishes
+    };
+    const events: ClientEvent[] = [];
+    const c = client(impl, stuck, events);
+    const run = c.run(3);
+    while (signal === undefined) await new Promise((r) => setTimeout(r, 1));
+    const started = Date.now();
+    c.stop();
+    await expect(run).rejects.toThrow(StoppedError);
+    expect(Date.now() - started).toBeLessThan(100);
+    expect(signal.aborted).toBe(true);
+    expect(sockets[0]?.received.map((m) => m.type)).toEqual(["hello", "leave"]);
+    expect(events.some((e) => e.kind === "status" && e.state === "stopped")).toBe(true);
+    expect(events.some((e) => e.kind === "status" && e.state === "error")).toBe(false);
+  });
+
+  it("runs once", async () => {
+    const { impl } = fakeServer(normalServer());
+    const c = client(impl, trainer());
+    await c.run(0);
+    await expect(c.run(1)).rejects.toThrow(/already ran/);
+  });
+});
+
+describe("wsUrl", () => {
+  it("maps http(s) base URLs to the /ws endpoint", () => {
+    expect(wsUrl("http://localhost:8000")).toBe("ws://localhost:8000/ws");
+    expect(wsUrl("https://disco.example/")).toBe("wss://disco.example/ws");
+    expect(wsUrl("ws://h/ws")).toBe("ws://h/ws");
+  });
+});
