@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,50 @@ console = Console(stderr=True)
 
 
 # -- progress -------------------------------------------------------------------------------
+class Bars:
+    """One progress bar per participant, fed by trainer events and protocol messages."""
+
+    def __init__(self, progress: Progress, labels: Sequence[str], rounds: int) -> None:
+        self.progress = progress
+        self.bars = [progress.add_task(label, total=rounds, info="") for label in labels]
+
+    def callbacks(self, i: int) -> list[EventCallback]:
+        """Trainer callbacks for participant `i` (from 1): batch counters, loss per round."""
+        bar = self.bars[i - 1]
+
+        def on_event(event: Event) -> None:
+            if event.kind == "batch_end":
+                info = f"training: epoch {event.epoch} batch {event.batch}/{event.batches}"
+                self.progress.update(bar, info=info)
+            elif event.kind == "round_end" and event.metrics is not None:
+                m = event.metrics
+                acc = f" val_acc {m.val_accuracy:.3f}" if m.val_accuracy is not None else ""
+                self.progress.update(bar, info=f"loss {m.train_loss:.3f}{acc}")
+
+        return [on_event]
+
+    def on_message(self, i: int, message: Any) -> None:
+        """Show what the server says to participant `i`; a round result advances its bar."""
+        bar = self.bars[i - 1]
+        kind = getattr(message, "type", "")
+        if kind in ("welcome", "status") and message.state == "waiting_for_participants":
+            info = f"waiting for participants ({message.participants}/{message.min_participants})"
+            self.progress.update(bar, info=info)
+        elif kind == "ack":
+            info = f"update sent; {message.reported}/{message.participants} reported"
+            self.progress.update(bar, info=info)
+        elif kind == "result":
+            info = f"round closed: {message.contributors} contributors"
+            self.progress.update(bar, advance=1, info=info)
+
+    def local_round_done(self, i: int) -> None:
+        """Advance participant `i`'s bar after a round trained alone."""
+        self.progress.update(self.bars[i - 1], advance=1)
+
+
 @contextmanager
-def progress_bars(
-    labels: Sequence[str], rounds: int, enabled: bool = True
-) -> Iterator[Callable[[int], list[EventCallback]]]:
-    """One bar per participant counting its rounds; yields a factory of trainer callbacks."""
+def progress_bars(labels: Sequence[str], rounds: int, enabled: bool = True) -> Iterator[Bars]:
+    """Progress bars (rounds) for `labels`, shown on stderr while the block runs."""
     progress = Progress(
         TextColumn("{task.description:>10}"),
         BarColumn(),
@@ -39,24 +78,8 @@ def progress_bars(
         console=console,
         disable=not enabled,
     )
-    bars = [progress.add_task(label, total=rounds, info="") for label in labels]
-
-    def factory(i: int) -> list[EventCallback]:
-        bar = bars[i - 1]
-
-        def on_event(event: Event) -> None:
-            if event.kind == "batch_end":
-                info = f"epoch {event.epoch} batch {event.batch}/{event.batches}"
-                progress.update(bar, info=info)
-            elif event.kind == "round_end" and event.metrics is not None:
-                m = event.metrics
-                acc = f" val_acc {m.val_accuracy:.3f}" if m.val_accuracy is not None else ""
-                progress.update(bar, advance=1, info=f"loss {m.train_loss:.3f}{acc}")
-
-        return [on_event]
-
     with progress:
-        yield factory
+        yield Bars(progress, labels, rounds)
 
 
 def _print_json(obj: dict[str, Any]) -> None:
@@ -140,14 +163,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     task = catalog.fetch(args.task, server=args.server)
     data = load_for_task(Path(args.data), task.training)
     rounds = args.rounds or task.training.rounds
-    with progress_bars([args.name or "me"], rounds, enabled=not args.json) as factory:
+    with progress_bars([args.name or "me"], rounds, enabled=not args.json) as bars:
         client: FederatedClient | LocalClient
         if args.server:
             client = FederatedClient(
-                task, data, args.server, seed=args.seed, name=args.name, callbacks=factory(1)
+                task,
+                data,
+                args.server,
+                seed=args.seed,
+                name=args.name,
+                callbacks=bars.callbacks(1),
+                on_message=lambda m: bars.on_message(1, m),
             )
         else:
-            client = LocalClient(task, data, seed=args.seed, name=args.name, callbacks=factory(1))
+            done = [lambda e: bars.local_round_done(1) if e.kind == "round_end" else None]
+            client = LocalClient(
+                task, data, seed=args.seed, name=args.name, callbacks=bars.callbacks(1) + done
+            )
         result = asyncio.run(client.run(rounds))
     summary: dict[str, Any] = {
         "task": task.id,
@@ -186,7 +218,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from disco.simulation import simulate
 
     labels = [f"client {i}" for i in range(1, args.clients + 1)]
-    with progress_bars(labels, args.rounds, enabled=not args.json) as factory:
+    with progress_bars(labels, args.rounds, enabled=not args.json) as bars:
         result = simulate(
             args.task,
             args.clients,
@@ -195,7 +227,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             seed=args.seed,
             server=args.server,
             epochs_per_round=args.epochs_per_round,
-            callbacks=factory,
+            callbacks=bars.callbacks,
+            on_message=bars.on_message,
         )
     summary = result.to_dict()
     summary.pop("history")
@@ -210,8 +243,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print("on real handwritten digits, split between them; no data leaves a participant.\n")
     start = time.perf_counter()
     labels = ["alice", "bob", "carol"]
-    with progress_bars(labels, args.rounds) as factory:
-        result = simulate("mnist", 3, args.rounds, seed=0, callbacks=factory)
+    with progress_bars(labels, args.rounds) as bars:
+        result = simulate(
+            "mnist", 3, args.rounds, seed=0, callbacks=bars.callbacks, on_message=bars.on_message
+        )
     acc = result.test_accuracy or 0.0
     console.print(
         f"\nfinal global model: test accuracy [bold]{acc:.1%}[/bold] on "
