@@ -10,6 +10,7 @@ export default defineConfig({
     emptyOutDir: true,
     chunkSizeWarningLimit: 4096,
     assetsInlineLimit: 0,
+    rollupOptions: { input: { main: "index.html", bench: "bench.html" } },
   },
   server: { proxy: { "/api": "http://127.0.0.1:8000", "/ws": { target: "ws://127.0.0.1:8000", ws: true } } },
   test: { include: ["tests/**/*.test.ts"], testTimeout: 120_000 },

@@ -1,0 +1,316 @@
+/**
+ * Tabular data: CSV text turned into model inputs with the task's fixed preprocessing.
+ *
+ * Mirrors Python's `disco.data.tabular` (`read_csv`, `load_csv`) value for value and message for
+ * message: UTF-8 text with an optional BOM, `,` or `;` separated (whichever splits the header
+ * line into more fields), quoted fields as Python's `csv` module reads them, blank lines
+ * skipped. Each input cell is a number (or the index of its text among the column's
+ * `categories`), an empty cell takes the column's `fill`, and the value becomes
+ * `(value - mean) / std` computed in float64, then rounded to float32. Errors name the file,
+ * the row as a spreadsheet shows it (the header is row 1) and the column.
+ */
+import { DataError } from "./dataset";
+import type { ColumnSpec, TrainingInfo } from "../task";
+
+/** One data row of a CSV file: its spreadsheet row number and its cells. */
+export interface CsvRow {
+  readonly row: number;
+  readonly cells: string[];
+  /** Set when the row has another number of cells than the header: the message. */
+  readonly problem?: string;
+}
+
+/** A parsed CSV file: its header (trimmed) and its non-blank data rows. */
+export interface CsvTable {
+  readonly file: string;
+  readonly header: string[];
+  readonly delimiter: "," | ";";
+  readonly rows: CsvRow[];
+}
+
+/** What `loadCsv` returns; `problems` lists the skipped rows when `skipBad` is set. */
+export interface TabularData {
+  /** `n * input_columns.length` standardised float32 values, row after row. */
+  readonly x: Float32Array;
+  /** Class ids (task with labels) or float targets; empty when loaded unlabelled. */
+  readonly y: Float32Array | Int32Array;
+  readonly n: number;
+  /** Spreadsheet row number of each loaded sample. */
+  readonly rows: number[];
+  /** One message per skipped row (empty unless `skipBad`). */
+  readonly problems: string[];
+}
+
+/** Options of `loadCsv`. */
+export interface LoadCsvOptions {
+  /** File name used in messages (default `"data.csv"`). */
+  file?: string;
+  /** Leave bad rows out and describe them in `problems` instead of throwing (default false). */
+  skipBad?: boolean;
+  /** Read the output column too (default true); false loads inputs for prediction. */
+  labelled?: boolean;
+}
+
+/** Python's `repr()` of a string: single quotes unless the text holds one and no double quote. */
+export function pyRepr(text: string): string {
+  const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
+  let out = "";
+  for (const ch of text) {
+    const code = ch.codePointAt(0) ?? 0;
+    if (ch === "\\" || ch === quote) out += `\\${ch}`;
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (ch === "\t") out += "\\t";
+    else if (code < 0x20 || code === 0x7f) out += `\\x${code.toString(16).padStart(2, "0")}`;
+    else out += ch;
+  }
+  return quote + out + quote;
+}
+
+function reprList(items: readonly string[]): string {
+  return items.map(pyRepr).join(", ");
+}
+
+/** Physical lines with their terminators, split as Python's `io.StringIO(newline="")` does. */
+function physicalLines(text: string): string[] {
+  return text.match(/[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$/g) ?? [];
+}
+
+type State = "record" | "field" | "in" | "quoted" | "quote" | "eol";
+
+/**
+ * Records of `text` as Python's `csv.reader` (excel dialect, non-strict) yields them, each with
+ * the number of physical lines consumed once it is complete (`reader.line_num`). A blank line
+ * is an empty record.
+ */
+function* records(text: string, delimiter: string): Generator<{ line: number; cells: string[] }> {
+  const lines = physicalLines(text);
+  let cells: string[] = [];
+  let field = "";
+  let state: State = "record";
+  const save = (): void => {
+    cells.push(field);
+    field = "";
+  };
+  // one character, or null for the end of a physical line (Python's '\0' sentinel)
+  const step = (c: string | null): void => {
+    const eol = c === null;
+    const newline = c === "\n" || c === "\r";
+    switch (state) {
+      case "record":
+        if (eol) return;
+        if (newline) {
+          state = "eol";
+          return;
+        }
+        state = "field";
+      // falls through
+      case "field":
+        if (eol || newline) {
+          save();
+          state = eol ? "record" : "eol";
+        } else if (c === '"') state = "quoted";
+        else if (c === delimiter) save();
+        else {
+          field += c;
+          state = "in";
+        }
+        return;
+      case "in":
+        if (eol || newline) {
+          save();
+          state = eol ? "record" : "eol";
+        } else if (c === delimiter) {
+          save();
+          state = "field";
+        } else field += c;
+        return;
+      case "quoted":
+        if (c === '"') state = "quote";
+        else if (!eol) field += c;
+        return;
+      case "quote":
+        if (c === '"') {
+          field += c;
+          state = "quoted";
+        } else if (c === delimiter) {
+          save();
+          state = "field";
+        } else if (eol || newline) {
+          save();
+          state = eol ? "record" : "eol";
+        } else {
+          field += c;
+          state = "in";
+        }
+        return;
+      case "eol":
+        if (eol) state = "record";
+        return;
+    }
+  };
+  for (let i = 0; i < lines.length; i++) {
+    for (const c of lines[i] as string) step(c);
+    step(null);
+    if (state === "record") {
+      yield { line: i + 1, cells };
+      cells = [];
+    }
+  }
+  if ((state as State) === "quoted" || field !== "") {
+    save(); // data ends inside a quoted field: Python (non-strict) keeps what it read
+    yield { line: lines.length, cells };
+  }
+}
+
+function guessDelimiter(firstLine: string): "," | ";" {
+  const count = (d: string): number => records(firstLine, d).next().value?.cells.length ?? 0;
+  return count(";") > count(",") ? ";" : ",";
+}
+
+/**
+ * Parse CSV text with a header row (Python's `read_csv`): BOM dropped, `,` or `;` sniffed,
+ * blank rows skipped. A row with a wrong cell count carries a `problem` message.
+ */
+export function parseCsv(text: string, file = "data.csv"): CsvTable {
+  const body = text.startsWith("\ufeff") ? text.slice(1) : text;
+  const first = body.split("\n").find((line) => line.trim() !== "");
+  if (first === undefined) throw new DataError(`${file}: the file is empty; a header row is required`);
+  const delimiter = guessDelimiter(first);
+  let header: string[] | null = null;
+  const rows: CsvRow[] = [];
+  for (const { line, cells } of records(body, delimiter)) {
+    if (header === null) {
+      if (cells.length === 0) continue;
+      header = cells.map((h) => h.trim());
+      const empty = header.flatMap((h, i) => (h === "" ? [i + 1] : []));
+      if (empty.length > 0) {
+        throw new DataError(
+          `${file}: header row has empty column name(s) at position(s) [${empty.join(", ")}]`,
+        );
+      }
+      continue;
+    }
+    if (cells.length === 0 || cells.every((c) => c.trim() === "")) continue;
+    if (cells.length !== header.length) {
+      const problem =
+        `${file}: row ${line} has ${cells.length} cells but the header has ${header.length} ` +
+        "(is a value containing the separator unquoted?)";
+      rows.push({ row: line, cells, problem });
+      continue;
+    }
+    rows.push({ row: line, cells });
+  }
+  if (header === null) throw new DataError(`${file}: the file is empty; a header row is required`);
+  return { file, header, delimiter, rows };
+}
+
+/** Column positions of `names` in `table`; a DataError lists the missing ones and what exists. */
+export function columnIndex(table: CsvTable, names: readonly string[]): number[] {
+  const missing = names.filter((n) => !table.header.includes(n));
+  if (missing.length > 0) {
+    throw new DataError(
+      `${table.file}: missing column(s) ${reprList(missing)}; the file has ${reprList(table.header)}`,
+    );
+  }
+  const twice = names.filter((n) => table.header.filter((h) => h === n).length > 1);
+  if (twice.length > 0) {
+    throw new DataError(`${table.file}: column(s) [${reprList(twice)}] appear more than once in the header`);
+  }
+  return names.map((n) => table.header.indexOf(n));
+}
+
+const NUMBER = /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?$/;
+
+/** A finite number as Python's `float()` reads it, or null. */
+export function parseNumber(text: string): number | null {
+  if (!NUMBER.test(text)) return null;
+  const value = Number(text.replace(/_/g, ""));
+  return Number.isFinite(value) ? value : null;
+}
+
+function cellValue(file: string, row: number, spec: ColumnSpec, cell: string): number {
+  const text = cell.trim();
+  const where = `${file}: row ${row}, column ${pyRepr(spec.name)}`;
+  if (text === "") {
+    if (spec.fill === null || spec.fill === undefined) {
+      throw new DataError(`${where} is empty and the column has no fill value`);
+    }
+    return spec.fill;
+  }
+  if (spec.categories) {
+    const index = spec.categories.indexOf(text);
+    if (index < 0) {
+      throw new DataError(`${where}: unknown value ${pyRepr(text)}; allowed: ${reprList(spec.categories)}`);
+    }
+    return index;
+  }
+  const value = parseNumber(text);
+  if (value === null) throw new DataError(`${where}: ${pyRepr(text)} is not a number`);
+  return value;
+}
+
+function labelValue(file: string, row: number, training: TrainingInfo, cell: string): number {
+  const text = cell.trim();
+  const where = `${file}: row ${row}, column ${pyRepr(training.output_column ?? "")}`;
+  if (text === "") throw new DataError(`${where} is empty; every row needs a label`);
+  const labels = training.labels;
+  if (labels.length > 0) {
+    const index = labels.indexOf(text);
+    if (index >= 0) return index;
+    const value = parseNumber(text);
+    if (value !== null && Number.isInteger(value) && value >= 0 && value < labels.length) return value;
+    throw new DataError(
+      `${where}: unknown label ${pyRepr(text)}; use one of ${reprList(labels)} or its index ` +
+        `0..${labels.length - 1}`,
+    );
+  }
+  const value = parseNumber(text);
+  if (value === null) throw new DataError(`${where}: ${pyRepr(text)} is not a number`);
+  return value;
+}
+
+/**
+ * Load CSV text for a tabular task (Python's `load_csv`, or `load_csv_unlabelled` with
+ * `labelled: false`). The header must name every input column (and the output column when
+ * labelled); other columns are ignored. With `training.labels` the output cell is a label name
+ * or its index (y: Int32Array); without, a number (y: Float32Array).
+ *
+ * A bad cell throws a `DataError` naming file, row and column — or, with `skipBad`, its row is
+ * left out, described in `problems`, and the good rows still count.
+ */
+export function loadCsv(text: string, training: TrainingInfo, options: LoadCsvOptions = {}): TabularData {
+  const { file = "data.csv", skipBad = false, labelled = true } = options;
+  if (training.data_type !== "tabular" || !training.output_column) {
+    throw new DataError("CSV files can only be loaded for a tabular task");
+  }
+  const specs = training.input_columns;
+  const table = parseCsv(text, file);
+  const positions = columnIndex(table, specs.map((c) => c.name));
+  const outPos = labelled ? columnIndex(table, [training.output_column])[0] : undefined;
+  const problems: string[] = [];
+  const raw: number[] = [];
+  const targets: number[] = [];
+  const rows: number[] = [];
+  for (const { row, cells, problem } of table.rows) {
+    try {
+      if (problem !== undefined) throw new DataError(problem);
+      const values = specs.map((spec, k) => cellValue(file, row, spec, cells[positions[k] as number] ?? ""));
+      const target = outPos === undefined ? 0 : labelValue(file, row, training, cells[outPos] ?? "");
+      raw.push(...values);
+      if (outPos !== undefined) targets.push(target);
+      rows.push(row);
+    } catch (error) {
+      if (!skipBad || !(error instanceof DataError)) throw error;
+      problems.push(error.message);
+    }
+  }
+  const width = specs.length;
+  const x = new Float32Array(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    const spec = specs[i % width] as ColumnSpec;
+    x[i] = ((raw[i] as number) - (spec.mean ?? 0)) / (spec.std ?? 1); // float64, then float32
+  }
+  const y = training.labels.length > 0 ? Int32Array.from(targets) : Float32Array.from(targets);
+  return { x, y, n: rows.length, rows, problems };
+}

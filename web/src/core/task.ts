@@ -1,0 +1,304 @@
+/**
+ * TypeScript mirror of the Python task document (`disco.task`) and of the portable model format
+ * (`disco.models.spec`, docs/models.md). Field names are the JSON's (snake_case), so a task
+ * fetched from the server is used as is. `parseTask` runs the light checks the web app needs
+ * and fills the defaults pydantic would, without re-implementing the server's validation.
+ */
+import { DiscoError } from "./errors";
+
+/** A task document is invalid (mirrors Python's `TaskError`). */
+export class TaskError extends DiscoError {
+  override name = "TaskError";
+}
+
+// -- the portable model -------------------------------------------------------------------------
+
+/** Activation functions of the portable format (softmax over the last axis, exact gelu). */
+export type ActivationName = "linear" | "relu" | "relu6" | "sigmoid" | "tanh" | "softmax" | "gelu";
+/** Window padding, TF semantics. */
+export type Padding = "valid" | "same";
+/** Losses of the portable format. */
+export type LossName = "categorical_crossentropy" | "binary_crossentropy" | "mse";
+/** `[a, b]`, or one integer `n` meaning `[n, n]` (as Keras writes it). */
+export type Pair = number | readonly [number, number];
+
+/** Fields every layer has: an optional name (`[a-z0-9_]+`; filled in as `{type}_{k}`). */
+export interface LayerBase {
+  name?: string | null;
+}
+/** Fully connected layer on a 1-D input: `kernel` [in, units], `bias` [units]. */
+export interface DenseLayer extends LayerBase {
+  type: "dense";
+  units: number;
+  activation?: ActivationName;
+  use_bias?: boolean;
+}
+/** 2-D convolution: `kernel` [kh, kw, in, filters], `bias` [filters]. */
+export interface Conv2DLayer extends LayerBase {
+  type: "conv2d";
+  filters: number;
+  kernel_size: Pair;
+  strides?: Pair;
+  padding?: Padding;
+  activation?: ActivationName;
+  use_bias?: boolean;
+}
+/** Per-channel convolution: `depthwise_kernel` [kh, kw, in, multiplier], `bias`. */
+export interface DepthwiseConv2DLayer extends LayerBase {
+  type: "depthwise_conv2d";
+  kernel_size: Pair;
+  strides?: Pair;
+  padding?: Padding;
+  depth_multiplier?: number;
+  activation?: ActivationName;
+  use_bias?: boolean;
+}
+/** Max or average pooling; `strides` null or absent means `pool_size`. */
+export interface Pool2DLayer extends LayerBase {
+  type: "max_pool2d" | "avg_pool2d";
+  pool_size?: Pair;
+  strides?: Pair | null;
+  padding?: Padding;
+}
+/** Mean over height and width. */
+export interface GlobalAvgPool2DLayer extends LayerBase {
+  type: "global_avg_pool2d";
+}
+/** Batch normalisation over the last axis, Keras semantics. */
+export interface BatchNormLayer extends LayerBase {
+  type: "batch_norm";
+  momentum?: number;
+  epsilon?: number;
+}
+/** Dropout while training. */
+export interface DropoutLayer extends LayerBase {
+  type: "dropout";
+  rate: number;
+}
+/** Flatten to 1-D, channels-last order. */
+export interface FlattenLayer extends LayerBase {
+  type: "flatten";
+}
+/** An activation function alone. */
+export interface ActivationLayer extends LayerBase {
+  type: "activation";
+  activation: ActivationName;
+}
+
+/** One layer of a portable model, tagged by `type`. */
+export type Layer =
+  | DenseLayer
+  | Conv2DLayer
+  | DepthwiseConv2DLayer
+  | Pool2DLayer
+  | GlobalAvgPool2DLayer
+  | BatchNormLayer
+  | DropoutLayer
+  | FlattenLayer
+  | ActivationLayer;
+
+/** Every layer type of the portable format. */
+export const LAYER_TYPES: readonly Layer["type"][] = [
+  "dense", "conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d",
+  "global_avg_pool2d", "batch_norm", "dropout", "flatten", "activation",
+];
+
+/** A portable model document (`disco.model/1`): per-sample channels-last input, layers, loss. */
+export interface ModelSpec {
+  format?: "disco.model/1";
+  input_shape: readonly number[];
+  layers: readonly Layer[];
+  loss: LossName;
+  description?: string;
+}
+
+/** Layer names as Python fills them: explicit ones kept, others `{type}_{k}` (k per type). */
+export function layerNames(spec: ModelSpec): string[] {
+  const counts = new Map<string, number>();
+  return spec.layers.map((layer) => {
+    const k = (counts.get(layer.type) ?? 0) + 1;
+    counts.set(layer.type, k);
+    return layer.name ?? `${layer.type}_${k}`;
+  });
+}
+
+/** The activation the last layer applies ("linear" when it has none). */
+export function finalActivation(spec: ModelSpec): ActivationName {
+  const last = spec.layers[spec.layers.length - 1];
+  return last !== undefined && "activation" in last ? (last.activation ?? "linear") : "linear";
+}
+
+// -- the task -----------------------------------------------------------------------------------
+
+/** Kind of data a task trains on. */
+export type DataType = "image" | "tabular" | "text";
+/** How participants collaborate. */
+export type Scheme = "federated" | "decentralized" | "local";
+/** How updates are combined. */
+export type Aggregation = "mean" | "median" | "trimmed_mean";
+
+/** What people read about a task before they take part. */
+export interface DisplayInfo {
+  title: string;
+  summary: string;
+  data_format: string;
+  example: string;
+  model_description: string;
+  sample_data: string;
+}
+
+/** One tabular input column and its fixed preprocessing: `(value - mean) / std`. */
+export interface ColumnSpec {
+  name: string;
+  /** Value used when the cell is empty (null: an empty cell is an error). */
+  fill: number | null;
+  mean: number;
+  std: number;
+  /** Text values, encoded as their position in this list. */
+  categories: readonly string[] | null;
+}
+
+/** Client-side differential privacy on each shared update. */
+export interface PrivacyConfig {
+  clipping_radius: number;
+  noise_multiplier: number;
+}
+
+/** How the task is trained. */
+export interface TrainingInfo {
+  data_type: DataType;
+  scheme: Scheme;
+  epochs: number;
+  epochs_per_round: number;
+  batch_size: number;
+  validation_split: number;
+  optimizer: "adam" | "sgd";
+  learning_rate: number;
+  input_columns: readonly ColumnSpec[];
+  output_column: string | null;
+  image_height: number | null;
+  image_width: number | null;
+  channels: 1 | 3;
+  labels: readonly string[];
+  max_sequence_length: number | null;
+  min_participants: number;
+  round_deadline_s: number;
+  aggregation: Aggregation;
+  privacy: PrivacyConfig | null;
+}
+
+/** A collaborative learning task: display info, training info and the model. */
+export interface Task {
+  id: string;
+  display: DisplayInfo;
+  training: TrainingInfo;
+  model: ModelSpec;
+}
+
+/** Number of communication rounds: epochs / epochs_per_round, rounded up. */
+export function rounds(training: Pick<TrainingInfo, "epochs" | "epochs_per_round">): number {
+  return Math.ceil(training.epochs / training.epochs_per_round);
+}
+
+/** Python's `TrainingInfo` defaults, for documents that leave fields out. */
+export const TRAINING_DEFAULTS: Omit<TrainingInfo, "data_type"> = {
+  scheme: "federated",
+  epochs: 10,
+  epochs_per_round: 1,
+  batch_size: 32,
+  validation_split: 0.2,
+  optimizer: "adam",
+  learning_rate: 1e-3,
+  input_columns: [],
+  output_column: null,
+  image_height: null,
+  image_width: null,
+  channels: 1,
+  labels: [],
+  max_sequence_length: null,
+  min_participants: 1,
+  round_deadline_s: 120,
+  aggregation: "mean",
+  privacy: null,
+};
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function check(ok: boolean, message: string): asserts ok {
+  if (!ok) throw new TaskError(`invalid task: ${message}`);
+}
+
+function positiveInt(value: unknown): boolean {
+  return typeof value === "number" && Number.isInteger(value) && value >= 1;
+}
+
+/** Light structural checks of a model document (the server validated it fully). */
+export function checkModelSpec(model: unknown, where = "model"): asserts model is ModelSpec {
+  check(isObject(model), `${where}: expected an object`);
+  const shape = model["input_shape"];
+  check(
+    Array.isArray(shape) && (shape.length === 1 || shape.length === 3) && shape.every(positiveInt),
+    `${where}.input_shape: expected [features] or [height, width, channels]`,
+  );
+  const layers = model["layers"];
+  check(Array.isArray(layers) && layers.length > 0, `${where}.layers: a model needs at least one layer`);
+  layers.forEach((layer: unknown, i) => {
+    check(isObject(layer), `${where}.layers.${i}: expected an object`);
+    const type = layer["type"];
+    check(
+      typeof type === "string" && (LAYER_TYPES as readonly string[]).includes(type),
+      `${where}.layers.${i}: unknown layer type ${JSON.stringify(type)}`,
+    );
+  });
+  const loss = model["loss"];
+  check(
+    loss === "categorical_crossentropy" || loss === "binary_crossentropy" || loss === "mse",
+    `${where}.loss: unknown loss ${JSON.stringify(loss)}`,
+  );
+}
+
+/**
+ * A task document (decoded JSON or text) as a `Task`: shape checked, defaults filled in.
+ * Throws `TaskError` naming the first bad field.
+ */
+export function parseTask(data: unknown): Task {
+  let doc = data;
+  if (typeof doc === "string") {
+    try {
+      doc = JSON.parse(doc);
+    } catch (error) {
+      throw new TaskError(`task is not valid JSON: ${(error as Error).message}`);
+    }
+  }
+  check(isObject(doc), "expected a JSON object");
+  check(typeof doc["id"] === "string" && /^[a-z0-9][a-z0-9_-]{0,63}$/.test(doc["id"]), "id: bad task id");
+  const display = doc["display"];
+  check(isObject(display) && typeof display["title"] === "string", "display.title: required");
+  const training = doc["training"];
+  check(isObject(training), "training: expected an object");
+  const dataType = training["data_type"];
+  check(dataType === "image" || dataType === "tabular" || dataType === "text", "training.data_type: unknown");
+  checkModelSpec(doc["model"]);
+  const filled = { ...TRAINING_DEFAULTS, ...training, data_type: dataType } as TrainingInfo;
+  check(positiveInt(filled.epochs) && positiveInt(filled.epochs_per_round), "training.epochs: positive integers");
+  check(positiveInt(filled.batch_size), "training.batch_size: a positive integer");
+  if (dataType === "image") {
+    check(positiveInt(filled.image_height) && positiveInt(filled.image_width), "training: image size required");
+  }
+  if (dataType === "tabular") {
+    check(filled.input_columns.length > 0 && !!filled.output_column, "training: columns required");
+  }
+  return {
+    id: doc["id"],
+    display: { summary: "", data_format: "", example: "", model_description: "", sample_data: "", ...display } as DisplayInfo,
+    training: {
+      ...filled,
+      input_columns: filled.input_columns.map(
+        (c: Partial<ColumnSpec>) => ({ fill: null, mean: 0, std: 1, categories: null, ...c }) as ColumnSpec,
+      ),
+    },
+    model: doc["model"],
+  };
+}

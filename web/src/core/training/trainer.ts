@@ -1,0 +1,279 @@
+/**
+ * The browser's local trainer: rounds of `epochs_per_round` epochs of `model.fit`, with one flat
+ * stream of events, as Python's `disco.training.Trainer` emits them.
+ *
+ * The loop is TF.js's own `fit` (shuffled mini-batches of the task's batch size, validation at
+ * the end of each epoch). The per-batch hook adds no work to it: a `batch_end` event carries the
+ * batch's loss only when at least `lossEveryMs` passed since the last one that did (reading a
+ * scalar waits for the backend), and the loop yields to the page every 125 ms, as `fit` does by
+ * itself. Epoch metrics are the averages `fit` computes anyway. Every tensor made here is
+ * disposed.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { DataError, type Dataset } from "../data/dataset";
+import type { ModelSpec, TrainingInfo } from "../task";
+
+/** Loss and accuracy of one epoch on the training data and on the validation data. */
+export interface EpochMetrics {
+  round: number;
+  epoch: number;
+  train_loss: number;
+  /** null for regression (mse). */
+  train_accuracy: number | null;
+  val_loss: number | null;
+  val_accuracy: number | null;
+}
+
+/** Kinds of training events. */
+export type TrainingEventKind = "round_start" | "batch_end" | "epoch_end" | "round_end";
+
+/** One step of training, as progress displays see it (epochs and batches count from 1). */
+export interface TrainingEvent {
+  kind: TrainingEventKind;
+  round: number;
+  epoch: number;
+  batch: number;
+  batches: number;
+  /** The batch's loss, on some `batch_end` events only (see `TrainerOptions.lossEveryMs`). */
+  loss?: number;
+  metrics?: EpochMetrics;
+}
+
+/** Receives training events. */
+export type EventCallback = (event: TrainingEvent) => void;
+
+/** Samples to train or evaluate on: a `Dataset`, or tensors the caller owns and disposes. */
+export type Batchable = Dataset | { x: tf.Tensor; y: tf.Tensor };
+
+/** Tuning of the trainer's event stream. */
+export interface TrainerOptions {
+  /** Minimum milliseconds between two `batch_end` events carrying a loss (default 200; 0: all). */
+  lossEveryMs?: number;
+}
+
+/** What the trainer needs from a task. */
+export interface TrainerTask {
+  training: Pick<TrainingInfo, "epochs_per_round" | "batch_size">;
+  model: ModelSpec;
+}
+
+/** Yield to the event loop without `requestAnimationFrame`, which stalls in background tabs. */
+function yieldToPage(): Promise<void> {
+  if (typeof MessageChannel === "undefined") return new Promise((resolve) => setTimeout(resolve, 0));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
+
+async function scalar(value: number | tf.Tensor | undefined): Promise<number | null> {
+  if (value === undefined) return null;
+  if (typeof value === "number") return value;
+  return ((await value.data()) as Float32Array)[0] ?? null;
+}
+
+/** Whether `model` was compiled for regression (mse): no accuracy, targets shaped like outputs. */
+function isRegression(model: tf.LayersModel): boolean {
+  return model.loss === "meanSquaredError";
+}
+
+/** `data` as `[x, y]` tensors shaped for `model`: y is `[n, 1]` for classifiers. */
+export function toTensors(model: tf.LayersModel, data: Dataset): [tf.Tensor, tf.Tensor] {
+  return tf.tidy(() => {
+    const x = tf.tensor(data.x, [data.n, ...data.sampleShape], "float32");
+    const out = (model.outputs[0]?.shape ?? [null, 1]).slice(1) as number[];
+    const yShape = isRegression(model) ? [data.n, ...out] : [data.n, 1];
+    const y = tf.tensor(Float32Array.from(data.y), yShape, "float32");
+    return [x, y];
+  });
+}
+
+function asTensors(model: tf.LayersModel, data: Batchable): { x: tf.Tensor; y: tf.Tensor; owned: boolean } {
+  if ("sampleShape" in data) {
+    const [x, y] = toTensors(model, data);
+    return { x, y, owned: true };
+  }
+  return { x: data.x, y: data.y, owned: false };
+}
+
+function sizeOf(data: Batchable): number {
+  return "sampleShape" in data ? data.n : (data.x.shape[0] ?? 0);
+}
+
+/** How often training lets the page breathe (TF.js's own `fit` default, 125 ms). */
+const YIELD_EVERY_MS = 125;
+
+class EventBridge extends tf.Callback {
+  private epoch = 0;
+  private lastLoss = -Infinity;
+  private lastYield = Date.now();
+  readonly history: EpochMetrics[] = [];
+
+  constructor(
+    private readonly round: number,
+    private readonly batches: number,
+    private readonly hasAccuracy: boolean,
+    private readonly lossEveryMs: number,
+    private readonly emit: EventCallback,
+  ) {
+    super();
+  }
+
+  override async onEpochBegin(epoch: number): Promise<void> {
+    this.epoch = epoch + 1;
+  }
+
+  override async onBatchEnd(batch: number, logs?: tf.Logs): Promise<void> {
+    const event: TrainingEvent = { kind: "batch_end", round: this.round, epoch: this.epoch, batch: batch + 1, batches: this.batches };
+    const now = Date.now();
+    if (now - this.lastLoss >= this.lossEveryMs) {
+      this.lastLoss = now;
+      const loss = await scalar(logs?.["loss"] as number | tf.Tensor | undefined);
+      if (loss !== null) event.loss = loss;
+    }
+    this.emit(event);
+    if (now - this.lastYield >= YIELD_EVERY_MS) {
+      await yieldToPage();
+      this.lastYield = Date.now();
+    }
+  }
+
+  override async onEpochEnd(epoch: number, logs?: tf.Logs): Promise<void> {
+    const get = (key: string): Promise<number | null> => scalar(logs?.[key] as number | tf.Tensor | undefined);
+    const [loss, acc, valLoss, valAcc] = await Promise.all([get("loss"), get("acc"), get("val_loss"), get("val_acc")]);
+    const metrics: EpochMetrics = {
+      round: this.round,
+      epoch: epoch + 1,
+      train_loss: loss ?? Number.NaN,
+      train_accuracy: this.hasAccuracy ? acc : null,
+      val_loss: valLoss,
+      val_accuracy: this.hasAccuracy && valLoss !== null ? valAcc : null,
+    };
+    this.history.push(metrics);
+    this.emit({ kind: "epoch_end", round: this.round, epoch: epoch + 1, batch: this.batches, batches: this.batches, metrics });
+  }
+}
+
+/** Trains one participant's TF.js model on its local data, round after round. */
+export class Trainer {
+  private readonly options: Required<TrainerOptions>;
+
+  /** `model` is built from `task.model` (see `buildModel`); events go to `onEvent`. */
+  constructor(
+    readonly model: tf.LayersModel,
+    readonly task: TrainerTask,
+    private readonly onEvent: EventCallback = () => {},
+    options: TrainerOptions = {},
+  ) {
+    this.options = { lossEveryMs: options.lossEveryMs ?? 200 };
+  }
+
+  /** Run `epochs_per_round` epochs (or `epochs`) on `train`; return each epoch's metrics. */
+  async trainRound(round: number, train: Batchable, val?: Batchable, epochs?: number): Promise<EpochMetrics[]> {
+    const n = sizeOf(train);
+    if (n === 0) throw new DataError("no training data: connect at least one sample");
+    const { training, model: spec } = this.task;
+    const count = epochs ?? training.epochs_per_round;
+    const batchSize = training.batch_size;
+    const bridge = new EventBridge(
+      round, Math.ceil(n / batchSize), spec.loss !== "mse", this.options.lossEveryMs, this.onEvent,
+    );
+    const trainT = asTensors(this.model, train);
+    const valT = val !== undefined && sizeOf(val) > 0 ? asTensors(this.model, val) : null;
+    try {
+      this.onEvent({ kind: "round_start", round, epoch: 0, batch: 0, batches: 0 });
+      await this.model.fit(trainT.x, trainT.y, {
+        epochs: count,
+        batchSize,
+        shuffle: true,
+        verbose: 0,
+        callbacks: [bridge],
+        ...(valT ? { validationData: [valT.x, valT.y] as [tf.Tensor, tf.Tensor] } : {}),
+      });
+    } finally {
+      if (trainT.owned) tf.dispose([trainT.x, trainT.y]);
+      if (valT?.owned) tf.dispose([valT.x, valT.y]);
+    }
+    const last = bridge.history[bridge.history.length - 1];
+    this.onEvent({
+      kind: "round_end", round, epoch: last?.epoch ?? 0, batch: 0, batches: 0, ...(last ? { metrics: last } : {}),
+    });
+    return bridge.history;
+  }
+
+  /** Ask a running `trainRound` to stop after the current batch. */
+  stop(): void {
+    this.model.stopTraining = true;
+  }
+}
+
+/**
+ * Mean loss and accuracy (null for regression) of `model` on `x` and `y` (tensors the caller
+ * owns), or on a `Dataset` given as `x` alone.
+ */
+export async function evaluate(
+  model: tf.LayersModel,
+  x: Dataset | tf.Tensor,
+  y?: tf.Tensor,
+  batchSize = 512,
+): Promise<{ loss: number; accuracy: number | null }> {
+  if (x instanceof tf.Tensor && y === undefined) throw new DataError("evaluate needs labels y for input tensors");
+  const data: Batchable = x instanceof tf.Tensor ? { x, y: y as tf.Tensor } : x;
+  if (sizeOf(data) === 0) throw new DataError("cannot evaluate on an empty dataset");
+  const t = asTensors(model, data);
+  let results: tf.Scalar[] = [];
+  try {
+    const out = model.evaluate(t.x, t.y, { batchSize, verbose: 0 });
+    results = Array.isArray(out) ? out : [out];
+    const values = await Promise.all(results.map((r) => scalar(r)));
+    return { loss: values[0] ?? Number.NaN, accuracy: isRegression(model) ? null : (values[1] ?? null) };
+  } finally {
+    tf.dispose(results);
+    if (t.owned) tf.dispose([t.x, t.y]);
+  }
+}
+
+/**
+ * Model outputs (final activation applied: probabilities for classifiers) for the samples of
+ * `data` (a Dataset, or an input tensor the caller owns): `n * outputSize` values, in order.
+ */
+export async function predict(
+  model: tf.LayersModel,
+  data: Dataset | tf.Tensor,
+  batchSize = 512,
+): Promise<Float32Array> {
+  const owned = !(data instanceof tf.Tensor);
+  const x = data instanceof tf.Tensor ? data : tf.tensor(data.x, [data.n, ...data.sampleShape], "float32");
+  try {
+    const out = model.predict(x, { batchSize }) as tf.Tensor;
+    try {
+      return (await out.data()) as Float32Array;
+    } finally {
+      out.dispose();
+    }
+  } finally {
+    if (owned) x.dispose();
+  }
+}
+
+/** Class ids from `predict`'s outputs: argmax for softmax, `p > 0.5` for one sigmoid unit. */
+export function classesFromOutputs(outputs: Float32Array, n: number): Int32Array {
+  const width = n === 0 ? 0 : outputs.length / n;
+  const classes = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    if (width === 1) {
+      classes[i] = (outputs[i] as number) > 0.5 ? 1 : 0;
+      continue;
+    }
+    let best = 0;
+    for (let k = 1; k < width; k++) {
+      if ((outputs[i * width + k] as number) > (outputs[i * width + best] as number)) best = k;
+    }
+    classes[i] = best;
+  }
+  return classes;
+}
