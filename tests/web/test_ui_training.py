@@ -1,0 +1,201 @@
+"""Training in the browser on real MNIST digits: alone, and together with two Python clients.
+
+The browser connects PNG files exactly as a person would (one picker per label), trains with
+TF.js, and ends with the model in hand: tested, saved, downloaded. With others, its final model
+must be the server's global model, and nothing it sent may contain the pictures it trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from disco import Weights, catalog
+from disco.server import ServerHandle
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+DISCO = Path(sys.executable).with_name("disco")
+
+
+def _connect_digits(page: Any, folder: Path, per_label: int, purpose: str = "train") -> int:
+    """Pick `per_label` PNGs of every digit in `folder`; return how many were picked."""
+    total = 0
+    for digit in range(10):
+        files = sorted((folder / str(digit)).glob("*.png"))[:per_label]
+        page.get_by_test_id(f"{purpose}-label-{digit}").set_input_files(files)
+        total += len(files)
+    count = page.get_by_test_id(f"{purpose}-summary").get_by_test_id("sample-count")
+    expect(count).to_have_text(str(total), timeout=60_000)
+    return total
+
+
+def _percent(text: str) -> float:
+    return float(text.strip().rstrip("%")) / 100
+
+
+def _download(page: Any, button: Any) -> bytes:
+    with page.expect_download() as info:
+        button.click()
+    return Path(info.value.path()).read_bytes()
+
+
+def test_train_alone_then_test_predict_save_download(
+    desktop: Any, mnist_files: Path, screenshot: Any
+) -> None:
+    page = desktop
+    page.goto("/#/tasks/mnist/connect")
+    _connect_digits(page, mnist_files / "client_1", 200)
+    page.get_by_test_id("step-next").click()
+    page.get_by_label("Alone").check()
+    page.get_by_test_id("start-training").click()
+    status = page.get_by_test_id("training-status")
+    expect(status).to_have_attribute("data-phase", "training", timeout=30_000)
+    expect(status).to_have_attribute("data-phase", "done", timeout=150_000)
+    rounds = catalog.get("mnist").training.rounds
+    expect(page.get_by_test_id("counter-round")).to_have_text(f"{rounds} / {rounds}")
+    expect(page.get_by_test_id("training-log")).to_contain_text("validation accuracy")
+    screenshot(page, "train-alone-done-desktop")
+
+    page.get_by_role("button", name="Test and save the model").click()
+    accuracy = _percent(page.get_by_test_id("final-accuracy").inner_text())
+    assert accuracy >= 0.85, f"validation accuracy {accuracy:.3f} after training alone"
+
+    # test on held-out digits: accuracy, confusion matrix, one row per sample
+    _connect_digits(page, mnist_files / "test", 10, purpose="test")
+    page.get_by_role("button", name="Test on 100 samples").click()
+    test_accuracy = _percent(page.get_by_test_id("test-accuracy").inner_text())
+    assert test_accuracy >= 0.75
+    matrix = page.get_by_test_id("confusion-matrix")
+    cells = [matrix.locator("tbody tr").nth(i).locator("td").nth(i) for i in range(10)]
+    diagonal = sum(int(cell.inner_text()) for cell in cells)
+    assert diagonal == round(test_accuracy * 100)
+    expect(page.get_by_test_id("sample-results").locator("tbody tr")).to_have_count(100)
+
+    # predict on unlabelled pictures and download the answers
+    unlabelled = sorted((mnist_files / "test" / "3").glob("*.png"))[-5:]
+    page.get_by_test_id("predict-image-files").set_input_files(unlabelled)
+    page.get_by_role("button", name="Predict 5 samples").click()
+    rows = _download(page, page.get_by_test_id("download-predictions")).decode().splitlines()
+    assert rows[0] == "source,prediction,confidence"
+    assert [r.split(",")[0] for r in rows[1:]] == [p.name for p in unlabelled]
+    assert sum(r.split(",")[1] == "3" for r in rows[1:]) >= 3
+
+    # the downloaded model is the trained one, in the Python format
+    weights = Weights.from_safetensors(_download(page, page.get_by_test_id("download-model")))
+    spec = catalog.get("mnist").model
+    assert weights.shapes == dict(spec.weight_shapes())
+    screenshot(page, "finish-desktop")
+
+    page.get_by_test_id("save-model").click()
+    expect(page.get_by_test_id("save-model")).to_have_text("Saved to your library")
+    page.get_by_role("link", name="Open the library").click()
+    saved = page.get_by_test_id("library-list").locator("article")
+    expect(saved).to_have_count(1)
+    expect(saved.locator("h2")).to_have_text("Handwritten digits (MNIST)")
+    expect(saved.locator(".model-accuracy")).to_have_text(f"{100 * test_accuracy:.1f}%")
+    stored = _download(page, saved.get_by_role("button", name="Download"))
+    assert Weights.from_safetensors(stored).digest() == weights.digest()
+    screenshot(page, "library-desktop")
+
+    saved.get_by_role("button", name="Test / predict").click()
+    opened = page.get_by_test_id("library-open")
+    _connect_digits(opened, mnist_files / "test", 3, purpose="test")
+    opened.get_by_role("button", name="Test on 30 samples").click()
+    expect(opened.get_by_test_id("test-accuracy")).to_contain_text("%")
+    page.once("dialog", lambda dialog: dialog.accept())
+    saved.get_by_role("button", name="Delete").click()
+    expect(page.get_by_test_id("library-empty")).to_be_visible()
+
+
+@pytest.fixture
+def together_task(server: ServerHandle, admin_token: str) -> str:
+    """MNIST in 2 rounds that wait for 3 participants, published for this test."""
+    doc = catalog.get("mnist").model_dump(mode="json")
+    doc["id"] = "mnist_together"
+    doc["display"]["title"] = "Digits together"
+    doc["training"].update(epochs=4, epochs_per_round=2, min_participants=3)
+    req = urllib.request.Request(
+        f"{server.url}/api/tasks",
+        data=json.dumps(doc).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as res:
+        assert res.status == 201
+    return "mnist_together"
+
+
+def test_browser_and_two_python_clients_train_together(
+    phone: Any,
+    server: ServerHandle,
+    together_task: str,
+    mnist_files: Path,
+    page_log: Any,
+    screenshot: Any,
+) -> None:
+    page = phone
+    page.goto(f"/#/tasks/{together_task}/connect")
+    browser_data = mnist_files / "test"
+    _connect_digits(page, browser_data, 30)
+    page.get_by_test_id("step-next").click()
+    expect(page.get_by_label("With others")).to_be_checked()
+    page.get_by_test_id("start-training").click()
+    status = page.get_by_test_id("training-status")
+    expect(status).to_have_attribute("data-phase", "waiting_for_participants", timeout=60_000)
+    expect(status).to_contain_text("1 connected, 3 needed")
+    screenshot(page, "train-waiting-phone")
+
+    python_clients = [
+        subprocess.Popen(
+            [str(DISCO), "train", "--task", together_task, "--server", server.url, "--json",
+             "--data", str(mnist_files / f"client_{k}"), "--name", f"python-{k}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in (1, 2)
+    ]  # fmt: skip
+    try:
+        expect(status).to_have_attribute("data-phase", "done", timeout=150_000)
+        outputs = [p.communicate(timeout=60) for p in python_clients]
+    finally:
+        for p in python_clients:
+            p.kill()
+    for p, (_, err) in zip(python_clients, outputs, strict=True):
+        assert p.returncode == 0, err
+    python_digests = {json.loads(out.strip().splitlines()[-1])["digest"] for out, _ in outputs}
+
+    expect(page.get_by_test_id("counter-round")).to_have_text("2 / 2")
+    expect(page.get_by_test_id("training-log")).to_contain_text("3 contributor(s)")
+    screenshot(page, "train-together-done-phone")
+
+    # the browser ends with the server's global model, as the Python clients do
+    with urllib.request.urlopen(f"{server.url}/api/tasks/{together_task}/model") as res:
+        server_digest = res.headers["X-Disco-Digest"]
+    page.get_by_role("button", name="Test and save the model").click()
+    downloaded = _download(page, page.get_by_test_id("download-model"))
+    assert Weights.from_safetensors(downloaded).digest() == server_digest
+    assert python_digests == {server_digest}
+    screenshot(page, "finish-phone")
+
+    # privacy: model updates went out, the pictures did not
+    log = page_log(page)
+    assert log.frames_sent, "the browser sent no WebSocket frame"
+    assert all(url.startswith(server.url) for _, url, _ in log.requests)
+    sent = log.bytes_sent()
+    for digit in range(10):
+        png = sorted((browser_data / str(digit)).glob("*.png"))[0]
+        assert png.read_bytes()[60:] not in sent
+        pixels = np.asarray(Image.open(png), dtype=np.float32) / 255.0
+        row = pixels[pixels.sum(axis=1).argmax()]  # the row with the most ink
+        assert row.astype("<f4").tobytes() not in sent

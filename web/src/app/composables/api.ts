@@ -1,0 +1,96 @@
+// The server's REST API (docs/protocol.md §14), as used by the pages. Same origin as the app.
+import type { Task } from "../../core/task";
+
+/** One field-level problem from the server's 422 answer. */
+export interface FieldProblem {
+  field: string;
+  message: string;
+}
+
+/** A REST call that failed: `status` 0 means the server could not be reached at all. */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code: string,
+    readonly fields: FieldProblem[] = [],
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+
+  /** True when the server was not reached (network down, server stopped, request aborted). */
+  get unreachable(): boolean {
+    return this.status === 0;
+  }
+}
+
+/** Base URL of the disco server: the origin that served this page. */
+export function serverUrl(): string {
+  return window.location.origin;
+}
+
+async function request(path: string, init?: RequestInit): Promise<Response> {
+  let res: Response;
+  try {
+    res = await fetch(`${serverUrl()}${path}`, init);
+  } catch {
+    throw new ApiError("The disco server cannot be reached.", 0, "unreachable");
+  }
+  if (res.ok) return res;
+  let body: { error?: unknown; code?: unknown; fields?: unknown } = {};
+  try {
+    body = (await res.json()) as typeof body;
+  } catch {
+    // not JSON: keep the status line
+  }
+  const fields = Array.isArray(body.fields)
+    ? (body.fields as unknown[]).filter(isFieldProblem)
+    : [];
+  const message = typeof body.error === "string" ? body.error : `${res.status} ${res.statusText}`;
+  const code = typeof body.code === "string" ? body.code : `http_${res.status}`;
+  throw new ApiError(message, res.status, code, fields);
+}
+
+function isFieldProblem(v: unknown): v is FieldProblem {
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    typeof (v as FieldProblem).field === "string" &&
+    typeof (v as FieldProblem).message === "string"
+  );
+}
+
+/** Every task the server offers. */
+export async function listTasks(): Promise<Task[]> {
+  return (await (await request("/api/tasks")).json()) as Task[];
+}
+
+/** One task by id (ApiError 404 when unknown). */
+export async function getTask(id: string): Promise<Task> {
+  return (await (await request(`/api/tasks/${encodeURIComponent(id)}`)).json()) as Task;
+}
+
+/** The current global model of a task as safetensors bytes, with its round and digest. */
+export async function getModelFile(
+  id: string,
+): Promise<{ bytes: Uint8Array; round: number; digest: string }> {
+  const res = await request(`/api/tasks/${encodeURIComponent(id)}/model`, { cache: "no-store" });
+  return {
+    bytes: new Uint8Array(await res.arrayBuffer()),
+    round: Number(res.headers.get("X-Disco-Round") ?? "0"),
+    digest: res.headers.get("X-Disco-Digest") ?? "",
+  };
+}
+
+/** Publish a new task (201); ApiError 401/403 without the right admin token, 409, 422 with fields. */
+export async function createTask(doc: unknown, adminToken: string): Promise<Task> {
+  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  if (adminToken) headers.Authorization = `Bearer ${adminToken}`;
+  const res = await request("/api/tasks", {
+    method: "POST",
+    headers,
+    body: JSON.stringify(doc),
+  });
+  return (await res.json()) as Task;
+}

@@ -1,0 +1,357 @@
+// The code-free task form: its state, client-side checks, the task document it produces, and
+// the mapping of the server's field errors (422 `fields`) back onto the form.
+import { parseCsv, parseNumber } from "../../core/data/tabular";
+import { type ArchitectureId, type ModelDoc, buildArchitecture } from "./architectures";
+
+export interface ColumnRow {
+  name: string;
+  /** Text values, comma-separated; empty for numeric columns. */
+  categories: string;
+  fill: string;
+  mean: number | string;
+  std: number | string;
+}
+
+export interface TaskForm {
+  id: string;
+  title: string;
+  summary: string;
+  data_format: string;
+  data_type: "image" | "tabular";
+  labels: string;
+  image_height: number | string;
+  image_width: number | string;
+  channels: 1 | 3;
+  columns: ColumnRow[];
+  output_column: string;
+  model_source: "builtin" | "upload";
+  architecture: ArchitectureId;
+  uploaded_model: string;
+  uploaded_model_name: string;
+  scheme: "federated" | "local";
+  epochs: number | string;
+  epochs_per_round: number | string;
+  batch_size: number | string;
+  learning_rate: number | string;
+  validation_split: number | string;
+  min_participants: number | string;
+  round_deadline_s: number | string;
+  privacy: boolean;
+  clipping_radius: number | string;
+  noise_multiplier: number | string;
+}
+
+/** Form key → message. */
+export type FieldErrors = Record<string, string>;
+
+export const TASK_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/** A fresh form: an image task with sensible defaults. */
+export function emptyForm(): TaskForm {
+  return {
+    id: "",
+    title: "",
+    summary: "",
+    data_format: "",
+    data_type: "image",
+    labels: "",
+    image_height: 28,
+    image_width: 28,
+    channels: 1,
+    columns: [emptyColumn()],
+    output_column: "",
+    model_source: "builtin",
+    architecture: "mnist_cnn",
+    uploaded_model: "",
+    uploaded_model_name: "",
+    scheme: "federated",
+    epochs: 10,
+    epochs_per_round: 2,
+    batch_size: 32,
+    learning_rate: 0.001,
+    validation_split: 0.2,
+    min_participants: 2,
+    round_deadline_s: 120,
+    privacy: false,
+    clipping_radius: 1,
+    noise_multiplier: 1,
+  };
+}
+
+export function emptyColumn(name = ""): ColumnRow {
+  return { name, categories: "", fill: "", mean: 0, std: 1 };
+}
+
+/** A task id suggested from a title ("Hospital X-rays" → "hospital-x-rays"). */
+export function slug(title: string): string {
+  return title
+    .toLowerCase()
+    .normalize("NFKD")
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 64);
+}
+
+function list(text: string): string[] {
+  return text
+    .split(/[\n,]/)
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
+function num(v: number | string): number {
+  if (typeof v === "number") return v;
+  return v.trim() === "" ? Number.NaN : Number(v);
+}
+
+/** Labels (class names) typed in the form. */
+export function formLabels(f: TaskForm): string[] {
+  return list(f.labels);
+}
+
+interface Check {
+  errors: FieldErrors;
+  int(key: keyof TaskForm, lo: number, hi: number, what: string): number;
+  real(key: keyof TaskForm, lo: number, hi: number, what: string, open?: boolean): number;
+}
+
+function checker(f: TaskForm): Check {
+  const errors: FieldErrors = {};
+  return {
+    errors,
+    int(key, lo, hi, what) {
+      const v = num(f[key] as number | string);
+      if (!Number.isInteger(v) || v < lo || v > hi) {
+        errors[key] = `${what} must be a whole number from ${lo} to ${hi}.`;
+      }
+      return v;
+    },
+    real(key, lo, hi, what, open = false) {
+      const v = num(f[key] as number | string);
+      if (!Number.isFinite(v) || (open ? v <= lo : v < lo) || v > hi) {
+        errors[key] = `${what} must be a number ${open ? "above" : "from"} ${lo}${
+          Number.isFinite(hi) ? ` ${open ? "and at most" : "to"} ${hi}` : ""
+        }.`;
+      }
+      return v;
+    },
+  };
+}
+
+/** Check the form; the task document when it is valid, the problems per field otherwise. */
+export function buildTask(f: TaskForm): { doc: Record<string, unknown> | null; errors: FieldErrors } {
+  const c = checker(f);
+  const e = c.errors;
+  if (!f.id.trim()) e.id = "Give the task an id (used in links), e.g. hospital-xrays.";
+  else if (!TASK_ID.test(f.id.trim())) {
+    e.id = "Use 1 to 64 lowercase letters, digits, '-' or '_', starting with a letter or digit.";
+  }
+  if (!f.title.trim()) e.title = "Give the task a title people will recognise.";
+  if (f.summary.length > 5000) e.summary = "Keep the summary under 5000 characters.";
+
+  const labels = formLabels(f);
+  if (labels.length < 2) e.labels = "List at least two answers (classes), e.g. healthy, sick.";
+  else if (new Set(labels).size !== labels.length) e.labels = "Each answer must appear only once.";
+
+  let h = 0;
+  let w = 0;
+  const columns: Record<string, unknown>[] = [];
+  if (f.data_type === "image") {
+    h = c.int("image_height", 1, 4096, "Height");
+    w = c.int("image_width", 1, 4096, "Width");
+  } else {
+    const names = f.columns.map((col) => col.name.trim());
+    if (!f.columns.length || names.every((n) => !n)) e.columns = "Add at least one input column.";
+    f.columns.forEach((col, i) => {
+      const name = col.name.trim();
+      if (!name) e[`columns.${i}.name`] = "Name the column as in the CSV header.";
+      else if (names.indexOf(name) !== i) e[`columns.${i}.name`] = "This column is listed twice.";
+      else if (name === f.output_column.trim()) {
+        e[`columns.${i}.name`] = "The answer column cannot also be an input.";
+      }
+      const mean = num(col.mean);
+      const std = num(col.std);
+      if (!Number.isFinite(mean)) e[`columns.${i}.mean`] = "Mean must be a number.";
+      if (!Number.isFinite(std) || std <= 0) e[`columns.${i}.std`] = "Spread must be above 0.";
+      const fill = col.fill.trim() === "" ? null : parseNumber(col.fill.trim());
+      if (col.fill.trim() !== "" && fill === null) {
+        e[`columns.${i}.fill`] = "The value for empty cells must be a number (or left empty).";
+      }
+      const cats = list(col.categories);
+      columns.push({
+        name,
+        fill,
+        mean,
+        std,
+        categories: cats.length ? cats : null,
+      });
+    });
+    if (!f.output_column.trim()) e.output_column = "Name the column holding the answer.";
+  }
+
+  let model: ModelDoc | Record<string, unknown> | null = null;
+  const classes = labels.length;
+  if (f.model_source === "upload") {
+    if (!f.uploaded_model) e.model = "Choose a model file (JSON in the disco.model/1 format).";
+    else {
+      try {
+        const parsed = JSON.parse(f.uploaded_model) as unknown;
+        if (typeof parsed !== "object" || parsed === null || !("layers" in parsed)) {
+          e.model = "This file is not a disco model: it has no 'layers'.";
+        } else model = parsed as Record<string, unknown>;
+      } catch {
+        e.model = "This file is not valid JSON.";
+      }
+    }
+  } else {
+    const needs = f.architecture === "mnist_cnn" ? 12 : f.architecture === "lus_covid_cnn" ? 10 : 1;
+    if (f.data_type === "image" && (f.architecture === "dense" || h < needs || w < needs)) {
+      e.model =
+        f.architecture === "dense"
+          ? "Pick an image network for an image task."
+          : `This network needs images of at least ${needs}×${needs} pixels.`;
+    } else if (f.data_type === "tabular" && f.architecture !== "dense") {
+      e.model = "Pick the dense network for a table task.";
+    } else if (classes >= 2) {
+      model = buildArchitecture(
+        f.architecture,
+        { height: h, width: w, channels: f.channels, columns: columns.length },
+        classes,
+      );
+    }
+  }
+
+  const epochs = c.int("epochs", 1, 100_000, "Epochs");
+  const perRound = c.int("epochs_per_round", 1, 100_000, "Epochs per round");
+  if (!e.epochs && !e.epochs_per_round && perRound > epochs) {
+    e.epochs_per_round = "Epochs per round cannot be more than the total epochs.";
+  }
+  const batch = c.int("batch_size", 1, 65_536, "Batch size");
+  const lr = c.real("learning_rate", 0, 10, "Learning rate", true);
+  const vsplit = c.real("validation_split", 0, 0.9, "Validation share");
+  const minP = c.int("min_participants", 1, 10_000, "Minimum participants");
+  const deadline = c.real("round_deadline_s", 0, 86_400, "Round deadline", true);
+  let privacy: Record<string, number> | null = null;
+  if (f.privacy) {
+    const radius = c.real("clipping_radius", 0, Number.POSITIVE_INFINITY, "Clipping radius", true);
+    const noise = c.real("noise_multiplier", 0, 1000, "Noise multiplier");
+    privacy = { clipping_radius: radius, noise_multiplier: noise };
+  }
+
+  if (Object.keys(e).length) return { doc: null, errors: e };
+  const training: Record<string, unknown> = {
+    data_type: f.data_type,
+    scheme: f.scheme,
+    epochs,
+    epochs_per_round: perRound,
+    batch_size: batch,
+    validation_split: vsplit,
+    learning_rate: lr,
+    labels,
+    min_participants: minP,
+    round_deadline_s: deadline,
+    privacy,
+  };
+  if (f.data_type === "image") {
+    Object.assign(training, { image_height: h, image_width: w, channels: f.channels });
+  } else {
+    Object.assign(training, { input_columns: columns, output_column: f.output_column.trim() });
+  }
+  const description =
+    f.model_source === "upload"
+      ? `Uploaded model (${f.uploaded_model_name}).`
+      : ((model as ModelDoc | null)?.description ?? "");
+  return {
+    doc: {
+      id: f.id.trim(),
+      display: {
+        title: f.title.trim(),
+        summary: f.summary.trim(),
+        data_format: f.data_format.trim(),
+        model_description: description,
+      },
+      training,
+      model,
+    },
+    errors: {},
+  };
+}
+
+const TRAINING_KEYS = new Set([
+  "data_type",
+  "scheme",
+  "epochs",
+  "epochs_per_round",
+  "batch_size",
+  "validation_split",
+  "learning_rate",
+  "labels",
+  "image_height",
+  "image_width",
+  "channels",
+  "output_column",
+  "min_participants",
+  "round_deadline_s",
+]);
+
+/**
+ * The form key of a server field path (`training.input_columns.0.std` → `columns.0.std`);
+ * "" when the problem concerns the task as a whole.
+ */
+export function formKey(field: string): string {
+  const parts = field.split(".");
+  const [top, second, third, fourth] = parts;
+  if (top === "id") return "id";
+  if (top === "display" && (second === "title" || second === "summary")) return second;
+  if (top === "display") return "title";
+  if (top === "model") return "model";
+  if (top === "training" && second) {
+    if (second === "privacy") {
+      return third === "noise_multiplier" ? "noise_multiplier" : "clipping_radius";
+    }
+    if (second === "input_columns") {
+      if (third !== undefined && /^\d+$/.test(third)) {
+        const sub = fourth && ["name", "fill", "mean", "std", "categories"].includes(fourth) ? fourth : "name";
+        return `columns.${third}.${sub}`;
+      }
+      return "columns";
+    }
+    if (TRAINING_KEYS.has(second)) return second;
+  }
+  return "";
+}
+
+/** Fill the columns from a CSV file read in the browser: names, mean, spread, text values. */
+export function columnsFromCsv(
+  text: string,
+  file: string,
+): { columns: ColumnRow[]; output: string; labels: string[] } {
+  const table = parseCsv(text, file);
+  const output = table.header.at(-1) ?? "";
+  const columns = table.header.slice(0, -1).map((name, k) => {
+    const cells = table.rows.map((r) => (r.cells[k] ?? "").trim());
+    const present = cells.filter((s) => s !== "");
+    const numbers = present.map(parseNumber);
+    const col = emptyColumn(name);
+    if (numbers.every((v) => v !== null) && numbers.length) {
+      const vals = numbers as number[];
+      const mean = vals.reduce((a, b) => a + b, 0) / vals.length;
+      const sd = Math.sqrt(vals.reduce((a, b) => a + (b - mean) ** 2, 0) / vals.length);
+      col.mean = round(mean);
+      col.std = sd > 0 ? round(sd) : 1;
+      if (present.length < cells.length) col.fill = String(round(mean));
+    } else {
+      col.categories = [...new Set(present)].slice(0, 100).join(", ");
+    }
+    return col;
+  });
+  const outIdx = table.header.length - 1;
+  const answers = [...new Set(table.rows.map((r) => (r.cells[outIdx] ?? "").trim()))]
+    .filter((s) => s !== "")
+    .sort((a, b) => (parseNumber(a) ?? 0) - (parseNumber(b) ?? 0) || a.localeCompare(b));
+  return { columns, output, labels: answers.length <= 20 ? answers : [] };
+}
+
+function round(x: number): number {
+  return Number(x.toPrecision(5));
+}

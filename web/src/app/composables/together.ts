@@ -1,0 +1,69 @@
+// Training with others through the server: each round the received global model is loaded,
+// trained on the local data for epochs_per_round epochs, and the new weights are sent back.
+// Only weights and four numbers (loss/accuracy) leave the browser; never the data.
+import type * as tf from "@tensorflow/tfjs";
+import { FederatedClient } from "../../core/client/federated";
+import type { Dataset } from "../../core/data/dataset";
+import { getWeights, setWeights } from "../../core/models";
+import type { Metrics } from "../../core/protocol";
+import type { Task } from "../../core/task";
+import type { Trainer } from "../../core/training/trainer";
+import { serverUrl } from "./api";
+import type { Board, LogLine, Phase } from "./session";
+
+/** Take part in the task's rounds; afterwards `model` holds the final global weights. */
+export async function runFederated(run: {
+  task: Task;
+  board: Board;
+  model: tf.LayersModel;
+  trainer: Trainer;
+  train: Dataset;
+  val: Dataset;
+  log: (message: string, level?: LogLine["level"]) => void;
+  onStop: (stop: () => void) => void;
+}): Promise<void> {
+  const { task, board, model, trainer, train, val, log, onStop } = run;
+  const spec = task.model;
+  const { epochs, epochs_per_round: per } = task.training;
+  let mine = 0; // rounds this browser trained
+  const client = new FederatedClient({
+    serverUrl: serverUrl(),
+    taskId: task.id,
+    name: `browser-${Math.random().toString(36).slice(2, 7)}`,
+    reference: getWeights(model, spec),
+    train: async (_round, weights) => {
+      mine += 1;
+      setWeights(model, spec, weights);
+      const history = await trainer.trainRound(
+        mine,
+        train,
+        val,
+        Math.max(1, Math.min(per, epochs - (mine - 1) * per)),
+      );
+      const last = history.at(-1);
+      const metrics: Metrics = {};
+      if (last) {
+        for (const key of ["train_loss", "train_accuracy", "val_loss", "val_accuracy"] as const) {
+          const v = last[key];
+          if (v !== null && Number.isFinite(v)) metrics[key] = v;
+        }
+      }
+      return { weights: getWeights(model, spec), numSamples: train.n, metrics };
+    },
+    onEvent: (e) => {
+      if (e.kind === "status") {
+        if (e.state !== "done" && e.state !== "stopped" && e.state !== "error") {
+          board.phase = e.state as Phase;
+        }
+        board.participants = e.participants;
+        board.minParticipants = e.minParticipants;
+      } else if (e.kind === "log") {
+        log(e.message, e.level);
+      }
+    },
+  });
+  onStop(() => client.stop());
+  const result = await client.run(board.rounds);
+  setWeights(model, spec, result.weights);
+  log(`sent ${(result.bytesUp / 1024).toFixed(0)} kB, received ${(result.bytesDown / 1024).toFixed(0)} kB (model updates only)`);
+}
