@@ -181,7 +181,7 @@ def breast_cancer_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def mnist_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Real MNIST digits as PNG files, one folder per label: client_1/, client_2/, test/."""
+    """Real MNIST digits as PNG files, one folder per label: client_1..3/, test/."""
     out = tmp_path_factory.mktemp("mnist")
-    write_samples("mnist", 2, out)
+    write_samples("mnist", 3, out)
     return out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ from disco.server import ServerHandle
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
+
+DISCO = Path(sys.executable).with_name("disco")
 
 
 def _field_error(page: Any, field: str) -> Any:
@@ -140,3 +144,36 @@ def test_table_task_from_a_csv_header(
     assert 15 < columns[0]["mean"] < 25 and columns[0]["std"] > 1
     assert task["model"]["input_shape"] == [29]
     assert task["model"]["loss"] == "binary_crossentropy"
+    rounds = task["training"]["epochs"] // task["training"]["epochs_per_round"]
+
+    # the new task is trained together by this browser and a Python client
+    desktop.get_by_role("link", name="Open the task").click()
+    desktop.get_by_test_id("step-next").click()
+    desktop.get_by_test_id("train-csv-files").set_input_files(
+        breast_cancer_files / "client_1" / "data.csv"
+    )
+    expect(desktop.get_by_test_id("train-summary").get_by_test_id("sample-count")).not_to_have_text(
+        "0"
+    )
+    desktop.get_by_test_id("step-next").click()
+    expect(desktop.get_by_label("With others")).to_be_checked()
+    desktop.get_by_test_id("start-training").click()
+    status = desktop.get_by_test_id("training-status")
+    expect(status).to_have_attribute("data-phase", "waiting_for_participants", timeout=30_000)
+    python = subprocess.run(
+        [str(DISCO), "train", "--task", "breast-cancer-my-way", "--server", server.url, "--json",
+         "--data", str(breast_cancer_files / "client_2"), "--name", "python-1"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert python.returncode == 0, python.stderr
+    result = json.loads(python.stdout.strip().splitlines()[-1])
+    expect(status).to_have_attribute("data-phase", "done", timeout=60_000)
+    expect(desktop.get_by_test_id("counter-round")).to_have_text(f"{rounds} / {rounds}")
+    expect(desktop.get_by_test_id("training-log")).to_contain_text("2 contributor(s)")
+    with urllib.request.urlopen(f"{server.url}/api/tasks/breast-cancer-my-way/rounds") as res:
+        history = json.load(res)
+    assert len(history) == rounds
+    assert all(
+        sorted(p["kind"] for p in r["participants"]) == ["browser", "python"] for r in history
+    )
+    assert result["digest"] == history[-1]["digest"]

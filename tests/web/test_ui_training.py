@@ -8,6 +8,9 @@ must be the server's global model, and nothing it sent may contain the pictures 
 from __future__ import annotations
 
 import json
+import logging
+import re
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -37,6 +40,15 @@ def _connect_digits(page: Any, folder: Path, per_label: int, purpose: str = "tra
     count = page.get_by_test_id(f"{purpose}-summary").get_by_test_id("sample-count")
     expect(count).to_have_text(str(total), timeout=60_000)
     return total
+
+
+def _subset(folder: Path, out: Path, per_label: int) -> Path:
+    """Copy the first `per_label` pictures of every digit of `folder` to `out`."""
+    for digit in range(10):
+        (out / str(digit)).mkdir(parents=True)
+        for png in sorted((folder / str(digit)).glob("*.png"))[:per_label]:
+            shutil.copy(png, out / str(digit) / png.name)
+    return out
 
 
 def _percent(text: str) -> float:
@@ -142,11 +154,14 @@ def test_browser_and_two_python_clients_train_together(
     mnist_files: Path,
     page_log: Any,
     screenshot: Any,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="disco.server")
     page = phone
     page.goto(f"/#/tasks/{together_task}/connect")
-    browser_data = mnist_files / "test"
-    _connect_digits(page, browser_data, 30)
+    browser_data = mnist_files / "client_3"
+    browser_samples = _connect_digits(page, browser_data, 30)
     page.get_by_test_id("step-next").click()
     expect(page.get_by_label("With others")).to_be_checked()
     page.get_by_test_id("start-training").click()
@@ -155,10 +170,13 @@ def test_browser_and_two_python_clients_train_together(
     expect(status).to_contain_text("1 connected, 3 needed")
     screenshot(page, "train-waiting-phone")
 
+    python_data = {
+        k: _subset(mnist_files / f"client_{k}", tmp_path / f"py{k}", 300) for k in (1, 2)
+    }
     python_clients = [
         subprocess.Popen(
             [str(DISCO), "train", "--task", together_task, "--server", server.url, "--json",
-             "--data", str(mnist_files / f"client_{k}"), "--name", f"python-{k}"],
+             "--data", str(python_data[k]), "--name", f"python-{k}"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -186,7 +204,37 @@ def test_browser_and_two_python_clients_train_together(
     downloaded = _download(page, page.get_by_test_id("download-model"))
     assert Weights.from_safetensors(downloaded).digest() == server_digest
     assert python_digests == {server_digest}
+
+    # ... and tests it on held-out digits it never saw
+    _connect_digits(page, mnist_files / "test", 10, purpose="test")
+    page.get_by_role("button", name="Test on 100 samples").click()
+    test_accuracy = _percent(page.get_by_test_id("test-accuracy").inner_text())
+    assert test_accuracy >= 0.85, f"held-out accuracy {test_accuracy:.3f} of the global model"
     screenshot(page, "finish-phone")
+
+    # the browser is a normal participant: its update is weighted by its samples, like the others
+    with urllib.request.urlopen(f"{server.url}/api/tasks/{together_task}/rounds") as res:
+        history = json.load(res)
+    assert [r["round"] for r in history] == [0, 1]
+    for record in history:
+        kinds = sorted(p["kind"] for p in record["participants"])
+        assert kinds == ["browser", "python", "python"]
+        total = sum(p["num_samples"] for p in record["participants"])
+        for p in record["participants"]:
+            assert p["share"] == pytest.approx(p["num_samples"] / total)
+        browser = next(p for p in record["participants"] if p["kind"] == "browser")
+        assert browser_samples // 2 <= browser["num_samples"] <= browser_samples
+    accepted = [
+        r.getMessage()
+        for r in caplog.records
+        if together_task in r.getMessage() and "accepted update" in r.getMessage()
+    ]
+    browser_lines = [m for m in accepted if "/browser" in m]
+    python_lines = [m for m in accepted if "/python" in m]
+    assert len(browser_lines) == 2 and len(python_lines) == 4, accepted
+    for line in accepted:
+        match = re.search(r"num_samples=(\d+) weight=(\d+)", line)
+        assert match and match[1] == match[2], line
 
     # privacy: model updates went out, the pictures did not
     log = page_log(page)
