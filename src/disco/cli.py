@@ -103,7 +103,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     }
     config = ServerConfig.load(file=args.config, **overrides)
     console.print(
-        f"disco serving on http://{config.host}:{config.port}  (data in {config.data_dir})"
+        f"disco serving on http://{config.host}:{config.port}  (data in {config.data_dir})\n"
+        "Open that address in a browser to see the tasks and train from the web page."
     )
     run_server(config)
     return 0
@@ -252,9 +253,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"\nfinal global model: test accuracy [bold]{acc:.1%}[/bold] on "
         f"held-out digits after {result.rounds} rounds ({time.perf_counter() - start:.0f}s)"
     )
-    console.print("Next: run `disco serve` and open http://127.0.0.1:8000/ to see the tasks,")
     console.print(
-        "or join a session from Python with `disco train --task mnist --data DIR "
+        "Next: run `disco serve` and open http://127.0.0.1:8000/ in a browser (laptop or phone)"
+        " to train there: pick a task, connect your files, train alone or with others.\n"
+        "Sample files to connect: `disco data samples --task mnist --clients 3 --out samples`.\n"
+        "Join the same session from Python: `disco train --task mnist --data samples/client_1 "
         "--server http://127.0.0.1:8000`."
     )
     return 0
