@@ -146,6 +146,24 @@ function fileName(item: { file: File | Blob; name?: string }): string {
   return item.name ?? ("name" in item.file ? item.file.name : "image");
 }
 
+type Context2D = OffscreenCanvasRenderingContext2D | CanvasRenderingContext2D;
+let sharedCanvas: { width: number; height: number; ctx: Context2D } | null = null;
+
+/** One reusable 2-D canvas of the given size (creating a canvas per image is slow). */
+function canvasOf(width: number, height: number): Context2D {
+  if (sharedCanvas?.width === width && sharedCanvas.height === height) return sharedCanvas.ctx;
+  const canvas =
+    typeof OffscreenCanvas !== "undefined"
+      ? new OffscreenCanvas(width, height)
+      : Object.assign(document.createElement("canvas"), { width, height });
+  const ctx = canvas.getContext("2d", { willReadFrequently: true }) as Context2D | null;
+  if (ctx === null) throw new DataError("no 2-D canvas to decode images on");
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = "high";
+  sharedCanvas = { width, height, ctx };
+  return ctx;
+}
+
 /** Decode `blob` and draw it at `width` x `height` with smooth scaling; RGBA bytes. */
 async function decodeRgba(
   blob: Blob,
@@ -165,17 +183,9 @@ async function decodeRgba(
     if (policy === "reject" && (bitmap.width !== width || bitmap.height !== height)) {
       throw new DataError(`image is ${bitmap.width}x${bitmap.height}, the task expects ${width}x${height}`);
     }
-    const canvas =
-      typeof OffscreenCanvas !== "undefined"
-        ? new OffscreenCanvas(width, height)
-        : Object.assign(document.createElement("canvas"), { width, height });
-    const ctx = canvas.getContext("2d", { willReadFrequently: true }) as
-      | OffscreenCanvasRenderingContext2D
-      | CanvasRenderingContext2D
-      | null;
-    if (ctx === null) throw new DataError("no 2-D canvas to decode images on");
-    ctx.imageSmoothingEnabled = true;
-    ctx.imageSmoothingQuality = "high";
+    // draw and read back with no await in between: concurrent decodes can share the canvas
+    const ctx = canvasOf(width, height);
+    ctx.clearRect(0, 0, width, height);
     ctx.drawImage(bitmap, 0, 0, width, height);
     return ctx.getImageData(0, 0, width, height).data;
   } finally {
