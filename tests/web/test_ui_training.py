@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -247,3 +248,51 @@ def test_browser_and_two_python_clients_train_together(
         pixels = np.asarray(Image.open(png), dtype=np.float32) / 255.0
         row = pixels[pixels.sum(axis=1).argmax()]  # the row with the most ink
         assert row.astype("<f4").tobytes() not in sent
+
+
+def _participants(server: ServerHandle, task_id: str) -> int:
+    with urllib.request.urlopen(f"{server.url}/api/tasks/{task_id}/status", timeout=10) as res:
+        return int(json.load(res)["participants"])
+
+
+def test_stop_leaves_the_session_and_training_can_start_again(
+    desktop: Any, server: ServerHandle, admin_token: str, mnist_files: Path
+) -> None:
+    doc = catalog.get("mnist").model_dump(mode="json")
+    doc["id"] = "mnist_stop"
+    doc["training"]["min_participants"] = 2
+    req = urllib.request.Request(
+        f"{server.url}/api/tasks",
+        data=json.dumps(doc).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"},
+        method="POST",
+    )
+    urllib.request.urlopen(req, timeout=30).close()
+
+    page = desktop
+    page.goto("/#/tasks/mnist_stop/connect")
+    _connect_digits(page, mnist_files / "client_1", 20)
+    page.get_by_test_id("step-next").click()
+    status = page.get_by_test_id("training-status")
+
+    # with others: waiting for a second participant, then stop → the server sees it leave
+    page.get_by_test_id("start-training").click()
+    expect(status).to_have_attribute("data-phase", "waiting_for_participants", timeout=30_000)
+    assert _participants(server, "mnist_stop") == 1
+    page.get_by_test_id("stop-training").click()
+    expect(status).to_have_attribute("data-phase", "stopped", timeout=15_000)
+    expect(page.get_by_test_id("training-log")).to_contain_text("stopped")
+    deadline = time.monotonic() + 10
+    while _participants(server, "mnist_stop") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _participants(server, "mnist_stop") == 0
+
+    # alone: stop in the middle of an epoch; the model is still there to test or save
+    page.get_by_label("Alone").check()
+    page.get_by_test_id("start-training").click()
+    expect(status).to_have_attribute("data-phase", "training", timeout=30_000)
+    expect(page.get_by_test_id("counter-batch")).not_to_have_text(re.compile(r"^0 /"))
+    page.get_by_test_id("stop-training").click()
+    expect(status).to_have_attribute("data-phase", "stopped", timeout=15_000)
+    expect(page.get_by_test_id("start-training")).to_be_enabled()
+    assert _participants(server, "mnist_stop") == 0
