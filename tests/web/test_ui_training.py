@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from disco import Weights, catalog
+from disco.protocol import ModelUpdate, Welcome, decode
 from disco.server import ServerHandle
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -296,3 +297,62 @@ def test_stop_leaves_the_session_and_training_can_start_again(
     expect(status).to_have_attribute("data-phase", "stopped", timeout=15_000)
     expect(page.get_by_test_id("start-training")).to_be_enabled()
     assert _participants(server, "mnist_stop") == 0
+
+
+@pytest.mark.parametrize(
+    ("radius", "multiplier"), [(0.5, 0.0), (1.0, 0.05)], ids=["clipping", "clipping+noise"]
+)
+def test_private_task_updates_are_clipped_and_noised_before_they_leave(
+    desktop: Any,
+    server: ServerHandle,
+    admin_token: str,
+    mnist_files: Path,
+    page_log: Any,
+    radius: float,
+    multiplier: float,
+) -> None:
+    task_id = f"mnist_private_{int(multiplier * 100)}"
+    doc = catalog.get("mnist").model_dump(mode="json")
+    doc["id"] = task_id
+    doc["training"].update(
+        epochs=1,
+        epochs_per_round=1,
+        min_participants=1,
+        privacy={"clipping_radius": radius, "noise_multiplier": multiplier},
+    )
+    req = urllib.request.Request(
+        f"{server.url}/api/tasks",
+        data=json.dumps(doc).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"},
+        method="POST",
+    )
+    urllib.request.urlopen(req, timeout=30).close()
+
+    page = desktop
+    page.goto(f"/#/tasks/{task_id}/connect")
+    _connect_digits(page, mnist_files / "client_1", 20)
+    page.get_by_test_id("step-next").click()
+    page.get_by_test_id("start-training").click()
+    status = page.get_by_test_id("training-status")
+    expect(status).to_have_attribute("data-phase", "done", timeout=60_000)
+    expect(page.get_by_test_id("training-log")).to_contain_text(f"clipped to L2 norm ≤ {radius:g}")
+
+    log = page_log(page)
+    received = [decode(f) for f in log.frames_received]
+    sent = [decode(f) for f in log.frames_sent]
+    welcome = next(m for m in received if isinstance(m, Welcome))
+    (update,) = [m for m in sent if isinstance(m, ModelUpdate)]
+    delta = np.concatenate(
+        [(update.weights[n] - welcome.weights[n]).ravel() for n in welcome.weights]
+    ).astype(np.float64)
+    std = multiplier * radius
+    if std == 0:
+        # training moved the model further than the radius; the update was scaled onto it
+        assert np.linalg.norm(delta) == pytest.approx(radius, rel=1e-4)
+    else:
+        # the clipped update has norm ≤ radius: over d coordinates it adds at most radius²/d
+        # to the mean square; the rest is the noise, of std noise_multiplier × radius
+        d = delta.size
+        noise_var = float(np.mean(delta**2))
+        assert std**2 <= noise_var * 1.02 and noise_var <= std**2 * 1.02 + radius**2 / d
+        assert abs(float(np.mean(delta))) < 5 * std / np.sqrt(d) + radius / np.sqrt(d)

@@ -5,6 +5,7 @@ import type * as tf from "@tensorflow/tfjs";
 import { FederatedClient } from "../../core/client/federated";
 import type { Dataset } from "../../core/data/dataset";
 import { getWeights, setWeights } from "../../core/models";
+import { noiseStd, privatizeUpdate } from "../../core/privacy";
 import type { Metrics } from "../../core/protocol";
 import type { Task } from "../../core/task";
 import type { Trainer } from "../../core/training/trainer";
@@ -25,6 +26,7 @@ export async function runFederated(run: {
   const { task, board, model, trainer, train, val, log, onStop } = run;
   const spec = task.model;
   const { epochs, epochs_per_round: per } = task.training;
+  const privacy = task.training.privacy;
   let mine = 0; // rounds this browser trained
   const client = new FederatedClient({
     serverUrl: serverUrl(),
@@ -48,7 +50,14 @@ export async function runFederated(run: {
           if (v !== null && Number.isFinite(v)) metrics[key] = v;
         }
       }
-      return { weights: getWeights(model, spec), numSamples: train.n, metrics };
+      const trained = getWeights(model, spec);
+      if (privacy === null) return { weights: trained, numSamples: train.n, metrics };
+      const shared = privatizeUpdate(weights, trained, privacy);
+      log(
+        `update clipped to L2 norm ≤ ${privacy.clipping_radius}` +
+          (noiseStd(privacy) > 0 ? `, noise σ = ${noiseStd(privacy).toPrecision(3)} added` : ""),
+      );
+      return { weights: shared, numSamples: train.n, metrics };
     },
     onEvent: (e) => {
       if (e.kind === "status") {
