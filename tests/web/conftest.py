@@ -23,7 +23,8 @@ from disco.data import write_samples
 from disco.server import ServerConfig, ServerHandle, start_in_background
 
 ROOT = Path(__file__).resolve().parents[2]
-STATIC = ROOT / "src" / "disco" / "server" / "static"
+# the built web app; DISCO_WEB_DIR points the tests at another build (`vite build --outDir DIR`)
+STATIC = Path(os.environ.get("DISCO_WEB_DIR", ROOT / "src" / "disco" / "server" / "static"))
 SCREENSHOTS = ROOT / "tests" / "output" / "screenshots"
 CHROMIUM = os.environ.get("DISCO_CHROMIUM", "/usr/bin/chromium")
 ADMIN_TOKEN = "web-test-admin-token"
@@ -118,6 +119,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
         data_dir=tmp_path_factory.mktemp("disco-web-server"),
         admin_token=ADMIN_TOKEN,
         seed_catalog=True,
+        web_dir=STATIC,
     )
     with start_in_background(config) as handle:
         yield handle
