@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from disco import catalog
+from disco.privacy import epsilon
 from disco.server import ServerConfig, start_in_background
+from disco.task import PrivacyConfig
 
 DISCO = [sys.executable, "-m", "disco.cli"]
 
@@ -35,6 +37,23 @@ def test_tasks_lists_the_catalog() -> None:
     assert proc.returncode == 0, proc.stderr
     ids = [t["id"] for t in _last_json(proc.stdout)["tasks"]]  # type: ignore[union-attr]
     assert ids == catalog.ids()
+
+
+def test_tasks_shows_the_privacy_guarantee(tmp_path: Path) -> None:
+    doc = catalog.get("mnist").model_dump(mode="json")
+    doc["id"] = "private_digits"
+    doc["training"]["privacy"] = {"clipping_radius": 1.0, "noise_multiplier": 2.0}
+    config = ServerConfig(port=0, data_dir=tmp_path, admin_token="t0ken-for-tests")
+    with start_in_background(config) as server:
+        created = httpx.post(
+            f"{server.url}/api/tasks", json=doc, headers={"Authorization": "Bearer t0ken-for-tests"}
+        )
+        assert created.status_code == 201, created.text
+        proc = _run("tasks", "--server", server.url)
+    assert proc.returncode == 0, proc.stderr
+    rounds = catalog.get("mnist").training.rounds
+    eps = epsilon(PrivacyConfig(clipping_radius=1.0, noise_multiplier=2.0), rounds)
+    assert f"ε={eps:.3g}" in proc.stdout and "δ=1e-05" in proc.stdout
 
 
 def test_unknown_task_is_a_clear_error(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from disco.errors import PrivacyError, WeightsError
-from disco.privacy import clip, clip_and_noise, privatize_update
+from disco.privacy import _delta_of, clip, clip_and_noise, epsilon, gdp_mu, privatize_update
 from disco.task import PrivacyConfig
 from disco.weights import Weights
 
@@ -158,3 +158,49 @@ def test_privatize_update_rejects_mismatched_weights() -> None:
         privatize_update(
             received, trained, PrivacyConfig(clipping_radius=1.0), np.random.default_rng()
         )
+
+
+# -- the (ε, δ) accountant ------------------------------------------------------------------------
+
+
+def _dp(z: float) -> PrivacyConfig:
+    return PrivacyConfig(clipping_radius=1.0, noise_multiplier=z)
+
+
+def test_epsilon_solves_the_analytic_gaussian_equation() -> None:
+    for z, rounds in [(0.5, 5), (1.0, 10), (4.0, 1), (10.0, 100)]:
+        eps = epsilon(_dp(z), rounds)
+        assert 0 < eps < math.inf
+        assert _delta_of(eps, gdp_mu(z, rounds)) == pytest.approx(1e-5, rel=1e-4)
+
+
+def test_epsilon_is_below_the_classical_gaussian_bound() -> None:
+    # σ ≥ s·√(2 ln(1.25/δ))/ε (valid for ε < 1): sensitivity 2C, σ = zC, one round
+    z, delta = 20.0, 1e-5
+    classical = 2 * math.sqrt(2 * math.log(1.25 / delta)) / z
+    assert classical < 1
+    assert epsilon(_dp(z), 1, delta) < classical
+
+
+def test_rounds_compose_as_one_gaussian_of_mu_two_sqrt_t_over_z() -> None:
+    assert gdp_mu(1.0, 4) == 4.0
+    assert epsilon(_dp(1.0), 4) == pytest.approx(epsilon(_dp(2.0), 16), rel=1e-6)
+
+
+def test_epsilon_grows_with_rounds_and_shrinks_with_noise_and_delta() -> None:
+    by_rounds = [epsilon(_dp(2.0), t) for t in (1, 2, 5, 10, 50)]
+    assert by_rounds == sorted(by_rounds) and len(set(by_rounds)) == 5
+    by_noise = [epsilon(_dp(z), 10) for z in (0.5, 1.0, 2.0, 8.0)]
+    assert by_noise == sorted(by_noise, reverse=True)
+    assert epsilon(_dp(2.0), 10, delta=1e-3) < epsilon(_dp(2.0), 10, delta=1e-7)
+
+
+def test_epsilon_edge_cases() -> None:
+    assert epsilon(None, 10) == math.inf  # no privacy setting: no guarantee
+    assert epsilon(_dp(0.0), 10) == math.inf  # clipping alone: no formal guarantee
+    assert epsilon(_dp(1.0), 0) == 0.0  # nothing shared yet
+    assert epsilon(_dp(1e6), 1) == 0.0  # δ(0) already below δ
+    with pytest.raises(PrivacyError, match="delta"):
+        epsilon(_dp(1.0), 10, delta=0)
+    with pytest.raises(PrivacyError, match="rounds"):
+        gdp_mu(1.0, -1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from disco.errors import DiscoError
+from disco.privacy import DEFAULT_DELTA, epsilon
 from disco.training import Event, EventCallback
 
 __all__ = ["main"]
@@ -128,11 +130,12 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     table = Table("id", "title", "data", "scheme", "rounds", "privacy")
     for t in tasks:
         tr = t.training
-        privacy = (
-            f"DP C={tr.privacy.clipping_radius} z={tr.privacy.noise_multiplier}"
-            if tr.privacy
-            else "none"
-        )
+        privacy = "none"
+        if tr.privacy:
+            eps = epsilon(tr.privacy, tr.rounds)
+            privacy = f"DP C={tr.privacy.clipping_radius:g} z={tr.privacy.noise_multiplier:g}, " + (
+                f"ε={eps:.3g} (δ={DEFAULT_DELTA:g})" if math.isfinite(eps) else "no formal ε"
+            )
         table.add_row(t.id, t.display.title, tr.data_type, tr.scheme, str(tr.rounds), privacy)
     Console().print(table)
     return 0
