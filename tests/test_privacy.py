@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,3 +206,16 @@ def test_epsilon_edge_cases() -> None:
         epsilon(_dp(1.0), 10, delta=0)
     with pytest.raises(PrivacyError, match="rounds"):
         gdp_mu(1.0, -1)
+
+
+def test_epsilon_reference_values_shared_with_the_browser() -> None:
+    path = Path(__file__).parent / "vectors" / "privacy_epsilon.json"
+    cases = json.loads(path.read_text())["cases"]
+    assert len(cases) >= 10
+    for case in cases:
+        config = PrivacyConfig(clipping_radius=1.0, noise_multiplier=case["noise_multiplier"])
+        got = epsilon(config, case["rounds"], case["delta"])
+        assert got == pytest.approx(case["epsilon"], rel=1e-6), case
+        # and the clipping radius does not matter: ε depends on z only
+        scaled = PrivacyConfig(clipping_radius=7.5, noise_multiplier=case["noise_multiplier"])
+        assert epsilon(scaled, case["rounds"], case["delta"]) == got

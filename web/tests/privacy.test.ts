@@ -1,8 +1,20 @@
 /** Client-side differential privacy: clipping to the radius, Gaussian noise of the stated std. */
 
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { WeightsError } from "../src/core/errors";
-import { clip, gaussian, l2Norm, noiseStd, PrivacyError, privatizeUpdate, subtract } from "../src/core/privacy";
+import {
+  clip,
+  epsilon,
+  erfc,
+  gaussian,
+  gdpMu,
+  l2Norm,
+  noiseStd,
+  PrivacyError,
+  privatizeUpdate,
+  subtract,
+} from "../src/core/privacy";
 import { Weights } from "../src/core/weights";
 
 const f32 = (...xs: number[]): Float32Array => new Float32Array(xs);
@@ -108,5 +120,33 @@ describe("privatizeUpdate", () => {
   it("refuses weights of another model", () => {
     const other = new Weights(["k"], [[3]], [f32(1, 2, 3)]);
     expect(() => privatizeUpdate(received, other, { clipping_radius: 1, noise_multiplier: 0 })).toThrow(WeightsError);
+  });
+});
+
+describe("epsilon", () => {
+  const file = JSON.parse(
+    readFileSync(new URL("../../tests/vectors/privacy_epsilon.json", import.meta.url), "utf8"),
+  ) as { cases: { noise_multiplier: number; rounds: number; delta: number; epsilon: number }[] };
+
+  it.each(file.cases.map((c) => [`z=${c.noise_multiplier} rounds=${c.rounds} δ=${c.delta}`, c] as const))(
+    "equals the Python value for %s",
+    (_, c) => {
+      const got = epsilon({ clipping_radius: 1, noise_multiplier: c.noise_multiplier }, c.rounds, c.delta);
+      expect(Math.abs(got - c.epsilon) / c.epsilon).toBeLessThan(1e-4);
+    },
+  );
+
+  it("has no finite value without noise or privacy, and is 0 before any round", () => {
+    expect(epsilon(null, 5)).toBe(Infinity);
+    expect(epsilon({ clipping_radius: 1, noise_multiplier: 0 }, 5)).toBe(Infinity);
+    expect(epsilon({ clipping_radius: 1, noise_multiplier: 1 }, 0)).toBe(0);
+    expect(gdpMu(1, 4)).toBe(4);
+    expect(() => epsilon({ clipping_radius: 1, noise_multiplier: 1 }, 5, 0)).toThrow(PrivacyError);
+  });
+
+  it("uses an erfc accurate in the tails", () => {
+    expect(erfc(0)).toBeCloseTo(1, 7);
+    expect(Math.abs(erfc(3) / 2.209049699858544e-5 - 1)).toBeLessThan(2e-7);
+    expect(Math.abs(erfc(-1.5) - 1.9661051464753108)).toBeLessThan(1e-7);
   });
 });

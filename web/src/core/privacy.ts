@@ -113,3 +113,69 @@ export function privatizeUpdate(
     return out;
   });
 }
+
+/** δ of the guarantees shown to people, as in Python `disco.privacy.DEFAULT_DELTA`. */
+export const DEFAULT_DELTA = 1e-5;
+
+/** erfc(x), fractional error below 1.2e-7 everywhere (Chebyshev fit, Numerical Recipes `erfcc`). */
+export function erfc(x: number): number {
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  const poly =
+    -z * z -
+    1.26551223 +
+    t *
+      (1.00002368 +
+        t *
+          (0.37409196 +
+            t *
+              (0.09678418 +
+                t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  const r = t * Math.exp(poly);
+  return x >= 0 ? r : 2 - r;
+}
+
+/** μ of the μ-GDP guarantee after `rounds` shared updates (sensitivity 2C, noise z·C). */
+export function gdpMu(noiseMultiplier: number, rounds: number): number {
+  if (!(noiseMultiplier >= 0) || !Number.isFinite(noiseMultiplier)) {
+    throw new PrivacyError(`noise multiplier must be finite and ≥ 0, got ${noiseMultiplier}`);
+  }
+  if (!(rounds >= 0)) throw new PrivacyError(`rounds must be ≥ 0, got ${rounds}`);
+  if (rounds === 0) return 0;
+  if (noiseMultiplier === 0) return Infinity;
+  return (2 * Math.sqrt(rounds)) / noiseMultiplier;
+}
+
+function deltaOf(eps: number, mu: number): number {
+  const phi = (x: number): number => 0.5 * erfc(-x / Math.SQRT2);
+  const tail = phi(-eps / mu - mu / 2);
+  const second = tail === 0 ? 0 : Math.exp(eps + Math.log(tail));
+  return Math.max(0, phi(-eps / mu + mu / 2) - second);
+}
+
+/**
+ * ε of the (ε, δ) guarantee after `rounds` updates, as Python `disco.privacy.epsilon`: for
+ * everything one participant holds, against a server that sees each update. `Infinity` without
+ * noise (or without privacy), 0 before any round.
+ */
+export function epsilon(config: PrivacyConfig | null, rounds: number, delta = DEFAULT_DELTA): number {
+  if (!(delta > 0 && delta < 1)) throw new PrivacyError(`delta must be in (0, 1), got ${delta}`);
+  if (config === null) return Infinity;
+  const mu = gdpMu(config.noise_multiplier, rounds);
+  if (mu === 0) return 0;
+  if (!Number.isFinite(mu)) return Infinity;
+  if (deltaOf(0, mu) <= delta) return 0;
+  let lo = 0;
+  let hi = 1;
+  while (deltaOf(hi, mu) > delta) {
+    lo = hi;
+    hi *= 2;
+    if (hi > 1e6) return Infinity;
+  }
+  for (let i = 0; i < 200 && hi - lo > 1e-9 * Math.max(1, hi); i++) {
+    const mid = (lo + hi) / 2;
+    if (deltaOf(mid, mu) > delta) lo = mid;
+    else hi = mid;
+  }
+  return hi;
+}
