@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 import disco
 
 
@@ -17,8 +21,9 @@ def test_simulation_is_reproducible_under_a_seed() -> None:
     assert first.bytes_up > 0 and first.bytes_down > 0
 
 
-def test_client_side_privacy_bounds_every_update() -> None:
+def test_client_side_privacy_bounds_every_update(caplog: pytest.LogCaptureFixture) -> None:
     """With a tiny clipping radius and no noise, the global model barely moves."""
+    caplog.set_level(logging.INFO, logger="disco.client")
     task = disco.catalog.get("breast_cancer").with_training(
         privacy={"clipping_radius": 1e-6, "noise_multiplier": 0.0}
     )
@@ -26,6 +31,8 @@ def test_client_side_privacy_bounds_every_update() -> None:
     result = disco.simulate(task, 2, 2, seed=0)
     moved = (result.weights - initial).l2_norm()
     assert 0 < moved <= 2 * 1e-6 * 1.0001  # two rounds, each mean of updates clipped to 1e-6
+    clipped = [r.getMessage() for r in caplog.records if "clipped to 1e-06" in r.getMessage()]
+    assert len(clipped) == 4, clipped  # 2 clients x 2 rounds, each says its update was clipped
 
 
 def test_mnist_five_clients_five_rounds_reaches_ninety_percent() -> None:

@@ -172,9 +172,18 @@ class FederatedClient(Client):
                 trained, epochs = await self.train(server_round, weights)
                 history.extend(epochs)
                 shared = trained
-                if self.task.training.privacy is not None:
-                    shared = privatize_update(
-                        weights, trained, self.task.training.privacy, self._rng
+                privacy = self.task.training.privacy
+                if privacy is not None:
+                    shared = privatize_update(weights, trained, privacy, self._rng)
+                    norm = (trained - weights).l2_norm()
+                    log.info(
+                        "round %d: update norm %.4g %s; noise std %.4g added",
+                        server_round,
+                        norm,
+                        f"clipped to {privacy.clipping_radius:g}"
+                        if norm > privacy.clipping_radius
+                        else f"within the clipping radius {privacy.clipping_radius:g}",
+                        privacy.noise_std,
                     )
                 last = epochs[-1]
                 update = ModelUpdate(
