@@ -10,7 +10,14 @@ from pydantic import ValidationError
 
 from disco import catalog
 from disco.errors import TaskError
-from disco.task import ColumnSpec, PrivacyConfig, Task, TrainingInfo, parse_task
+from disco.task import (
+    ColumnSpec,
+    PrivacyConfig,
+    Task,
+    TrainingInfo,
+    field_problems,
+    parse_task,
+)
 
 
 def titanic_doc() -> dict[str, Any]:
@@ -136,6 +143,55 @@ def test_unknown_fields_are_rejected() -> None:
 
     with pytest.raises(TaskError, match=r"training\.epoch: "):
         parse_task(doc)
+
+
+def test_model_problems_are_in_plain_words_with_their_path() -> None:
+    doc = mnist_doc()
+    doc["model"]["layers"][5]["units"] = -1
+    doc["model"]["layers"][2]["foo"] = 1
+    doc["model"]["layers"][3]["rate"] = 2
+    doc["model"]["layers"][1]["activation"] = "swish"
+
+    with pytest.raises(ValidationError) as info:
+        Task.model_validate(doc)
+
+    assert field_problems(info.value) == [
+        ("model.layers.1.activation", "should be 'linear', 'relu', 'relu6', 'sigmoid', 'tanh', "
+         "'softmax' or 'gelu'"),
+        ("model.layers.2.foo", "is not a known setting"),
+        ("model.layers.3.rate", "must be less than 1"),
+        ("model.layers.5.units", "must be greater than 0"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (
+            {"layers": "nope"},
+            "model.input_shape: is missing; model.layers: should be a list; model.loss: is missing",
+        ),
+        (
+            {"input_shape": [4], "loss": "mse", "layers": [{"type": "transformer"}]},
+            "model.layers.0: unknown layer type 'transformer' (known: dense, conv2d, ",
+        ),
+        (
+            {"input_shape": [4], "loss": "mse", "layers": [{"units": 3}]},
+            "model.layers.0: needs a 'type', one of: dense, conv2d, ",
+        ),
+    ],
+)
+def test_broken_model_documents_get_no_library_jargon(model: Any, expected: str) -> None:
+    doc = mnist_doc()
+    doc["model"] = model
+
+    with pytest.raises(TaskError) as info:
+        parse_task(doc)
+
+    message = str(info.value)
+    assert expected in message
+    for jargon in ("Field required", "Input should be", "Input tag", "discriminator", "tuple"):
+        assert jargon not in message
 
 
 @pytest.mark.parametrize("text", ["{not json", "", b'{"id": ', b"\x80 not utf-8"])

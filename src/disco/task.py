@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Literal, Self
+from collections.abc import Sequence
+from typing import Any, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
@@ -20,9 +21,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from disco.errors import TaskError
-from disco.models.spec import ModelSpec
+from disco.models.spec import Layer, ModelSpec
 
 __all__ = [
     "ColumnSpec",
@@ -30,6 +32,7 @@ __all__ = [
     "PrivacyConfig",
     "Task",
     "TrainingInfo",
+    "field_problems",
     "parse_task",
 ]
 
@@ -173,16 +176,19 @@ class Task(_Frozen):
         if t.data_type == "image":
             want = (t.image_height, t.image_width, t.channels)
             if tuple(m.input_shape) != want:
-                raise ValueError(f"model input_shape {list(m.input_shape)} != image shape {want}")
+                raise ValueError(
+                    f"the model's input_shape {list(m.input_shape)} does not fit the task's "
+                    f"images {want} (height, width, channels)"
+                )
         if t.data_type == "tabular" and tuple(m.input_shape) != (len(t.input_columns),):
             raise ValueError(
-                f"model input_shape {list(m.input_shape)} != number of input columns "
-                f"({len(t.input_columns)})"
+                f"the model's input_shape {list(m.input_shape)} does not fit the task's "
+                f"{len(t.input_columns)} input columns"
             )
         n_classes = m.num_classes
         if t.labels and n_classes is not None and n_classes != len(t.labels):
             raise ValueError(
-                f"model has {n_classes} outputs but the task has {len(t.labels)} labels"
+                f"the model has {n_classes} outputs but the task has {len(t.labels)} labels"
             )
         return self
 
@@ -207,7 +213,92 @@ def parse_task(data: dict[str, Any] | str | bytes) -> Task:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TaskError(f"task is not valid JSON: {exc}") from exc
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'task'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{field or 'task'}: {msg}" for field, msg in field_problems(exc))
         raise TaskError(f"invalid task: {problems}") from exc
+
+
+# -- validation errors in plain words -------------------------------------------------------------
+LAYER_TYPES: tuple[str, ...] = tuple(
+    str(cls.model_fields["type"].default) for cls in get_args(get_args(Layer)[0])
+)
+"""Every layer type of the portable model, in the order of `disco.models.spec.Layer`."""
+
+_KIND_WORDS = {
+    "missing": "is missing",
+    "extra_forbidden": "is not a known setting",
+    "tuple_type": "should be a list",
+    "list_type": "should be a list",
+    "int_type": "should be a whole number",
+    "int_parsing": "should be a whole number",
+    "int_from_float": "should be a whole number",
+    "float_type": "should be a number",
+    "float_parsing": "should be a number",
+    "finite_number": "should be a finite number",
+    "bool_type": "should be true or false",
+    "bool_parsing": "should be true or false",
+    "string_type": "should be text",
+    "dict_type": "should be an object, { ... }",
+    "model_type": "should be an object, { ... }",
+    "model_attributes_type": "should be an object, { ... }",
+    "json_invalid": "is not valid JSON",
+}
+
+
+def _number(value: Any) -> str:
+    """``0.0`` as ``0``, other values as they are."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _words(err: ErrorDetails) -> str:
+    """One pydantic error as a plain sentence fragment that follows its field's path."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind in _KIND_WORDS:
+        return _KIND_WORDS[kind]
+    if kind == "union_tag_invalid":
+        return f"unknown layer type {ctx.get('tag')!r} (known: {', '.join(LAYER_TYPES)})"
+    if kind == "union_tag_not_found":
+        return f"needs a 'type', one of: {', '.join(LAYER_TYPES)}"
+    if kind == "literal_error":
+        return f"should be {ctx.get('expected')}"
+    bounds = {
+        "greater_than": ("must be greater than", "gt"),
+        "greater_than_equal": ("must be at least", "ge"),
+        "less_than": ("must be less than", "lt"),
+        "less_than_equal": ("must be at most", "le"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"{words} {_number(ctx.get(key))}"
+    if kind in ("string_too_short", "too_short"):
+        n = ctx.get("min_length", 1)
+        unit = "character" if kind == "string_too_short" else "item"
+        return "must not be empty" if n == 1 else f"must have at least {n} {unit}s"
+    if kind in ("string_too_long", "too_long"):
+        unit = "characters" if kind == "string_too_long" else "items"
+        return f"must have at most {ctx.get('max_length')} {unit}"
+    if kind == "string_pattern_mismatch":
+        if ctx.get("pattern") == "^[a-z0-9_]+$":
+            return "may only use lowercase letters, digits and '_'"
+        return f"does not have the expected form ({ctx.get('pattern')})"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return message.replace("Input should be", "should be")
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    """A dotted path into the document, without the layer-type tags pydantic inserts."""
+    parts: list[str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and part in LAYER_TYPES and i > 0 and isinstance(loc[i - 1], int):
+            continue  # layers.5.dense.units: "dense" is the union member, not a field
+        parts.append(str(part))
+    return ".".join(parts)
+
+
+def field_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """(dotted field path, plain message) per error: ``("model.layers.5.units", "must be ...")``.
+
+    The path is "" for problems of the document as a whole.
+    """
+    return [(_path(e["loc"]), _words(e)) for e in exc.errors(include_url=False)]

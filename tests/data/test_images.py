@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,12 +16,17 @@ from disco.data.images import (
     load_image_folder,
     load_images_unlabelled,
     load_labelled_images,
+    size_problem,
 )
 from disco.errors import DataError
 from disco.task import TrainingInfo
 
 Task = Callable[..., TrainingInfo]
 Save = Callable[..., Path]
+# shared with the web app's tests: the same sizes give the same messages in the browser
+SIZE_CASES: list[dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "fixtures" / "image_sizes.json").read_text(encoding="utf-8")
+)["cases"]
 
 
 def gradient(height: int, width: int) -> np.ndarray:
@@ -39,12 +46,53 @@ def test_non_square_image_keeps_its_orientation(
 
 
 def test_resize_to_non_square_task_size(tmp_path: Path, image_task: Task, save_image: Save) -> None:
-    path = save_image(tmp_path / "tall.png", gradient(40, 10))
+    path = save_image(tmp_path / "wide.png", gradient(12, 40))
     arr = load_image(path, image_task(height=8, width=20))
     assert arr.shape == (8, 20, 1) and arr.dtype == np.float32
     assert np.all(np.diff(arr[:, 0, 0]) > 0)  # still brighter towards the bottom
     assert np.allclose(arr[:, :, 0], arr[:, :1, 0])  # and constant along each row
     assert 0.0 <= arr.min() and arr.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    "case", SIZE_CASES, ids=[f"{c['image'][0]}x{c['image'][1]}" for c in SIZE_CASES]
+)
+def test_size_rule(case: dict[str, Any], image_task: Task) -> None:
+    (task_width, task_height), (width, height) = case["task"], case["image"]
+    task = image_task(height=task_height, width=task_width)
+    assert size_problem(width, height, task) == case["problem"]
+
+
+def test_refused_size_names_the_file_and_good_files_still_count(
+    tmp_path: Path, image_task: Task, save_image: Save
+) -> None:
+    task = image_task(height=28, width=28)
+    save_image(tmp_path / "cat" / "good.png", np.zeros((28, 28)))
+    save_image(tmp_path / "cat" / "photo.png", np.zeros((300, 400)))  # resized
+    save_image(tmp_path / "dog" / "banner.png", np.zeros((50, 100)))  # 100x50: refused
+    save_image(tmp_path / "dog" / "icon.png", np.zeros((10, 10)))  # refused
+    d, problems = load_image_folder(tmp_path, task, skip_bad=True)
+    assert d.sources == ("cat/good.png", "cat/photo.png") and d.x.shape == (2, 28, 28, 1)
+    assert problems == [
+        f"{tmp_path / 'dog' / 'banner.png'}: image is 100×50 pixels but the task expects 28×28; "
+        "it is too wide to resize without distorting it (crop it closer to the task's shape)",
+        f"{tmp_path / 'dog' / 'icon.png'}: image is 10×10 pixels but the task expects 28×28; "
+        "it is too small to enlarge (at least 14×14 pixels)",
+    ]
+    with pytest.raises(DataError, match=r"banner\.png: image is 100×50 pixels"):
+        load_image_folder(tmp_path, task)
+
+
+def test_size_rule_sees_the_exif_rotation(tmp_path: Path, image_task: Task) -> None:
+    """A portrait photo stored landscape with an EXIF rotation is judged as it is shown."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when shown
+    path = tmp_path / "turned.jpg"
+    Image.fromarray(np.zeros((10, 40), np.uint8)).save(path, exif=exif)  # stored 40x10
+    shown_wide = image_task(height=10, width=40)
+    with pytest.raises(DataError, match="image is 10×40 pixels but the task expects 40×10"):
+        load_image(path, shown_wide)
+    assert load_image(path, image_task(height=40, width=10)).shape == (40, 10, 1)
 
 
 def test_grey_and_rgb_conversion(tmp_path: Path, image_task: Task, save_image: Save) -> None:

@@ -92,6 +92,10 @@ def test_file_level_errors(tmp_path: Path, tabular: TrainingInfo) -> None:
         load_csv(tmp_path / "nope.csv", tabular)
     with pytest.raises(DataError, match="empty; a header row is required"):
         load_csv(write(tmp_path, "\n\n"), tabular)
+    with pytest.raises(DataError, match=r"header\.csv: no data rows \(only the header\)"):
+        load_csv(write(tmp_path, "a,b,c,y\n", name="header.csv"), tabular)
+    with pytest.raises(DataError, match="no data rows"):
+        load_csv_unlabelled(write(tmp_path, "a,b,c\n\n", name="header2.csv"), tabular)
     with pytest.raises(DataError, match="not UTF-8"):
         load_csv(write(tmp_path, "a,b,c,y\n1,2,réd,no\n", encoding="latin-1"), tabular)
     big = tmp_path / "big.csv"

@@ -76,6 +76,24 @@ def test_create_task(kit: Any, start_server: Any) -> None:
         assert model.headers["X-Disco-Digest"] == init_weights(task.model, seed=0).digest()
 
 
+def test_invalid_model_fields_are_in_plain_words(kit: Any, start_server: Any) -> None:
+    """Prepare a task whose model is broken twice; the 422 names each field in plain words."""
+    server = start_server()
+    body = kit.make_task("broken").model_dump(mode="json")
+    body["model"]["layers"][0]["units"] = 0
+    body["model"]["layers"].append({"type": "transformer"})
+    auth = {"Authorization": f"Bearer {kit.TOKEN}"}
+
+    reply = httpx.post(f"{server.url}/api/tasks", json=body, headers=auth, timeout=5)
+
+    assert reply.status_code == 422
+    fields = {f["field"]: f["message"] for f in reply.json()["fields"]}
+    assert fields["model.layers.0.units"] == "must be greater than 0"
+    unknown = fields[f"model.layers.{len(body['model']['layers']) - 1}"]
+    assert unknown.startswith("unknown layer type 'transformer' (known: dense, conv2d")
+    assert "Input should" not in reply.json()["error"]
+
+
 def test_creation_disabled_or_open(kit: Any, start_server: Any, tmp_path: Path) -> None:
     """Prepare servers without a token; creation is refused unless explicitly opened."""
     body = kit.make_task("open").model_dump(mode="json")

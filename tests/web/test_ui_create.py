@@ -56,46 +56,24 @@ def test_bad_input_gets_field_errors(desktop: Any, screenshot: Any) -> None:
     screenshot(desktop, "create-errors-desktop")
 
 
-def test_server_refusals_land_on_their_fields(
-    desktop: Any, tmp_path: Path, admin_token: str
-) -> None:
-    model = catalog.get("mnist").model.model_dump(mode="json")
-    model["layers"][5]["units"] = -1  # dense_1: the server's schema refuses it
-    model_file = tmp_path / "model.json"
-    model_file.write_text(json.dumps(model))
-
-    desktop.goto("/#/create")
-    desktop.evaluate(f"sessionStorage.setItem('disco.adminToken', {json.dumps(admin_token)})")
-    desktop.reload()
-    _fill_image_task(desktop, "Digits again", "mnist", ", ".join(str(d) for d in range(10)))
-    desktop.get_by_label("Upload a model file").check()
-    desktop.get_by_test_id("model-file").set_input_files(model_file)
-    _publish(desktop)  # 422: the model's units
-    expect(_field_error(desktop, "model")).to_contain_text("greater than 0")
-    expect(_field_error(desktop, "id")).to_have_count(0)
-
-    model["layers"][5]["units"] = 32
-    model_file.write_text(json.dumps(model))
-    desktop.get_by_test_id("model-file").set_input_files(model_file)
-    _publish(desktop)  # 409: the id is taken
-    expect(_field_error(desktop, "id")).to_contain_text("already exists")
-    expect(_field_error(desktop, "model")).to_have_count(0)
-
-
 def test_publish_asks_for_the_admin_token(
     any_page: Any, server: ServerHandle, admin_token: str, screenshot: Any
 ) -> None:
     size = "phone" if any_page.viewport_size["width"] < 500 else "desktop"
     task_id = f"shapes-{size}"
     any_page.goto("/#/create")
+    # said up front: this server needs a token, and its field is there from the start
+    expect(any_page.get_by_test_id("token-notice")).to_contain_text("needs its admin token")
+    token = any_page.get_by_label("Admin token")
+    expect(token).to_be_visible()
     _fill_image_task(any_page, f"Shapes ({size})", task_id, "circle, square\ntriangle")
     any_page.get_by_label("Width (pixels)").fill("16")
     any_page.get_by_label("Height (pixels)").fill("16")
     any_page.get_by_label("Protect updates").check()
     any_page.get_by_label("Noise multiplier").fill("0.5")
     _publish(any_page)
-    token = any_page.get_by_label("Admin token")
     expect(_field_error(any_page, "token")).to_contain_text("needs the server's admin token")
+    expect(token).to_be_focused()
     token.fill("wrong-token-123")
     _publish(any_page)
     expect(_field_error(any_page, "token")).to_contain_text("wrong")
@@ -113,6 +91,188 @@ def test_publish_asks_for_the_admin_token(
     any_page.get_by_role("link", name="Open the task").click()
     expect(any_page.get_by_test_id("task-title")).to_have_text(f"Shapes ({size})")
     expect(any_page.get_by_test_id("privacy-text")).to_contain_text("blurred with noise")
+
+
+def _answer_access_check(page: Any, status: int, body: dict[str, str]) -> None:
+    """Answer the page's access check (`POST /api/tasks` of `null`) as another server would."""
+
+    def handle(route: Any) -> None:
+        if route.request.post_data == "null":
+            route.fulfill(status=status, json=body)
+        else:
+            route.fallback()
+
+    page.route("**/api/tasks", handle)
+
+
+def test_open_and_closed_servers_are_told_apart_up_front(desktop: Any) -> None:
+    _answer_access_check(desktop, 422, {"error": "invalid task", "code": "invalid_task"})
+    desktop.goto("/#/create")
+    expect(desktop.get_by_label("Title")).to_be_visible()
+    expect(desktop.get_by_test_id("token-notice")).to_have_count(0)
+    expect(desktop.get_by_label("Admin token")).to_have_count(0)
+    expect(desktop.get_by_text("may need the server's admin token")).to_have_count(0)
+
+    desktop.unroute("**/api/tasks")
+    off = {"error": "task creation is disabled", "code": "creation_disabled"}
+    _answer_access_check(desktop, 403, off)
+    desktop.reload()
+    expect(desktop.get_by_test_id("creation-off")).to_contain_text("does not accept new tasks")
+    expect(desktop.get_by_role("button", name="Publish the task")).to_be_disabled()
+
+
+def test_controls_are_labelled_described_and_big_enough(phone: Any) -> None:
+    phone.goto("/#/create")
+    expect(phone.get_by_label("Admin token")).to_be_visible()
+    _publish(phone)
+    expect(phone.get_by_label("Title")).to_be_focused()  # the first invalid field
+    for field in ("title", "labels", "token"):
+        control = phone.locator(f'[data-field="{field}"]').locator("input, textarea").first
+        expect(control).to_have_attribute("aria-invalid", "true")
+        error_id = _field_error(phone, field).get_attribute("id")
+        assert error_id and error_id in (control.get_attribute("aria-describedby") or "")
+    expect(phone.locator('[aria-invalid="true"]:not(input, textarea, select)')).to_have_count(0)
+
+    phone.get_by_label("A table (CSV file)").check()
+    phone.get_by_label("Upload a model file").check()
+    targets = [
+        phone.get_by_role("button", name="Add a column"),
+        phone.get_by_role("button", name="Remove column 1"),
+        phone.get_by_text("How values are prepared"),
+        phone.get_by_test_id("create-form").locator(".pick-button"),  # the file input's face
+    ]
+    for target in targets:
+        box = target.bounding_box()
+        assert box is not None and box["height"] >= 44, (target, box)
+
+
+def _model_doc() -> dict[str, Any]:
+    """The mnist model as a plain document, to break one thing at a time."""
+    return catalog.get("mnist").model.model_dump(mode="json")
+
+
+def _digits_form(page: Any, admin_token: str, task_id: str = "digits-upload") -> None:
+    page.goto("/#/create")
+    page.evaluate(f"sessionStorage.setItem('disco.adminToken', {json.dumps(admin_token)})")
+    page.reload()
+    _fill_image_task(page, "Digits again", task_id, ", ".join(str(d) for d in range(10)))
+    page.get_by_label("Upload a model file").check()
+
+
+def _posted_tasks(page_log: Any, page: Any) -> list[bytes]:
+    """Bodies of the task documents the page posted (not the empty access check)."""
+    return [
+        body
+        for method, url, body in page_log(page).requests
+        if method == "POST" and url.endswith("/api/tasks") and body != b"null"
+    ]
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_a_broken_model_file_is_explained_as_soon_as_it_is_picked(
+    size: str, request: pytest.FixtureRequest, tmp_path: Path, admin_token: str, page_log: Any,
+    screenshot: Any,
+) -> None:  # fmt: skip
+    page = request.getfixturevalue(size)
+    _digits_form(page, admin_token)
+    model_input = page.get_by_label("Model file", exact=True)
+    error = _field_error(page, "model")
+    broken = tmp_path / "broken.json"
+
+    broken.write_text(json.dumps({"layers": "nope"}))
+    model_input.set_input_files(broken)
+    expect(error).to_contain_text("input_shape is missing")
+    expect(error).to_contain_text("loss is missing")
+    expect(error).to_contain_text("layers must be a list of layers")
+    expect(page.get_by_test_id("model-note")).to_contain_text("broken.json: 4 problems to fix")
+
+    model = _model_doc()
+    model["layers"][5]["units"] = 0
+    model["layers"].insert(3, {"type": "transformer"})
+    model["layers"][-1]["units"] = 7
+    broken.write_text(json.dumps(model))
+    model_input.set_input_files(broken)
+    expect(error).to_contain_text(
+        "layer 4: unknown layer type 'transformer' (known: dense, conv2d,"
+    )
+    expect(error).to_contain_text("layer 7 (dense_1): units must be a whole number above 0")
+    expect(error).not_to_contain_text("Input should")
+    expect(error).not_to_contain_text("Field required")
+    # the file input itself is invalid and described by the problems
+    expect(model_input).to_have_attribute("aria-invalid", "true")
+    error_id = error.get_attribute("id")
+    assert error_id and error_id in (model_input.get_attribute("aria-describedby") or "")
+    screenshot(page, f"create-model-errors-{size}")
+
+    _publish(page)  # nothing goes to the server; the focus lands on the file input
+    expect(page.get_by_test_id("create-general")).to_contain_text("need your attention")
+    expect(model_input).to_be_focused()
+    assert _posted_tasks(page_log, page) == []
+
+    model = _model_doc()
+    model["layers"][-1]["units"] = 7
+    broken.write_text(json.dumps(model))
+    model_input.set_input_files(broken)  # only the fit with the task is wrong now
+    expect(error).to_have_text(
+        "layer 8 (dense_2): units is 7, but the task has 10 answers: make it 10."
+    )
+
+    broken.write_text(json.dumps(_model_doc()))
+    model_input.set_input_files(broken)
+    expect(error).to_have_count(0)
+    expect(model_input).to_have_attribute("aria-invalid", "false")
+    expect(page.get_by_test_id("model-note")).to_contain_text(
+        "looks right: 8 layers for 28×28 greyscale images, 10 outputs"
+    )
+
+
+def test_server_refusals_land_on_their_fields_in_plain_words(
+    desktop: Any, tmp_path: Path, admin_token: str
+) -> None:
+    model_file = tmp_path / "model.json"
+    model_file.write_text(json.dumps(_model_doc()))
+    _digits_form(desktop, admin_token, task_id="mnist")
+    desktop.get_by_test_id("model-file").set_input_files(model_file)
+    expect(desktop.get_by_test_id("model-note")).to_contain_text("looks right")
+
+    def tamper(route: Any) -> None:  # a server stricter than this browser: its real 422
+        doc = json.loads(route.request.post_data)
+        doc["model"]["layers"][5]["units"] = -1
+        doc["model"]["layers"][3] = {"type": "transformer"}
+        route.fulfill(response=route.fetch(post_data=json.dumps(doc)))
+
+    desktop.route("**/api/tasks", tamper)
+    _publish(desktop)
+    error = _field_error(desktop, "model")
+    expect(error).to_contain_text("model → layers → 5 → units: must be greater than 0")
+    expect(error).to_contain_text(
+        "model → layers → 3: unknown layer type 'transformer' (known: dense"
+    )
+    expect(error).not_to_contain_text("Input tag")
+    expect(_field_error(desktop, "id")).to_have_count(0)
+    expect(desktop.get_by_label("Model file", exact=True)).to_be_focused()
+    desktop.unroute("**/api/tasks")
+
+    fields = [  # an older server passes pydantic's own words on
+        ("model.input_shape", "Field required"),
+        ("model.layers.2.max_pool2d.pool_size", "Input should be a valid tuple"),
+        ("training.epochs", "Input should be greater than or equal to 1"),
+    ]
+    raw = {
+        "error": "invalid task",
+        "code": "invalid_task",
+        "fields": [{"field": f, "message": m} for f, m in fields],
+    }
+    desktop.route("**/api/tasks", lambda route: route.fulfill(status=422, json=raw))
+    _publish(desktop)
+    expect(error).to_contain_text("model → input_shape: is missing")
+    expect(error).to_contain_text("model → layers → 2 → pool_size: should be a list")
+    expect(_field_error(desktop, "epochs")).to_have_text("Must be at least 1.")
+    desktop.unroute("**/api/tasks")
+
+    _publish(desktop)  # 409: the id is taken
+    expect(_field_error(desktop, "id")).to_contain_text("already exists")
+    expect(_field_error(desktop, "model")).to_have_count(0)
 
 
 def test_table_task_from_a_csv_header(

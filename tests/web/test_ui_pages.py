@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from disco import catalog
+from disco import catalog, init_weights
+from disco.privacy import epsilon
 from disco.server import ServerHandle
+from disco.task import PrivacyConfig
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -49,19 +55,40 @@ def test_tasks_page_lists_every_task_in_plain_words(
     for task in tasks:
         card = any_page.locator(f'article[data-task="{task["id"]}"]')
         expect(card.locator("h2")).to_have_text(task["display"]["title"])
-        data = "Images" if task["training"]["data_type"] == "image" else "Table (CSV)"
-        expect(card.locator(".fact-data")).to_have_text(data)
-        expect(card.locator(".fact-scheme")).to_contain_text("Federated")
-        privacy = card.locator(".fact-privacy")
-        if task["training"]["privacy"]:
-            expect(privacy).to_contain_text("clipped and blurred with noise")
+        tr = task["training"]
+        if tr["data_type"] == "image":
+            colour = "colour" if tr["channels"] == 3 else "grey"
+            data = f"Images, {tr['image_width']}×{tr['image_height']} {colour}"
         else:
-            expect(privacy).to_contain_text("no extra privacy protection")
+            data = f"Table (CSV), {len(tr['input_columns'])} columns"
+        expect(card.locator(".fact-data")).to_have_text(data)
+        scheme = {
+            "federated": "Together, through the server",
+            "decentralized": "Together, directly between participants",
+            "local": "Alone",
+        }[tr["scheme"]]
+        expect(card.locator(".fact-scheme")).to_have_text(scheme)
+        privacy = card.locator(".fact-privacy")
+        if tr["privacy"]:
+            expect(privacy).to_have_text("Privacy: updates clipped and noised")
+        else:
+            expect(privacy).to_have_text("Privacy: files stay on your device")
     rounds = catalog.get("mnist").training.rounds
-    expect(any_page.locator('article[data-task="mnist"] .fact-scheme')).to_contain_text(
+    expect(any_page.locator('article[data-task="mnist"] .fact-rounds')).to_contain_text(
         f"{rounds} rounds"
     )
     screenshot(any_page, f"tasks-{_size(any_page)}")
+
+    # the private task states its formal guarantee, the same ε as the Python accountant
+    any_page.locator(f'article[data-task="{private_task}"]').get_by_role("link").first.click()
+    task = next(t for t in tasks if t["id"] == private_task)
+    eps = epsilon(
+        PrivacyConfig(**task["training"]["privacy"]), catalog.get("mnist").training.rounds
+    )
+    details = any_page.get_by_test_id("task-facts")
+    expect(details).to_contain_text(f"ε = {eps:.3g} (δ = 10⁻⁵)")
+    strength = "strong" if eps <= 1 else "moderate" if eps <= 10 else "weak"
+    expect(details).to_contain_text(f"a {strength} guarantee")
 
 
 def test_unreachable_server_says_so_and_retries(phone: Any, screenshot: Any) -> None:
@@ -83,6 +110,12 @@ def test_task_steps_one_at_a_time(any_page: Any, screenshot: Any) -> None:
     expect(title).to_contain_text("About this task")
     expect(any_page.get_by_test_id("task-facts")).to_contain_text("0, 1, 2")
     expect(any_page.get_by_test_id("privacy-text")).to_contain_text("no extra privacy")
+    # the browser trains at once; the server combines when enough updates are in
+    minimum = catalog.get("mnist").training.min_participants
+    facts = any_page.get_by_test_id("task-facts")
+    expect(facts).to_contain_text("Your browser starts training as soon as you press Start.")
+    expect(facts).to_contain_text(f"once at least {minimum} participants have sent theirs")
+    expect(facts).not_to_contain_text("A round starts once")
     expect(any_page.locator('[aria-current="step"]')).to_have_attribute("data-step", "describe")
     screenshot(any_page, f"task-describe-{size}")
 
@@ -139,3 +172,125 @@ def test_navigation_marks_the_current_page(phone: Any, screenshot: Any) -> None:
 
 def _size(page: Any) -> str:
     return "phone" if page.viewport_size["width"] < 500 else "desktop"
+
+
+def _connect_digits(page: Any, folder: Path, per_label: int, purpose: str = "train") -> int:
+    """Pick `per_label` PNGs of every digit in `folder`; return how many were picked."""
+    total = 0
+    for digit in range(10):
+        files = sorted((folder / str(digit)).glob("*.png"))[:per_label]
+        page.get_by_test_id(f"{purpose}-label-{digit}").set_input_files(files)
+        total += len(files)
+    count = page.get_by_test_id(f"{purpose}-summary").get_by_test_id("sample-count")
+    expect(count).to_have_text(str(total), timeout=60_000)
+    return total
+
+
+def test_training_choice_is_kept_across_steps(desktop: Any, mnist_files: Path) -> None:
+    desktop.goto("/#/tasks/mnist/connect")
+    _connect_digits(desktop, mnist_files / "client_1", 1)
+    desktop.get_by_test_id("step-next").click()
+    expect(desktop.get_by_label("With others")).to_be_checked()
+    desktop.get_by_label("Alone").check()
+    desktop.locator('[data-step="finish"]').click()
+    expect(desktop.get_by_test_id("step-title")).to_contain_text("Test, save and download")
+    desktop.get_by_test_id("step-back").click()
+    expect(desktop.get_by_test_id("step-title")).to_contain_text("Train the model")
+    expect(desktop.get_by_label("Alone")).to_be_checked()
+    expect(desktop.get_by_label("With others")).not_to_be_checked()
+
+
+_SAVE_MODELS = """async (models) => {
+  const db = await new Promise((resolve, reject) => {
+    const req = indexedDB.open("disco", 1);
+    req.onupgradeneeded = () => req.result.createObjectStore("models", { keyPath: "id" });
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  await new Promise((resolve, reject) => {
+    const tx = db.transaction("models", "readwrite");
+    for (const m of models) {
+      const bytes = Uint8Array.from(atob(m.safetensors), (c) => c.charCodeAt(0));
+      tx.objectStore("models").put({ ...m, safetensors: bytes, sizeBytes: bytes.byteLength });
+    }
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+  });
+  db.close();
+}"""
+
+
+def _save_models(page: Any, server: ServerHandle, seeds: list[int]) -> list[str]:
+    """Put one untrained MNIST model per seed in the page's library, saved 1 s apart."""
+    task = _get_json(f"{server.url}/api/tasks/mnist")
+    now = int(time.time() * 1000)
+    models = [
+        {
+            "id": f"mnist-seed-{seed}",
+            "taskId": "mnist",
+            "taskTitle": task["display"]["title"],
+            "task": task,
+            "savedAt": now - 1000 * k,
+            "how": "alone",
+            "accuracy": None,
+            "safetensors": base64.b64encode(
+                init_weights(catalog.get("mnist").model, seed).to_safetensors()
+            ).decode(),
+        }
+        for k, seed in enumerate(seeds)
+    ]
+    page.evaluate(_SAVE_MODELS, models)
+    return [m["id"] for m in models]
+
+
+def test_library_opens_each_model_on_its_own(
+    phone: Any, server: ServerHandle, mnist_files: Path, screenshot: Any
+) -> None:
+    phone.goto("/#/library")
+    expect(phone.get_by_test_id("library-empty")).to_be_visible()
+    first, second = _save_models(phone, server, [0, 1])
+    phone.reload()
+    cards = phone.get_by_test_id("library-list").locator("article")
+    expect(cards).to_have_count(2)
+    # two saves of one task, a second apart, can be told apart by their time
+    saved = [t.strip() for t in cards.locator(".model-saved").all_inner_texts()]
+    assert saved[0] != saved[1] and all(re.search(r"\d:\d\d:\d\d", t) for t in saved), saved
+    screenshot(phone, "library-phone")
+
+    card_a = phone.locator(f'article[data-model="{first}"]')
+    card_a.get_by_role("button", name="Test / predict").click()
+    opened = phone.get_by_test_id("library-open")
+    expect(opened).to_have_attribute("data-model", first)
+    heading = opened.get_by_role("heading", level=2).first
+    expect(heading).to_be_focused()
+    expect(heading).to_be_in_viewport()  # on a phone the panel is below every card
+    _connect_digits(opened, mnist_files / "test", 1, purpose="test")
+    opened.get_by_role("button", name="Test on 10 samples").click()
+    expect(opened.get_by_test_id("test-result")).to_be_visible()
+    expect(opened.get_by_test_id("confusion-caption")).to_be_visible()
+    screenshot(phone, "library-open-phone")
+
+    phone.locator(f'article[data-model="{second}"]').get_by_role(
+        "button", name="Test / predict"
+    ).click()
+    expect(opened).to_have_attribute("data-model", second)
+    expect(heading).to_be_focused()
+    expect(heading).to_be_in_viewport()
+    # nothing of the first model's test is left in the second one's panel
+    expect(opened.get_by_test_id("test-result")).to_have_count(0)
+    expect(opened.get_by_role("button", name="Test on 0 samples")).to_be_disabled()
+
+
+def test_page_that_cannot_load_says_so_and_retries(desktop: Any) -> None:
+    desktop.route("**/assets/LibraryPage-*.js", lambda route: route.abort())
+    desktop.goto("/")
+    expect(desktop.get_by_test_id("task-list")).to_be_visible()
+    nav = desktop.get_by_role("navigation", name="Main")
+    nav.get_by_role("link", name="Model library").click()
+    error = desktop.get_by_test_id("navigation-error")
+    expect(error).to_contain_text("Model library could not be opened")
+    expect(error).to_contain_text("try again")
+    desktop.unroute("**/assets/LibraryPage-*.js")
+    error.get_by_role("button", name="Try again").click()
+    expect(desktop.get_by_role("heading", name="Model library")).to_be_visible()
+    expect(error).to_have_count(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -77,11 +78,23 @@ def test_train_alone_then_test_predict_save_download(
     expect(status).to_have_attribute("data-phase", "done", timeout=150_000)
     rounds = catalog.get("mnist").training.rounds
     expect(page.get_by_test_id("counter-round")).to_have_text(f"{rounds} / {rounds}")
-    expect(page.get_by_test_id("training-log")).to_contain_text("validation accuracy")
+    log = page.get_by_test_id("training-log")
+    expect(log).to_contain_text("validation accuracy")
+    # the figure kept is that of the final model, checked once training is over
+    final_line = re.compile(
+        r"accuracy of the final model on your (\d+) validation samples: ([\d.]+%)"
+    )
+    expect(log).to_contain_text(final_line)
+    n_val, figure = final_line.findall(log.inner_text())[-1]
+    expect(page.get_by_test_id("kept-accuracy")).to_contain_text(
+        f"Accuracy of the final model on your {n_val} validation samples: {figure}"
+    )
+    expect(page.get_by_text("Epoch (this round)")).to_be_visible()
     screenshot(page, "train-alone-done-desktop")
 
     page.get_by_role("button", name="Test and save the model").click()
-    accuracy = _percent(page.get_by_test_id("final-accuracy").inner_text())
+    expect(page.get_by_test_id("final-accuracy")).to_have_text(figure)
+    accuracy = _percent(figure)
     assert accuracy >= 0.85, f"validation accuracy {accuracy:.3f} after training alone"
 
     # test on held-out digits: accuracy, confusion matrix, one row per sample
@@ -196,13 +209,26 @@ def test_browser_and_two_python_clients_train_together(
     python_digests = {json.loads(out.strip().splitlines()[-1])["digest"] for out, _ in outputs}
 
     expect(page.get_by_test_id("counter-round")).to_have_text("2 / 2")
-    expect(page.get_by_test_id("training-log")).to_contain_text("3 contributor(s)")
+    log = page.get_by_test_id("training-log")
+    expect(log).to_contain_text("round 2 closed with 3 contributor(s)")
+    # people count rounds from 1, in the log as on the counter
+    for line in ("round 1: training locally (1 of 2)", "round 2: training locally (2 of 2)"):
+        expect(log).to_contain_text(line)
+    assert not re.search(r"\bround 0\b", log.inner_text())
+    # after the last round the combined model is checked, not the local one the browser sent
+    final_line = re.compile(
+        r"accuracy of the final model on your \d+ validation samples: ([\d.]+%)"
+    )
+    text = log.inner_text()
+    assert text.index("round 2 closed") < final_line.search(text).start()
+    figure = final_line.findall(text)[-1]
     screenshot(page, "train-together-done-phone")
 
     # the browser ends with the server's global model, as the Python clients do
     with urllib.request.urlopen(f"{server.url}/api/tasks/{together_task}/model") as res:
         server_digest = res.headers["X-Disco-Digest"]
     page.get_by_role("button", name="Test and save the model").click()
+    expect(page.get_by_test_id("final-accuracy")).to_have_text(figure)
     downloaded = _download(page, page.get_by_test_id("download-model"))
     assert Weights.from_safetensors(downloaded).digest() == server_digest
     assert python_digests == {server_digest}
@@ -212,6 +238,7 @@ def test_browser_and_two_python_clients_train_together(
     page.get_by_role("button", name="Test on 100 samples").click()
     test_accuracy = _percent(page.get_by_test_id("test-accuracy").inner_text())
     assert test_accuracy >= 0.85, f"held-out accuracy {test_accuracy:.3f} of the global model"
+    _assert_results_fit_the_phone(page)
     screenshot(page, "finish-phone")
 
     # the browser is a normal participant: its update is weighted by its samples, like the others
@@ -251,6 +278,28 @@ def test_browser_and_two_python_clients_train_together(
         assert row.astype("<f4").tobytes() not in sent
 
 
+def _assert_results_fit_the_phone(page: Any) -> None:
+    """At 360 px nothing of the test results is cut off or hidden sideways."""
+    width = page.viewport_size["width"]
+    caption = page.get_by_test_id("confusion-caption")
+    expect(caption).to_be_visible()
+    box = caption.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+    # the 10x10 matrix is wider than a phone: it scrolls sideways and says so
+    expect(page.get_by_test_id("scroll-hint")).to_be_visible()
+    # every column of the per-sample results is on screen, for every row
+    rows = page.get_by_test_id("sample-results").locator("tbody tr")
+    cells = rows.first.locator("td")
+    expect(cells.last).to_contain_text("%")  # the last column: how sure the model was
+    for cell in cells.all():
+        cell_box = cell.bounding_box()
+        assert cell_box and cell_box["x"] + cell_box["width"] <= width, (
+            cell.inner_text(),
+            cell_box,
+        )
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
 def _participants(server: ServerHandle, task_id: str) -> int:
     with urllib.request.urlopen(f"{server.url}/api/tasks/{task_id}/status", timeout=10) as res:
         return int(json.load(res)["participants"])
@@ -283,6 +332,12 @@ def test_stop_leaves_the_session_and_training_can_start_again(
     page.get_by_test_id("stop-training").click()
     expect(status).to_have_attribute("data-phase", "stopped", timeout=15_000)
     expect(page.get_by_test_id("training-log")).to_contain_text("stopped")
+    # the browser had trained round 1 but nothing was combined: it keeps its own model, and says so
+    expect(page.get_by_test_id("training-message")).to_contain_text(
+        "you keep the model your browser trained on your data alone"
+    )
+    expect(page.get_by_test_id("kept-accuracy")).to_contain_text("Accuracy of the final model")
+    expect(page.get_by_role("button", name="Test and save the model")).to_be_visible()
     deadline = time.monotonic() + 10
     while _participants(server, "mnist_stop") and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -356,3 +411,195 @@ def test_private_task_updates_are_clipped_and_noised_before_they_leave(
         noise_var = float(np.mean(delta**2))
         assert std**2 <= noise_var * 1.02 and noise_var <= std**2 * 1.02 + radius**2 / d
         assert abs(float(np.mean(delta))) < 5 * std / np.sqrt(d) + radius / np.sqrt(d)
+
+
+def _publish(server: ServerHandle, admin_token: str, doc: dict[str, Any]) -> None:
+    req = urllib.request.Request(
+        f"{server.url}/api/tasks",
+        data=json.dumps(doc).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"},
+        method="POST",
+    )
+    urllib.request.urlopen(req, timeout=30).close()
+
+
+def _twins(folder: Path, out: Path) -> Path:
+    """Two copies of the first picture of every digit: the validation half is then known."""
+    for digit in range(10):
+        png = sorted((folder / str(digit)).glob("*.png"))[0]
+        (out / str(digit)).mkdir(parents=True)
+        for name in ("a.png", "b.png"):
+            shutil.copy(png, out / str(digit) / name)
+    return out
+
+
+def _accuracy_of(weights: Weights, folder: Path) -> float:
+    """Accuracy of the MNIST model with `weights` on the labelled pictures in `folder`."""
+    from disco.data.images import load_image_folder
+    from disco.models import TorchModel
+    from disco.training import evaluate
+
+    task = catalog.get("mnist")
+    model = TorchModel.from_spec(task.model)
+    model.set_weights(weights)
+    _, accuracy = evaluate(model, load_image_folder(folder, task.training))
+    assert accuracy is not None
+    return accuracy
+
+
+def test_stop_with_others_keeps_the_last_global_model_and_checks_it(
+    desktop: Any,
+    server: ServerHandle,
+    admin_token: str,
+    mnist_files: Path,
+    screenshot: Any,
+    tmp_path: Path,
+) -> None:
+    doc = catalog.get("mnist").model_dump(mode="json")
+    doc["id"] = "mnist_keep"
+    doc["display"]["title"] = "Digits kept"
+    doc["training"].update(epochs=4, epochs_per_round=2, min_participants=2, validation_split=0.5)
+    _publish(server, admin_token, doc)
+    twins = _twins(mnist_files / "client_3", tmp_path / "twins")
+    singles = tmp_path / "singles"  # one of each twin: exactly the browser's validation samples
+    for digit in range(10):
+        (singles / str(digit)).mkdir(parents=True)
+        shutil.copy(twins / str(digit) / "a.png", singles / str(digit) / "a.png")
+
+    page = desktop
+    page.goto("/#/tasks/mnist_keep/connect")
+    for digit in range(10):
+        page.get_by_test_id(f"train-label-{digit}").set_input_files(
+            sorted((twins / str(digit)).glob("*.png"))
+        )
+    expect(page.get_by_test_id("train-summary").get_by_test_id("sample-count")).to_have_text("20")
+    page.get_by_test_id("step-next").click()
+    page.get_by_test_id("start-training").click()
+    status = page.get_by_test_id("training-status")
+    expect(status).to_have_attribute("data-phase", "waiting_for_participants", timeout=60_000)
+
+    # while it trains: the header shows it everywhere, reloading asks first, one training at a time
+    indicator = page.get_by_test_id("training-indicator")
+    expect(indicator).to_contain_text("Training “Digits kept” — round 1 of 2")
+    prevented = page.evaluate(
+        "() => { const e = new Event('beforeunload', { cancelable: true });"
+        " window.dispatchEvent(e); return e.defaultPrevented; }"
+    )
+    assert prevented, "reloading during training must ask first"
+    # other pages stay usable: the training goes on, the header bar leads back to it
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Model library").click()
+    expect(page.get_by_role("heading", name="Model library")).to_be_visible()
+    expect(indicator).to_contain_text("Digits kept")
+    indicator.get_by_role("link", name="Show training").click()
+    page.locator('[data-step="finish"]').click()
+    expect(page.get_by_test_id("no-model")).to_contain_text("Training is still running")
+    page.goto("/#/tasks/mnist/train")
+    expect(page.get_by_test_id("other-training")).to_contain_text(
+        "“Digits kept” is training right now"
+    )
+    indicator.get_by_role("link", name="Show training").click()
+    expect(page.get_by_test_id("step-title")).to_contain_text("Train the model")
+    expect(status).to_have_attribute("data-phase", "waiting_for_participants")
+
+    # a Python participant takes part in round 1 only; the browser then waits alone in round 2
+    python_data = _subset(mnist_files / "client_1", tmp_path / "py", 100)
+    python = subprocess.run(
+        [str(DISCO), "train", "--task", "mnist_keep", "--server", server.url, "--json",
+         "--data", str(python_data), "--name", "python-1", "--rounds", "1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert python.returncode == 0, python.stderr
+    log = page.get_by_test_id("training-log")
+    expect(log).to_contain_text("round 1 closed with 2 contributor(s)", timeout=30_000)
+    expect(log).to_contain_text("update for round 2 accepted", timeout=60_000)
+    expect(page.get_by_test_id("counter-round")).to_have_text("2 / 2")
+    page.get_by_test_id("stop-training").click()
+    expect(status).to_have_attribute("data-phase", "stopped", timeout=15_000)
+    expect(indicator).to_have_count(0)
+
+    # it keeps the model of round 1 the server sent, says so, and checks that model
+    expect(page.get_by_test_id("training-message")).to_contain_text(
+        "You keep the last model the server sent: everyone's updates combined over 1 of 2 rounds"
+    )
+    expect(page.get_by_test_id("kept-accuracy")).to_contain_text(
+        "Accuracy of the final model on your 10 validation samples"
+    )
+    assert not re.search(r"\bround 0\b", log.inner_text())
+    screenshot(page, "train-together-stopped-desktop")
+    page.get_by_role("button", name="Test and save the model").click()
+    expect(page.get_by_test_id("kept-origin")).to_contain_text("stopped after 1 of 2 rounds")
+    with urllib.request.urlopen(f"{server.url}/api/tasks/mnist_keep/model", timeout=10) as res:
+        round_1_digest = res.headers["X-Disco-Digest"]
+    kept = Weights.from_safetensors(_download(page, page.get_by_test_id("download-model")))
+    assert kept.digest() == round_1_digest
+    shown = _percent(page.get_by_test_id("final-accuracy").inner_text())
+    assert shown == pytest.approx(_accuracy_of(kept, singles), abs=1e-6)
+
+    page.get_by_test_id("save-model").click()
+    page.get_by_role("link", name="Open the library").click()
+    card = page.get_by_test_id("library-list").locator("article")
+    expect(card).to_contain_text("with others (stopped after 1 round)")
+    expect(card).to_contain_text("on your 10 validation samples")
+
+
+def test_unreachable_server_during_training_offers_retry_and_training_alone(
+    browser: Any, tmp_path: Path, mnist_files: Path, screenshot: Any
+) -> None:
+    from disco.server import ServerConfig, start_in_background
+
+    static = Path(
+        os.environ.get(
+            "DISCO_WEB_DIR", Path(__file__).resolve().parents[2] / "src/disco/server/static"
+        )
+    )
+    config = ServerConfig(port=0, data_dir=tmp_path / "server", seed_catalog=True, web_dir=static)
+    handle = start_in_background(config)
+    context = browser.new_context(
+        base_url=handle.url, viewport={"width": 360, "height": 780}, is_mobile=True, has_touch=True
+    )
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto("/#/tasks/mnist/connect")
+        _connect_digits(page, mnist_files / "client_1", 5)
+        page.get_by_test_id("step-next").click()
+        expect(page.get_by_label("With others")).to_be_checked()
+        handle.stop()  # the server goes away before training starts
+
+        page.get_by_test_id("start-training").click()
+        status = page.get_by_test_id("training-status")
+        expect(status).to_contain_text(
+            re.compile(r"Cannot reach the server — trying again \(attempt [3-9]\)"), timeout=30_000
+        )
+        expect(page.get_by_test_id("training-indicator")).to_be_visible()
+        screenshot(page, "train-unreachable-retrying-phone")
+        started = time.monotonic()
+        problem = page.get_by_test_id("training-problem")
+        expect(problem).to_contain_text("Cannot reach the disco server", timeout=25_000)
+        assert time.monotonic() - started < 20  # the first connection is given up on in ~15 s
+        expect(status).to_have_text("Cannot reach the server")
+        expect(problem).not_to_contain_text("1006")  # plain words; the details are in the log
+        expect(page.get_by_role("button", name="Test and save the model")).to_have_count(0)
+        expect(problem.get_by_role("button", name="Try again")).to_be_visible()
+        screenshot(page, "train-unreachable-phone")
+
+        # pages not loaded yet cannot be opened either: the app says so instead of doing nothing
+        page.get_by_role("navigation", name="Main").get_by_role(
+            "link", name="Model library"
+        ).click()
+        nav_error = page.get_by_test_id("navigation-error")
+        expect(nav_error).to_contain_text("Model library could not be opened")
+        expect(page.get_by_test_id("step-title")).to_contain_text("Train the model")
+        nav_error.get_by_role("button", name="Dismiss").click()
+
+        problem.get_by_role("button", name="Train alone instead").click()
+        expect(status).to_have_attribute("data-phase", "done", timeout=120_000)
+        expect(page.get_by_label("Alone")).to_be_checked()
+        expect(page.get_by_test_id("kept-accuracy")).to_contain_text("Accuracy of the final model")
+        expect(page.get_by_role("button", name="Test and save the model")).to_be_visible()
+        assert not errors, errors
+    finally:
+        context.close()
+        handle.stop()

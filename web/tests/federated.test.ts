@@ -4,7 +4,7 @@
  */
 
 import { describe, expect, it } from "vitest";
-import { FederatedClient, wsUrl, type ClientEvent, type TrainFn } from "../src/core/client/federated";
+import { FederatedClient, ServerUnreachable, wsUrl, type ClientEvent, type TrainFn } from "../src/core/client/federated";
 import { ServerError, SessionError, StoppedError, UpdateRejected } from "../src/core/errors";
 import { decode, encode, type Message, type ModelUpdate, type ServerMessage } from "../src/core/protocol";
 import { Weights } from "../src/core/weights";
@@ -85,12 +85,19 @@ class FakeSocket {
   }
 }
 
-/** A WebSocket class for `WebSocketImpl`, and the sockets it made. */
-function fakeServer(script: Script, refuseFirst = 0): { impl: typeof WebSocket; sockets: FakeSocket[] } {
+/**
+ * A WebSocket class for `WebSocketImpl`, and the sockets it made. `refuse`: how many first
+ * connections fail to open, or which ones (by index).
+ */
+function fakeServer(
+  script: Script,
+  refuse: number | ((n: number) => boolean) = 0,
+): { impl: typeof WebSocket; sockets: FakeSocket[] } {
   const sockets: FakeSocket[] = [];
+  const refused = typeof refuse === "number" ? (n: number) => n < refuse : refuse;
   class Impl extends FakeSocket {
     constructor(url: string) {
-      super(url, sockets.length, script, sockets.length < refuseFirst);
+      super(url, sockets.length, script, refused(sockets.length));
       sockets.push(this);
     }
   }
@@ -174,15 +181,22 @@ describe("FederatedClient", () => {
     expect(states).toContain("sending_update");
     expect(states).toContain("aggregating");
     expect(states.at(-1)).toBe("done");
-    const rounds = events.filter((e) => e.kind === "round");
-    expect(rounds).toEqual([
+    const rounds = events.flatMap((e) => (e.kind === "round" ? [e] : []));
+    expect(rounds.map(({ weights: _, ...rest }) => rest)).toEqual([
       { kind: "round", round: 1, contributors: 2, numSamples: 30, metrics: { train_loss: 0.25 } },
       { kind: "round", round: 2, contributors: 2, numSamples: 30, metrics: { train_loss: 0.25 } },
     ]);
+    expect(rounds[0]?.weights.equals(model(10))).toBe(true); // each new global model is reported
+    expect(rounds[1]?.weights.equals(model(20))).toBe(true);
+    // people count rounds from 1: wire round 0 is "round 1" in every log line
     const logs = events.flatMap((e) => (e.kind === "log" ? [e.message] : [])).join("\n");
-    expect(logs).toMatch(/joined task titanic as c-0/);
-    expect(logs).toMatch(/update for round 0 accepted/);
-    expect(logs).toMatch(/round 0 closed with 2 contributor/);
+    expect(logs).toMatch(/joined task titanic as c-0: round 1 /);
+    expect(logs).toMatch(/round 1: training locally \(1 of 2\)/);
+    expect(logs).toMatch(/update for round 1 accepted/);
+    expect(logs).toMatch(/round 1 closed with 2 contributor/);
+    expect(logs).toMatch(/round 2: training locally \(2 of 2\)/);
+    expect(logs).toMatch(/round 2 closed with 2 contributor/);
+    expect(logs).not.toMatch(/round 0/);
     const last = events.filter((e) => e.kind === "status").at(-1);
     expect(last).toMatchObject({ round: 2, participants: 2, minParticipants: 1 });
   });
@@ -198,7 +212,7 @@ describe("FederatedClient", () => {
     const out = await client(impl, trainer(), events).run(1);
     expect(out.weights.equals(model(7))).toBe(true);
     expect(sockets[0]?.received.map((m) => m.type)).toEqual(["hello", "update", "leave"]);
-    expect(events.some((e) => e.kind === "log" && /update for round 0: round 0 is closing/.test(e.message))).toBe(true);
+    expect(events.some((e) => e.kind === "log" && /update for round 1: round 0 is closing/.test(e.message))).toBe(true);
   });
 
   it("reconnects after an abrupt close and resends the pending update", async () => {
@@ -278,13 +292,55 @@ describe("FederatedClient", () => {
     const { impl } = fakeServer(normalServer(() => true)); // never answers updates
     const run = client(impl, trainer(), [], { resultTimeoutMs: 50 }).run(1);
     await expect(run).rejects.toThrow(SessionError);
-    await expect(run).rejects.toThrow(/no round result after 0 s \(round 0\)/);
+    await expect(run).rejects.toThrow(/no round result after 0 s \(round 1\)/);
+  });
+
+  it("gives up sooner when the first connection never succeeds, counting attempts", async () => {
+    const { impl, sockets } = fakeServer(normalServer(), 1000);
+    const events: ClientEvent[] = [];
+    const started = Date.now();
+    const run = client(impl, trainer(), events, { firstConnectTimeoutMs: 400, reconnectTimeoutMs: 60_000 }).run(1);
+    await expect(run).rejects.toThrow(ServerUnreachable);
+    await expect(run).rejects.toThrow(/cannot reach the server at ws:\/\/example.test\/ws: \d+ attempt\(s\)/);
+    expect(Date.now() - started).toBeLessThan(2_000); // the long reconnect budget is not used
+    const error = await run.catch((e: unknown) => e);
+    expect(error).toMatchObject({ joined: false, attempts: sockets.length });
+    const connecting = events.flatMap((e) => (e.kind === "status" && e.state === "connecting" ? [e] : []));
+    expect(connecting.map((e) => e.attempt)).toEqual(sockets.map((_, i) => i + 1));
+    expect(connecting.every((e) => !e.joined)).toBe(true);
+    expect(sockets.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it("keeps the longer budget for reconnecting after the session was joined", async () => {
+    // joins on connection 0, loses it on the update, then 5 attempts fail before one succeeds
+    const { impl, sockets } = fakeServer(
+      normalServer((socket, _update, n) => {
+        if (n === 0) socket.drop();
+        return n === 0;
+      }),
+      (n) => n >= 1 && n <= 5,
+    );
+    const events: ClientEvent[] = [];
+    const out = await client(impl, trainer(), events, { firstConnectTimeoutMs: 50, reconnectTimeoutMs: 10_000 }).run(1);
+    expect(sockets).toHaveLength(7);
+    expect(out.weights.equals(model(10))).toBe(true);
+    const reconnecting = events.flatMap((e) => (e.kind === "status" && e.state === "connecting" && e.joined && e.attempt > 0 ? [e.attempt] : []));
+    expect(reconnecting).toEqual([1, 2, 3, 4, 5, 6]);
+    const last = events.filter((e) => e.kind === "status").at(-1);
+    expect(last).toMatchObject({ state: "done", attempt: 0 });
   });
 
   it("gives up reconnecting after reconnectTimeoutMs", async () => {
-    const { impl, sockets } = fakeServer(normalServer(), 1000);
+    const { impl, sockets } = fakeServer(
+      normalServer((socket) => {
+        socket.drop();
+        return true;
+      }),
+      (n) => n >= 1,
+    );
     const run = client(impl, trainer(), [], { reconnectTimeoutMs: 250 }).run(1);
-    await expect(run).rejects.toThrow(/cannot reach the server at ws:\/\/example.test\/ws/);
+    await expect(run).rejects.toThrow(ServerUnreachable);
+    expect(await run.catch((e: unknown) => e)).toMatchObject({ joined: true });
     expect(sockets.length).toBeGreaterThanOrEqual(2);
   });
 

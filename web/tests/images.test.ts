@@ -1,11 +1,14 @@
 /**
- * Image loading, the parts that run without a browser: pixels to samples (Pillow's 'L'
- * luminance, channels-last), label matching, the labels CSV, and per-file problems.
- * Decoding itself needs `createImageBitmap` and a canvas (browser tests cover it).
+ * Image loading, the parts that run without a browser: the size rule (the same cases and
+ * messages as Python's, from tests/data/fixtures/image_sizes.json), pixels to samples (Pillow's
+ * 'L' luminance, channels-last), label matching, the labels CSV, folders picked for the whole
+ * task, and per-file problems. Decoding itself needs `createImageBitmap` and a canvas (browser
+ * tests cover it).
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { DataError } from "../src/core/data/dataset";
+import { relativePath } from "../src/core/data/files";
 import {
   imageShape,
   loadLabelledImages,
@@ -13,11 +16,29 @@ import {
   pairLabelsWithFiles,
   parseLabelsCsv,
   pixelsToSample,
+  readTaskFolders,
+  sizeProblem,
 } from "../src/core/data/images";
 import type { Task, TrainingInfo } from "../src/core/task";
 
 const catalog = JSON.parse(readFileSync(new URL("./fixtures/catalog.json", import.meta.url), "utf8")) as { task: Task }[];
 const training = (id: string): TrainingInfo => catalog.find((c) => c.task.id === id)?.task.training as TrainingInfo;
+const sizes = JSON.parse(
+  readFileSync(new URL("../../tests/data/fixtures/image_sizes.json", import.meta.url), "utf8"),
+) as { cases: { task: [number, number]; image: [number, number]; problem: string | null }[] };
+
+/** A file as a folder picker (`<input webkitdirectory>`) gives it: with its path in the folder. */
+function picked(path: string, content = path): File {
+  const file = new File([content], path.slice(path.lastIndexOf("/") + 1));
+  return Object.defineProperty(file, "webkitRelativePath", { value: path });
+}
+
+describe("sizeProblem", () => {
+  it.each(sizes.cases)("$image for a $task task: the same answer as Python", ({ task, image, problem }) => {
+    const t = { ...training("mnist"), image_width: task[0], image_height: task[1] };
+    expect(sizeProblem(image[0], image[1], t)).toBe(problem);
+  });
+});
 
 describe("pixelsToSample", () => {
   // RGBA of 8 pixels and Pillow's convert("L") of their RGB: [76, 150, 29, 132, 128, 255, 2, 95]
@@ -74,6 +95,77 @@ describe("labels", () => {
     expect(items.map((i) => [i.name, i.label])).toEqual([["a.png", "1"], ["b.png", "0"]]);
     expect(problems).toEqual(["labels.csv: row 4: image 'c.png' not found"]);
   });
+
+  it("match paths of files picked through a folder; a bare name that fits several is a problem", () => {
+    const zero = picked("client_1/0/00001.png");
+    const seven = picked("client_1/7/00001.png");
+    const rows = parseLabelsCsv("filename,label\n0/00001.png,0\n./7\\00001.png,7\n00001.png,0\n", "labels.csv");
+    const { items, problems } = pairLabelsWithFiles(rows, [zero, seven]);
+    expect(items.map((i) => [i.file, i.name, i.label])).toEqual([
+      [zero, "client_1/0/00001.png", "0"],
+      [seven, "client_1/7/00001.png", "7"],
+    ]);
+    expect(problems).toEqual([
+      "labels.csv: row 4: image '00001.png' matches 2 picked files (client_1/0/00001.png, client_1/7/00001.png); write its folder too",
+    ]);
+  });
+
+  it("refuse a labels CSV with a header and no rows", () => {
+    expect(() => parseLabelsCsv("filename,label\n\n", "mine.csv")).toThrow(new DataError("mine.csv: no data rows"));
+  });
+});
+
+describe("readTaskFolders", () => {
+  const labels = training("mnist").labels;
+
+  it("labels pictures by their sub-folder, keeping same-named files apart", () => {
+    const files = [
+      picked("client_1/0/00001.png"),
+      picked("client_1/0/deeper/00002.png"),
+      picked("client_1/7/00001.png"),
+      picked("client_1/README.txt"),
+      picked("client_1/cover.png"),
+      picked("client_1/7/notes.txt"),
+      picked("client_1/.DS_Store"),
+      picked("client_1/horse/00001.png"),
+    ];
+    const [folder, ...others] = readTaskFolders(files, labels);
+    expect(others).toEqual([]);
+    expect(folder?.name).toBe("client_1");
+    expect(folder?.labelsCsv).toBeNull();
+    expect(folder?.items.map((i) => [i.name, i.label])).toEqual([
+      ["client_1/0/00001.png", "0"],
+      ["client_1/0/deeper/00002.png", "0"],
+      ["client_1/7/00001.png", "7"],
+    ]);
+    expect(folder?.problems).toEqual([
+      "client_1/horse: folder 'horse' is not a label of this task; the labels are '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'",
+    ]);
+    expect(folder?.notes).toEqual([
+      "Not read, directly in client_1 instead of a label sub-folder: client_1/README.txt, client_1/cover.png",
+      "Not read, not pictures: client_1/7/notes.txt",
+    ]);
+  });
+
+  it("uses a labels.csv found in the folder, and says when there are no label folders", () => {
+    const csv = picked("mine/labels.csv", "filename,label\n");
+    const [withCsv] = readTaskFolders([picked("mine/a.png"), csv, picked("mine/images/b.png")], labels);
+    expect(withCsv?.labelsCsv).toBe(csv);
+    expect(withCsv?.images.map(relativePath)).toEqual(["mine/a.png", "mine/images/b.png"]);
+    expect(withCsv?.problems).toEqual([]);
+
+    const [flat] = readTaskFolders([picked("zeros/a.png")], labels);
+    expect(flat?.items).toEqual([]);
+    expect(flat?.problems).toEqual([
+      "zeros: no label folders; put the images in one sub-folder per label ('0', '1', '2', '3', '4', '5', '6', '7', '8', '9')",
+    ]);
+  });
+
+  it("matches folder names like Python: exactly or in another case, never by index", () => {
+    const [folder] = readTaskFolders([picked("d/T-Shirt/a.png"), picked("d/3/b.png")], training("fashion_mnist").labels);
+    expect(folder?.items.map((i) => i.label)).toEqual(["t-shirt"]);
+    expect(folder?.problems[0]).toMatch(/^d\/3: folder '3' is not a label of this task/);
+  });
 });
 
 describe("loadLabelledImages", () => {
@@ -93,6 +185,12 @@ describe("loadLabelledImages", () => {
       "seven.png: unknown label 'eleven'; the labels are '0', '1', '2', '3', '4', '5', '6', '7', '8', '9' (or their index)",
     );
     expect(result.problems[1]).toMatch(/^seven\.png: cannot read image \(/);
+    expect(result.resized).toBe(0);
+  });
+
+  it("names a file by its path in the folder it came from", async () => {
+    const result = await loadLabelledImages([{ file: picked("client_1/0/00001.png", "junk"), label: "0" }], training("mnist"));
+    expect(result.problems[0]).toMatch(/^client_1\/0\/00001\.png: cannot read image/);
   });
 
   it("needs an image task", () => {

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { DataError, makeDataset, permutation, shuffle, split, validationCount } from "../src/core/data/dataset";
-import { loadCsv, parseCsv, parseNumber, pyRepr } from "../src/core/data/tabular";
+import { csvText, loadCsv, parseCsv, parseNumber, pyRepr } from "../src/core/data/tabular";
 import type { Task, TrainingInfo } from "../src/core/task";
 
 const catalog = JSON.parse(readFileSync(new URL("./fixtures/catalog.json", import.meta.url), "utf8")) as {
@@ -125,6 +125,18 @@ describe("loadCsv", () => {
       "data.csv: column(s) ['Pclass'] appear more than once in the header",
     );
     expect(error("\n\n")).toBe("data.csv: the file is empty; a header row is required");
+    expect(error(`${HEADER}\n\n \n`, { file: "file.csv" })).toBe("file.csv: no data rows");
+  });
+
+  it("refuses a file that is not CSV text before parsing it", () => {
+    const png = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52]);
+    expect(() => csvText(png, "photo.png")).toThrow(new DataError("photo.png: not a CSV text file"));
+    const utf16 = Uint8Array.from([0xff, 0xfe, 0x61, 0x00, 0x2c, 0x00]);
+    expect(() => csvText(utf16, "excel.csv")).toThrow("excel.csv: not a CSV text file");
+    const latin1 = Uint8Array.from([...new TextEncoder().encode("name\nJos"), 0xe9, 0x0a]);
+    expect(() => csvText(latin1, "old.csv")).toThrow("old.csv: not UTF-8 text; save the file as UTF-8 CSV");
+    const bom = Uint8Array.from([0xef, 0xbb, 0xbf, ...new TextEncoder().encode(`${HEADER}\n0,3,male,22,1,0,7.25\n`)]);
+    expect(loadCsv(csvText(bom), titanic).n).toBe(1);
   });
 
   it("with skipBad, reports bad rows and keeps the good ones", () => {

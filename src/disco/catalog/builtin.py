@@ -132,7 +132,8 @@ def _image_task(
             title=title,
             summary=summary,
             data_format=f"Images (PNG or JPEG), resized to {w}x{h} "
-            f"{'greyscale' if c == 1 else 'colour'}. Either one folder per label "
+            f"{'greyscale' if c == 1 else 'colour'} (pictures of about that shape, at least "
+            f"{(w + 1) // 2}x{(h + 1) // 2}). Either one folder per label "
             f"({', '.join(labels)}) or a labels.csv with columns filename,label next to the "
             "images.",
             example=f"{labels[0]}/00001.png, {labels[1]}/00002.png, ...",

@@ -4,6 +4,10 @@ Every image becomes an array of shape ``(image_height, image_width, channels)`` 
 [0, 1]: decoded by Pillow (EXIF rotation applied, as browsers do), converted to grey ('L') or
 'RGB', and resized bilinearly when its size differs from the task's. Pillow sizes are
 ``(width, height)`` and arrays are ``(height, width)``; the two are never swapped.
+
+Resizing is refused where it would ruin the picture (`size_problem`, the same rule and words as
+the web app's loader): a side longer than `MAX_SIDE` pixels, a side shorter than half the
+task's, or proportions twice as wide or as tall as the task's, or more.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from disco.data.dataset import Dataset, Inputs
 from disco.data.tabular import read_csv
@@ -24,15 +28,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_SIDE",
     "image_files",
     "load_image",
     "load_image_folder",
     "load_images_unlabelled",
     "load_labelled_images",
+    "size_problem",
 ]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _IGNORED_DIRS = frozenset({"__MACOSX"})
+MAX_SIDE = 8192
+_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image
 
 
 def _shape(training: TrainingInfo) -> tuple[int, int, int]:
@@ -41,11 +49,46 @@ def _shape(training: TrainingInfo) -> tuple[int, int, int]:
     return training.image_height, training.image_width, training.channels
 
 
+def size_problem(width: int, height: int, training: TrainingInfo) -> str | None:
+    """Why an image of ``width`` x ``height`` pixels cannot be resized to the task's size, or None.
+
+    Refused: a side longer than `MAX_SIDE`; a side shorter than half the task's; proportions
+    (width / height) twice those of the task or more, either way (a 100x50 image for a 28x28
+    task). The web app's loader applies the same rule with the same words.
+    """
+    task_height, task_width, _ = _shape(training)
+    distorted = "to resize without distorting it (crop it closer to the task's shape)"
+    if width > MAX_SIDE or height > MAX_SIDE:
+        reason = f"it is too large (at most {MAX_SIDE} pixels per side)"
+    elif 2 * width < task_width or 2 * height < task_height:
+        least = f"{-(-task_width // 2)}×{-(-task_height // 2)}"
+        reason = f"it is too small to enlarge (at least {least} pixels)"
+    elif width * task_height >= 2 * height * task_width:
+        reason = f"it is too wide {distorted}"
+    elif 2 * width * task_height <= height * task_width:
+        reason = f"it is too tall {distorted}"
+    else:
+        return None
+    expected = f"{task_width}×{task_height}"
+    return f"image is {width}×{height} pixels but the task expects {expected}; {reason}"
+
+
 def load_image(path: str | Path, training: TrainingInfo) -> np.ndarray:
-    """One image file as float32 ``(height, width, channels)`` in [0, 1]."""
+    """One image file as float32 ``(height, width, channels)`` in [0, 1].
+
+    Raises `DataError` naming the file when it cannot be read or its size is refused
+    (`size_problem`).
+    """
     height, width, channels = _shape(training)
     try:
         with Image.open(path) as opened:
+            # checked on the header, before decoding: the size as shown, EXIF rotation applied
+            shown_width, shown_height = opened.size
+            if opened.getexif().get(ExifTags.Base.Orientation) in _SWAPPING_ORIENTATIONS:
+                shown_width, shown_height = shown_height, shown_width
+            problem = size_problem(shown_width, shown_height, training)
+            if problem is not None:
+                raise DataError(f"{path}: {problem}")
             img = ImageOps.exif_transpose(opened)
             img.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

@@ -183,6 +183,8 @@ def _read(
         if out_pos is not None:
             targets.append(_label_value(table, row, training, cells[out_pos]))
         row_numbers.append(row)
+    if not raw:
+        raise DataError(f"{table.path}: no data rows (only the header)")
     x = np.array(raw, dtype=np.float64).reshape(len(raw), len(specs))
     return _standardise(x, training), np.array(targets), row_numbers, table.path
 

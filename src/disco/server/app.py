@@ -28,7 +28,7 @@ from disco.protocol import PROTOCOL_VERSION
 from disco.server.config import ServerConfig
 from disco.server.runtime import ApiError, Runtime
 from disco.server.ws import serve_connection
-from disco.task import Task, parse_task
+from disco.task import Task, field_problems, parse_task
 
 __all__ = ["ApiError", "create_app"]
 
@@ -190,12 +190,12 @@ def _authorize(config: ServerConfig, request: Request) -> None:
 
 
 def _field_errors(exc: TaskError) -> list[dict[str, str]]:
+    """The 422 ``fields``: each problem's dotted path ("task" for the whole) and plain words."""
     cause = exc.__cause__
     if not isinstance(cause, ValidationError):
         return []
     return [
-        {"field": ".".join(str(p) for p in e["loc"]) or "task", "message": e["msg"]}
-        for e in cause.errors()
+        {"field": field or "task", "message": message} for field, message in field_problems(cause)
     ]
 
 

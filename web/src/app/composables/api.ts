@@ -94,3 +94,56 @@ export async function createTask(doc: unknown, adminToken: string): Promise<Task
   });
   return (await res.json()) as Task;
 }
+
+/** Who is training a task right now (`GET /api/tasks/{id}/status`, the fields the pages use). */
+export interface TaskStatus {
+  /** The open round: the number of rounds the shared model has been through. */
+  round: number;
+  /** Participants connected now. */
+  participants: number;
+  /** Participants a round waits for. */
+  min_participants: number;
+}
+
+/** The live status of one task; ApiError 404 when unknown, 0 when unreachable. */
+export async function getStatus(id: string, signal?: AbortSignal): Promise<TaskStatus> {
+  const res = await request(`/api/tasks/${encodeURIComponent(id)}/status`, {
+    cache: "no-store",
+    ...(signal ? { signal } : {}),
+  });
+  const body = (await res.json()) as Partial<Record<keyof TaskStatus, unknown>>;
+  const count = (v: unknown): number => (typeof v === "number" && Number.isInteger(v) && v >= 0 ? v : Number.NaN);
+  const status = {
+    round: count(body.round),
+    participants: count(body.participants),
+    min_participants: count(body.min_participants),
+  };
+  if (Object.values(status).some(Number.isNaN)) {
+    throw new ApiError("The server's status answer is not understood.", res.status, "bad_status");
+  }
+  return status;
+}
+
+/** Whether this page may publish tasks: freely, with the admin token, not at all, or unknown. */
+export type CreationAccess = "open" | "token" | "disabled" | "unknown";
+
+/**
+ * Find out, without creating anything, what publishing a task takes: an empty task (`null`) is
+ * posted without a token. The server refuses it for want of a token (401), because task
+ * creation is off (403 `creation_disabled`), or — when anyone may publish — as invalid (422).
+ */
+export async function creationAccess(): Promise<CreationAccess> {
+  try {
+    await request("/api/tasks", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: "null",
+    });
+    return "open";
+  } catch (e) {
+    if (!(e instanceof ApiError)) return "unknown";
+    if (e.status === 401) return "token";
+    if (e.status === 403 && e.code === "creation_disabled") return "disabled";
+    return e.status === 422 ? "open" : "unknown";
+  }
+}

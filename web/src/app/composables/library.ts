@@ -12,6 +12,8 @@ export interface SavedModel {
   how: string;
   /** Validation or test accuracy when known (0..1). */
   accuracy: number | null;
+  /** What `accuracy` was measured on, in words ("on your 100 test samples"); older entries lack it. */
+  accuracyNote?: string;
   sizeBytes: number;
   safetensors: Uint8Array;
 }

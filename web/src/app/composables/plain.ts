@@ -1,4 +1,5 @@
 // Plain-language descriptions of a task for people who are not machine-learning experts.
+import { epsilon, noiseStd } from "../../core/privacy";
 import type { Task } from "../../core/task";
 
 /** What kind of data the task uses, in words. */
@@ -12,28 +13,45 @@ export function dataTypeText(task: Task): string {
   return "Text";
 }
 
-/** Short label of the data type. */
+/** Short label of the data type, with the picture size or the number of columns. */
 export function dataTypeShort(task: Task): string {
-  return { image: "Images", tabular: "Table (CSV)", text: "Text" }[task.training.data_type];
+  const t = task.training;
+  if (t.data_type === "image") {
+    return `Images, ${t.image_width}×${t.image_height} ${t.channels === 3 ? "colour" : "grey"}`;
+  }
+  if (t.data_type === "tabular") {
+    const n = t.input_columns.length;
+    return `Table (CSV), ${n} column${n === 1 ? "" : "s"}`;
+  }
+  return "Text";
 }
 
 /** How participants collaborate, in words. */
 export function schemeText(task: Task): string {
   switch (task.training.scheme) {
     case "federated":
-      return "Together via the server: the server averages everyone's model updates";
+      return "Together, through the server: it averages everyone's model updates";
     case "decentralized":
-      return "Together, directly between participants (peer to peer)";
+      return "Together, directly between participants. This browser cannot take part that way yet: here you can only train alone for now";
     default:
       return "Alone: nothing is shared";
   }
 }
 
-/** Short label of the scheme. */
+/** Short label of the scheme (the task header's and the task list's badge). */
 export function schemeShort(task: Task): string {
-  return { federated: "Federated", decentralized: "Peer to peer", local: "Alone" }[
-    task.training.scheme
-  ];
+  return {
+    federated: "Together, through the server",
+    decentralized: "Together, directly between participants",
+    local: "Alone",
+  }[task.training.scheme];
+}
+
+/** What this browser can do when it cannot train the way the task says; null when it can. */
+export function schemeNote(task: Task): string | null {
+  return task.training.scheme === "decentralized"
+    ? "This browser cannot train directly with others yet: here you can only train alone for now."
+    : null;
 }
 
 /** What protects a participant's updates, in one plain sentence. */
@@ -52,18 +70,26 @@ export function privacyDetails(task: Task): string {
   if (!p) {
     return "Only model updates are shared, never your files. No clipping or noise is added to them, so a very determined server could learn something about your data from them.";
   }
-  const noise =
-    p.noise_multiplier > 0
-      ? ` Then random noise (standard deviation ${(p.noise_multiplier * p.clipping_radius).toPrecision(3)}) is added, which hides the contribution of any single record.`
-      : " No noise is added.";
-  return `Each update is scaled down so its size is at most ${p.clipping_radius}.${noise}`;
+  const clipped = `Each update is scaled down so its size is at most ${p.clipping_radius}.`;
+  if (!(p.noise_multiplier > 0)) {
+    return `${clipped} No noise is added: this limits how much any one participant can change the model, but gives no formal privacy guarantee.`;
+  }
+  const rounds = roundsOf(task);
+  const eps = epsilon(p, rounds);
+  const strength = eps <= 1 ? "strong" : eps <= 10 ? "moderate" : "weak";
+  return (
+    `${clipped} Then random noise (standard deviation ${noiseStd(p).toPrecision(3)}) is added to it. ` +
+    `Over the task's ${rounds} round${rounds === 1 ? "" : "s"}, everything you share is ` +
+    `differentially private with ε = ${eps.toPrecision(3)} (δ = 10⁻⁵) for all of your data together: ` +
+    `a ${strength} guarantee (smaller ε is more private; below 1 is strong).`
+  );
 }
 
-/** Short label of the privacy setting. */
+/** Short label of the privacy setting, after "Privacy: " (badges of the list and the header). */
 export function privacyShort(task: Task): string {
   const p = task.training.privacy;
-  if (!p) return "Standard";
-  return p.noise_multiplier > 0 ? "Clipped + noise" : "Clipped";
+  if (!p) return "files stay on your device";
+  return p.noise_multiplier > 0 ? "updates clipped and noised" : "updates clipped";
 }
 
 /** Communication rounds: epochs / epochs per round, rounded up. */

@@ -1,6 +1,8 @@
 // The code-free task form: its state, client-side checks, the task document it produces, and
-// the mapping of the server's field errors (422 `fields`) back onto the form.
+// the mapping of the server's field errors (422 `fields`) back onto the form, in plain words.
 import { parseCsv, parseNumber } from "../../core/data/tabular";
+import { type ModelFit, checkModel } from "../../core/models/validate";
+import type { FieldProblem } from "./api";
 import { type ArchitectureId, type ModelDoc, buildArchitecture } from "./architectures";
 
 export interface ColumnRow {
@@ -41,7 +43,7 @@ export interface TaskForm {
   noise_multiplier: number | string;
 }
 
-/** Form key → message. */
+/** Form key → message; a message of several problems has one per line. */
 export type FieldErrors = Record<string, string>;
 
 export const TASK_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
@@ -194,14 +196,9 @@ export function buildTask(f: TaskForm): { doc: Record<string, unknown> | null; e
   if (f.model_source === "upload") {
     if (!f.uploaded_model) e.model = "Choose a model file (JSON in the disco.model/1 format).";
     else {
-      try {
-        const parsed = JSON.parse(f.uploaded_model) as unknown;
-        if (typeof parsed !== "object" || parsed === null || !("layers" in parsed)) {
-          e.model = "This file is not a disco model: it has no 'layers'.";
-        } else model = parsed as Record<string, unknown>;
-      } catch {
-        e.model = "This file is not valid JSON.";
-      }
+      const checked = checkModelFile(f.uploaded_model, modelFit(f));
+      if (checked.problems.length) e.model = checked.problems.join("\n");
+      else model = checked.model;
     }
   } else {
     const needs = f.architecture === "mnist_cnn" ? 12 : f.architecture === "lus_covid_cnn" ? 10 : 1;
@@ -277,6 +274,46 @@ export function buildTask(f: TaskForm): { doc: Record<string, unknown> | null; e
   };
 }
 
+/** What the task, as filled in so far, expects of its model (parts not yet valid are left out). */
+export function modelFit(f: TaskForm): ModelFit {
+  const fit: ModelFit = {};
+  const whole = (v: number | string): number | null => {
+    const n = num(v);
+    return Number.isInteger(n) && n >= 1 ? n : null;
+  };
+  if (f.data_type === "image") {
+    const h = whole(f.image_height);
+    const w = whole(f.image_width);
+    if (h !== null && w !== null) fit.inputShape = [h, w, f.channels];
+  } else if (f.columns.length) {
+    fit.inputShape = [f.columns.length];
+  }
+  const labels = new Set(formLabels(f)).size;
+  if (labels >= 2) fit.labels = labels;
+  return fit;
+}
+
+/** An uploaded model file's text checked in the browser: the document, or its problems. */
+export function checkModelFile(
+  text: string,
+  fit: ModelFit = {},
+): { model: Record<string, unknown> | null; problems: string[] } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text) as unknown;
+  } catch (error) {
+    const where = error instanceof Error ? error.message.replace(/^JSON\.parse: /, "") : "";
+    return { model: null, problems: [`This file is not valid JSON${where ? ` (${where})` : ""}.`] };
+  }
+  const problems = checkModel(parsed, fit);
+  return { model: problems.length ? null : (parsed as Record<string, unknown>), problems };
+}
+
+/** "layer 3 (dense_1): …" → "Layer 3 (dense_1): …" */
+function sentence(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 const TRAINING_KEYS = new Set([
   "data_type",
   "scheme",
@@ -319,6 +356,76 @@ export function formKey(field: string): string {
     if (TRAINING_KEYS.has(second)) return second;
   }
   return "";
+}
+
+const LAYER_TYPE_NAMES = new Set([
+  "dense", "conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d",
+  "global_avg_pool2d", "batch_norm", "dropout", "flatten", "activation",
+]);
+
+/**
+ * A server field path in words: `model.layers.5.units` → "model → layers → 5 → units". The
+ * layer-type tags older servers put in the path (`layers.5.dense.units`) are left out.
+ */
+export function pathText(field: string): string {
+  const parts = field.split(".").filter((p, i, all) => !(LAYER_TYPE_NAMES.has(p) && /^\d+$/.test(all[i - 1] ?? "")));
+  return parts.join(" → ");
+}
+
+/** Validation-library wording (pydantic's, as older servers send it) → plain words. */
+const PLAIN: [RegExp, string | ((...m: string[]) => string)][] = [
+  [/^Value error, /, ""],
+  [/^Field required$/, "is missing"],
+  [/^Extra inputs are not permitted$/, "is not a known setting"],
+  [
+    /^Input tag '([^']*)' found using .* expected tags: (.*)$/,
+    (_all, tag, tags) => `unknown layer type '${tag}' (known: ${(tags ?? "").replace(/'/g, "")})`,
+  ],
+  [/^Unable to extract tag using discriminator.*$/, "needs a 'type'"],
+  [/^Input should be a valid (tuple|list|array).*$/, "should be a list"],
+  [/^Input should be a valid integer.*$/, "should be a whole number"],
+  [/^Input should be a valid number.*$/, "should be a number"],
+  [/^Input should be a valid boolean.*$/, "should be true or false"],
+  [/^Input should be a valid string.*$/, "should be text"],
+  [/^Input should be a valid (dictionary|object).*$/, "should be an object, { … }"],
+  [/^Input should be greater than or equal to /, "must be at least "],
+  [/^Input should be greater than /, "must be greater than "],
+  [/^Input should be less than or equal to /, "must be at most "],
+  [/^Input should be less than /, "must be less than "],
+  [/^String should have at least 1 character$/, "must not be empty"],
+  [/^String should have at most (\d+) characters?$/, (_all, n) => `must have at most ${n} characters`],
+  [/^Input should be /, "should be "],
+];
+
+/** One server message in plain words (messages already plain pass unchanged). */
+export function plainMessage(message: string): string {
+  let text = message.trim();
+  for (const [pattern, words] of PLAIN) {
+    text = typeof words === "string" ? text.replace(pattern, words) : text.replace(pattern, words);
+  }
+  return text;
+}
+
+/**
+ * The server's 422 problems on the form: each on its field, in plain words; a model problem with
+ * its path in the model file ("model → layers → 5 → units: must be greater than 0"), one per
+ * line. `rest` holds what belongs to no field.
+ */
+export function serverErrors(fields: readonly FieldProblem[]): { errors: FieldErrors; rest: string[] } {
+  const errors: FieldErrors = {};
+  const rest: string[] = [];
+  for (const problem of fields) {
+    const msg = plainMessage(problem.message);
+    const key = formKey(problem.field) || (/\bmodel\b/.test(msg) ? "model" : "");
+    let line: string;
+    if (key === "model") {
+      line = problem.field.startsWith("model") ? `${pathText(problem.field)}: ${msg}` : sentence(msg);
+    } else if (key) line = `${sentence(msg)}${/[.!?]$/.test(msg) ? "" : "."}`;
+    else line = problem.field && problem.field !== "task" ? `${pathText(problem.field)}: ${msg}` : msg;
+    if (!key) rest.push(line);
+    else errors[key] = errors[key] ? `${errors[key]}\n${line}` : line;
+  }
+  return { errors, rest };
 }
 
 /** Fill the columns from a CSV file read in the browser: names, mean, spread, text values. */

@@ -3,12 +3,12 @@
 // Only weights and four numbers (loss/accuracy) leave the browser; never the data.
 import type * as tf from "@tensorflow/tfjs";
 import { FederatedClient } from "../../core/client/federated";
-import type { Dataset } from "../../core/data/dataset";
 import { getWeights, setWeights } from "../../core/models";
 import { noiseStd, privatizeUpdate } from "../../core/privacy";
 import type { Metrics } from "../../core/protocol";
 import type { Task } from "../../core/task";
-import type { Trainer } from "../../core/training/trainer";
+import type { EpochMetrics } from "../../core/training/trainer";
+import type { Weights } from "../../core/weights";
 import { serverUrl } from "./api";
 import type { Board, LogLine, Phase } from "./session";
 
@@ -17,13 +17,16 @@ export async function runFederated(run: {
   task: Task;
   board: Board;
   model: tf.LayersModel;
-  trainer: Trainer;
-  train: Dataset;
-  val: Dataset;
+  /** Train `model` on the local data for `epochs` epochs; `round` counts this browser's rounds from 1. */
+  trainRound: (round: number, epochs: number) => Promise<EpochMetrics[]>;
+  /** Training samples behind each update. */
+  numSamples: number;
   log: (message: string, level?: LogLine["level"]) => void;
+  /** Every global model received, with the number of rounds the server combined into it. */
+  onGlobal: (round: number, weights: Weights) => void;
   onStop: (stop: () => void) => void;
 }): Promise<void> {
-  const { task, board, model, trainer, train, val, log, onStop } = run;
+  const { task, board, model, trainRound, numSamples, log, onGlobal, onStop } = run;
   const spec = task.model;
   const { epochs, epochs_per_round: per } = task.training;
   const privacy = task.training.privacy;
@@ -33,15 +36,11 @@ export async function runFederated(run: {
     taskId: task.id,
     name: `browser-${Math.random().toString(36).slice(2, 7)}`,
     reference: getWeights(model, spec),
-    train: async (_round, weights) => {
+    train: async (round, weights) => {
+      onGlobal(round, weights);
       mine += 1;
       setWeights(model, spec, weights);
-      const history = await trainer.trainRound(
-        mine,
-        train,
-        val,
-        Math.max(1, Math.min(per, epochs - (mine - 1) * per)),
-      );
+      const history = await trainRound(mine, Math.max(1, Math.min(per, epochs - (mine - 1) * per)));
       const last = history.at(-1);
       const metrics: Metrics = {};
       if (last) {
@@ -51,13 +50,13 @@ export async function runFederated(run: {
         }
       }
       const trained = getWeights(model, spec);
-      if (privacy === null) return { weights: trained, numSamples: train.n, metrics };
+      if (privacy === null) return { weights: trained, numSamples, metrics };
       const shared = privatizeUpdate(weights, trained, privacy);
       log(
         `update clipped to L2 norm ≤ ${privacy.clipping_radius}` +
           (noiseStd(privacy) > 0 ? `, noise σ = ${noiseStd(privacy).toPrecision(3)} added` : ""),
       );
-      return { weights: shared, numSamples: train.n, metrics };
+      return { weights: shared, numSamples, metrics };
     },
     onEvent: (e) => {
       if (e.kind === "status") {
@@ -66,6 +65,10 @@ export async function runFederated(run: {
         }
         board.participants = e.participants;
         board.minParticipants = e.minParticipants;
+        board.attempt = e.state === "connecting" ? e.attempt : 0;
+        board.reconnecting = e.state === "connecting" && e.joined;
+      } else if (e.kind === "round") {
+        onGlobal(e.round, e.weights);
       } else if (e.kind === "log") {
         log(e.message, e.level);
       }

@@ -6,8 +6,13 @@
  *     RoundResult(r+1) → training … → after the last round: Leave.
  *
  * A dropped connection is retried with back-off; on reconnect a pending update is sent again if
- * the server is still in its round, and a newer global model is adopted otherwise. Every wait is
- * bounded; `stop()` leaves the session and makes `run()` reject with `StoppedError` at once.
+ * the server is still in its round, and a newer global model is adopted otherwise. A server that
+ * never answered is given up on sooner (`firstConnectTimeoutMs`) than one lost mid-session
+ * (`reconnectTimeoutMs`); both end in `ServerUnreachable`. Every wait is bounded; `stop()` leaves
+ * the session and makes `run()` reject with `StoppedError` at once.
+ *
+ * Rounds are 0-based on the wire, as in the protocol; log messages number them from 1, as people
+ * count (`round 0` on the wire is "round 1" in the log).
  */
 
 import { ServerError, SessionError, StoppedError, UpdateRejected } from "../errors";
@@ -38,12 +43,16 @@ export type ClientState =
 export interface StatusEvent {
   kind: "status";
   state: ClientState;
-  /** The server's open round. */
+  /** The server's open round (0-based, as on the wire). */
   round: number;
   participants: number;
   minParticipants: number;
   /** Updates accepted in the open round. */
   reported: number;
+  /** While `connecting`: which attempt of this (re)connection is under way (1, 2, …); else 0. */
+  attempt: number;
+  /** Whether this client joined the session before (a `connecting` state is then a reconnect). */
+  joined: boolean;
   message?: string;
 }
 /** A round closed: `round` is the round its model opens (closed round + 1). */
@@ -54,6 +63,8 @@ export interface RoundEvent {
   numSamples: number;
   /** Sample-weighted mean metrics of the contributors. */
   metrics: Metrics;
+  /** The new global model (the aggregate of the closed round). */
+  weights: Weights;
 }
 /** A line for a human-readable log. */
 export interface LogEvent {
@@ -86,8 +97,10 @@ export interface FederatedClientOptions {
   onEvent?: (event: ClientEvent) => void;
   /** Longest wait for a round to close after sending an update (default 1 hour). */
   resultTimeoutMs?: number;
-  /** How long to keep trying to (re)connect (default 60 s). */
+  /** How long to keep trying to reconnect after the connection was lost (default 60 s). */
   reconnectTimeoutMs?: number;
+  /** How long to keep trying when the very first connection does not succeed (default 15 s). */
+  firstConnectTimeoutMs?: number;
   /** Longest wait for the connection to open, then for `Welcome` (default 30 s each). */
   joinTimeoutMs?: number;
   /** The WebSocket class (default: the global one); tests inject a fake. */
@@ -109,6 +122,21 @@ export interface FederatedResult {
 interface Model {
   round: number;
   weights: Weights;
+}
+
+/** The server could not be reached within the connection budget; the session was not (re)joined. */
+export class ServerUnreachable extends ServerError {
+  override name = "ServerUnreachable";
+  constructor(
+    message: string,
+    /** Connection attempts made. */
+    readonly attempts: number,
+    /** Whether the session had been joined before (the connection was lost mid-session). */
+    readonly joined: boolean,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
 }
 
 /** Close codes after which reconnecting cannot help. */
@@ -139,6 +167,8 @@ export class FederatedClient {
     participants: 0,
     minParticipants: 1,
     reported: 0,
+    attempt: 0,
+    joined: false,
   };
   private sessionState: SessionState = "waiting_for_participants";
   private link: Link | null = null;
@@ -176,15 +206,17 @@ export class FederatedClient {
     const s = this.status;
     if (m.type === "welcome" || m.type === "status") {
       Object.assign(s, { round: m.round, participants: m.participants, minParticipants: m.min_participants });
+      if (m.type === "welcome") Object.assign(s, { joined: true, attempt: 0 });
       this.sessionState = m.state;
       if (m.type === "status") s.reported = m.reported;
     } else if (m.type === "ack") {
       Object.assign(s, { round: m.round, participants: m.participants, reported: m.reported });
     } else if (m.type === "result") {
       Object.assign(s, { round: m.round, reported: 0 });
-      const { round, contributors, num_samples: numSamples, metrics } = m;
-      this.emit({ kind: "round", round, contributors, numSamples, metrics });
-      this.log("info", `round ${m.round - 1} closed with ${m.contributors} contributor(s), ${m.num_samples} samples`);
+      const { round, contributors, num_samples: numSamples, metrics, weights } = m;
+      this.emit({ kind: "round", round, contributors, numSamples, metrics, weights });
+      // the closed round is m.round - 1 on the wire: round m.round counted from 1
+      this.log("info", `round ${m.round} closed with ${m.contributors} contributor(s), ${m.num_samples} samples`);
     } else return;
     if (m.type === "status" && (s.state === "aggregating" || s.state === "waiting_for_participants")) {
       s.state = this.waitingState();
@@ -211,15 +243,15 @@ export class FederatedClient {
     return why === undefined ? null : new ServerError(`${why} (${exc.message})`);
   }
 
-  /** Open one connection and say hello; resolve with the Welcome's model. */
-  private async connectOnce(): Promise<Model> {
+  /** Open one connection (giving up on opening at `deadline`) and say hello; resolve with the Welcome's model. */
+  private async connectOnce(deadline: number): Promise<Model> {
     this.link?.close();
     const WebSocketImpl = this.options.WebSocketImpl ?? globalThis.WebSocket;
     if (WebSocketImpl === undefined) throw new SessionError("this environment has no WebSocket");
     const timeout = this.options.joinTimeoutMs ?? 30_000;
     const link = new Link(this.url, WebSocketImpl, this.traffic, (m) => this.observe(m));
     this.link = link;
-    await link.opened(timeout, this.signal);
+    await link.opened(Math.max(1, Math.min(timeout, deadline - Date.now())), this.signal);
     link.send({ type: "hello", task_id: this.options.taskId, name: this.options.name ?? "", kind: "browser" });
     for (;;) {
       const m = await this.next(link, timeout);
@@ -228,28 +260,43 @@ export class FederatedClient {
       this.clientId = m.client_id;
       if (this.options.reference) m.weights.checkLike(this.options.reference, "the server's global model");
       const who = `${m.participants} connected, ${m.min_participants} needed`;
-      this.log("info", `joined task ${m.task_id} as ${m.client_id}: round ${m.round} (${who})`);
+      this.log("info", `joined task ${m.task_id} as ${m.client_id}: round ${m.round + 1} (${who})`);
       return { round: m.round, weights: m.weights };
     }
   }
 
-  /** Connect (retrying with back-off until reconnectTimeoutMs) and say hello. */
+  /**
+   * Connect and say hello, retrying with back-off: for `firstConnectTimeoutMs` when this client
+   * never joined, for `reconnectTimeoutMs` after a lost connection; then `ServerUnreachable`.
+   */
   private async join(): Promise<Model> {
-    const deadline = Date.now() + (this.options.reconnectTimeoutMs ?? 60_000);
+    const joined = this.status.joined;
+    const budget = joined
+      ? (this.options.reconnectTimeoutMs ?? 60_000)
+      : (this.options.firstConnectTimeoutMs ?? 15_000);
+    const started = Date.now();
+    const deadline = started + budget;
     let delay = 100;
-    for (;;) {
+    for (let attempt = 1; ; attempt++) {
+      this.status.attempt = attempt;
       this.setState("connecting");
       try {
-        return await this.connectOnce();
+        return await this.connectOnce(deadline);
       } catch (exc) {
         if (exc instanceof LinkClosed) {
           const fatal = this.fatalClose(exc);
           if (fatal !== null) throw fatal;
         } else if (!(exc instanceof WaitTimeout)) throw exc;
         if (Date.now() + delay > deadline) {
-          throw new ServerError(`cannot reach the server at ${this.url}: ${exc.message}`, { cause: exc });
+          const seconds = Math.round((Date.now() - started) / 1000);
+          throw new ServerUnreachable(
+            `cannot reach the server at ${this.url}: ${attempt} attempt(s) in ${seconds} s failed (last: ${exc.message})`,
+            attempt,
+            joined,
+            { cause: exc },
+          );
         }
-        this.log("warn", `connection to ${this.url} failed (${exc.message}); retrying in ${(delay / 1000).toFixed(1)} s`);
+        this.log("warn", `attempt ${attempt} to reach ${this.url} failed (${exc.message}); trying again in ${(delay / 1000).toFixed(1)} s`);
         await sleep(delay, this.signal);
         delay = Math.min(2 * delay, 5_000);
       }
@@ -267,7 +314,7 @@ export class FederatedClient {
     const deadline = Date.now() + limit;
     for (;;) {
       const left = deadline - Date.now();
-      if (left <= 0) throw new SessionError(`no round result after ${Math.round(limit / 1000)} s (round ${pending.round})`);
+      if (left <= 0) throw new SessionError(`no round result after ${Math.round(limit / 1000)} s (round ${pending.round + 1})`);
       let m: ServerMessage;
       try {
         m = await this.next(this.link as Link, left);
@@ -279,22 +326,22 @@ export class FederatedClient {
         this.log("warn", `connection lost (${exc.message}); reconnecting`);
         const model = await this.join();
         if (model.round > pending.round) {
-          this.log("info", `round ${pending.round} closed meanwhile; continuing from round ${model.round}`);
+          this.log("info", `round ${pending.round + 1} closed meanwhile; continuing from round ${model.round + 1}`);
           return model;
         }
         pending = { ...pending, round: model.round };
-        this.log("info", `sending the update for round ${pending.round} again`);
+        this.log("info", `sending the update for round ${pending.round + 1} again`);
         this.send(pending);
         continue;
       }
       if (m.type === "result" && m.round > pending.round) return { round: m.round, weights: m.weights };
       if (m.type === "ack" && m.round === pending.round) {
-        this.log("info", `update for round ${m.round} accepted (${m.reported} of ${m.participants} reported)`);
+        this.log("info", `update for round ${m.round + 1} accepted (${m.reported} of ${m.participants} reported)`);
         this.setState(this.waitingState());
       } else if (m.type === "error") {
         // stale: the round closed without it; duplicate: a copy resent after a reconnect
         if (m.code !== "stale" && m.code !== "duplicate") throw new UpdateRejected(`[${m.code}] ${m.message}`);
-        this.log("info", `update for round ${pending.round}: ${m.message}`);
+        this.log("info", `update for round ${pending.round + 1}: ${m.message}`);
         this.setState(this.waitingState());
       }
     }
@@ -341,11 +388,11 @@ export class FederatedClient {
       let model = await this.join();
       for (let done = 0; done < rounds; done++) {
         this.setState("training");
-        this.log("info", `round ${model.round}: training locally (${done + 1} of ${rounds})`);
+        this.log("info", `round ${model.round + 1}: training locally (${done + 1} of ${rounds})`);
         const update = await this.trainOnce(model);
         const newer = this.queuedResult(model.round);
         if (newer !== null) {
-          this.log("warn", `round ${model.round} closed while training; its update is dropped`);
+          this.log("warn", `round ${model.round + 1} closed while training; its update is dropped`);
           model = newer;
           continue;
         }

@@ -8,34 +8,41 @@
  * the browser's smooth ("high" quality) scaling, so values can differ slightly from Pillow's
  * bilinear filter; EXIF orientation is applied, as Pillow's `exif_transpose` does.
  *
- * A file that cannot be read, an unknown label or (with `size: "reject"`) a wrong size becomes a
- * problem message naming the file; the good files still count. Decoding needs a browser
+ * Resizing is refused where it would ruin the picture (`sizeProblem`: the rule and the words of
+ * Python's `size_problem`): a side longer than `MAX_SIDE`, a side shorter than half the task's,
+ * or proportions twice as wide or as tall as the task's, or more. A file that cannot be read, an
+ * unknown label or a refused size becomes a problem message naming the file (its path in the
+ * folder it came from); the good files still count. Decoding needs a browser
  * (`createImageBitmap`, a 2-D canvas); the pure helpers below also run in Node.
  */
 import type { TrainingInfo } from "../task";
 import { DataError, type Dataset } from "./dataset";
+import { ignoredNote, isHiddenPath, relativePath, suffixOf } from "./files";
 import { columnIndex, parseCsv, pyRepr } from "./tabular";
 
 /** File name endings read as images (the Python loader's list). */
 export const IMAGE_SUFFIXES = [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"];
 
+/** Longest side, in pixels, of an image that is read at all (Python's `MAX_SIDE`). */
+export const MAX_SIDE = 8192;
+
 /** One image file and the label text the user gave it (a label name or its index). */
 export interface LabelledFile {
   file: File | Blob;
   label: string;
-  /** Name used in messages and `sources` (default: the File's name). */
+  /** Name used in messages and `sources` (default: the File's `relativePath`). */
   name?: string;
 }
 
 /** Decoded images with their class ids and, per skipped file, one problem message. */
 export interface LoadedImages extends Dataset {
   readonly problems: string[];
+  /** How many of the loaded images had another size and were resized to the task's. */
+  readonly resized: number;
 }
 
 /** Options of the loaders. */
 export interface ImageOptions {
-  /** `"resize"` (default) scales every image to the task's size; `"reject"` skips others. */
-  size?: "resize" | "reject";
   /** How many files are decoded at once (default 4). */
   concurrency?: number;
 }
@@ -56,20 +63,46 @@ export function imageShape(training: TrainingInfo): [number, number, 1 | 3] {
   return [h, w, training.channels];
 }
 
-/** Index of `name` among `labels`: exact, else a unique case-insensitive match, else an index. */
-export function matchLabel(name: string, labels: readonly string[]): number | null {
+/**
+ * Why an image of `width` x `height` pixels cannot be resized to the task's size, or null.
+ * Refused: a side longer than `MAX_SIDE`; a side shorter than half the task's; proportions
+ * (width / height) twice those of the task or more, either way (a 100x50 picture for a 28x28
+ * task). The same rule and words as Python's `disco.data.images.size_problem`.
+ */
+export function sizeProblem(width: number, height: number, training: TrainingInfo): string | null {
+  const [taskHeight, taskWidth] = imageShape(training);
+  const distorted = "to resize without distorting it (crop it closer to the task's shape)";
+  let reason: string;
+  if (width > MAX_SIDE || height > MAX_SIDE) reason = `it is too large (at most ${MAX_SIDE} pixels per side)`;
+  else if (2 * width < taskWidth || 2 * height < taskHeight) {
+    reason = `it is too small to enlarge (at least ${Math.ceil(taskWidth / 2)}×${Math.ceil(taskHeight / 2)} pixels)`;
+  } else if (width * taskHeight >= 2 * height * taskWidth) reason = `it is too wide ${distorted}`;
+  else if (2 * width * taskHeight <= height * taskWidth) reason = `it is too tall ${distorted}`;
+  else return null;
+  return `image is ${width}×${height} pixels but the task expects ${taskWidth}×${taskHeight}; ${reason}`;
+}
+
+/**
+ * Index of `name` among `labels`: exact, else a unique case-insensitive match, else (unless
+ * `byIndex` is false, as for folder names) an index.
+ */
+export function matchLabel(name: string, labels: readonly string[], byIndex = true): number | null {
   const text = name.trim();
   const exact = labels.indexOf(text);
   if (exact >= 0) return exact;
   const folded = labels.flatMap((l, i) => (l.toLowerCase() === text.toLowerCase() ? [i] : []));
   if (folded.length === 1) return folded[0] as number;
-  if (/^\d+$/.test(text) && Number(text) < labels.length) return Number(text);
+  if (byIndex && /^\d+$/.test(text) && Number(text) < labels.length) return Number(text);
   return null;
+}
+
+function allowed(labels: readonly string[]): string {
+  return labels.map(pyRepr).join(", ");
 }
 
 /** Why a label is not accepted, naming the allowed ones. */
 export function unknownLabel(where: string, label: string, labels: readonly string[]): string {
-  return `${where}: unknown label ${pyRepr(label)}; the labels are ${labels.map(pyRepr).join(", ")} (or their index)`;
+  return `${where}: unknown label ${pyRepr(label)}; the labels are ${allowed(labels)} (or their index)`;
 }
 
 /** Parse a labels CSV (columns `filename` and `label`, any case, `,` or `;`). */
@@ -81,6 +114,7 @@ export function parseLabelsCsv(text: string, file = "labels.csv"): LabelsRow[] {
       `${file}: needs columns 'filename' and 'label'; the file has ${table.header.map(pyRepr).join(", ")}`,
     );
   }
+  if (!table.rows.length) throw new DataError(`${file}: no data rows`);
   const bad = table.rows.find((r) => r.problem !== undefined);
   if (bad?.problem !== undefined) throw new DataError(bad.problem);
   const [namePos, labelPos] = columnIndex({ ...table, header: lower }, ["filename", "label"]) as [number, number];
@@ -92,31 +126,122 @@ export function parseLabelsCsv(text: string, file = "labels.csv"): LabelsRow[] {
 }
 
 /**
- * Pair the rows of a labels CSV with the files the user picked (matched by name, or by the end
- * of their relative path). A row whose file is missing becomes a problem.
+ * Pair the rows of a labels CSV with the files the user picked, matched by their path in the
+ * folder they came from (`0/00001.png` matches `client_1/0/00001.png`) or by name. A row whose
+ * file is missing, or whose name fits several picked files, becomes a problem.
  */
 export function pairLabelsWithFiles(
   rows: readonly LabelsRow[],
   files: readonly File[],
   csvName = "labels.csv",
 ): { items: LabelledFile[]; problems: string[] } {
-  const byPath = new Map<string, File>(); // every trailing part of each relative path
+  const byPath = new Map<string, File[]>(); // every trailing part of each relative path
   for (const f of files) {
-    const rel = (f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name;
-    const parts = rel.split("/");
+    const parts = relativePath(f).split("/");
     for (let k = parts.length - 1; k >= 0; k--) {
       const key = parts.slice(k).join("/");
-      if (!byPath.has(key)) byPath.set(key, f);
+      byPath.set(key, [...(byPath.get(key) ?? []), f]);
     }
   }
   const items: LabelledFile[] = [];
   const problems: string[] = [];
   for (const { row, filename, label } of rows) {
-    const found = byPath.get(filename.replace(/^\.\//, ""));
-    if (found === undefined) problems.push(`${csvName}: row ${row}: image ${pyRepr(filename)} not found`);
-    else items.push({ file: found, label, name: filename });
+    const where = `${csvName}: row ${row}: image ${pyRepr(filename)}`;
+    const found = byPath.get(filename.replace(/\\/g, "/").replace(/^\.\//, "")) ?? [];
+    if (found.length === 1) {
+      const file = found[0] as File;
+      items.push({ file, label, name: relativePath(file) });
+    } else if (!found.length) problems.push(`${where} not found`);
+    else {
+      const paths = found.map(relativePath).sort();
+      const shown = paths.slice(0, 3).join(", ") + (paths.length > 3 ? ", …" : "");
+      problems.push(`${where} matches ${found.length} picked files (${shown}); write its folder too`);
+    }
   }
   return { items, problems };
+}
+
+/** A folder picked or dropped for the whole task, sorted out (see `readTaskFolders`). */
+export interface TaskFolder {
+  /** The folder's name: the first part of its files' paths ("" for files not in a folder). */
+  readonly name: string;
+  /** Its pictures in sub-folders named after labels, with that label (unless `labelsCsv`). */
+  readonly items: LabelledFile[];
+  /** A `labels.csv` directly in the folder: the labels come from it, for `images`. */
+  readonly labelsCsv: File | null;
+  /** Every picture in the folder, at any depth. */
+  readonly images: File[];
+  readonly problems: string[];
+  /** Neutral notes: files that were not read and why. */
+  readonly notes: string[];
+}
+
+/**
+ * Sort the files of folders picked for the whole task (`client_1/0/00001.png`, the layout
+ * `disco data samples` writes), one `TaskFolder` per folder. A sub-folder named after a label
+ * (exactly, or in another case) gives that label to every picture in it, at any depth; another
+ * sub-folder is a problem naming it and the labels. Files directly in the folder are not read
+ * (a note says so), except a `labels.csv`, which then labels the folder's pictures instead.
+ * Files that are not pictures are noted; hidden files are left out. Files come out sorted by path.
+ */
+export function readTaskFolders(files: readonly File[], labels: readonly string[]): TaskFolder[] {
+  const byRoot = new Map<string, File[]>();
+  for (const file of files) {
+    const path = relativePath(file);
+    if (isHiddenPath(path)) continue;
+    const root = path.includes("/") ? path.slice(0, path.indexOf("/")) : "";
+    byRoot.set(root, [...(byRoot.get(root) ?? []), file]);
+  }
+  const byPath = (a: File, b: File): number => {
+    const [p, q] = [relativePath(a), relativePath(b)];
+    return p < q ? -1 : p > q ? 1 : 0;
+  };
+  return [...byRoot].map(([root, unsorted]) => {
+    const members = [...unsorted].sort(byPath); // pickers give folders in no fixed order
+    let labelsCsv: File | null = null;
+    const images: File[] = [];
+    const topPictures: string[] = [];
+    const topOthers: string[] = [];
+    const notPictures: string[] = [];
+    const bySub = new Map<string, File[]>();
+    for (const file of members) {
+      const path = relativePath(file);
+      const parts = path.split("/");
+      const atTop = parts.length <= 2;
+      const picture = IMAGE_SUFFIXES.includes(suffixOf(path));
+      if (picture) images.push(file);
+      if (atTop && root && parts[1]?.toLowerCase() === "labels.csv" && labelsCsv === null) labelsCsv = file;
+      else if (atTop) (picture ? topPictures : topOthers).push(path);
+      else if (!picture) notPictures.push(path);
+      else bySub.set(parts[1] as string, [...(bySub.get(parts[1] as string) ?? []), file]);
+    }
+    const problems: string[] = [];
+    const notes: string[] = [];
+    const items: LabelledFile[] = [];
+    if (labelsCsv === null) {
+      for (const [sub, inside] of bySub) {
+        const label = matchLabel(sub, labels, false);
+        if (label === null) {
+          problems.push(
+            `${root}/${sub}: folder ${pyRepr(sub)} is not a label of this task; the labels are ${allowed(labels)}`,
+          );
+        } else items.push(...inside.map((file) => ({ file, label: labels[label] as string, name: relativePath(file) })));
+      }
+      if (root && !bySub.size) {
+        problems.push(`${root}: no label folders; put the images in one sub-folder per label (${allowed(labels)})`);
+      } else {
+        const where = root ? `directly in ${root} instead of a label sub-folder` : "not in a folder";
+        const top = ignoredNote([...topPictures, ...topOthers].sort(), where);
+        if (top) notes.push(top);
+      }
+    } else {
+      const top = ignoredNote(topOthers, `directly in ${root}`);
+      if (top) notes.push(top);
+    }
+    const others = ignoredNote(notPictures, "not pictures");
+    if (others) notes.push(others);
+    return { name: root, items, labelsCsv, images, problems, notes };
+  });
 }
 
 /**
@@ -143,8 +268,11 @@ export function pixelsToSample(rgba: ArrayLike<number>, width: number, height: n
 }
 
 function fileName(item: { file: File | Blob; name?: string }): string {
-  return item.name ?? ("name" in item.file ? item.file.name : "image");
+  return item.name ?? (item.file instanceof File ? relativePath(item.file) : "image");
 }
+
+/** A size the loader refuses to resize (its message, without the file name). */
+class RefusedSize extends DataError {}
 
 type Context2D = OffscreenCanvasRenderingContext2D | CanvasRenderingContext2D;
 let sharedCanvas: { width: number; height: number; ctx: Context2D } | null = null;
@@ -164,13 +292,12 @@ function canvasOf(width: number, height: number): Context2D {
   return ctx;
 }
 
-/** Decode `blob` and draw it at `width` x `height` with smooth scaling; RGBA bytes. */
-async function decodeRgba(
-  blob: Blob,
-  width: number,
-  height: number,
-  policy: "resize" | "reject",
-): Promise<Uint8ClampedArray> {
+/**
+ * Decode `blob` and draw it at the task's size with smooth scaling: RGBA bytes, and whether it
+ * had another size. A size `sizeProblem` refuses throws `RefusedSize`.
+ */
+async function decodeRgba(blob: Blob, training: TrainingInfo): Promise<{ rgba: Uint8ClampedArray; resized: boolean }> {
+  const [height, width] = imageShape(training);
   if (typeof createImageBitmap !== "function") {
     throw new DataError("this browser cannot decode images (createImageBitmap is missing)");
   }
@@ -180,51 +307,68 @@ async function decodeRgba(
     colorSpaceConversion: "none",
   });
   try {
-    if (policy === "reject" && (bitmap.width !== width || bitmap.height !== height)) {
-      throw new DataError(`image is ${bitmap.width}x${bitmap.height}, the task expects ${width}x${height}`);
-    }
+    const problem = sizeProblem(bitmap.width, bitmap.height, training);
+    if (problem !== null) throw new RefusedSize(problem);
     // draw and read back with no await in between: concurrent decodes can share the canvas
     const ctx = canvasOf(width, height);
     ctx.clearRect(0, 0, width, height);
     ctx.drawImage(bitmap, 0, 0, width, height);
-    return ctx.getImageData(0, 0, width, height).data;
+    const resized = bitmap.width !== width || bitmap.height !== height;
+    return { rgba: ctx.getImageData(0, 0, width, height).data, resized };
   } finally {
     bitmap.close();
   }
 }
 
-/** One image file as float32 `(height, width, channels)` in [0, 1]; DataError naming the file. */
-export async function loadImage(
+/** One image file as float32 `(height, width, channels)` in [0, 1], and whether it was resized. */
+async function decodeSample(
   file: File | Blob,
   training: TrainingInfo,
-  options: ImageOptions & { name?: string } = {},
-): Promise<Float32Array> {
+  name: string,
+): Promise<{ sample: Float32Array; resized: boolean }> {
   const [height, width, channels] = imageShape(training);
-  const name = fileName({ file, ...(options.name === undefined ? {} : { name: options.name }) });
   try {
-    const rgba = await decodeRgba(file, width, height, options.size ?? "resize");
-    return pixelsToSample(rgba, width, height, channels);
+    const { rgba, resized } = await decodeRgba(file, training);
+    return { sample: pixelsToSample(rgba, width, height, channels), resized };
   } catch (error) {
+    if (error instanceof RefusedSize) throw new DataError(`${name}: ${error.message}`);
     const reason = error instanceof Error ? error.message : String(error);
-    if (error instanceof DataError && reason.startsWith("image is ")) throw new DataError(`${name}: ${reason}`);
     throw new DataError(`${name}: cannot read image (${reason})`);
   }
 }
 
+/**
+ * One image file as float32 `(height, width, channels)` in [0, 1], resized to the task's size;
+ * a DataError naming the file when it cannot be read or its size is refused (`sizeProblem`).
+ */
+export async function loadImage(file: File | Blob, training: TrainingInfo, name?: string): Promise<Float32Array> {
+  imageShape(training);
+  return (await decodeSample(file, training, fileName(name === undefined ? { file } : { file, name }))).sample;
+}
+
+interface Decoded {
+  samples: (Float32Array | null)[];
+  problems: string[];
+  resized: boolean[];
+}
+
 async function decodeAll(
-  items: readonly { file: File | Blob; name?: string; label: number }[],
+  items: readonly { file: File | Blob; name: string }[],
   training: TrainingInfo,
   options: ImageOptions,
-): Promise<{ samples: (Float32Array | null)[]; problems: string[] }> {
+): Promise<Decoded> {
   const samples: (Float32Array | null)[] = new Array<Float32Array | null>(items.length).fill(null);
   const problems: (string | null)[] = new Array<string | null>(items.length).fill(null);
+  const resized: boolean[] = new Array<boolean>(items.length).fill(false);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) {
       const i = next++;
       const item = items[i] as (typeof items)[number];
       try {
-        samples[i] = await loadImage(item.file, training, { ...options, name: fileName(item) });
+        const decoded = await decodeSample(item.file, training, item.name);
+        samples[i] = decoded.sample;
+        resized[i] = decoded.resized;
       } catch (error) {
         if (!(error instanceof DataError)) throw error;
         problems[i] = error.message;
@@ -233,7 +377,15 @@ async function decodeAll(
   };
   const workers = Math.max(1, Math.min(options.concurrency ?? 4, items.length));
   await Promise.all(Array.from({ length: workers }, worker));
-  return { samples, problems: problems.filter((p): p is string => p !== null) };
+  return { samples, problems: problems.filter((p): p is string => p !== null), resized };
+}
+
+/** The decoded items that could be read, in order, with their samples. */
+function goodOnes<T>(items: readonly T[], decoded: Decoded): (T & { sample: Float32Array; resized: boolean })[] {
+  return items.flatMap((item, i) => {
+    const sample = decoded.samples[i];
+    return sample ? [{ ...item, sample, resized: decoded.resized[i] === true }] : [];
+  });
 }
 
 function stack(samples: readonly Float32Array[], size: number): Float32Array {
@@ -244,7 +396,7 @@ function stack(samples: readonly Float32Array[], size: number): Float32Array {
 
 /**
  * Decode labelled image files for the task (labels: a name, a unique case-insensitive name, or
- * an index). Unreadable files, unknown labels and rejected sizes become `problems`; the others
+ * an index). Unreadable files, unknown labels and refused sizes become `problems`; the others
  * are returned in the given order.
  */
 export async function loadLabelledImages(
@@ -261,10 +413,7 @@ export async function loadLabelledImages(
     else known.push({ file: item.file, name: fileName(item), label });
   }
   const decoded = await decodeAll(known, training, options);
-  const good = known.flatMap((k, i) => {
-    const sample = decoded.samples[i];
-    return sample ? [{ ...k, sample }] : [];
-  });
+  const good = goodOnes(known, decoded);
   return {
     x: stack(good.map((g) => g.sample), shape[0] * shape[1] * shape[2]),
     y: Int32Array.from(good, (g) => g.label),
@@ -272,6 +421,7 @@ export async function loadLabelledImages(
     sampleShape: shape,
     sources: good.map((g) => g.name),
     problems: [...problems, ...decoded.problems],
+    resized: good.filter((g) => g.resized).length,
   };
 }
 
@@ -282,12 +432,9 @@ export async function loadImagesUnlabelled(
   options: ImageOptions = {},
 ): Promise<LoadedImages> {
   const shape = imageShape(training);
-  const items = files.map((file) => ({ file, name: fileName({ file }), label: 0 }));
+  const items = files.map((file) => ({ file, name: fileName({ file }) }));
   const decoded = await decodeAll(items, training, options);
-  const good = items.flatMap((k, i) => {
-    const sample = decoded.samples[i];
-    return sample ? [{ ...k, sample }] : [];
-  });
+  const good = goodOnes(items, decoded);
   return {
     x: stack(good.map((g) => g.sample), shape[0] * shape[1] * shape[2]),
     y: new Int32Array(good.length),
@@ -295,5 +442,6 @@ export async function loadImagesUnlabelled(
     sampleShape: shape,
     sources: good.map((g) => g.name),
     problems: decoded.problems,
+    resized: good.filter((g) => g.resized).length,
   };
 }

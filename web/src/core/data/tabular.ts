@@ -8,6 +8,10 @@
  * `categories`), an empty cell takes the column's `fill`, and the value becomes
  * `(value - mean) / std` computed in float64, then rounded to float32. Errors name the file,
  * the row as a spreadsheet shows it (the header is row 1) and the column.
+ *
+ * Files picked in the browser go through `csvText` first, so that a picture or a spreadsheet
+ * given as CSV is named as such instead of being parsed as text; a file with a header and no
+ * rows is refused by `loadCsv` ("no data rows").
  */
 import { DataError } from "./dataset";
 import type { ColumnSpec, TrainingInfo } from "../task";
@@ -49,6 +53,23 @@ export interface LoadCsvOptions {
   skipBad?: boolean;
   /** Read the output column too (default true); false loads inputs for prediction. */
   labelled?: boolean;
+}
+
+/** Bytes that contain a NUL in their first 8 KiB are binary (a picture, a spreadsheet, UTF-16). */
+const SNIFF_BYTES = 8192;
+
+/**
+ * The text of a CSV file's bytes: UTF-8, with or without a BOM. A binary file (a NUL byte
+ * near its start: a picture, an .xlsx, UTF-16 text) is "not a CSV text file"; other bytes that
+ * are not UTF-8 get the message Python's `read_csv` gives.
+ */
+export function csvText(bytes: Uint8Array, file = "data.csv"): string {
+  if (bytes.subarray(0, SNIFF_BYTES).includes(0)) throw new DataError(`${file}: not a CSV text file`);
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    throw new DataError(`${file}: not UTF-8 text; save the file as UTF-8 CSV`);
+  }
 }
 
 /** Python's `repr()` of a string: single quotes unless the text holds one and no double quote. */
@@ -288,6 +309,7 @@ export function loadCsv(text: string, training: TrainingInfo, options: LoadCsvOp
   const table = parseCsv(text, file);
   const positions = columnIndex(table, specs.map((c) => c.name));
   const outPos = labelled ? columnIndex(table, [training.output_column])[0] : undefined;
+  if (!table.rows.length) throw new DataError(`${file}: no data rows`);
   const problems: string[] = [];
   const raw: number[] = [];
   const targets: number[] = [];
