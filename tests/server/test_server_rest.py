@@ -100,8 +100,12 @@ def test_creation_disabled_or_open(kit: Any, start_server: Any, tmp_path: Path) 
     closed = start_server(data_dir=tmp_path / "a", admin_token=None)
     reply = httpx.post(f"{closed.url}/api/tasks", json=body, timeout=5)
     assert reply.status_code == 403 and reply.json()["code"] == "creation_disabled"
+    assert httpx.get(f"{closed.url}/api/health").json()["task_creation"] == "disabled"
     opened = start_server(data_dir=tmp_path / "b", admin_token=None, allow_open_creation=True)
     assert httpx.post(f"{opened.url}/api/tasks", json=body, timeout=5).status_code == 201
+    assert httpx.get(f"{opened.url}/api/health").json()["task_creation"] == "open"
+    guarded = start_server(data_dir=tmp_path / "c", admin_token="s3cret-token")
+    assert httpx.get(f"{guarded.url}/api/health").json()["task_creation"] == "token"
 
 
 def test_catalog_seeding_and_web_dir(start_server: Any, tmp_path: Path) -> None:

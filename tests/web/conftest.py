@@ -126,6 +126,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
 
 
 @pytest.fixture(scope="session")
+def web_build() -> Path:
+    """The folder of the built web app under test (for servers a test starts itself)."""
+    return STATIC
+
+
+@pytest.fixture(scope="session")
 def admin_token() -> str:
     """The `server`'s admin token (task creation)."""
     return ADMIN_TOKEN

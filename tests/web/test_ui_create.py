@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from disco import catalog
-from disco.server import ServerHandle
+from disco.server import ServerConfig, ServerHandle, start_in_background
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -93,32 +93,36 @@ def test_publish_asks_for_the_admin_token(
     expect(any_page.get_by_test_id("privacy-text")).to_contain_text("blurred with noise")
 
 
-def _answer_access_check(page: Any, status: int, body: dict[str, str]) -> None:
-    """Answer the page's access check (`POST /api/tasks` of `null`) as another server would."""
-
-    def handle(route: Any) -> None:
-        if route.request.post_data == "null":
-            route.fulfill(status=status, json=body)
-        else:
-            route.fallback()
-
-    page.route("**/api/tasks", handle)
-
-
-def test_open_and_closed_servers_are_told_apart_up_front(desktop: Any) -> None:
-    _answer_access_check(desktop, 422, {"error": "invalid task", "code": "invalid_task"})
-    desktop.goto("/#/create")
-    expect(desktop.get_by_label("Title")).to_be_visible()
-    expect(desktop.get_by_test_id("token-notice")).to_have_count(0)
-    expect(desktop.get_by_label("Admin token")).to_have_count(0)
-    expect(desktop.get_by_text("may need the server's admin token")).to_have_count(0)
-
-    desktop.unroute("**/api/tasks")
-    off = {"error": "task creation is disabled", "code": "creation_disabled"}
-    _answer_access_check(desktop, 403, off)
-    desktop.reload()
-    expect(desktop.get_by_test_id("creation-off")).to_contain_text("does not accept new tasks")
-    expect(desktop.get_by_role("button", name="Publish the task")).to_be_disabled()
+@pytest.mark.parametrize("mode", ["open", "disabled"])
+def test_open_and_closed_servers_are_told_apart_up_front(
+    browser: Any, web_build: Path, tmp_path: Path, mode: str
+) -> None:
+    config = ServerConfig(
+        port=0,
+        data_dir=tmp_path,
+        admin_token=None,
+        allow_open_creation=mode == "open",
+        web_dir=web_build,
+    )
+    with start_in_background(config) as other:
+        context = browser.new_context(base_url=other.url)
+        try:
+            page = context.new_page()
+            page.goto("/#/create")
+            expect(page.get_by_label("Title")).to_be_visible()
+            expect(page.get_by_test_id("token-notice")).to_have_count(0)
+            expect(page.get_by_label("Admin token")).to_have_count(0)
+            publish = page.get_by_role("button", name="Publish the task")
+            if mode == "open":
+                expect(page.get_by_text("may need the server's admin token")).to_have_count(0)
+                expect(publish).to_be_enabled()
+            else:
+                expect(page.get_by_test_id("creation-off")).to_contain_text(
+                    "does not accept new tasks"
+                )
+                expect(publish).to_be_disabled()
+        finally:
+            context.close()
 
 
 def test_controls_are_labelled_described_and_big_enough(phone: Any) -> None:

@@ -68,12 +68,21 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
-        """Liveness, versions and the number of tasks."""
+        """Liveness, versions, the number of tasks and how tasks may be created."""
+        config = rt.config
+        creation = (
+            "token"
+            if config.admin_token is not None
+            else "open"
+            if config.allow_open_creation
+            else "disabled"
+        )
         return {
             "status": "ok",
             "version": _version(),
             "protocol_version": PROTOCOL_VERSION,
             "tasks": len(rt.tasks),
+            "task_creation": creation,
         }
 
     @app.get("/api/tasks")

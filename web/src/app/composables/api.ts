@@ -134,16 +134,10 @@ export type CreationAccess = "open" | "token" | "disabled" | "unknown";
  */
 export async function creationAccess(): Promise<CreationAccess> {
   try {
-    await request("/api/tasks", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: "null",
-    });
-    return "open";
-  } catch (e) {
-    if (!(e instanceof ApiError)) return "unknown";
-    if (e.status === 401) return "token";
-    if (e.status === 403 && e.code === "creation_disabled") return "disabled";
-    return e.status === 422 ? "open" : "unknown";
+    const health = (await (await request("/api/health")).json()) as { task_creation?: unknown };
+    const mode = health.task_creation;
+    return mode === "open" || mode === "token" || mode === "disabled" ? mode : "unknown";
+  } catch {
+    return "unknown";
   }
 }
