@@ -390,7 +390,13 @@ def test_private_task_updates_are_clipped_and_noised_before_they_leave(
     page.get_by_test_id("start-training").click()
     status = page.get_by_test_id("training-status")
     expect(status).to_have_attribute("data-phase", "done", timeout=60_000)
-    expect(page.get_by_test_id("training-log")).to_contain_text(f"clipped to L2 norm ≤ {radius:g}")
+    expect(page.get_by_test_id("training-log")).to_contain_text(
+        re.compile(
+            rf"privacy: update size [0-9.e+-]+, "
+            rf"(clipped to L2 norm ≤ {radius:g}|within the clipping radius {radius:g}); "
+            + ("no noise" if multiplier == 0 else rf"noise σ = {multiplier * radius:.3g} added")
+        )
+    )
 
     log = page_log(page)
     received = [decode(f) for f in log.frames_received]

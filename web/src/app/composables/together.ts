@@ -4,7 +4,7 @@
 import type * as tf from "@tensorflow/tfjs";
 import { FederatedClient } from "../../core/client/federated";
 import { getWeights, setWeights } from "../../core/models";
-import { noiseStd, privatizeUpdate } from "../../core/privacy";
+import { l2Norm, noiseStd, privatizeUpdate, subtract } from "../../core/privacy";
 import type { Metrics } from "../../core/protocol";
 import type { Task } from "../../core/task";
 import type { EpochMetrics } from "../../core/training/trainer";
@@ -52,9 +52,12 @@ export async function runFederated(run: {
       const trained = getWeights(model, spec);
       if (privacy === null) return { weights: trained, numSamples, metrics };
       const shared = privatizeUpdate(weights, trained, privacy);
+      const norm = l2Norm(subtract(trained, weights));
+      const radius = privacy.clipping_radius;
       log(
-        `update clipped to L2 norm ≤ ${privacy.clipping_radius}` +
-          (noiseStd(privacy) > 0 ? `, noise σ = ${noiseStd(privacy).toPrecision(3)} added` : ""),
+        `privacy: update size ${Number(norm.toPrecision(3))}, ` +
+          (norm > radius ? `clipped to L2 norm ≤ ${radius}` : `within the clipping radius ${radius}`) +
+          (noiseStd(privacy) > 0 ? `; noise σ = ${Number(noiseStd(privacy).toPrecision(3))} added` : "; no noise"),
       );
       return { weights: shared, numSamples, metrics };
     },
