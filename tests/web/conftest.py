@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +137,24 @@ def web_build() -> Path:
 def admin_token() -> str:
     """The `server`'s admin token (task creation)."""
     return ADMIN_TOKEN
+
+
+@pytest.fixture(scope="session")
+def publish(server: ServerHandle, admin_token: str) -> Callable[[dict[str, Any]], str]:
+    """`publish(doc)`: create the task `doc` on `server` (admin token); returns its id."""
+
+    def create(doc: dict[str, Any]) -> str:
+        req = urllib.request.Request(
+            f"{server.url}/api/tasks",
+            data=json.dumps(doc).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=30) as res:
+            assert res.status == 201, res.status
+        return str(doc["id"])
+
+    return create
 
 
 @pytest.fixture(scope="session")

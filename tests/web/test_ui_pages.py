@@ -27,20 +27,13 @@ def _get_json(url: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def private_task(server: ServerHandle, admin_token: str) -> str:
+def private_task(publish: Any) -> str:
     """A task with update clipping and noise, published to the server."""
     doc = catalog.get("mnist").model_dump(mode="json")
     doc["id"] = "private_digits"
     doc["display"]["title"] = "Private digits"
     doc["training"]["privacy"] = {"clipping_radius": 1.0, "noise_multiplier": 1.0}
-    req = urllib.request.Request(
-        f"{server.url}/api/tasks",
-        data=json.dumps(doc).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=30) as res:
-        assert res.status == 201
+    publish(doc)
     return "private_digits"
 
 

@@ -33,27 +33,15 @@ def _get_json(url: str) -> Any:
         return json.load(res)
 
 
-def _publish(server: ServerHandle, admin_token: str, doc: dict[str, Any]) -> str:
-    req = urllib.request.Request(
-        f"{server.url}/api/tasks",
-        data=json.dumps(doc).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=30) as res:
-        assert res.status == 201
-    return str(doc["id"])
-
-
 @pytest.fixture(scope="module")
-def p2p_task(server: ServerHandle, admin_token: str) -> str:
+def p2p_task(publish: Any) -> str:
     """A colour-image task trained peer to peer, with clipped and noised updates."""
     doc = catalog.get("cifar10").model_dump(mode="json")
     doc["id"] = "p2p_photos"
     doc["display"]["title"] = "Photos, peer to peer"
     doc["training"]["scheme"] = "decentralized"
     doc["training"]["privacy"] = {"clipping_radius": 1.0, "noise_multiplier": 0.8}
-    return _publish(server, admin_token, doc)
+    return publish(doc)
 
 
 def _size(page: Any) -> str:

@@ -145,20 +145,13 @@ def test_train_alone_then_test_predict_save_download(
 
 
 @pytest.fixture
-def together_task(server: ServerHandle, admin_token: str) -> str:
+def together_task(publish: Any) -> str:
     """MNIST in 2 rounds that wait for 3 participants, published for this test."""
     doc = catalog.get("mnist").model_dump(mode="json")
     doc["id"] = "mnist_together"
     doc["display"]["title"] = "Digits together"
     doc["training"].update(epochs=4, epochs_per_round=2, min_participants=3)
-    req = urllib.request.Request(
-        f"{server.url}/api/tasks",
-        data=json.dumps(doc).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=30) as res:
-        assert res.status == 201
+    publish(doc)
     return "mnist_together"
 
 
@@ -306,18 +299,12 @@ def _participants(server: ServerHandle, task_id: str) -> int:
 
 
 def test_stop_leaves_the_session_and_training_can_start_again(
-    desktop: Any, server: ServerHandle, admin_token: str, mnist_files: Path
+    desktop: Any, server: ServerHandle, publish: Any, mnist_files: Path
 ) -> None:
     doc = catalog.get("mnist").model_dump(mode="json")
     doc["id"] = "mnist_stop"
     doc["training"]["min_participants"] = 2
-    req = urllib.request.Request(
-        f"{server.url}/api/tasks",
-        data=json.dumps(doc).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"},
-        method="POST",
-    )
-    urllib.request.urlopen(req, timeout=30).close()
+    publish(doc)
 
     page = desktop
     page.goto("/#/tasks/mnist_stop/connect")
@@ -360,7 +347,7 @@ def test_stop_leaves_the_session_and_training_can_start_again(
 def test_private_task_updates_are_clipped_and_noised_before_they_leave(
     desktop: Any,
     server: ServerHandle,
-    admin_token: str,
+    publish: Any,
     mnist_files: Path,
     page_log: Any,
     radius: float,
@@ -375,13 +362,7 @@ def test_private_task_updates_are_clipped_and_noised_before_they_leave(
         min_participants=1,
         privacy={"clipping_radius": radius, "noise_multiplier": multiplier},
     )
-    req = urllib.request.Request(
-        f"{server.url}/api/tasks",
-        data=json.dumps(doc).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"},
-        method="POST",
-    )
-    urllib.request.urlopen(req, timeout=30).close()
+    publish(doc)
 
     page = desktop
     page.goto(f"/#/tasks/{task_id}/connect")
@@ -419,16 +400,6 @@ def test_private_task_updates_are_clipped_and_noised_before_they_leave(
         assert abs(float(np.mean(delta))) < 5 * std / np.sqrt(d) + radius / np.sqrt(d)
 
 
-def _publish(server: ServerHandle, admin_token: str, doc: dict[str, Any]) -> None:
-    req = urllib.request.Request(
-        f"{server.url}/api/tasks",
-        data=json.dumps(doc).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"},
-        method="POST",
-    )
-    urllib.request.urlopen(req, timeout=30).close()
-
-
 def _twins(folder: Path, out: Path) -> Path:
     """Two copies of the first picture of every digit: the validation half is then known."""
     for digit in range(10):
@@ -456,7 +427,7 @@ def _accuracy_of(weights: Weights, folder: Path) -> float:
 def test_stop_with_others_keeps_the_last_global_model_and_checks_it(
     desktop: Any,
     server: ServerHandle,
-    admin_token: str,
+    publish: Any,
     mnist_files: Path,
     screenshot: Any,
     tmp_path: Path,
@@ -465,7 +436,7 @@ def test_stop_with_others_keeps_the_last_global_model_and_checks_it(
     doc["id"] = "mnist_keep"
     doc["display"]["title"] = "Digits kept"
     doc["training"].update(epochs=4, epochs_per_round=2, min_participants=2, validation_split=0.5)
-    _publish(server, admin_token, doc)
+    publish(doc)
     twins = _twins(mnist_files / "client_3", tmp_path / "twins")
     singles = tmp_path / "singles"  # one of each twin: exactly the browser's validation samples
     for digit in range(10):
