@@ -18,6 +18,8 @@ from disco.server import ServerHandle
 from disco.task import PrivacyConfig
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+from web_helpers import connect_digits  # noqa: E402
+
 expect = playwright_api.expect
 
 
@@ -167,21 +169,9 @@ def _size(page: Any) -> str:
     return "phone" if page.viewport_size["width"] < 500 else "desktop"
 
 
-def _connect_digits(page: Any, folder: Path, per_label: int, purpose: str = "train") -> int:
-    """Pick `per_label` PNGs of every digit in `folder`; return how many were picked."""
-    total = 0
-    for digit in range(10):
-        files = sorted((folder / str(digit)).glob("*.png"))[:per_label]
-        page.get_by_test_id(f"{purpose}-label-{digit}").set_input_files(files)
-        total += len(files)
-    count = page.get_by_test_id(f"{purpose}-summary").get_by_test_id("sample-count")
-    expect(count).to_have_text(str(total), timeout=60_000)
-    return total
-
-
 def test_training_choice_is_kept_across_steps(desktop: Any, mnist_files: Path) -> None:
     desktop.goto("/#/tasks/mnist/connect")
-    _connect_digits(desktop, mnist_files / "client_1", 1)
+    connect_digits(desktop, mnist_files / "client_1", 1)
     desktop.get_by_test_id("step-next").click()
     expect(desktop.get_by_label("With others")).to_be_checked()
     desktop.get_by_label("Alone").check()
@@ -257,7 +247,7 @@ def test_library_opens_each_model_on_its_own(
     heading = opened.get_by_role("heading", level=2).first
     expect(heading).to_be_focused()
     expect(heading).to_be_in_viewport()  # on a phone the panel is below every card
-    _connect_digits(opened, mnist_files / "test", 1, purpose="test")
+    connect_digits(opened, mnist_files / "test", 1, purpose="test")
     opened.get_by_role("button", name="Test on 10 samples").click()
     expect(opened.get_by_test_id("test-result")).to_be_visible()
     expect(opened.get_by_test_id("confusion-caption")).to_be_visible()

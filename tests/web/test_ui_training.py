@@ -28,21 +28,11 @@ from disco.protocol import ModelUpdate, Welcome, decode
 from disco.server import ServerHandle
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+from web_helpers import connect_digits  # noqa: E402
+
 expect = playwright_api.expect
 
 DISCO = Path(sys.executable).with_name("disco")
-
-
-def _connect_digits(page: Any, folder: Path, per_label: int, purpose: str = "train") -> int:
-    """Pick `per_label` PNGs of every digit in `folder`; return how many were picked."""
-    total = 0
-    for digit in range(10):
-        files = sorted((folder / str(digit)).glob("*.png"))[:per_label]
-        page.get_by_test_id(f"{purpose}-label-{digit}").set_input_files(files)
-        total += len(files)
-    count = page.get_by_test_id(f"{purpose}-summary").get_by_test_id("sample-count")
-    expect(count).to_have_text(str(total), timeout=60_000)
-    return total
 
 
 def _subset(folder: Path, out: Path, per_label: int) -> Path:
@@ -69,7 +59,7 @@ def test_train_alone_then_test_predict_save_download(
 ) -> None:
     page = desktop
     page.goto("/#/tasks/mnist/connect")
-    _connect_digits(page, mnist_files / "client_1", 200)
+    connect_digits(page, mnist_files / "client_1", 200)
     page.get_by_test_id("step-next").click()
     page.get_by_label("Alone").check()
     page.get_by_test_id("start-training").click()
@@ -98,7 +88,7 @@ def test_train_alone_then_test_predict_save_download(
     assert accuracy >= 0.85, f"validation accuracy {accuracy:.3f} after training alone"
 
     # test on held-out digits: accuracy, confusion matrix, one row per sample
-    _connect_digits(page, mnist_files / "test", 10, purpose="test")
+    connect_digits(page, mnist_files / "test", 10, purpose="test")
     page.get_by_role("button", name="Test on 100 samples").click()
     test_accuracy = _percent(page.get_by_test_id("test-accuracy").inner_text())
     assert test_accuracy >= 0.75
@@ -136,7 +126,7 @@ def test_train_alone_then_test_predict_save_download(
 
     saved.get_by_role("button", name="Test / predict").click()
     opened = page.get_by_test_id("library-open")
-    _connect_digits(opened, mnist_files / "test", 3, purpose="test")
+    connect_digits(opened, mnist_files / "test", 3, purpose="test")
     opened.get_by_role("button", name="Test on 30 samples").click()
     expect(opened.get_by_test_id("test-accuracy")).to_contain_text("%")
     page.once("dialog", lambda dialog: dialog.accept())
@@ -169,7 +159,7 @@ def test_browser_and_two_python_clients_train_together(
     page = phone
     page.goto(f"/#/tasks/{together_task}/connect")
     browser_data = mnist_files / "client_3"
-    browser_samples = _connect_digits(page, browser_data, 30)
+    browser_samples = connect_digits(page, browser_data, 30)
     page.get_by_test_id("step-next").click()
     expect(page.get_by_label("With others")).to_be_checked()
     page.get_by_test_id("start-training").click()
@@ -227,7 +217,7 @@ def test_browser_and_two_python_clients_train_together(
     assert python_digests == {server_digest}
 
     # ... and tests it on held-out digits it never saw
-    _connect_digits(page, mnist_files / "test", 10, purpose="test")
+    connect_digits(page, mnist_files / "test", 10, purpose="test")
     page.get_by_role("button", name="Test on 100 samples").click()
     test_accuracy = _percent(page.get_by_test_id("test-accuracy").inner_text())
     assert test_accuracy >= 0.85, f"held-out accuracy {test_accuracy:.3f} of the global model"
@@ -308,7 +298,7 @@ def test_stop_leaves_the_session_and_training_can_start_again(
 
     page = desktop
     page.goto("/#/tasks/mnist_stop/connect")
-    _connect_digits(page, mnist_files / "client_1", 20)
+    connect_digits(page, mnist_files / "client_1", 20)
     page.get_by_test_id("step-next").click()
     status = page.get_by_test_id("training-status")
 
@@ -366,7 +356,7 @@ def test_private_task_updates_are_clipped_and_noised_before_they_leave(
 
     page = desktop
     page.goto(f"/#/tasks/{task_id}/connect")
-    _connect_digits(page, mnist_files / "client_1", 20)
+    connect_digits(page, mnist_files / "client_1", 20)
     page.get_by_test_id("step-next").click()
     page.get_by_test_id("start-training").click()
     status = page.get_by_test_id("training-status")
@@ -540,7 +530,7 @@ def test_unreachable_server_during_training_offers_retry_and_training_alone(
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         page.goto("/#/tasks/mnist/connect")
-        _connect_digits(page, mnist_files / "client_1", 5)
+        connect_digits(page, mnist_files / "client_1", 5)
         page.get_by_test_id("step-next").click()
         expect(page.get_by_label("With others")).to_be_checked()
         handle.stop()  # the server goes away before training starts

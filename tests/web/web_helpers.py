@@ -1,0 +1,20 @@
+"""Steps the browser tests share (importable because pytest puts tests/web on sys.path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import expect
+
+
+def connect_digits(page: Any, folder: Path, per_label: int, purpose: str = "train") -> int:
+    """Pick `per_label` PNGs of every digit in `folder` as a person would; return the count."""
+    total = 0
+    for digit in range(10):
+        files = sorted((folder / str(digit)).glob("*.png"))[:per_label]
+        page.get_by_test_id(f"{purpose}-label-{digit}").set_input_files(files)
+        total += len(files)
+    count = page.get_by_test_id(f"{purpose}-summary").get_by_test_id("sample-count")
+    expect(count).to_have_text(str(total), timeout=60_000)
+    return total
