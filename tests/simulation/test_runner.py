@@ -33,6 +33,11 @@ def test_client_side_privacy_bounds_every_update(caplog: pytest.LogCaptureFixtur
     assert 0 < moved <= 2 * 1e-6 * 1.0001  # two rounds, each mean of updates clipped to 1e-6
     clipped = [r.getMessage() for r in caplog.records if "clipped to 1e-06" in r.getMessage()]
     assert len(clipped) == 4, clipped  # 2 clients x 2 rounds, each says its update was clipped
+    # nothing else computed from the data left unprotected: no metrics, equal weights
+    for record in result.history:
+        assert record["metrics"] == {}
+        assert [p["num_samples"] for p in record["participants"]] == [1, 1]
+        assert [p["share"] for p in record["participants"]] == [0.5, 0.5]
 
 
 def test_mnist_five_clients_five_rounds_reaches_ninety_percent() -> None:

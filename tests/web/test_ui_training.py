@@ -366,6 +366,7 @@ def test_private_task_updates_are_clipped_and_noised_before_they_leave(
             rf"privacy: update size [0-9.e+-]+, "
             rf"(clipped to L2 norm ≤ {radius:g}|within the clipping radius {radius:g}); "
             + ("no noise" if multiplier == 0 else rf"noise σ = {multiplier * radius:.3g} added")
+            + "; no metrics or sample count sent"
         )
     )
 
@@ -374,6 +375,9 @@ def test_private_task_updates_are_clipped_and_noised_before_they_leave(
     sent = [decode(f) for f in log.frames_sent]
     welcome = next(m for m in received if isinstance(m, Welcome))
     (update,) = [m for m in sent if isinstance(m, ModelUpdate)]
+    # only the protected weights carry anything computed from the data
+    assert update.num_samples == 1
+    assert update.metrics.model_dump(exclude_none=True) == {}
     delta = np.concatenate(
         [(update.weights[n] - welcome.weights[n]).ravel() for n in welcome.weights]
     ).astype(np.float64)

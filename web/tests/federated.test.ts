@@ -311,6 +311,14 @@ describe("FederatedClient", () => {
     expect(sockets.length).toBeGreaterThanOrEqual(3);
   });
 
+  it("gives up on a server that accepts the connection but never welcomes, within the first budget", async () => {
+    const { impl } = fakeServer(() => undefined); // opens, then never answers the hello
+    const started = Date.now();
+    const run = client(impl, trainer(), [], { firstConnectTimeoutMs: 300, joinTimeoutMs: 30_000 }).run(1);
+    await expect(run).rejects.toThrow(ServerUnreachable);
+    expect(Date.now() - started).toBeLessThan(1_500); // not the 30 s join timeout
+  });
+
   it("keeps the longer budget for reconnecting after the session was joined", async () => {
     // joins on connection 0, loses it on the update, then 5 attempts fail before one succeeds
     const { impl, sockets } = fakeServer(

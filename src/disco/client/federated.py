@@ -186,16 +186,19 @@ class FederatedClient(Client):
                         privacy.noise_std,
                     )
                 last = epochs[-1]
+                metrics = Metrics(
+                    train_loss=last.train_loss,
+                    train_accuracy=last.train_accuracy,
+                    val_loss=last.val_loss,
+                    val_accuracy=last.val_accuracy,
+                )
                 update = ModelUpdate(
                     round=server_round,
-                    num_samples=len(self.train_data),
+                    # with privacy, nothing computed from the data leaves unprotected: no metrics,
+                    # and every participant weighs the same (docs/privacy.md)
+                    num_samples=len(self.train_data) if privacy is None else 1,
                     weights=shared,
-                    metrics=Metrics(
-                        train_loss=last.train_loss,
-                        train_accuracy=last.train_accuracy,
-                        val_loss=last.val_loss,
-                        val_accuracy=last.val_accuracy,
-                    ),
+                    metrics=metrics if privacy is None else Metrics(),
                 )
                 try:
                     await self._send(update)

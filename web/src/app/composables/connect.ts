@@ -42,11 +42,13 @@ export interface Batch {
 /** Files connected for one purpose (training, testing or predicting). */
 export interface Connection {
   batches: Batch[];
+  /** True while any read is in progress (`reading` counts them: picks may overlap). */
   busy: boolean;
+  reading: number;
 }
 
 export function newConnection(): Connection {
-  return { batches: [], busy: false };
+  return { batches: [], busy: false, reading: 0 };
 }
 
 export function clearConnection(c: Connection): void {
@@ -166,11 +168,13 @@ function imagePart(d: LoadedImages): Part {
 }
 
 async function withBusy(c: Connection, work: () => Promise<void>): Promise<void> {
+  c.reading += 1;
   c.busy = true;
   try {
     await work();
   } finally {
-    c.busy = false;
+    c.reading -= 1;
+    c.busy = c.reading > 0;
   }
 }
 

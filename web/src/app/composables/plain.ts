@@ -81,7 +81,9 @@ export function privacyDetails(task: Task): string {
     `${clipped} Then random noise (standard deviation ${noiseStd(p).toPrecision(3)}) is added to it. ` +
     `Over the task's ${rounds} round${rounds === 1 ? "" : "s"}, everything you share is ` +
     `differentially private with ε = ${eps.toPrecision(3)} (δ = 10⁻⁵) for all of your data together: ` +
-    `a ${strength} guarantee (smaller ε is more private; below 1 is strong).`
+    `a ${strength} guarantee (smaller ε is more private; below 1 is strong). ` +
+    "With this protection your browser sends no scores or sample counts, only the protected update. " +
+    "The figure is for one run: training again on the same data adds to it."
   );
 }
 

@@ -144,6 +144,7 @@ function newBoard(task: Task): Board {
 export function useSession(task: Task): TaskSession {
   let s = sessions.get(task.id);
   if (!s || (JSON.stringify(s.task) !== JSON.stringify(task) && !isRunning(s))) {
+    s?.model?.dispose(); // the task changed: its old model goes with the old session
     s = reactive({
       task,
       train: newConnection(),
@@ -358,7 +359,13 @@ export async function startTraining(s: TaskSession, mode: TrainMode): Promise<vo
       const g = global as { round: number; weights: Weights } | null;
       const kind: KeptModel["kind"] | null = g !== null ? "global" : trained ? "local" : null;
       const kept = kind === null ? null : { kind, mode, rounds: g !== null ? g.round : localRounds };
-      await keep(s, model, kept, g, val);
+      try {
+        await keep(s, model, kept, g, val);
+      } catch (keepError) {
+        // e.g. a global model of the wrong shape: nothing is kept, the session still ends
+        model.dispose();
+        log(s, `the last model could not be kept: ${describe(keepError)}`, "warn");
+      }
     }
     if (stopped) {
       b.phase = "stopped";
@@ -377,6 +384,7 @@ export async function startTraining(s: TaskSession, mode: TrainMode): Promise<vo
       }
     }
   } finally {
+    if (isRunning(s)) b.phase = stopped ? "stopped" : "error"; // never left looking busy
     s.stop = null;
     b.attempt = 0;
     b.reconnecting = false;

@@ -57,9 +57,11 @@ export async function runFederated(run: {
       log(
         `privacy: update size ${Number(norm.toPrecision(3))}, ` +
           (norm > radius ? `clipped to L2 norm ≤ ${radius}` : `within the clipping radius ${radius}`) +
-          (noiseStd(privacy) > 0 ? `; noise σ = ${Number(noiseStd(privacy).toPrecision(3))} added` : "; no noise"),
+          (noiseStd(privacy) > 0 ? `; noise σ = ${Number(noiseStd(privacy).toPrecision(3))} added` : "; no noise") +
+          "; no metrics or sample count sent",
       );
-      return { weights: shared, numSamples, metrics };
+      // nothing else computed from the data leaves unprotected: no metrics, equal weights
+      return { weights: shared, numSamples: 1, metrics: {} };
     },
     onEvent: (e) => {
       if (e.kind === "status") {

@@ -254,7 +254,8 @@ export class FederatedClient {
     await link.opened(Math.max(1, Math.min(timeout, deadline - Date.now())), this.signal);
     link.send({ type: "hello", task_id: this.options.taskId, name: this.options.name ?? "", kind: "browser" });
     for (;;) {
-      const m = await this.next(link, timeout);
+      // the Welcome must come before the join deadline too (a server that accepts but never answers)
+      const m = await this.next(link, Math.max(1, Math.min(timeout, deadline - Date.now())));
       if (m.type === "error") throw new ServerError(`server refused to join: [${m.code}] ${m.message}`);
       if (m.type !== "welcome") continue;
       this.clientId = m.client_id;

@@ -140,7 +140,7 @@ export function pairLabelsWithFiles(
     const parts = relativePath(f).split("/");
     for (let k = parts.length - 1; k >= 0; k--) {
       const key = parts.slice(k).join("/");
-      byPath.set(key, [...(byPath.get(key) ?? []), f]);
+      pushTo(byPath, key, f);
     }
   }
   const items: LabelledFile[] = [];
@@ -176,6 +176,13 @@ export interface TaskFolder {
   readonly notes: string[];
 }
 
+/** Append `value` to the list under `key` (in place: linear in the number of files). */
+function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list === undefined) map.set(key, [value]);
+  else list.push(value);
+}
+
 /**
  * Sort the files of folders picked for the whole task (`client_1/0/00001.png`, the layout
  * `disco data samples` writes), one `TaskFolder` per folder. A sub-folder named after a label
@@ -190,7 +197,7 @@ export function readTaskFolders(files: readonly File[], labels: readonly string[
     const path = relativePath(file);
     if (isHiddenPath(path)) continue;
     const root = path.includes("/") ? path.slice(0, path.indexOf("/")) : "";
-    byRoot.set(root, [...(byRoot.get(root) ?? []), file]);
+    pushTo(byRoot, root, file);
   }
   const byPath = (a: File, b: File): number => {
     const [p, q] = [relativePath(a), relativePath(b)];
@@ -213,7 +220,7 @@ export function readTaskFolders(files: readonly File[], labels: readonly string[
       if (atTop && root && parts[1]?.toLowerCase() === "labels.csv" && labelsCsv === null) labelsCsv = file;
       else if (atTop) (picture ? topPictures : topOthers).push(path);
       else if (!picture) notPictures.push(path);
-      else bySub.set(parts[1] as string, [...(bySub.get(parts[1] as string) ?? []), file]);
+      else pushTo(bySub, parts[1] as string, file);
     }
     const problems: string[] = [];
     const notes: string[] = [];
