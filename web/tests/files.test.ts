@@ -3,7 +3,7 @@
  * `webkitGetAsEntry()` gives), paths kept per file, and which files of a folder loaders read.
  */
 import { describe, expect, it } from "vitest";
-import { type EntryLike, inFolder, keepBySuffix, readDropped, relativePath } from "../src/core/data/files";
+import { type EntryLike, inFolder, isHiddenPath, keepBySuffix, readDropped, relativePath } from "../src/core/data/files";
 
 function fileEntry(name: string, content = name): EntryLike & { file(ok: (f: File) => void): void } {
   return { name, isFile: true, isDirectory: false, file: (ok) => ok(new File([content], name)) };
@@ -52,6 +52,15 @@ describe("readDropped", () => {
     expect(await sevens.text()).toBe("seven");
     expect(inFolder(sevens)).toBe(true);
     expect(inFolder(loose)).toBe(false);
+  });
+
+  it("reads a chosen folder whose own name starts with a dot, still skipping hidden files inside", async () => {
+    const dropped = folderEntry(".data", [folderEntry("0", [fileEntry("a.png"), fileEntry(".b.png")])]);
+    const paths = (await readDropped([dropped])).map(relativePath);
+    expect(paths).toEqual([".data/0/a.png"]);
+    expect(isHiddenPath(".data/0/a.png")).toBe(false);
+    expect(isHiddenPath(".data/.git/a.png")).toBe(true);
+    expect(isHiddenPath(".hidden.png")).toBe(true);
   });
 
   it("rejects when a folder cannot be read", async () => {

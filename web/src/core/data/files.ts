@@ -22,9 +22,17 @@ export function inFolder(file: File): boolean {
   return relativePath(file).includes("/");
 }
 
-/** Whether a path names a hidden file or lies in a hidden or system folder. */
+function isHiddenName(name: string): boolean {
+  return name.startsWith(".") || name === "__MACOSX";
+}
+
+/**
+ * Whether a path names a hidden file or lies in a hidden or system folder *inside* the folder
+ * the person chose (the first part of a folder path): choosing `.data/` itself is deliberate.
+ */
 export function isHiddenPath(path: string): boolean {
-  return path.split("/").some((part) => part.startsWith(".") || part === "__MACOSX");
+  const parts = path.split("/");
+  return (parts.length > 1 ? parts.slice(1) : parts).some(isHiddenName);
 }
 
 /** Lower-case suffix of a path with its dot (`.png`), or "" when it has none. */
@@ -98,7 +106,7 @@ async function childrenOf(entry: DirectoryEntryLike): Promise<EntryLike[]> {
 
 async function walk(entry: EntryLike, parent: string, out: File[]): Promise<void> {
   const path = parent ? `${parent}/${entry.name}` : entry.name;
-  if (isHiddenPath(entry.name)) return;
+  if ((parent !== "" || !entry.isDirectory) && isHiddenName(entry.name)) return; // a dropped folder counts as chosen
   if (entry.isDirectory) {
     const children = await childrenOf(entry as DirectoryEntryLike);
     children.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
