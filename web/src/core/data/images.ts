@@ -18,6 +18,7 @@
 import type { TrainingInfo } from "../task";
 import { DataError, type Dataset } from "./dataset";
 import { ignoredNote, isHiddenPath, relativePath, suffixOf } from "./files";
+import { HEADER_BYTES, headerSize } from "./imagesize";
 import { columnIndex, parseCsv, pyRepr } from "./tabular";
 
 /** File name endings read as images (the Python loader's list). */
@@ -307,6 +308,11 @@ async function decodeRgba(blob: Blob, training: TrainingInfo): Promise<{ rgba: U
   const [height, width] = imageShape(training);
   if (typeof createImageBitmap !== "function") {
     throw new DataError("this browser cannot decode images (createImageBitmap is missing)");
+  }
+  // refuse huge pictures from their header, before decoding takes gigabytes
+  const head = headerSize(new Uint8Array(await blob.slice(0, HEADER_BYTES).arrayBuffer()));
+  if (head !== null && (head.width > MAX_SIDE || head.height > MAX_SIDE)) {
+    throw new RefusedSize(sizeProblem(head.width, head.height, training) as string);
   }
   const bitmap = await createImageBitmap(blob, {
     imageOrientation: "from-image",
