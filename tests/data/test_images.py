@@ -186,6 +186,12 @@ def test_labels_csv(tmp_path: Path, image_task: Task, save_image: Save) -> None:
     d, problems = load_labelled_images(csv_path, tmp_path / "img", image_task(), skip_bad=True)
     assert len(d) == 1 and "missing.png" in problems[0]
 
+    csv_path.write_text("filename,label\na.png,dog\n./a.png,cat\nsub/b.png,0\n")
+    with pytest.raises(DataError, match=r"row 3: image './a.png' is already listed in row 2"):
+        load_labelled_images(csv_path, tmp_path / "img", image_task())
+    d, problems = load_labelled_images(csv_path, tmp_path / "img", image_task(), skip_bad=True)
+    assert d.y.tolist() == [1, 0] and len(problems) == 1  # the first row's label counts
+
     csv_path.write_text("filename,label\na.png,horse\n")
     with pytest.raises(DataError, match=r"row 2: unknown label 'horse'"):
         load_labelled_images(csv_path, tmp_path / "img", image_task())

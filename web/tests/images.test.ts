@@ -110,6 +110,14 @@ describe("labels", () => {
     ]);
   });
 
+  it("count a file listed twice once, from its first row, and say so", () => {
+    const zero = picked("client_1/0/00001.png");
+    const rows = parseLabelsCsv("filename,label\n0/00001.png,0\n./0/00001.png,3\n", "labels.csv");
+    const { items, problems } = pairLabelsWithFiles(rows, [zero]);
+    expect(items.map((i) => i.label)).toEqual(["0"]);
+    expect(problems).toEqual(["labels.csv: row 3: image './0/00001.png' is already listed in row 2"]);
+  });
+
   it("refuse a labels CSV with a header and no rows", () => {
     expect(() => parseLabelsCsv("filename,label\n\n", "mine.csv")).toThrow(new DataError("mine.csv: no data rows"));
   });

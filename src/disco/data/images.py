@@ -228,6 +228,7 @@ def load_labelled_images(
     items: list[tuple[Path, int]] = []
     problems: list[str] = []
     base = images_dir.resolve()
+    first_row: dict[Path, int] = {}  # a file listed twice counts once, from its first row
     for row, cells in table.rows:
         name, label_text = cells[name_pos].strip(), cells[label_pos].strip()
         where = f"{table.path}: row {row}"
@@ -248,6 +249,13 @@ def load_labelled_images(
                 raise DataError(message)
             problems.append(message)
             continue
+        if path in first_row:
+            message = f"{where}: image {name!r} is already listed in row {first_row[path]}"
+            if not skip_bad:
+                raise DataError(message)
+            problems.append(message)
+            continue
+        first_row[path] = row
         items.append((path, label))
     dataset, bad = _decode_all(items, training, base, skip_bad)
     return (dataset, problems + bad) if skip_bad else dataset

@@ -146,12 +146,18 @@ export function pairLabelsWithFiles(
   }
   const items: LabelledFile[] = [];
   const problems: string[] = [];
+  const firstRow = new Map<File, number>(); // a file listed twice counts once, from its first row
   for (const { row, filename, label } of rows) {
     const where = `${csvName}: row ${row}: image ${pyRepr(filename)}`;
     const found = byPath.get(filename.replace(/\\/g, "/").replace(/^\.\//, "")) ?? [];
     if (found.length === 1) {
       const file = found[0] as File;
-      items.push({ file, label, name: relativePath(file) });
+      const earlier = firstRow.get(file);
+      if (earlier !== undefined) problems.push(`${where} is already listed in row ${earlier}`);
+      else {
+        firstRow.set(file, row);
+        items.push({ file, label, name: relativePath(file) });
+      }
     } else if (!found.length) problems.push(`${where} not found`);
     else {
       const paths = found.map(relativePath).sort();
