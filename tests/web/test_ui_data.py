@@ -105,8 +105,11 @@ def test_images_with_a_labels_csv(phone: Any, mnist_files: Path, tmp_path: Path)
         target = flat / f"img{i:02d}.png"
         target.write_bytes(p.read_bytes())
         picked.append(target)
+    extra = flat / "img10.png"  # a picture whose row has a label the task does not know
+    extra.write_bytes(images[0].read_bytes())
+    picked.append(extra)
     lines = [f"img{i:02d}.png,{p.parent.name}" for i, p in enumerate(images)]
-    lines += ["missing.png,4", "img00.png,not-a-digit"]
+    lines += ["missing.png,4", "img10.png,not-a-digit", "img00.png,4"]
     labels.write_text("filename,label\n" + "\n".join(lines) + "\n")
 
     phone.goto("/#/tasks/mnist/connect")
@@ -121,6 +124,7 @@ def test_images_with_a_labels_csv(phone: Any, mnist_files: Path, tmp_path: Path)
     problems = phone.get_by_test_id("train-problems")
     expect(problems).to_contain_text("'missing.png' not found")
     expect(problems).to_contain_text("unknown label 'not-a-digit'")
+    expect(problems).to_contain_text("row 14: image 'img00.png' is already listed in row 2")
 
 
 def _size(page: Any) -> str:
