@@ -24,8 +24,10 @@ import pytest
 from PIL import Image
 
 from disco import Weights, catalog
+from disco.privacy import epsilon
 from disco.protocol import ModelUpdate, Welcome, decode
 from disco.server import ServerHandle
+from disco.task import PrivacyConfig
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 from web_helpers import connect_digits  # noqa: E402
@@ -369,6 +371,16 @@ def test_private_task_updates_are_clipped_and_noised_before_they_leave(
             + "; no metrics or sample count sent"
         )
     )
+
+    spent = page.get_by_test_id("privacy-spent")
+    if multiplier == 0:
+        expect(spent).to_have_count(0)  # clipping alone: no ε to report
+    else:
+        eps = epsilon(PrivacyConfig(clipping_radius=radius, noise_multiplier=multiplier), 1)
+        shown = float(f"{eps:.3g}")
+        text = str(int(shown)) if shown.is_integer() else repr(shown)
+        expect(spent).to_contain_text("This browser has shared 1 protected update for this task")
+        expect(spent).to_contain_text(f"ε = {text} (δ = 10⁻⁵)")
 
     log = page_log(page)
     received = [decode(f) for f in log.frames_received]

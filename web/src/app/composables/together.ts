@@ -10,6 +10,7 @@ import type { Task } from "../../core/task";
 import type { EpochMetrics } from "../../core/training/trainer";
 import type { Weights } from "../../core/weights";
 import { serverUrl } from "./api";
+import { recordPrivateUpdate } from "./privacyBudget";
 import type { Board, LogLine, Phase } from "./session";
 
 /** Take part in the task's rounds; afterwards `model` holds the final global weights. */
@@ -52,6 +53,7 @@ export async function runFederated(run: {
       const trained = getWeights(model, spec);
       if (privacy === null) return { weights: trained, numSamples, metrics };
       const shared = privatizeUpdate(weights, trained, privacy);
+      recordPrivateUpdate(task.id);
       const norm = l2Norm(subtract(trained, weights));
       const radius = privacy.clipping_radius;
       log(
