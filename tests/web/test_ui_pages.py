@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
 import re
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +16,9 @@ from disco.server import ServerHandle
 from disco.task import PrivacyConfig
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-from web_helpers import connect_digits  # noqa: E402
+from web_helpers import connect_digits, get_json  # noqa: E402
 
 expect = playwright_api.expect
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as res:
-        return json.load(res)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +35,7 @@ def private_task(publish: Any) -> str:
 def test_tasks_page_lists_every_task_in_plain_words(
     any_page: Any, server: ServerHandle, private_task: str, screenshot: Any
 ) -> None:
-    tasks = _get_json(f"{server.url}/api/tasks")
+    tasks = get_json(f"{server.url}/api/tasks")
     any_page.goto("/")
     expect(any_page.get_by_test_id("task-list")).to_be_visible()
     cards = any_page.locator("article.task-card")
@@ -205,7 +198,7 @@ _SAVE_MODELS = """async (models) => {
 
 def _save_models(page: Any, server: ServerHandle, seeds: list[int]) -> list[str]:
     """Put one untrained MNIST model per seed in the page's library, saved 1 s apart."""
-    task = _get_json(f"{server.url}/api/tasks/mnist")
+    task = get_json(f"{server.url}/api/tasks/mnist")
     now = int(time.time() * 1000)
     models = [
         {

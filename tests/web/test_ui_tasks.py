@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from typing import Any
 
 import pytest
@@ -12,6 +10,8 @@ from disco import catalog
 from disco.server import ServerHandle
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+from web_helpers import get_json  # noqa: E402
+
 expect = playwright_api.expect
 
 # a page whose visibility the test sets: window.__setVisible(false) hides it, true shows it
@@ -26,11 +26,6 @@ window.__setVisible = (v) => {
   document.dispatchEvent(new Event("visibilitychange"));
 };
 """
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as res:
-        return json.load(res)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +46,7 @@ def _size(page: Any) -> str:
 def test_each_task_is_described_in_plain_words(
     any_page: Any, server: ServerHandle, p2p_task: str, screenshot: Any
 ) -> None:
-    tasks = {t["id"]: t for t in _get_json(f"{server.url}/api/tasks")}
+    tasks = {t["id"]: t for t in get_json(f"{server.url}/api/tasks")}
     any_page.goto("/")
     expect(any_page.locator("article.task-card")).to_have_count(len(tasks))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,3 +20,9 @@ def connect_digits(page: Any, folder: Path, per_label: int, purpose: str = "trai
     count = page.get_by_test_id(f"{purpose}-summary").get_by_test_id("sample-count")
     expect(count).to_have_text(str(total), timeout=60_000)
     return total
+
+
+def get_json(url: str) -> Any:
+    """GET `url` and parse its JSON body."""
+    with urllib.request.urlopen(url, timeout=10) as res:
+        return json.load(res)

@@ -42,13 +42,12 @@ export interface Batch {
 /** Files connected for one purpose (training, testing or predicting). */
 export interface Connection {
   batches: Batch[];
-  /** True while any read is in progress (`reading` counts them: picks may overlap). */
-  busy: boolean;
+  /** Reads in progress (picks may overlap); the files are ready when it is 0. */
   reading: number;
 }
 
 export function newConnection(): Connection {
-  return { batches: [], busy: false, reading: 0 };
+  return { batches: [], reading: 0 };
 }
 
 export function clearConnection(c: Connection): void {
@@ -169,12 +168,10 @@ function imagePart(d: LoadedImages): Part {
 
 async function withBusy(c: Connection, work: () => Promise<void>): Promise<void> {
   c.reading += 1;
-  c.busy = true;
   try {
     await work();
   } finally {
     c.reading -= 1;
-    c.busy = c.reading > 0;
   }
 }
 
