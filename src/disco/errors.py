@@ -16,10 +16,16 @@ Each message says what was wrong and, where it helps, what to do about it.
     │   ├── AuthError          missing or wrong admin token
     │   └── UpdateRejected     the server refused an update (stale, duplicate, wrong shape, NaN)
     ├── SessionError           illegal state transition or a wait that timed out
+    │   └── WaitExpired        a participant stopped waiting for the others (keeps its model)
     └── StoreError             damaged or unreadable server store (database, model files)
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from disco.weights import Weights
 
 __all__ = [
     "AggregationError",
@@ -36,6 +42,7 @@ __all__ = [
     "TaskError",
     "UpdateRejected",
     "VersionError",
+    "WaitExpired",
     "WeightsError",
 ]
 
@@ -94,6 +101,30 @@ class UpdateRejected(ServerError):
 
 class SessionError(DiscoError):
     """An illegal state transition, or a wait that timed out."""
+
+
+class WaitExpired(SessionError):
+    """A participant waited `wait_for_others_s` for the others and stopped.
+
+    It keeps `weights`: the last global model the server combined (`kept == "global"`, trained
+    for `shared_rounds` rounds), or its own locally trained model when nothing was combined since
+    it joined (`kept == "local"`). `rounds_done` counts the rounds it completed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        weights: Weights,
+        kept: Literal["global", "local"],
+        rounds_done: int,
+        shared_rounds: int,
+    ) -> None:
+        super().__init__(message)
+        self.weights = weights
+        self.kept = kept
+        self.rounds_done = rounds_done
+        self.shared_rounds = shared_rounds
 
 
 class StoreError(DiscoError):

@@ -121,6 +121,15 @@ class TrainingInfo(_Frozen):
     round_deadline_s: float = Field(
         default=120.0, gt=0, le=86_400, description="seconds a round waits for slow participants"
     )
+    wait_for_others_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description=(
+            "seconds a participant waits for the others after sending its update; when no round "
+            "closes in that time it stops and keeps the model it has"
+        ),
+    )
     aggregation: Aggregation = "mean"
     privacy: PrivacyConfig | None = None
 
@@ -128,6 +137,20 @@ class TrainingInfo(_Frozen):
     def rounds(self) -> int:
         """Number of communication rounds: epochs / epochs_per_round, rounded up."""
         return math.ceil(self.epochs / self.epochs_per_round)
+
+    def epochs_in_round(self, k: int) -> int:
+        """Local epochs of a participant's `k`-th round (counted from 1).
+
+        ``epochs_per_round``, except in the last planned round, which trains what is left of
+        ``epochs`` (epochs 10, 3 per round → 3, 3, 3, 1); rounds beyond the plan (a participant
+        asked for more) train ``epochs_per_round``. tests/vectors/epoch_schedule.json pins it
+        for the browser too.
+        """
+        if k < 1:
+            raise ValueError(f"rounds are counted from 1, got {k}")
+        if k > self.rounds:
+            return self.epochs_per_round
+        return min(self.epochs_per_round, self.epochs - (k - 1) * self.epochs_per_round)
 
     @model_validator(mode="after")
     def _check_data_fields(self) -> Self:
@@ -150,6 +173,12 @@ class TrainingInfo(_Frozen):
             raise ValueError(f"labels has duplicates: {list(self.labels)}")
         if self.epochs_per_round > self.epochs:
             raise ValueError("epochs_per_round cannot exceed epochs")
+        if self.wait_for_others_s < self.round_deadline_s:
+            raise ValueError(
+                f"wait_for_others_s ({self.wait_for_others_s:g}) must be at least "
+                f"round_deadline_s ({self.round_deadline_s:g}): participants would stop waiting "
+                "before a round's deadline"
+            )
         return self
 
 
@@ -164,7 +193,7 @@ class Task(_Frozen):
     @field_validator("id")
     @classmethod
     def _check_id(cls, value: str) -> str:
-        if not TASK_ID.match(value):
+        if not TASK_ID.fullmatch(value):  # `$` alone would let "id\n" through
             raise ValueError(
                 f"task id {value!r} must be 1-64 lowercase letters, digits, '-' or '_'"
             )

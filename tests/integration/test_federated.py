@@ -74,7 +74,7 @@ def _clients(task: Task, samples: Path, handle: ServerHandle, n: int) -> list[Fe
             handle.url,
             seed=i,
             name=f"c{i}",
-            result_timeout_s=60,
+            wait_for_others_s=60,
         )
         for i in range(1, n + 1)
     ]

@@ -4,7 +4,16 @@
  */
 
 import { describe, expect, it } from "vitest";
-import { FederatedClient, ServerUnreachable, wsUrl, type ClientEvent, type TrainFn } from "../src/core/client/federated";
+import {
+  FederatedClient,
+  ServerUnreachable,
+  WaitExpired,
+  wsUrl,
+  type ClientEvent,
+  type StatusEvent,
+  type TrainFn,
+} from "../src/core/client/federated";
+import { l2Norm, subtract } from "../src/core/privacy";
 import { ServerError, SessionError, StoppedError, UpdateRejected } from "../src/core/errors";
 import { decode, encode, type Message, type ModelUpdate, type ServerMessage } from "../src/core/protocol";
 import { Weights } from "../src/core/weights";
@@ -188,15 +197,16 @@ describe("FederatedClient", () => {
     ]);
     expect(rounds[0]?.weights.equals(model(10))).toBe(true); // each new global model is reported
     expect(rounds[1]?.weights.equals(model(20))).toBe(true);
-    // people count rounds from 1: wire round 0 is "round 1" in every log line
+    // "your round k of N" counts this client's rounds; the server's round is the shared model's training
     const logs = events.flatMap((e) => (e.kind === "log" ? [e.message] : [])).join("\n");
-    expect(logs).toMatch(/joined task titanic as c-0: round 1 /);
-    expect(logs).toMatch(/round 1: training locally \(1 of 2\)/);
-    expect(logs).toMatch(/update for round 1 accepted/);
-    expect(logs).toMatch(/round 1 closed with 2 contributor/);
-    expect(logs).toMatch(/round 2: training locally \(2 of 2\)/);
-    expect(logs).toMatch(/round 2 closed with 2 contributor/);
-    expect(logs).not.toMatch(/round 0/);
+    expect(logs).toMatch(/joined task titanic as c-0: the shared model has been trained for 0 rounds/);
+    expect(logs).toMatch(/your round 1 of 2: training on the shared model \(0 rounds so far\)/);
+    expect(logs).toMatch(/your round 1 of 2: update accepted/);
+    expect(logs).toMatch(/your round 1 of 2 done: the shared model has been trained for 1 round\n/);
+    expect(logs).toMatch(/your round 2 of 2: training on the shared model \(1 round so far\)/);
+    expect(logs).toMatch(/your round 2 of 2 done: the shared model has been trained for 2 rounds/);
+    expect(logs).toMatch(/metrics val_loss are not finite; they are not reported/);
+    expect(logs).not.toMatch(/(?<!your )\bround [0-9]/); // no bare server round numbers
     const last = events.filter((e) => e.kind === "status").at(-1);
     expect(last).toMatchObject({ round: 2, participants: 2, minParticipants: 1 });
   });
@@ -212,7 +222,7 @@ describe("FederatedClient", () => {
     const out = await client(impl, trainer(), events).run(1);
     expect(out.weights.equals(model(7))).toBe(true);
     expect(sockets[0]?.received.map((m) => m.type)).toEqual(["hello", "update", "leave"]);
-    expect(events.some((e) => e.kind === "log" && /update for round 1: round 0 is closing/.test(e.message))).toBe(true);
+    expect(events.some((e) => e.kind === "log" && /your round 1 of 1: round 0 is closing/.test(e.message))).toBe(true);
   });
 
   it("reconnects after an abrupt close and resends the pending update", async () => {
@@ -288,11 +298,56 @@ describe("FederatedClient", () => {
     await expect(client(impl, trainer()).run(1)).rejects.toThrow(new UpdateRejected("[shape] tensor 'dense.bias' has shape (3,)"));
   });
 
-  it("bounds the wait for a round result", async () => {
-    const { impl } = fakeServer(normalServer(() => true)); // never answers updates
-    const run = client(impl, trainer(), [], { resultTimeoutMs: 50 }).run(1);
-    await expect(run).rejects.toThrow(SessionError);
-    await expect(run).rejects.toThrow(/no round result after 0 s \(round 1\)/);
+  it("bounds the wait for others and keeps the trained model when nothing was combined", async () => {
+    const { impl } = fakeServer(
+      normalServer((socket, m) => {
+        socket.deliver({ type: "status", round: m.round, participants: 1, min_participants: 2, reported: 1, state: "waiting_for_participants" });
+        return true; // never closes the round
+      }),
+    );
+    const events: ClientEvent[] = [];
+    const run = client(impl, trainer(), events, { waitForOthersMs: 60 }).run(3);
+    const error = await run.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WaitExpired);
+    const expired = error as WaitExpired;
+    expect(expired).toBeInstanceOf(SessionError);
+    expect(expired.kept).toBe("local");
+    expect(expired.weights.equals(plusOne(model(0)))).toBe(true); // the model trained here
+    expect([expired.roundsDone, expired.sharedRounds]).toEqual([0, 0]);
+    expect(expired.message).toMatch(/stopped waiting for the others after 0 s: no round closed \(1 more participant needed \(1 of 2 connected\)\)/);
+    expect(expired.message).toMatch(/You completed 0 of 3 rounds and keep the model trained on your data/);
+    const waiting = events.filter((e): e is StatusEvent => e.kind === "status" && e.waitUntil !== null);
+    expect(waiting.length).toBeGreaterThan(0); // the UI can show a countdown
+    expect(events.filter((e) => e.kind === "status").at(-1)).toMatchObject({ state: "error", waitUntil: null });
+  });
+
+  it("keeps the last shared model when the wait expires after a round was combined", async () => {
+    const { impl } = fakeServer(normalServer((_socket, m) => m.round >= 1)); // round 1 never closes
+    const run = client(impl, trainer(), [], { waitForOthersMs: 40 }).run(3);
+    const error = (await run.catch((e: unknown) => e)) as WaitExpired;
+    expect(error).toBeInstanceOf(WaitExpired);
+    expect([error.kept, error.roundsDone, error.sharedRounds]).toEqual(["global", 1, 1]);
+    expect(error.weights.equals(model(10))).toBe(true);
+    expect(error.message).toMatch(/keep the last shared model \(1 round of training\)/);
+  });
+
+  it("applies the task's privacy in the client: clipped weights, no metrics, count 1", async () => {
+    const updates: ModelUpdate[] = [];
+    const { impl } = fakeServer(
+      normalServer((_socket, m) => {
+        updates.push(m);
+        return false;
+      }),
+    );
+    const events: ClientEvent[] = [];
+    const privacy = { clipping_radius: 0.5, noise_multiplier: 0 };
+    await client(impl, trainer(), events, { privacy }).run(1);
+    const sent = updates[0] as ModelUpdate;
+    expect(sent.num_samples).toBe(1);
+    expect(sent.metrics).toEqual({});
+    expect(l2Norm(subtract(sent.weights, model(0)))).toBeCloseTo(0.5, 5);
+    const logs = events.flatMap((e) => (e.kind === "log" ? [e.message] : [])).join("\n");
+    expect(logs).toMatch(/privacy: update size [0-9.]+, clipped to L2 norm ≤ 0.5; no noise; no metrics or sample count sent/);
   });
 
   it("gives up sooner when the first connection never succeeds, counting attempts", async () => {

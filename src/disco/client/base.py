@@ -74,18 +74,28 @@ class Client(ABC):
         self.trainer = Trainer(self.model, task.training, seed=seed, callbacks=callbacks or [])
         self._train_s = 0.0
 
-    def _train_sync(self, round: int, weights: Weights) -> tuple[Weights, list[EpochMetrics]]:
+    def _train_sync(
+        self, round: int, weights: Weights, epochs: int
+    ) -> tuple[Weights, list[EpochMetrics]]:
         start = time.perf_counter()
         self.model.set_weights(weights)
-        history = self.trainer.train_round(round, self.train_data, self.val_data)
+        history = self.trainer.train_round(round, self.train_data, self.val_data, epochs)
         trained = self.model.get_weights()
         self._train_s += time.perf_counter() - start
         return trained, history
 
-    async def train(self, round: int, weights: Weights) -> tuple[Weights, list[EpochMetrics]]:
-        """Train one round from `weights` in a worker thread; return new weights and metrics."""
+    async def train(
+        self, round: int, weights: Weights, epochs: int
+    ) -> tuple[Weights, list[EpochMetrics]]:
+        """Train `epochs` epochs from `weights` in the training thread; new weights and metrics.
+
+        `round` seeds the data order and dropout (the server's round when training together).
+        How many epochs a participant's k-th round has is `TrainingInfo.epochs_in_round(k)`.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_TRAINING_THREAD, self._train_sync, round, weights)
+        return await loop.run_in_executor(
+            _TRAINING_THREAD, self._train_sync, round, weights, epochs
+        )
 
     @abstractmethod
     async def run(self, rounds: int | None = None) -> ClientResult:

@@ -3,47 +3,59 @@
 Life of the client (docs/protocol.md has the full state machine):
 connecting → joined (Welcome: round r, global G_r) → training → sent (ModelUpdate r) →
 waiting (UpdateAck, Status…) → RoundResult(r+1) → training … → after the last round: Leave.
-A dropped connection is retried with back-off; on reconnect a pending update is sent again if the
-server is still in its round, and a newer global model is adopted otherwise.
+
+* A dropped connection is retried with back-off; on reconnect a pending update is sent again if
+  the server is still in its round, and a newer global model is adopted otherwise.
+* Messages are read while training: an update whose round closed meanwhile is dropped, and the
+  participant continues from the newer model (as the browser does).
+* After its update, a participant waits at most ``wait_for_others_s`` (the task's setting) for
+  the round to close, logging every 30 s how many participants are missing; then it stops with
+  `WaitExpired`, which carries the model it keeps.
+
+Numbering: "your round k of N" counts this participant's rounds from 1; the server's round r
+(0-based on the wire) is how many rounds the shared model has been trained for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from disco.client.base import Client, ClientResult
+from disco.client.link import Link, LinkClosed, Traffic
+from disco.client.update import prepare_update
 from disco.data.dataset import Dataset
-from disco.errors import ServerError, SessionError, UpdateRejected
-from disco.privacy import privatize_update
+from disco.errors import ServerError, SessionError, UpdateRejected, WaitExpired
 from disco.protocol import (
     DEFAULT_MAX_FRAME,
     ErrorMessage,
     Hello,
     Leave,
-    Metrics,
     ModelUpdate,
     RoundResult,
+    ServerMessage,
     Status,
     UpdateAck,
     Welcome,
-    decode,
-    encode,
 )
 from disco.task import Task
 from disco.training import EpochMetrics, EventCallback
+from disco.weights import Weights
 
 __all__ = ["FederatedClient"]
 
 log = logging.getLogger("disco.client")
 StatusCallback = Callable[[Any], None]
+WAIT_LOG_S = 30.0
+"""While waiting for others, a log line this often (seconds)."""
 
 
 def ws_url(server: str) -> str:
@@ -54,6 +66,14 @@ def ws_url(server: str) -> str:
     if base.startswith("http://"):
         return "ws://" + base[len("http://") :] + "/ws"
     return base if base.endswith("/ws") else base + "/ws"
+
+
+def _rounds(n: int) -> str:
+    return f"{n} round{'' if n == 1 else 's'}"
+
+
+def _more(n: int) -> str:
+    return f"{n} more participant{'' if n == 1 else 's'}"
 
 
 class FederatedClient(Client):
@@ -69,39 +89,62 @@ class FederatedClient(Client):
         name: str = "",
         callbacks: list[EventCallback] | None = None,
         on_message: StatusCallback | None = None,
-        result_timeout_s: float = 3600.0,
+        wait_for_others_s: float | None = None,
         reconnect_timeout_s: float = 60.0,
     ) -> None:
         super().__init__(task, data, seed=seed, name=name, callbacks=callbacks)
         self.url = ws_url(server_url)
         self.on_message = on_message
-        self.result_timeout_s = result_timeout_s
+        self.wait_for_others_s = (
+            task.training.wait_for_others_s if wait_for_others_s is None else wait_for_others_s
+        )
+        if not self.wait_for_others_s > 0:
+            raise SessionError(f"wait_for_others_s must be > 0, got {self.wait_for_others_s}")
         self.reconnect_timeout_s = reconnect_timeout_s
-        self.bytes_up = 0
-        self.bytes_down = 0
         self.client_id: str | None = None
-        self._conn: ClientConnection | None = None
+        self.status: Status | None = None
+        """The session as the server last described it (participants, reported, state)."""
+        self._traffic = Traffic()
+        self._link: Link | None = None
         self._rng = np.random.default_rng(seed)
 
-    # -- transport ----------------------------------------------------------------------------
-    async def _send(self, message: Any) -> None:
-        frame = encode(message)
-        if self._conn is None:
-            raise SessionError("not connected")
-        await self._conn.send(frame)
-        self.bytes_up += len(frame)
+    @property
+    def bytes_up(self) -> int:
+        """Bytes sent so far (frames)."""
+        return self._traffic.bytes_up
 
-    async def _recv(self, timeout: float) -> Any:
-        if self._conn is None:
-            raise SessionError("not connected")
-        async with asyncio.timeout(timeout):  # (wait_for can swallow a cancellation on 3.11)
-            frame = await self._conn.recv()
-        if isinstance(frame, str):
-            raise ServerError(f"server sent a text frame: {frame[:200]}")
-        self.bytes_down += len(frame)
-        message = decode(frame)
+    @property
+    def bytes_down(self) -> int:
+        """Bytes received so far (frames)."""
+        return self._traffic.bytes_down
+
+    # -- transport ----------------------------------------------------------------------------
+    def _observe(self, message: ServerMessage) -> None:
+        """Track the session's counters from every message as it arrives, then pass it on."""
+        if isinstance(message, Welcome | Status):
+            reported = message.reported if isinstance(message, Status) else 0
+            self.status = Status(
+                round=message.round,
+                participants=message.participants,
+                min_participants=message.min_participants,
+                reported=reported,
+                state=message.state,
+            )
+        elif isinstance(message, UpdateAck) and self.status is not None:
+            self.status = self.status.model_copy(
+                update={"reported": message.reported, "participants": message.participants}
+            )
         if self.on_message is not None:
             self.on_message(message)
+
+    @property
+    def link(self) -> Link:
+        if self._link is None:
+            raise SessionError("not connected")
+        return self._link
+
+    async def _next(self, timeout: float) -> ServerMessage:
+        message = await self.link.next(timeout)
         if isinstance(message, ErrorMessage) and message.code in ("unknown_task", "version"):
             raise ServerError(f"server refused to join: {message.message}")
         return message
@@ -112,101 +155,186 @@ class FederatedClient(Client):
         delay = 0.1
         while True:
             try:
-                self._conn = await connect(self.url, max_size=DEFAULT_MAX_FRAME, open_timeout=10)
-                await self._send(Hello(task_id=self.task.id, name=self.name, kind="python"))
+                if self._link is not None:
+                    await self._link.close()
+                conn = await connect(self.url, max_size=DEFAULT_MAX_FRAME, open_timeout=10)
+                self._link = Link(conn, self._traffic, self._observe)
+                await self._link.send(Hello(task_id=self.task.id, name=self.name, kind="python"))
                 while True:
-                    message = await self._recv(timeout=30)
+                    message = await self._next(timeout=30)
                     if isinstance(message, Welcome):
                         self.client_id = message.client_id
                         message.weights.check_like(self.model.get_weights(), "global model")
                         return message
-            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
+            except (OSError, LinkClosed, InvalidHandshake, TimeoutError) as exc:
                 if isinstance(exc, InvalidURI) or time.monotonic() + delay > deadline:
                     raise ServerError(f"cannot reach the server at {self.url}: {exc}") from exc
                 log.info("connection to %s failed (%s); retrying in %.1fs", self.url, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _wait_result(self, pending: ModelUpdate) -> tuple[RoundResult | Welcome, bool]:
+    async def _send(self, message: ModelUpdate | Leave) -> None:
+        try:
+            await self.link.send(message)
+        except LinkClosed:
+            pass  # waiting notices the closed link, reconnects and resends
+
+    # -- waiting for the round to close -------------------------------------------------------
+    def _missing(self) -> str:
+        """Who the round waits for, in words, from the last status."""
+        s = self.status
+        if s is None:
+            return "waiting for the server"
+        if s.participants < s.min_participants:
+            need = s.min_participants - s.participants
+            return f"{_more(need)} needed ({s.participants} of {s.min_participants} connected)"
+        if s.reported < s.min_participants:
+            return (
+                f"{s.reported} of {s.min_participants} required updates in "
+                f"({s.participants} connected)"
+            )
+        return f"{s.reported} of {s.participants} updates in; the round closes at its deadline"
+
+    async def _wait_result(
+        self, pending: ModelUpdate, k: int, n: int, kept: Callable[[], WaitExpired]
+    ) -> RoundResult | Welcome:
         """Wait for the round after `pending.round`; reconnect and resend if the link drops.
 
-        Returns the message carrying the new global model and whether it is a fresh join.
+        Gives up with `kept()` (a `WaitExpired`) after `wait_for_others_s` without a new round.
         """
-        deadline = time.monotonic() + self.result_timeout_s
+        started = time.monotonic()
+        give_up = started + self.wait_for_others_s
+        next_log = started + WAIT_LOG_S
+        log.info(
+            "your round %d of %d: update sent; waiting for others: %s; stopping in %.0f s",
+            *(k, n, self._missing(), self.wait_for_others_s),
+        )
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise SessionError(
-                    f"no round result after {self.result_timeout_s:.0f}s (round {pending.round})"
+            now = time.monotonic()
+            if now >= give_up:
+                raise kept()
+            if now >= next_log:
+                log.info(
+                    "your round %d of %d: waiting for others: %s; stopping in %.0f s",
+                    *(k, n, self._missing(), give_up - now),
                 )
+                next_log = now + WAIT_LOG_S
             try:
-                message = await self._recv(timeout=left)
+                message = await self._next(timeout=min(give_up, next_log) - now)
             except TimeoutError:
                 continue
-            except ConnectionClosed:
+            except LinkClosed as exc:
+                log.warning("connection lost (%s); reconnecting", exc)
                 welcome = await self._join()
                 if welcome.round > pending.round:
-                    return welcome, True
-                await self._send(pending.model_copy(update={"round": welcome.round}))
+                    log.info("round closed meanwhile; continuing from the newer shared model")
+                    return welcome
+                log.info("your round %d of %d: sending the update again", k, n)
+                pending = pending.model_copy(update={"round": welcome.round})
+                await self._send(pending)
                 continue
             if isinstance(message, RoundResult) and message.round > pending.round:
-                return message, False
+                return message
             if isinstance(message, ErrorMessage):
                 if message.code in ("stale", "duplicate"):  # too late, or already counted
-                    log.info("update for round %d: %s", pending.round, message.message)
+                    log.info("your round %d of %d: %s", k, n, message.message)
                     continue
                 raise UpdateRejected(f"[{message.code}] {message.message}")
-            if isinstance(message, UpdateAck | Status):
-                continue
+            if isinstance(message, UpdateAck):
+                log.info(
+                    "your round %d of %d: update accepted (%d of %d reported)",
+                    *(k, n, message.reported, message.participants),
+                )
+
+    def _newer_result(self, round: int) -> RoundResult | None:
+        """The newest round result already received for a round after `round`, if any."""
+        taken = self.link.take(lambda m: isinstance(m, RoundResult) and m.round > round)
+        results = [m for m in taken if isinstance(m, RoundResult)]
+        return results[-1] if results else None
 
     # -- the round loop -----------------------------------------------------------------------
     async def run(self, rounds: int | None = None) -> ClientResult:
-        """Take part in `rounds` rounds (default: the task's), then leave."""
+        """Take part in `rounds` rounds (default: the task's), then leave.
+
+        Raises `WaitExpired` (carrying the model kept) when a round does not close within
+        `wait_for_others_s` after this participant's update.
+        """
         start = time.perf_counter()
-        rounds = self.task.training.rounds if rounds is None else rounds
+        training = self.task.training
+        rounds = training.rounds if rounds is None else rounds
         welcome = await self._join()
         weights, server_round = welcome.weights, welcome.round
+        log.info(
+            "joined task %s as %s: the shared model has been trained for %s; "
+            "you take part in %s (%d of %d participants needed are connected)",
+            *(self.task.id, welcome.client_id, _rounds(welcome.round), _rounds(rounds)),
+            *(welcome.participants, welcome.min_participants),
+        )
         history: list[EpochMetrics] = []
+        done = 0
         try:
-            for _ in range(rounds):
-                trained, epochs = await self.train(server_round, weights)
-                history.extend(epochs)
-                shared = trained
-                privacy = self.task.training.privacy
-                if privacy is not None:
-                    shared = privatize_update(weights, trained, privacy, self._rng)
-                    norm = (trained - weights).l2_norm()
-                    log.info(
-                        "round %d: update norm %.4g %s; noise std %.4g added",
-                        server_round,
-                        norm,
-                        f"clipped to {privacy.clipping_radius:g}"
-                        if norm > privacy.clipping_radius
-                        else f"within the clipping radius {privacy.clipping_radius:g}",
-                        privacy.noise_std,
-                    )
-                last = epochs[-1]
-                metrics = Metrics(
-                    train_loss=last.train_loss,
-                    train_accuracy=last.train_accuracy,
-                    val_loss=last.val_loss,
-                    val_accuracy=last.val_accuracy,
+            while done < rounds:
+                k = done + 1
+                epochs = training.epochs_in_round(k)
+                log.info(
+                    "your round %d of %d: training %d epoch(s) on the shared model (%s so far)",
+                    *(k, rounds, epochs, _rounds(server_round)),
                 )
+                trained, epoch_metrics = await self.train(server_round, weights, epochs)
+                history.extend(epoch_metrics)
+                newer = self._newer_result(server_round)
+                if newer is not None:
+                    log.warning(
+                        "your round %d of %d: the round closed while you trained; your update is "
+                        "dropped and you continue from the newer shared model",
+                        *(k, rounds),
+                    )
+                    weights, server_round, done = newer.weights, newer.round, done + 1
+                    continue
+                last = epoch_metrics[-1]
+                prepared = prepare_update(
+                    weights,
+                    trained,
+                    len(self.train_data),
+                    {
+                        "train_loss": last.train_loss,
+                        "train_accuracy": last.train_accuracy,
+                        "val_loss": last.val_loss,
+                        "val_accuracy": last.val_accuracy,
+                    },
+                    training.privacy,
+                    self._rng,
+                )
+                if prepared.dropped_metrics:
+                    log.warning(
+                        "your round %d of %d: metrics %s are not finite; they are not reported",
+                        *(k, rounds, ", ".join(prepared.dropped_metrics)),
+                    )
+                if training.privacy is not None:
+                    log.info(
+                        "your round %d of %d: %s",
+                        *(k, rounds, prepared.describe_privacy(training.privacy)),
+                    )
                 update = ModelUpdate(
                     round=server_round,
-                    # with privacy, nothing computed from the data leaves unprotected: no metrics,
-                    # and every participant weighs the same (docs/privacy.md)
-                    num_samples=len(self.train_data) if privacy is None else 1,
-                    weights=shared,
-                    metrics=metrics if privacy is None else Metrics(),
+                    num_samples=prepared.num_samples,
+                    weights=prepared.weights,
+                    metrics=prepared.metrics,
                 )
-                try:
-                    await self._send(update)
-                except ConnectionClosed:
-                    pass  # _wait_result reconnects and resends
-                result, _ = await self._wait_result(update)
-                weights, server_round = result.weights, result.round
-            await self._leave()
+                await self._send(update)
+                expired = functools.partial(
+                    self._expired, done, rounds, trained, weights, server_round
+                )
+                result = await self._wait_result(update, k, rounds, expired)
+                weights, server_round, done = result.weights, result.round, done + 1
+                if isinstance(result, RoundResult):
+                    log.info(
+                        "your round %d of %d done: %d contributor(s); the shared model has been "
+                        "trained for %s",
+                        *(k, rounds, result.contributors, _rounds(result.round)),
+                    )
+            await self._send(Leave())
+            log.info("done: %s; left the session", _rounds(rounds))
         finally:
             await self._close()
         self.model.set_weights(weights)
@@ -221,13 +349,29 @@ class FederatedClient(Client):
             num_samples=len(self.train_data),
         )
 
-    async def _leave(self) -> None:
-        try:
-            await self._send(Leave())
-        except (ConnectionClosed, SessionError):
-            pass
+    def _expired(
+        self, done: int, rounds: int, local: Weights, global_weights: Weights, global_round: int
+    ) -> WaitExpired:
+        """The error to stop with: the last shared model if it has training behind it, else
+        the model trained here (the same rule as the browser)."""
+        kept: Literal["global", "local"] = "global" if global_round > 0 else "local"
+        which = (
+            f"the last shared model ({_rounds(global_round)} of training)"
+            if kept == "global"
+            else "the model trained on your data (nothing was combined yet)"
+        )
+        message = (
+            f"stopped waiting for the others after {self.wait_for_others_s:g} s: no round closed "
+            f"({self._missing()}). You completed {done} of {rounds} rounds and keep {which}."
+        )
+        log.warning(message)
+        weights = global_weights if kept == "global" else local
+        self.model.set_weights(weights)
+        return WaitExpired(
+            message, weights=weights, kept=kept, rounds_done=done, shared_rounds=global_round
+        )
 
     async def _close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        if self._link is not None:
+            await self._link.close()
+            self._link = None

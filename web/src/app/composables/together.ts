@@ -1,19 +1,22 @@
 // Training with others through the server: each round the received global model is loaded,
-// trained on the local data for epochs_per_round epochs, and the new weights are sent back.
-// Only weights and four numbers (loss/accuracy) leave the browser; never the data.
+// trained on the local data for the round's epochs, and handed to the core client, which applies
+// the one update pipeline (checks, the task's privacy, metrics: core/client/update.ts) and sends
+// it. Only weights and four numbers (loss/accuracy) leave the browser; never the data.
 import type * as tf from "@tensorflow/tfjs";
 import { FederatedClient } from "../../core/client/federated";
 import { getWeights, setWeights } from "../../core/models";
-import { l2Norm, noiseStd, privatizeUpdate, subtract } from "../../core/privacy";
-import type { Metrics } from "../../core/protocol";
-import type { Task } from "../../core/task";
+import { epochsInRound, type Task } from "../../core/task";
 import type { EpochMetrics } from "../../core/training/trainer";
 import type { Weights } from "../../core/weights";
 import { serverUrl } from "./api";
 import { recordPrivateUpdate } from "./privacyBudget";
 import type { Board, LogLine, Phase } from "./session";
 
-/** Take part in the task's rounds; afterwards `model` holds the final global weights. */
+/**
+ * Take part in the task's rounds; afterwards `model` holds the final global weights. Rejects
+ * with `WaitExpired` (carrying the model to keep) when no round closes within the task's
+ * `wait_for_others_s` after this browser's update.
+ */
 export async function runFederated(run: {
   task: Task;
   board: Board;
@@ -29,7 +32,6 @@ export async function runFederated(run: {
 }): Promise<void> {
   const { task, board, model, trainRound, numSamples, log, onGlobal, onStop } = run;
   const spec = task.model;
-  const { epochs, epochs_per_round: per } = task.training;
   const privacy = task.training.privacy;
   let mine = 0; // rounds this browser trained
   const client = new FederatedClient({
@@ -37,33 +39,19 @@ export async function runFederated(run: {
     taskId: task.id,
     name: `browser-${Math.random().toString(36).slice(2, 7)}`,
     reference: getWeights(model, spec),
+    privacy,
+    waitForOthersMs: task.training.wait_for_others_s * 1000,
     train: async (round, weights) => {
       onGlobal(round, weights);
       mine += 1;
       setWeights(model, spec, weights);
-      const history = await trainRound(mine, Math.max(1, Math.min(per, epochs - (mine - 1) * per)));
+      const history = await trainRound(mine, epochsInRound(task.training, mine));
       const last = history.at(-1);
-      const metrics: Metrics = {};
-      if (last) {
-        for (const key of ["train_loss", "train_accuracy", "val_loss", "val_accuracy"] as const) {
-          const v = last[key];
-          if (v !== null && Number.isFinite(v)) metrics[key] = v;
-        }
-      }
-      const trained = getWeights(model, spec);
-      if (privacy === null) return { weights: trained, numSamples, metrics };
-      const shared = privatizeUpdate(weights, trained, privacy);
-      recordPrivateUpdate(task.id);
-      const norm = l2Norm(subtract(trained, weights));
-      const radius = privacy.clipping_radius;
-      log(
-        `privacy: update size ${Number(norm.toPrecision(3))}, ` +
-          (norm > radius ? `clipped to L2 norm ≤ ${radius}` : `within the clipping radius ${radius}`) +
-          (noiseStd(privacy) > 0 ? `; noise σ = ${Number(noiseStd(privacy).toPrecision(3))} added` : "; no noise") +
-          "; no metrics or sample count sent",
-      );
-      // nothing else computed from the data leaves unprotected: no metrics, equal weights
-      return { weights: shared, numSamples: 1, metrics: {} };
+      if (privacy !== null) recordPrivateUpdate(task.id);
+      const metrics = last
+        ? { train_loss: last.train_loss, train_accuracy: last.train_accuracy, val_loss: last.val_loss, val_accuracy: last.val_accuracy }
+        : {};
+      return { weights: getWeights(model, spec), numSamples, metrics };
     },
     onEvent: (e) => {
       if (e.kind === "status") {
@@ -74,7 +62,10 @@ export async function runFederated(run: {
         board.minParticipants = e.minParticipants;
         board.attempt = e.state === "connecting" ? e.attempt : 0;
         board.reconnecting = e.state === "connecting" && e.joined;
+        if (e.joined) board.sharedRound = e.round;
+        board.waitUntil = e.waitUntil;
       } else if (e.kind === "round") {
+        board.sharedRound = e.round;
         onGlobal(e.round, e.weights);
       } else if (e.kind === "log") {
         log(e.message, e.level);

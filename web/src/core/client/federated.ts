@@ -8,25 +8,29 @@
  * A dropped connection is retried with back-off; on reconnect a pending update is sent again if
  * the server is still in its round, and a newer global model is adopted otherwise. A server that
  * never answered is given up on sooner (`firstConnectTimeoutMs`) than one lost mid-session
- * (`reconnectTimeoutMs`); both end in `ServerUnreachable`. Every wait is bounded; `stop()` leaves
- * the session and makes `run()` reject with `StoppedError` at once.
+ * (`reconnectTimeoutMs`); both end in `ServerUnreachable`. After its update the client waits at
+ * most `waitForOthersMs` (the task's `wait_for_others_s`) for the round to close, saying every
+ * 30 s how many participants are missing, then stops with `WaitExpired`, which carries the model
+ * it keeps. Every wait is bounded; `stop()` leaves the session and makes `run()` reject with
+ * `StoppedError` at once.
  *
- * Rounds are 0-based on the wire, as in the protocol; log messages number them from 1, as people
- * count (`round 0` on the wire is "round 1" in the log).
+ * What is sent after training comes from the one update pipeline (`./update.ts`: checks, the
+ * task's privacy, metrics), as in Python.
+ *
+ * Numbering: "your round k of N" counts this client's rounds from 1; the server's round r
+ * (0-based on the wire) is how many rounds the shared model has been trained for.
  */
 
 import { ServerError, SessionError, StoppedError, UpdateRejected } from "../errors";
-import {
-  MAX_NUM_SAMPLES,
-  METRIC_NAMES,
-  type Metrics,
-  type ModelUpdate,
-  type RoundResult,
-  type ServerMessage,
-  type SessionState,
-} from "../protocol";
+import type { RandomSource } from "../privacy";
+import type { Metrics, ModelUpdate, RoundResult, ServerMessage, SessionState } from "../protocol";
+import type { PrivacyConfig } from "../task";
 import type { Weights } from "../weights";
 import { bounded, Link, LinkClosed, sleep, WaitTimeout, type Traffic } from "./link";
+import { describePrivacy, prepareUpdate, type RawMetrics } from "./update";
+
+/** While waiting for others, a log line this often. */
+export const WAIT_LOG_MS = 30_000;
 
 /** What the client is doing, for the UI. */
 export type ClientState =
@@ -53,6 +57,8 @@ export interface StatusEvent {
   attempt: number;
   /** Whether this client joined the session before (a `connecting` state is then a reconnect). */
   joined: boolean;
+  /** While waiting for the round to close after this client's update: when it gives up (ms since the epoch). */
+  waitUntil: number | null;
   message?: string;
 }
 /** A round closed: `round` is the round its model opens (closed round + 1). */
@@ -80,8 +86,8 @@ export interface TrainOutput {
   weights: Weights;
   /** Training samples behind the update: an integer from 1 to 2^40 (its FedAvg weight). */
   numSamples: number;
-  /** Non-finite or unknown metrics are left out. */
-  metrics: Metrics;
+  /** Metrics of the last epoch; non-finite ones are left out of the update. */
+  metrics: RawMetrics;
 }
 /** Local training on the global model of `round`; `signal` aborts when the client stops. */
 export type TrainFn = (round: number, weights: Weights, signal: AbortSignal) => Promise<TrainOutput>;
@@ -95,8 +101,12 @@ export interface FederatedClientOptions {
   name?: string;
   train: TrainFn;
   onEvent?: (event: ClientEvent) => void;
-  /** Longest wait for a round to close after sending an update (default 1 hour). */
-  resultTimeoutMs?: number;
+  /** The task's privacy: updates are clipped and noised before they leave (default none). */
+  privacy?: PrivacyConfig | null;
+  /** Noise source for privacy (default `crypto.getRandomValues`); tests pass their own. */
+  random?: RandomSource;
+  /** Longest wait for a round to close after sending an update (the task's `wait_for_others_s`; default 600 s). */
+  waitForOthersMs?: number;
   /** How long to keep trying to reconnect after the connection was lost (default 60 s). */
   reconnectTimeoutMs?: number;
   /** How long to keep trying when the very first connection does not succeed (default 15 s). */
@@ -139,6 +149,27 @@ export class ServerUnreachable extends ServerError {
   }
 }
 
+/**
+ * The client waited `waitForOthersMs` for the others after its update and stopped (mirrors
+ * Python's `disco.errors.WaitExpired`). It keeps `weights`: the last global model the server
+ * combined (`kept === "global"`, trained for `sharedRounds` rounds), or its own locally trained
+ * model when nothing was combined since it joined (`kept === "local"`).
+ */
+export class WaitExpired extends SessionError {
+  override name = "WaitExpired";
+  constructor(
+    message: string,
+    readonly weights: Weights,
+    readonly kept: "global" | "local",
+    /** Rounds this client completed. */
+    readonly roundsDone: number,
+    /** Rounds the shared model had been trained for when this client stopped. */
+    readonly sharedRounds: number,
+  ) {
+    super(message);
+  }
+}
+
 /** Close codes after which reconnecting cannot help. */
 const FATAL_CLOSE: Record<number, string> = {
   1009: "the update is larger than the server accepts",
@@ -169,6 +200,7 @@ export class FederatedClient {
     reported: 0,
     attempt: 0,
     joined: false,
+    waitUntil: null,
   };
   private sessionState: SessionState = "waiting_for_participants";
   private link: Link | null = null;
@@ -216,7 +248,7 @@ export class FederatedClient {
       const { round, contributors, num_samples: numSamples, metrics, weights } = m;
       this.emit({ kind: "round", round, contributors, numSamples, metrics, weights });
       // the closed round is m.round - 1 on the wire: round m.round counted from 1
-      this.log("info", `round ${m.round} closed with ${m.contributors} contributor(s), ${m.num_samples} samples`);
+      this.log("info", `a round closed with ${m.contributors} contributor(s), ${m.num_samples} samples`);
     } else return;
     if (m.type === "status" && (s.state === "aggregating" || s.state === "waiting_for_participants")) {
       s.state = this.waitingState();
@@ -260,8 +292,9 @@ export class FederatedClient {
       if (m.type !== "welcome") continue;
       this.clientId = m.client_id;
       if (this.options.reference) m.weights.checkLike(this.options.reference, "the server's global model");
-      const who = `${m.participants} connected, ${m.min_participants} needed`;
-      this.log("info", `joined task ${m.task_id} as ${m.client_id}: round ${m.round + 1} (${who})`);
+      const who = `${m.participants} of ${m.min_participants} participants needed are connected`;
+      const trained = `${m.round} round${m.round === 1 ? "" : "s"}`;
+      this.log("info", `joined task ${m.task_id} as ${m.client_id}: the shared model has been trained for ${trained} (${who})`);
       return { round: m.round, weights: m.weights };
     }
   }
@@ -309,16 +342,47 @@ export class FederatedClient {
     if (this.link?.send(update)) this.setState(this.waitingState());
   }
 
-  /** Wait for the round after `pending.round`; reconnect and resend if the link drops. */
-  private async waitResult(pending: ModelUpdate): Promise<Model> {
-    const limit = this.options.resultTimeoutMs ?? 3_600_000;
-    const deadline = Date.now() + limit;
+  /** Who the round waits for, in words, from the last status. */
+  private missing(): string {
+    const s = this.status;
+    const more = (n: number): string => `${n} more participant${n === 1 ? "" : "s"}`;
+    if (s.participants < s.minParticipants) {
+      return `${more(s.minParticipants - s.participants)} needed (${s.participants} of ${s.minParticipants} connected)`;
+    }
+    if (s.reported < s.minParticipants) {
+      return `${s.reported} of ${s.minParticipants} required updates in (${s.participants} connected)`;
+    }
+    return `${s.reported} of ${s.participants} updates in; the round closes at its deadline`;
+  }
+
+  /**
+   * Wait for the round after `pending.round`; reconnect and resend if the link drops. Throws
+   * `expired()` (a `WaitExpired`) after `waitForOthersMs` without a new round.
+   */
+  private async waitResult(pending: ModelUpdate, mine: string, expired: () => WaitExpired): Promise<Model> {
+    const deadline = Date.now() + (this.options.waitForOthersMs ?? 600_000);
+    this.status.waitUntil = deadline;
+    try {
+      return await this.waitLoop(pending, mine, expired, deadline);
+    } finally {
+      this.status.waitUntil = null;
+    }
+  }
+
+  private async waitLoop(pending: ModelUpdate, mine: string, expired: () => WaitExpired, deadline: number): Promise<Model> {
+    const seconds = Math.round((deadline - Date.now()) / 1000);
+    this.log("info", `${mine}: update sent; waiting for others: ${this.missing()}; stopping in ${seconds} s`);
+    let nextLog = Date.now() + WAIT_LOG_MS;
     for (;;) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new SessionError(`no round result after ${Math.round(limit / 1000)} s (round ${pending.round + 1})`);
+      const now = Date.now();
+      if (now >= deadline) throw expired();
+      if (now >= nextLog) {
+        this.log("info", `${mine}: waiting for others: ${this.missing()}; stopping in ${Math.round((deadline - now) / 1000)} s`);
+        nextLog = now + WAIT_LOG_MS;
+      }
       let m: ServerMessage;
       try {
-        m = await this.next(this.link as Link, left);
+        m = await this.next(this.link as Link, Math.min(deadline, nextLog) - now);
       } catch (exc) {
         if (exc instanceof WaitTimeout) continue;
         if (!(exc instanceof LinkClosed)) throw exc;
@@ -327,46 +391,57 @@ export class FederatedClient {
         this.log("warn", `connection lost (${exc.message}); reconnecting`);
         const model = await this.join();
         if (model.round > pending.round) {
-          this.log("info", `round ${pending.round + 1} closed meanwhile; continuing from round ${model.round + 1}`);
+          this.log("info", `${mine}: the round closed meanwhile; continuing from the newer shared model`);
           return model;
         }
         pending = { ...pending, round: model.round };
-        this.log("info", `sending the update for round ${pending.round + 1} again`);
+        this.log("info", `${mine}: sending the update again`);
         this.send(pending);
         continue;
       }
       if (m.type === "result" && m.round > pending.round) return { round: m.round, weights: m.weights };
       if (m.type === "ack" && m.round === pending.round) {
-        this.log("info", `update for round ${m.round + 1} accepted (${m.reported} of ${m.participants} reported)`);
+        this.log("info", `${mine}: update accepted (${m.reported} of ${m.participants} reported)`);
         this.setState(this.waitingState());
       } else if (m.type === "error") {
         // stale: the round closed without it; duplicate: a copy resent after a reconnect
         if (m.code !== "stale" && m.code !== "duplicate") throw new UpdateRejected(`[${m.code}] ${m.message}`);
-        this.log("info", `update for round ${pending.round + 1}: ${m.message}`);
+        this.log("info", `${mine}: ${m.message}`);
         this.setState(this.waitingState());
       }
     }
   }
 
   // -- the round loop ------------------------------------------------------------------------
-  private async trainOnce(model: Model): Promise<ModelUpdate> {
+  /** Train on `model`; the trained weights (kept if the wait expires) and the update to send. */
+  private async trainOnce(model: Model, mine: string): Promise<{ trained: Weights; update: ModelUpdate }> {
     const running = this.options.train(model.round, model.weights, this.signal);
     running.catch(() => undefined); // stop() may leave it unawaited
     const out = await bounded(running, this.signal);
-    out.weights.checkLike(model.weights, "trained weights");
-    if (!out.weights.isFinite()) {
-      throw new SessionError("training produced NaN or infinite weights (it diverged; try a lower learning rate)");
+    const privacy = this.options.privacy ?? null;
+    const prepared = prepareUpdate(model.weights, out.weights, out.numSamples, out.metrics, privacy, this.options.random);
+    if (prepared.droppedMetrics.length > 0) {
+      this.log("warn", `${mine}: metrics ${prepared.droppedMetrics.join(", ")} are not finite; they are not reported`);
     }
-    if (!Number.isInteger(out.numSamples) || out.numSamples < 1 || out.numSamples > MAX_NUM_SAMPLES) {
-      throw new SessionError(`train() must return numSamples as an integer from 1 to 2^40, got ${out.numSamples}`);
-    }
-    const metrics: Metrics = {};
-    for (const name of METRIC_NAMES) {
-      const value = out.metrics[name];
-      if (value !== undefined && Number.isFinite(value)) metrics[name] = value;
-      else if (value !== undefined) this.log("warn", `metric ${name} is ${value}; it is not reported`);
-    }
-    return { type: "update", round: model.round, num_samples: out.numSamples, weights: out.weights, metrics };
+    if (privacy !== null) this.log("info", describePrivacy(prepared, privacy));
+    const { weights, numSamples, metrics } = prepared;
+    return { trained: out.weights, update: { type: "update", round: model.round, num_samples: numSamples, weights, metrics } };
+  }
+
+  /** The error to stop with when the wait expires: the last shared model if it has training behind it, else the model trained here (as in Python). */
+  private expired(done: number, rounds: number, trained: Weights, model: Model): WaitExpired {
+    const kept = model.round > 0 ? "global" : "local";
+    const plural = (n: number): string => `${n} round${n === 1 ? "" : "s"}`;
+    const which =
+      kept === "global"
+        ? `the last shared model (${plural(model.round)} of training)`
+        : "the model trained on your data (nothing was combined yet)";
+    const seconds = Math.round((this.options.waitForOthersMs ?? 600_000) / 1000);
+    const message =
+      `stopped waiting for the others after ${seconds} s: no round closed (${this.missing()}). ` +
+      `You completed ${done} of ${rounds} rounds and keep ${which}.`;
+    this.log("warn", message);
+    return new WaitExpired(message, kept === "global" ? model.weights : trained, kept, done, model.round);
   }
 
   /** The newest RoundResult already received for a round after `round`, if any. */
@@ -387,18 +462,22 @@ export class FederatedClient {
     try {
       if (this.signal.aborted) throw this.signal.reason;
       let model = await this.join();
+      const plural = (n: number): string => `${n} round${n === 1 ? "" : "s"}`;
       for (let done = 0; done < rounds; done++) {
+        const mine = `your round ${done + 1} of ${rounds}`;
         this.setState("training");
-        this.log("info", `round ${model.round + 1}: training locally (${done + 1} of ${rounds})`);
-        const update = await this.trainOnce(model);
+        this.log("info", `${mine}: training on the shared model (${plural(model.round)} so far)`);
+        const { trained, update } = await this.trainOnce(model, mine);
         const newer = this.queuedResult(model.round);
         if (newer !== null) {
-          this.log("warn", `round ${model.round + 1} closed while training; its update is dropped`);
+          this.log("warn", `${mine}: the round closed while you trained; your update is dropped and you continue from the newer shared model`);
           model = newer;
           continue;
         }
         this.send(update);
-        model = await this.waitResult(update);
+        const from = model;
+        model = await this.waitResult(update, mine, () => this.expired(done, rounds, trained, from));
+        this.log("info", `${mine} done: the shared model has been trained for ${plural(model.round)}`);
       }
       this.link?.send({ type: "leave" });
       this.finished = true;

@@ -1,0 +1,112 @@
+"""One WebSocket connection to a disco server, as a queue of decoded messages with bounded waits.
+
+A background reader decodes every frame as it arrives, so messages keep flowing (status shown,
+round results noticed) while the participant trains. `FederatedClient` makes a new `Link` for
+every (re)connection. Mirrors `web/src/core/client/link.ts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from disco.errors import ServerError
+from disco.protocol import ServerMessage, decode, encode
+from disco.protocol.messages import ClientMessage
+
+__all__ = ["Link", "LinkClosed", "Traffic"]
+
+
+class LinkClosed(Exception):
+    """The connection is gone (closed by either side or dropped); reconnecting may help."""
+
+
+@dataclass
+class Traffic:
+    """Bytes sent and received, summed over every link of a client."""
+
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+
+class Link:
+    """An open connection: send messages, wait for the next one, take queued ones."""
+
+    def __init__(
+        self,
+        conn: ClientConnection,
+        traffic: Traffic,
+        on_message: Callable[[ServerMessage], None],
+    ) -> None:
+        self._conn = conn
+        self._traffic = traffic
+        self._on_message = on_message
+        self._queue: deque[ServerMessage] = deque()
+        self._changed = asyncio.Event()
+        self._ended: BaseException | None = None
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self._conn:
+                if isinstance(frame, str):
+                    raise ServerError(f"server sent a text frame: {frame[:200]}")
+                self._traffic.bytes_down += len(frame)
+                message = decode(frame)
+                if message.type in ("hello", "update", "leave"):
+                    raise ServerError(f"server sent a {message.type!r} message, which clients send")
+                self._on_message(message)
+                self._queue.append(message)
+                self._changed.set()
+            self._ended = LinkClosed(_why(self._conn))
+        except ConnectionClosed as exc:
+            self._ended = LinkClosed(str(exc))
+        except Exception as exc:  # a bad frame: the session cannot go on with this server
+            self._ended = exc
+            await self._conn.close(1000, "invalid frame from server")
+        self._changed.set()
+
+    async def next(self, timeout: float) -> ServerMessage:
+        """The next message: `TimeoutError` after `timeout` s; `LinkClosed` once drained, gone."""
+        async with asyncio.timeout(max(timeout, 0)):
+            while True:
+                if self._queue:
+                    return self._queue.popleft()
+                if self._ended is not None:
+                    raise self._ended
+                self._changed.clear()
+                await self._changed.wait()
+
+    def take(self, keep: Callable[[ServerMessage], bool]) -> list[ServerMessage]:
+        """Remove and return the queued messages for which `keep` is true, in arrival order."""
+        taken = [m for m in self._queue if keep(m)]
+        rest = [m for m in self._queue if not keep(m)]
+        self._queue = deque(rest)
+        return taken
+
+    async def send(self, message: ClientMessage) -> None:
+        """Send `message`; `LinkClosed` if the connection is gone."""
+        frame = encode(message)
+        try:
+            await self._conn.send(frame)
+        except ConnectionClosed as exc:
+            raise LinkClosed(str(exc)) from exc
+        self._traffic.bytes_up += len(frame)
+
+    async def close(self) -> None:
+        """Close the connection and stop reading (idempotent)."""
+        await self._conn.close()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+def _why(conn: ClientConnection) -> str:
+    rcvd = conn.close_code
+    return f"closed by the server (code {rcvd})" if rcvd is not None else "connection closed"

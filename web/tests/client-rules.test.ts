@@ -1,0 +1,87 @@
+/**
+ * The client rules both languages share, read from the vectors Python writes
+ * (tests/vectors/client_rules.py): the epoch schedule and the update pipeline.
+ */
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { prepareUpdate, type RawMetrics } from "../src/core/client/update";
+import { SessionError } from "../src/core/errors";
+import { l2Norm, subtract } from "../src/core/privacy";
+import { epochsInRound, rounds, type PrivacyConfig } from "../src/core/task";
+import { Weights } from "../src/core/weights";
+
+type Num = number | "NaN" | "Infinity" | "-Infinity" | null;
+type WeightsDoc = Record<string, { shape: number[]; values: Num[] }>;
+
+function vectors<T>(name: string): T {
+  return JSON.parse(readFileSync(new URL(`../../tests/vectors/${name}`, import.meta.url), "utf8")) as T;
+}
+
+const num = (x: Num): number | null => (typeof x === "string" ? Number(x) : x);
+
+function weights(doc: WeightsDoc): Weights {
+  const names = Object.keys(doc);
+  return new Weights(
+    names,
+    names.map((n) => doc[n]!.shape),
+    names.map((n) => Float32Array.from(doc[n]!.values.map((v) => num(v) as number))),
+  );
+}
+
+interface ScheduleCase {
+  epochs: number;
+  epochs_per_round: number;
+  rounds: number;
+  schedule: number[];
+}
+
+interface PipelineCase {
+  name: string;
+  received: WeightsDoc;
+  trained: WeightsDoc;
+  num_samples: number;
+  metrics: Record<string, Num>;
+  privacy: PrivacyConfig | null;
+  expected:
+    | { error: "not_finite" | "invalid" }
+    | { weights: WeightsDoc; num_samples: number; metrics: Record<string, number>; dropped_metrics: string[]; clipped: boolean };
+}
+
+describe("epoch schedule (tests/vectors/epoch_schedule.json)", () => {
+  const cases = vectors<{ cases: ScheduleCase[] }>("epoch_schedule.json").cases;
+  it.each(cases)("$epochs epochs, $epochs_per_round per round", (c) => {
+    expect(rounds(c)).toBe(c.rounds);
+    expect(c.schedule.map((_, i) => epochsInRound(c, i + 1))).toEqual(c.schedule);
+  });
+  it("counts rounds from 1", () => {
+    expect(() => epochsInRound({ epochs: 3, epochs_per_round: 1 }, 0)).toThrow(/counted from 1/);
+  });
+});
+
+describe("update pipeline (tests/vectors/update_pipeline.json)", () => {
+  const cases = vectors<{ cases: PipelineCase[] }>("update_pipeline.json").cases;
+  it.each(cases)("$name", (c) => {
+    const received = weights(c.received);
+    const trained = weights(c.trained);
+    const metrics: RawMetrics = Object.fromEntries(Object.entries(c.metrics).map(([k, v]) => [k, num(v)]));
+    const run = (): ReturnType<typeof prepareUpdate> => prepareUpdate(received, trained, c.num_samples, metrics, c.privacy);
+    if ("error" in c.expected) {
+      expect(run).toThrow(SessionError);
+      expect(run).toThrow(c.expected.error === "not_finite" ? /NaN or infinite/ : /sample count/);
+      return;
+    }
+    const out = run();
+    expect(out.numSamples).toBe(c.expected.num_samples);
+    expect(out.metrics).toEqual(c.expected.metrics);
+    expect([...out.droppedMetrics].sort()).toEqual([...c.expected.dropped_metrics].sort());
+    expect(out.clipped).toBe(c.expected.clipped);
+    const want = weights(c.expected.weights);
+    expect(out.weights.names).toEqual(want.names);
+    out.weights.values.forEach((values, i) => {
+      values.forEach((v, j) => expect(Math.abs(v - (want.values[i]![j] as number))).toBeLessThanOrEqual(1e-6));
+    });
+    if (c.privacy !== null && c.expected.clipped) {
+      expect(l2Norm(subtract(out.weights, received))).toBeCloseTo(c.privacy.clipping_radius, 5);
+    }
+  });
+});
