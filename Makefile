@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
 WEB_BUILD := src/disco/server/static/index.html
 WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
+# the browser tests' Chromium (tests/web/conftest.py reads the same variable)
+CHROMIUM := $(or $(DISCO_CHROMIUM),/usr/bin/chromium)
 
-.PHONY: demo test lint typecheck unit web web-test setup clean
+.PHONY: demo test lint typecheck unit web web-test setup browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,7 +42,11 @@ typecheck: $(STAMP) $(WEB_STAMP)
 web-test: $(WEB_STAMP)
 	cd web && npx vitest run --passWithNoTests
 
-unit: setup
+# fail up front, naming the fix, rather than after the other tests (the browser tests never skip)
+browser:
+	@test -f "$(CHROMIUM)" || { echo "Chromium not found at $(CHROMIUM): install it with \`apt-get install -y chromium\` (or run .ci/run, which installs what a fresh machine lacks), or point DISCO_CHROMIUM at a Chromium binary" >&2; exit 1; }
+
+unit: setup browser
 	$(PY) -m pytest -q
 
 test: lint typecheck web-test unit

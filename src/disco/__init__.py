@@ -9,16 +9,37 @@ the ``disco`` command line, or a web page.
     >>> result.test_accuracy                                    # doctest: +SKIP
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from disco import catalog
 from disco.aggregation import Contribution, aggregate
-from disco.client import Client, ClientResult, FederatedClient, LocalClient
 from disco.data import Dataset, load_for_task
 from disco.errors import DiscoError
-from disco.models import ModelSpec, TorchModel, build_torch_model, init_weights
-from disco.simulation import SimulationResult, simulate
+from disco.models import ModelSpec, init_weights
 from disco.task import DisplayInfo, PrivacyConfig, Task, TrainingInfo, parse_task
-from disco.training import Trainer, evaluate
 from disco.weights import Weights
+
+if TYPE_CHECKING:
+    from disco.client import Client, ClientResult, FederatedClient, LocalClient
+    from disco.models import TorchModel, build_torch_model
+    from disco.simulation import SimulationResult, simulate
+    from disco.training import Trainer, evaluate
+
+# What trains imports torch: loaded on first use, so that `import disco.server` (which runs this
+# file first) and `disco serve` do not load it.
+_LAZY = {
+    "Client": "disco.client",
+    "ClientResult": "disco.client",
+    "FederatedClient": "disco.client",
+    "LocalClient": "disco.client",
+    "SimulationResult": "disco.simulation",
+    "TorchModel": "disco.models",
+    "Trainer": "disco.training",
+    "build_torch_model": "disco.models",
+    "evaluate": "disco.training",
+    "simulate": "disco.simulation",
+}
 
 __version__ = "0.1.0"
 
@@ -49,3 +70,17 @@ __all__ = [
     "parse_task",
     "simulate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The members that need torch, imported the first time one is asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

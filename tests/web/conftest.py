@@ -2,11 +2,15 @@
 
 - `server`: a `disco` server on a free loopback port with the built-in tasks and an admin token,
   serving the packaged build of web/ (``cd web && npm run build``, or ``make web``).
-- `browser`: one Chromium (/usr/bin/chromium) for the whole session.
+- `browser`: one Chromium (/usr/bin/chromium, or DISCO_CHROMIUM) for the whole session.
 - `phone` / `desktop` / `any_page`: a fresh page at 360x780 (touch, mobile) or 1280x800.
   Uncaught page errors fail the test.
 - `page_log(page)`: every request body and WebSocket frame of such a page (privacy checks).
 - `screenshot(page, name)`: a full-page PNG in tests/output/screenshots/ (git-ignored).
+
+What the browser tests need is never skipped over: without playwright the whole folder fails to
+collect, and without Chromium or the built web app every browser test fails, each time with the
+command that installs what is missing (`browser_problems`).
 """
 
 from __future__ import annotations
@@ -43,7 +47,37 @@ CHROMIUM_ARGS = [
 PHONE = {"viewport": {"width": 360, "height": 780}, "is_mobile": True, "has_touch": True}
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+INSTALL_CHROMIUM = (
+    "install it with `apt-get install -y chromium` (or run .ci/run, which installs what a fresh "
+    "machine lacks), or point DISCO_CHROMIUM at a Chromium binary"
+)
+INSTALL_PLAYWRIGHT = "run `make setup`, which installs the dev extras (`pip install -e '.[dev]'`)"
+NOT_BUILT = (
+    f"the web app is not built ({STATIC / 'index.html'} is missing): run `make web` "
+    "(or `cd web && npm run build`)"
+)
+
+
+def browser_problems(playwright_error: str | None = None) -> list[str]:
+    """What the browser tests lack, each with the command that installs it (empty: nothing)."""
+    problems = []
+    if playwright_error is not None:
+        problems.append(f"playwright is not installed ({playwright_error}): {INSTALL_PLAYWRIGHT}")
+    if not Path(CHROMIUM).is_file():
+        problems.append(f"Chromium not found at {CHROMIUM}: {INSTALL_CHROMIUM}")
+    if not (STATIC / "index.html").is_file():
+        problems.append(NOT_BUILT)
+    return problems
+
+
+try:
+    import playwright.sync_api as playwright_api
+except ImportError as exc:  # fail the folder, with the fix, rather than skip it
+    _playwright_error: str | None = str(exc)
+else:
+    _playwright_error = None
+if _playwright_error is not None:
+    pytest.fail("; ".join(browser_problems(_playwright_error)), pytrace=False)
 
 
 @dataclass
@@ -115,7 +149,7 @@ def page_log() -> Callable[[Any], PageLog]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
     """A disco server with the built-in tasks, serving the built web app."""
     if not (STATIC / "index.html").is_file():
-        pytest.fail("the web app is not built: run `make web` (or `cd web && npm run build`)")
+        pytest.fail(NOT_BUILT, pytrace=False)
     config = ServerConfig(
         port=0,
         data_dir=tmp_path_factory.mktemp("disco-web-server"),
@@ -159,9 +193,10 @@ def publish(server: ServerHandle, admin_token: str) -> Callable[[dict[str, Any]]
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+    """One headless Chromium for the session (fails, naming the fix, when it cannot start)."""
+    problems = browser_problems()
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
     with playwright_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium

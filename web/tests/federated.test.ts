@@ -314,7 +314,7 @@ describe("FederatedClient", () => {
     expect(expired.kept).toBe("local");
     expect(expired.weights.equals(plusOne(model(0)))).toBe(true); // the model trained here
     expect([expired.roundsDone, expired.sharedRounds]).toEqual([0, 0]);
-    expect(expired.message).toMatch(/stopped waiting for the others after 0 s: no round closed \(1 more participant needed \(1 of 2 connected\)\)/);
+    expect(expired.message).toMatch(/stopped waiting for the others after 0 s: no round closed; 1 more participant needed \(1 of 2 connected\)\./);
     expect(expired.message).toMatch(/You completed 0 of 3 rounds and keep the model trained on your data/);
     const waiting = events.filter((e): e is StatusEvent => e.kind === "status" && e.waitUntil !== null);
     expect(waiting.length).toBeGreaterThan(0); // the UI can show a countdown

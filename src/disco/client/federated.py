@@ -361,8 +361,8 @@ class FederatedClient(Client):
             else "the model trained on your data (nothing was combined yet)"
         )
         message = (
-            f"stopped waiting for the others after {self.wait_for_others_s:g} s: no round closed "
-            f"({self._missing()}). You completed {done} of {rounds} rounds and keep {which}."
+            f"stopped waiting for the others after {self.wait_for_others_s:g} s: no round closed; "
+            f"{self._missing()}. You completed {done} of {rounds} rounds and keep {which}."
         )
         log.warning(message)
         weights = global_weights if kept == "global" else local

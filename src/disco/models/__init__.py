@@ -1,6 +1,14 @@
-"""Models: the portable format, its PyTorch realisation and the built-in architectures."""
+"""Models: the portable format, its PyTorch realisation and the built-in architectures.
+
+The PyTorch realisation (`TorchModel`, `build_torch_model`, in `disco.models.torch`) is imported
+on first use, so that the format, the architectures and `init_weights` (numpy only) do not load
+torch: the server uses them and never trains.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from disco.models.architectures import (
     ARCHITECTURES,
@@ -30,7 +38,11 @@ from disco.models.spec import (
     Padding,
     init_weights,
 )
-from disco.models.torch import TorchModel, build_torch_model
+
+if TYPE_CHECKING:
+    from disco.models.torch import TorchModel, build_torch_model
+
+_TORCH_NAMES = frozenset({"TorchModel", "build_torch_model"})
 
 __all__ = [
     "ARCHITECTURES",
@@ -60,3 +72,16 @@ __all__ = [
     "mnist_cnn",
     "titanic_mlp",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`TorchModel` and `build_torch_model`, importing torch the first time one is asked for."""
+    if name in _TORCH_NAMES:
+        value = getattr(importlib.import_module("disco.models.torch"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _TORCH_NAMES)

@@ -3,6 +3,9 @@
  * (`disco.models.spec`, docs/models.md). Field names are the JSON's (snake_case), so a task
  * fetched from the server is used as is. `parseTask` runs the light checks the web app needs
  * and fills the defaults pydantic would, without re-implementing the server's validation.
+ *
+ * The lists and defaults below mirror Python's; tests/vectors/shared_lists.json is generated from
+ * the Python code and web/tests/shared-lists.test.ts compares them with it.
  */
 import { DiscoError } from "./errors";
 
@@ -14,11 +17,17 @@ export class TaskError extends DiscoError {
 // -- the portable model -------------------------------------------------------------------------
 
 /** Activation functions of the portable format (softmax over the last axis, exact gelu). */
-export type ActivationName = "linear" | "relu" | "relu6" | "sigmoid" | "tanh" | "softmax" | "gelu";
-/** Window padding, TF semantics. */
-export type Padding = "valid" | "same";
+export const ACTIVATIONS = ["linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "gelu"] as const;
+/** One of `ACTIVATIONS`. */
+export type ActivationName = (typeof ACTIVATIONS)[number];
+/** Window paddings, TF semantics. */
+export const PADDINGS = ["valid", "same"] as const;
+/** One of `PADDINGS`. */
+export type Padding = (typeof PADDINGS)[number];
 /** Losses of the portable format. */
-export type LossName = "categorical_crossentropy" | "binary_crossentropy" | "mse";
+export const LOSSES = ["categorical_crossentropy", "binary_crossentropy", "mse"] as const;
+/** One of `LOSSES`. */
+export type LossName = (typeof LOSSES)[number];
 /** `[a, b]`, or one integer `n` meaning `[n, n]` (as Keras writes it). */
 export type Pair = number | readonly [number, number];
 
@@ -130,12 +139,24 @@ export function finalActivation(spec: ModelSpec): ActivationName {
 
 // -- the task -----------------------------------------------------------------------------------
 
-/** Kind of data a task trains on. */
-export type DataType = "image" | "tabular" | "text";
+/** Kinds of data a task trains on. */
+export const DATA_TYPES = ["image", "tabular", "text"] as const;
+/** One of `DATA_TYPES`. */
+export type DataType = (typeof DATA_TYPES)[number];
 /** How participants collaborate. */
-export type Scheme = "federated" | "decentralized" | "local";
-/** How updates are combined. */
-export type Aggregation = "mean" | "median" | "trimmed_mean";
+export const SCHEMES = ["federated", "decentralized", "local"] as const;
+/** One of `SCHEMES`. */
+export type Scheme = (typeof SCHEMES)[number];
+/** How updates are combined (the server's aggregation rules). */
+export const AGGREGATIONS = ["mean", "median", "trimmed_mean"] as const;
+/** One of `AGGREGATIONS`. */
+export type Aggregation = (typeof AGGREGATIONS)[number];
+/** Local optimizers. */
+export const OPTIMIZERS = ["adam", "sgd"] as const;
+/** Image channels: greyscale or colour. */
+export const CHANNELS = [1, 3] as const;
+/** Task ids: 1-64 lowercase letters, digits, '-' and '_', not starting with '-' or '_'. */
+export const TASK_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
 /** What people read about a task before they take part. */
 export interface DisplayInfo {
@@ -172,20 +193,34 @@ export interface TrainingInfo {
   epochs_per_round: number;
   batch_size: number;
   validation_split: number;
-  optimizer: "adam" | "sgd";
+  optimizer: (typeof OPTIMIZERS)[number];
   learning_rate: number;
   input_columns: readonly ColumnSpec[];
   output_column: string | null;
   image_height: number | null;
   image_width: number | null;
-  channels: 1 | 3;
+  channels: (typeof CHANNELS)[number];
   labels: readonly string[];
   max_sequence_length: number | null;
   min_participants: number;
   round_deadline_s: number;
+  /** Seconds a participant waits for the others after its update before it stops with its model. */
+  wait_for_others_s: number;
   aggregation: Aggregation;
   privacy: PrivacyConfig | null;
 }
+
+/** Python's `DisplayInfo` defaults: everything but the title may be left out. */
+export const DISPLAY_DEFAULTS: Omit<DisplayInfo, "title"> = {
+  summary: "",
+  data_format: "",
+  example: "",
+  model_description: "",
+  sample_data: "",
+};
+
+/** Python's `ColumnSpec` defaults: only the name is required. */
+export const COLUMN_DEFAULTS: Omit<ColumnSpec, "name"> = { fill: null, mean: 0, std: 1, categories: null };
 
 /** A collaborative learning task: display info, training info and the model. */
 export interface Task {
@@ -198,6 +233,19 @@ export interface Task {
 /** Number of communication rounds: epochs / epochs_per_round, rounded up. */
 export function rounds(training: Pick<TrainingInfo, "epochs" | "epochs_per_round">): number {
   return Math.ceil(training.epochs / training.epochs_per_round);
+}
+
+/**
+ * Local epochs of a participant's `k`-th round (counted from 1): `epochs_per_round`, except in
+ * the last planned round, which trains what is left of `epochs` (10 epochs, 3 per round → 3, 3,
+ * 3, 1); rounds beyond the plan train `epochs_per_round`. Mirrors Python's
+ * `TrainingInfo.epochs_in_round`; tests/vectors/epoch_schedule.json pins both.
+ */
+export function epochsInRound(training: Pick<TrainingInfo, "epochs" | "epochs_per_round">, k: number): number {
+  if (!Number.isInteger(k) || k < 1) throw new RangeError(`rounds are counted from 1, got ${k}`);
+  const per = training.epochs_per_round;
+  if (k > rounds(training)) return per;
+  return Math.min(per, training.epochs - (k - 1) * per);
 }
 
 /** Python's `TrainingInfo` defaults, for documents that leave fields out. */
@@ -218,6 +266,7 @@ export const TRAINING_DEFAULTS: Omit<TrainingInfo, "data_type"> = {
   max_sequence_length: null,
   min_participants: 1,
   round_deadline_s: 120,
+  wait_for_others_s: 600,
   aggregation: "mean",
   privacy: null,
 };
@@ -254,7 +303,7 @@ export function checkModelSpec(model: unknown, where = "model"): asserts model i
   });
   const loss = model["loss"];
   check(
-    loss === "categorical_crossentropy" || loss === "binary_crossentropy" || loss === "mse",
+    typeof loss === "string" && (LOSSES as readonly string[]).includes(loss),
     `${where}.loss: unknown loss ${JSON.stringify(loss)}`,
   );
 }
@@ -273,15 +322,18 @@ export function parseTask(data: unknown): Task {
     }
   }
   check(isObject(doc), "expected a JSON object");
-  check(typeof doc["id"] === "string" && /^[a-z0-9][a-z0-9_-]{0,63}$/.test(doc["id"]), "id: bad task id");
+  check(typeof doc["id"] === "string" && TASK_ID_PATTERN.test(doc["id"]), "id: bad task id");
   const display = doc["display"];
   check(isObject(display) && typeof display["title"] === "string", "display.title: required");
   const training = doc["training"];
   check(isObject(training), "training: expected an object");
   const dataType = training["data_type"];
-  check(dataType === "image" || dataType === "tabular" || dataType === "text", "training.data_type: unknown");
+  check(
+    typeof dataType === "string" && (DATA_TYPES as readonly string[]).includes(dataType),
+    "training.data_type: unknown",
+  );
   checkModelSpec(doc["model"]);
-  const filled = { ...TRAINING_DEFAULTS, ...training, data_type: dataType } as TrainingInfo;
+  const filled = { ...TRAINING_DEFAULTS, ...training, data_type: dataType as DataType } as TrainingInfo;
   check(positiveInt(filled.epochs) && positiveInt(filled.epochs_per_round), "training.epochs: positive integers");
   check(positiveInt(filled.batch_size), "training.batch_size: a positive integer");
   if (dataType === "image") {
@@ -292,11 +344,11 @@ export function parseTask(data: unknown): Task {
   }
   return {
     id: doc["id"],
-    display: { summary: "", data_format: "", example: "", model_description: "", sample_data: "", ...display } as DisplayInfo,
+    display: { ...DISPLAY_DEFAULTS, ...display } as DisplayInfo,
     training: {
       ...filled,
       input_columns: filled.input_columns.map(
-        (c: Partial<ColumnSpec>) => ({ fill: null, mean: 0, std: 1, categories: null, ...c }) as ColumnSpec,
+        (c: Partial<ColumnSpec>) => ({ ...COLUMN_DEFAULTS, ...c }) as ColumnSpec,
       ),
     },
     model: doc["model"],

@@ -1,5 +1,8 @@
 // Built-in model architectures for the code-free task form, as portable model documents
-// ("disco.model/1"), mirroring src/disco/models/architectures.py.
+// ("disco.model/1"), mirroring src/disco/models/architectures.py: for the same input and number of
+// classes each builds the document Python's architecture gives (descriptions included), which
+// web/tests/shared-lists.test.ts checks against tests/vectors/shared_lists.json. "dense" is the
+// form's own; its documents are pinned there too.
 
 export type Layer = Record<string, unknown> & { type: string };
 
@@ -106,7 +109,10 @@ export function cifar10Cnn(h: number, w: number, c: number, classes: number): Mo
       { type: "dense", units: classes, activation: "softmax" },
     ],
     loss: "categorical_crossentropy",
-    description: "MobileNet-v1-style CNN, width 0.25, randomly initialised.",
+    description:
+      "MobileNet-v1-style CNN, width 0.25: conv 8 stride 2 and four depthwise-separable " +
+      "blocks (16, 32, 32, 64) with batch norm and ReLU6, global average pooling, dense " +
+      "softmax. Trained from a random initialisation: no pretrained weights are used.",
   };
 }
 

@@ -438,7 +438,7 @@ export class FederatedClient {
         : "the model trained on your data (nothing was combined yet)";
     const seconds = Math.round((this.options.waitForOthersMs ?? 600_000) / 1000);
     const message =
-      `stopped waiting for the others after ${seconds} s: no round closed (${this.missing()}). ` +
+      `stopped waiting for the others after ${seconds} s: no round closed; ${this.missing()}. ` +
       `You completed ${done} of ${rounds} rounds and keep ${which}.`;
     this.log("warn", message);
     return new WaitExpired(message, kept === "global" ? model.weights : trained, kept, done, model.round);

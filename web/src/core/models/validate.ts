@@ -5,7 +5,7 @@
  * layer as people count ("layer 3 (dense_1): units must be a whole number above 0") so that it
  * can be fixed in the file. The server checks the same rules again when the task is published.
  */
-import { LAYER_TYPES } from "../task";
+import { ACTIVATIONS as ACTIVATION_NAMES, LAYER_TYPES, type Layer, LOSSES as LOSS_NAMES } from "../task";
 
 /** What the task expects of its model; leave a field out to skip that check. */
 export interface ModelFit {
@@ -24,13 +24,22 @@ export interface ModelSummary {
 
 export const MODEL_FORMAT = "disco.model/1";
 const MODEL_KEYS = ["format", "input_shape", "layers", "loss", "description"];
-const LOSSES = ["categorical_crossentropy", "binary_crossentropy", "mse"];
-const ACTIVATIONS = ["linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "gelu"];
+const LOSSES: readonly string[] = LOSS_NAMES;
+const ACTIVATIONS: readonly string[] = ACTIVATION_NAMES;
 
 type Kind = "count" | "pair" | "pair_or_null" | "padding" | "activation" | "bool" | "momentum" | "epsilon" | "rate";
 
-/** Settings of each layer type (besides `type` and `name`) and the ones it cannot do without. */
-const SETTINGS: Record<string, { required: string[]; fields: Record<string, Kind> }> = {
+/** The settings a layer type must have, and every setting it may have with the rule it follows. */
+export interface LayerSettings {
+  required: string[];
+  fields: Record<string, Kind>;
+}
+
+/**
+ * Settings of each layer type (besides `type` and `name`) and the ones it cannot do without, as
+ * Python's layer classes have them (web/tests/shared-lists.test.ts checks it).
+ */
+export const LAYER_SETTINGS: Record<Layer["type"], LayerSettings> = {
   dense: { required: ["units"], fields: { units: "count", activation: "activation", use_bias: "bool" } },
   conv2d: {
     required: ["filters", "kernel_size"],
@@ -306,7 +315,8 @@ function checkLayers(layers: unknown[], problems: string[]): string[] {
       problems.push(`${where} has no type: add "type": one of ${list(LAYER_TYPES)}.`);
       return where;
     }
-    const settings = typeof type === "string" ? SETTINGS[type] : undefined;
+    const settings =
+      typeof type === "string" && Object.hasOwn(LAYER_SETTINGS, type) ? LAYER_SETTINGS[type as Layer["type"]] : undefined;
     if (typeof type !== "string" || settings === undefined) {
       problems.push(`${where}: unknown layer type ${shown(type)} (known: ${list(LAYER_TYPES)}).`);
       return where;

@@ -1,0 +1,318 @@
+"""Generate what the web app mirrors of the Python code, from the Python code.
+
+    python tests/vectors/lists.py           rewrite the files below from what the code says now
+    python tests/vectors/lists.py --check   exit 1 if a committed file differs
+
+- tests/vectors/shared_lists.json: the lists and constants that exist in both languages — the
+  task-id pattern (with Python's verdict on sample ids), the literal choices of a task and of the
+  portable model (data types, schemes, aggregation rules, optimizers, activations, losses,
+  paddings, layer types and each layer's settings), the defaults a task document may leave out,
+  the protocol's constants and names, the catalog, and the model document (as Python completes
+  it: every layer named, every setting filled in) of every built-in architecture the web's task
+  form builds, for the catalog's inputs and a few others. web/tests/shared-lists.test.ts
+  compares the TypeScript with it.
+- web/tests/fixtures/catalog.json: every built-in task and its canonical weights, which the web
+  tests train, parse and build.
+
+tests/test_shared_lists.py fails when a committed file is not what this script writes now, so a
+change on the Python side cannot reach the web app silently: it regenerates these files, and the
+web tests then say what the TypeScript has to follow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, get_args
+
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+
+from disco import catalog
+from disco.errors import TaskError
+from disco.models import ARCHITECTURES, Dense, ModelSpec, get_architecture
+from disco.models.spec import FORMAT, ActivationName, Layer, LossName, Padding
+from disco.protocol import PROTOCOL_VERSION, ErrorCode, SessionState
+from disco.protocol.messages import MAX_SAFE_INT, Hello, Message, Metrics, ModelUpdate
+from disco.task import (
+    LAYER_TYPES,
+    TASK_ID,
+    Aggregation,
+    ColumnSpec,
+    DataType,
+    DisplayInfo,
+    Scheme,
+    Task,
+    TrainingInfo,
+    parse_task,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT / "tests" / "vectors" / "shared_lists.json"
+CATALOG = ROOT / "web" / "tests" / "fixtures" / "catalog.json"
+
+# ids the web and Python must judge alike (Python's verdict is recorded)
+SAMPLE_IDS = [
+    "a",
+    "0",
+    "mnist",
+    "lus_covid",
+    "hospital-x-rays",
+    "a" * 64,
+    "a" * 65,
+    "",
+    "-a",
+    "_a",
+    "Mnist",
+    "a.b",
+    "a b",
+    "a/b",
+    "caf\u00e9",
+    "abc\n",
+    "\nabc",
+]
+
+# The web form's "dense" network has no Python twin: its documents are pinned here, built with
+# Python's layer classes so that they are valid portable models.
+WEB_ONLY = {"dense"}
+# (id, input, classes) the web form's builder is checked on besides the catalog's own tasks
+EXTRA_CASES: list[tuple[str, dict[str, int], int]] = [
+    ("mnist_cnn", {"height": 40, "width": 30, "channels": 3, "columns": 0}, 3),
+    ("lus_covid_cnn", {"height": 64, "width": 48, "channels": 1, "columns": 0}, 5),
+    ("cifar10_cnn", {"height": 28, "width": 28, "channels": 1, "columns": 0}, 2),
+    ("dense", {"height": 0, "width": 0, "channels": 1, "columns": 30}, 2),
+    ("dense", {"height": 0, "width": 0, "channels": 1, "columns": 7}, 4),
+]
+
+
+def _literal(alias: Any) -> list[Any]:
+    """The values of a `Literal[...]` alias, in order."""
+    return list(get_args(alias))
+
+
+def _defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """Every field of `model` that has a default, with it (JSON values)."""
+    return {
+        name: to_jsonable_python(info.get_default(call_default_factory=True))
+        for name, info in model.model_fields.items()
+        if not info.is_required()
+    }
+
+
+def _required(model: type[BaseModel]) -> list[str]:
+    return [name for name, info in model.model_fields.items() if info.is_required()]
+
+
+def _layer_settings() -> dict[str, dict[str, Any]]:
+    """Per layer type: the settings it must have, and the others with their defaults (besides
+    `type`, and `name`, which is filled in as ``{type}_{k}``)."""
+    settings = {}
+    for cls in get_args(get_args(Layer)[0]):
+        fields = {k: v for k, v in cls.model_fields.items() if k not in ("type", "name")}
+        settings[cls.model_fields["type"].default] = {
+            "required": [k for k, v in fields.items() if v.is_required()],
+            "defaults": {
+                k: to_jsonable_python(v.default) for k, v in fields.items() if not v.is_required()
+            },
+        }
+    return settings
+
+
+def _accepts_id(task_id: str, base: dict[str, Any]) -> bool:
+    try:
+        parse_task({**base, "id": task_id})
+    except TaskError:
+        return False
+    return True
+
+
+def _task_id() -> dict[str, Any]:
+    base = catalog.get("mnist").model_dump(mode="json")
+    verdicts = {i: _accepts_id(i, base) for i in SAMPLE_IDS}
+    return {
+        "pattern": TASK_ID.pattern,
+        "accepted": [i for i, ok in verdicts.items() if ok],
+        "refused": [i for i, ok in verdicts.items() if not ok],
+    }
+
+
+def _architecture_of(task: Task) -> str | None:
+    """The built-in architecture that gives `task`'s model, for the task's input and labels."""
+    t = task.training
+    if t.data_type == "image":
+        args: dict[str, Any] = {
+            "h": t.image_height,
+            "w": t.image_width,
+            "c": t.channels,
+            "classes": len(t.labels),
+        }
+    else:
+        args = {"n_inputs": len(t.input_columns)}
+    for name, build in ARCHITECTURES.items():
+        try:
+            if build(**args) == task.model:
+                return name
+        except TypeError:
+            continue
+    return None
+
+
+def _web_model(arch: str, inputs: dict[str, int], classes: int) -> ModelSpec:
+    """The model the web form builds: Python's architecture, or the web-only dense network."""
+    if arch not in WEB_ONLY:
+        return get_architecture(
+            arch, h=inputs["height"], w=inputs["width"], c=inputs["channels"], classes=classes
+        )
+    units = 1 if classes == 2 else classes
+    return ModelSpec(
+        input_shape=(inputs["columns"],),
+        layers=(
+            Dense(units=32, activation="relu"),
+            Dense(units=16, activation="relu"),
+            Dense(units=units, activation="sigmoid" if classes == 2 else "softmax"),
+        ),
+        loss="binary_crossentropy" if classes == 2 else "categorical_crossentropy",
+        description=f"MLP 32-16-{units} with ReLU.",
+    )
+
+
+def _web_architectures(tasks: list[Task]) -> list[dict[str, Any]]:
+    cases: list[tuple[str | None, str, dict[str, int], int]] = []
+    for task in tasks:
+        arch, t = _architecture_of(task), task.training
+        if arch in ARCHITECTURES and t.data_type == "image":
+            assert t.image_height is not None and t.image_width is not None
+            inputs = {"height": t.image_height, "width": t.image_width, "channels": t.channels}
+            cases.append((task.id, arch, {**inputs, "columns": 0}, len(t.labels)))
+    cases += [(None, arch, inputs, classes) for arch, inputs, classes in EXTRA_CASES]
+    out = []
+    for task_id, arch, inputs, classes in cases:
+        model = _web_model(arch, inputs, classes)
+        if task_id is not None:
+            assert model == catalog.get(task_id).model, task_id
+        case = {"architecture": arch, "input": inputs, "classes": classes}
+        out.append(
+            ({"task": task_id} if task_id else {}) | case | {"model": model.model_dump(mode="json")}
+        )
+    return out
+
+
+def shared_lists() -> dict[str, Any]:
+    """Everything tests/vectors/shared_lists.json holds."""
+    tasks = catalog.all_tasks()
+    metric_names = sorted(Metrics.model_fields)  # the wire order: msgpack maps have sorted keys
+    return {
+        "about": (
+            "Generated by tests/vectors/lists.py from the Python code; "
+            "web/tests/shared-lists.test.ts checks the TypeScript against it."
+        ),
+        "task_id": _task_id(),
+        "task": {
+            "data_types": _literal(DataType),
+            "schemes": _literal(Scheme),
+            "aggregations": _literal(Aggregation),
+            "optimizers": _literal(TrainingInfo.model_fields["optimizer"].annotation),
+            "channels": _literal(TrainingInfo.model_fields["channels"].annotation),
+            "training_required": _required(TrainingInfo),
+            "training_defaults": _defaults(TrainingInfo),
+            "column_defaults": _defaults(ColumnSpec),
+            "display_defaults": _defaults(DisplayInfo),
+        },
+        "model": {
+            "format": FORMAT,
+            "activations": _literal(ActivationName),
+            "losses": _literal(LossName),
+            "paddings": _literal(Padding),
+            "layer_types": list(LAYER_TYPES),
+            "layer_settings": _layer_settings(),
+        },
+        "protocol": {
+            "version": PROTOCOL_VERSION,
+            "max_safe_int": MAX_SAFE_INT,
+            "max_num_samples": next(
+                m.le for m in ModelUpdate.model_fields["num_samples"].metadata if hasattr(m, "le")
+            ),
+            "message_types": [
+                cls.model_fields["type"].default for cls in get_args(get_args(Message)[0])
+            ],
+            "client_kinds": _literal(Hello.model_fields["kind"].annotation),
+            "error_codes": _literal(ErrorCode),
+            "session_states": _literal(SessionState),
+            "metric_names": metric_names,
+        },
+        "catalog": [
+            {
+                "id": t.id,
+                "title": t.display.title,
+                "data_type": t.training.data_type,
+                "scheme": t.training.scheme,
+                "architecture": _architecture_of(t),
+            }
+            for t in tasks
+        ],
+        "architectures": {
+            "python": list(ARCHITECTURES),
+            "web": _web_architectures(tasks),
+        },
+    }
+
+
+def _dump(value: Any, depth: int = 0) -> str:
+    """JSON text with maps and arrays of maps spread over lines, other arrays kept on one."""
+    pad, inner = "  " * depth, "  " * (depth + 1)
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(k)}: {_dump(v, depth + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        items = [f"{inner}{_dump(v, depth + 1)}" for v in value]
+        return "[\n" + ",\n".join(items) + f"\n{pad}]"
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
+
+
+def catalog_fixture() -> list[dict[str, Any]]:
+    """Everything web/tests/fixtures/catalog.json holds: each task and its canonical weights."""
+    return [
+        {
+            "task": t.model_dump(mode="json"),
+            "weights": [
+                {"name": n, "shape": list(i.shape), "trainable": i.trainable}
+                for n, i in t.model.weight_infos()
+            ],
+        }
+        for t in catalog.all_tasks()
+    ]
+
+
+def render() -> dict[Path, str]:
+    """Each file's exact text."""
+    shared = shared_lists()
+    text = _dump(shared) + "\n"
+    assert json.loads(text) == shared
+    return {SHARED: text, CATALOG: json.dumps(catalog_fixture(), indent=1) + "\n"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite the files, or with --check compare them with what the code produces."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if a file is out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in render().items():
+        name = path.relative_to(ROOT)
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current == text:
+            print(f"{name} is up to date")
+        elif args.check:
+            stale.append(name)
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {name}")
+    for name in stale:
+        print(f"{name} is out of date: run python tests/vectors/lists.py", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

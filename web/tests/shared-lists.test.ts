@@ -1,0 +1,219 @@
+/**
+ * What the web app mirrors of the Python code equals what the Python code says:
+ * tests/vectors/shared_lists.json is generated from it by tests/vectors/lists.py (and
+ * tests/test_shared_lists.py fails until it is regenerated after a Python change), so a list that
+ * drifts on either side fails here.
+ */
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { ARCHITECTURES, type ArchitectureId, buildArchitecture } from "../src/app/composables/architectures";
+import { KNOWN_OPTIONS } from "../src/app/composables/taskChoices";
+import { TASK_ID as FORM_TASK_ID } from "../src/app/composables/taskForm";
+import { LAYER_SETTINGS, MODEL_FORMAT, checkModel } from "../src/core/models/validate";
+import {
+  ERROR_CODES,
+  MAX_NUM_SAMPLES,
+  MAX_SAFE_INT,
+  MESSAGE_TYPES,
+  METRIC_NAMES,
+  PROTOCOL_VERSION,
+  SESSION_STATES,
+} from "../src/core/protocol/messages";
+import {
+  ACTIVATIONS,
+  AGGREGATIONS,
+  CHANNELS,
+  COLUMN_DEFAULTS,
+  DATA_TYPES,
+  DISPLAY_DEFAULTS,
+  LAYER_TYPES,
+  LOSSES,
+  type ModelSpec,
+  OPTIMIZERS,
+  PADDINGS,
+  SCHEMES,
+  TASK_ID_PATTERN,
+  TRAINING_DEFAULTS,
+  layerNames,
+  parseTask,
+} from "../src/core/task";
+
+type Json = Record<string, unknown>;
+
+interface WebCase {
+  task?: string;
+  architecture: ArchitectureId;
+  input: { height: number; width: number; channels: number; columns: number };
+  classes: number;
+  model: ModelSpec;
+}
+
+interface Shared {
+  task_id: { pattern: string; accepted: string[]; refused: string[] };
+  task: {
+    data_types: string[];
+    schemes: string[];
+    aggregations: string[];
+    optimizers: string[];
+    channels: number[];
+    training_required: string[];
+    training_defaults: Json;
+    column_defaults: Json;
+    display_defaults: Json;
+  };
+  model: {
+    format: string;
+    activations: string[];
+    losses: string[];
+    paddings: string[];
+    layer_types: string[];
+    layer_settings: Record<string, { required: string[]; defaults: Json }>;
+  };
+  protocol: {
+    version: number;
+    max_safe_int: number;
+    max_num_samples: number;
+    message_types: string[];
+    client_kinds: string[];
+    error_codes: string[];
+    session_states: string[];
+    metric_names: string[];
+  };
+  catalog: { id: string; title: string; data_type: string; scheme: string; architecture: string | null }[];
+  architectures: { python: string[]; web: WebCase[] };
+}
+
+const shared = JSON.parse(
+  readFileSync(new URL("../../tests/vectors/shared_lists.json", import.meta.url), "utf8"),
+) as Shared;
+
+/** A task document Python accepts, with `id` as its id. */
+function taskWithId(id: string): Json {
+  return {
+    id,
+    display: { title: "t" },
+    training: { data_type: "image", image_height: 28, image_width: 28, labels: ["a", "b"] },
+    model: { input_shape: [28, 28, 1], layers: [{ type: "flatten" }, { type: "dense", units: 2, activation: "softmax" }], loss: "categorical_crossentropy" },
+  };
+}
+
+/** A model document as Python completes it: each layer named, unset settings at their defaults. */
+function completed(doc: ModelSpec): ModelSpec {
+  const names = layerNames(doc);
+  const settings = shared.model.layer_settings;
+  return {
+    ...doc,
+    layers: doc.layers.map((layer, i) => ({ ...settings[layer.type]?.defaults, ...layer, name: names[i] })),
+  } as ModelSpec;
+}
+
+describe("task ids", () => {
+  it("use Python's pattern, in the task parser and in the task form", () => {
+    expect(TASK_ID_PATTERN.source).toBe(shared.task_id.pattern);
+    expect(TASK_ID_PATTERN.flags).toBe("");
+    expect(FORM_TASK_ID.source).toBe(shared.task_id.pattern);
+  });
+
+  it.each(shared.task_id.accepted.map((id) => [JSON.stringify(id), id]))("accepts %s, as Python does", (_, id) => {
+    expect(TASK_ID_PATTERN.test(id)).toBe(true);
+    expect(parseTask(taskWithId(id)).id).toBe(id);
+  });
+
+  it.each(shared.task_id.refused.map((id) => [JSON.stringify(id), id]))("refuses %s, as Python does", (_, id) => {
+    expect(TASK_ID_PATTERN.test(id)).toBe(false);
+    expect(FORM_TASK_ID.test(id)).toBe(false);
+    expect(() => parseTask(taskWithId(id))).toThrow(/bad task id/);
+  });
+});
+
+describe("the task's choices and defaults", () => {
+  it("lists the same data types, schemes, aggregation rules, optimizers and channels", () => {
+    expect([...DATA_TYPES]).toEqual(shared.task.data_types);
+    expect([...SCHEMES]).toEqual(shared.task.schemes);
+    expect([...AGGREGATIONS]).toEqual(shared.task.aggregations);
+    expect([...OPTIMIZERS]).toEqual(shared.task.optimizers);
+    expect([...CHANNELS]).toEqual(shared.task.channels);
+  });
+
+  it("offers the same schemes and rules in the form when the server's schema cannot be read", () => {
+    expect([...KNOWN_OPTIONS.schemes].sort()).toEqual([...shared.task.schemes].sort());
+    expect([...KNOWN_OPTIONS.aggregations].sort()).toEqual([...shared.task.aggregations].sort());
+  });
+
+  it("fills in every training default Python has, and only those", () => {
+    expect(TRAINING_DEFAULTS).toEqual(shared.task.training_defaults);
+    expect(Object.keys(TRAINING_DEFAULTS).sort()).toEqual(Object.keys(shared.task.training_defaults).sort());
+    expect(shared.task.training_required).toEqual(["data_type"]);
+  });
+
+  it("fills in the display and column defaults Python has", () => {
+    expect(DISPLAY_DEFAULTS).toEqual(shared.task.display_defaults);
+    expect(COLUMN_DEFAULTS).toEqual(shared.task.column_defaults);
+    const task = parseTask({
+      id: "t",
+      display: { title: "t" },
+      training: { data_type: "tabular", input_columns: [{ name: "a" }], output_column: "y" },
+      model: { input_shape: [1], layers: [{ type: "dense", units: 1, activation: "sigmoid" }], loss: "binary_crossentropy" },
+    });
+    expect(task.display).toEqual({ title: "t", ...shared.task.display_defaults });
+    expect(task.training.input_columns).toEqual([{ name: "a", ...shared.task.column_defaults }]);
+    const { data_type: _, input_columns: __, output_column: ___, ...rest } = task.training;
+    const { input_columns: _c, output_column: _o, ...defaults } = shared.task.training_defaults;
+    expect(rest).toEqual(defaults);
+  });
+});
+
+describe("the portable model", () => {
+  it("has the same format, activations, losses, paddings and layer types", () => {
+    expect(MODEL_FORMAT).toBe(shared.model.format);
+    expect([...ACTIVATIONS]).toEqual(shared.model.activations);
+    expect([...LOSSES]).toEqual(shared.model.losses);
+    expect([...PADDINGS]).toEqual(shared.model.paddings);
+    expect([...LAYER_TYPES]).toEqual(shared.model.layer_types);
+  });
+
+  it("checks the settings Python's layers have: the required ones, and no others", () => {
+    expect(Object.keys(LAYER_SETTINGS)).toEqual(shared.model.layer_types);
+    for (const [type, python] of Object.entries(shared.model.layer_settings)) {
+      const web = LAYER_SETTINGS[type as keyof typeof LAYER_SETTINGS];
+      expect([...web.required], type).toEqual(python.required);
+      expect(Object.keys(web.fields).sort(), type).toEqual([...python.required, ...Object.keys(python.defaults)].sort());
+    }
+  });
+});
+
+describe("the protocol", () => {
+  it("has the same version, limits and names", () => {
+    expect(PROTOCOL_VERSION).toBe(shared.protocol.version);
+    expect(MAX_SAFE_INT).toBe(shared.protocol.max_safe_int);
+    expect(MAX_NUM_SAMPLES).toBe(shared.protocol.max_num_samples);
+    expect([...MESSAGE_TYPES].sort()).toEqual([...shared.protocol.message_types].sort());
+    expect([...ERROR_CODES]).toEqual(shared.protocol.error_codes);
+    expect([...SESSION_STATES]).toEqual(shared.protocol.session_states);
+    expect([...METRIC_NAMES]).toEqual(shared.protocol.metric_names);
+    expect(shared.protocol.client_kinds).toEqual(["python", "browser"]); // `ClientKind`
+  });
+});
+
+describe("the task form's architectures", () => {
+  it("are Python's built-in ones (besides the form's own dense network)", () => {
+    const ids = ARCHITECTURES.map((a) => a.id).filter((id) => id !== "dense");
+    for (const id of ids) expect(shared.architectures.python).toContain(id);
+    expect(new Set(shared.architectures.web.map((c) => c.architecture))).toEqual(new Set(ARCHITECTURES.map((a) => a.id)));
+  });
+
+  it("are those of the catalog tasks their descriptions name", () => {
+    for (const [id, task] of [["mnist_cnn", "mnist"], ["lus_covid_cnn", "lus_covid"], ["cifar10_cnn", "cifar10"]]) {
+      expect(shared.catalog.find((t) => t.id === task)?.architecture).toBe(id);
+    }
+  });
+
+  it.each(shared.architectures.web.map((c) => [`${c.architecture} ${c.task ?? JSON.stringify(c.input)} ${c.classes}`, c] as const))(
+    "%s builds Python's model document",
+    (_, c) => {
+      const doc = buildArchitecture(c.architecture, c.input, c.classes);
+      expect(completed(doc as unknown as ModelSpec)).toEqual(c.model);
+      expect(checkModel(doc)).toEqual([]);
+    },
+  );
+});
