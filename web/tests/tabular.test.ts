@@ -1,12 +1,13 @@
 /**
  * Tabular loading: the same numbers and the same messages as Python's `load_csv` (the expected
- * messages were checked against the Python loader on the same text), plus the in-memory dataset
- * helpers (seeded shuffle, stratified split).
+ * messages were checked against the Python loader on the same text; the bad-row rule is pinned
+ * for both by tests/data/fixtures/csv_rows.json), plus the in-memory dataset helpers (seeded
+ * shuffle, stratified split).
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { DataError, makeDataset, permutation, shuffle, split, validationCount } from "../src/core/data/dataset";
-import { csvText, loadCsv, parseCsv, parseNumber, pyRepr } from "../src/core/data/tabular";
+import { type SkippedRow, csvText, loadCsv, parseCsv, parseNumber, pyRepr } from "../src/core/data/tabular";
 import type { Task, TrainingInfo } from "../src/core/task";
 
 const catalog = JSON.parse(readFileSync(new URL("./fixtures/catalog.json", import.meta.url), "utf8")) as {
@@ -15,8 +16,25 @@ const catalog = JSON.parse(readFileSync(new URL("./fixtures/catalog.json", impor
 const titanic = catalog.find((c) => c.task.id === "titanic")?.task.training as TrainingInfo;
 const HEADER = "Survived,Pclass,Sex,Age,SibSp,Parch,Fare";
 
+const FIXTURES = new URL("../../tests/data/fixtures/", import.meta.url);
+const RULE = JSON.parse(readFileSync(new URL("csv_rows.json", FIXTURES), "utf8")) as {
+  file: string;
+  training: Pick<TrainingInfo, "data_type" | "input_columns" | "output_column" | "labels">;
+  labelled: { rows: number[]; x: number[][]; y: number[]; skipped: SkippedRow[] };
+  unlabelled: { rows: number[]; skipped_rows: number[] };
+  refused: { text: string; message: string }[];
+};
+
 /** (v - mean) / std in float64, then float32: what Python computes. */
 const std = (v: number, mean: number, sd: number): number => Math.fround((v - mean) / sd);
+
+/** The message of the one row skipped from `text` (a good row is added so the file loads). */
+function skippedMessage(text: string, options: { file?: string } = {}): string {
+  const [header, ...rest] = text.split("\n");
+  const data = loadCsv([header, "0,3,male,22,1,0,7.25", ...rest].join("\n"), titanic, options);
+  expect(data.skipped.length).toBe(1);
+  return data.problems[0] as string;
+}
 
 function error(text: string, options = {}): string {
   try {
@@ -91,31 +109,35 @@ describe("loadCsv", () => {
     expect(loadCsv(text, titanic).n).toBe(1);
     // a decimal comma is not a number, as in Python
     expect(error("Survived;Pclass;Sex;Age;SibSp;Parch;Fare\n0;3;male;22;1;0;7,25\n")).toBe(
-      "data.csv: row 2, column 'Fare': '7,25' is not a number",
+      "data.csv: no usable rows: the only data row has a bad cell; the first: row 2, column 'Fare': '7,25' is not a number",
     );
     expect(parseCsv("a,b;c\n1,2;3\n").delimiter).toBe(",");
   });
 
   it("names the file, row and column in every message, as Python does", () => {
     const row = (cells: string): string => `${HEADER}\n${cells}\n`;
-    expect(error(row("0,,male,22,1,0,7.25"), { file: "p.csv" })).toBe(
-      "p.csv: row 2, column 'Pclass' is empty and the column has no fill value",
+    expect(skippedMessage(row("0,,male,22,1,0,7.25"), { file: "p.csv" })).toBe(
+      "p.csv: row 3, column 'Pclass' is empty and the column has no fill value",
     );
-    expect(error(row("0,3,Male,22,1,0,7.25"))).toBe(
-      "data.csv: row 2, column 'Sex': unknown value 'Male'; allowed: 'male', 'female'",
+    expect(skippedMessage(row("0,3,Male,22,1,0,7.25"))).toBe(
+      "data.csv: row 3, column 'Sex': unknown value 'Male'; allowed: 'male', 'female'",
     );
-    expect(error(row("0,3,it's,22,1,0,7.25"))).toBe(
-      `data.csv: row 2, column 'Sex': unknown value "it's"; allowed: 'male', 'female'`,
+    expect(skippedMessage(row("0,3,it's,22,1,0,7.25"))).toBe(
+      `data.csv: row 3, column 'Sex': unknown value "it's"; allowed: 'male', 'female'`,
     );
-    expect(error(row("0,3,male,abc,1,0,7.25"))).toBe("data.csv: row 2, column 'Age': 'abc' is not a number");
-    expect(error(row("2,3,male,22,1,0,7.25"))).toBe(
-      "data.csv: row 2, column 'Survived': unknown label '2'; use one of 'died', 'survived' or its index 0..1",
+    expect(skippedMessage(row("0,3,male,abc,1,0,7.25"))).toBe("data.csv: row 3, column 'Age': 'abc' is not a number");
+    expect(skippedMessage(row("2,3,male,22,1,0,7.25"))).toBe(
+      "data.csv: row 3, column 'Survived': unknown label '2'; use one of 'died', 'survived' or its index 0..1",
     );
-    expect(error(row(" ,3,male,22,1,0,7.25"))).toBe(
-      "data.csv: row 2, column 'Survived' is empty; every row needs a label",
+    expect(skippedMessage(row(" ,3,male,22,1,0,7.25"))).toBe(
+      "data.csv: row 3, column 'Survived' is empty; every row needs a label",
     );
-    expect(error(row("0,3,male,22,1,0,7.25,9"))).toBe(
-      "data.csv: row 2 has 8 cells but the header has 7 (is a value containing the separator unquoted?)",
+    expect(skippedMessage(row("0,3,male,22,1,0,7.25,9"))).toBe(
+      "data.csv: row 3 has 8 cells but the header has 7 (is a value containing the separator unquoted?)",
+    );
+    // a file whose only row is bad is refused, naming that row
+    expect(error(row("0,3,male,abc,1,0,7.25"))).toBe(
+      "data.csv: no usable rows: the only data row has a bad cell; the first: row 2, column 'Age': 'abc' is not a number",
     );
     expect(error("Survived,Pclass,Sex\n0,3,male\n")).toBe(
       "data.csv: missing column(s) 'Age', 'SibSp', 'Parch', 'Fare'; the file has 'Survived', 'Pclass', 'Sex'",
@@ -139,9 +161,9 @@ describe("loadCsv", () => {
     expect(loadCsv(csvText(bom), titanic).n).toBe(1);
   });
 
-  it("with skipBad, reports bad rows and keeps the good ones", () => {
+  it("skips bad rows, reports them and keeps the good ones", () => {
     const text = `${HEADER}\n0,3,male,22,1,0,7.25\n0,,male,22,1,0,7.25\n1,1,female,38,1,0\n1,1,female,38,1,0,71.3\n`;
-    const data = loadCsv(text, titanic, { skipBad: true, file: "t.csv" });
+    const data = loadCsv(text, titanic, { file: "t.csv" });
     expect(data.n).toBe(2);
     expect(data.rows).toEqual([2, 5]);
     expect(data.x.length).toBe(12);
@@ -149,8 +171,31 @@ describe("loadCsv", () => {
       "t.csv: row 3, column 'Pclass' is empty and the column has no fill value",
       "t.csv: row 4 has 6 cells but the header has 7 (is a value containing the separator unquoted?)",
     ]);
-    // without skipBad the first bad row (in file order) is the error, as in Python
-    expect(error(text)).toBe("data.csv: row 3, column 'Pclass' is empty and the column has no fill value");
+    expect(data.skipped.map((s) => [s.row, s.column, s.value])).toEqual([
+      [3, "Pclass", ""],
+      [4, null, null],
+    ]);
+  });
+
+  it("follows the rule shared with Python (tests/data/fixtures/csv_rows.json)", () => {
+    const training: TrainingInfo = { ...titanic, ...RULE.training };
+    const text = readFileSync(new URL(RULE.file, FIXTURES), "utf8");
+    const data = loadCsv(text, training, { file: RULE.file });
+    expect(data.rows).toEqual(RULE.labelled.rows);
+    expect(Array.from(data.x)).toEqual(RULE.labelled.x.flat());
+    expect(Array.from(data.y)).toEqual(RULE.labelled.y);
+    expect(data.skipped).toEqual(RULE.labelled.skipped);
+    expect(data.problems).toEqual(RULE.labelled.skipped.map((s) => `${RULE.file}: ${s.message}`));
+
+    const inputs = loadCsv(text, training, { file: RULE.file, labelled: false });
+    expect(inputs.rows).toEqual(RULE.unlabelled.rows);
+    expect(inputs.skipped.map((s) => s.row)).toEqual(RULE.unlabelled.skipped_rows);
+
+    for (const { text: refusedText, message } of RULE.refused) {
+      expect(() => loadCsv(refusedText, training, { file: "mine.csv" })).toThrow(
+        new DataError(message.replace("FILE", "mine.csv")),
+      );
+    }
   });
 
   it("loads inputs only for prediction and regression targets as floats", () => {

@@ -193,7 +193,8 @@ class FederatedClient(Client):
                 f"{s.reported} of {s.min_participants} required updates in "
                 f"({s.participants} connected)"
             )
-        return f"{s.reported} of {s.participants} updates in; the round closes at its deadline"
+        in_ = f"{s.reported} updates in ({s.participants} connected)"
+        return f"{in_}; the round closes at its deadline"
 
     async def _wait_result(
         self, pending: ModelUpdate, k: int, n: int, kept: Callable[[], WaitExpired]

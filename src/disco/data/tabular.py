@@ -3,8 +3,15 @@
 Each input column is read as a number (or, when the column has ``categories``, as the index of
 its text value), empty cells get the column's ``fill`` value, and the result is standardised as
 ``(value - mean) / std`` with the task's own constants, so that every participant feeds the
-model identically. Errors name the file, the row (as a spreadsheet shows it: the header is row
-1) and the column.
+model identically.
+
+Bad rows (one rule, shared word for word with the web app's loader): a data row with a bad cell
+— a non-number in a numeric column, an empty cell in a column without ``fill``, an unknown
+category, an unknown or missing label — or with another number of cells than the header is
+skipped, and reported with its row (as a spreadsheet shows it: the header is row 1), column and
+value (`SkippedRow`, in a `SkippedRows` warning). The file is refused (`DataError`) only when it
+cannot be read, when its header lacks a needed column, or when no usable row remains.
+tests/data/fixtures/csv_rows.csv and csv_rows.json pin the rule for both loaders.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,19 +33,49 @@ from disco.errors import DataError
 if TYPE_CHECKING:
     from disco.task import ColumnSpec, TrainingInfo
 
-__all__ = ["MAX_CSV_BYTES", "CsvTable", "load_csv", "load_csv_unlabelled", "read_csv"]
+__all__ = [
+    "MAX_CSV_BYTES",
+    "CsvTable",
+    "SkippedRow",
+    "SkippedRows",
+    "load_csv",
+    "load_csv_unlabelled",
+    "read_csv",
+    "refusal",
+]
 
 MAX_CSV_BYTES = 512 * 1024 * 1024
 _DELIMITERS = (",", ";")
 
 
-class CsvTable:
-    """A CSV file's header and an iterator over its data rows as ``(row_number, cells)``."""
+Record = tuple[int, list[str], str | None]
+"""One non-blank data row: its row number, its cells, and what is wrong with its shape (or None)."""
 
-    def __init__(self, path: Path, header: list[str], rows: Iterator[tuple[int, list[str]]]):
+
+def _cell_count_problem(row: int, cells: int, header: int) -> str:
+    """The message for a row with `cells` cells under a header of `header` columns."""
+    return (
+        f"row {row} has {cells} cells but the header has {header} "
+        "(is a value containing the separator unquoted?)"
+    )
+
+
+class CsvTable:
+    """A CSV file's header and its non-blank data rows, read once, in order."""
+
+    def __init__(self, path: Path, header: list[str], records: Iterator[Record]):
         self.path = path
         self.header = header
-        self.rows = rows
+        self.records = records
+        """Every data row as ``(row_number, cells, problem)``; problem: a wrong cell count."""
+
+    @property
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """The data rows as ``(row_number, cells)``; a row with a wrong cell count is an error."""
+        for row, cells, problem in self.records:
+            if problem is not None:
+                raise DataError(f"{self.path}: {problem}")
+            yield row, cells
 
     def index_of(self, names: list[str]) -> list[int]:
         """Column positions of ``names``; a DataError lists the missing ones and what exists."""
@@ -61,8 +100,8 @@ def _guess_delimiter(first_line: str) -> str:
 def read_csv(path: str | Path) -> CsvTable:
     """Open a CSV file (UTF-8, optional BOM, ',' or ';' separated) with a header row.
 
-    The whole file is read into memory (at most `MAX_CSV_BYTES`); rows must have as many
-    cells as the header; blank lines are skipped.
+    The whole file is read into memory (at most `MAX_CSV_BYTES`); blank lines are skipped; a
+    row with another number of cells than the header carries a problem (`CsvTable.records`).
     """
     path = Path(path)
     if not path.is_file():
@@ -89,21 +128,20 @@ def read_csv(path: str | Path) -> CsvTable:
     if empty:
         raise DataError(f"{path}: header row has empty column name(s) at position(s) {empty}")
 
-    def rows() -> Iterator[tuple[int, list[str]]]:
+    def records() -> Iterator[Record]:
         try:
             for cells in reader:
                 if not cells or all(not c.strip() for c in cells):
                     continue
+                row = reader.line_num
+                problem = None
                 if len(cells) != len(header):
-                    raise DataError(
-                        f"{path}: row {reader.line_num} has {len(cells)} cells but the header "
-                        f"has {len(header)} (is a value containing the separator unquoted?)"
-                    )
-                yield reader.line_num, cells
+                    problem = _cell_count_problem(row, len(cells), len(header))
+                yield row, cells, problem
         except csv.Error as exc:
             raise DataError(f"{path}: invalid CSV near row {reader.line_num}: {exc}") from exc
 
-    return CsvTable(path, header, rows())
+    return CsvTable(path, header, records())
 
 
 def _number(text: str) -> float | None:
@@ -114,32 +152,83 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _cell_value(table: CsvTable, row: int, spec: ColumnSpec, cell: str) -> float:
+@dataclass(frozen=True)
+class SkippedRow:
+    """A data row left out of a CSV file, and why."""
+
+    row: int
+    """Its row number as a spreadsheet shows it (the header is row 1)."""
+    column: str | None
+    """The column of the bad cell; None when the row has a wrong number of cells."""
+    value: str | None
+    """The bad cell's text (without surrounding spaces); None when `column` is None."""
+    message: str
+    """What is wrong, e.g. ``row 4, column 'Age': 'abc' is not a number``."""
+
+
+class SkippedRows(UserWarning):
+    """Rows of a CSV file were left out for a bad cell; the others were loaded."""
+
+    SHOWN = 5
+
+    def __init__(self, path: Path, skipped: Sequence[SkippedRow], kept: int) -> None:
+        self.path = path
+        self.skipped = tuple(skipped)
+        self.kept = kept
+        n = len(self.skipped)
+        lines = [
+            f"{path}: skipped {n} of {n + kept} rows with a bad cell "
+            f"({kept} row{'' if kept == 1 else 's'} loaded):",
+            *(f"  {s.message}" for s in self.skipped[: self.SHOWN]),
+        ]
+        if n > self.SHOWN:
+            lines.append(f"  … and {n - self.SHOWN} more")
+        super().__init__("\n".join(lines))
+
+
+def refusal(file: str, skipped: Sequence[SkippedRow]) -> str:
+    """The message refusing a file whose data rows all have a bad cell (`skipped`, not empty)."""
+    n = len(skipped)
+    which = "the only data row has" if n == 1 else f"all {n} data rows have"
+    return f"{file}: no usable rows: {which} a bad cell; the first: {skipped[0].message}"
+
+
+class _BadCell(Exception):
+    """A bad cell in one row (internal: the row is skipped)."""
+
+    def __init__(self, row: int, column: str | None, value: str | None, message: str) -> None:
+        super().__init__(message)
+        self.skipped = SkippedRow(row, column, value, message)
+
+
+def _cell_value(row: int, spec: ColumnSpec, cell: str) -> float:
     """The raw (not yet standardised) value of one input cell."""
     text = cell.strip()
-    where = f"{table.path}: row {row}, column {spec.name!r}"
+    where = f"row {row}, column {spec.name!r}"
     if not text:
         if spec.fill is None:
-            raise DataError(f"{where} is empty and the column has no fill value")
+            message = f"{where} is empty and the column has no fill value"
+            raise _BadCell(row, spec.name, text, message)
         return spec.fill
     if spec.categories is not None:
         try:
             return float(spec.categories.index(text))
         except ValueError:
             allowed = ", ".join(repr(c) for c in spec.categories)
-            raise DataError(f"{where}: unknown value {text!r}; allowed: {allowed}") from None
+            message = f"{where}: unknown value {text!r}; allowed: {allowed}"
+            raise _BadCell(row, spec.name, text, message) from None
     value = _number(text)
     if value is None:
-        raise DataError(f"{where}: {text!r} is not a number")
+        raise _BadCell(row, spec.name, text, f"{where}: {text!r} is not a number")
     return value
 
 
-def _label_value(table: CsvTable, row: int, training: TrainingInfo, cell: str) -> float:
+def _label_value(row: int, training: TrainingInfo, column: str, cell: str) -> float:
     """The class id (labels given) or the numeric target of one output cell."""
     text = cell.strip()
-    where = f"{table.path}: row {row}, column {training.output_column!r}"
+    where = f"row {row}, column {column!r}"
     if not text:
-        raise DataError(f"{where} is empty; every row needs a label")
+        raise _BadCell(row, column, text, f"{where} is empty; every row needs a label")
     labels = training.labels
     if labels:
         if text in labels:
@@ -148,13 +237,14 @@ def _label_value(table: CsvTable, row: int, training: TrainingInfo, cell: str) -
         if value is not None and value.is_integer() and 0 <= value < len(labels):
             return value
         allowed = ", ".join(repr(x) for x in labels)
-        raise DataError(
+        message = (
             f"{where}: unknown label {text!r}; use one of {allowed} or its index "
             f"0..{len(labels) - 1}"
         )
+        raise _BadCell(row, column, text, message)
     value = _number(text)
     if value is None:
-        raise DataError(f"{where}: {text!r} is not a number")
+        raise _BadCell(row, column, text, f"{where}: {text!r} is not a number")
     return value
 
 
@@ -170,21 +260,32 @@ def _read(
     if training.data_type != "tabular" or training.output_column is None:
         raise DataError("CSV files can only be loaded for a tabular task")
     specs = training.input_columns
+    output = training.output_column
     table = read_csv(path)
     positions = table.index_of([c.name for c in specs])
-    out_pos = table.index_of([training.output_column])[0] if labelled else None
+    out_pos = table.index_of([output])[0] if labelled else None
     raw: list[list[float]] = []
     targets: list[float] = []
     row_numbers: list[int] = []
-    for row, cells in table.rows:
-        raw.append(
-            [_cell_value(table, row, s, cells[p]) for s, p in zip(specs, positions, strict=True)]
-        )
-        if out_pos is not None:
-            targets.append(_label_value(table, row, training, cells[out_pos]))
+    skipped: list[SkippedRow] = []
+    for row, cells, problem in table.records:
+        try:
+            if problem is not None:
+                raise _BadCell(row, None, None, problem)
+            values = [_cell_value(row, s, cells[p]) for s, p in zip(specs, positions, strict=True)]
+            if out_pos is not None:
+                targets.append(_label_value(row, training, output, cells[out_pos]))
+        except _BadCell as bad:
+            skipped.append(bad.skipped)
+            continue
+        raw.append(values)
         row_numbers.append(row)
+    if not raw and not skipped:
+        raise DataError(f"{table.path}: no data rows")
     if not raw:
-        raise DataError(f"{table.path}: no data rows (only the header)")
+        raise DataError(refusal(str(table.path), skipped))
+    if skipped:
+        warnings.warn(SkippedRows(table.path, skipped, len(raw)), stacklevel=3)
     x = np.array(raw, dtype=np.float64).reshape(len(raw), len(specs))
     return _standardise(x, training), np.array(targets), row_numbers, table.path
 
@@ -194,7 +295,8 @@ def load_csv(path: str | Path, training: TrainingInfo) -> Dataset:
 
     Needs a header row naming every input column and the output column (other columns are
     ignored). With ``training.labels`` the output cell is a label name or its index; without,
-    a number (regression). Raises `DataError` naming the file, row and column of a bad cell.
+    a number (regression). Rows with a bad cell are skipped and reported in a `SkippedRows`
+    warning (row, column, value of each); `DataError` when no usable row remains.
     """
     x, targets, _, _ = _read(path, training, labelled=True)
     y = targets.astype(np.int64) if training.labels else targets.astype(np.float32)
@@ -204,7 +306,8 @@ def load_csv(path: str | Path, training: TrainingInfo) -> Dataset:
 def load_csv_unlabelled(path: str | Path, training: TrainingInfo) -> Inputs:
     """Load a CSV file for prediction: the input columns only (an output column is ignored).
 
-    Each input is named ``"<file name>:<row>"``.
+    Each input is named ``"<file name>:<row>"``; rows with a bad input cell are skipped and
+    reported as in `load_csv`.
     """
     x, _, rows, resolved = _read(path, training, labelled=False)
     return Inputs(x, tuple(f"{resolved.name}:{r}" for r in rows))

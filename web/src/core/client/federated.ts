@@ -352,7 +352,7 @@ export class FederatedClient {
     if (s.reported < s.minParticipants) {
       return `${s.reported} of ${s.minParticipants} required updates in (${s.participants} connected)`;
     }
-    return `${s.reported} of ${s.participants} updates in; the round closes at its deadline`;
+    return `${s.reported} updates in (${s.participants} connected); the round closes at its deadline`;
   }
 
   /**

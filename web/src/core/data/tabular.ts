@@ -6,8 +6,15 @@
  * line into more fields), quoted fields as Python's `csv` module reads them, blank lines
  * skipped. Each input cell is a number (or the index of its text among the column's
  * `categories`), an empty cell takes the column's `fill`, and the value becomes
- * `(value - mean) / std` computed in float64, then rounded to float32. Errors name the file,
+ * `(value - mean) / std` computed in float64, then rounded to float32. Messages name the file,
  * the row as a spreadsheet shows it (the header is row 1) and the column.
+ *
+ * Bad rows follow one rule, the Python loader's word for word: a data row with a bad cell (a
+ * non-number in a numeric column, an empty cell in a column without `fill`, an unknown category,
+ * an unknown or missing label) or with another number of cells than the header is skipped and
+ * reported (`skipped`, `problems`); the file is refused only when it cannot be read, when its
+ * header lacks a needed column, or when no usable row remains. tests/data/fixtures/csv_rows.json
+ * pins the rule for both loaders.
  *
  * Files picked in the browser go through `csvText` first, so that a picture or a spreadsheet
  * given as CSV is named as such instead of being parsed as text; a file with a header and no
@@ -32,7 +39,19 @@ export interface CsvTable {
   readonly rows: CsvRow[];
 }
 
-/** What `loadCsv` returns; `problems` lists the skipped rows when `skipBad` is set. */
+/** A data row left out by `loadCsv`, and why (Python's `SkippedRow`). */
+export interface SkippedRow {
+  /** Its row number as a spreadsheet shows it (the header is row 1). */
+  readonly row: number;
+  /** The column of the bad cell; null when the row has a wrong number of cells. */
+  readonly column: string | null;
+  /** The bad cell's text (trimmed); null when `column` is null. */
+  readonly value: string | null;
+  /** What is wrong, without the file name: `row 4, column 'Age': 'abc' is not a number`. */
+  readonly message: string;
+}
+
+/** What `loadCsv` returns: the usable rows, and the rows it skipped. */
 export interface TabularData {
   /** `n * input_columns.length` standardised float32 values, row after row. */
   readonly x: Float32Array;
@@ -41,7 +60,9 @@ export interface TabularData {
   readonly n: number;
   /** Spreadsheet row number of each loaded sample. */
   readonly rows: number[];
-  /** One message per skipped row (empty unless `skipBad`). */
+  /** The rows left out for a bad cell, in file order. */
+  readonly skipped: SkippedRow[];
+  /** One message per skipped row, starting with the file name. */
   readonly problems: string[];
 }
 
@@ -49,8 +70,6 @@ export interface TabularData {
 export interface LoadCsvOptions {
   /** File name used in messages (default `"data.csv"`). */
   file?: string;
-  /** Leave bad rows out and describe them in `problems` instead of throwing (default false). */
-  skipBad?: boolean;
   /** Read the output column too (default true); false loads inputs for prediction. */
   labelled?: boolean;
 }
@@ -184,6 +203,10 @@ function* records(text: string, delimiter: string): Generator<{ line: number; ce
   }
 }
 
+function cellCountProblem(row: number, cells: number, header: number): string {
+  return `row ${row} has ${cells} cells but the header has ${header} (is a value containing the separator unquoted?)`;
+}
+
 function guessDelimiter(firstLine: string): "," | ";" {
   const count = (d: string): number => records(firstLine, d).next().value?.cells.length ?? 0;
   return count(";") > count(",") ? ";" : ",";
@@ -214,10 +237,7 @@ export function parseCsv(text: string, file = "data.csv"): CsvTable {
     }
     if (cells.length === 0 || cells.every((c) => c.trim() === "")) continue;
     if (cells.length !== header.length) {
-      const problem =
-        `${file}: row ${line} has ${cells.length} cells but the header has ${header.length} ` +
-        "(is a value containing the separator unquoted?)";
-      rows.push({ row: line, cells, problem });
+      rows.push({ row: line, cells, problem: `${file}: ${cellCountProblem(line, cells.length, header.length)}` });
       continue;
     }
     rows.push({ row: line, cells });
@@ -250,45 +270,65 @@ export function parseNumber(text: string): number | null {
   return Number.isFinite(value) ? value : null;
 }
 
-function cellValue(file: string, row: number, spec: ColumnSpec, cell: string): number {
+/** A bad cell: its row is skipped (internal to `loadCsv`). */
+class BadCell extends Error {
+  constructor(readonly skipped: SkippedRow) {
+    super(skipped.message);
+  }
+}
+
+function bad(row: number, column: string | null, value: string | null, message: string): BadCell {
+  return new BadCell({ row, column, value, message });
+}
+
+function cellValue(row: number, spec: ColumnSpec, cell: string): number {
   const text = cell.trim();
-  const where = `${file}: row ${row}, column ${pyRepr(spec.name)}`;
+  const where = `row ${row}, column ${pyRepr(spec.name)}`;
   if (text === "") {
     if (spec.fill === null || spec.fill === undefined) {
-      throw new DataError(`${where} is empty and the column has no fill value`);
+      throw bad(row, spec.name, text, `${where} is empty and the column has no fill value`);
     }
     return spec.fill;
   }
   if (spec.categories) {
     const index = spec.categories.indexOf(text);
     if (index < 0) {
-      throw new DataError(`${where}: unknown value ${pyRepr(text)}; allowed: ${reprList(spec.categories)}`);
+      throw bad(row, spec.name, text, `${where}: unknown value ${pyRepr(text)}; allowed: ${reprList(spec.categories)}`);
     }
     return index;
   }
   const value = parseNumber(text);
-  if (value === null) throw new DataError(`${where}: ${pyRepr(text)} is not a number`);
+  if (value === null) throw bad(row, spec.name, text, `${where}: ${pyRepr(text)} is not a number`);
   return value;
 }
 
-function labelValue(file: string, row: number, training: TrainingInfo, cell: string): number {
+function labelValue(row: number, training: TrainingInfo, column: string, cell: string): number {
   const text = cell.trim();
-  const where = `${file}: row ${row}, column ${pyRepr(training.output_column ?? "")}`;
-  if (text === "") throw new DataError(`${where} is empty; every row needs a label`);
+  const where = `row ${row}, column ${pyRepr(column)}`;
+  if (text === "") throw bad(row, column, text, `${where} is empty; every row needs a label`);
   const labels = training.labels;
   if (labels.length > 0) {
     const index = labels.indexOf(text);
     if (index >= 0) return index;
     const value = parseNumber(text);
     if (value !== null && Number.isInteger(value) && value >= 0 && value < labels.length) return value;
-    throw new DataError(
-      `${where}: unknown label ${pyRepr(text)}; use one of ${reprList(labels)} or its index ` +
-        `0..${labels.length - 1}`,
+    throw bad(
+      row,
+      column,
+      text,
+      `${where}: unknown label ${pyRepr(text)}; use one of ${reprList(labels)} or its index 0..${labels.length - 1}`,
     );
   }
   const value = parseNumber(text);
-  if (value === null) throw new DataError(`${where}: ${pyRepr(text)} is not a number`);
+  if (value === null) throw bad(row, column, text, `${where}: ${pyRepr(text)} is not a number`);
   return value;
+}
+
+/** The message refusing `file` when every data row has a bad cell (`skipped`, not empty). */
+export function refusal(file: string, skipped: readonly SkippedRow[]): string {
+  const n = skipped.length;
+  const which = n === 1 ? "the only data row has" : `all ${n} data rows have`;
+  return `${file}: no usable rows: ${which} a bad cell; the first: ${skipped[0]?.message ?? ""}`;
 }
 
 /**
@@ -297,36 +337,38 @@ function labelValue(file: string, row: number, training: TrainingInfo, cell: str
  * labelled); other columns are ignored. With `training.labels` the output cell is a label name
  * or its index (y: Int32Array); without, a number (y: Float32Array).
  *
- * A bad cell throws a `DataError` naming file, row and column — or, with `skipBad`, its row is
- * left out, described in `problems`, and the good rows still count.
+ * A row with a bad cell is left out and described in `skipped` and `problems`; the good rows
+ * still count. A `DataError` when no usable row remains (or the header lacks a column).
  */
 export function loadCsv(text: string, training: TrainingInfo, options: LoadCsvOptions = {}): TabularData {
-  const { file = "data.csv", skipBad = false, labelled = true } = options;
-  if (training.data_type !== "tabular" || !training.output_column) {
+  const { file = "data.csv", labelled = true } = options;
+  const output = training.output_column;
+  if (training.data_type !== "tabular" || !output) {
     throw new DataError("CSV files can only be loaded for a tabular task");
   }
   const specs = training.input_columns;
   const table = parseCsv(text, file);
   const positions = columnIndex(table, specs.map((c) => c.name));
-  const outPos = labelled ? columnIndex(table, [training.output_column])[0] : undefined;
+  const outPos = labelled ? columnIndex(table, [output])[0] : undefined;
   if (!table.rows.length) throw new DataError(`${file}: no data rows`);
-  const problems: string[] = [];
+  const skipped: SkippedRow[] = [];
   const raw: number[] = [];
   const targets: number[] = [];
   const rows: number[] = [];
   for (const { row, cells, problem } of table.rows) {
     try {
-      if (problem !== undefined) throw new DataError(problem);
-      const values = specs.map((spec, k) => cellValue(file, row, spec, cells[positions[k] as number] ?? ""));
-      const target = outPos === undefined ? 0 : labelValue(file, row, training, cells[outPos] ?? "");
+      if (problem !== undefined) throw bad(row, null, null, cellCountProblem(row, cells.length, table.header.length));
+      const values = specs.map((spec, k) => cellValue(row, spec, cells[positions[k] as number] ?? ""));
+      const target = outPos === undefined ? 0 : labelValue(row, training, output, cells[outPos] ?? "");
       raw.push(...values);
       if (outPos !== undefined) targets.push(target);
       rows.push(row);
     } catch (error) {
-      if (!skipBad || !(error instanceof DataError)) throw error;
-      problems.push(error.message);
+      if (!(error instanceof BadCell)) throw error;
+      skipped.push(error.skipped);
     }
   }
+  if (!rows.length) throw new DataError(refusal(file, skipped));
   const width = specs.length;
   const x = new Float32Array(raw.length);
   for (let i = 0; i < raw.length; i++) {
@@ -334,5 +376,6 @@ export function loadCsv(text: string, training: TrainingInfo, options: LoadCsvOp
     x[i] = ((raw[i] as number) - (spec.mean ?? 0)) / (spec.std ?? 1); // float64, then float32
   }
   const y = training.labels.length > 0 ? Int32Array.from(targets) : Float32Array.from(targets);
-  return { x, y, n: rows.length, rows, problems };
+  const problems = skipped.map((s) => `${file}: ${s.message}`);
+  return { x, y, n: rows.length, rows, skipped, problems };
 }
