@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from loopback import TOKEN, publish, serve
 from websockets.asyncio.client import connect
 
 from disco import catalog
@@ -23,8 +23,6 @@ from disco.task import Task
 from disco.training import evaluate
 from disco.weights import Weights
 
-TOKEN = "test-token"
-
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -36,28 +34,6 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _task(**training: object) -> Task:
     return catalog.get("breast_cancer").with_training(**training)
-
-
-def _serve(data_dir: Path) -> ServerHandle:
-    return start_in_background(
-        ServerConfig(port=0, data_dir=data_dir, admin_token=TOKEN, seed_catalog=False)
-    )
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerHandle]:
-    handle = _serve(tmp_path / "server")
-    yield handle
-    handle.stop()
-
-
-def _publish(handle: ServerHandle, task: Task) -> None:
-    resp = httpx.post(
-        f"{handle.url}/api/tasks",
-        content=task.model_dump_json(),
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    )
-    assert resp.status_code in (200, 201), resp.text
 
 
 def _global(handle: ServerHandle, task_id: str) -> tuple[int, str]:
@@ -82,7 +58,7 @@ def _clients(task: Task, samples: Path, handle: ServerHandle, n: int) -> list[Fe
 
 def test_three_clients_converge_to_one_global_model(server: ServerHandle, samples: Path) -> None:
     task = _task(min_participants=3, epochs=6, epochs_per_round=1)
-    _publish(server, task)
+    publish(server, task)
 
     async def main() -> list[Weights]:
         results = await asyncio.gather(*(c.run(6) for c in _clients(task, samples, server, 3)))
@@ -116,7 +92,7 @@ def test_a_lost_participant_does_not_stall_the_round(
 ) -> None:
     deadline = 1.5
     task = _task(min_participants=2, epochs=2, epochs_per_round=1, round_deadline_s=deadline)
-    _publish(server, task)
+    publish(server, task)
 
     async def main() -> float:
         ws, _ = await _raw_join(server.url, task.id)  # joins, then never reports
@@ -142,7 +118,7 @@ def test_a_lost_participant_does_not_stall_the_round(
 
 def test_bad_updates_are_refused_and_change_nothing(server: ServerHandle) -> None:
     task = _task(min_participants=1)
-    _publish(server, task)
+    publish(server, task)
     before = _global(server, task.id)
 
     async def main() -> list[str]:
@@ -174,9 +150,9 @@ def test_bad_updates_are_refused_and_change_nothing(server: ServerHandle) -> Non
 
 def test_restarted_server_resumes_round_and_model(tmp_path: Path, samples: Path) -> None:
     task = _task(min_participants=2, epochs=3, epochs_per_round=1)
-    first = _serve(tmp_path / "server")
+    first = serve(tmp_path / "server")
     try:
-        _publish(first, task)
+        publish(first, task)
 
         async def two_rounds() -> None:
             await asyncio.gather(*(c.run(2) for c in _clients(task, samples, first, 2)))
@@ -187,7 +163,7 @@ def test_restarted_server_resumes_round_and_model(tmp_path: Path, samples: Path)
         first.stop()
     assert before[0] == 2
 
-    second = _serve(tmp_path / "server")
+    second = serve(tmp_path / "server")
     try:
         assert _global(second, task.id) == before
 
@@ -207,9 +183,9 @@ def test_restarted_server_resumes_round_and_model(tmp_path: Path, samples: Path)
 def test_clients_ride_through_a_server_restart(tmp_path: Path, samples: Path) -> None:
     """The server stops mid-training and comes back on the same port; clients reconnect."""
     task = _task(min_participants=2, epochs=4, epochs_per_round=1)
-    first = _serve(tmp_path / "server")
+    first = serve(tmp_path / "server")
     port = first.port
-    _publish(first, task)
+    publish(first, task)
     handles = [first]
 
     async def main() -> set[str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from loopback import publish
 from websockets.asyncio.client import connect
 
 from disco import catalog
@@ -20,11 +20,9 @@ from disco.data.samples import write_samples
 from disco.errors import WaitExpired
 from disco.models import init_weights
 from disco.protocol import Hello, RoundResult, UpdateAck, Welcome, encode
-from disco.server import ServerConfig, ServerHandle, start_in_background
+from disco.server import ServerHandle
 from disco.task import Task
 from disco.training import Event
-
-TOKEN = "test-token"
 
 
 @pytest.fixture(scope="module")
@@ -34,23 +32,9 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerHandle]:
-    handle = start_in_background(
-        ServerConfig(port=0, data_dir=tmp_path / "server", admin_token=TOKEN, seed_catalog=False)
-    )
-    yield handle
-    handle.stop()
-
-
 def _publish(handle: ServerHandle, **training: Any) -> Task:
     task = catalog.get("breast_cancer").with_training(**training)
-    resp = httpx.post(
-        f"{handle.url}/api/tasks",
-        content=task.model_dump_json(),
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    )
-    assert resp.status_code in (200, 201), resp.text
+    publish(handle, task)
     return task
 
 

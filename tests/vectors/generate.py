@@ -21,6 +21,9 @@ from typing import Any
 import msgpack
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))  # sibling modules, as a script or loaded by path
+from jsontext import dump
+
 from disco.errors import ProtocolError, VersionError
 from disco.protocol import (
     PROTOCOL_VERSION,
@@ -472,21 +475,9 @@ def build() -> dict[str, Any]:
     }
 
 
-def _dump(value: Any, depth: int = 0) -> str:
-    """JSON text with maps and arrays of maps spread over lines, other arrays kept on one."""
-    pad, inner = "  " * depth, "  " * (depth + 1)
-    if isinstance(value, dict) and value:
-        items = [f"{inner}{json.dumps(k)}: {_dump(v, depth + 1)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
-    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
-        items = [f"{inner}{_dump(v, depth + 1)}" for v in value]
-        return "[\n" + ",\n".join(items) + f"\n{pad}]"
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
-
-
 def render() -> str:
     """The file's exact text."""
-    text = _dump(build()) + "\n"
+    text = dump(build()) + "\n"
     assert json.loads(text) == build()
     return text
 

@@ -30,6 +30,9 @@ from typing import Any, get_args
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
+sys.path.insert(0, str(Path(__file__).parent))  # sibling modules, as a script or loaded by path
+from jsontext import dump
+
 from disco import catalog
 from disco.errors import TaskError
 from disco.models import ARCHITECTURES, Dense, ModelSpec, get_architecture
@@ -259,18 +262,6 @@ def shared_lists() -> dict[str, Any]:
     }
 
 
-def _dump(value: Any, depth: int = 0) -> str:
-    """JSON text with maps and arrays of maps spread over lines, other arrays kept on one."""
-    pad, inner = "  " * depth, "  " * (depth + 1)
-    if isinstance(value, dict) and value:
-        items = [f"{inner}{json.dumps(k)}: {_dump(v, depth + 1)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
-    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
-        items = [f"{inner}{_dump(v, depth + 1)}" for v in value]
-        return "[\n" + ",\n".join(items) + f"\n{pad}]"
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
-
-
 def catalog_fixture() -> list[dict[str, Any]]:
     """Everything web/tests/fixtures/catalog.json holds: each task and its canonical weights."""
     return [
@@ -288,7 +279,7 @@ def catalog_fixture() -> list[dict[str, Any]]:
 def render() -> dict[Path, str]:
     """Each file's exact text."""
     shared = shared_lists()
-    text = _dump(shared) + "\n"
+    text = dump(shared) + "\n"
     assert json.loads(text) == shared
     return {SHARED: text, CATALOG: json.dumps(catalog_fixture(), indent=1) + "\n"}
 

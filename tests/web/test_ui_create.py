@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import statistics
 import subprocess
 import sys
 import urllib.request
@@ -142,7 +144,7 @@ def test_controls_are_labelled_described_and_big_enough(phone: Any) -> None:
     targets = [
         phone.get_by_role("button", name="Add a column"),
         phone.get_by_role("button", name="Remove column 1"),
-        phone.get_by_text("How values are prepared"),
+        phone.get_by_text("How values are prepared", exact=True),
         phone.get_by_test_id("create-form").locator(".pick-button"),  # the file input's face
     ]
     for target in targets:
@@ -290,8 +292,9 @@ def test_table_task_from_a_csv_header(
     desktop.get_by_test_id("columns-csv").set_input_files(
         breast_cancer_files / "client_1" / "data.csv"
     )
-    expect(desktop.get_by_text("Read 30 input columns")).to_be_visible()
-    expect(desktop.get_by_label("Answer column")).to_have_value("target")
+    expect(desktop.get_by_test_id("csv-note")).to_contain_text("31 columns")
+    expect(desktop.get_by_label("Answer column")).to_have_value("target")  # guessed by its name
+    expect(desktop.get_by_test_id("answer-status")).to_contain_text("because of its name")
     expect(desktop.get_by_label("Possible answers")).to_have_value("0, 1")
     desktop.get_by_label("Column 1", exact=True).fill("")
     _publish(desktop)
@@ -341,3 +344,242 @@ def test_table_task_from_a_csv_header(
         sorted(p["kind"] for p in r["participants"]) == ["browser", "python"] for r in history
     )
     assert result["digest"] == history[-1]["digest"]
+
+
+# -- table tasks: the answer column is chosen, every input measured from the file ------------------
+
+# the answer first, a measurement around 750, a text column, and a second answer-like column
+# ("grade") that some rows leave empty
+PLANTS = [
+    ("setosa", 742.5, 5.1, "red", "a"),
+    ("setosa", 751.0, 4.9, "red", ""),
+    ("setosa", 738.2, 5.4, "pink", "a"),
+    ("versicolor", 760.4, 6.0, "blue", "b"),
+    ("versicolor", 770.1, 5.8, "blue", ""),
+    ("versicolor", 765.3, 6.1, "blue", "b"),
+    ("virginica", 748.9, 6.7, "green", "a"),
+    ("virginica", 755.0, 6.3, "green", "b"),
+    ("virginica", 759.6, 6.9, "green", ""),
+]
+PLANT_COLUMNS = ("species", "weight_g", "length_cm", "colour", "grade")
+
+
+def _plants_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "plants.csv"
+    lines = [",".join(PLANT_COLUMNS)] + [",".join(str(v) for v in row) for row in PLANTS]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _stats(column: str, answer: str) -> tuple[float, float]:
+    """Mean and population standard deviation (the form's formula) on the rows with an answer."""
+    k, a = PLANT_COLUMNS.index(column), PLANT_COLUMNS.index(answer)
+    values = [float(row[k]) for row in PLANTS if row[a] != ""]
+    return statistics.fmean(values), statistics.pstdev(values)
+
+
+def _task(server: ServerHandle, task_id: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{server.url}/api/tasks/{task_id}", timeout=10) as res:
+        return dict(json.load(res))
+
+
+def _start_table_task(page: Any, admin_token: str, title: str, csv: Path) -> None:
+    page.get_by_label("Admin token").fill(admin_token)
+    page.get_by_label("Title").fill(title)
+    page.get_by_label("A table (CSV file)").check()
+    page.get_by_test_id("columns-csv").set_input_files(csv)
+    expect(page.get_by_test_id("csv-note")).to_contain_text("Read plants.csv: 9 rows, 5 columns")
+
+
+def test_the_answer_column_is_chosen_and_the_file_read_again_for_it(
+    any_page: Any, server: ServerHandle, tmp_path: Path, admin_token: str, screenshot: Any
+) -> None:
+    size = "phone" if any_page.viewport_size["width"] < 500 else "desktop"
+    page = any_page
+    csv = _plants_csv(tmp_path)
+    page.goto("/#/create")
+    _start_table_task(page, admin_token, f"Plants ({size})", csv)
+    # no column is named like an answer: none is assumed, the person is asked
+    answer = page.get_by_label("Answer column")
+    expect(answer).to_have_value("")
+    expect(page.get_by_test_id("answer-status")).to_contain_text("Which column holds the answer")
+    expect(page.get_by_test_id("column-0")).to_have_count(0)
+    screenshot(page, f"create-csv-choose-answer-{size}")
+
+    answer.select_option("species")
+    expect(page.get_by_label("Possible answers")).to_have_value("setosa, versicolor, virginica")
+    expect(page.get_by_label("Column 1", exact=True)).to_have_value("weight_g")
+    mean, std = _stats("weight_g", "species")
+    expect(page.get_by_test_id("column-0").get_by_test_id("column-about")).to_contain_text(
+        f"typical value {mean:.5g}, spread {std:.5g}"
+    )
+    # a column added by hand is measured in the file as soon as its name is typed
+    page.get_by_role("button", name="Remove column 2", exact=True).click()
+    page.get_by_role("button", name="Add a column").click()
+    added = page.get_by_test_id("column-3")
+    expect(added.get_by_test_id("column-about")).to_contain_text("Not measured yet")
+    page.get_by_label("Column 4", exact=True).fill("length_cm")
+    expect(added.get_by_test_id("column-about")).to_contain_text("measured in plants.csv")
+    screenshot(page, f"create-csv-answer-chosen-{size}")
+    _publish(page)
+    expect(page.get_by_test_id("create-success")).to_be_visible()
+
+    task = _task(server, f"plants-{size}")["training"]
+    assert task["output_column"] == "species"
+    assert task["labels"] == ["setosa", "versicolor", "virginica"]
+    columns = {c["name"]: c for c in task["input_columns"]}
+    assert list(columns) == ["weight_g", "colour", "grade", "length_cm"]
+    for name in ("weight_g", "length_cm"):
+        mean, std = _stats(name, "species")
+        assert columns[name]["mean"] == pytest.approx(mean, rel=1e-4), name
+        assert columns[name]["std"] == pytest.approx(std, rel=1e-4), name
+        assert columns[name]["categories"] is None
+    assert columns["colour"]["categories"] == ["red", "pink", "blue", "green"]
+    assert columns["grade"]["categories"] == ["a", "b"]
+
+    # the same file with another answer column: inputs and answers are read again for it
+    page.get_by_role("button", name="Create another").click()
+    _start_table_task(page, admin_token, f"Plants by grade ({size})", csv)
+    answer.select_option("species")
+    expect(page.get_by_label("Possible answers")).to_have_value("setosa, versicolor, virginica")
+    answer.select_option("grade")
+    expect(page.get_by_label("Possible answers")).to_have_value("a, b")
+    expect(page.get_by_label("Column 1", exact=True)).to_have_value("species")
+    expect(page.get_by_test_id("rows-used")).to_contain_text("the 6 rows that have an answer")
+    _publish(page)
+    expect(page.get_by_test_id("create-success")).to_be_visible()
+
+    task = _task(server, f"plants-by-grade-{size}")["training"]
+    assert task["output_column"] == "grade"
+    assert task["labels"] == ["a", "b"]
+    columns = {c["name"]: c for c in task["input_columns"]}
+    assert list(columns) == ["species", "weight_g", "length_cm", "colour"]
+    assert columns["species"]["categories"] == ["setosa", "versicolor", "virginica"]
+    for name in ("weight_g", "length_cm"):
+        mean, std = _stats(name, "grade")  # the rows without a grade no longer count
+        assert mean != pytest.approx(_stats(name, "species")[0], rel=1e-4)
+        assert columns[name]["mean"] == pytest.approx(mean, rel=1e-4), name
+        assert columns[name]["std"] == pytest.approx(std, rel=1e-4), name
+
+
+def test_a_column_typed_without_a_file_is_never_scaled_silently(
+    any_page: Any, screenshot: Any
+) -> None:
+    size = "phone" if any_page.viewport_size["width"] < 500 else "desktop"
+    page = any_page
+    page.goto("/#/create")
+    page.get_by_label("Title").fill("Typed columns")
+    page.get_by_label("A table (CSV file)").check()
+    page.get_by_label("Possible answers").fill("low, high")
+    page.get_by_label("Column 1", exact=True).fill("weight_g")
+    page.get_by_label("Answer column").fill("grade")
+    about = page.get_by_test_id("column-0").get_by_test_id("column-about")
+    expect(about).to_contain_text("Not measured yet: pick the CSV file above")
+    _publish(page)
+    expect(_field_error(page, "columns.0.mean")).to_contain_text(
+        "Enter the typical value, or pick the CSV file above to measure it."
+    )
+    expect(_field_error(page, "columns.0.std")).to_contain_text("Enter the spread")
+    expect(page.get_by_label("Typical value (mean)")).to_be_focused()
+    screenshot(page, f"create-column-unmeasured-{size}")
+    page.get_by_label("Typical value (mean)").fill("750")
+    page.get_by_label("Spread (standard deviation)").fill("12.5")
+    expect(about).to_have_text("Typical value 750 and spread 12.5, entered by hand.")
+
+
+# -- training settings: every scheme and rule the server offers, waiting for the others ---------
+
+
+def test_every_scheme_and_rule_of_the_server_is_offered_in_plain_words(
+    any_page: Any, server: ServerHandle, admin_token: str, screenshot: Any
+) -> None:
+    size = "phone" if any_page.viewport_size["width"] < 500 else "desktop"
+    page = any_page
+    with urllib.request.urlopen(f"{server.url}/api/schema/task", timeout=10) as res:
+        training = json.load(res)["$defs"]["TrainingInfo"]["properties"]
+    schemes, rules = training["scheme"]["enum"], training["aggregation"]["enum"]
+    page.goto("/#/create")
+    radios = page.get_by_test_id("create-form").locator("input[type=radio]")
+    expect(radios.and_(page.locator("[name=aggregation]"))).to_have_count(len(rules))
+    assert sorted(radios.and_(page.locator("[name=scheme]")).evaluate_all(
+        "els => els.map(e => e.value)"
+    )) == sorted(schemes)  # fmt: skip
+    for value in rules:  # each explained in one sentence, tied to its radio button
+        about = page.get_by_test_id(f"aggregation-about-{value}")
+        expect(about).to_have_text(re.compile(r"^[A-Z].{40,}\.$"))
+        radio = page.locator(f"input[name=aggregation][value={value}]")
+        assert about.get_attribute("id") == radio.get_attribute("aria-describedby")
+    expect(page.get_by_test_id("aggregation-about-mean")).to_contain_text(
+        "weighted by how many examples each person has"
+    )
+    expect(page.get_by_test_id("scheme-about-decentralized")).to_contain_text(
+        "can only train alone"
+    )
+    expect(
+        page.get_by_label("Together, directly between participants (not ready yet)")
+    ).to_be_visible()
+
+    _fill_image_task(page, f"Robust shapes ({size})", f"robust-shapes-{size}", "circle, square")
+    page.get_by_label("Admin token").fill(admin_token)
+    page.get_by_label("Median", exact=True).check()
+    page.get_by_label("Round deadline (seconds)").fill("120")
+    wait = page.get_by_label("Wait for others (seconds)")
+    wait.fill("60")
+    _publish(page)
+    expect(_field_error(page, "wait_for_others_s")).to_have_text(
+        "Wait at least as long as the round deadline (120 seconds): otherwise people stop "
+        "waiting before a round can close."
+    )
+    expect(wait).to_be_focused()
+    screenshot(page, f"create-collaboration-{size}")
+    wait.fill("900")
+    _publish(page)
+    expect(page.get_by_test_id("create-success")).to_be_visible()
+    task = _task(server, f"robust-shapes-{size}")["training"]
+    assert (task["aggregation"], task["wait_for_others_s"]) == ("median", 900)
+    page.get_by_role("link", name="Open the task").click()  # the task page says it too
+    expect(page.get_by_test_id("aggregation-text")).to_contain_text(
+        "How updates are combined: Median. For each of the model's numbers"
+    )
+    screenshot(page, f"task-aggregation-{size}")
+
+    # alone, nothing is combined: the rules are not asked about
+    page.goto("/#/create")
+    page.get_by_label("Alone", exact=True).check()
+    expect(page.locator("input[name=aggregation]")).to_have_count(0)
+
+
+def test_a_rule_the_server_adds_appears_without_a_form_change(
+    desktop: Any, server: ServerHandle
+) -> None:
+    with urllib.request.urlopen(f"{server.url}/api/schema/task", timeout=10) as res:
+        schema = json.load(res)
+    schema["$defs"]["TrainingInfo"]["properties"]["aggregation"]["enum"].append("geometric_median")
+    desktop.route("**/api/schema/task", lambda route: route.fulfill(json=schema))
+    desktop.goto("/#/create")
+    expect(desktop.get_by_label("Geometric median", exact=True)).to_be_visible()
+    expect(desktop.get_by_test_id("aggregation-about-geometric_median")).to_contain_text(
+        "no plain description of it yet"
+    )
+
+
+def test_the_servers_refusal_of_the_waiting_time_lands_on_its_field(
+    desktop: Any, admin_token: str
+) -> None:
+    desktop.goto("/#/create")
+    desktop.evaluate(f"sessionStorage.setItem('disco.adminToken', {json.dumps(admin_token)})")
+    desktop.reload()
+    _fill_image_task(desktop, "Impatient", "impatient", "circle, square")
+
+    def tamper(route: Any) -> None:  # a form that let it through: the server's real 422
+        doc = json.loads(route.request.post_data)
+        doc["training"]["wait_for_others_s"] = 30
+        route.fulfill(response=route.fetch(post_data=json.dumps(doc)))
+
+    desktop.route("**/api/tasks", tamper)
+    _publish(desktop)
+    expect(_field_error(desktop, "wait_for_others_s")).to_have_text(
+        "Wait at least as long as the round deadline (120 seconds), or people stop waiting "
+        "before a round can close."
+    )
+    expect(desktop.get_by_label("Wait for others (seconds)")).to_be_focused()

@@ -1,17 +1,25 @@
 // The code-free task form: its state, client-side checks, the task document it produces, and
 // the mapping of the server's field errors (422 `fields`) back onto the form, in plain words.
-import { parseCsv, parseNumber } from "../../core/data/tabular";
+import { markRaw } from "vue";
+import { parseNumber } from "../../core/data/tabular";
+import { TRAINING_DEFAULTS } from "../../core/task";
 import { type ModelFit, checkModel } from "../../core/models/validate";
 import type { FieldProblem } from "./api";
 import { type ArchitectureId, type ModelDoc, buildArchitecture } from "./architectures";
+import { type TableSource, answersIn, guessAnswer, inputColumns, measure, trainingRows } from "./csvColumns";
 
 export interface ColumnRow {
   name: string;
   /** Text values, comma-separated; empty for numeric columns. */
   categories: string;
   fill: string;
+  /** "" until measured in a file or typed: a number column needs both, never a silent 0 and 1. */
   mean: number | string;
   std: number | string;
+  /** The file the values above were measured in; "" when typed by hand or not measured. */
+  from: string;
+  /** What measuring the column found, in plain words ("" when not measured). */
+  about: string;
 }
 
 export interface TaskForm {
@@ -26,11 +34,16 @@ export interface TaskForm {
   channels: 1 | 3;
   columns: ColumnRow[];
   output_column: string;
+  /** The CSV file the columns were read from (kept in this browser, never uploaded), or null. */
+  table: TableSource | null;
   model_source: "builtin" | "upload";
   architecture: ArchitectureId;
   uploaded_model: string;
   uploaded_model_name: string;
-  scheme: "federated" | "local";
+  /** One of the server's schemes (`GET /api/schema/task`). */
+  scheme: string;
+  /** One of the server's aggregation rules. */
+  aggregation: string;
   epochs: number | string;
   epochs_per_round: number | string;
   batch_size: number | string;
@@ -38,6 +51,7 @@ export interface TaskForm {
   validation_split: number | string;
   min_participants: number | string;
   round_deadline_s: number | string;
+  wait_for_others_s: number | string;
   privacy: boolean;
   clipping_radius: number | string;
   noise_multiplier: number | string;
@@ -62,18 +76,21 @@ export function emptyForm(): TaskForm {
     channels: 1,
     columns: [emptyColumn()],
     output_column: "",
+    table: null,
     model_source: "builtin",
     architecture: "mnist_cnn",
     uploaded_model: "",
     uploaded_model_name: "",
     scheme: "federated",
+    aggregation: TRAINING_DEFAULTS.aggregation,
     epochs: 10,
     epochs_per_round: 2,
     batch_size: 32,
     learning_rate: 0.001,
     validation_split: 0.2,
     min_participants: 2,
-    round_deadline_s: 120,
+    round_deadline_s: TRAINING_DEFAULTS.round_deadline_s,
+    wait_for_others_s: TRAINING_DEFAULTS.wait_for_others_s,
     privacy: false,
     clipping_radius: 1,
     noise_multiplier: 1,
@@ -81,7 +98,50 @@ export function emptyForm(): TaskForm {
 }
 
 export function emptyColumn(name = ""): ColumnRow {
-  return { name, categories: "", fill: "", mean: 0, std: 1 };
+  return { name, categories: "", fill: "", mean: "", std: "", from: "", about: "" };
+}
+
+/**
+ * Use a CSV file for the columns: the answer column is guessed from its name ("label",
+ * "target", …) when one looks like it, otherwise left for the person to choose; the inputs and
+ * answers are read for it (`setAnswer`).
+ */
+export function setTable(f: TaskForm, table: TableSource): void {
+  f.table = markRaw(table);
+  setAnswer(f, guessAnswer(table.header));
+}
+
+/**
+ * Make `answer` the answer column and read the file again: every other column becomes an input,
+ * measured on the rows that have an answer, and the answers (labels) are the column's values.
+ * Without an answer ("") the inputs wait until one is chosen.
+ */
+export function setAnswer(f: TaskForm, answer: string): void {
+  f.output_column = answer;
+  const table = f.table;
+  if (!table) return;
+  if (!answer) {
+    f.columns = [];
+    f.labels = "";
+    return;
+  }
+  f.columns = inputColumns(table, answer).map((c) => ({ ...c, from: table.file }));
+  f.labels = answersIn(table, answer).labels.join(", ");
+}
+
+/**
+ * Measure a column whose name was typed: from the file when it has that column; a column
+ * measured before under another name loses its values (they were another column's).
+ */
+export function remeasure(f: TaskForm, col: ColumnRow): void {
+  const name = col.name.trim();
+  const table = f.table;
+  if (table && name && name !== f.output_column && table.header.includes(name)) {
+    const rows = trainingRows(table, f.output_column);
+    Object.assign(col, measure(table.file, table.header, rows, name), { from: table.file });
+  } else if (col.from) {
+    Object.assign(col, emptyColumn(col.name));
+  }
 }
 
 /** A task id suggested from a title ("Hospital X-rays" → "hospital-x-rays"). */
@@ -99,6 +159,10 @@ function list(text: string): string[] {
     .split(/[\n,]/)
     .map((s) => s.trim())
     .filter((s) => s !== "");
+}
+
+function isBlank(v: number | string): boolean {
+  return typeof v === "string" && v.trim() === "";
 }
 
 function num(v: number | string): number {
@@ -170,16 +234,26 @@ export function buildTask(f: TaskForm): { doc: Record<string, unknown> | null; e
       else if (names.indexOf(name) !== i) e[`columns.${i}.name`] = "This column is listed twice.";
       else if (name === f.output_column.trim()) {
         e[`columns.${i}.name`] = "The answer column cannot also be an input.";
+      } else if (f.table && !f.table.header.includes(name)) {
+        e[`columns.${i}.name`] = `${f.table.file} has no column named “${name}”. Check the spelling, or remove this column.`;
       }
-      const mean = num(col.mean);
-      const std = num(col.std);
-      if (!Number.isFinite(mean)) e[`columns.${i}.mean`] = "Mean must be a number.";
-      if (!Number.isFinite(std) || std <= 0) e[`columns.${i}.std`] = "Spread must be above 0.";
+      const cats = list(col.categories);
+      // a text column is given as its values' positions in the list: as they are unless told
+      const text = cats.length > 0;
+      const blankMean = isBlank(col.mean);
+      const blankStd = isBlank(col.std);
+      const mean = text && blankMean ? 0 : num(col.mean);
+      const std = text && blankStd ? 1 : num(col.std);
+      if (blankMean && !text) {
+        e[`columns.${i}.mean`] = "Enter the typical value, or pick the CSV file above to measure it.";
+      } else if (!Number.isFinite(mean)) e[`columns.${i}.mean`] = "The typical value must be a number.";
+      if (blankStd && !text) {
+        e[`columns.${i}.std`] = "Enter the spread, or pick the CSV file above to measure it.";
+      } else if (!Number.isFinite(std) || std <= 0) e[`columns.${i}.std`] = "The spread must be a number above 0.";
       const fill = col.fill.trim() === "" ? null : parseNumber(col.fill.trim());
       if (col.fill.trim() !== "" && fill === null) {
         e[`columns.${i}.fill`] = "The value for empty cells must be a number (or left empty).";
       }
-      const cats = list(col.categories);
       columns.push({
         name,
         fill,
@@ -188,7 +262,14 @@ export function buildTask(f: TaskForm): { doc: Record<string, unknown> | null; e
         categories: cats.length ? cats : null,
       });
     });
-    if (!f.output_column.trim()) e.output_column = "Name the column holding the answer.";
+    const answer = f.output_column.trim();
+    if (!answer) {
+      e.output_column = f.table
+        ? "Choose the column holding the answer in the list."
+        : "Name the column holding the answer, as in the CSV header.";
+    } else if (f.table && !f.table.header.includes(answer)) {
+      e.output_column = `${f.table.file} has no column named “${answer}”. Choose one in the list.`;
+    }
   }
 
   let model: ModelDoc | Record<string, unknown> | null = null;
@@ -228,6 +309,10 @@ export function buildTask(f: TaskForm): { doc: Record<string, unknown> | null; e
   const vsplit = c.real("validation_split", 0, 0.9, "Validation share");
   const minP = c.int("min_participants", 1, 10_000, "Minimum participants");
   const deadline = c.real("round_deadline_s", 0, 86_400, "Round deadline", true);
+  const wait = c.real("wait_for_others_s", 0, 86_400, "Waiting time", true);
+  if (!e.round_deadline_s && !e.wait_for_others_s && wait < deadline) {
+    e.wait_for_others_s = `Wait at least as long as the round deadline (${deadline} seconds): otherwise people stop waiting before a round can close.`;
+  }
   let privacy: Record<string, number> | null = null;
   if (f.privacy) {
     const radius = c.real("clipping_radius", 0, Number.POSITIVE_INFINITY, "Clipping radius", true);
@@ -239,6 +324,7 @@ export function buildTask(f: TaskForm): { doc: Record<string, unknown> | null; e
   const training: Record<string, unknown> = {
     data_type: f.data_type,
     scheme: f.scheme,
+    aggregation: f.aggregation,
     epochs,
     epochs_per_round: perRound,
     batch_size: batch,
@@ -247,6 +333,7 @@ export function buildTask(f: TaskForm): { doc: Record<string, unknown> | null; e
     labels,
     min_participants: minP,
     round_deadline_s: deadline,
+    wait_for_others_s: wait,
     privacy,
   };
   if (f.data_type === "image") {
@@ -329,6 +416,8 @@ const TRAINING_KEYS = new Set([
   "output_column",
   "min_participants",
   "round_deadline_s",
+  "wait_for_others_s",
+  "aggregation",
 ]);
 
 /**
@@ -375,6 +464,11 @@ export function pathText(field: string): string {
 /** Validation-library wording (pydantic's, as older servers send it) → plain words. */
 const PLAIN: [RegExp, string | ((...m: string[]) => string)][] = [
   [/^Value error, /, ""],
+  [
+    /^wait_for_others_s \(([^)]*)\) must be at least round_deadline_s \(([^)]*)\)[\s\S]*$/,
+    (_all, _wait, deadline) =>
+      `wait at least as long as the round deadline (${deadline} seconds), or people stop waiting before a round can close`,
+  ],
   [/^Field required$/, "is missing"],
   [/^Extra inputs are not permitted$/, "is not a known setting"],
   [
@@ -407,6 +501,17 @@ export function plainMessage(message: string): string {
 }
 
 /**
+ * The field a problem of the training settings as a whole names first
+ * (`training`: "wait_for_others_s (60) must be at least …" → `wait_for_others_s`); "" otherwise.
+ */
+function namedKey(problem: FieldProblem): string {
+  if (problem.field !== "training") return "";
+  const first = /^([a-z_]+)\b/.exec(problem.message.replace(/^Value error, /, ""))?.[1] ?? "";
+  if (first === "input_columns") return "columns";
+  return TRAINING_KEYS.has(first) ? first : "";
+}
+
+/**
  * The server's 422 problems on the form: each on its field, in plain words; a model problem with
  * its path in the model file ("model → layers → 5 → units: must be greater than 0"), one per
  * line. `rest` holds what belongs to no field.
@@ -416,7 +521,7 @@ export function serverErrors(fields: readonly FieldProblem[]): { errors: FieldEr
   const rest: string[] = [];
   for (const problem of fields) {
     const msg = plainMessage(problem.message);
-    const key = formKey(problem.field) || (/\bmodel\b/.test(msg) ? "model" : "");
+    const key = formKey(problem.field) || namedKey(problem) || (/\bmodel\b/.test(msg) ? "model" : "");
     let line: string;
     if (key === "model") {
       line = problem.field.startsWith("model") ? `${pathText(problem.field)}: ${msg}` : sentence(msg);
@@ -426,39 +531,4 @@ export function serverErrors(fields: readonly FieldProblem[]): { errors: FieldEr
     else errors[key] = errors[key] ? `${errors[key]}\n${line}` : line;
   }
   return { errors, rest };
-}
-
-/** Fill the columns from a CSV file read in the browser: names, mean, spread, text values. */
-export function columnsFromCsv(
-  text: string,
-  file: string,
-): { columns: ColumnRow[]; output: string; labels: string[] } {
-  const table = parseCsv(text, file);
-  const output = table.header.at(-1) ?? "";
-  const columns = table.header.slice(0, -1).map((name, k) => {
-    const cells = table.rows.map((r) => (r.cells[k] ?? "").trim());
-    const present = cells.filter((s) => s !== "");
-    const numbers = present.map(parseNumber);
-    const col = emptyColumn(name);
-    if (numbers.every((v) => v !== null) && numbers.length) {
-      const vals = numbers as number[];
-      const mean = vals.reduce((a, b) => a + b, 0) / vals.length;
-      const sd = Math.sqrt(vals.reduce((a, b) => a + (b - mean) ** 2, 0) / vals.length);
-      col.mean = round(mean);
-      col.std = sd > 0 ? round(sd) : 1;
-      if (present.length < cells.length) col.fill = String(round(mean));
-    } else {
-      col.categories = [...new Set(present)].slice(0, 100).join(", ");
-    }
-    return col;
-  });
-  const outIdx = table.header.length - 1;
-  const answers = [...new Set(table.rows.map((r) => (r.cells[outIdx] ?? "").trim()))]
-    .filter((s) => s !== "")
-    .sort((a, b) => (parseNumber(a) ?? 0) - (parseNumber(b) ?? 0) || a.localeCompare(b));
-  return { columns, output, labels: answers.length <= 20 ? answers : [] };
-}
-
-function round(x: number): number {
-  return Number(x.toPrecision(5));
 }

@@ -1,0 +1,115 @@
+// How a task can be trained (schemes) and how updates can be combined (aggregation rules), in
+// plain words. The lists are read from the server's task schema (`GET /api/schema/task`), so a
+// rule the server adds appears in the form without a change here.
+import { shallowRef } from "vue";
+import { serverUrl } from "./api";
+
+/** One option of the form: the value the task document holds, a name and one plain sentence. */
+export interface Choice {
+  readonly value: string;
+  readonly label: string;
+  readonly about: string;
+  /** False for a way of training nobody can use yet (still offered, with its note). */
+  readonly ready: boolean;
+}
+
+type Words = Omit<Choice, "value" | "ready"> & { ready?: boolean };
+
+const SCHEME_WORDS: Record<string, Words> = {
+  federated: {
+    label: "Together, through the server",
+    about: "Each person trains on their own data; the server combines everyone's updates into one shared model, round after round.",
+  },
+  local: {
+    label: "Alone",
+    about: "Each person trains their own model on their own data; nothing is shared.",
+  },
+  decentralized: {
+    label: "Together, directly between participants (not ready yet)",
+    about: "Participants would combine their updates with each other, without the server. Nobody can train this way yet: until then, each person can only train alone in their browser.",
+    ready: false,
+  },
+};
+
+const AGGREGATION_WORDS: Record<string, Words> = {
+  mean: {
+    label: "Average",
+    about: "The average of everyone's updates, weighted by how many examples each person has. Best when every participant is trusted.",
+  },
+  median: {
+    label: "Median",
+    about: "For each of the model's numbers (its weights), the middle value of everyone's updates: a few participants sending bad updates cannot pull it away. Everyone counts equally, whatever their number of examples.",
+  },
+  trimmed_mean: {
+    label: "Trimmed average",
+    about: "For each of the model's numbers, the highest and lowest tenth of the values are left out and the rest averaged, everyone counting equally: it resists a few bad updates. With fewer than 10 participants nothing is left out.",
+  },
+};
+
+/** What the server's task schema allows, in the server's order. */
+export interface TrainingOptions {
+  schemes: string[];
+  aggregations: string[];
+}
+
+/** What this page knows when the server's schema cannot be read. */
+export const KNOWN_OPTIONS: TrainingOptions = {
+  schemes: ["federated", "local", "decentralized"],
+  aggregations: ["mean", "median", "trimmed_mean"],
+};
+
+/** A value this page has no words for: named from its id, said plainly that it is not described. */
+function unknown(value: string, what: string): Words {
+  const name = value.replace(/[_-]+/g, " ");
+  return {
+    label: name.charAt(0).toUpperCase() + name.slice(1),
+    about: `A ${what} this server offers; this page has no plain description of it yet.`,
+  };
+}
+
+function choice(value: string, words: Words | undefined, what: string): Choice {
+  const w = words ?? unknown(value, what);
+  return { value, label: w.label, about: w.about, ready: w.ready ?? true };
+}
+
+/** The schemes as form options: the ones people can use first, in the server's order. */
+export function schemeChoices(values: readonly string[]): Choice[] {
+  const all = values.map((v) => choice(v, SCHEME_WORDS[v], "way of training"));
+  return [...all.filter((c) => c.ready), ...all.filter((c) => !c.ready)];
+}
+
+/** The aggregation rules as form options, in the server's order. */
+export function aggregationChoices(values: readonly string[]): Choice[] {
+  return values.map((v) => choice(v, AGGREGATION_WORDS[v], "way of combining updates"));
+}
+
+function enumOf(schema: unknown, field: string): string[] | null {
+  const defs = (schema as { $defs?: Record<string, { properties?: Record<string, unknown> }> } | null)?.$defs;
+  const prop = defs?.TrainingInfo?.properties?.[field] as { enum?: unknown } | undefined;
+  const values = prop?.enum;
+  return Array.isArray(values) && values.length && values.every((v) => typeof v === "string") ? values : null;
+}
+
+/** The schemes and aggregation rules of a task JSON Schema; `KNOWN_OPTIONS` for what it lacks. */
+export function optionsFromSchema(schema: unknown): TrainingOptions {
+  return {
+    schemes: enumOf(schema, "scheme") ?? KNOWN_OPTIONS.schemes,
+    aggregations: enumOf(schema, "aggregation") ?? KNOWN_OPTIONS.aggregations,
+  };
+}
+
+const options = shallowRef<TrainingOptions>(KNOWN_OPTIONS);
+let asked: Promise<void> | null = null;
+
+/** The server's training options, read once per page load (the known ones until it answers). */
+export function useTrainingOptions(): typeof options {
+  asked ??= (async () => {
+    try {
+      const res = await fetch(`${serverUrl()}/api/schema/task`);
+      if (res.ok) options.value = optionsFromSchema(await res.json());
+    } catch {
+      // the known options stay; publishing still checks against the server
+    }
+  })();
+  return options;
+}
