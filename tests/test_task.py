@@ -276,3 +276,15 @@ def test_privacy_config_round_trips_inside_a_task() -> None:
     assert again.training.privacy == PrivacyConfig(clipping_radius=1.0, noise_multiplier=0.5)
     assert again.training.privacy is not None
     assert again.training.privacy.noise_std == 0.5
+
+
+def test_the_wait_for_others_defaults_to_at_least_the_round_deadline() -> None:
+    """Tasks written before the setting existed keep loading (as in the browser's parseTask)."""
+    assert TrainingInfo(data_type="text").wait_for_others_s == 600
+    assert TrainingInfo(data_type="text", round_deadline_s=900).wait_for_others_s == 900
+    mnist = catalog.get("mnist")
+    assert mnist.with_training(round_deadline_s=900).training.wait_for_others_s == 900
+    kept = mnist.with_training(wait_for_others_s=1200).with_training(round_deadline_s=30)
+    assert kept.training.wait_for_others_s == 1200  # a chosen wait is kept
+    with pytest.raises(TaskError, match=r"wait_for_others_s \(10\) must be at least"):
+        mnist.with_training(round_deadline_s=60, wait_for_others_s=10)

@@ -34,11 +34,19 @@ if TYPE_CHECKING:  # disco.training loads torch, which `disco serve` does not ne
     from disco.task import Task
     from disco.training import Event, EventCallback
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USER_ERROR", "EXIT_WAIT_EXPIRED", "main"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_SESSION_LOST",
+    "EXIT_USER_ERROR",
+    "EXIT_WAIT_EXPIRED",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
 EXIT_WAIT_EXPIRED = 3
+EXIT_SESSION_LOST = 4
 EXIT_INTERRUPTED = 130
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -67,6 +75,7 @@ class Bars:
         self.mine = mine
         self.bars = [progress.add_task(label, total=rounds, info="") for label in labels]
         self.done = [0] * len(labels)
+        self.started = [0] * len(labels)
         self.sent = [False] * len(labels)
         self.joined_at: list[int | None] = [None] * len(labels)
         """The shared model's rounds when each participant joined (Welcome.round)."""
@@ -76,14 +85,25 @@ class Bars:
         k = min(self.done[i - 1] + 1, self.rounds) if k is None else k
         return f"{'your round' if self.mine else 'round'} {k} of {self.rounds}"
 
-    def _show(self, i: int, info: str, advance: int = 0) -> None:
-        self.progress.update(self.bars[i - 1], info=info, advance=advance)
+    def _show(self, i: int, info: str) -> None:
+        self.progress.update(self.bars[i - 1], info=info)
+
+    def _complete(self, i: int, k: int) -> None:
+        """Participant `i` has completed `k` rounds."""
+        self.done[i - 1] = k
+        self.progress.update(self.bars[i - 1], completed=k)
 
     def callbacks(self, i: int) -> list[EventCallback]:
         """Trainer callbacks for participant `i` (from 1): batch counters, loss per round."""
 
         def on_event(event: Event) -> None:
-            if event.kind == "batch_end":
+            if event.kind == "round_start":
+                # every round started before this one is done, even one whose result came as a
+                # new model on reconnecting (no result message) or whose update was dropped
+                if self.done[i - 1] < self.started[i - 1]:
+                    self._complete(i, self.started[i - 1])
+                self.started[i - 1] += 1
+            elif event.kind == "batch_end":
                 self._show(
                     i, f"{self._round(i)}: epoch {event.epoch}, batch {event.batch}/{event.batches}"
                 )
@@ -107,7 +127,8 @@ class Bars:
         if self.done[i - 1] >= self.rounds and kind != "result":
             return  # finished: others leaving do not concern this participant any more
         if kind == "welcome":
-            self.joined_at[i - 1] = message.round
+            if self.joined_at[i - 1] is None:  # (a reconnect says hello again)
+                self.joined_at[i - 1] = message.round
             text = f"joined; shared model: {_plural(message.round, 'round')} before you"
             if waiting:
                 text += "; " + self.waiting(message.participants, message.min_participants)
@@ -123,16 +144,15 @@ class Bars:
             self._show(i, f"{self._round(i)} sent; {updates}, waiting for the others")
         elif kind == "result":
             self.sent[i - 1] = False
-            self.done[i - 1] += 1
+            self._complete(i, max(self.started[i - 1], self.done[i - 1] + 1))
             shared = f"shared model: {_plural(message.round, 'round')}"
             who = _plural(message.contributors, "contributor")
             text = f"{self._round(i, self.done[i - 1])} done ({who}); {shared}"
-            self._show(i, text, advance=1)
+            self._show(i, text)
 
     def local_round_done(self, i: int) -> None:
         """Advance participant `i`'s bar after a round trained alone."""
-        self.done[i - 1] += 1
-        self.progress.update(self.bars[i - 1], advance=1)
+        self._complete(i, self.done[i - 1] + 1)
 
 
 @contextmanager
@@ -371,16 +391,24 @@ def _together(args: argparse.Namespace, task: Task) -> bool:
     return together
 
 
-def _stopped_message(expired: WaitExpired, wait: float, rounds: int, saved: Path) -> str:
-    """What `disco train` says when it stopped waiting for the others (console markup)."""
+def _stopped_message(
+    expired: WaitExpired, wait: float, rounds: int, saved: Path, lost: DiscoError | None = None
+) -> str:
+    """What `disco train` says when it stopped early (console markup): it waited for the others
+    in vain, or (`lost`) the session ended on an error."""
     kept = (
         f"the last shared model ({_plural(expired.shared_rounds, 'round')} of training "
         "with the others)"
         if expired.kept == "global"
         else "the model trained on your data (nothing was combined with the others yet)"
     )
+    why = (
+        f"no round closed within {wait:g} s after your update"
+        if lost is None
+        else f"the session ended early: {escape(str(lost))}"
+    )
     return (
-        f"[yellow]stopped:[/yellow] no round closed within {wait:g} s after your update "
+        f"[yellow]stopped:[/yellow] {why} "
         f"(you completed {expired.rounds_done} of {rounds} rounds). Kept {kept}, saved to "
         f"{escape(str(saved))}. Run the same command again to rejoin, or add --alone to train "
         "alone."
@@ -405,6 +433,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result: ClientResult | None = None
     expired: WaitExpired | None = None
+    lost: DiscoError | None = None
     label = args.name or "you"
     with (
         participant_log(plain),
@@ -431,13 +460,26 @@ def cmd_train(args: argparse.Namespace) -> int:
             result = asyncio.run(client.run(rounds))
         except WaitExpired as exc:
             expired = exc
+        except DiscoError as exc:
+            # the session ended early (server lost, update refused): keep what was trained
+            if not isinstance(client, FederatedClient) or (kept := client.kept_model()) is None:
+                raise
+            kind, weights, shared = kept
+            expired = WaitExpired(
+                str(exc),
+                weights=weights,
+                kept=kind,
+                rounds_done=client.rounds_done,
+                shared_rounds=shared,
+            )
+            lost = exc
     summary: dict[str, Any] = {"task": task.id}
     if result is None:
         assert expired is not None and isinstance(client, FederatedClient)
         weights = expired.weights
         summary.update(
             rounds=expired.rounds_done,
-            stopped="wait_expired",
+            stopped="wait_expired" if lost is None else "session_lost",
             kept=expired.kept,
             shared_rounds=expired.shared_rounds,
             samples=len(client.train_data),
@@ -476,8 +518,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary["saved"] = str(save)
     if expired is not None and save is not None:
         wait = client.wait_for_others_s if isinstance(client, FederatedClient) else 0.0
-        console.print(_stopped_message(expired, wait, rounds, save), highlight=False)
+        console.print(_stopped_message(expired, wait, rounds, save, lost), highlight=False)
     _report(summary, args.json)
+    if lost is not None:
+        return EXIT_SESSION_LOST
     return EXIT_WAIT_EXPIRED if expired is not None else EXIT_OK
 
 
@@ -582,6 +626,8 @@ exit codes:
   2    a user error (unknown task, bad data, bad option): the message says what to change
   3    stopped waiting for the others (--max-wait, or the task's wait_for_others_s): the model
        kept is saved (--save, or ./TASK-model.safetensors) and still evaluated with --test
+  4    the session ended early (server lost for good, update refused) after training began:
+       the model kept is saved the same way
   130  interrupted (Ctrl+C)
 
 In a pipe or a log file (or with --json), progress is printed as plain timestamped lines on

@@ -43,6 +43,10 @@ Scheme = Literal["federated", "decentralized", "local"]
 Aggregation = Literal["mean", "median", "trimmed_mean"]
 
 
+WAIT_FOR_OTHERS_S = 600.0
+"""Default wait for others, or the round deadline when that is longer."""
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -122,7 +126,7 @@ class TrainingInfo(_Frozen):
         default=120.0, gt=0, le=86_400, description="seconds a round waits for slow participants"
     )
     wait_for_others_s: float = Field(
-        default=600.0,
+        default=WAIT_FOR_OTHERS_S,
         gt=0,
         le=86_400,
         description=(
@@ -151,6 +155,17 @@ class TrainingInfo(_Frozen):
         if k > self.rounds:
             return self.epochs_per_round
         return min(self.epochs_per_round, self.epochs - (k - 1) * self.epochs_per_round)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_wait(cls, data: Any) -> Any:
+        """Without a wait of its own, a task waits at least as long as its round deadline
+        (tasks written before the setting existed keep loading)."""
+        if isinstance(data, dict) and "wait_for_others_s" not in data:
+            deadline = data.get("round_deadline_s")
+            if isinstance(deadline, int | float) and deadline > WAIT_FOR_OTHERS_S:
+                return {**data, "wait_for_others_s": deadline}
+        return data
 
     @model_validator(mode="after")
     def _check_data_fields(self) -> Self:
@@ -224,7 +239,12 @@ class Task(_Frozen):
     def with_training(self, **changes: Any) -> Task:
         """A copy with some training fields changed (validated)."""
         data = self.model_dump()
-        data["training"].update(changes)
+        t = data["training"]
+        if "wait_for_others_s" not in changes and t["wait_for_others_s"] == max(
+            WAIT_FOR_OTHERS_S, t["round_deadline_s"]
+        ):
+            del t["wait_for_others_s"]  # a default wait follows a changed deadline
+        t.update(changes)
         return parse_task(data)
 
     @classmethod

@@ -16,7 +16,7 @@ from rich.progress import Progress
 
 from disco.cli import Bars, main, participant_log
 from disco.client import ClientResult, FederatedClient
-from disco.errors import WaitExpired
+from disco.errors import ServerError, WaitExpired
 from disco.models import init_weights
 from disco.protocol import RoundResult, Status, UpdateAck, Welcome
 from disco.server import ServerConfig, ServerHandle, start_in_background
@@ -277,3 +277,48 @@ def test_bars_count_your_rounds_and_the_shared_models_apart() -> None:
         assert info() == "your round 3 of 3 done (2 contributors); shared model: 8 rounds"
         bars.on_message(1, status)  # the others leave after the end: the bar says done
         assert info() == "your round 3 of 3 done (2 contributors); shared model: 8 rounds"
+
+
+def test_a_session_lost_after_training_saves_the_kept_model_and_exits_4(
+    server: ServerHandle,
+    csv_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    trained: dict[str, Weights] = {}
+
+    async def run(self: FederatedClient, rounds: int | None = None) -> ClientResult:
+        trained["weights"] = init_weights(self.task.model, seed=3)
+        self.rounds_done = 2
+        monkeypatch.setattr(
+            FederatedClient, "kept_model", lambda _self: ("global", trained["weights"], 5)
+        )
+        raise ServerError("cannot reach the server at ws://x/ws: connection refused")
+
+    monkeypatch.setattr(FederatedClient, "run", run)
+    target = tmp_path / "kept.safetensors"
+    argv = ["train", "--task", "clinic", "--data", str(csv_file), "--server", server.url]
+    assert main([*argv, "--save", str(target), "--json"]) == 4
+    captured = capsys.readouterr()
+    out = _json(captured.out)
+    assert out["stopped"] == "session_lost" and out["rounds"] == 2 and out["shared_rounds"] == 5
+    assert Weights.load(target).digest() == trained["weights"].digest()
+    err = _flat(captured.err)
+    assert "the session ended early: cannot reach the server at ws://x/ws" in err
+    assert "Kept the last shared model (5 rounds" in err
+
+
+def test_a_session_lost_before_any_training_is_a_plain_error(
+    server: ServerHandle,
+    csv_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def run(self: FederatedClient, rounds: int | None = None) -> ClientResult:
+        raise ServerError("cannot reach the server at ws://x/ws: connection refused")
+
+    monkeypatch.setattr(FederatedClient, "run", run)
+    argv = ["train", "--task", "clinic", "--data", str(csv_file), "--server", server.url]
+    assert main(argv) == 2
+    assert "cannot reach the server" in _flat(capsys.readouterr().err)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,11 @@ from disco import catalog
 from disco.client import FederatedClient
 from disco.data import load_for_task
 from disco.data.samples import write_samples
-from disco.errors import WaitExpired
+from disco.errors import UpdateRejected, WaitExpired, WeightsError
 from disco.models import init_weights
 from disco.protocol import Hello, RoundResult, UpdateAck, Welcome, encode
-from disco.server import ServerHandle
-from disco.task import Task
+from disco.server import ServerConfig, ServerHandle, start_in_background
+from disco.task import Task, parse_task
 from disco.training import Event
 
 
@@ -154,3 +155,72 @@ def test_the_last_round_trains_what_is_left_of_the_epochs(
     result = asyncio.run(_client(task, samples, server, 1).run())
     assert result.rounds == 3
     assert [(m.round, m.epoch) for m in result.history] == [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1)]
+
+
+def test_an_oversized_update_is_refused_once_not_resent_in_a_loop(tmp_path: Path) -> None:
+    """The server cuts a too-large frame with close code 1009: reconnecting cannot help."""
+    handle = start_in_background(
+        ServerConfig(
+            port=0,
+            data_dir=tmp_path / "server",
+            admin_token="test-token",
+            seed_catalog=False,
+            max_frame_bytes=1024,  # the breast-cancer model's update is larger
+        )
+    )
+    try:
+        task = _publish(handle, min_participants=1, epochs=1)
+        write_samples("breast_cancer", 1, tmp_path / "s", seed=0)
+        welcomes: list[Welcome] = []
+
+        def on_message(message: Any) -> None:
+            if isinstance(message, Welcome):
+                welcomes.append(message)
+
+        client = FederatedClient(
+            task,
+            load_for_task(tmp_path / "s" / "client_1", task.training),
+            handle.url,
+            on_message=on_message,
+        )
+        with pytest.raises(UpdateRejected, match="larger than the server accepts"):
+            asyncio.run(client.run())
+        assert len(welcomes) == 1
+    finally:
+        handle.stop()
+
+
+def test_a_failing_display_callback_does_not_end_the_session(
+    server: ServerHandle, samples: Path
+) -> None:
+    task = _publish(server, min_participants=1, epochs=2)
+    seen: list[str] = []
+
+    def broken(message: Any) -> None:
+        seen.append(message.type)
+        raise RuntimeError("a bug in the caller's display")
+
+    result = asyncio.run(_client(task, samples, server, 1, on_message=broken).run())
+    assert result.rounds == 2
+    assert seen.count("result") == 2
+
+
+def test_a_failed_join_leaves_no_participant_behind(server: ServerHandle, samples: Path) -> None:
+    task = _publish(server, min_participants=1, epochs=1)
+    other = catalog.get("breast_cancer").model_copy(update={"id": task.id})
+    wider = other.model_dump()
+    wider["model"]["layers"][0]["units"] += 1  # the local model does not fit the server's
+    mismatched = parse_task(wider)
+    client = FederatedClient(
+        mismatched,
+        load_for_task(samples / "client_1", mismatched.training),
+        server.url,
+    )
+    with pytest.raises(WeightsError):
+        asyncio.run(client.run())
+    status = httpx.get(f"{server.url}/api/tasks/{task.id}/status").json()
+    deadline = time.monotonic() + 10
+    while status["participants"] != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        status = httpx.get(f"{server.url}/api/tasks/{task.id}/status").json()
+    assert status["participants"] == 0

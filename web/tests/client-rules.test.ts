@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { prepareUpdate, type RawMetrics } from "../src/core/client/update";
 import { SessionError } from "../src/core/errors";
 import { l2Norm, subtract } from "../src/core/privacy";
-import { epochsInRound, rounds, type PrivacyConfig } from "../src/core/task";
+import { epochsInRound, parseTask, rounds, type PrivacyConfig } from "../src/core/task";
 import { Weights } from "../src/core/weights";
 
 type Num = number | "NaN" | "Infinity" | "-Infinity" | null;
@@ -83,5 +83,23 @@ describe("update pipeline (tests/vectors/update_pipeline.json)", () => {
     if (c.privacy !== null && c.expected.clipped) {
       expect(l2Norm(subtract(out.weights, received))).toBeCloseTo(c.privacy.clipping_radius, 5);
     }
+  });
+});
+
+describe("the wait for others in a task document", () => {
+  const doc = (training: Record<string, unknown>): unknown => ({
+    id: "t",
+    display: { title: "T" },
+    training: { data_type: "text", ...training },
+    model: { input_shape: [2], layers: [{ type: "dense", units: 1 }], loss: "mse" },
+  });
+  it("defaults to 600 s, or the round deadline when that is longer (as in Python)", () => {
+    expect(parseTask(doc({})).training.wait_for_others_s).toBe(600);
+    expect(parseTask(doc({ round_deadline_s: 900 })).training.wait_for_others_s).toBe(900);
+    expect(parseTask(doc({ round_deadline_s: 900, wait_for_others_s: 1200 })).training.wait_for_others_s).toBe(1200);
+  });
+  it("must be a finite number of seconds", () => {
+    expect(() => parseTask(doc({ wait_for_others_s: null }))).toThrow(/wait_for_others_s/);
+    expect(() => parseTask(doc({ round_deadline_s: -1 }))).toThrow(/round_deadline_s/);
   });
 });

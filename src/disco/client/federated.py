@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -91,6 +92,7 @@ class FederatedClient(Client):
         on_message: StatusCallback | None = None,
         wait_for_others_s: float | None = None,
         reconnect_timeout_s: float = 60.0,
+        noise: np.random.Generator | None = None,
     ) -> None:
         super().__init__(task, data, seed=seed, name=name, callbacks=callbacks)
         self.url = ws_url(server_url)
@@ -98,15 +100,24 @@ class FederatedClient(Client):
         self.wait_for_others_s = (
             task.training.wait_for_others_s if wait_for_others_s is None else wait_for_others_s
         )
-        if not self.wait_for_others_s > 0:
-            raise SessionError(f"wait_for_others_s must be > 0, got {self.wait_for_others_s}")
+        if not (self.wait_for_others_s > 0 and math.isfinite(self.wait_for_others_s)):
+            raise SessionError(
+                f"wait_for_others_s must be a finite number of seconds > 0, "
+                f"got {self.wait_for_others_s}"
+            )
         self.reconnect_timeout_s = reconnect_timeout_s
         self.client_id: str | None = None
         self.status: Status | None = None
         """The session as the server last described it (participants, reported, state)."""
         self._traffic = Traffic()
         self._link: Link | None = None
-        self._rng = np.random.default_rng(seed)
+        self._global: tuple[int, Weights] | None = None  # the last shared model and its round
+        self._trained: Weights | None = None  # the last model trained here
+        self.rounds_done = 0
+        """Rounds this participant completed in the current `run`."""
+        # privacy noise must be unpredictable: fresh OS entropy unless a generator is given
+        # (simulations pass a seeded one to be reproducible)
+        self._noise = noise if noise is not None else np.random.default_rng()
 
     @property
     def bytes_up(self) -> int:
@@ -121,6 +132,8 @@ class FederatedClient(Client):
     # -- transport ----------------------------------------------------------------------------
     def _observe(self, message: ServerMessage) -> None:
         """Track the session's counters from every message as it arrives, then pass it on."""
+        if isinstance(message, RoundResult) and self.status is not None:
+            self.status = self.status.model_copy(update={"round": message.round, "reported": 0})
         if isinstance(message, Welcome | Status):
             reported = message.reported if isinstance(message, Status) else 0
             self.status = Status(
@@ -162,12 +175,20 @@ class FederatedClient(Client):
                 await self._link.send(Hello(task_id=self.task.id, name=self.name, kind="python"))
                 while True:
                     message = await self._next(timeout=30)
+                    if isinstance(message, ErrorMessage):
+                        raise ServerError(
+                            f"server refused to join: [{message.code}] {message.message}"
+                        )
                     if isinstance(message, Welcome):
                         self.client_id = message.client_id
                         message.weights.check_like(self.model.get_weights(), "global model")
                         return message
+            except InvalidURI as exc:
+                raise ServerError(f"{self.url} is not a server address: {exc}") from exc
             except (OSError, LinkClosed, InvalidHandshake, TimeoutError) as exc:
-                if isinstance(exc, InvalidURI) or time.monotonic() + delay > deadline:
+                if isinstance(exc, LinkClosed) and exc.fatal is not None:
+                    raise ServerError(f"{exc.fatal} ({exc})") from exc
+                if time.monotonic() + delay > deadline:
                     raise ServerError(f"cannot reach the server at {self.url}: {exc}") from exc
                 log.info("connection to %s failed (%s); retrying in %.1fs", self.url, exc, delay)
                 await asyncio.sleep(delay)
@@ -213,6 +234,9 @@ class FederatedClient(Client):
         while True:
             now = time.monotonic()
             if now >= give_up:
+                newer = self._newer_result(pending.round)  # arrived just in time
+                if newer is not None:
+                    return newer
                 raise kept()
             if now >= next_log:
                 log.info(
@@ -225,6 +249,8 @@ class FederatedClient(Client):
             except TimeoutError:
                 continue
             except LinkClosed as exc:
+                if exc.fatal is not None:
+                    raise UpdateRejected(f"{exc.fatal} ({exc})") from exc
                 log.warning("connection lost (%s); reconnecting", exc)
                 welcome = await self._join()
                 if welcome.round > pending.round:
@@ -263,17 +289,18 @@ class FederatedClient(Client):
         start = time.perf_counter()
         training = self.task.training
         rounds = training.rounds if rounds is None else rounds
-        welcome = await self._join()
-        weights, server_round = welcome.weights, welcome.round
-        log.info(
-            "joined task %s as %s: the shared model has been trained for %s; "
-            "you take part in %s (%d of %d participants needed are connected)",
-            *(self.task.id, welcome.client_id, _rounds(welcome.round), _rounds(rounds)),
-            *(welcome.participants, welcome.min_participants),
-        )
         history: list[EpochMetrics] = []
         done = 0
         try:
+            welcome = await self._join()
+            weights, server_round = welcome.weights, welcome.round
+            self._global, self._trained, self.rounds_done = (server_round, weights), None, 0
+            log.info(
+                "joined task %s as %s: the shared model has been trained for %s; "
+                "you take part in %s (%d of %d participants needed are connected)",
+                *(self.task.id, welcome.client_id, _rounds(welcome.round), _rounds(rounds)),
+                *(welcome.participants, welcome.min_participants),
+            )
             while done < rounds:
                 k = done + 1
                 epochs = training.epochs_in_round(k)
@@ -282,6 +309,7 @@ class FederatedClient(Client):
                     *(k, rounds, epochs, _rounds(server_round)),
                 )
                 trained, epoch_metrics = await self.train(server_round, weights, epochs)
+                self._trained = trained
                 history.extend(epoch_metrics)
                 newer = self._newer_result(server_round)
                 if newer is not None:
@@ -291,6 +319,7 @@ class FederatedClient(Client):
                         *(k, rounds),
                     )
                     weights, server_round, done = newer.weights, newer.round, done + 1
+                    self._global, self.rounds_done = (server_round, weights), done
                     continue
                 last = epoch_metrics[-1]
                 prepared = prepare_update(
@@ -304,7 +333,7 @@ class FederatedClient(Client):
                         "val_accuracy": last.val_accuracy,
                     },
                     training.privacy,
-                    self._rng,
+                    self._noise,
                 )
                 if prepared.dropped_metrics:
                     log.warning(
@@ -323,11 +352,10 @@ class FederatedClient(Client):
                     metrics=prepared.metrics,
                 )
                 await self._send(update)
-                expired = functools.partial(
-                    self._expired, done, rounds, trained, weights, server_round
-                )
+                expired = functools.partial(self._expired, rounds)
                 result = await self._wait_result(update, k, rounds, expired)
                 weights, server_round, done = result.weights, result.round, done + 1
+                self._global, self.rounds_done = (server_round, weights), done
                 if isinstance(result, RoundResult):
                     log.info(
                         "your round %d of %d done: %d contributor(s); the shared model has been "
@@ -350,26 +378,38 @@ class FederatedClient(Client):
             num_samples=len(self.train_data),
         )
 
-    def _expired(
-        self, done: int, rounds: int, local: Weights, global_weights: Weights, global_round: int
-    ) -> WaitExpired:
-        """The error to stop with: the last shared model if it has training behind it, else
-        the model trained here (the same rule as the browser)."""
-        kept: Literal["global", "local"] = "global" if global_round > 0 else "local"
+    def kept_model(self) -> tuple[Literal["global", "local"], Weights, int] | None:
+        """The model to keep if the session ends now, as (kind, weights, shared rounds).
+
+        The last shared model when it has training behind it (``"global"``), else the model
+        trained here (``"local"``); None before either exists. The same rule as the browser.
+        """
+        if self._global is not None and self._global[0] > 0:
+            return "global", self._global[1], self._global[0]
+        if self._trained is not None:
+            return "local", self._trained, 0 if self._global is None else self._global[0]
+        return None
+
+    def _expired(self, rounds: int) -> WaitExpired:
+        """The error to stop with when the wait for others runs out."""
+        kept = self.kept_model()
+        if kept is None:  # unreachable: a participant waits only after it trained
+            raise SessionError("stopped waiting for the others before training anything")
+        kind, weights, shared = kept
         which = (
-            f"the last shared model ({_rounds(global_round)} of training)"
-            if kept == "global"
+            f"the last shared model ({_rounds(shared)} of training)"
+            if kind == "global"
             else "the model trained on your data (nothing was combined yet)"
         )
         message = (
             f"stopped waiting for the others after {self.wait_for_others_s:g} s: no round closed; "
-            f"{self._missing()}. You completed {done} of {rounds} rounds and keep {which}."
+            f"{self._missing()}. You completed {self.rounds_done} of {rounds} rounds and keep "
+            f"{which}."
         )
         log.warning(message)
-        weights = global_weights if kept == "global" else local
         self.model.set_weights(weights)
         return WaitExpired(
-            message, weights=weights, kept=kept, rounds_done=done, shared_rounds=global_round
+            message, weights=weights, kept=kind, rounds_done=self.rounds_done, shared_rounds=shared
         )
 
     async def _close(self) -> None:

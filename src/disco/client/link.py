@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,11 +21,31 @@ from disco.errors import ServerError
 from disco.protocol import ServerMessage, decode, encode
 from disco.protocol.messages import ClientMessage
 
-__all__ = ["Link", "LinkClosed", "Traffic"]
+__all__ = ["FATAL_CLOSE", "Link", "LinkClosed", "Traffic"]
+
+log = logging.getLogger("disco.client")
+
+
+FATAL_CLOSE = {
+    1009: "the update is larger than the server accepts",
+    4400: "this client speaks another protocol version than the server; update disco",
+    4404: "the server does not know this task",
+}
+"""Close codes after which reconnecting cannot help (the same as the browser's)."""
 
 
 class LinkClosed(Exception):
-    """The connection is gone (closed by either side or dropped); reconnecting may help."""
+    """The connection is gone (closed by either side or dropped); reconnecting may help
+    unless `code` is in `FATAL_CLOSE` (see `fatal`)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def fatal(self) -> str | None:
+        """Why reconnecting cannot help, or None."""
+        return None if self.code is None else FATAL_CLOSE.get(self.code)
 
 
 @dataclass
@@ -61,12 +82,15 @@ class Link:
                 message = decode(frame)
                 if message.type in ("hello", "update", "leave"):
                     raise ServerError(f"server sent a {message.type!r} message, which clients send")
-                self._on_message(message)
+                try:
+                    self._on_message(message)
+                except Exception:  # a display callback must not end the session
+                    log.exception("the on_message callback failed on a %r message", message.type)
                 self._queue.append(message)
                 self._changed.set()
-            self._ended = LinkClosed(_why(self._conn))
+            self._ended = LinkClosed(_why(self._conn), self._conn.close_code)
         except ConnectionClosed as exc:
-            self._ended = LinkClosed(str(exc))
+            self._ended = LinkClosed(str(exc), exc.rcvd.code if exc.rcvd else None)
         except Exception as exc:  # a bad frame: the session cannot go on with this server
             self._ended = exc
             await self._conn.close(1000, "invalid frame from server")
@@ -96,7 +120,7 @@ class Link:
         try:
             await self._conn.send(frame)
         except ConnectionClosed as exc:
-            raise LinkClosed(str(exc)) from exc
+            raise LinkClosed(str(exc), exc.rcvd.code if exc.rcvd else None) from exc
         self._traffic.bytes_up += len(frame)
 
     async def close(self) -> None:

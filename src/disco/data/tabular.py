@@ -47,6 +47,9 @@ __all__ = [
 MAX_CSV_BYTES = 512 * 1024 * 1024
 _DELIMITERS = (",", ";")
 
+BLANK = " \t\n\r\v\f\u00a0\ufeff"
+"""What is trimmed around a cell (the same set as the browser's `tabular.ts`)."""
+
 
 Record = tuple[int, list[str], str | None]
 """One non-blank data row: its row number, its cells, and what is wrong with its shape (or None)."""
@@ -116,12 +119,12 @@ def read_csv(path: str | Path) -> CsvTable:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc}); save the file as UTF-8 CSV") from exc
-    first = next((ln for ln in text.split("\n") if ln.strip()), None)
+    first = next((ln for ln in text.split("\n") if ln.strip(BLANK)), None)
     if first is None:
         raise DataError(f"{path}: the file is empty; a header row is required")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_guess_delimiter(first))
     try:
-        header = [h.strip() for h in next(r for r in reader if r)]
+        header = [h.strip(BLANK) for h in next(r for r in reader if r)]
     except csv.Error as exc:
         raise DataError(f"{path}: invalid CSV: {exc}") from exc
     empty = [i + 1 for i, h in enumerate(header) if not h]
@@ -131,7 +134,7 @@ def read_csv(path: str | Path) -> CsvTable:
     def records() -> Iterator[Record]:
         try:
             for cells in reader:
-                if not cells or all(not c.strip() for c in cells):
+                if not cells or all(not c.strip(BLANK) for c in cells):
                     continue
                 row = reader.line_num
                 problem = None
@@ -145,6 +148,8 @@ def read_csv(path: str | Path) -> CsvTable:
 
 
 def _number(text: str) -> float | None:
+    if not text.isascii():  # float() reads other scripts' digits; the browser does not
+        return None
     try:
         value = float(text)
     except ValueError:
@@ -203,7 +208,7 @@ class _BadCell(Exception):
 
 def _cell_value(row: int, spec: ColumnSpec, cell: str) -> float:
     """The raw (not yet standardised) value of one input cell."""
-    text = cell.strip()
+    text = cell.strip(BLANK)
     where = f"row {row}, column {spec.name!r}"
     if not text:
         if spec.fill is None:
@@ -225,7 +230,7 @@ def _cell_value(row: int, spec: ColumnSpec, cell: str) -> float:
 
 def _label_value(row: int, training: TrainingInfo, column: str, cell: str) -> float:
     """The class id (labels given) or the numeric target of one output cell."""
-    text = cell.strip()
+    text = cell.strip(BLANK)
     where = f"row {row}, column {column!r}"
     if not text:
         raise _BadCell(row, column, text, f"{where} is empty; every row needs a label")

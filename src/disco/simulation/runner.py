@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 from disco import catalog
 from disco.client import FederatedClient
@@ -132,6 +133,8 @@ async def simulate_async(
                         name=f"sim-{i}",
                         callbacks=callbacks(i) if callbacks else None,
                         on_message=functools.partial(on_message, i) if on_message else None,
+                        # a simulation is reproducible under its seed, privacy noise included
+                        noise=np.random.default_rng([seed, i]),
                     )
                     for i, data in enumerate(datasets, start=1)
                 ]

@@ -336,6 +336,13 @@ export function parseTask(data: unknown): Task {
   const filled = { ...TRAINING_DEFAULTS, ...training, data_type: dataType as DataType } as TrainingInfo;
   check(positiveInt(filled.epochs) && positiveInt(filled.epochs_per_round), "training.epochs: positive integers");
   check(positiveInt(filled.batch_size), "training.batch_size: a positive integer");
+  const seconds = (v: unknown): boolean => typeof v === "number" && Number.isFinite(v) && v > 0;
+  check(seconds(filled.round_deadline_s), "training.round_deadline_s: a number of seconds > 0");
+  // without a wait of its own, a task waits at least as long as its round deadline (as in Python)
+  if (!("wait_for_others_s" in training)) {
+    filled.wait_for_others_s = Math.max(TRAINING_DEFAULTS.wait_for_others_s, filled.round_deadline_s);
+  }
+  check(seconds(filled.wait_for_others_s), "training.wait_for_others_s: a number of seconds > 0");
   if (dataType === "image") {
     check(positiveInt(filled.image_height) && positiveInt(filled.image_width), "training: image size required");
   }

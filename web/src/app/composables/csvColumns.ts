@@ -1,6 +1,6 @@
 // A CSV file read for the task form, in the browser: its header, the rows that would train, and
 // each column measured (average, spread, empty cells, text values) for the task's preprocessing.
-import { parseCsv, parseNumber } from "../../core/data/tabular";
+import { parseCsv, parseNumber, trimCell } from "../../core/data/tabular";
 
 /** A CSV file as the form keeps it (never uploaded): its header and its well-formed rows. */
 export interface TableSource {
@@ -36,7 +36,7 @@ export function readTable(text: string, file: string): TableSource {
   if (twice.length) {
     throw new Error(`its header names the column “${twice[0]}” twice; give every column its own name`);
   }
-  const rows = table.rows.filter((r) => r.problem === undefined).map((r) => r.cells.map((c) => c.trim()));
+  const rows = table.rows.filter((r) => r.problem === undefined).map((r) => r.cells.map((c) => trimCell(c)));
   return { file, header: table.header, rows, malformed: table.rows.length - rows.length };
 }
 

@@ -47,7 +47,6 @@ export async function runFederated(run: {
       setWeights(model, spec, weights);
       const history = await trainRound(mine, epochsInRound(task.training, mine));
       const last = history.at(-1);
-      if (privacy !== null) recordPrivateUpdate(task.id);
       const metrics = last
         ? { train_loss: last.train_loss, train_accuracy: last.train_accuracy, val_loss: last.val_loss, val_accuracy: last.val_accuracy }
         : {};
@@ -69,6 +68,8 @@ export async function runFederated(run: {
         onGlobal(e.round, e.weights);
       } else if (e.kind === "log") {
         log(e.message, e.level);
+      } else if (e.kind === "sent" && privacy !== null) {
+        recordPrivateUpdate(task.id); // each protected update that left counts toward ε
       }
     },
   });

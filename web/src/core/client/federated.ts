@@ -78,8 +78,15 @@ export interface LogEvent {
   level: "info" | "warn" | "error";
   message: string;
 }
+/** An update left this client (once per round; resends after a reconnect are not counted). */
+export interface SentEvent {
+  kind: "sent";
+  /** The server round it is for. */
+  round: number;
+  numSamples: number;
+}
 /** Everything `onEvent` receives. */
-export type ClientEvent = StatusEvent | RoundEvent | LogEvent;
+export type ClientEvent = StatusEvent | RoundEvent | LogEvent | SentEvent;
 
 /** What local training returns: the trained weights (not a difference) and its sample count. */
 export interface TrainOutput {
@@ -209,6 +216,10 @@ export class FederatedClient {
 
   constructor(private readonly options: FederatedClientOptions) {
     this.url = wsUrl(options.serverUrl);
+    const wait = options.waitForOthersMs;
+    if (wait !== undefined && !(Number.isFinite(wait) && wait > 0)) {
+      throw new SessionError(`waitForOthersMs must be a finite number of milliseconds > 0, got ${wait}`);
+    }
   }
 
   // -- events ------------------------------------------------------------------------------
@@ -238,7 +249,7 @@ export class FederatedClient {
     const s = this.status;
     if (m.type === "welcome" || m.type === "status") {
       Object.assign(s, { round: m.round, participants: m.participants, minParticipants: m.min_participants });
-      if (m.type === "welcome") Object.assign(s, { joined: true, attempt: 0 });
+      if (m.type === "welcome") Object.assign(s, { joined: true, attempt: 0, reported: 0 });
       this.sessionState = m.state;
       if (m.type === "status") s.reported = m.reported;
     } else if (m.type === "ack") {
@@ -375,7 +386,11 @@ export class FederatedClient {
     let nextLog = Date.now() + WAIT_LOG_MS;
     for (;;) {
       const now = Date.now();
-      if (now >= deadline) throw expired();
+      if (now >= deadline) {
+        const newer = this.queuedResult(pending.round); // arrived just in time
+        if (newer !== null) return newer;
+        throw expired();
+      }
       if (now >= nextLog) {
         this.log("info", `${mine}: waiting for others: ${this.missing()}; stopping in ${Math.round((deadline - now) / 1000)} s`);
         nextLog = now + WAIT_LOG_MS;
@@ -413,11 +428,15 @@ export class FederatedClient {
   }
 
   // -- the round loop ------------------------------------------------------------------------
-  /** Train on `model`; the trained weights (kept if the wait expires) and the update to send. */
-  private async trainOnce(model: Model, mine: string): Promise<{ trained: Weights; update: ModelUpdate }> {
+  /** Train on `model`. */
+  private async trainOnce(model: Model): Promise<TrainOutput> {
     const running = this.options.train(model.round, model.weights, this.signal);
     running.catch(() => undefined); // stop() may leave it unawaited
-    const out = await bounded(running, this.signal);
+    return bounded(running, this.signal);
+  }
+
+  /** The update to send after training `model` into `out` (the one update pipeline). */
+  private prepare(model: Model, out: TrainOutput, mine: string): ModelUpdate {
     const privacy = this.options.privacy ?? null;
     const prepared = prepareUpdate(model.weights, out.weights, out.numSamples, out.metrics, privacy, this.options.random);
     if (prepared.droppedMetrics.length > 0) {
@@ -425,7 +444,7 @@ export class FederatedClient {
     }
     if (privacy !== null) this.log("info", describePrivacy(prepared, privacy));
     const { weights, numSamples, metrics } = prepared;
-    return { trained: out.weights, update: { type: "update", round: model.round, num_samples: numSamples, weights, metrics } };
+    return { type: "update", round: model.round, num_samples: numSamples, weights, metrics };
   }
 
   /** The error to stop with when the wait expires: the last shared model if it has training behind it, else the model trained here (as in Python). */
@@ -467,16 +486,18 @@ export class FederatedClient {
         const mine = `your round ${done + 1} of ${rounds}`;
         this.setState("training");
         this.log("info", `${mine}: training on the shared model (${plural(model.round)} so far)`);
-        const { trained, update } = await this.trainOnce(model, mine);
+        const out = await this.trainOnce(model);
         const newer = this.queuedResult(model.round);
         if (newer !== null) {
           this.log("warn", `${mine}: the round closed while you trained; your update is dropped and you continue from the newer shared model`);
           model = newer;
           continue;
         }
+        const update = this.prepare(model, out, mine);
         this.send(update);
+        this.emit({ kind: "sent", round: update.round, numSamples: update.num_samples });
         const from = model;
-        model = await this.waitResult(update, mine, () => this.expired(done, rounds, trained, from));
+        model = await this.waitResult(update, mine, () => this.expired(done, rounds, out.weights, from));
         this.log("info", `${mine} done: the shared model has been trained for ${plural(model.round)}`);
       }
       this.link?.send({ type: "leave" });
@@ -490,7 +511,7 @@ export class FederatedClient {
       if (!(error instanceof StoppedError)) {
         const text = error instanceof Error ? error.message : String(error);
         this.setState("error", text);
-        this.log("error", text);
+        if (!(error instanceof WaitExpired)) this.log("error", text); // (already said as a warning)
       }
       throw error;
     } finally {

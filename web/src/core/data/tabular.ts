@@ -218,7 +218,7 @@ function guessDelimiter(firstLine: string): "," | ";" {
  */
 export function parseCsv(text: string, file = "data.csv"): CsvTable {
   const body = text.startsWith("\ufeff") ? text.slice(1) : text;
-  const first = body.split("\n").find((line) => line.trim() !== "");
+  const first = body.split("\n").find((line) => trimCell(line) !== "");
   if (first === undefined) throw new DataError(`${file}: the file is empty; a header row is required`);
   const delimiter = guessDelimiter(first);
   let header: string[] | null = null;
@@ -226,7 +226,7 @@ export function parseCsv(text: string, file = "data.csv"): CsvTable {
   for (const { line, cells } of records(body, delimiter)) {
     if (header === null) {
       if (cells.length === 0) continue;
-      header = cells.map((h) => h.trim());
+      header = cells.map((h) => trimCell(h));
       const empty = header.flatMap((h, i) => (h === "" ? [i + 1] : []));
       if (empty.length > 0) {
         throw new DataError(
@@ -235,7 +235,7 @@ export function parseCsv(text: string, file = "data.csv"): CsvTable {
       }
       continue;
     }
-    if (cells.length === 0 || cells.every((c) => c.trim() === "")) continue;
+    if (cells.length === 0 || cells.every((c) => trimCell(c) === "")) continue;
     if (cells.length !== header.length) {
       rows.push({ row: line, cells, problem: `${file}: ${cellCountProblem(line, cells.length, header.length)}` });
       continue;
@@ -261,6 +261,14 @@ export function columnIndex(table: CsvTable, names: readonly string[]): number[]
   return names.map((n) => table.header.indexOf(n));
 }
 
+/** What is trimmed around a cell: the same set as Python's `disco.data.tabular.BLANK`. */
+const BLANK = /^[ \t\n\r\v\f\u00a0\ufeff]+|[ \t\n\r\v\f\u00a0\ufeff]+$/g;
+
+/** A cell without the blanks around it (`BLANK`). */
+export function trimCell(text: string): string {
+  return text.replace(BLANK, "");
+}
+
 const NUMBER = /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?$/;
 
 /** A finite number as Python's `float()` reads it, or null. */
@@ -282,7 +290,7 @@ function bad(row: number, column: string | null, value: string | null, message: 
 }
 
 function cellValue(row: number, spec: ColumnSpec, cell: string): number {
-  const text = cell.trim();
+  const text = trimCell(cell);
   const where = `row ${row}, column ${pyRepr(spec.name)}`;
   if (text === "") {
     if (spec.fill === null || spec.fill === undefined) {
@@ -303,7 +311,7 @@ function cellValue(row: number, spec: ColumnSpec, cell: string): number {
 }
 
 function labelValue(row: number, training: TrainingInfo, column: string, cell: string): number {
-  const text = cell.trim();
+  const text = trimCell(cell);
   const where = `row ${row}, column ${pyRepr(column)}`;
   if (text === "") throw bad(row, column, text, `${where} is empty; every row needs a label`);
   const labels = training.labels;
