@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from disco import catalog, init_weights
+from disco import Weights, catalog, init_weights
 from disco.privacy import epsilon
 from disco.server import ServerHandle
 from disco.task import PrivacyConfig
@@ -258,15 +258,125 @@ def test_library_opens_each_model_on_its_own(
 
 
 def test_page_that_cannot_load_says_so_and_retries(desktop: Any) -> None:
-    desktop.route("**/assets/LibraryPage-*.js", lambda route: route.abort())
+    desktop.route("**/assets/CreateTaskPage-*.js", lambda route: route.abort())
     desktop.goto("/")
     expect(desktop.get_by_test_id("task-list")).to_be_visible()
     nav = desktop.get_by_role("navigation", name="Main")
-    nav.get_by_role("link", name="Model library").click()
+    nav.get_by_role("link", name="Create task").click()
     error = desktop.get_by_test_id("navigation-error")
-    expect(error).to_contain_text("Model library could not be opened")
+    expect(error).to_contain_text("Create a task could not be opened")
     expect(error).to_contain_text("try again")
-    desktop.unroute("**/assets/LibraryPage-*.js")
+    desktop.unroute("**/assets/CreateTaskPage-*.js")
     error.get_by_role("button", name="Try again").click()
-    expect(desktop.get_by_role("heading", name="Model library")).to_be_visible()
+    expect(desktop.get_by_role("heading", name="Create a task")).to_be_visible()
     expect(error).to_have_count(0)
+
+
+def test_training_choice_is_remembered_per_task(
+    desktop: Any, publish: Any, breast_cancer_files: Path
+) -> None:
+    doc = catalog.get("breast_cancer").model_dump(mode="json")
+    doc["id"] = "table_together"
+    doc["display"]["title"] = "Another table, trained together"
+    publish(doc)
+    csv = breast_cancer_files / "client_1" / "data.csv"
+    alone, together = desktop.get_by_label("Alone"), desktop.get_by_label("With others")
+
+    def open_training(task_id: str) -> None:
+        desktop.goto(f"/#/tasks/{task_id}/connect")
+        desktop.get_by_test_id("train-csv-files").set_input_files(csv)
+        count = desktop.get_by_test_id("train-summary").get_by_test_id("sample-count")
+        expect(count).not_to_have_text("0")
+        desktop.get_by_test_id("step-next").click()
+        expect(desktop.get_by_test_id("step-title")).to_contain_text("Train the model")
+
+    # a choice made on one task used to become every task's default
+    desktop.goto("/")
+    desktop.evaluate("localStorage.setItem('disco.trainMode', 'alone')")
+    open_training("breast_cancer")
+    expect(together).to_be_checked()
+    alone.check()
+    open_training("table_together")
+    expect(together).to_be_checked()  # task B is trained together: its own default holds
+    desktop.goto("/#/tasks/breast_cancer/train")
+    expect(alone).to_be_checked()
+
+    # remembered per task, across visits
+    desktop.reload()
+    expect(desktop.get_by_test_id("step-title")).to_contain_text("Train the model")
+    open_training("breast_cancer")
+    expect(alone).to_be_checked()
+    open_training("table_together")
+    expect(together).to_be_checked()
+    stored = desktop.evaluate(
+        "Object.fromEntries(Object.keys(localStorage)"
+        ".filter((k) => k.startsWith('disco.trainMode')).map((k) => [k, localStorage[k]]))"
+    )
+    assert stored == {"disco.trainMode.breast_cancer": "alone"}, stored
+
+
+@pytest.mark.parametrize("size", ["phone", "desktop"])
+def test_library_opens_without_the_server(
+    browser: Any, tmp_path: Path, web_build: Path, size: str, screenshot: Any
+) -> None:
+    from disco.server import ServerConfig, start_in_background
+
+    config = ServerConfig(
+        port=0, data_dir=tmp_path / "server", seed_catalog=True, web_dir=web_build
+    )
+    handle = start_in_background(config)
+    options: dict[str, Any] = (
+        {"viewport": {"width": 360, "height": 780}, "is_mobile": True, "has_touch": True}
+        if size == "phone"
+        else {"viewport": {"width": 1280, "height": 800}}
+    )
+    context = browser.new_context(base_url=handle.url, accept_downloads=True, **options)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto("/")
+        expect(page.get_by_test_id("task-list")).to_be_visible()
+        first, second = _save_models(page, handle, [0, 1])
+        handle.stop()  # the server goes away; the page stays open
+
+        page.get_by_role("navigation", name="Main").get_by_role(
+            "link", name="Model library"
+        ).click()
+        expect(page.get_by_role("heading", name="Model library")).to_be_visible()
+        expect(page.get_by_test_id("navigation-error")).to_have_count(0)
+        offline = page.get_by_test_id("library-offline")
+        expect(offline).to_contain_text("The disco server cannot be reached right now")
+        expect(offline).to_contain_text("you can still download or delete them")
+        cards = page.get_by_test_id("library-list").locator("article")
+        expect(cards).to_have_count(2)
+        screenshot(page, f"library-offline-{size}")
+
+        # the models are in this browser: download works without the server
+        card = page.locator(f'article[data-model="{first}"]')
+        with page.expect_download() as info:
+            card.get_by_role("button", name="Download").click()
+        downloaded = Weights.from_safetensors(Path(info.value.path()).read_bytes())
+        assert downloaded.digest() == init_weights(catalog.get("mnist").model, 0).digest()
+
+        # testing needs parts of the app never loaded in this page: it says so plainly
+        card.get_by_role("button", name="Test / predict").click()
+        expect(page.get_by_test_id("library-error")).to_contain_text(
+            "because the disco server cannot be reached. You can still download or delete"
+        )
+        screenshot(page, f"library-offline-test-{size}")
+
+        # ... and deleting works too
+        page.once("dialog", lambda dialog: dialog.accept())
+        card.get_by_role("button", name="Delete").click()
+        expect(cards).to_have_count(1)
+        expect(page.locator(f'article[data-model="{second}"]')).to_be_visible()
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator(f'article[data-model="{second}"]').get_by_role("button", name="Delete").click()
+        expect(page.get_by_test_id("library-empty")).to_be_visible()
+        expect(offline).to_be_visible()
+        assert not errors, errors
+    finally:
+        context.close()
+        handle.stop()

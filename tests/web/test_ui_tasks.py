@@ -55,7 +55,10 @@ def test_each_task_is_described_in_plain_words(
     expect(mnist.locator(".fact-scheme")).to_have_text("Together, through the server")
     expect(mnist.locator(".fact-privacy")).to_have_text("Privacy: files stay on your device")
     rounds = catalog.get("mnist").training.rounds
-    expect(mnist.locator(".fact-rounds")).to_contain_text(f"{rounds} rounds of sharing")
+    # one participant's part, apart from how far the shared model has come (it goes on)
+    expect(mnist.locator(".fact-rounds")).to_contain_text(
+        f"{rounds} rounds of sharing each time you take part"
+    )
     titanic = any_page.locator('article[data-task="titanic"]')
     columns = len(tasks["titanic"]["training"]["input_columns"])
     expect(titanic.locator(".fact-data")).to_have_text(f"Table (CSV), {columns} columns")
@@ -71,7 +74,7 @@ def test_each_task_is_described_in_plain_words(
         expect(card).not_to_contain_text("Peer to peer")
         expect(card).not_to_contain_text("Standard")
     expect(mnist.locator(".fact-online")).to_have_text("Nobody yet; a round needs 2")
-    expect(mnist.locator(".fact-round")).to_have_text("None yet")
+    expect(mnist.locator(".fact-round")).to_have_text("Not trained yet")
     screenshot(any_page, f"tasks-plain-{_size(any_page)}")
 
     # the task's own header uses the same words
@@ -101,7 +104,8 @@ def test_live_status_refreshes_while_visible_and_fails_per_card(desktop: Any) ->
     card = desktop.locator('article[data-task="mnist"]')
     online, done = card.locator(".fact-online"), card.locator(".fact-round")
     expect(online).to_have_text("2 people; a round needs 3")
-    expect(done).to_have_text("4 so far")
+    expect(done).to_have_text("Trained for 4 rounds so far")
+    expect(card.locator("dt").filter(has_text="Shared model")).to_be_visible()
     titanic = desktop.locator('article[data-task="titanic"]')
     expect(titanic.locator(".fact-live")).to_have_count(0)
     expect(titanic.locator(".fact-data")).to_be_visible()
@@ -111,7 +115,7 @@ def test_live_status_refreshes_while_visible_and_fails_per_card(desktop: Any) ->
     answers.update(participants=3, round=5)
     desktop.clock.run_for(10_500)  # about every 10 s
     expect(online).to_have_text("3 people")
-    expect(done).to_have_text("5 so far")
+    expect(done).to_have_text("Trained for 5 rounds so far")
 
     desktop.evaluate("window.__setVisible(false)")
     before = len(asked)
@@ -120,4 +124,4 @@ def test_live_status_refreshes_while_visible_and_fails_per_card(desktop: Any) ->
     answers.update(participants=1, round=6)
     desktop.evaluate("window.__setVisible(true)")  # back: asked again at once
     expect(online).to_have_text("1 person; a round needs 3")
-    expect(done).to_have_text("6 so far")
+    expect(done).to_have_text("Trained for 6 rounds so far")

@@ -167,7 +167,11 @@ def test_browser_and_two_python_clients_train_together(
     page.get_by_test_id("start-training").click()
     status = page.get_by_test_id("training-status")
     expect(status).to_have_attribute("data-phase", "waiting_for_participants", timeout=60_000)
-    expect(status).to_contain_text("1 connected, 3 needed")
+    expect(status).to_have_text("Waiting for 2 more participants — 1 of 3 here")
+    # the wait is bounded, and the board counts it down (the task waits 600 s by default)
+    expect(page.get_by_test_id("wait-countdown")).to_contain_text(
+        re.compile(r"this browser stops waiting in (10:00|9:[0-5]\d)")
+    )
     screenshot(page, "train-waiting-phone")
 
     python_data = {
@@ -195,17 +199,21 @@ def test_browser_and_two_python_clients_train_together(
 
     expect(page.get_by_test_id("counter-round")).to_have_text("2 / 2")
     log = page.get_by_test_id("training-log")
-    expect(log).to_contain_text("round 2 closed with 3 contributor(s)")
-    # people count rounds from 1, in the log as on the counter
-    for line in ("round 1: training locally (1 of 2)", "round 2: training locally (2 of 2)"):
+    expect(log).to_contain_text("a round closed with 3 contributor(s)")
+    # people count their rounds from 1, in the log as on the counter
+    for line in ("your round 1 of 2: training on the shared model", "your round 2 of 2: training"):
         expect(log).to_contain_text(line)
+    expect(log).to_contain_text("your round 2 of 2 done: the shared model has been trained for 2")
     assert not re.search(r"\bround 0\b", log.inner_text())
+    expect(page.get_by_test_id("shared-rounds")).to_contain_text(
+        "The shared model has been trained for 2 rounds so far"
+    )
     # after the last round the combined model is checked, not the local one the browser sent
     final_line = re.compile(
         r"accuracy of the final model on your \d+ validation samples: ([\d.]+%)"
     )
     text = log.inner_text()
-    assert text.index("round 2 closed") < final_line.search(text).start()
+    assert text.index("your round 2 of 2 done") < final_line.search(text).start()
     figure = final_line.findall(text)[-1]
     screenshot(page, "train-together-done-phone")
 
@@ -463,7 +471,7 @@ def test_stop_with_others_keeps_the_last_global_model_and_checks_it(
 
     # while it trains: the header shows it everywhere, reloading asks first, one training at a time
     indicator = page.get_by_test_id("training-indicator")
-    expect(indicator).to_contain_text("Training “Digits kept” — round 1 of 2")
+    expect(indicator).to_contain_text("Training “Digits kept” — your round 1 of 2")
     prevented = page.evaluate(
         "() => { const e = new Event('beforeunload', { cancelable: true });"
         " window.dispatchEvent(e); return e.defaultPrevented; }"
@@ -493,8 +501,8 @@ def test_stop_with_others_keeps_the_last_global_model_and_checks_it(
     )  # fmt: skip
     assert python.returncode == 0, python.stderr
     log = page.get_by_test_id("training-log")
-    expect(log).to_contain_text("round 1 closed with 2 contributor(s)", timeout=30_000)
-    expect(log).to_contain_text("update for round 2 accepted", timeout=60_000)
+    expect(log).to_contain_text("a round closed with 2 contributor(s)", timeout=30_000)
+    expect(log).to_contain_text("your round 2 of 2: update accepted", timeout=60_000)
     expect(page.get_by_test_id("counter-round")).to_have_text("2 / 2")
     page.get_by_test_id("stop-training").click()
     expect(status).to_have_attribute("data-phase", "stopped", timeout=15_000)
@@ -569,13 +577,25 @@ def test_unreachable_server_during_training_offers_retry_and_training_alone(
         screenshot(page, "train-unreachable-phone")
 
         # pages not loaded yet cannot be opened either: the app says so instead of doing nothing
-        page.get_by_role("navigation", name="Main").get_by_role(
-            "link", name="Model library"
-        ).click()
+        nav = page.get_by_role("navigation", name="Main")
+        nav.get_by_role("link", name="Create task").click()
         nav_error = page.get_by_test_id("navigation-error")
-        expect(nav_error).to_contain_text("Model library could not be opened")
+        expect(nav_error).to_contain_text("Create a task could not be opened")
         expect(page.get_by_test_id("step-title")).to_contain_text("Train the model")
         nav_error.get_by_role("button", name="Dismiss").click()
+        # ... but the model library comes with the app: it opens, and says the server is gone
+        nav.get_by_role("link", name="Model library").click()
+        expect(page.get_by_test_id("library-offline")).to_contain_text(
+            "The disco server cannot be reached right now"
+        )
+        expect(page.get_by_test_id("library-empty")).to_be_visible()
+        # back on the task: it is shown as this page loaded it, with the training's outcome
+        page.go_back()
+        expect(page.get_by_test_id("task-offline")).to_contain_text(
+            "The disco server cannot be reached right now"
+        )
+        expect(page.get_by_test_id("step-title")).to_contain_text("Train the model")
+        screenshot(page, "task-offline-phone")
 
         problem.get_by_role("button", name="Train alone instead").click()
         expect(status).to_have_attribute("data-phase", "done", timeout=120_000)

@@ -315,7 +315,7 @@ describe("FederatedClient", () => {
     expect(expired.weights.equals(plusOne(model(0)))).toBe(true); // the model trained here
     expect([expired.roundsDone, expired.sharedRounds]).toEqual([0, 0]);
     expect(expired.message).toMatch(/stopped waiting for the others after 0 s: no round closed; 1 more participant needed \(1 of 2 connected\)\./);
-    expect(expired.message).toMatch(/You completed 0 of 3 rounds and keep the model trained on your data/);
+    expect(expired.message).toMatch(/You completed 0 of 3 rounds with the others and keep the model trained on your data/);
     const waiting = events.filter((e): e is StatusEvent => e.kind === "status" && e.waitUntil !== null);
     expect(waiting.length).toBeGreaterThan(0); // the UI can show a countdown
     expect(events.filter((e) => e.kind === "status").at(-1)).toMatchObject({ state: "error", waitUntil: null });

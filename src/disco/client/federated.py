@@ -403,8 +403,8 @@ class FederatedClient(Client):
         )
         message = (
             f"stopped waiting for the others after {self.wait_for_others_s:g} s: no round closed; "
-            f"{self._missing()}. You completed {self.rounds_done} of {rounds} rounds and keep "
-            f"{which}."
+            f"{self._missing()}. You completed {self.rounds_done} of {rounds} rounds with the "
+            f"others and keep {which}."
         )
         log.warning(message)
         self.model.set_weights(weights)

@@ -1,9 +1,39 @@
-// Hash routing: deep links (#/tasks/mnist) work without any server-side fallback. Pages other
-// than the tasks list are loaded on first visit; when that fails (server or network gone),
-// `navigationError` says so and App.vue shows it with a way to try again.
+// Hash routing: deep links (#/tasks/mnist) work without any server-side fallback. The tasks list
+// and the model library come with the app (the library holds models kept in this browser, so it
+// must open while the server is out of reach); other pages are loaded on first visit, and when
+// that fails (server or network gone) `navigationError` says so and App.vue offers to try again.
 import { shallowRef } from "vue";
 import { createRouter, createWebHashHistory } from "vue-router";
+import LibraryPage from "./pages/LibraryPage.vue";
 import TasksPage from "./pages/TasksPage.vue";
+
+/** The address of the file a failed dynamic import asked for, from the browser's message. */
+function failedUrl(error: unknown): string | null {
+  const m = /(https?:\/\/[^\s'"]+?\.js)\b/.exec(error instanceof Error ? error.message : String(error));
+  return m?.[1] ?? null;
+}
+
+/**
+ * A page loaded on first visit. A browser remembers a failed dynamic import and fails it again
+ * without asking the server, so "Try again" could never succeed; after a failure the page's
+ * file is asked for again under a fresh address (`?retry=N`: the same file to the server).
+ */
+function onFirstVisit<T>(load: () => Promise<T>): () => Promise<T> {
+  let failed: string | null = null;
+  let attempt = 0;
+  return async () => {
+    if (failed !== null) {
+      attempt += 1;
+      return (await import(/* @vite-ignore */ `${failed}?retry=${attempt}`)) as T;
+    }
+    try {
+      return await load();
+    } catch (e) {
+      failed = failedUrl(e);
+      throw e;
+    }
+  };
+}
 
 export const router = createRouter({
   history: createWebHashHistory(),
@@ -12,26 +42,26 @@ export const router = createRouter({
     {
       path: "/tasks/:id/:step?",
       name: "task",
-      component: () => import("./pages/TaskPage.vue"),
+      component: onFirstVisit(() => import("./pages/TaskPage.vue")),
       props: true,
       meta: { title: "Task" },
     },
     {
       path: "/library",
       name: "library",
-      component: () => import("./pages/LibraryPage.vue"),
+      component: LibraryPage,
       meta: { title: "Model library" },
     },
     {
       path: "/create",
       name: "create",
-      component: () => import("./pages/CreateTaskPage.vue"),
+      component: onFirstVisit(() => import("./pages/CreateTaskPage.vue")),
       meta: { title: "Create a task" },
     },
     {
       path: "/:rest(.*)*",
       name: "not-found",
-      component: () => import("./pages/NotFoundPage.vue"),
+      component: onFirstVisit(() => import("./pages/NotFoundPage.vue")),
       meta: { title: "Page not found" },
     },
   ],

@@ -124,6 +124,19 @@ export async function getStatus(id: string, signal?: AbortSignal): Promise<TaskS
   return status;
 }
 
+/**
+ * Whether the server answers at all (`GET /api/health`, given up after `timeoutMs`): pages that
+ * work without it (the model library) say when it is out of reach.
+ */
+export async function serverReachable(timeoutMs = 5000): Promise<boolean> {
+  try {
+    await request("/api/health", { cache: "no-store", signal: AbortSignal.timeout(timeoutMs) });
+    return true;
+  } catch (e) {
+    return !(e instanceof ApiError && e.unreachable);
+  }
+}
+
 /** Whether this page may publish tasks: freely, with the admin token, not at all, or unknown. */
 export type CreationAccess = "open" | "token" | "disabled" | "unknown";
 

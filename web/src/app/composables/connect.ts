@@ -192,7 +192,6 @@ export async function addCsvFiles(
       try {
         const d = loadCsv(csvText(new Uint8Array(await file.arrayBuffer()), name), task.training, {
           file: name,
-          skipBad: true,
           labelled,
         });
         const y = labelled ? d.y : new Int32Array(d.n);

@@ -30,7 +30,7 @@ export function dataTypeShort(task: Task): string {
 export function schemeText(task: Task): string {
   switch (task.training.scheme) {
     case "federated":
-      return "Together, through the server: it averages everyone's model updates";
+      return "Together, through the server: it combines everyone's model updates";
     case "decentralized":
       return "Together, directly between participants. This browser cannot take part that way yet: here you can only train alone for now";
     default:
@@ -92,6 +92,23 @@ export function privacyShort(task: Task): string {
   const p = task.training.privacy;
   if (!p) return "files stay on your device";
   return p.noise_multiplier > 0 ? "updates clipped and noised" : "updates clipped";
+}
+
+/**
+ * What one participant's training takes, for the task list: "5 rounds of sharing each time
+ * you take part" (the shared model itself goes on across everyone's sessions), or the epochs
+ * of training alone.
+ */
+export function planText(task: Task): string {
+  const t = task.training;
+  if (t.scheme === "local") return `${t.epochs} epoch${t.epochs === 1 ? "" : "s"} on your own data`;
+  const n = roundsOf(task);
+  return `${n} round${n === 1 ? "" : "s"} of sharing each time you take part`;
+}
+
+/** How far the shared model has come on the server: "Not trained yet", "Trained for 31 rounds so far". */
+export function sharedModelText(round: number): string {
+  return round === 0 ? "Not trained yet" : `Trained for ${round} round${round === 1 ? "" : "s"} so far`;
 }
 
 /** Communication rounds: epochs / epochs per round, rounded up. */

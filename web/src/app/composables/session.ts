@@ -3,15 +3,16 @@
 // one training runs at a time in the page (`activeTraining`).
 import type * as tf from "@tensorflow/tfjs";
 import { markRaw, reactive, shallowRef } from "vue";
-import { ServerUnreachable } from "../../core/client/federated";
+import { ServerUnreachable, WaitExpired } from "../../core/client/federated";
 import { type Dataset, split } from "../../core/data/dataset";
 import { buildModel, getWeights, setWeights } from "../../core/models";
-import type { Task } from "../../core/task";
+import { type Task, epochsInRound } from "../../core/task";
 import { type EpochMetrics, Trainer, type TrainingEvent, evaluate } from "../../core/training/trainer";
 import type { Weights } from "../../core/weights";
 import { ensureBackend } from "./backend";
 import { type Connection, datasetOf, newConnection } from "./connect";
 import { percent, roundsOf } from "./plain";
+import { durationText } from "./progress";
 import { runFederated } from "./together";
 
 /** What the training board shows. */
@@ -46,11 +47,20 @@ export interface Board {
   mode: TrainMode | null;
   phase: Phase;
   message: string;
-  /** Why training with others failed, when the UI can offer a way out: the server is gone. */
-  problem: "unreachable" | null;
-  /** Rounds this browser trained, counted from 1. */
+  /**
+   * Why training with others ended early, when the UI can offer a way out: the server is gone
+   * (`unreachable`), or nobody else sent an update in time (`wait_expired`).
+   */
+  problem: "unreachable" | "wait_expired" | null;
+  /** Rounds this browser trained in this run, counted from 1 (`round` of `rounds`). */
   round: number;
   rounds: number;
+  /**
+   * Rounds this browser trained before this run when it continues an earlier model ("Train
+   * more rounds", training alone after the server went away); 0 for a run from scratch. The
+   * round counter is this run's (as the log's "your round k of N"); the charts go on.
+   */
+  roundsBefore: number;
   /** Epoch of the current round, counted from 1. */
   epoch: number;
   epochs: number;
@@ -62,6 +72,18 @@ export interface Board {
   attempt: number;
   /** Whether the connection was lost after joining and is being restored. */
   reconnecting: boolean;
+  /**
+   * Together: rounds the shared model had been trained for (the server's round) when this
+   * browser last heard of it; null before joining or when training alone.
+   */
+  sharedRound: number | null;
+  /** While waiting for others after an update: when this browser gives up (ms since the epoch). */
+  waitUntil: number | null;
+  /**
+   * Together: rounds the shared model had already been trained for when this browser received
+   * it to start (0: a fresh model; more: others trained it before, so the curves start high).
+   */
+  sharedRoundAtJoin: number | null;
   history: EpochPoint[];
   log: LogLine[];
 }
@@ -75,14 +97,23 @@ export interface KeptModel {
    */
   kind: "final" | "global" | "local";
   mode: TrainMode;
-  /** Rounds behind the model: combined by the server (`global`, `final` together) or trained here. */
+  /** Why training ended: it ran to the end, was stopped, too few others came in time, or it failed. */
+  ended: "done" | "stopped" | "wait_expired" | "unreachable" | "failed";
+  /** This browser's rounds behind the model (combined by the server for `global`), all runs together. */
   rounds: number;
+  /** Together: rounds the shared model had been trained for in all (by everyone); null alone. */
+  sharedRounds: number | null;
+  /** The run continued a model trained before: one the server combined (`shared`) or this browser's own. */
+  continued: "shared" | "own" | null;
   /** Accuracy (null for regression) and loss of this model on the validation samples. */
   accuracy: number | null;
   loss: number | null;
   /** Validation samples it was checked on (0: none were kept aside). */
   validationSamples: number;
 }
+
+/** What is known of a kept model before it is checked on the validation samples. */
+type KeptInfo = Omit<KeptModel, "accuracy" | "loss" | "validationSamples">;
 
 export interface TaskSession {
   task: Task;
@@ -104,19 +135,28 @@ export interface TaskSession {
 const sessions = new Map<string, TaskSession>();
 /** The session whose training runs now, if any: one at a time in the page. */
 const active = shallowRef<TaskSession | null>(null);
-const MODE_KEY = "disco.trainMode";
+/** Where a person's choice of mode for one task is kept: `disco.trainMode.<task id>`. */
+export const MODE_KEY = "disco.trainMode";
 
-function storedMode(): TrainMode {
+/** The mode a new session starts from: the task's own, unless the person chose otherwise for it. */
+function defaultMode(task: Task): TrainMode {
+  if (task.training.scheme !== "federated") return "alone";
   try {
-    return localStorage.getItem(MODE_KEY) === "alone" ? "alone" : "together";
+    localStorage.removeItem(MODE_KEY); // one choice for every task: no longer read
+    return localStorage.getItem(`${MODE_KEY}.${task.id}`) === "alone" ? "alone" : "together";
   } catch {
     return "together"; // storage disabled
   }
 }
 
-/** The mode a new session starts from: the last one used, where the task allows it. */
-function defaultMode(task: Task): TrainMode {
-  return task.training.scheme === "federated" ? storedMode() : "alone";
+/** The person picked `mode` for this task: remember it for this task only. */
+export function chooseMode(s: TaskSession, mode: TrainMode): void {
+  s.mode = mode;
+  try {
+    localStorage.setItem(`${MODE_KEY}.${s.task.id}`, mode);
+  } catch {
+    // storage disabled: the choice lasts for this page only
+  }
 }
 
 function newBoard(task: Task): Board {
@@ -127,6 +167,7 @@ function newBoard(task: Task): Board {
     problem: null,
     round: 0,
     rounds: roundsOf(task),
+    roundsBefore: 0,
     epoch: 0,
     epochs: task.training.epochs_per_round,
     batch: 0,
@@ -135,6 +176,9 @@ function newBoard(task: Task): Board {
     minParticipants: task.training.min_participants,
     attempt: 0,
     reconnecting: false,
+    sharedRound: null,
+    waitUntil: null,
+    sharedRoundAtJoin: null,
     history: [],
     log: [],
   };
@@ -160,6 +204,11 @@ export function useSession(task: Task): TaskSession {
     sessions.set(task.id, s);
   }
   return s;
+}
+
+/** The session of task `id` already open in this page, if any (its task as it was loaded). */
+export function openSession(id: string): TaskSession | null {
+  return sessions.get(id) ?? null;
 }
 
 /** Whether training is under way. */
@@ -195,13 +244,14 @@ export function onTrainingEvent(s: TaskSession, e: TrainingEvent): void {
   }
   if (e.kind === "epoch_end" && e.metrics) {
     const m = e.metrics;
-    const x = (e.round - 1) * s.task.training.epochs_per_round + m.epoch;
+    const x = (b.history.at(-1)?.x ?? 0) + 1; // epochs go on across rounds and continued runs
     b.epoch = m.epoch;
     b.history = [...b.history, { ...m, x }];
     const acc = m.train_accuracy === null ? "" : `, accuracy ${(100 * m.train_accuracy).toFixed(1)}%`;
     const val =
       m.val_accuracy === null ? "" : `; validation accuracy ${(100 * m.val_accuracy).toFixed(1)}%`;
-    log(s, `round ${e.round}, epoch ${m.epoch}: loss ${m.train_loss.toFixed(4)}${acc}${val}`);
+    const who = b.mode === "together" ? "your round" : "round";
+    log(s, `${who} ${e.round} of ${b.rounds}, epoch ${m.epoch}: loss ${m.train_loss.toFixed(4)}${acc}${val}`);
   }
 }
 
@@ -209,21 +259,42 @@ function describe(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+const roundsText = (n: number): string => `${n} round${n === 1 ? "" : "s"}`;
+
 /** How the kept model was trained, in words (for the library and the finish step). */
 export function howTrained(k: KeptModel): string {
-  const of = (n: number): string => `${n} round${n === 1 ? "" : "s"}`;
-  if (k.kind === "final") return k.mode === "together" ? "with others" : "alone";
-  if (k.kind === "global") return `with others (stopped after ${of(k.rounds)})`;
-  return k.mode === "together" ? "alone (stopped before the updates were combined)" : "alone (stopped early)";
+  const thenAlone = k.mode === "alone" && k.continued === "shared" ? "with others, then alone" : null;
+  if (k.kind === "final") return thenAlone ?? (k.mode === "together" ? "with others" : "alone");
+  if (k.kind === "global") {
+    return k.ended === "wait_expired"
+      ? `with others (ended after ${roundsText(k.rounds)}: too few others came in time)`
+      : `with others (stopped after ${roundsText(k.rounds)})`;
+  }
+  if (k.mode === "together") {
+    return k.ended === "wait_expired"
+      ? "alone (too few others came in time to combine updates)"
+      : "alone (stopped before the updates were combined)";
+  }
+  return `${thenAlone ?? "alone"} (stopped early)`;
 }
 
-/** Why training stopped short and which model is kept, in one or two sentences. */
-function keptText(k: KeptModel | null, total: number): string {
+/** "(the shared model has been trained for 31 rounds in all)" when others trained it before. */
+function sharedNote(k: KeptModel): string {
+  return k.sharedRounds !== null && k.sharedRounds > k.rounds
+    ? ` (the shared model has been trained for ${roundsText(k.sharedRounds)} in all, by everyone)`
+    : "";
+}
+
+/** Which model is kept after training ended early, in one or two sentences. */
+export function keptText(k: KeptModel | null, total: number): string {
   if (k === null) {
     return "The model had not learned anything yet, so there is no model to test or save. Start again when you are ready.";
   }
+  if (k.kind === "global" && k.rounds === 0) {
+    return `You keep the shared model as the server last sent it (trained for ${roundsText(k.sharedRounds ?? 0)} by others): your own update was not combined into it.`;
+  }
   if (k.kind === "global") {
-    return `You keep the last model the server sent: everyone's updates combined over ${k.rounds} of ${total} round${total === 1 ? "" : "s"}.`;
+    return `You keep the last model the server sent: everyone's updates combined over ${k.rounds} of ${roundsText(total)}${sharedNote(k)}.`;
   }
   if (k.mode === "together") {
     return "The server had not combined any updates yet: you keep the model your browser trained on your data alone.";
@@ -232,21 +303,22 @@ function keptText(k: KeptModel | null, total: number): string {
 }
 
 /**
- * Settle the model after a run: `global` (the last global model received) replaces what the
- * browser was training, a `local` model is kept as it is, `null` means there is none.
+ * Settle the model after a run: `weights` (a global model received, or the model a client
+ * kept) replace what the browser was training, a `local` model is kept as it is, `null` means
+ * there is none.
  */
 async function keep(
   s: TaskSession,
   model: tf.LayersModel,
-  kept: Omit<KeptModel, "accuracy" | "loss" | "validationSamples"> | null,
-  global: { weights: Weights } | null,
+  kept: KeptInfo | null,
+  weights: Weights | null,
   val: Dataset | null,
 ): Promise<void> {
   if (kept === null) {
     model.dispose();
     return;
   }
-  if (global) setWeights(model, s.task.model, global.weights);
+  if (weights) setWeights(model, s.task.model, weights);
   const k: KeptModel = { ...kept, accuracy: null, loss: null, validationSamples: 0 };
   if (val && val.n > 0) {
     try {
@@ -262,21 +334,47 @@ async function keep(
   s.kept = k;
 }
 
+/** How a run starts. */
+export interface StartOptions {
+  /**
+   * Go on from the model kept by the last run, its charts and its round count, instead of
+   * starting from scratch. Alone, training starts from that model; together, the browser joins
+   * the session again and trains the shared model from where the server has it.
+   */
+  continue?: boolean;
+  /** Rounds to train in this run (default: the task's plan). */
+  rounds?: number;
+}
+
+/** Rounds this browser trained so far in its current line of runs (the board's count). */
+export function roundsSoFar(b: Board): number {
+  return b.roundsBefore + b.round;
+}
+
 /** Train on the connected data, alone or with others through the server (one run at a time). */
-export async function startTraining(s: TaskSession, mode: TrainMode): Promise<void> {
+export async function startTraining(s: TaskSession, mode: TrainMode, options: StartOptions = {}): Promise<void> {
   if (isRunning(s) || (active.value !== null && active.value !== s)) return;
   const task = s.task;
   const data = datasetOf(s.train, task);
   if (!data) return;
   const together = mode === "together";
   s.mode = mode;
-  try {
-    localStorage.setItem(MODE_KEY, mode);
-  } catch {
-    // storage disabled: the choice lasts for this page only
-  }
   const b = s.board;
-  Object.assign(b, newBoard(task));
+  const prev = options.continue ? s.kept : null;
+  // alone goes on from the kept weights; together from the shared model the server holds
+  const from = prev !== null && !together && s.model !== null ? getWeights(s.model, task.model) : null;
+  const continuing = prev !== null && (together || from !== null);
+  const carried = continuing
+    ? { history: b.history, log: b.log, roundsBefore: roundsSoFar(b), sharedRoundAtJoin: b.sharedRoundAtJoin }
+    : null;
+  Object.assign(b, newBoard(task), carried ?? {});
+  if (options.rounds !== undefined) b.rounds = Math.max(1, Math.floor(options.rounds));
+  const continued: KeptModel["continued"] =
+    prev === null || !continuing
+      ? null
+      : together || prev.continued === "shared" || (prev.mode === "together" && prev.kind !== "local")
+        ? "shared"
+        : "own";
   b.mode = mode;
   b.phase = "preparing";
   active.value = s;
@@ -296,19 +394,34 @@ export async function startTraining(s: TaskSession, mode: TrainMode): Promise<vo
   let val: Dataset | null = null;
   let trained = false; // at least one batch trained in this run
   let localRounds = 0;
-  let global: { round: number; weights: Weights } | null = null; // last global model with training behind it
+  let joinRound: number | null = null; // the server's round when this browser received its first model
+  let global: { round: number; weights: Weights } | null = null; // last global model with this browser's training in it
   let training: Promise<unknown> = Promise.resolve(); // the local round in progress
+  let clientLogs = false; // the federated client runs: it logs its own errors
+  const before = b.roundsBefore;
   try {
     const backend = await ensureBackend();
     log(s, `TensorFlow.js is running on ${backend.backend}${backend.fallbackReason ? ` (${backend.fallbackReason})` : ""}`);
     const m = markRaw(buildModel(task.model, task.training));
     model = m;
+    if (from !== null) {
+      setWeights(m, task.model, from);
+      b.message = `Training alone goes on from the model so far (${roundsText(before)} trained before). Nothing is sent anywhere.`;
+      log(s, `continuing alone from the model so far (${roundsText(before)} trained before)`);
+    } else if (continuing) {
+      b.message = "Joining the others again: training goes on from the shared model.";
+      log(s, "joining the session again: training goes on from the shared model");
+    }
     const [train, v] = split(data, task.training.validation_split, 1);
     val = v;
     log(s, `${train.n} samples for training, ${v.n} kept aside to check progress`);
     const t = new Trainer(m, task, (e) => {
       if (e.kind === "batch_end") trained = true;
       if (e.kind === "round_end") localRounds = e.round;
+      if (e.kind === "round_start" && together) {
+        joinRound ??= b.sharedRound; // the model this browser trains first came from the server
+        if (b.sharedRoundAtJoin === null) b.sharedRoundAtJoin = joinRound;
+      }
       onTrainingEvent(s, e);
     });
     trainer = t;
@@ -327,60 +440,101 @@ export async function startTraining(s: TaskSession, mode: TrainMode): Promise<vo
         numSamples: train.n,
         log: (message, level) => log(s, message, level),
         onGlobal: (round, weights) => {
-          if (round > 0 && (global === null || round >= global.round)) global = { round, weights };
+          if (joinRound === null) joinRound = round;
+          if (round > joinRound && (global === null || round >= global.round)) global = { round, weights };
         },
         onStop: (stop) => {
           stopClient = stop;
+          clientLogs = true;
         },
       });
     } else {
-      const { epochs, epochs_per_round: per } = task.training;
       for (let r = 1; r <= b.rounds && !stopped; r++) {
         b.round = r;
-        await trainRound(r, Math.min(per, epochs - (r - 1) * per));
+        await trainRound(r, epochsInRound(task.training, before + r));
       }
     }
     if (stopped) {
-      await keep(s, m, trained ? { kind: "local", mode, rounds: localRounds } : null, null, v);
+      const kept: KeptInfo | null = trained
+        ? { kind: "local", mode, ended: "stopped", rounds: before + localRounds, sharedRounds: null, continued }
+        : null;
+      await keep(s, m, kept, null, v);
       b.phase = "stopped";
-      b.message = `Training was stopped. ${keptText(s.kept, b.rounds)}`;
+      b.message = `Training was stopped. ${keptText(s.kept, before + b.rounds)}`;
       log(s, "stopped", "warn");
     } else {
-      await keep(s, m, { kind: "final", mode, rounds: b.rounds }, null, v);
+      const shared = together ? (b.sharedRound ?? (joinRound ?? 0) + b.rounds) : null;
+      await keep(s, m, { kind: "final", mode, ended: "done", rounds: before + b.rounds, sharedRounds: shared, continued }, null, v);
       b.phase = "done";
       b.message = together
         ? "Training is finished: you hold the model everyone trained together."
-        : "Training is finished.";
+        : from !== null
+          ? `Training is finished: it went on alone from the model trained before, ${roundsText(before + b.rounds)} in all.`
+          : "Training is finished.";
       log(s, "done");
     }
   } catch (e) {
     await training; // a local round may still be finishing its batch: let it end first
+    const expired = e instanceof WaitExpired && !stopped ? e : null;
+    const ended: KeptModel["ended"] = stopped
+      ? "stopped"
+      : expired
+        ? "wait_expired"
+        : e instanceof ServerUnreachable
+          ? "unreachable"
+          : "failed";
     if (model !== null) {
-      const g = global as { round: number; weights: Weights } | null;
-      const kind: KeptModel["kind"] | null = g !== null ? "global" : trained ? "local" : null;
-      const kept = kind === null ? null : { kind, mode, rounds: g !== null ? g.round : localRounds };
+      let kept: KeptInfo | null = null;
+      let weights: Weights | null = null;
+      if (expired) {
+        // the client says which model it keeps: the last one combined, or its own
+        const start = joinRound ?? expired.sharedRounds - expired.roundsDone;
+        const own = expired.kept === "global" ? Math.max(0, expired.sharedRounds - start) : localRounds;
+        kept = { kind: expired.kept, mode, ended, rounds: before + own, sharedRounds: expired.sharedRounds, continued };
+        weights = expired.weights;
+      } else {
+        const g = global as { round: number; weights: Weights } | null;
+        if (g !== null) {
+          const own = g.round - (joinRound ?? 0);
+          kept = { kind: "global", mode, ended, rounds: before + own, sharedRounds: g.round, continued };
+          weights = g.weights;
+        } else if (trained) {
+          const shared = together ? (joinRound ?? null) : null;
+          kept = { kind: "local", mode, ended, rounds: before + localRounds, sharedRounds: shared, continued };
+        }
+      }
       try {
-        await keep(s, model, kept, g, val);
+        await keep(s, model, kept, weights, val);
       } catch (keepError) {
         // e.g. a global model of the wrong shape: nothing is kept, the session still ends
         model.dispose();
         log(s, `the last model could not be kept: ${describe(keepError)}`, "warn");
       }
     }
+    const total = before + b.rounds;
     if (stopped) {
       b.phase = "stopped";
-      b.message = `Training was stopped. ${keptText(s.kept, b.rounds)}`;
+      b.message = `Training was stopped. ${keptText(s.kept, total)}`;
       log(s, "stopped", "warn");
+    } else if (expired) {
+      b.phase = "stopped";
+      b.problem = "wait_expired";
+      const waited = durationText(task.training.wait_for_others_s);
+      const k = s.kept as KeptModel | null;
+      b.message =
+        k?.kind === "local"
+          ? `Too few others sent their update within ${waited}, so yours could not be combined with anyone's. You keep the model your browser trained on your data alone.`
+          : `Too few others sent their update within ${waited}, so training with others stopped. ${keptText(k, total)}`;
     } else {
       b.phase = "error";
-      log(s, describe(e), "error");
+      if (!clientLogs) log(s, describe(e), "error"); // the client has logged its own
       if (e instanceof ServerUnreachable) {
         b.problem = "unreachable";
         b.message = e.joined
-          ? `The connection to the server was lost and could not be restored. ${keptText(s.kept, b.rounds)}`
+          ? `The connection to the server was lost and could not be restored. ${keptText(s.kept, total)}`
           : "Cannot reach the disco server, so training with others cannot start. Check your internet connection and try again, or train alone on your data instead.";
       } else {
-        b.message = s.kept ? `${describe(e).replace(/\.?$/, ".")} ${keptText(s.kept, b.rounds)}` : describe(e);
+        b.message = s.kept ? `${describe(e).replace(/\.?$/, ".")} ${keptText(s.kept, total)}` : describe(e);
       }
     }
   } finally {
@@ -388,8 +542,24 @@ export async function startTraining(s: TaskSession, mode: TrainMode): Promise<vo
     s.stop = null;
     b.attempt = 0;
     b.reconnecting = false;
+    b.waitUntil = null;
     if (active.value === s) active.value = null;
   }
+}
+
+/**
+ * Train more rounds from the kept model: alone from it, or together by joining the session
+ * again (its shared model goes on). The board's rounds and charts continue.
+ */
+export function trainMore(s: TaskSession): Promise<void> {
+  const mode = s.task.training.scheme === "federated" ? (s.kept?.mode ?? s.mode) : "alone";
+  return startTraining(s, mode, { continue: true, rounds: roundsOf(s.task) });
+}
+
+/** Rounds left of the plan after the last run ended early (at least 1). */
+export function roundsLeft(s: TaskSession): number {
+  const b = s.board;
+  return Math.max(1, b.rounds - b.round);
 }
 
 /** Weights of the kept model, for download or the library. */

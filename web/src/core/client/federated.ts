@@ -458,7 +458,7 @@ export class FederatedClient {
     const seconds = Math.round((this.options.waitForOthersMs ?? 600_000) / 1000);
     const message =
       `stopped waiting for the others after ${seconds} s: no round closed; ${this.missing()}. ` +
-      `You completed ${done} of ${rounds} rounds and keep ${which}.`;
+      `You completed ${done} of ${rounds} rounds with the others and keep ${which}.`;
     this.log("warn", message);
     return new WaitExpired(message, kept === "global" ? model.weights : trained, kept, done, model.round);
   }
