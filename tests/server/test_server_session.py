@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from disco.aggregation import Aggregator, ParticipantReport, Update
 from disco.errors import SessionError
 from disco.models import init_weights
 from disco.protocol import ErrorMessage, RoundResult, Status, UpdateAck, Welcome
@@ -259,9 +260,10 @@ def test_log_lines_name_participant_samples_and_weight(
 
     run(body())
     text = caplog.text
-    assert "accepted update from alice/python" in text and "num_samples=30 weight=30" in text
-    assert "accepted update from bob/browser" in text and "num_samples=10 weight=10" in text
-    assert "round 0 closed" in text and "bob/browser n=10 share=0.2500" in text
+    assert "accepted update from alice/python" in text and "num_samples=30 reported=1/2" in text
+    assert "accepted update from bob/browser" in text and "num_samples=10 reported=2/2" in text
+    assert "round 0 closed" in text and "rule=mean" in text
+    assert "alice/python n=30 share=0.7500" in text and "bob/browser n=10 share=0.2500" in text
 
 
 def test_wait_for_round_times_out(kit: Any) -> None:
@@ -291,5 +293,52 @@ def test_update_resent_after_a_reconnect_counts_once(kit: Any) -> None:
         # someone else sending bit-identical weights is still welcome
         other = kit.FakeParticipant("c")
         assert isinstance(await s.submit(await s.join(other), update), UpdateAck)
+
+    run(body())
+
+
+def test_the_session_combines_through_its_aggregator_and_records_the_report(
+    kit: Any, tmp_path: Path
+) -> None:
+    """The session calls only the Aggregator interface: a rule it has never heard of plugs in,
+    sees deltas from the round's model and stable ids, and its report lands in the history."""
+    seen: list[list[Update]] = []
+
+    class LargestSample(Aggregator):
+        rule = "largest_sample"
+
+        def combine(
+            self, global_weights: Weights, updates: Sequence[Update]
+        ) -> tuple[Weights, list[ParticipantReport]]:
+            seen.append(list(updates))
+            best = max(updates, key=lambda u: u.num_samples)
+            return best.delta, [
+                ParticipantReport(u.participant, float(u is best), u is best, score=1.5)
+                for u in updates
+            ]
+
+    async def body() -> None:
+        task = kit.make_task()
+        store = Store(tmp_path)
+        g = init_weights(task.model, seed=0)
+        store.put_task(task, g)
+        s = FederatedSession(task, 0, g, save=store.save_round, aggregator=LargestSample())
+        a, b = kit.FakeParticipant("a"), kit.FakeParticipant("b", "browser")
+        ida, idb = await s.join(a), await s.join(b)
+        await s.submit(ida, kit.update(0, kit.filled(g, 1.0), 3))
+        await s.submit(idb, kit.update(0, kit.filled(g, 7.0), 9))
+        await s.wait_for_round(1, timeout=5)
+        for arr in s.weights.values():
+            np.testing.assert_allclose(arr, 7.0)
+        (updates,) = seen
+        assert {u.participant for u in updates} == {ida, idb}
+        for u in updates:  # deltas from the round's global model
+            expected = kit.filled(g, 1.0 if u.participant == ida else 7.0) - g
+            assert u.delta == expected
+        (rnd,) = store.history(task.id)
+        assert rnd.aggregation == {"rule": "largest_sample"}
+        chosen = {p.name: (p.selected, p.share, p.score) for p in rnd.participants}
+        assert chosen == {"a": (False, 0.0, 1.5), "b": (True, 1.0, 1.5)}
+        store.close()
 
     run(body())

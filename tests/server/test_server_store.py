@@ -10,7 +10,7 @@ import pytest
 
 from disco.errors import StoreError, TaskError
 from disco.models import init_weights
-from disco.server.store import RoundRecord, Store
+from disco.server.store import ContributorRecord, RoundRecord, Store
 from disco.weights import Weights
 
 
@@ -105,4 +105,42 @@ def test_damaged_history_row_is_a_store_error(kit: Any, tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match=r"history of round 0 .* is damaged"):
         store.history("tiny")
+    store.close()
+
+
+def test_round_reports_and_rule_round_trip_and_old_histories_still_read(
+    kit: Any, tmp_path: Path
+) -> None:
+    """A round's rule and per-participant report are kept; a history written before them (a
+    plain list of participants) still reads, with an empty rule."""
+    task = kit.make_task()
+    store = Store(tmp_path)
+    g = init_weights(task.model, seed=0)
+    store.put_task(task, g)
+    g1, g2 = kit.filled(g, 1.0), kit.filled(g, 2.0)
+    reported = RoundRecord(
+        round=0,
+        contributors=2,
+        num_samples=2**40 + 5,
+        digest=g1.digest(),
+        duration_s=1,
+        participants=(
+            ContributorRecord("honest", "python", 5, 0.5),
+            ContributorRecord("liar", "browser", 2**40, 0.5, clipped=True),
+        ),
+        aggregation={"rule": "mean", "max_share": 0.5},
+    )
+    store.save_round(task.id, 1, g1, reported)
+    store.save_round(task.id, 2, g2, record(1, g2))
+    with sqlite3.connect(tmp_path / "disco.sqlite3") as db:  # as an older version wrote it
+        db.execute(
+            "UPDATE rounds SET participants = ? WHERE round = 1",
+            ('[{"name": "a", "kind": "python", "num_samples": 5, "share": 1.0}]',),
+        )
+    db.close()
+
+    first, second = store.history("tiny")
+    assert first == reported
+    assert first.to_json()["participants"][1]["clipped"] is True
+    assert second.aggregation == {} and second.participants[0].selected
     store.close()

@@ -1,5 +1,38 @@
-"""Aggregation of model updates: FedAvg and robust rules."""
+"""Aggregation of model updates: the `Aggregator` seam, FedAvg and robust rules."""
 
-from disco.aggregation.rules import RULES, Contribution, aggregate, mean, median, trimmed_mean
+from disco.aggregation.base import AggregationResult, Aggregator, ParticipantReport, Update
+from disco.aggregation.rules import (
+    RULES,
+    Contribution,
+    aggregate,
+    capped_shares,
+    mean,
+    median,
+    trimmed_mean,
+    weighted_sum,
+)
+from disco.aggregation.strategies import (
+    MeanAggregator,
+    MedianAggregator,
+    TrimmedMeanAggregator,
+    build_aggregator,
+)
 
-__all__ = ["RULES", "Contribution", "aggregate", "mean", "median", "trimmed_mean"]
+__all__ = [
+    "RULES",
+    "AggregationResult",
+    "Aggregator",
+    "Contribution",
+    "MeanAggregator",
+    "MedianAggregator",
+    "ParticipantReport",
+    "TrimmedMeanAggregator",
+    "Update",
+    "aggregate",
+    "build_aggregator",
+    "capped_shares",
+    "mean",
+    "median",
+    "trimmed_mean",
+    "weighted_sum",
+]

@@ -16,7 +16,16 @@ import numpy as np
 from disco.errors import AggregationError, WeightsError
 from disco.weights import Weights
 
-__all__ = ["RULES", "Contribution", "aggregate", "mean", "median", "trimmed_mean"]
+__all__ = [
+    "RULES",
+    "Contribution",
+    "aggregate",
+    "capped_shares",
+    "mean",
+    "median",
+    "trimmed_mean",
+    "weighted_sum",
+]
 
 
 @dataclass(frozen=True)
@@ -43,27 +52,60 @@ def _checked(contributions: Sequence[Contribution]) -> Weights:
     return first
 
 
-def _canonical_order(contributions: Sequence[Contribution]) -> list[Contribution]:
-    """Contributions sorted by content, so float rounding never depends on arrival order."""
-    return sorted(contributions, key=lambda c: (c.num_samples, c.weights.digest()))
-
-
 def mean(contributions: Sequence[Contribution], *, weighted: bool = True) -> Weights:
     """FedAvg: the mean of the weights, weighted by sample count unless `weighted` is False.
 
     The result is bit-identical whatever the order of `contributions`.
     """
-    first = _checked(contributions)
-    contributions = _canonical_order(contributions)
+    _checked(contributions)
     counts = np.array([c.num_samples if weighted else 1 for c in contributions], dtype=np.float64)
-    coeffs = counts / counts.sum()
+    return weighted_sum([c.weights for c in contributions], counts / counts.sum())
+
+
+def weighted_sum(weights: Sequence[Weights], coeffs: Sequence[float] | np.ndarray) -> Weights:
+    """Σ coeff_i · weights_i in float64, bit-identical whatever the order of the pairs."""
+    if len(weights) != len(coeffs) or not weights:
+        raise AggregationError(f"{len(weights)} weights for {len(coeffs)} coefficients")
+    pairs = sorted(zip(coeffs, weights, strict=True), key=lambda p: (float(p[0]), p[1].digest()))
+    first = weights[0]
     out = []
     for name in first:
         acc = np.zeros(first[name].shape, dtype=np.float64)
-        for coeff, c in zip(coeffs, contributions, strict=True):
-            acc += coeff * c.weights[name]
+        for coeff, w in pairs:
+            acc += float(coeff) * w[name]
         out.append((name, acc))
     return Weights(out)
+
+
+def capped_shares(counts: Sequence[int], max_share: float | None = None) -> list[float]:
+    """Each count's share of the total, none above `max_share` (the excess is spread over the
+    others in proportion to their counts: "water-filling").
+
+    The cap can never go below an equal split: with n counts it is at least 1/n.
+    """
+    if not counts:
+        return []
+    total = sum(counts)
+    shares = [c / total for c in counts]
+    if max_share is None:
+        return shares
+    if not 0 < max_share <= 1:
+        raise AggregationError(f"max_share must be in (0, 1], got {max_share}")
+    cap = max(max_share, 1 / len(counts))
+    capped: set[int] = set()
+    while True:
+        free = [i for i in range(len(counts)) if i not in capped]
+        left = 1.0 - cap * len(capped)
+        free_total = sum(counts[i] for i in free)
+        for i in free:
+            shares[i] = left * counts[i] / free_total
+        over = [i for i in free if shares[i] > cap * (1 + 1e-12)]
+        if not over:
+            break
+        for i in over:
+            shares[i] = cap
+            capped.add(i)
+    return shares
 
 
 def median(contributions: Sequence[Contribution]) -> Weights:

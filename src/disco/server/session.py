@@ -30,8 +30,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from disco.aggregation import Contribution, aggregate
-from disco.errors import AggregationError, SessionError
+from disco.aggregation import Aggregator, Update, build_aggregator
+from disco.errors import SessionError
 from disco.protocol import (
     ErrorMessage,
     Metrics,
@@ -79,6 +79,7 @@ class Participant(Protocol):
 
 @dataclass(frozen=True)
 class _Accepted:
+    client_id: str
     name: str
     kind: str
     num_samples: int
@@ -99,12 +100,14 @@ class FederatedSession:
         save: SaveRound | None = None,
         digest: str | None = None,
         send_timeout_s: float = 30.0,
+        aggregator: Aggregator | None = None,
     ):
         self.task = task
         self._round = self._announced = round
         self._weights = weights
         self._digest = digest or weights.digest()
         self._save = save
+        self._aggregator: Aggregator = aggregator or build_aggregator(task.training)
         self._send_timeout_s = send_timeout_s
         self._phase: Phase = "collecting"
         self._participants: dict[str, Participant] = {}
@@ -275,7 +278,8 @@ class FederatedSession:
         digest: str,
     ) -> UpdateAck:
         self._updates[client_id] = _Accepted(
-            participant.name, participant.kind, update.num_samples, weights, update.metrics, digest
+            *(client_id, participant.name, participant.kind, update.num_samples, weights),
+            *(update.metrics, digest),
         )
         if self._timer is None and not self._deadline_passed:
             delay = self.task.training.round_deadline_s
@@ -283,16 +287,9 @@ class FederatedSession:
             self._timer = asyncio.get_running_loop().call_later(
                 delay, self._on_deadline, self._round
             )
-        rule, n = self.task.training.aggregation, update.num_samples
         self._log(
-            "round %d: accepted update from %s (%s): num_samples=%d weight=%s reported=%d/%d",
-            *(
-                self._round,
-                _who(participant),
-                client_id,
-                n,
-                n if rule == "mean" else f"equal/{rule}",
-            ),
+            "round %d: accepted update from %s (%s): num_samples=%d reported=%d/%d",
+            *(self._round, _who(participant), client_id, update.num_samples),
             *(len(self._updates), len(self._participants)),
         )
         ack = UpdateAck(
@@ -323,12 +320,14 @@ class FederatedSession:
         self._enter("aggregating")
         self._cancel_timer()
         self._closing = asyncio.get_running_loop().create_task(
-            self._close(self._round, list(self._updates.values()))
+            self._close(self._round, self._weights, list(self._updates.values()))
         )
 
-    async def _close(self, r: int, accepted: Sequence[_Accepted]) -> None:
+    async def _close(self, r: int, global_weights: Weights, accepted: Sequence[_Accepted]) -> None:
         try:
-            weights, record = await asyncio.to_thread(self._aggregate_and_save, r, accepted)
+            weights, record = await asyncio.to_thread(
+                self._aggregate_and_save, r, global_weights, accepted
+            )
         except Exception:
             self._closing = None
             if self._phase == "stopped":
@@ -348,12 +347,16 @@ class FederatedSession:
         self._opened_at, self._retry_s = time.monotonic(), _RETRY_S[0]
         self._enter("collecting")
         shares = ", ".join(
-            f"{_who(p)} n={p.num_samples} share={p.share:.4f}" for p in record.participants
+            f"{_who(p)} n={p.num_samples} share={p.share:.4f}"
+            + ("" if p.selected else " not selected")
+            + (" clipped" if p.clipped else "")
+            for p in record.participants
         )
         self._log(
-            "round %d closed: contributors=%d num_samples=%d duration=%.2fs digest=%s weights=[%s]",
-            *(r, record.contributors, record.num_samples, record.duration_s, record.digest[:12]),
-            shares,
+            "round %d closed: rule=%s contributors=%d num_samples=%d duration=%.2fs digest=%s "
+            "weights=[%s]",
+            *(r, self._aggregator.rule, record.contributors, record.num_samples),
+            *(record.duration_s, record.digest[:12], shares),
         )
         result = RoundResult(
             round=r + 1,
@@ -372,30 +375,27 @@ class FederatedSession:
         self._maybe_close()
 
     def _aggregate_and_save(
-        self, r: int, accepted: Sequence[_Accepted]
+        self, r: int, global_weights: Weights, accepted: Sequence[_Accepted]
     ) -> tuple[Weights, RoundRecord]:
-        """Aggregate and persist (worker thread); nothing here touches session state."""
-        rule = self.task.training.aggregation
-        weights = aggregate(rule, [Contribution(a.weights, a.num_samples) for a in accepted])
-        if not weights.is_finite():
-            raise AggregationError(f"aggregating round {r} produced NaN or infinite values")
-        total = sum(a.num_samples for a in accepted)
+        """Aggregate and persist (worker thread); nothing here touches session state but the
+        aggregator's own (one close at a time)."""
+        updates = [Update(a.client_id, a.weights - global_weights, a.num_samples) for a in accepted]
+        result = self._aggregator.aggregate(global_weights, updates)
+        weights = result.weights
         record = RoundRecord(
             round=r,
             contributors=len(accepted),
-            num_samples=total,
+            num_samples=sum(a.num_samples for a in accepted),
             digest=weights.digest(),
             duration_s=time.monotonic() - self._opened_at,
             metrics=_mean_metrics(accepted),
             participants=tuple(
                 ContributorRecord(
-                    a.name,
-                    a.kind,
-                    a.num_samples,
-                    a.num_samples / total if rule == "mean" else 1 / len(accepted),
+                    a.name, a.kind, a.num_samples, rep.weight, rep.selected, rep.clipped, rep.score
                 )
-                for a in accepted
+                for a, rep in zip(accepted, result.reports, strict=True)
             ),
+            aggregation=self._aggregator.describe(),
         )
         if self._save is not None:
             self._save(self.task.id, r + 1, weights, record)

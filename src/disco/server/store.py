@@ -61,12 +61,17 @@ CREATE TABLE IF NOT EXISTS rounds (
 
 @dataclass(frozen=True)
 class ContributorRecord:
-    """One accepted update of a closed round: who sent it and its share of the average."""
+    """One accepted update of a closed round: who sent it and what the rule did with it."""
 
     name: str
     kind: str
     num_samples: int
     share: float
+    """Its share of the combined update (0 when not selected)."""
+    selected: bool = True
+    clipped: bool = False
+    """Whether the rule limited it (its share capped, its update clipped)."""
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,8 @@ class RoundRecord:
     closed_at: float = field(default_factory=time.time)
     metrics: dict[str, float] = field(default_factory=dict)
     participants: tuple[ContributorRecord, ...] = ()
+    aggregation: dict[str, Any] = field(default_factory=dict)
+    """The rule and its settings (`Aggregator.describe`); empty for rounds recorded before."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -246,7 +253,12 @@ class Store:
                     record.round,
                     record.contributors,
                     record.num_samples,
-                    json.dumps([asdict(p) for p in record.participants]),
+                    json.dumps(
+                        {
+                            "aggregation": record.aggregation,
+                            "participants": [asdict(p) for p in record.participants],
+                        }
+                    ),
                     json.dumps(record.metrics),
                     record.digest,
                     record.closed_at,
@@ -266,8 +278,11 @@ class Store:
         for r in rows:
             try:
                 metrics = json.loads(r[6])
-                participants = tuple(ContributorRecord(**p) for p in json.loads(r[7]))
-            except (ValueError, TypeError) as exc:
+                doc = json.loads(r[7])  # a list in histories written before the aggregator seam
+                aggregation = doc["aggregation"] if isinstance(doc, dict) else {}
+                entries = doc["participants"] if isinstance(doc, dict) else doc
+                participants = tuple(ContributorRecord(**p) for p in entries)
+            except (ValueError, TypeError, KeyError) as exc:
                 raise StoreError(
                     f"task {task_id!r}: the history of round {r[0]} in {self._path} is damaged "
                     f"({exc}); restore the database from a backup"
@@ -282,6 +297,7 @@ class Store:
                     closed_at=r[5],
                     metrics=metrics,
                     participants=participants,
+                    aggregation=aggregation,
                 )
             )
         return records

@@ -1,0 +1,106 @@
+"""The aggregation rules behind the `Aggregator` interface, and how a task picks one.
+
+* `MeanAggregator` — FedAvg: deltas weighted by the samples each participant claims, no share
+  above `max_share` (water-filling, `rules.capped_shares`): a participant that claims 2^40
+  samples gets at most that share of the round.
+* `MedianAggregator` — coordinate-wise median of the deltas; counts are ignored.
+* `TrimmedMeanAggregator` — coordinate-wise mean after dropping the `beta` fraction of largest and
+  smallest values; counts are ignored.
+
+Every result is bit-identical whatever the order in which updates arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from disco.aggregation.base import Aggregator, ParticipantReport, Update
+from disco.aggregation.rules import (
+    Contribution,
+    capped_shares,
+    median,
+    trimmed_mean,
+    weighted_sum,
+)
+from disco.errors import AggregationError
+from disco.task import TrainingInfo
+from disco.weights import Weights
+
+__all__ = [
+    "MeanAggregator",
+    "MedianAggregator",
+    "TrimmedMeanAggregator",
+    "build_aggregator",
+]
+
+
+class MeanAggregator(Aggregator):
+    """FedAvg over deltas, each participant's share capped at `max_share` (None: no cap)."""
+
+    rule = "mean"
+
+    def __init__(self, max_share: float | None = None) -> None:
+        if max_share is not None and not 0 < max_share <= 1:
+            raise AggregationError(f"max_share must be in (0, 1], got {max_share}")
+        self.max_share = max_share
+
+    def combine(
+        self, global_weights: Weights, updates: Sequence[Update]
+    ) -> tuple[Weights, list[ParticipantReport]]:
+        counts = [u.num_samples for u in updates]
+        plain = capped_shares(counts)
+        shares = capped_shares(counts, self.max_share)
+        delta = weighted_sum([u.delta for u in updates], shares)
+        reports = [
+            ParticipantReport(u.participant, share, clipped=share < fair * (1 - 1e-9))
+            for u, share, fair in zip(updates, shares, plain, strict=True)
+        ]
+        return delta, reports
+
+    def describe(self) -> dict[str, Any]:
+        return {"rule": self.rule, "max_share": self.max_share}
+
+
+class MedianAggregator(Aggregator):
+    """Coordinate-wise median of the deltas."""
+
+    rule = "median"
+
+    def combine(
+        self, global_weights: Weights, updates: Sequence[Update]
+    ) -> tuple[Weights, list[ParticipantReport]]:
+        delta = median([Contribution(u.delta) for u in updates])
+        return delta, [ParticipantReport(u.participant, 1 / len(updates)) for u in updates]
+
+
+class TrimmedMeanAggregator(Aggregator):
+    """Coordinate-wise mean without the `beta` fraction of extremes at each end."""
+
+    rule = "trimmed_mean"
+
+    def __init__(self, beta: float = 0.1) -> None:
+        if not 0 <= beta < 0.5:
+            raise AggregationError(f"beta must be in [0, 0.5), got {beta}")
+        self.beta = beta
+
+    def combine(
+        self, global_weights: Weights, updates: Sequence[Update]
+    ) -> tuple[Weights, list[ParticipantReport]]:
+        delta = trimmed_mean([Contribution(u.delta) for u in updates], self.beta)
+        return delta, [ParticipantReport(u.participant, 1 / len(updates)) for u in updates]
+
+    def describe(self) -> dict[str, Any]:
+        return {"rule": self.rule, "beta": self.beta}
+
+
+def build_aggregator(training: TrainingInfo) -> Aggregator:
+    """The aggregator a task's training settings ask for (one per session: it keeps state)."""
+    rule = training.aggregation
+    if rule == "mean":
+        return MeanAggregator()
+    if rule == "median":
+        return MedianAggregator()
+    if rule == "trimmed_mean":
+        return TrimmedMeanAggregator()
+    raise AggregationError(f"unknown aggregation {rule!r}")
