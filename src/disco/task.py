@@ -11,7 +11,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from typing import Any, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
@@ -27,11 +27,15 @@ from disco.errors import TaskError
 from disco.models.spec import Layer, ModelSpec
 
 __all__ = [
+    "AggregationConfig",
     "ColumnSpec",
     "DisplayInfo",
+    "MeanRule",
+    "MedianRule",
     "PrivacyConfig",
     "Task",
     "TrainingInfo",
+    "TrimmedMeanRule",
     "field_problems",
     "parse_task",
 ]
@@ -41,6 +45,7 @@ TASK_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 DataType = Literal["image", "tabular", "text"]
 Scheme = Literal["federated", "decentralized", "local"]
 Aggregation = Literal["mean", "median", "trimmed_mean"]
+"""The names of the aggregation rules (`AggregationConfig.rule`)."""
 
 
 WAIT_FOR_OTHERS_S = 600.0
@@ -98,6 +103,40 @@ class PrivacyConfig(_Frozen):
         return self.noise_multiplier * self.clipping_radius
 
 
+class MeanRule(_Frozen):
+    """FedAvg: updates averaged by the samples each participant claims, no one's share above
+    ``max_share`` (the excess is spread over the others; never below an equal split)."""
+
+    rule: Literal["mean"] = "mean"
+    max_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description=(
+            "largest share of a round one participant's update can have, whatever sample count it "
+            "claims (1: plain FedAvg)"
+        ),
+    )
+
+
+class MedianRule(_Frozen):
+    """Coordinate-wise median of the updates; everyone counts equally."""
+
+    rule: Literal["median"] = "median"
+
+
+class TrimmedMeanRule(_Frozen):
+    """Coordinate-wise mean without the ``beta`` fraction of extremes at each end."""
+
+    rule: Literal["trimmed_mean"] = "trimmed_mean"
+    beta: float = Field(default=0.1, ge=0, lt=0.5, description="share dropped at each end")
+
+
+AggregationConfig = Annotated[MeanRule | MedianRule | TrimmedMeanRule, Field(discriminator="rule")]
+"""How a task's updates are combined: ``{"rule": "mean", "max_share": 0.5}``, … A rule name
+alone (``"median"``) stands for that rule with its defaults."""
+
+
 class TrainingInfo(_Frozen):
     """How the task is trained."""
 
@@ -134,7 +173,7 @@ class TrainingInfo(_Frozen):
             "closes in that time it stops and keeps the model it has"
         ),
     )
-    aggregation: Aggregation = "mean"
+    aggregation: AggregationConfig = MeanRule()
     privacy: PrivacyConfig | None = None
 
     @property
@@ -158,9 +197,12 @@ class TrainingInfo(_Frozen):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_wait(cls, data: Any) -> Any:
-        """Without a wait of its own, a task waits at least as long as its round deadline
-        (tasks written before the setting existed keep loading)."""
+    def _defaults(cls, data: Any) -> Any:
+        """A rule name alone is that rule with its defaults; without a wait of its own, a task
+        waits at least as long as its round deadline (tasks written before these settings
+        existed keep loading)."""
+        if isinstance(data, dict) and isinstance(data.get("aggregation"), str):
+            data = {**data, "aggregation": {"rule": data["aggregation"]}}
         if isinstance(data, dict) and "wait_for_others_s" not in data:
             deadline = data.get("round_deadline_s")
             if isinstance(deadline, int | float) and deadline > WAIT_FOR_OTHERS_S:
@@ -305,6 +347,11 @@ def _words(err: ErrorDetails) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind in _KIND_WORDS:
         return _KIND_WORDS[kind]
+    if "aggregation" in err["loc"] and kind in ("union_tag_invalid", "union_tag_not_found"):
+        rules = ", ".join(get_args(Aggregation))
+        if kind == "union_tag_not_found":
+            return f"needs a 'rule', one of: {rules}"
+        return f"unknown aggregation rule {ctx.get('tag')!r} (known: {rules})"
     if kind == "union_tag_invalid":
         return f"unknown layer type {ctx.get('tag')!r} (known: {', '.join(LAYER_TYPES)})"
     if kind == "union_tag_not_found":
@@ -341,6 +388,8 @@ def _path(loc: Sequence[int | str]) -> str:
     for i, part in enumerate(loc):
         if isinstance(part, str) and part in LAYER_TYPES and i > 0 and isinstance(loc[i - 1], int):
             continue  # layers.5.dense.units: "dense" is the union member, not a field
+        if i > 0 and loc[i - 1] == "aggregation" and part in get_args(Aggregation):
+            continue  # aggregation.mean.max_share: "mean" is the union member
         parts.append(str(part))
     return ".".join(parts)
 

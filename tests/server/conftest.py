@@ -24,7 +24,7 @@ def make_task(
     task_id: str = "tiny",
     min_participants: int = 1,
     deadline: float = 2.0,
-    aggregation: str = "mean",
+    aggregation: str | dict[str, Any] = "mean",
 ) -> Task:
     """A two-feature logistic regression: weights dense_1.kernel (2, 1) and dense_1.bias (1,)."""
     return parse_task(

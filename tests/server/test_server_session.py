@@ -27,6 +27,10 @@ def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
+PLAIN_FEDAVG = {"rule": "mean", "max_share": 1.0}
+"""FedAvg without the default share cap, to check the weighting itself."""
+
+
 def new_session(kit: Any, **task_options: Any) -> FederatedSession:
     task = kit.make_task(**task_options)
     return FederatedSession(task, 0, init_weights(task.model, seed=0))
@@ -36,7 +40,7 @@ def test_round_closes_when_everyone_reported_with_sample_weighted_mean(kit: Any)
     """Prepare two participants; both report; the result is the exact sample-weighted mean."""
 
     async def body() -> None:
-        s = new_session(kit)
+        s = new_session(kit, aggregation=PLAIN_FEDAVG)
         a, b = kit.FakeParticipant("a"), kit.FakeParticipant("b", "browser")
         ida, idb = await s.join(a), await s.join(b)
         g = s.weights
@@ -251,7 +255,7 @@ def test_log_lines_name_participant_samples_and_weight(
     caplog.set_level(logging.INFO, logger="disco.server")
 
     async def body() -> None:
-        s = new_session(kit)
+        s = new_session(kit, aggregation=PLAIN_FEDAVG)
         py, web = kit.FakeParticipant("alice"), kit.FakeParticipant("bob", "browser")
         ids = [await s.join(py), await s.join(web)]
         for i, n in zip(ids, (30, 10), strict=True):
@@ -339,6 +343,32 @@ def test_the_session_combines_through_its_aggregator_and_records_the_report(
         assert rnd.aggregation == {"rule": "largest_sample"}
         chosen = {p.name: (p.selected, p.share, p.score) for p in rnd.participants}
         assert chosen == {"a": (False, 0.0, 1.5), "b": (True, 1.0, 1.5)}
+        store.close()
+
+    run(body())
+
+
+def test_by_default_no_participant_gets_more_than_half_a_round(kit: Any, tmp_path: Path) -> None:
+    """A participant claiming 2^40 samples gets the default cap (half), not the whole model."""
+
+    async def body() -> None:
+        task = kit.make_task()
+        store = Store(tmp_path)
+        g = init_weights(task.model, seed=0)
+        store.put_task(task, g)
+        s = FederatedSession(task, 0, g, save=store.save_round)
+        people = [kit.FakeParticipant(n) for n in ("h1", "h2", "liar")]
+        ids = [await s.join(p) for p in people]
+        await s.submit(ids[0], kit.update(0, kit.filled(g, 1.0), 100))
+        await s.submit(ids[1], kit.update(0, kit.filled(g, 1.0), 300))
+        await s.submit(ids[2], kit.update(0, kit.filled(g, 9.0), 2**40))
+        await s.wait_for_round(1, timeout=5)
+        for arr in s.weights.values():
+            np.testing.assert_allclose(arr, 5.0, rtol=1e-6)  # half 1.0, half 9.0
+        (rnd,) = store.history(task.id)
+        assert rnd.aggregation == {"rule": "mean", "max_share": 0.5}
+        shares = {p.name: (round(p.share, 6), p.clipped) for p in rnd.participants}
+        assert shares == {"h1": (0.125, False), "h2": (0.375, False), "liar": (0.5, True)}
         store.close()
 
     run(body())

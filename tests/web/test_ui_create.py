@@ -497,7 +497,8 @@ def test_every_scheme_and_rule_of_the_server_is_offered_in_plain_words(
     page = any_page
     with urllib.request.urlopen(f"{server.url}/api/schema/task", timeout=10) as res:
         training = json.load(res)["$defs"]["TrainingInfo"]["properties"]
-    schemes, rules = training["scheme"]["enum"], training["aggregation"]["enum"]
+    schemes = training["scheme"]["enum"]
+    rules = list(training["aggregation"]["discriminator"]["mapping"])  # {"rule": ...} union
     page.goto("/#/create")
     radios = page.get_by_test_id("create-form").locator("input[type=radio]")
     expect(radios.and_(page.locator("[name=aggregation]"))).to_have_count(len(rules))
@@ -536,7 +537,7 @@ def test_every_scheme_and_rule_of_the_server_is_offered_in_plain_words(
     _publish(page)
     expect(page.get_by_test_id("create-success")).to_be_visible()
     task = _task(server, f"robust-shapes-{size}")["training"]
-    assert (task["aggregation"], task["wait_for_others_s"]) == ("median", 900)
+    assert (task["aggregation"], task["wait_for_others_s"]) == ({"rule": "median"}, 900)
     page.get_by_role("link", name="Open the task").click()  # the task page says it too
     expect(page.get_by_test_id("aggregation-text")).to_contain_text(
         "How updates are combined: Median. For each of the model's numbers"
@@ -554,7 +555,8 @@ def test_a_rule_the_server_adds_appears_without_a_form_change(
 ) -> None:
     with urllib.request.urlopen(f"{server.url}/api/schema/task", timeout=10) as res:
         schema = json.load(res)
-    schema["$defs"]["TrainingInfo"]["properties"]["aggregation"]["enum"].append("geometric_median")
+    rules = schema["$defs"]["TrainingInfo"]["properties"]["aggregation"]["discriminator"]
+    rules["mapping"]["geometric_median"] = "#/$defs/GeometricMedianRule"
     desktop.route("**/api/schema/task", lambda route: route.fulfill(json=schema))
     desktop.goto("/#/create")
     expect(desktop.get_by_label("Geometric median", exact=True)).to_be_visible()

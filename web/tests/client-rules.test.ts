@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { prepareUpdate, type RawMetrics } from "../src/core/client/update";
 import { SessionError } from "../src/core/errors";
 import { l2Norm, subtract } from "../src/core/privacy";
-import { epochsInRound, parseTask, rounds, type PrivacyConfig } from "../src/core/task";
+import { aggregationOf, epochsInRound, parseTask, rounds, type PrivacyConfig } from "../src/core/task";
 import { Weights } from "../src/core/weights";
 
 type Num = number | "NaN" | "Infinity" | "-Infinity" | null;
@@ -101,5 +101,15 @@ describe("the wait for others in a task document", () => {
   it("must be a finite number of seconds", () => {
     expect(() => parseTask(doc({ wait_for_others_s: null }))).toThrow(/wait_for_others_s/);
     expect(() => parseTask(doc({ round_deadline_s: -1 }))).toThrow(/round_deadline_s/);
+  });
+});
+
+describe("a task's aggregation (Python's AggregationConfig)", () => {
+  it("fills a rule's defaults, from a rule name or a partial object, as Python does", () => {
+    expect(aggregationOf("median")).toEqual({ rule: "median" });
+    expect(aggregationOf({ rule: "mean" })).toEqual({ rule: "mean", max_share: 0.5 });
+    expect(aggregationOf({ rule: "trimmed_mean", beta: 0.2 })).toEqual({ rule: "trimmed_mean", beta: 0.2 });
+    expect(() => aggregationOf("krum")).toThrow(/unknown rule "krum"/);
+    expect(() => aggregationOf({ max_share: 1 })).toThrow(/unknown rule/);
   });
 });

@@ -156,6 +156,18 @@ describe("a column without a file", () => {
 });
 
 describe("schemes and aggregation rules", () => {
+  it("reads the rules of a discriminated aggregation union (the server's schema)", () => {
+    const schema = {
+      $defs: {
+        TrainingInfo: {
+          properties: {
+            aggregation: { discriminator: { propertyName: "rule", mapping: { mean: "#/a", median: "#/b", krum: "#/c" } } },
+          },
+        },
+      },
+    };
+    expect(optionsFromSchema(schema).aggregations).toEqual(["mean", "median", "krum"]);
+  });
   const schema = {
     $defs: {
       TrainingInfo: {

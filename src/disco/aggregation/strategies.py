@@ -24,7 +24,7 @@ from disco.aggregation.rules import (
     weighted_sum,
 )
 from disco.errors import AggregationError
-from disco.task import TrainingInfo
+from disco.task import MeanRule, MedianRule, TrainingInfo, TrimmedMeanRule
 from disco.weights import Weights
 
 __all__ = [
@@ -96,11 +96,11 @@ class TrimmedMeanAggregator(Aggregator):
 
 def build_aggregator(training: TrainingInfo) -> Aggregator:
     """The aggregator a task's training settings ask for (one per session: it keeps state)."""
-    rule = training.aggregation
-    if rule == "mean":
-        return MeanAggregator()
-    if rule == "median":
+    config = training.aggregation
+    if isinstance(config, MeanRule):
+        return MeanAggregator(config.max_share)
+    if isinstance(config, MedianRule):
         return MedianAggregator()
-    if rule == "trimmed_mean":
-        return TrimmedMeanAggregator()
-    raise AggregationError(f"unknown aggregation {rule!r}")
+    if isinstance(config, TrimmedMeanRule):
+        return TrimmedMeanAggregator(config.beta)
+    raise AggregationError(f"unknown aggregation {config!r}")

@@ -151,6 +151,21 @@ export type Scheme = (typeof SCHEMES)[number];
 export const AGGREGATIONS = ["mean", "median", "trimmed_mean"] as const;
 /** One of `AGGREGATIONS`. */
 export type Aggregation = (typeof AGGREGATIONS)[number];
+/**
+ * How a task's updates are combined (Python's `AggregationConfig`): FedAvg with no one's share
+ * above `max_share`, the coordinate-wise median, or the mean without the `beta` fraction of
+ * extremes. A rule name alone in a document stands for that rule with its defaults.
+ */
+export type AggregationConfig =
+  | { rule: "mean"; max_share: number }
+  | { rule: "median" }
+  | { rule: "trimmed_mean"; beta: number };
+/** Each rule's settings when a document leaves them out (as in Python). */
+export const AGGREGATION_DEFAULTS: { [R in Aggregation]: Extract<AggregationConfig, { rule: R }> } = {
+  mean: { rule: "mean", max_share: 0.5 },
+  median: { rule: "median" },
+  trimmed_mean: { rule: "trimmed_mean", beta: 0.1 },
+};
 /** Local optimizers. */
 export const OPTIMIZERS = ["adam", "sgd"] as const;
 /** Image channels: greyscale or colour. */
@@ -206,7 +221,7 @@ export interface TrainingInfo {
   round_deadline_s: number;
   /** Seconds a participant waits for the others after its update before it stops with its model. */
   wait_for_others_s: number;
-  aggregation: Aggregation;
+  aggregation: AggregationConfig;
   privacy: PrivacyConfig | null;
 }
 
@@ -267,7 +282,7 @@ export const TRAINING_DEFAULTS: Omit<TrainingInfo, "data_type"> = {
   min_participants: 1,
   round_deadline_s: 120,
   wait_for_others_s: 600,
-  aggregation: "mean",
+  aggregation: AGGREGATION_DEFAULTS.mean,
   privacy: null,
 };
 
@@ -308,6 +323,16 @@ export function checkModelSpec(model: unknown, where = "model"): asserts model i
   );
 }
 
+/** A task's `aggregation` (a rule name, or a rule with settings) with every setting filled in. */
+export function aggregationOf(value: unknown): AggregationConfig {
+  const rule = typeof value === "string" ? value : isObject(value) ? value["rule"] : undefined;
+  check(
+    typeof rule === "string" && (AGGREGATIONS as readonly string[]).includes(rule),
+    `training.aggregation: unknown rule ${JSON.stringify(rule)}`,
+  );
+  return { ...AGGREGATION_DEFAULTS[rule as Aggregation], ...(isObject(value) ? value : {}) } as AggregationConfig;
+}
+
 /**
  * A task document (decoded JSON or text) as a `Task`: shape checked, defaults filled in.
  * Throws `TaskError` naming the first bad field.
@@ -343,6 +368,7 @@ export function parseTask(data: unknown): Task {
     filled.wait_for_others_s = Math.max(TRAINING_DEFAULTS.wait_for_others_s, filled.round_deadline_s);
   }
   check(seconds(filled.wait_for_others_s), "training.wait_for_others_s: a number of seconds > 0");
+  filled.aggregation = aggregationOf(training["aggregation"] ?? TRAINING_DEFAULTS.aggregation);
   if (dataType === "image") {
     check(positiveInt(filled.image_height) && positiveInt(filled.image_width), "training: image size required");
   }

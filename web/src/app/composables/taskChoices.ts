@@ -83,10 +83,14 @@ export function aggregationChoices(values: readonly string[]): Choice[] {
   return values.map((v) => choice(v, AGGREGATION_WORDS[v], "way of combining updates"));
 }
 
+/** The values a TrainingInfo field takes: its `enum`, or the tags of a discriminated union. */
 function enumOf(schema: unknown, field: string): string[] | null {
   const defs = (schema as { $defs?: Record<string, { properties?: Record<string, unknown> }> } | null)?.$defs;
-  const prop = defs?.TrainingInfo?.properties?.[field] as { enum?: unknown } | undefined;
-  const values = prop?.enum;
+  const prop = defs?.TrainingInfo?.properties?.[field] as
+    | { enum?: unknown; discriminator?: { mapping?: Record<string, unknown> } }
+    | undefined;
+  const mapping = prop?.discriminator?.mapping;
+  const values = prop?.enum ?? (mapping ? Object.keys(mapping) : undefined);
   return Array.isArray(values) && values.length && values.every((v) => typeof v === "string") ? values : null;
 }
 

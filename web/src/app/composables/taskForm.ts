@@ -82,7 +82,7 @@ export function emptyForm(): TaskForm {
     uploaded_model: "",
     uploaded_model_name: "",
     scheme: "federated",
-    aggregation: TRAINING_DEFAULTS.aggregation,
+    aggregation: TRAINING_DEFAULTS.aggregation.rule,
     epochs: 10,
     epochs_per_round: 2,
     batch_size: 32,
