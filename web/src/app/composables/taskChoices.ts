@@ -34,7 +34,7 @@ const SCHEME_WORDS: Record<string, Words> = {
 const AGGREGATION_WORDS: Record<string, Words> = {
   mean: {
     label: "Average",
-    about: "The average of everyone's updates, weighted by how many examples each person has. Best when every participant is trusted.",
+    about: "The average of everyone's updates, weighted by how many examples each person has, with a limit so that no one can take the model over (by default, no one counts for more than half of a round). Best when every participant is trusted.",
   },
   median: {
     label: "Median",
