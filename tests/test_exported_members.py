@@ -7,9 +7,9 @@ import importlib
 import disco
 
 EXPORTED = [
+    "Aggregator",
     "Client",
     "ClientResult",
-    "Contribution",
     "Dataset",
     "DiscoError",
     "DisplayInfo",
@@ -22,9 +22,10 @@ EXPORTED = [
     "TorchModel",
     "Trainer",
     "TrainingInfo",
+    "Update",
     "Weights",
     "__version__",
-    "aggregate",
+    "build_aggregator",
     "build_torch_model",
     "catalog",
     "evaluate",

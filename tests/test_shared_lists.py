@@ -18,9 +18,9 @@ from typing import Any, get_args
 import pytest
 
 from disco import catalog
-from disco.aggregation import RULES
+from disco.aggregation import RULES, build_aggregator
 from disco.errors import TaskError
-from disco.task import Aggregation, parse_task
+from disco.task import Aggregation, TrainingInfo, parse_task
 
 SCRIPT = Path(__file__).parent / "vectors" / "lists.py"
 REGENERATE = "out of date: run `.venv/bin/python tests/vectors/lists.py`"
@@ -107,3 +107,6 @@ def test_task_ids_are_matched_whole() -> None:
 
 def test_aggregation_choices_are_the_rules_the_server_has() -> None:
     assert set(RULES) == set(get_args(Aggregation))
+    for rule in RULES:  # each rule a task names builds the aggregator of that rule
+        training = TrainingInfo(data_type="text", aggregation=rule)
+        assert build_aggregator(training).rule == rule

@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from disco import catalog
-from disco.aggregation import Contribution, aggregate
+from disco.aggregation import Aggregator, Update, build_aggregator
 from disco.data import Dataset, load_for_task
 from disco.errors import DiscoError
 from disco.models import ModelSpec, init_weights
@@ -44,9 +44,9 @@ _LAZY = {
 __version__ = "0.1.0"
 
 __all__ = [
+    "Aggregator",
     "Client",
     "ClientResult",
-    "Contribution",
     "Dataset",
     "DiscoError",
     "DisplayInfo",
@@ -59,9 +59,10 @@ __all__ = [
     "TorchModel",
     "Trainer",
     "TrainingInfo",
+    "Update",
     "Weights",
     "__version__",
-    "aggregate",
+    "build_aggregator",
     "build_torch_model",
     "catalog",
     "evaluate",

@@ -18,6 +18,7 @@ from disco.aggregation import (
     capped_shares,
 )
 from disco.errors import AggregationError
+from disco.task import TrainingInfo
 from disco.weights import Weights
 
 GLOBAL = Weights([("x", [1.0, -1.0]), ("y", [[0.5]])])
@@ -126,3 +127,8 @@ def test_any_rule_plugs_in_through_combine() -> None:
     result = FirstOnly().aggregate(GLOBAL, updates)
     np.testing.assert_array_equal(result.weights["x"], [2.0, 0.0])
     assert [(r.participant, r.selected) for r in result.reports] == [("b", False), ("a", True)]
+
+
+def test_a_task_names_only_the_rules_there_are() -> None:
+    with pytest.raises(ValueError, match="krum"):
+        TrainingInfo(data_type="text", aggregation="krum")

@@ -1,13 +1,25 @@
-"""Aggregation rules: FedAvg by sample count, median, trimmed mean, and their errors."""
+"""Aggregation functions: FedAvg by sample count, median, trimmed mean, and their errors."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
 
-from disco.aggregation import RULES, Contribution, aggregate, mean, median, trimmed_mean
+from disco.aggregation import Contribution, mean, median, trimmed_mean
 from disco.errors import AggregationError
 from disco.weights import Weights
+
+FUNCTIONS: dict[str, Callable[[Sequence[Contribution]], Weights]] = {
+    "mean": mean,
+    "median": median,
+    "trimmed_mean": trimmed_mean,
+}
+
+
+def aggregate(rule: str, contributions: Sequence[Contribution]) -> Weights:
+    return FUNCTIONS[rule](contributions)
 
 
 def contribution(x: list[float], y: list[list[float]], samples: int = 1) -> Contribution:
@@ -27,7 +39,6 @@ def test_mean_weights_by_sample_count() -> None:
     # x: (1*1 + 3*4) / 4 = 3.25, (1*2 + 3*8) / 4 = 6.5; y: (0 + 12) / 4 = 3, (8 + 0) / 4 = 2
     np.testing.assert_array_equal(result["x"], [3.25, 6.5])
     np.testing.assert_array_equal(result["y"], [[3.0, 2.0]])
-    assert aggregate("mean", updates) == result
 
 
 def test_mean_with_three_unequal_counts() -> None:
@@ -75,7 +86,6 @@ def test_median_odd_and_even_counts() -> None:
     np.testing.assert_array_equal(median(odd)["y"], [[3.0]])
     np.testing.assert_array_equal(median(even)["x"], [2.5])
     np.testing.assert_array_equal(median(even)["y"], [[3.5]])
-    assert aggregate("median", odd) == median(odd)
 
 
 def test_trimmed_mean_drops_extremes_per_coordinate() -> None:
@@ -122,7 +132,7 @@ def random_contributions(seed: int, n: int = 5) -> list[Contribution]:
     ]
 
 
-@pytest.mark.parametrize("rule", sorted(RULES))
+@pytest.mark.parametrize("rule", sorted(FUNCTIONS))
 def test_result_is_float32_with_the_same_names_and_shapes(rule: str) -> None:
     updates = random_contributions(0)
 
@@ -133,7 +143,7 @@ def test_result_is_float32_with_the_same_names_and_shapes(rule: str) -> None:
     assert all(arr.dtype.str == "<f4" for arr in result.values())
 
 
-@pytest.mark.parametrize("rule", sorted(RULES))
+@pytest.mark.parametrize("rule", sorted(FUNCTIONS))
 def test_permutation_invariance(rule: str) -> None:
     updates = random_contributions(1)
     order = [3, 0, 4, 2, 1]
@@ -148,7 +158,7 @@ def test_permutation_invariance(rule: str) -> None:
 
 
 # -- errors ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("rule", sorted(RULES))
+@pytest.mark.parametrize("rule", sorted(FUNCTIONS))
 def test_mismatched_shapes_raise(rule: str) -> None:
     updates = [contribution([1.0, 2.0], [[1.0]]), contribution([1.0, 2.0, 3.0], [[1.0]])]
 
@@ -156,7 +166,7 @@ def test_mismatched_shapes_raise(rule: str) -> None:
         aggregate(rule, updates)
 
 
-@pytest.mark.parametrize("rule", sorted(RULES))
+@pytest.mark.parametrize("rule", sorted(FUNCTIONS))
 def test_mismatched_names_raise(rule: str) -> None:
     other = Contribution(Weights([("x", [1.0, 2.0]), ("z", [[1.0]])]))
 
@@ -164,18 +174,10 @@ def test_mismatched_names_raise(rule: str) -> None:
         aggregate(rule, [contribution([1.0, 2.0], [[1.0]]), other])
 
 
-@pytest.mark.parametrize("rule", sorted(RULES))
+@pytest.mark.parametrize("rule", sorted(FUNCTIONS))
 def test_empty_list_raises(rule: str) -> None:
     with pytest.raises(AggregationError, match="nothing to aggregate"):
         aggregate(rule, [])
-
-
-def test_unknown_rule_raises_and_lists_the_rules() -> None:
-    with pytest.raises(AggregationError, match="'krum'") as info:
-        aggregate("krum", [contribution([1.0], [[1.0]])])
-
-    for rule in RULES:
-        assert rule in str(info.value)
 
 
 @pytest.mark.parametrize("samples", [0, -3])

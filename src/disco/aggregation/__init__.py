@@ -2,9 +2,7 @@
 
 from disco.aggregation.base import AggregationResult, Aggregator, ParticipantReport, Update
 from disco.aggregation.rules import (
-    RULES,
     Contribution,
-    aggregate,
     capped_shares,
     mean,
     median,
@@ -12,6 +10,7 @@ from disco.aggregation.rules import (
     weighted_sum,
 )
 from disco.aggregation.strategies import (
+    RULES,
     MeanAggregator,
     MedianAggregator,
     TrimmedMeanAggregator,
@@ -28,7 +27,6 @@ __all__ = [
     "ParticipantReport",
     "TrimmedMeanAggregator",
     "Update",
-    "aggregate",
     "build_aggregator",
     "capped_shares",
     "mean",

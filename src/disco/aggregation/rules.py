@@ -1,4 +1,6 @@
-"""Pure aggregation rules over `Weights`: weighted mean (FedAvg), median, trimmed mean.
+"""Pure aggregation functions over `Weights`: weighted mean (FedAvg), median, trimmed mean.
+
+The rules a task names are the `Aggregator`s of `strategies.py`, built on these functions.
 
 Each rule takes a non-empty sequence of `Contribution` (weights + the number of samples behind
 them), checks that every contribution has the same names and shapes as the first, and returns new
@@ -8,7 +10,7 @@ partial sums.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,9 +19,7 @@ from disco.errors import AggregationError, WeightsError
 from disco.weights import Weights
 
 __all__ = [
-    "RULES",
     "Contribution",
-    "aggregate",
     "capped_shares",
     "mean",
     "median",
@@ -128,21 +128,3 @@ def trimmed_mean(contributions: Sequence[Contribution], trim: float = 0.1) -> We
         kept = stacked[k : len(contributions) - k]
         out.append((n, kept.mean(axis=0, dtype=np.float64)))
     return Weights(out)
-
-
-RULES: dict[str, Callable[[Sequence[Contribution]], Weights]] = {
-    "mean": mean,
-    "median": median,
-    "trimmed_mean": trimmed_mean,
-}
-
-
-def aggregate(rule: str, contributions: Sequence[Contribution]) -> Weights:
-    """Apply the named rule; raise `AggregationError` for an unknown rule."""
-    try:
-        fn = RULES[rule]
-    except KeyError:
-        raise AggregationError(
-            f"unknown aggregation {rule!r}; choose from {sorted(RULES)}"
-        ) from None
-    return fn(contributions)

@@ -28,6 +28,7 @@ from disco.task import MeanRule, MedianRule, TrainingInfo, TrimmedMeanRule
 from disco.weights import Weights
 
 __all__ = [
+    "RULES",
     "MeanAggregator",
     "MedianAggregator",
     "TrimmedMeanAggregator",
@@ -92,6 +93,12 @@ class TrimmedMeanAggregator(Aggregator):
 
     def describe(self) -> dict[str, Any]:
         return {"rule": self.rule, "beta": self.beta}
+
+
+RULES: dict[str, type[Aggregator]] = {
+    cls.rule: cls for cls in (MeanAggregator, MedianAggregator, TrimmedMeanAggregator)
+}
+"""The rules a task can name (`TrainingInfo.aggregation.rule`), by name."""
 
 
 def build_aggregator(training: TrainingInfo) -> Aggregator:

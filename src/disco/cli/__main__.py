@@ -1,0 +1,7 @@
+"""`python -m disco.cli`: the `disco` command."""
+
+import sys
+
+from disco.cli import main
+
+sys.exit(main())

@@ -1,0 +1,189 @@
+"""The `disco` commands other than `train`: serve, tasks, data samples, simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from disco.cli.output import DEFAULT_SERVER, EXIT_OK, console, print_json, report
+from disco.cli.progress import progress_bars
+from disco.privacy import DEFAULT_DELTA, epsilon
+
+if TYPE_CHECKING:
+    from disco.data.samples import SamplesInfo
+
+__all__ = ["cmd_data_samples", "cmd_demo", "cmd_serve", "cmd_simulate", "cmd_tasks"]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from disco.server import ServerConfig, run_server
+
+    overrides = {
+        k: v
+        for k, v in {
+            "host": args.host,
+            "port": args.port,
+            "data_dir": args.data_dir,
+            "admin_token": args.admin_token,
+        }.items()
+        if v is not None
+    }
+    config = ServerConfig.load(file=args.config, **overrides)
+    console.print(
+        f"disco serving on http://{config.host}:{config.port}  (data in {config.data_dir})\n"
+        "Open that address in a browser to see the tasks and train from the web page."
+    )
+    run_server(config)
+    return EXIT_OK
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from disco import catalog
+    from disco.task import parse_task
+
+    if args.server:
+        import httpx
+
+        resp = httpx.get(args.server.rstrip("/") + "/api/tasks", timeout=10)
+        resp.raise_for_status()
+        tasks = [parse_task(t) for t in resp.json()]
+    else:
+        tasks = catalog.all_tasks()
+    if args.json:
+        print_json({"tasks": [t.model_dump(mode="json") for t in tasks]})
+        return EXIT_OK
+    table = Table("id", "title", "data", "scheme", "rounds", "privacy")
+    for t in tasks:
+        tr = t.training
+        privacy = "none"
+        if tr.privacy:
+            eps = epsilon(tr.privacy, tr.rounds)
+            privacy = f"DP C={tr.privacy.clipping_radius:g} z={tr.privacy.noise_multiplier:g}, " + (
+                f"ε={eps:.3g} (δ={DEFAULT_DELTA:g})" if math.isfinite(eps) else "no formal ε"
+            )
+        table.add_row(t.id, t.display.title, tr.data_type, tr.scheme, str(tr.rounds), privacy)
+    Console().print(table)
+    return EXIT_OK
+
+
+def cmd_data_samples(args: argparse.Namespace) -> int:
+    from disco.data.samples import write_samples
+
+    info = write_samples(
+        args.task,
+        args.clients,
+        Path(args.out),
+        partition=args.partition,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    _print_samples(info)
+    return EXIT_OK
+
+
+def _print_samples(info: SamplesInfo) -> None:
+    """What `disco data samples` wrote (folders, counts per label) and what to run next."""
+    out = Console()  # stdout, looked up at each write
+    first, last = info.clients[0], info.clients[-1]
+    other = info.clients[1] if len(info.clients) > 1 else first
+    folders = [
+        (str(first) if first == last else f"{first} … {last.name}", "one folder per participant"),
+        (str(info.test_dir), "held-out test data; no participant has it"),
+        (str(info.out_dir / "README.txt"), "what is where"),
+    ]
+    width = max(len(path) for path, _ in folders)
+    lines = [f"  {path:<{width}}  {what}" for path, what in folders]
+    out.print(
+        f"Wrote real {info.task_id} data (partition {info.partition}, seed {info.seed}):",
+        *lines,
+        sep="\n",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    rows = [
+        *((p.name, c) for p, c in zip(info.clients, info.client_counts, strict=True)),
+        ("test", info.test_counts),
+    ]
+    if out.is_terminal:
+        table = Table("folder", title="samples per label", title_justify="left")
+        for label in [*info.labels, "total"]:
+            table.add_column(label, justify="right")
+        for name, counts in rows:
+            table.add_row(name, *map(str, counts), str(sum(counts)))
+        out.print(table)
+    else:
+        out.print(
+            "\nSamples per label:\n" + info.summary(), highlight=False, markup=False, soft_wrap=True
+        )
+    tabular = (first / "data.csv").is_file()
+    connect = other / "data.csv" if tabular else other
+    task, server = info.task_id, DEFAULT_SERVER
+    pad = " " * 19
+    out.print(
+        "\nNext:",
+        f"  train alone:     disco train --task {task} --data {first} --test {info.test_dir}",
+        "  train together:  disco serve   (keep it running), then one per participant:",
+        f"{pad}disco train --task {task} --data {first} --server {server}",
+        *([f"{pad}(--data {other} for the next one, each in its own terminal)"] * (other != first)),
+        f"  in the web app:  with disco serve running, open {server}/, pick {task!r} and",
+        f"{pad}connect {connect}; a browser joins the same session",
+        sep="\n",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from disco.simulation import simulate
+
+    labels = [f"client {i}" for i in range(1, args.clients + 1)]
+    with progress_bars(labels, args.rounds, enabled=not args.json) as bars:
+        result = simulate(
+            args.task,
+            args.clients,
+            args.rounds,
+            partition=args.partition,
+            seed=args.seed,
+            server=args.server,
+            epochs_per_round=args.epochs_per_round,
+            callbacks=bars.callbacks,
+            on_message=bars.on_message,
+        )
+    summary = result.to_dict()
+    summary.pop("history")
+    report(summary, args.json)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from disco.simulation import simulate
+
+    console.print("disco demo: a server and 3 participants train a digit classifier (MNIST)")
+    console.print("on real handwritten digits, split between them; no data leaves a participant.\n")
+    start = time.perf_counter()
+    labels = ["alice", "bob", "carol"]
+    with progress_bars(labels, args.rounds) as bars:
+        result = simulate(
+            "mnist", 3, args.rounds, seed=0, callbacks=bars.callbacks, on_message=bars.on_message
+        )
+    acc = result.test_accuracy or 0.0
+    console.print(
+        f"\nfinal global model: test accuracy [bold]{acc:.1%}[/bold] on "
+        f"held-out digits after {result.rounds} rounds ({time.perf_counter() - start:.0f}s)"
+    )
+    console.print(
+        "Next: run `disco serve` and open http://127.0.0.1:8000/ in a browser (laptop or phone)"
+        " to train there: pick a task, connect your files, train alone or with others.\n"
+        "Sample files to connect: `disco data samples --task mnist --clients 3 --out samples`.\n"
+        "Join the same session from Python: `disco train --task mnist --data samples/client_1 "
+        "--server http://127.0.0.1:8000`."
+    )
+    return EXIT_OK

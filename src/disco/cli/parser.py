@@ -1,0 +1,250 @@
+"""The argument parser of the `disco` command: every option with its help, defaults, examples."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+from disco.cli.commands import cmd_data_samples, cmd_demo, cmd_serve, cmd_simulate, cmd_tasks
+from disco.cli.train import cmd_train
+
+__all__ = ["HelpFormatter", "build_parser"]
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of descriptions and epilogs; shows defaults that say something.
+
+    ``(default: …)`` is added to an option's help unless the default is None, False or empty,
+    or the help already names it.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or not action.option_strings
+            or default is None
+            or default is False
+            or default == ""
+            or default is argparse.SUPPRESS
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _examples(*lines: str, notes: str = "") -> str:
+    text = "examples:\n" + "\n".join(f"  {line}" for line in lines)
+    return text + (f"\n\n{notes}" if notes else "")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+TRAIN_NOTES = """\
+exit codes:
+  0    done
+  2    a user error (unknown task, bad data, bad option): the message says what to change
+  3    stopped waiting for the others (--max-wait, or the task's wait_for_others_s): the model
+       kept is saved (--save, or ./TASK-model.safetensors) and still evaluated with --test
+  4    the session ended early (server lost for good, update refused) after training began:
+       the model kept is saved the same way
+  130  interrupted (Ctrl+C)
+
+In a pipe or a log file (or with --json), progress is printed as plain timestamped lines on
+stderr: joins, each of your rounds, and every 30 s while waiting, how many participants are
+missing. Rows of a CSV file with a bad cell are skipped and reported; the rest is used."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `disco` command."""
+    p = argparse.ArgumentParser(
+        prog="disco",
+        description="Distributed collaborative learning: train one model together without "
+        "sharing data.",
+        formatter_class=HelpFormatter,
+        epilog=_examples(
+            "disco tasks",
+            "disco demo",
+            "disco serve --port 8000",
+            "disco data samples --task mnist --clients 3 --out samples",
+            "disco train --task mnist --data samples/client_1 --server http://127.0.0.1:8000",
+            notes="`disco COMMAND --help` shows a command's options and examples.\n"
+            "Exit codes: 0 done, 2 user error, 3 `disco train` stopped waiting for the others\n"
+            "(the model kept is saved), 4 its session ended early (the model kept is saved),\n"
+            "130 interrupted.",
+        ),
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
+
+    def command(
+        parent: Any, name: str, help: str, epilog: str, description: str | None = None
+    ) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = parent.add_parser(
+            name,
+            help=help,
+            description=description or help[0].upper() + help[1:] + ".",
+            epilog=epilog,
+            formatter_class=HelpFormatter,
+        )
+        return parser
+
+    s = command(
+        sub,
+        "serve",
+        "run a server (REST + WebSocket + the web app, state in a data folder)",
+        _examples(
+            "disco serve",
+            "disco serve --port 8000 --admin-token SECRET",
+            "disco serve --config server.toml",
+            notes="Settings come from defaults, then --config, then DISCO_* environment variables\n"
+            "(DISCO_PORT, DISCO_DATA_DIR, DISCO_ADMIN_TOKEN, …), then these flags.",
+        ),
+    )
+    s.add_argument("--host", help="interface to listen on (default: 127.0.0.1)")
+    s.add_argument("--port", type=int, help="TCP port; 0 picks a free one (default: 8000)")
+    s.add_argument(
+        "--data-dir", help="folder for the database and model files (default: disco-data)"
+    )
+    s.add_argument(
+        "--admin-token", help="token required to create tasks (default: creating tasks is off)"
+    )
+    s.add_argument("--config", help="TOML or JSON config file with any server setting")
+    s.set_defaults(fn=cmd_serve)
+
+    s = command(
+        sub,
+        "tasks",
+        "list tasks (the built-in ones, or a server's with --server)",
+        _examples(
+            "disco tasks", "disco tasks --server http://127.0.0.1:8000", "disco tasks --json"
+        ),
+    )
+    s.add_argument("--server", help="list this server's tasks instead of the built-in ones")
+    s.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    s.set_defaults(fn=cmd_tasks)
+
+    s = command(
+        sub,
+        "train",
+        "train on local files, alone or joining a server",
+        _examples(
+            "disco train --task mnist --data samples/client_1 --test samples/test",
+            "disco train --task mnist --data samples/client_1 --server http://127.0.0.1:8000",
+            "disco train --task clinic --data my.csv --server http://127.0.0.1:8000 --alone",
+            "disco train --task mnist --data samples/client_2 --server http://127.0.0.1:8000 \\\n"
+            "      --max-wait 120 --save mine.safetensors --json",
+            notes=TRAIN_NOTES,
+        ),
+    )
+    s.add_argument("--task", required=True, help="task id (`disco tasks` lists them)")
+    s.add_argument(
+        "--data", required=True, help="your labelled data: a CSV file, or a folder of images"
+    )
+    s.add_argument(
+        "--server",
+        help="server URL: fetch the task from it and train with the others there "
+        "(default: train alone on a built-in task)",
+    )
+    s.add_argument(
+        "--alone",
+        action="store_true",
+        help="with --server: use the server's task but train alone; nothing is sent to it",
+    )
+    s.add_argument(
+        "--max-wait",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="after your update, wait at most this long for the others, then stop and keep "
+        "the model (default: the task's wait_for_others_s, 600 unless it sets another)",
+    )
+    s.add_argument(
+        "--rounds", type=int, help="how many rounds you take part in (default: the task's)"
+    )
+    s.add_argument("--name", default="", help="your name, shown to the others on the server")
+    s.add_argument(
+        "--seed", type=int, default=0, help="seed of the validation split and data order"
+    )
+    s.add_argument("--test", help="labelled data to evaluate the final model on")
+    s.add_argument("--save", help="write the final weights to this .safetensors file")
+    s.add_argument(
+        "--json", action="store_true", help="print one JSON summary line on stdout at the end"
+    )
+    s.set_defaults(fn=cmd_train)
+
+    s = command(
+        sub,
+        "simulate",
+        "federated training with N simulated participants on one machine",
+        _examples(
+            "disco simulate --task mnist --clients 5 --rounds 5 --json",
+            "disco simulate --task breast_cancer --clients 4 --rounds 10 --partition dirichlet:0.5",
+            "disco simulate --task titanic --server http://127.0.0.1:8000",
+        ),
+    )
+    s.add_argument("--task", required=True, help="built-in task id (`disco tasks` lists them)")
+    s.add_argument("--clients", type=int, default=3, help="number of participants")
+    s.add_argument("--rounds", type=int, default=3, help="number of federated rounds")
+    s.add_argument(
+        "--partition",
+        default="iid",
+        help="how the data is split: iid | dirichlet:ALPHA (smaller: more uneven) | shards:K",
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of the split, weights and training")
+    s.add_argument(
+        "--epochs-per-round",
+        type=int,
+        help="local epochs between two rounds (default: the task's)",
+    )
+    s.add_argument("--server", help="use this running server instead of starting one")
+    s.add_argument("--json", action="store_true", help="print one JSON summary line")
+    s.set_defaults(fn=cmd_simulate)
+
+    s = command(
+        sub,
+        "data",
+        "data utilities",
+        _examples("disco data samples --task mnist --clients 3 --out samples"),
+    )
+    dsub = s.add_subparsers(dest="data_command", required=True, metavar="ACTION", help="action")
+    d = command(
+        dsub,
+        "samples",
+        "write real sample data as files, one folder per participant plus a test folder",
+        _examples(
+            "disco data samples --task mnist --clients 3 --out samples",
+            "disco data samples --task titanic --clients 2 --out titanic --partition dirichlet:0.3",
+            notes="It prints the folders written, the samples per label, and what to run next.",
+        ),
+    )
+    d.add_argument("--task", required=True, help="built-in task id (`disco tasks` lists them)")
+    d.add_argument("--clients", type=int, default=3, help="number of participant folders")
+    d.add_argument("--out", required=True, help="folder to write into (must be empty)")
+    d.add_argument(
+        "--partition", default="iid", help="how the data is split: iid | dirichlet:ALPHA | shards:K"
+    )
+    d.add_argument("--seed", type=int, default=0, help="seed of the split")
+    d.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace what an earlier run wrote in --out (nothing else is touched)",
+    )
+    d.set_defaults(fn=cmd_data_samples)
+
+    s = command(
+        sub,
+        "demo",
+        "a server and 3 participants train on MNIST, then exit",
+        _examples("disco demo", "disco demo --rounds 5"),
+    )
+    s.add_argument("--rounds", type=int, default=3, help="number of federated rounds")
+    s.set_defaults(fn=cmd_demo)
+    return p
