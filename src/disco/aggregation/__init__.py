@@ -1,6 +1,7 @@
 """Aggregation of model updates: the `Aggregator` seam, FedAvg and robust rules."""
 
 from disco.aggregation.base import AggregationResult, Aggregator, ParticipantReport, Update
+from disco.aggregation.mean import MeanAggregator
 from disco.aggregation.rules import (
     Contribution,
     capped_shares,
@@ -11,7 +12,6 @@ from disco.aggregation.rules import (
 )
 from disco.aggregation.strategies import (
     RULES,
-    MeanAggregator,
     MedianAggregator,
     TrimmedMeanAggregator,
     build_aggregator,
