@@ -108,5 +108,5 @@ def test_task_ids_are_matched_whole() -> None:
 def test_aggregation_choices_are_the_rules_the_server_has() -> None:
     assert set(RULES) == set(get_args(Aggregation))
     for rule in RULES:  # each rule a task names builds the aggregator of that rule
-        training = TrainingInfo(data_type="text", aggregation=rule)
+        training = TrainingInfo(data_type="text", min_participants=5, aggregation=rule)
         assert build_aggregator(training).rule == rule

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import ValidationError
@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from disco import catalog
 from disco.errors import TaskError
 from disco.task import (
+    AGGREGATION_RULES,
+    Aggregation,
     ColumnSpec,
     PrivacyConfig,
     Task,
@@ -194,6 +196,51 @@ def test_broken_model_documents_get_no_library_jargon(model: Any, expected: str)
         assert jargon not in message
 
 
+@pytest.mark.parametrize(
+    ("aggregation", "expected"),
+    [
+        (
+            {"rule": "krum", "g": 2},
+            "training.aggregation.g: is not a setting of krum (its settings: f, bucket_size)",
+        ),
+        ({"rule": "multi_krum", "m": 0}, "training.aggregation.m: must be at least 1"),
+        (
+            {"rule": "median", "bucket_size": 0},
+            "training.aggregation.bucket_size: must be at least 1",
+        ),
+        (
+            {"rule": "centered_clipping", "momentum": 1},
+            "training.aggregation.momentum: must be less than 1",
+        ),
+        (
+            "geometric_median",
+            "training.aggregation: unknown aggregation rule 'geometric_median' (known: mean, "
+            "median, trimmed_mean, krum, multi_krum, centered_clipping)",
+        ),
+    ],
+)
+def test_aggregation_problems_name_the_rules_and_settings_there_are(
+    aggregation: Any, expected: str
+) -> None:
+    doc = titanic_doc()
+    doc["training"]["aggregation"] = aggregation
+
+    with pytest.raises(TaskError) as info:
+        parse_task(doc)
+
+    assert expected in str(info.value)
+
+
+def test_every_aggregation_setting_and_rule_is_explained_in_plain_words() -> None:
+    """The web form shows these: every rule has a docstring, every setting a description."""
+    assert list(AGGREGATION_RULES) == list(get_args(Aggregation))
+    for name, cls in AGGREGATION_RULES.items():
+        assert cls.__doc__ and len(cls.__doc__) > 40, name
+        for field, info in cls.model_fields.items():
+            if field != "rule":
+                assert info.description and len(info.description) > 20, (name, field)
+
+
 @pytest.mark.parametrize("text", ["{not json", "", b'{"id": ', b"\x80 not utf-8"])
 def test_invalid_json_text_is_rejected(text: str | bytes) -> None:
     with pytest.raises(TaskError, match="JSON"):
@@ -288,3 +335,28 @@ def test_the_wait_for_others_defaults_to_at_least_the_round_deadline() -> None:
     assert kept.training.wait_for_others_s == 1200  # a chosen wait is kept
     with pytest.raises(TaskError, match=r"wait_for_others_s \(10\) must be at least"):
         mnist.with_training(round_deadline_s=60, wait_for_others_s=10)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"min_participants": 4, "aggregation": {"rule": "krum", "f": 1}},
+            "krum with f=1 needs at least 5 updates in a round: set min_participants to at least 5",
+        ),
+        (
+            {"min_participants": 8, "aggregation": {"rule": "krum", "f": 1, "bucket_size": 2}},
+            "in buckets of 2 in a round: set min_participants to at least 9",
+        ),
+        (
+            {"min_participants": 6, "aggregation": {"rule": "multi_krum", "f": 1, "m": 7}},
+            "multi_krum averages m=7 updates but a round may have only 6",
+        ),
+    ],
+)
+def test_a_krum_task_needs_rounds_krum_can_combine(changes: dict[str, Any], message: str) -> None:
+    """A round closes with min_participants updates; Krum refusing them would stall the task."""
+    with pytest.raises(TaskError, match=message):
+        catalog.get("titanic").with_training(**changes)
+    enough = {**changes, "min_participants": 9 if "bucket_size" in str(changes) else 7}
+    assert catalog.get("titanic").with_training(**enough).training.min_participants >= 7

@@ -282,3 +282,15 @@ def test_load_of_a_corrupt_file_raises(tmp_path: Path, cut: int) -> None:
 def test_load_of_a_missing_file_raises(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="cannot read"):
         Weights.load(tmp_path / "missing.safetensors")
+
+
+def test_adopt_takes_float32_arrays_without_copying_and_freezes_them() -> None:
+    mine = np.arange(6, dtype=np.float32).reshape(2, 3)
+    other = [1, 2]  # not a float32 array: copied as by the constructor
+
+    w = Weights.adopt([("a", mine), ("b", other)])
+
+    assert w["a"] is mine and not mine.flags.writeable
+    assert w["b"].dtype == np.float32 and w == Weights([("a", mine), ("b", [1.0, 2.0])])
+    with pytest.raises(WeightsError, match="duplicate"):
+        Weights.adopt([("a", np.zeros(1, np.float32)), ("a", np.zeros(1, np.float32))])

@@ -27,16 +27,21 @@ from disco.errors import TaskError
 from disco.models.spec import Layer, ModelSpec
 
 __all__ = [
+    "AGGREGATION_RULES",
     "AggregationConfig",
+    "CenteredClippingRule",
     "ColumnSpec",
     "DisplayInfo",
+    "KrumRule",
     "MeanRule",
     "MedianRule",
+    "MultiKrumRule",
     "PrivacyConfig",
     "Task",
     "TrainingInfo",
     "TrimmedMeanRule",
     "field_problems",
+    "parse_aggregation",
     "parse_task",
 ]
 
@@ -44,7 +49,7 @@ TASK_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 DataType = Literal["image", "tabular", "text"]
 Scheme = Literal["federated", "decentralized", "local"]
-Aggregation = Literal["mean", "median", "trimmed_mean"]
+Aggregation = Literal["mean", "median", "trimmed_mean", "krum", "multi_krum", "centered_clipping"]
 """The names of the aggregation rules (`AggregationConfig.rule`)."""
 
 
@@ -119,22 +124,147 @@ class MeanRule(_Frozen):
     )
 
 
+def _bucket_size() -> Any:
+    return Field(
+        default=1,
+        ge=1,
+        le=10_000,
+        description=(
+            "mixes this many participants' updates together (at random, each round) before "
+            "combining them, so that a few unusual but honest participants are not mistaken for "
+            "dishonest ones; 1: no mixing"
+        ),
+    )
+
+
+def _dishonest() -> Any:
+    return Field(
+        default=1,
+        ge=0,
+        le=10_000,
+        description=(
+            "how many participants may be dishonest; a round needs at least 2 × this + 3 updates"
+        ),
+    )
+
+
 class MedianRule(_Frozen):
-    """Coordinate-wise median of the updates; everyone counts equally."""
+    """Coordinate-wise median of the updates: for each number of the model, the middle value;
+    everyone counts equally."""
 
     rule: Literal["median"] = "median"
+    bucket_size: int = _bucket_size()
 
 
 class TrimmedMeanRule(_Frozen):
-    """Coordinate-wise mean without the ``beta`` fraction of extremes at each end."""
+    """Coordinate-wise mean without the ``beta`` fraction of extremes at each end; everyone
+    counts equally."""
 
     rule: Literal["trimmed_mean"] = "trimmed_mean"
     beta: float = Field(default=0.1, ge=0, lt=0.5, description="share dropped at each end")
+    bucket_size: int = _bucket_size()
 
 
-AggregationConfig = Annotated[MeanRule | MedianRule | TrimmedMeanRule, Field(discriminator="rule")]
+class KrumRule(_Frozen):
+    """Krum (Blanchard et al., 2017): the one update closest to most of the others is used as it
+    is, so that up to ``f`` dishonest participants cannot drag the model far."""
+
+    rule: Literal["krum"] = "krum"
+    f: int = _dishonest()
+    bucket_size: int = _bucket_size()
+
+
+class MultiKrumRule(_Frozen):
+    """Multi-Krum: the ``m`` updates closest to the others are averaged, everyone counting
+    equally; updates far from the rest are left out."""
+
+    rule: Literal["multi_krum"] = "multi_krum"
+    f: int = _dishonest()
+    m: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description=(
+            "how many of the most typical updates are averaged each round (empty: all but the "
+            "number of dishonest participants)"
+        ),
+    )
+    bucket_size: int = _bucket_size()
+
+
+class CenteredClippingRule(_Frozen):
+    """Centered clipping (Karimireddy, He & Jaggi, 2021): the model moves from where the last
+    round took it, and no participant can pull it further than ``tau``; each participant's
+    updates are smoothed over rounds (``momentum``), so an attack spread over rounds fades."""
+
+    rule: Literal["centered_clipping"] = "centered_clipping"
+    tau: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "how far an update may be from the previous round's combined update before it is "
+            "shortened to this length (larger: trusts participants more)"
+        ),
+    )
+    iterations: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="how many times the combination is refined each round (1 is usually enough)",
+    )
+    momentum: float = Field(
+        default=0.9,
+        ge=0,
+        lt=1,
+        description=(
+            "how much of each participant's earlier updates is kept in its current one, to smooth "
+            "out attacks spread over rounds (0: only the latest update counts)"
+        ),
+    )
+    bucket_size: int = _bucket_size()
+
+
+AggregationConfig = Annotated[
+    MeanRule | MedianRule | TrimmedMeanRule | KrumRule | MultiKrumRule | CenteredClippingRule,
+    Field(discriminator="rule"),
+]
 """How a task's updates are combined: ``{"rule": "mean", "max_share": 0.5}``, … A rule name
 alone (``"median"``) stands for that rule with its defaults."""
+
+AGGREGATION_RULES: dict[str, type[BaseModel]] = {
+    str(cls.model_fields["rule"].default): cls for cls in get_args(get_args(AggregationConfig)[0])
+}
+"""Each aggregation rule's config class, by name, in the order of `Aggregation`."""
+
+
+class _AggregationDoc(_Frozen):
+    aggregation: AggregationConfig
+
+
+def parse_aggregation(text: str) -> AggregationConfig:
+    """A rule with its settings as written on a command line: ``mean``, ``krum:f=2``,
+    ``multi_krum:f=1,m=5``, ``centered_clipping:tau=0.5,momentum=0.9``, ``median:bucket_size=2``.
+
+    Each value is read as the setting's type (whole number or number). Raises `TaskError` in
+    plain words, naming the known rules or the rule's settings.
+    """
+    name, _, rest = text.strip().partition(":")
+    data: dict[str, Any] = {"rule": name.strip()}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or not key or not value:
+            raise TaskError(
+                f"aggregation {text!r}: write each setting as name=value, e.g. krum:f=2"
+            )
+        if key in data:
+            raise TaskError(f"aggregation {text!r}: {key} is given twice")
+        data[key] = value
+    try:
+        return _AggregationDoc.model_validate({"aggregation": data}).aggregation
+    except ValidationError as exc:
+        fields = ((f.removeprefix("aggregation").lstrip("."), m) for f, m in field_problems(exc))
+        problems = "; ".join(f"{field}: {msg}" if field else msg for field, msg in fields)
+        raise TaskError(f"invalid aggregation {text!r}: {problems}") from exc
 
 
 class TrainingInfo(_Frozen):
@@ -236,7 +366,30 @@ class TrainingInfo(_Frozen):
                 f"round_deadline_s ({self.round_deadline_s:g}): participants would stop waiting "
                 "before a round's deadline"
             )
+        self._check_rounds_fit_the_rule()
         return self
+
+    def _check_rounds_fit_the_rule(self) -> None:
+        """A round closes with as few as ``min_participants`` updates: Krum must be able to
+        combine that many (more than 2f + 2, counted in buckets), or rounds would never close."""
+        rule = self.aggregation
+        if not isinstance(rule, KrumRule | MultiKrumRule):
+            return
+        size = rule.bucket_size
+        groups = -(-self.min_participants // size)  # ceil: buckets in the smallest round
+        need = 2 * rule.f + 3
+        if groups < need:
+            fewest = (need - 1) * size + 1
+            in_buckets = f" in buckets of {size}" if size > 1 else ""
+            raise ValueError(
+                f"{rule.rule} with f={rule.f} needs at least {need} updates{in_buckets} in a "
+                f"round: set min_participants to at least {fewest} (it is {self.min_participants})"
+            )
+        if isinstance(rule, MultiKrumRule) and rule.m is not None and rule.m > groups:
+            raise ValueError(
+                f"multi_krum averages m={rule.m} updates but a round may have only {groups}: "
+                f"lower m or raise min_participants"
+            )
 
 
 class Task(_Frozen):
@@ -344,10 +497,15 @@ def _number(value: Any) -> str:
 
 def _words(err: ErrorDetails) -> str:
     """One pydantic error as a plain sentence fragment that follows its field's path."""
-    kind, ctx = err["type"], err.get("ctx") or {}
+    kind, ctx, loc = err["type"], err.get("ctx") or {}, err["loc"]
+    if kind == "extra_forbidden" and "aggregation" in loc[:-1]:
+        rule = loc[loc.index("aggregation") + 1]
+        if isinstance(rule, str) and rule in AGGREGATION_RULES:
+            settings = [n for n in AGGREGATION_RULES[rule].model_fields if n != "rule"]
+            return f"is not a setting of {rule} (its settings: {', '.join(settings)})"
     if kind in _KIND_WORDS:
         return _KIND_WORDS[kind]
-    if "aggregation" in err["loc"] and kind in ("union_tag_invalid", "union_tag_not_found"):
+    if "aggregation" in loc and kind in ("union_tag_invalid", "union_tag_not_found"):
         rules = ", ".join(get_args(Aggregation))
         if kind == "union_tag_not_found":
             return f"needs a 'rule', one of: {rules}"

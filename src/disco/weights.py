@@ -53,6 +53,26 @@ class Weights(Mapping[str, Array]):
             out[name] = _frozen(name, value)
         self._arrays = out
 
+    @classmethod
+    def adopt(cls, arrays: Iterable[tuple[str, Array]]) -> Weights:
+        """Weights made of `arrays` without copying those that are already C-contiguous
+        little-endian float32: the caller hands them over (they are made read-only) and must not
+        keep writing to them. Saves a model-sized copy where memory is counted (aggregation)."""
+        out: dict[str, Array] = {}
+        for name, arr in arrays:
+            if not isinstance(name, str) or not name:
+                raise WeightsError(f"weight names must be non-empty strings, got {name!r}")
+            if name in out:
+                raise WeightsError(f"duplicate weight name {name!r}")
+            if isinstance(arr, np.ndarray) and arr.dtype == _F32_LE and arr.flags.c_contiguous:
+                arr.flags.writeable = False
+                out[name] = arr
+            else:
+                out[name] = _frozen(name, arr)
+        weights = cls.__new__(cls)
+        weights._arrays = out
+        return weights
+
     # -- mapping protocol -------------------------------------------------------------------
     def __getitem__(self, name: str) -> Array:
         return self._arrays[name]

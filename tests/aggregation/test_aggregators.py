@@ -130,5 +130,5 @@ def test_any_rule_plugs_in_through_combine() -> None:
 
 
 def test_a_task_names_only_the_rules_there_are() -> None:
-    with pytest.raises(ValueError, match="krum"):
-        TrainingInfo(data_type="text", aggregation="krum")
+    with pytest.raises(ValueError, match="geometric_median"):
+        TrainingInfo(data_type="text", aggregation="geometric_median")

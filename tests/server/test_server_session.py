@@ -115,6 +115,7 @@ def test_rejections_change_nothing(kit: Any) -> None:
             (idb, kit.update(1, extra), "shape", "unexpected tensor 'extra'"),
             (idb, kit.update(1, nan), "not_finite", "dense_1.kernel"),
             (idb, kit.update(1, inf), "not_finite", "dense_1.bias"),
+            (idb, kit.update(1, kit.filled(g1, 5000.0)), "out_of_range", "more than 1024"),
         ]
         for client, upd, code, text in cases:
             reply = await s.submit(client, upd)
@@ -370,5 +371,30 @@ def test_by_default_no_participant_gets_more_than_half_a_round(kit: Any, tmp_pat
         shares = {p.name: (round(p.share, 6), p.clipped) for p in rnd.participants}
         assert shares == {"h1": (0.125, False), "h2": (0.375, False), "liar": (0.5, True)}
         store.close()
+
+    run(body())
+
+
+def test_a_round_keeps_no_update_but_in_its_collector(kit: Any) -> None:
+    """With FedAvg each update is folded into the round's running sum when accepted: the session
+    holds its digest, count and metrics, not its weights."""
+
+    async def body() -> None:
+        s = new_session(kit, min_participants=3)
+        people = [kit.FakeParticipant(n) for n in "abc"]
+        ids = [await s.join(p) for p in people]
+        g = s.weights
+        for i, cid in enumerate(ids[:2]):
+            assert isinstance(
+                await s.submit(cid, kit.update(0, kit.filled(g, float(i)))), UpdateAck
+            )
+        held = [a for a in s._updates.values()]
+        assert all(not any(isinstance(v, Weights) for v in vars(a).values()) for a in held)
+        assert s._collector.participants == {ids[0]: 10, ids[1]: 10}  # the kit claims 10
+        await s.submit(ids[2], kit.update(0, kit.filled(g, 2.0)))
+        await s.wait_for_round(1, timeout=5)
+        for arr in s.weights.values():
+            np.testing.assert_allclose(arr, 1.0)
+        assert s._collector.participants == {}  # a new round, a new collector
 
     run(body())

@@ -6,11 +6,11 @@
 - tests/vectors/shared_lists.json: the lists and constants that exist in both languages — the
   task-id pattern (with Python's verdict on sample ids), the literal choices of a task and of the
   portable model (data types, schemes, aggregation rules, optimizers, activations, losses,
-  paddings, layer types and each layer's settings), the defaults a task document may leave out,
-  the protocol's constants and names, the catalog, and the model document (as Python completes
-  it: every layer named, every setting filled in) of every built-in architecture the web's task
-  form builds, for the catalog's inputs and a few others. web/tests/shared-lists.test.ts
-  compares the TypeScript with it.
+  paddings, layer types and each layer's settings), the defaults a task document may leave out
+  (each aggregation rule's settings among them), the protocol's constants and names, the catalog,
+  and the model document (as Python completes it: every layer named, every setting filled in) of
+  every built-in architecture the web's task form builds, for the catalog's inputs and a few
+  others. web/tests/shared-lists.test.ts compares the TypeScript with it.
 - web/tests/fixtures/catalog.json: every built-in task and its canonical weights, which the web
   tests train, parse and build.
 
@@ -40,6 +40,7 @@ from disco.models.spec import FORMAT, ActivationName, Layer, LossName, Padding
 from disco.protocol import PROTOCOL_VERSION, ErrorCode, SessionState
 from disco.protocol.messages import MAX_SAFE_INT, Hello, Message, Metrics, ModelUpdate
 from disco.task import (
+    AGGREGATION_RULES,
     LAYER_TYPES,
     TASK_ID,
     Aggregation,
@@ -216,6 +217,9 @@ def shared_lists() -> dict[str, Any]:
             "data_types": _literal(DataType),
             "schemes": _literal(Scheme),
             "aggregations": _literal(Aggregation),
+            "aggregation_defaults": {
+                name: cls().model_dump(mode="json") for name, cls in AGGREGATION_RULES.items()
+            },
             "optimizers": _literal(TrainingInfo.model_fields["optimizer"].annotation),
             "channels": _literal(TrainingInfo.model_fields["channels"].annotation),
             "training_required": _required(TrainingInfo),

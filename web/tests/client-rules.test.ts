@@ -106,10 +106,19 @@ describe("the wait for others in a task document", () => {
 
 describe("a task's aggregation (Python's AggregationConfig)", () => {
   it("fills a rule's defaults, from a rule name or a partial object, as Python does", () => {
-    expect(aggregationOf("median")).toEqual({ rule: "median" });
+    expect(aggregationOf("median")).toEqual({ rule: "median", bucket_size: 1 });
     expect(aggregationOf({ rule: "mean" })).toEqual({ rule: "mean", max_share: 0.5 });
-    expect(aggregationOf({ rule: "trimmed_mean", beta: 0.2 })).toEqual({ rule: "trimmed_mean", beta: 0.2 });
-    expect(() => aggregationOf("krum")).toThrow(/unknown rule "krum"/);
+    expect(aggregationOf({ rule: "trimmed_mean", beta: 0.2 })).toEqual({ rule: "trimmed_mean", beta: 0.2, bucket_size: 1 });
+    expect(aggregationOf({ rule: "krum", f: 2 })).toEqual({ rule: "krum", f: 2, bucket_size: 1 });
+    expect(aggregationOf({ rule: "multi_krum", m: 3 })).toEqual({ rule: "multi_krum", f: 1, m: 3, bucket_size: 1 });
+    expect(aggregationOf("centered_clipping")).toEqual({
+      rule: "centered_clipping",
+      tau: 1,
+      iterations: 1,
+      momentum: 0.9,
+      bucket_size: 1,
+    });
+    expect(() => aggregationOf("geometric_median")).toThrow(/unknown rule "geometric_median"/);
     expect(() => aggregationOf({ max_share: 1 })).toThrow(/unknown rule/);
   });
 });

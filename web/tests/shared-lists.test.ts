@@ -21,6 +21,7 @@ import {
 } from "../src/core/protocol/messages";
 import {
   ACTIVATIONS,
+  AGGREGATION_DEFAULTS,
   AGGREGATIONS,
   CHANNELS,
   COLUMN_DEFAULTS,
@@ -34,6 +35,7 @@ import {
   SCHEMES,
   TASK_ID_PATTERN,
   TRAINING_DEFAULTS,
+  aggregationOf,
   layerNames,
   parseTask,
 } from "../src/core/task";
@@ -54,6 +56,7 @@ interface Shared {
     data_types: string[];
     schemes: string[];
     aggregations: string[];
+    aggregation_defaults: Record<string, Json>;
     optimizers: string[];
     channels: number[];
     training_required: string[];
@@ -133,6 +136,15 @@ describe("the task's choices and defaults", () => {
     expect([...AGGREGATIONS]).toEqual(shared.task.aggregations);
     expect([...OPTIMIZERS]).toEqual(shared.task.optimizers);
     expect([...CHANNELS]).toEqual(shared.task.channels);
+  });
+
+  it("fills in each aggregation rule's settings as Python does", () => {
+    expect(AGGREGATION_DEFAULTS).toEqual(shared.task.aggregation_defaults);
+    expect(Object.keys(AGGREGATION_DEFAULTS)).toEqual(shared.task.aggregations);
+    for (const [rule, defaults] of Object.entries(shared.task.aggregation_defaults)) {
+      expect(aggregationOf(rule)).toEqual(defaults);
+      expect(aggregationOf({ rule })).toEqual(defaults);
+    }
   });
 
   it("offers the same schemes and rules in the form when the server's schema cannot be read", () => {

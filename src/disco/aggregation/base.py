@@ -10,19 +10,35 @@ selected or not, clipped or not, score), which the server records in the round's
     Aggregator.aggregate(global, updates) ──► checks (shapes, finite, distinct ids)
                                           ──► combine(global, updates) → (delta, reports)
                                           ──► global + delta, checked finite
+
+A server receives a round's updates one by one, so it opens a `RoundCollector` per round
+(`Aggregator.open_round`) and adds each update as it is accepted; `RoundCollector.result()` is the
+round's `AggregationResult`. The default collector keeps every update until the round closes and
+then calls `aggregate` (memory: one model per update). A rule that can combine as updates arrive
+overrides `open_round`: FedAvg folds each update into one running sum (`disco.aggregation.mean`),
+so a round's memory does not grow with the number of participants.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from threading import Lock
 from typing import Any, ClassVar
 
 from disco.errors import AggregationError, WeightsError
 from disco.weights import Weights
 
-__all__ = ["AggregationResult", "Aggregator", "ParticipantReport", "Update"]
+__all__ = [
+    "AggregationResult",
+    "Aggregator",
+    "BufferedRound",
+    "ParticipantReport",
+    "RoundCollector",
+    "Update",
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,10 @@ class Aggregator(ABC):
     rule: ClassVar[str]
     """The rule's name, as in a task's ``aggregation``."""
 
+    def open_round(self, global_weights: Weights) -> RoundCollector:
+        """A collector for one round's updates on `global_weights` (default: keeps them all)."""
+        return BufferedRound(self, global_weights)
+
     def aggregate(self, global_weights: Weights, updates: Sequence[Update]) -> AggregationResult:
         """Check the updates, combine them and apply the result to `global_weights`."""
         if not updates:
@@ -76,12 +96,7 @@ class Aggregator(ABC):
         if len(set(ids)) != len(ids):
             raise AggregationError(f"one update per participant, got {sorted(ids)}")
         for u in updates:
-            try:
-                u.delta.check_like(global_weights, f"the update of {u.participant!r}")
-            except WeightsError as exc:
-                raise AggregationError(str(exc)) from exc
-            if not u.delta.is_finite():
-                raise AggregationError(f"the update of {u.participant!r} is not finite")
+            check_update(global_weights, u.participant, u.delta)
         delta, reports = self.combine(global_weights, updates)
         weights = global_weights + delta
         if not weights.is_finite():
@@ -99,3 +114,86 @@ class Aggregator(ABC):
     def describe(self) -> dict[str, Any]:
         """The rule and its settings, for round histories and logs."""
         return {"rule": self.rule}
+
+
+class RoundCollector(ABC):
+    """One round's updates, added as they are accepted; thread-safe.
+
+    `add` either records the whole update or raises `AggregationError` and records nothing.
+    `result` can be called again (a round whose close failed is retried) and does not consume
+    the updates.
+    """
+
+    def __init__(self, global_weights: Weights) -> None:
+        self.global_weights = global_weights
+        self._lock = Lock()
+        self._participants: dict[str, int] = {}
+
+    @property
+    def participants(self) -> dict[str, int]:
+        """The participants added so far and the sample counts they claim, in arrival order."""
+        with self._lock:
+            return dict(self._participants)
+
+    def add(self, participant: str, weights: Weights, num_samples: int) -> None:
+        """Record `participant`'s trained `weights` (made from this round's global model)."""
+        check_update(self.global_weights, participant, weights, finite=False)  # _add: finite
+        with self._reserved(participant, num_samples):
+            self._add(participant, weights, num_samples)
+
+    @contextmanager
+    def _reserved(self, participant: str, num_samples: int) -> Iterator[None]:
+        """One update per participant: reserve its place, give it back if adding fails."""
+        if num_samples < 1:
+            raise AggregationError(f"num_samples must be ≥ 1, got {num_samples}")
+        with self._lock:
+            if participant in self._participants:
+                raise AggregationError(f"{participant!r} already sent an update this round")
+            self._participants[participant] = num_samples
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                del self._participants[participant]
+            raise
+
+    @abstractmethod
+    def _add(self, participant: str, weights: Weights, num_samples: int) -> None:
+        """Record an update of the right shapes (once per participant, maybe from several
+        threads); raise `AggregationError` if it is not finite or cannot be recorded."""
+
+    @abstractmethod
+    def result(self) -> AggregationResult:
+        """The new global model and the report of every participant, in arrival order."""
+
+
+class BufferedRound(RoundCollector):
+    """Keeps every update as a delta; `result` hands them all to the aggregator."""
+
+    def __init__(self, aggregator: Aggregator, global_weights: Weights) -> None:
+        super().__init__(global_weights)
+        self._aggregator = aggregator
+        self._updates: dict[str, Update] = {}
+
+    def _add(self, participant: str, weights: Weights, num_samples: int) -> None:
+        check_update(self.global_weights, participant, weights)
+        update = Update(participant, weights - self.global_weights, num_samples)
+        with self._lock:
+            self._updates[participant] = update
+
+    def result(self) -> AggregationResult:
+        with self._lock:
+            updates = [self._updates[p] for p in self._participants]
+        return self._aggregator.aggregate(self.global_weights, updates)
+
+
+def check_update(
+    reference: Weights, participant: str, weights: Weights, *, finite: bool = True
+) -> None:
+    """`weights` have the names and shapes of `reference` (and are finite), or AggregationError."""
+    try:
+        weights.check_like(reference, f"the update of {participant!r}")
+    except WeightsError as exc:
+        raise AggregationError(str(exc)) from exc
+    if finite and not weights.is_finite():
+        raise AggregationError(f"the update of {participant!r} is not finite")

@@ -1,16 +1,67 @@
-"""FedAvg: updates averaged by the samples each participant claims, no one's share above a cap."""
+"""FedAvg, folded as updates arrive: exact fixed-point sums, no one's share above a cap.
+
+The mean of a round is Σ sᵢ·Δᵢ, where Δᵢ is participant i's change to the global model and sᵢ its
+share: its claimed sample count over the round's total, no share above ``max_share`` (the excess
+is spread over the others in proportion to their counts, `rules.capped_shares`).
+
+**Streaming.** The server adds each update to the round as it is accepted (`open_round`) and does
+not keep it: the round holds one running sum, so its memory does not grow with the number of
+participants. The result must not depend on arrival order, and floating-point sums do (addition
+rounds differently in another order), so the sum is kept in fixed point:
+
+    qᵢ = round(Δᵢ · 2^28)   (float32 Δ, rounded to the nearest integer: one ulp ≈ 3.7e-9)
+    S  = Σ nᵢ · qᵢ          (int64: integer addition is exact, so every order gives the same S)
+
+Integers add exactly, so S — and the new model computed from it — is bit-identical for every
+arrival order, checked by the tests over all orders of 8 updates. Changes are quantised to
+2^-28 ≈ 3.7e-9, far below what training resolves (float32 itself has steps of 6e-8 at 1.0).
+Bounds keep the sum exact: a change of more than ``MAX_CHANGE`` (1024) in one coordinate is
+refused, a claimed count above ``COUNT_LIMIT`` (2^24) counts as 2^24 (which changes nothing
+under the share cap), and an update that would take the sum past int64 is refused.
+
+**The cap** needs every count before it knows who is capped. The capped participants are always
+among the largest counts, and fewer than 1/``max_share`` of them can be capped, so the round keeps
+the updates of the ⌈1/max_share⌉ − 1 largest counts (one with the default 0.5) and at the end
+takes them out of S and adds them back at their capped share.
+
+Memory of a round: the int64 sum (2× the model's float32 size), plus the ⌈1/max_share⌉ − 1 kept
+updates, plus one update being added; never more with more participants.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from disco.aggregation.base import Aggregator, ParticipantReport, Update
-from disco.aggregation.rules import capped_shares, weighted_sum
-from disco.errors import AggregationError
-from disco.weights import Weights
+import numpy as np
 
-__all__ = ["MeanAggregator"]
+from disco.aggregation.base import (
+    AggregationResult,
+    Aggregator,
+    ParticipantReport,
+    RoundCollector,
+    Update,
+    check_update,
+)
+from disco.aggregation.rules import capped_shares
+from disco.errors import AggregationError
+from disco.weights import Array, Weights
+
+__all__ = ["COUNT_LIMIT", "FRACTION_BITS", "MAX_CHANGE", "MeanAggregator"]
+
+FRACTION_BITS = 28
+"""Changes are summed in units of 2^-28 (≈ 3.7e-9)."""
+MAX_CHANGE = 2.0**10
+"""The largest change of one coordinate in one round that can be averaged (in absolute value)."""
+COUNT_LIMIT = 2**24
+"""Claimed sample counts above this count as this many."""
+
+_SCALE = np.float32(2.0**FRACTION_BITS)
+_MAX_Q = MAX_CHANGE * 2.0**FRACTION_BITS  # 2^38: |q| · COUNT_LIMIT ≤ 2^62
+_SUM_LIMIT = 2**63 - 1
+_CHUNK = 1 << 15  # elements per step: the temporaries stay in the CPU's cache
 
 
 class MeanAggregator(Aggregator):
@@ -23,18 +74,193 @@ class MeanAggregator(Aggregator):
             raise AggregationError(f"max_share must be in (0, 1], got {max_share}")
         self.max_share = max_share
 
+    def open_round(self, global_weights: Weights) -> MeanRound:
+        return MeanRound(global_weights, self.max_share)
+
     def combine(
         self, global_weights: Weights, updates: Sequence[Update]
     ) -> tuple[Weights, list[ParticipantReport]]:
-        counts = [u.num_samples for u in updates]
-        plain = capped_shares(counts)
-        shares = capped_shares(counts, self.max_share)
-        delta = weighted_sum([u.delta for u in updates], shares)
-        reports = [
-            ParticipantReport(u.participant, share, clipped=share < fair * (1 - 1e-9))
-            for u, share, fair in zip(updates, shares, plain, strict=True)
-        ]
-        return delta, reports
+        fold = MeanRound(global_weights, self.max_share)
+        for u in updates:
+            fold.add_delta(u.participant, u.delta, u.num_samples)
+        return fold.combined()
 
     def describe(self) -> dict[str, Any]:
         return {"rule": self.rule, "max_share": self.max_share}
+
+
+@dataclass(frozen=True)
+class _Kept:
+    count: int
+    source: Weights
+    is_delta: bool
+
+
+class MeanRound(RoundCollector):
+    """One round of FedAvg: a fixed-point running sum (see the module's docstring)."""
+
+    def __init__(self, global_weights: Weights, max_share: float | None) -> None:
+        super().__init__(global_weights)
+        self.max_share = max_share
+        self._sums = {n: np.zeros(a.size, dtype=np.int64) for n, a in global_weights.items()}
+        self._bound = 0  # Σ countᵢ · max|qᵢ|: the sums stay below it, and it below 2^63
+        self._keep = 0 if max_share is None else math.ceil(1 / max_share - 1e-12) - 1
+        self._kept: dict[str, _Kept] = {}
+        self._counts: dict[str, int] = {}
+        self._fold_lock = self._lock  # one fold at a time: int64 += is not atomic
+
+    def _add(self, participant: str, weights: Weights, num_samples: int) -> None:
+        self._fold(participant, weights, min(num_samples, COUNT_LIMIT), is_delta=False)
+
+    def add_delta(self, participant: str, delta: Weights, num_samples: int) -> None:
+        """Add an update given as its change to the global model (for `MeanAggregator.combine`)."""
+        check_update(self.global_weights, participant, delta, finite=False)
+        with self._reserved(participant, num_samples):
+            self._fold(participant, delta, min(num_samples, COUNT_LIMIT), is_delta=True)
+
+    # -- folding ----------------------------------------------------------------------------
+    def _fold(self, participant: str, source: Weights, count: int, *, is_delta: bool) -> None:
+        with self._fold_lock:
+            done: list[tuple[str, int, int]] = []
+            largest = 0.0
+            ints = np.empty(_CHUNK, dtype=np.int64)
+            try:
+                for name, start, q in self._quantized(participant, source, is_delta):
+                    largest = max(largest, float(q.max()), -float(q.min()))
+                    if self._bound + count * int(largest) > _SUM_LIMIT:
+                        raise AggregationError(
+                            f"the update of {participant!r} cannot be added exactly: this "
+                            "round's sample counts × changes are too large"
+                        )
+                    acc, part = self._sums[name][start : start + q.size], ints[: q.size]
+                    np.copyto(part, q, casting="unsafe")  # |q| ≤ 2^38: exact
+                    part *= count  # ≤ 2^62: exact
+                    acc += part
+                    done.append((name, start, q.size))
+            except BaseException:
+                self._undo(source, is_delta, count, done)
+                raise
+            self._bound += count * int(largest)
+            self._counts[participant] = count
+            self._remember(participant, count, source, is_delta)
+
+    def _quantized(
+        self, participant: str, source: Weights, is_delta: bool
+    ) -> Iterator[tuple[str, int, Array]]:
+        """(tensor, offset, q) chunk by chunk: q = round(Δ · 2^28) in float32 (exact)."""
+        for name in self.global_weights:
+            for start, q in self._quantized_tensor(participant, source, is_delta, name):
+                yield name, start, q
+
+    def _quantized_tensor(
+        self, participant: str, source: Weights, is_delta: bool, name: str
+    ) -> Iterator[tuple[int, Array]]:
+        buf = np.empty(_CHUNK, dtype=np.float32)
+        w, g = source[name].reshape(-1), self.global_weights[name].reshape(-1)
+        for start in range(0, w.size, _CHUNK):
+            q = buf[: min(_CHUNK, w.size - start)]
+            part = w[start : start + q.size]
+            if is_delta:
+                np.multiply(part, _SCALE, out=q)
+            else:
+                np.subtract(part, g[start : start + q.size], out=q)
+                q *= _SCALE
+            np.rint(q, out=q)
+            lo, hi = float(q.min()), float(q.max())
+            if not (-_MAX_Q <= lo and hi <= _MAX_Q):
+                if not (math.isfinite(lo) and math.isfinite(hi)):
+                    raise AggregationError(f"the update of {participant!r} is not finite")
+                raise AggregationError(
+                    f"the update of {participant!r} changes {name!r} by more than "
+                    f"{MAX_CHANGE:g} in one round; it is refused"
+                )
+            yield start, q
+
+    def _undo(
+        self, source: Weights, is_delta: bool, count: int, done: list[tuple[str, int, int]]
+    ) -> None:
+        """Take back the chunks of a failed fold (integer arithmetic: exactly)."""
+        if not done:
+            return
+        applied = set(done)
+        for name, start, q in self._quantized("", source, is_delta):
+            if (name, start, q.size) in applied:
+                self._sums[name][start : start + q.size] -= q.astype(np.int64) * count
+
+    def _remember(self, participant: str, count: int, source: Weights, is_delta: bool) -> None:
+        """Keep the update if its count is among the largest (a capped one must be kept)."""
+        if self._keep == 0:
+            return
+        self._kept[participant] = _Kept(count, source, is_delta)
+        if len(self._kept) > self._keep:
+            smallest = min(self._kept, key=lambda p: (self._kept[p].count, p))
+            del self._kept[smallest]
+
+    # -- the result -------------------------------------------------------------------------
+    def combined(self) -> tuple[Weights, list[ParticipantReport]]:
+        """The mean change and each participant's report, in arrival order."""
+        changes, reports = self._finish(None)
+        return changes, reports
+
+    def result(self) -> AggregationResult:
+        weights, reports = self._finish(self.global_weights)
+        if not weights.is_finite():
+            raise AggregationError("rule 'mean' produced NaN or infinite values")
+        return AggregationResult(weights, tuple(reports))
+
+    def _finish(self, add_to: Weights | None) -> tuple[Weights, list[ParticipantReport]]:
+        """The mean change (plus `add_to`, in float32, when given) and the reports."""
+        with self._fold_lock:
+            order = [p for p in self._participants if p in self._counts]
+            if not order:
+                raise AggregationError("nothing to aggregate: no updates")
+            counts = [self._counts[p] for p in order]
+            shares = capped_shares(counts, self.max_share)
+            fair = capped_shares(counts)
+            share = dict(zip(order, shares, strict=True))
+            capped = sorted(
+                p for p, s, f in zip(order, shares, fair, strict=True) if s < f * (1 - 1e-9)
+            )
+            missing = [p for p in capped if p not in self._kept]
+            if missing:  # cannot happen: the capped are among the largest counts
+                raise AggregationError(f"capped updates {missing} were not kept")
+            free_count = sum(c for p, c in zip(order, counts, strict=True) if p not in capped)
+            free_factor = (1.0 - sum(share[p] for p in capped)) / free_count / float(_SCALE)
+            weights = Weights.adopt(
+                (name, self._mean_of(name, capped, share, free_factor, add_to))
+                for name in self.global_weights
+            )
+        reports = [ParticipantReport(p, share[p], clipped=p in capped) for p in order]
+        return weights, reports
+
+    def _mean_of(
+        self,
+        name: str,
+        capped: list[str],
+        share: dict[str, float],
+        free_factor: float,
+        add_to: Weights | None,
+    ) -> Array:
+        """One tensor of the mean change: (S − Σ capped nᵢqᵢ)·factor + Σ capped sᵢqᵢ/2^28."""
+        sums = self._sums[name]
+        qs = {p: self._q_of(p, name) for p in capped}
+        out = np.empty(sums.size, dtype=np.float32)
+        for start in range(0, sums.size, _CHUNK):
+            end = min(start + _CHUNK, sums.size)
+            free = sums[start:end].copy()
+            for p in capped:
+                free -= qs[p][start:end].astype(np.int64) * self._counts[p]
+            change = free.astype(np.float64) * free_factor
+            for p in capped:
+                change += qs[p][start:end] * (share[p] / float(_SCALE))
+            out[start:end] = change
+        if add_to is not None:
+            out += add_to[name].reshape(-1)  # float32, as `global + delta` does
+        return out.reshape(self.global_weights[name].shape)
+
+    def _q_of(self, participant: str, name: str) -> Array:
+        kept = self._kept[participant]
+        out = np.empty(self.global_weights[name].size, dtype=np.float32)
+        for start, q in self._quantized_tensor(participant, kept.source, kept.is_delta, name):
+            out[start : start + q.size] = q
+        return out

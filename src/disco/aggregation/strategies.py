@@ -6,6 +6,13 @@
 * `MedianAggregator` — coordinate-wise median of the deltas; counts are ignored.
 * `TrimmedMeanAggregator` — coordinate-wise mean after dropping the `beta` fraction of largest and
   smallest values; counts are ignored.
+* `KrumAggregator`, `MultiKrumAggregator` — the update(s) closest to the others
+  (`disco.aggregation.krum`).
+* `CenteredClippingAggregator` — per-participant momentum clipped around the previous combined
+  update (`disco.aggregation.clipping`).
+
+The robust rules (all but the mean) take a `bucket_size`: with s > 1 they combine the means of
+random buckets of at most s updates (`disco.aggregation.bucketing`).
 
 Every result is bit-identical whatever the order in which updates arrived.
 """
@@ -16,15 +23,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from disco.aggregation.base import Aggregator, ParticipantReport, Update
+from disco.aggregation.bucketing import Bucketing
+from disco.aggregation.clipping import CenteredClippingAggregator
+from disco.aggregation.krum import KrumAggregator, MultiKrumAggregator
 from disco.aggregation.mean import MeanAggregator
 from disco.aggregation.rules import Contribution, median, trimmed_mean
 from disco.errors import AggregationError
-from disco.task import MeanRule, MedianRule, TrainingInfo, TrimmedMeanRule
+from disco.task import (
+    CenteredClippingRule,
+    KrumRule,
+    MeanRule,
+    MedianRule,
+    MultiKrumRule,
+    TrainingInfo,
+    TrimmedMeanRule,
+)
 from disco.weights import Weights
 
 __all__ = [
     "RULES",
-
     "MedianAggregator",
     "TrimmedMeanAggregator",
     "build_aggregator",
@@ -64,7 +81,15 @@ class TrimmedMeanAggregator(Aggregator):
 
 
 RULES: dict[str, type[Aggregator]] = {
-    cls.rule: cls for cls in (MeanAggregator, MedianAggregator, TrimmedMeanAggregator)
+    cls.rule: cls
+    for cls in (
+        MeanAggregator,
+        MedianAggregator,
+        TrimmedMeanAggregator,
+        KrumAggregator,
+        MultiKrumAggregator,
+        CenteredClippingAggregator,
+    )
 }
 """The rules a task can name (`TrainingInfo.aggregation.rule`), by name."""
 
@@ -72,10 +97,21 @@ RULES: dict[str, type[Aggregator]] = {
 def build_aggregator(training: TrainingInfo) -> Aggregator:
     """The aggregator a task's training settings ask for (one per session: it keeps state)."""
     config = training.aggregation
+    inner: Aggregator
     if isinstance(config, MeanRule):
         return MeanAggregator(config.max_share)
+    if isinstance(config, CenteredClippingRule):  # buckets after each participant's momentum
+        return CenteredClippingAggregator(
+            config.tau, config.iterations, config.momentum, config.bucket_size
+        )
     if isinstance(config, MedianRule):
-        return MedianAggregator()
-    if isinstance(config, TrimmedMeanRule):
-        return TrimmedMeanAggregator(config.beta)
-    raise AggregationError(f"unknown aggregation {config!r}")
+        inner = MedianAggregator()
+    elif isinstance(config, TrimmedMeanRule):
+        inner = TrimmedMeanAggregator(config.beta)
+    elif isinstance(config, MultiKrumRule):
+        inner = MultiKrumAggregator(config.f, config.m)
+    elif isinstance(config, KrumRule):
+        inner = KrumAggregator(config.f)
+    else:
+        raise AggregationError(f"unknown aggregation {config!r}")
+    return inner if config.bucket_size == 1 else Bucketing(inner, config.bucket_size)

@@ -6,7 +6,7 @@ import argparse
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -141,10 +141,35 @@ def _print_samples(info: SamplesInfo) -> None:
     )
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from disco.simulation import simulate
+def _settings(values: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
 
-    labels = [f"client {i}" for i in range(1, args.clients + 1)]
+
+def _attack_words(attack: dict[str, Any] | None) -> str:
+    """'sign_flip by attacker-9, attacker-10 (k=1)', or 'none'."""
+    if attack is None:
+        return "none"
+    settings = _settings(attack["settings"])
+    who = ", ".join(attack["participants"])
+    return f"{attack['kind']} by {who}" + (f" ({settings})" if settings else "")
+
+
+def _rule_words(aggregation: dict[str, Any]) -> str:
+    """'krum (f=2, bucket_size=1)'."""
+    settings = _settings({k: v for k, v in aggregation.items() if k != "rule"})
+    return str(aggregation.get("rule", "?")) + (f" ({settings})" if settings else "")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from disco.simulation import parse_attack, simulate
+
+    attack = parse_attack(args.attack) if args.attack else None
+    attackers = attack.attackers(args.clients) if attack and args.clients >= 1 else []
+    labels = [
+        f"attacker {i}" if i in attackers else f"client {i}" for i in range(1, args.clients + 1)
+    ]
     with progress_bars(labels, args.rounds, enabled=not args.json) as bars:
         result = simulate(
             args.task,
@@ -156,9 +181,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             epochs_per_round=args.epochs_per_round,
             callbacks=bars.callbacks,
             on_message=bars.on_message,
+            attack=attack,
+            aggregation=args.aggregation,
         )
     summary = result.to_dict()
     summary.pop("history")
+    if not args.json:
+        summary["attack"] = _attack_words(result.attack)
+        summary["aggregation"] = _rule_words(result.aggregation)
     report(summary, args.json)
     return EXIT_OK
 

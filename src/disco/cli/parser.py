@@ -63,6 +63,21 @@ In a pipe or a log file (or with --json), progress is printed as plain timestamp
 stderr: joins, each of your rounds, and every 30 s while waiting, how many participants are
 missing. Rows of a CSV file with a bad cell are skipped and reported; the rest is used."""
 
+SIMULATE_NOTES = """\
+attacks (--attack KIND:AMOUNT[:NAME=VALUE]; Δ is an attacker's honest update):
+  sign_flip   sends -k·Δ (k=1)
+  scale       sends k·Δ (k=10)
+  gaussian    sends N(0, sigma²) noise as its update (sigma=1)
+  label_flip  trains on its data with labels y -> C-1-y (classification tasks)
+  alie        "a little is enough" (Baruch et al. 2019): the attackers collude and send
+              mean - z·std of their own honest updates; z from the numbers of participants and
+              attackers (the paper's z_max) unless given, e.g. alie:0.2:z=1.5
+  ipm         inner-product manipulation (Xie et al. 2020): the attackers collude and send
+              -eps·mean of their own honest updates (eps=0.1)
+  lie         sends -k·Δ (k=1) claiming 2^40 samples (the mean rule caps any one share)
+AMOUNT 0.2 with 10 participants: attacker-9 and attacker-10; AMOUNT 3: the last three.
+The same seed gives the same run, attacks included."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `disco` command."""
@@ -188,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
             "disco simulate --task mnist --clients 5 --rounds 5 --json",
             "disco simulate --task breast_cancer --clients 4 --rounds 10 --partition dirichlet:0.5",
             "disco simulate --task titanic --server http://127.0.0.1:8000",
+            "disco simulate --task mnist --clients 10 --rounds 5 --attack sign_flip:0.2 "
+            "--aggregation median --json",
+            "disco simulate --task mnist --clients 10 --attack scale:2:k=50 --aggregation krum:f=2",
+            "disco simulate --task mnist --clients 10 --attack alie:0.3 --aggregation trimmed_mean",
+            notes=SIMULATE_NOTES,
         ),
     )
     s.add_argument("--task", required=True, help="built-in task id (`disco tasks` lists them)")
@@ -203,6 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs-per-round",
         type=int,
         help="local epochs between two rounds (default: the task's)",
+    )
+    s.add_argument(
+        "--attack",
+        metavar="KIND:AMOUNT[:NAME=VALUE]",
+        help="the last participants attack (named attacker-I): KIND is one of the attacks below; "
+        "AMOUNT below 1 is a share of the participants (rounded half up, at least one), a whole "
+        "number a count; NAME=VALUE changes the attack's setting (default: no attack)",
+    )
+    s.add_argument(
+        "--aggregation",
+        metavar="RULE[:NAME=VALUE,...]",
+        help="how the server combines the updates: mean, median, trimmed_mean, krum, multi_krum, "
+        "centered_clipping, with settings, e.g. krum:f=2 or trimmed_mean:beta=0.2 "
+        "(default: the task's rule)",
     )
     s.add_argument("--server", help="use this running server instead of starting one")
     s.add_argument("--json", action="store_true", help="print one JSON summary line")

@@ -32,7 +32,7 @@ from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from disco.client.base import Client, ClientResult
 from disco.client.link import Link, LinkClosed, Traffic
-from disco.client.update import prepare_update
+from disco.client.update import PreparedUpdate, prepare_update
 from disco.data.dataset import Dataset
 from disco.errors import ServerError, SessionError, UpdateRejected, WaitExpired
 from disco.protocol import (
@@ -345,6 +345,7 @@ class FederatedClient(Client):
                         "your round %d of %d: %s",
                         *(k, rounds, prepared.describe_privacy(training.privacy)),
                     )
+                prepared = await self._outgoing(server_round, weights, prepared)
                 update = ModelUpdate(
                     round=server_round,
                     num_samples=prepared.num_samples,
@@ -377,6 +378,16 @@ class FederatedClient(Client):
             train_s=self._train_s,
             num_samples=len(self.train_data),
         )
+
+    async def _outgoing(
+        self, round: int, received: Weights, prepared: PreparedUpdate
+    ) -> PreparedUpdate:
+        """The update to send for server round `round`, trained from `received`.
+
+        An honest participant sends `prepared` as the pipeline made it; simulated attackers
+        (`disco.simulation.attacks`) override this one hook.
+        """
+        return prepared
 
     def kept_model(self) -> tuple[Literal["global", "local"], Weights, int] | None:
         """The model to keep if the session ends now, as (kind, weights, shared rounds).

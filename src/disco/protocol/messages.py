@@ -49,6 +49,7 @@ ErrorCode = Literal[
     "future",  # update for a round that has not started
     "shape",  # update does not fit the task's model
     "not_finite",  # update contains NaN or infinity
+    "out_of_range",  # update the aggregation cannot take (e.g. a change beyond its bounds)
     "too_large",  # frame exceeds the server's size limit
 ]
 

@@ -13,6 +13,11 @@ as the minimum is met. A participant that leaves is no longer waited for; its ac
 counts. Closing aggregates off the event loop, persists the new model, and only then broadcasts
 `RoundResult`. Updates for the closing round that arrive meanwhile are refused as stale.
 
+Each accepted update goes straight to the round's `RoundCollector` (`Aggregator.open_round`) and
+the session keeps only its digest, count and metrics: with FedAvg, which folds updates into one
+running sum, a round's memory does not grow with its participants. A round does not close while
+an update is being added.
+
 Phases: ``collecting → aggregating → collecting …``, and ``stopped`` at shutdown. The class is
 pure asyncio (no sockets): a participant is anything with ``name``, ``kind`` and ``async send``.
 """
@@ -20,6 +25,7 @@ pure asyncio (no sockets): a participant is anything with ``name``, ``kind`` and
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -30,8 +36,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from disco.aggregation import Aggregator, Update, build_aggregator
-from disco.errors import SessionError
+from disco.aggregation import Aggregator, RoundCollector, build_aggregator
+from disco.errors import AggregationError, SessionError
 from disco.protocol import (
     ErrorMessage,
     Metrics,
@@ -83,7 +89,6 @@ class _Accepted:
     name: str
     kind: str
     num_samples: int
-    weights: Weights
     metrics: Metrics
     digest: str
 
@@ -108,6 +113,8 @@ class FederatedSession:
         self._digest = digest or weights.digest()
         self._save = save
         self._aggregator: Aggregator = aggregator or build_aggregator(task.training)
+        self._collector: RoundCollector = self._aggregator.open_round(weights)
+        self._adding = 0  # updates being added to the collector (the round waits for them)
         self._send_timeout_s = send_timeout_s
         self._phase: Phase = "collecting"
         self._participants: dict[str, Participant] = {}
@@ -222,7 +229,7 @@ class FederatedSession:
                 reply = (
                     self._check_round(client_id, update)
                     or self._check_resent(participant, digest)
-                    or self._accept(client_id, participant, update, checked, digest)
+                    or await self._accept(client_id, participant, update, checked, digest)
                 )
         await self._send(participant, reply)
         if isinstance(reply, UpdateAck):
@@ -269,18 +276,32 @@ class FederatedSession:
             return await asyncio.to_thread(_validate, update.weights, self._weights, self._round)
         return _validate(update.weights, self._weights, self._round)
 
-    def _accept(
+    async def _accept(
         self,
         client_id: str,
         participant: Participant,
         update: ModelUpdate,
         weights: Weights,
         digest: str,
-    ) -> UpdateAck:
-        self._updates[client_id] = _Accepted(
-            *(client_id, participant.name, participant.kind, update.num_samples, weights),
+    ) -> UpdateAck | ErrorMessage:
+        accepted = _Accepted(
+            *(client_id, participant.name, participant.kind, update.num_samples),
             *(update.metrics, digest),
         )
+        self._updates[client_id] = accepted  # its place: a second update is a duplicate now
+        self._adding += 1
+        try:
+            add = functools.partial(self._collector.add, client_id, weights, update.num_samples)
+            if weights.size > _THREAD_VALIDATION_SIZE:
+                await asyncio.to_thread(add)
+            else:
+                add()
+        except AggregationError as exc:
+            del self._updates[client_id]
+            self._log("round %d: refused update from %s: %s", self._round, _who(participant), exc)
+            return ErrorMessage(code="out_of_range", message=str(exc), round=self._round)
+        finally:
+            self._adding -= 1
         if self._timer is None and not self._deadline_passed:
             delay = self.task.training.round_deadline_s
             self._deadline_at = time.monotonic() + delay
@@ -310,7 +331,7 @@ class FederatedSession:
 
     def _maybe_close(self) -> None:
         """Start closing the round if its closing rule holds (synchronous: no await)."""
-        if self._phase != "collecting" or self._closing is not None:
+        if self._phase != "collecting" or self._closing is not None or self._adding:
             return
         if len(self._updates) < self.task.training.min_participants:
             return
@@ -320,14 +341,12 @@ class FederatedSession:
         self._enter("aggregating")
         self._cancel_timer()
         self._closing = asyncio.get_running_loop().create_task(
-            self._close(self._round, self._weights, list(self._updates.values()))
+            self._close(self._round, list(self._updates.values()))
         )
 
-    async def _close(self, r: int, global_weights: Weights, accepted: Sequence[_Accepted]) -> None:
+    async def _close(self, r: int, accepted: Sequence[_Accepted]) -> None:
         try:
-            weights, record = await asyncio.to_thread(
-                self._aggregate_and_save, r, global_weights, accepted
-            )
+            weights, record = await asyncio.to_thread(self._aggregate_and_save, r, accepted)
         except Exception:
             self._closing = None
             if self._phase == "stopped":
@@ -343,6 +362,7 @@ class FederatedSession:
         if self._phase == "stopped":
             return
         self._round, self._weights, self._digest = r + 1, weights, record.digest
+        self._collector = self._aggregator.open_round(weights)
         self._updates, self._deadline_at, self._deadline_passed = {}, None, False
         self._opened_at, self._retry_s = time.monotonic(), _RETRY_S[0]
         self._enter("collecting")
@@ -375,13 +395,13 @@ class FederatedSession:
         self._maybe_close()
 
     def _aggregate_and_save(
-        self, r: int, global_weights: Weights, accepted: Sequence[_Accepted]
+        self, r: int, accepted: Sequence[_Accepted]
     ) -> tuple[Weights, RoundRecord]:
         """Aggregate and persist (worker thread); nothing here touches session state but the
-        aggregator's own (one close at a time)."""
-        updates = [Update(a.client_id, a.weights - global_weights, a.num_samples) for a in accepted]
-        result = self._aggregator.aggregate(global_weights, updates)
+        round's collector and the aggregator's own (one close at a time)."""
+        result = self._collector.result()
         weights = result.weights
+        report = {rep.participant: rep for rep in result.reports}
         record = RoundRecord(
             round=r,
             contributors=len(accepted),
@@ -393,7 +413,8 @@ class FederatedSession:
                 ContributorRecord(
                     a.name, a.kind, a.num_samples, rep.weight, rep.selected, rep.clipped, rep.score
                 )
-                for a, rep in zip(accepted, result.reports, strict=True)
+                for a in accepted
+                for rep in (report[a.client_id],)
             ),
             aggregation=self._aggregator.describe(),
         )

@@ -4,12 +4,17 @@
 person would connect), starts a server on a free loopback port (unless one is given), runs one
 `FederatedClient` per folder over WebSockets, and evaluates the final global model on the
 held-out test folder.
+
+With ``attack``, the last participants attack (`disco.simulation.attacks`): each is the same
+federated client, named ``attacker-I``, that sends a poisoned update or trains on poisoned labels.
+With ``aggregation``, the task combines updates by that rule (``"median"``, ``"krum:f=2"``, …).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import secrets
 import tempfile
 import time
@@ -24,15 +29,25 @@ import numpy as np
 from disco import catalog
 from disco.client import FederatedClient
 from disco.client.base import in_training_thread
-from disco.data import load_for_task
+from disco.data import Dataset, load_for_task
 from disco.data.samples import write_samples
-from disco.errors import ServerError, SessionError, TaskError
+from disco.errors import ConfigError, ServerError, SessionError, TaskError
 from disco.models import build_torch_model
-from disco.task import Task, parse_task
+from disco.simulation.attacks import (
+    COLLUDING,
+    AttackerClient,
+    AttackSpec,
+    Coalition,
+    attacker_name,
+    parse_attack,
+)
+from disco.task import AggregationConfig, Task, parse_aggregation, parse_task
 from disco.training import EventCallback, evaluate
 from disco.weights import Weights
 
 __all__ = ["SimulationResult", "simulate", "simulate_async"]
+
+log = logging.getLogger("disco.simulation")
 
 
 @dataclass
@@ -51,6 +66,10 @@ class SimulationResult:
     bytes_up: int
     bytes_down: int
     digest: str
+    attack: dict[str, Any] | None = None
+    """The attack (`AttackSpec.describe`: spec, kind, attackers' names, settings), or None."""
+    aggregation: dict[str, Any] = field(default_factory=dict)
+    """The task's aggregation rule and its settings, as the server applied them."""
     history: list[dict[str, Any]] = field(default_factory=list)
     weights: Weights | None = field(default=None, repr=False, compare=False)
 
@@ -70,6 +89,10 @@ async def _publish(client: httpx.AsyncClient, task: Task, token: str | None) -> 
         raise ServerError(f"cannot create task {task.id!r}: {resp.status_code} {resp.text}")
 
 
+def _participant_name(i: int, attackers: list[int]) -> str:
+    return attacker_name(i) if i in attackers else f"sim-{i}"
+
+
 async def simulate_async(
     task: str | Task,
     clients: int = 3,
@@ -82,6 +105,8 @@ async def simulate_async(
     epochs_per_round: int | None = None,
     callbacks: Callable[[int], list[EventCallback]] | None = None,
     on_message: Callable[[int, Any], None] | None = None,
+    attack: AttackSpec | str | None = None,
+    aggregation: AggregationConfig | str | None = None,
 ) -> SimulationResult:
     """Run a federated simulation; see `simulate`."""
     if clients < 1 or rounds < 1:
@@ -90,7 +115,21 @@ async def simulate_async(
     changes: dict[str, Any] = {"min_participants": clients, "scheme": "federated"}
     epr = epochs_per_round or base.training.epochs_per_round
     changes.update(epochs_per_round=epr, epochs=rounds * epr)
+    if aggregation is not None:
+        if server is not None:
+            raise ConfigError(
+                "aggregation applies to the task a simulation publishes on its own server; "
+                "with a running server, the server's task decides how updates are combined"
+            )
+        rule = parse_aggregation(aggregation) if isinstance(aggregation, str) else aggregation
+        changes["aggregation"] = rule.model_dump()
     the_task = base.with_training(**changes)
+    spec = parse_attack(attack) if isinstance(attack, str) else attack
+    attackers = [] if spec is None else spec.attackers(clients)
+    if spec is not None:
+        spec = spec.resolve(the_task, clients)
+        if spec.kind == "alie" and len(attackers) == 1:
+            log.warning("alie with one attacker: no spread to estimate, it sends its own update")
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="disco-sim-") as tmp:
@@ -124,20 +163,30 @@ async def simulate_async(
                     if resp.status_code != 200:
                         raise TaskError(f"server {url} has no task {the_task.id!r}: {resp.text}")
                     the_task = parse_task(resp.json())
-                participants = [
-                    FederatedClient(
-                        the_task,
-                        data,
-                        url,
-                        seed=seed * 1000 + i,
-                        name=f"sim-{i}",
-                        callbacks=callbacks(i) if callbacks else None,
-                        on_message=functools.partial(on_message, i) if on_message else None,
+                    if spec is not None:
+                        spec = spec.resolve(the_task, clients)
+                coalition = None
+                if spec is not None and spec.kind in COLLUDING:
+                    members = [attacker_name(i) for i in attackers]
+                    coalition = Coalition(members, the_task.training.wait_for_others_s)
+
+                def participant(i: int, data: Dataset) -> FederatedClient:
+                    common: dict[str, Any] = {
+                        "seed": seed * 1000 + i,
+                        "name": _participant_name(i, attackers),
+                        "callbacks": callbacks(i) if callbacks else None,
+                        "on_message": functools.partial(on_message, i) if on_message else None,
                         # a simulation is reproducible under its seed, privacy noise included
-                        noise=np.random.default_rng([seed, i]),
+                        "noise": np.random.default_rng([seed, i]),
+                    }
+                    if spec is None or i not in attackers:
+                        return FederatedClient(the_task, data, url, **common)
+                    rng = np.random.default_rng([seed, i, 1])  # the attack's own draws
+                    return AttackerClient(
+                        the_task, data, url, attack=spec, coalition=coalition, rng=rng, **common
                     )
-                    for i, data in enumerate(datasets, start=1)
-                ]
+
+                participants = [participant(i, d) for i, d in enumerate(datasets, start=1)]
                 results = await asyncio.gather(*(p.run(rounds) for p in participants))
                 model_resp = await http.get(f"/api/tasks/{the_task.id}/model")
                 history_resp = await http.get(f"/api/tasks/{the_task.id}/rounds")
@@ -172,6 +221,8 @@ async def simulate_async(
         bytes_up=sum(r.bytes_up for r in results),
         bytes_down=sum(r.bytes_down for r in results),
         digest=final.digest(),
+        attack=None if spec is None else spec.describe(clients),
+        aggregation=the_task.training.aggregation.model_dump(mode="json"),
         history=history_resp.json() if history_resp.status_code == 200 else [],
         weights=final,
     )
@@ -185,6 +236,17 @@ def simulate(
     Keyword arguments: ``partition`` ("iid", "dirichlet:0.5", "shards:2"), ``seed``,
     ``server`` (URL of a running server; default: start one on a free loopback port),
     ``data_dir`` (where to write the per-client sample files; default: a temporary folder),
-    ``epochs_per_round``, ``callbacks`` (client index → trainer callbacks).
+    ``epochs_per_round``, ``callbacks`` (client index → trainer callbacks), ``on_message``
+    (client index, protocol message → None), ``attack`` (an `AttackSpec` or its text,
+    ``"sign_flip:0.2"``, ``"scale:3:k=50"``: the last participants attack, named
+    ``attacker-I``; see `disco.simulation.attacks`), ``aggregation`` (a rule config or its
+    text, ``"median"``, ``"krum:f=2"``: how the task combines updates).
+
+    A grid of attacks and rules, each run reproducible under its seed::
+
+        for attack in (None, "sign_flip:0.2", "alie:0.2"):
+            for rule in ("mean", "median", "krum:f=2"):
+                r = simulate("mnist", 10, 5, attack=attack, aggregation=rule, data_dir="mnist10")
+                print(attack, rule, r.test_accuracy)
     """
     return asyncio.run(simulate_async(task, clients, rounds, **kwargs))

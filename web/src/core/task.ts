@@ -148,23 +148,35 @@ export const SCHEMES = ["federated", "decentralized", "local"] as const;
 /** One of `SCHEMES`. */
 export type Scheme = (typeof SCHEMES)[number];
 /** How updates are combined (the server's aggregation rules). */
-export const AGGREGATIONS = ["mean", "median", "trimmed_mean"] as const;
+export const AGGREGATIONS = ["mean", "median", "trimmed_mean", "krum", "multi_krum", "centered_clipping"] as const;
 /** One of `AGGREGATIONS`. */
 export type Aggregation = (typeof AGGREGATIONS)[number];
 /**
  * How a task's updates are combined (Python's `AggregationConfig`): FedAvg with no one's share
- * above `max_share`, the coordinate-wise median, or the mean without the `beta` fraction of
- * extremes. A rule name alone in a document stands for that rule with its defaults.
+ * above `max_share`, or a robust rule — the coordinate-wise median, the mean without the `beta`
+ * fraction of extremes, Krum / multi-Krum (the update(s) closest to the others, resisting `f`
+ * dishonest participants; `m` null: all but `f` updates averaged), or centered clipping (`tau`, `iterations`, `momentum`). Every robust
+ * rule first mixes updates in random groups of `bucket_size` (1: no mixing). A rule name alone in
+ * a document stands for that rule with its defaults.
  */
 export type AggregationConfig =
   | { rule: "mean"; max_share: number }
-  | { rule: "median" }
-  | { rule: "trimmed_mean"; beta: number };
-/** Each rule's settings when a document leaves them out (as in Python). */
+  | { rule: "median"; bucket_size: number }
+  | { rule: "trimmed_mean"; beta: number; bucket_size: number }
+  | { rule: "krum"; f: number; bucket_size: number }
+  | { rule: "multi_krum"; f: number; m: number | null; bucket_size: number }
+  | { rule: "centered_clipping"; tau: number; iterations: number; momentum: number; bucket_size: number };
+/**
+ * Each rule's settings when a document leaves them out (as in Python; tests/vectors/
+ * shared_lists.json pins them for both).
+ */
 export const AGGREGATION_DEFAULTS: { [R in Aggregation]: Extract<AggregationConfig, { rule: R }> } = {
   mean: { rule: "mean", max_share: 0.5 },
-  median: { rule: "median" },
-  trimmed_mean: { rule: "trimmed_mean", beta: 0.1 },
+  median: { rule: "median", bucket_size: 1 },
+  trimmed_mean: { rule: "trimmed_mean", beta: 0.1, bucket_size: 1 },
+  krum: { rule: "krum", f: 1, bucket_size: 1 },
+  multi_krum: { rule: "multi_krum", f: 1, m: null, bucket_size: 1 },
+  centered_clipping: { rule: "centered_clipping", tau: 1, iterations: 1, momentum: 0.9, bucket_size: 1 },
 };
 /** Local optimizers. */
 export const OPTIMIZERS = ["adam", "sgd"] as const;

@@ -30,6 +30,7 @@ export const ERROR_CODES = [
   "future",
   "shape",
   "not_finite",
+  "out_of_range",
   "too_large",
 ] as const;
 /** One of `ERROR_CODES`. */
