@@ -198,12 +198,13 @@ class CenteredClippingRule(_Frozen):
     updates are smoothed over rounds (``momentum``), so an attack spread over rounds fades."""
 
     rule: Literal["centered_clipping"] = "centered_clipping"
-    tau: float = Field(
-        default=1.0,
+    tau: float | None = Field(
+        default=None,
         gt=0,
         description=(
             "how far an update may be from the previous round's combined update before it is "
-            "shortened to this length (larger: trusts participants more)"
+            "shortened to this length (larger: trusts participants more; empty: automatic, the "
+            "typical distance in each round)"
         ),
     )
     iterations: int = Field(

@@ -24,6 +24,7 @@ from disco.aggregation import (
     bucket_groups,
     build_aggregator,
 )
+from disco.aggregation.clipping import automatic_tau, centered_clip
 from disco.errors import AggregationError, TaskError
 from disco.task import (
     CenteredClippingRule,
@@ -316,7 +317,7 @@ def test_krums_precondition_counts_buckets() -> None:
             "CenteredClippingAggregator",
             {
                 "rule": "centered_clipping",
-                "tau": 1.0,
+                "tau": None,
                 "iterations": 1,
                 "momentum": 0.9,
                 "bucket_size": 2,
@@ -374,3 +375,16 @@ def test_parse_aggregation_says_what_is_wrong_in_plain_words(text: str, message:
     assert message in str(info.value)
     for jargon in ("Input should be", "Input tag", "discriminator", "Extra inputs"):
         assert jargon not in str(info.value)
+
+
+def test_automatic_tau_is_the_median_distance_so_a_minority_cannot_set_it() -> None:
+    start = np.zeros(2)
+    honest = [np.array([1.0, 0.0]), np.array([0.0, 2.0]), np.array([3.0, 0.0])]
+    attackers = [np.array([1000.0, 0.0]), np.array([0.0, -1000.0])]
+
+    assert automatic_tau([*honest, *attackers], start) == 3.0  # distances 1, 2, 3, 1000, 1000
+    v, clipped = centered_clip([*honest, *attackers], start, None)
+
+    # each attacker moves v by at most τ/n = 3/5 along its direction
+    np.testing.assert_allclose(v, [(1 + 3 + 3) / 5, (2 - 3) / 5])
+    assert clipped == [False, False, False, True, True]

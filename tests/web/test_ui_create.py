@@ -537,7 +537,7 @@ def test_every_scheme_and_rule_of_the_server_is_offered_in_plain_words(
     _publish(page)
     expect(page.get_by_test_id("create-success")).to_be_visible()
     task = _task(server, f"robust-shapes-{size}")["training"]
-    assert (task["aggregation"], task["wait_for_others_s"]) == ({"rule": "median"}, 900)
+    assert (task["aggregation"]["rule"], task["wait_for_others_s"]) == ("median", 900)
     page.get_by_role("link", name="Open the task").click()  # the task page says it too
     expect(page.get_by_test_id("aggregation-text")).to_contain_text(
         "How updates are combined: Median. For each of the model's numbers"
@@ -557,11 +557,91 @@ def test_a_rule_the_server_adds_appears_without_a_form_change(
         schema = json.load(res)
     rules = schema["$defs"]["TrainingInfo"]["properties"]["aggregation"]["discriminator"]
     rules["mapping"]["geometric_median"] = "#/$defs/GeometricMedianRule"
+    rules["mapping"]["secret_rule"] = "#/$defs/SecretRule"  # a rule whose definition is missing
+    schema["$defs"]["GeometricMedianRule"] = {
+        "description": "The point closest to every update (``eps``: how close).",
+        "properties": {
+            "rule": {"const": "geometric_median", "type": "string"},
+            "eps": {"default": 0.001, "exclusiveMinimum": 0, "maximum": 1, "type": "number",
+                    "title": "Eps", "description": "when to stop refining"},
+        },
+    }  # fmt: skip
     desktop.route("**/api/schema/task", lambda route: route.fulfill(json=schema))
     desktop.goto("/#/create")
+    # explained by the schema's own words, its setting a field of its own
     expect(desktop.get_by_label("Geometric median", exact=True)).to_be_visible()
-    expect(desktop.get_by_test_id("aggregation-about-geometric_median")).to_contain_text(
+    expect(desktop.get_by_test_id("aggregation-about-geometric_median")).to_have_text(
+        "The point closest to every update (eps: how close)."
+    )
+    expect(desktop.get_by_test_id("aggregation-about-secret_rule")).to_contain_text(
         "no plain description of it yet"
+    )
+    desktop.get_by_label("Geometric median", exact=True).check()
+    eps = desktop.get_by_label("Eps", exact=True)
+    expect(eps).to_have_value("0.001")
+    expect(desktop.locator('[data-field="aggregation.eps"] .hint')).to_have_text(
+        "When to stop refining."
+    )
+
+
+def test_a_rules_settings_are_filled_in_checked_and_sent(
+    any_page: Any, server: ServerHandle, admin_token: str, page_log: Any, screenshot: Any
+) -> None:
+    size = "phone" if any_page.viewport_size["width"] < 500 else "desktop"
+    page, task_id = any_page, f"trimmed-shapes-{size}"
+    page.goto("/#/create")
+    page.evaluate(f"sessionStorage.setItem('disco.adminToken', {json.dumps(admin_token)})")
+    page.reload()
+    _fill_image_task(page, f"Trimmed shapes ({size})", task_id, "circle, square")
+    settings = page.get_by_test_id("rule-settings")
+    # the average's own setting, at its default, explained by the schema's description
+    expect(settings).to_contain_text("Settings of this rule")
+    expect(page.get_by_label("Largest share of one person")).to_have_value("0.5")
+
+    page.get_by_label("Trimmed average", exact=True).check()
+    beta = page.get_by_label("Share left out at each end")
+    expect(beta).to_have_value("0.1")
+    expect(page.locator('[data-field="aggregation.beta"] .hint')).to_have_text(
+        re.compile(r"^[A-Z].{10,}\.$")
+    )
+    expect(page.get_by_label("Group size")).to_have_value("1")
+
+    # out of bounds: said under the field at once, and nothing is published
+    error = _field_error(page, "aggregation.beta")
+    beta.fill("0.7")
+    beta.press("Tab")
+    expect(error).to_have_text("Share left out at each end must be at least 0 and below 0.5.")
+    expect(beta).to_have_attribute("aria-invalid", "true")
+    screenshot(page, f"create-rule-settings-error-{size}")
+    _publish(page)
+    expect(page.get_by_role("alert").first).to_contain_text("need your attention")
+    expect(error).to_have_text("Share left out at each end must be at least 0 and below 0.5.")
+    expect(beta).to_be_focused()
+    assert _posted_tasks(page_log, page) == []
+
+    # a rule with a setting that may be left empty says so; each rule keeps what was typed
+    page.get_by_label("Multi-Krum", exact=True).check()
+    kept = page.get_by_label("Updates kept")
+    expect(kept).to_have_value("")
+    expect(kept).to_have_attribute("placeholder", "automatic")
+    expect(page.locator('[data-field="aggregation.m"] .hint')).to_contain_text(
+        "Leave empty to choose it automatically."
+    )
+    expect(page.get_by_label("Dishonest participants to resist")).to_have_value("1")
+    page.get_by_label("Trimmed average", exact=True).check()
+    expect(beta).to_have_value("0.7")
+
+    beta.fill("0.2")
+    beta.press("Tab")
+    expect(error).to_have_count(0)
+    screenshot(page, f"create-rule-settings-{size}")
+    _publish(page)
+    expect(page.get_by_test_id("create-success")).to_be_visible()
+    aggregation = _task(server, task_id)["training"]["aggregation"]
+    assert aggregation == {"rule": "trimmed_mean", "beta": 0.2, "bucket_size": 1}
+    page.get_by_role("link", name="Open the task").click()
+    expect(page.get_by_test_id("aggregation-text")).to_contain_text(
+        "How updates are combined: Trimmed average, 20% left out at each end."
     )
 
 

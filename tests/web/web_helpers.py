@@ -26,3 +26,13 @@ def get_json(url: str) -> Any:
     """GET `url` and parse its JSON body."""
     with urllib.request.urlopen(url, timeout=10) as res:
         return json.load(res)
+
+
+def connect_table(page: Any, task_id: str, csv: Path) -> None:
+    """Open the task's data step, pick the CSV file, go on to the training step."""
+    page.goto(f"/#/tasks/{task_id}/connect")
+    page.get_by_test_id("train-csv-files").set_input_files(csv)
+    count = page.get_by_test_id("train-summary").get_by_test_id("sample-count")
+    expect(count).not_to_have_text("0", timeout=30_000)
+    page.get_by_test_id("step-next").click()
+    expect(page.get_by_test_id("step-title")).to_contain_text("Train the model")

@@ -167,13 +167,27 @@ describe("schemes and aggregation rules", () => {
       },
     };
     expect(optionsFromSchema(schema).aggregations).toEqual(["mean", "median", "krum"]);
+    // pydantic sorts the mapping's tags: the union's own order (`oneOf`) is the server's
+    const sorted = {
+      $defs: {
+        TrainingInfo: {
+          properties: {
+            aggregation: {
+              discriminator: { propertyName: "rule", mapping: { krum: "#/K", mean: "#/A", median: "#/M", zeta: "#/Z" } },
+              oneOf: [{ $ref: "#/A" }, { $ref: "#/M" }, { $ref: "#/K" }],
+            },
+          },
+        },
+      },
+    };
+    expect(optionsFromSchema(sorted).aggregations).toEqual(["mean", "median", "krum", "zeta"]);
   });
   const schema = {
     $defs: {
       TrainingInfo: {
         properties: {
           scheme: { enum: ["federated", "decentralized", "local"] },
-          aggregation: { enum: ["mean", "median", "trimmed_mean", "krum"] },
+          aggregation: { enum: ["mean", "median", "trimmed_mean", "geomed"] },
         },
       },
     },
@@ -181,12 +195,17 @@ describe("schemes and aggregation rules", () => {
 
   it("come from the server's schema, each explained; an unknown rule still appears", () => {
     const options = optionsFromSchema(schema);
-    expect(options.aggregations).toEqual(["mean", "median", "trimmed_mean", "krum"]);
+    expect(options.aggregations).toEqual(["mean", "median", "trimmed_mean", "geomed"]);
     const rules = aggregationChoices(options.aggregations);
-    expect(rules.map((r) => r.label)).toEqual(["Average", "Median", "Trimmed average", "Krum"]);
+    expect(rules.map((r) => r.label)).toEqual(["Average", "Median", "Trimmed average", "Geomed"]);
     expect(rules[0]?.about).toContain("weighted by how many examples");
     expect(rules[3]?.about).toContain("no plain description");
     expect(optionsFromSchema({})).toEqual(KNOWN_OPTIONS);
+    // an unknown rule the schema describes is explained by its description (its docstring)
+    const described = aggregationChoices(["geomed"], {
+      geomed: { about: "Geometric median of the ``updates``", settings: [] },
+    });
+    expect(described[0]?.about).toBe("Geometric median of the updates.");
   });
 
   it("offer decentralized training last, marked as not ready", () => {
@@ -204,7 +223,7 @@ describe("schemes and aggregation rules", () => {
     f.aggregation = "median";
     f.wait_for_others_s = 300;
     const training = buildTask(f).doc?.training as Record<string, unknown>;
-    expect(training.aggregation).toBe("median");
+    expect(training.aggregation).toEqual({ rule: "median" });
     expect(training.wait_for_others_s).toBe(300);
   });
 });

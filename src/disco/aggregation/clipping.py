@@ -9,8 +9,11 @@ previous round's combined update v. Each round, from v:
         v ← v + (1/n) Σ_i clip(m_i − v, τ),    clip(x, τ) = x · min(1, τ / ‖x‖₂)
 
 and v is the round's combined update (remembered for the next round). ‖·‖₂ is taken over all
-tensors together, in float64. No participant moves v by more than τ/n per iteration, however far
-its update; the momentum averages each participant's updates over rounds, so an attack spread
+tensors together, in float64. With ``tau=None`` (the default) τ is set each round to the median
+of the distances ‖m_i − v‖ from the starting point: an honest majority sets it, whatever the
+model's scale, and no one has to guess it; up to half the participants can be dishonest without
+moving it past an honest distance. No participant moves v by more than τ/n per iteration,
+however far its update; the momentum averages each participant's updates over rounds, so an attack spread
 thin over many rounds does not add up. A participant absent from a round keeps its momentum.
 
 With ``bucket_size`` s > 1 the momenta are averaged in random buckets of at most s
@@ -36,7 +39,7 @@ from disco.aggregation.bucketing import bucket_groups, spread_reports
 from disco.errors import AggregationError
 from disco.weights import Weights
 
-__all__ = ["CenteredClippingAggregator", "centered_clip"]
+__all__ = ["CenteredClippingAggregator", "automatic_tau", "centered_clip"]
 
 
 def _clip(x: np.ndarray, tau: float) -> tuple[np.ndarray, bool]:
@@ -48,15 +51,20 @@ def _clip(x: np.ndarray, tau: float) -> tuple[np.ndarray, bool]:
 
 
 def centered_clip(
-    vectors: Sequence[np.ndarray], start: np.ndarray, tau: float, iterations: int = 1
+    vectors: Sequence[np.ndarray], start: np.ndarray, tau: float | None, iterations: int = 1
 ) -> tuple[np.ndarray, list[bool]]:
     """v after `iterations` steps v ← v + (1/n) Σ clip(x_i − v, τ) from `start`, and for each
-    vector whether its difference was clipped in the last step. Sums in the given order."""
+    vector whether its difference was clipped in the last step. Sums in the given order.
+    τ None: the median distance of the vectors from `start`."""
     if not vectors:
         raise AggregationError("nothing to aggregate: no updates")
-    if not tau > 0 or iterations < 1:
-        raise AggregationError(f"need tau > 0 and iterations ≥ 1, got {tau} and {iterations}")
     v = np.asarray(start, dtype=np.float64)
+    if tau is None:
+        tau = automatic_tau(vectors, v)
+    if not tau > 0 or iterations < 1:
+        if tau == 0:  # every vector is at the start: nothing moves
+            return v, [False] * len(vectors)
+        raise AggregationError(f"need tau > 0 and iterations ≥ 1, got {tau} and {iterations}")
     clipped: list[bool] = []
     for _ in range(iterations):
         steps = [_clip(x - v, tau) for x in vectors]
@@ -66,6 +74,11 @@ def centered_clip(
             total += step
         v = v + total / len(vectors)
     return v, clipped
+
+
+def automatic_tau(vectors: Sequence[np.ndarray], start: np.ndarray) -> float:
+    """The median of the vectors' L2 distances from `start` (the clipping radius by default)."""
+    return float(np.median([np.sqrt(np.dot(x - start, x - start)) for x in vectors]))
 
 
 @dataclass
@@ -83,12 +96,12 @@ class CenteredClippingAggregator(Aggregator):
 
     def __init__(
         self,
-        tau: float = 1.0,
+        tau: float | None = None,
         iterations: int = 1,
         momentum: float = 0.9,
         bucket_size: int = 1,
     ) -> None:
-        if not tau > 0:
+        if tau is not None and not tau > 0:
             raise AggregationError(f"tau must be > 0, got {tau}")
         if iterations < 1:
             raise AggregationError(f"iterations must be ≥ 1, got {iterations}")

@@ -165,7 +165,7 @@ export type AggregationConfig =
   | { rule: "trimmed_mean"; beta: number; bucket_size: number }
   | { rule: "krum"; f: number; bucket_size: number }
   | { rule: "multi_krum"; f: number; m: number | null; bucket_size: number }
-  | { rule: "centered_clipping"; tau: number; iterations: number; momentum: number; bucket_size: number };
+  | { rule: "centered_clipping"; tau: number | null; iterations: number; momentum: number; bucket_size: number };
 /**
  * Each rule's settings when a document leaves them out (as in Python; tests/vectors/
  * shared_lists.json pins them for both).
@@ -176,7 +176,7 @@ export const AGGREGATION_DEFAULTS: { [R in Aggregation]: Extract<AggregationConf
   trimmed_mean: { rule: "trimmed_mean", beta: 0.1, bucket_size: 1 },
   krum: { rule: "krum", f: 1, bucket_size: 1 },
   multi_krum: { rule: "multi_krum", f: 1, m: null, bucket_size: 1 },
-  centered_clipping: { rule: "centered_clipping", tau: 1, iterations: 1, momentum: 0.9, bucket_size: 1 },
+  centered_clipping: { rule: "centered_clipping", tau: null, iterations: 1, momentum: 0.9, bucket_size: 1 },
 };
 /** Local optimizers. */
 export const OPTIMIZERS = ["adam", "sgd"] as const;

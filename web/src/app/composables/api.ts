@@ -125,6 +125,23 @@ export async function getStatus(id: string, signal?: AbortSignal): Promise<TaskS
 }
 
 /**
+ * The closed rounds of a task (`GET /api/tasks/{id}/rounds`), oldest first, as the server sends
+ * them (`./roundReports` reads them); ApiError 404 when unknown, 0 when unreachable.
+ */
+export async function getRounds(id: string, signal?: AbortSignal): Promise<unknown> {
+  const res = await request(`/api/tasks/${encodeURIComponent(id)}/rounds`, {
+    cache: "no-store",
+    ...(signal ? { signal } : {}),
+  });
+  try {
+    return (await res.json()) as unknown;
+  } catch {
+    if (signal?.aborted) throw new ApiError("The disco server did not answer in time.", 0, "timeout");
+    throw new ApiError("The server's round history is not understood.", res.status, "bad_rounds");
+  }
+}
+
+/**
  * Whether the server answers at all (`GET /api/health`, given up after `timeoutMs`): pages that
  * work without it (the model library) say when it is out of reach.
  */

@@ -14,6 +14,7 @@ import { type Connection, datasetOf, newConnection } from "./connect";
 import { percent, roundsOf } from "./plain";
 import { durationText } from "./progress";
 import { type KeptModel, keptText, roundsText } from "./kept";
+import { type RoundReports, newRoundReports, refreshRoundReports } from "./roundReports";
 import { runFederated } from "./together";
 
 /** What the training board shows. */
@@ -107,7 +108,14 @@ export interface TaskSession {
   /** Set while training runs: stops it. */
   stop: (() => void) | null;
   savedId: string | null;
+  /** The name this browser joins the task's sessions with (the same for every run in the page). */
+  name: string;
+  /** How the server combined the last rounds (read after each round this browser sees close). */
+  reports: RoundReports;
 }
+
+/** The kind the server records this browser's updates under. */
+export const BROWSER_KIND = "browser";
 
 const sessions = new Map<string, TaskSession>();
 /** The session whose training runs now, if any: one at a time in the page. */
@@ -177,6 +185,8 @@ export function useSession(task: Task): TaskSession {
       kept: null,
       stop: null,
       savedId: null,
+      name: `browser-${Math.random().toString(36).slice(2, 7)}`,
+      reports: newRoundReports(),
     }) as TaskSession;
     sessions.set(task.id, s);
   }
@@ -368,6 +378,7 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
     if (together) {
       await runFederated({
         task,
+        name: s.name,
         board: b,
         model: m,
         trainRound,
@@ -381,6 +392,7 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
           stopClient = stop;
           clientLogs = true;
         },
+        onRoundClosed: () => void refreshRoundReports(s.reports, task.id),
       });
     } else {
       for (let r = 1; r <= b.rounds && !stopped; r++) {

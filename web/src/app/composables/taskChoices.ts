@@ -1,8 +1,11 @@
 // How a task can be trained (schemes) and how updates can be combined (aggregation rules), in
 // plain words. The lists are read from the server's task schema (`GET /api/schema/task`), so a
-// rule the server adds appears in the form without a change here.
+// rule the server adds appears in the form without a change here, with its settings
+// (`./ruleSettings`) and, until this page has plainer words for it, the schema's explanation.
 import { shallowRef } from "vue";
+import { AGGREGATIONS } from "../../core/task";
 import { serverUrl } from "./api";
+import { type RuleSchema, plainDoc, rulesFromSchema } from "./ruleSettings";
 
 /** One option of the form: the value the task document holds, a name and one plain sentence. */
 export interface Choice {
@@ -42,7 +45,19 @@ const AGGREGATION_WORDS: Record<string, Words> = {
   },
   trimmed_mean: {
     label: "Trimmed average",
-    about: "For each of the model's numbers, the highest and lowest tenth of the values are left out and the rest averaged, everyone counting equally: it resists a few bad updates. With fewer than 10 participants nothing is left out.",
+    about: "For each of the model's numbers, a share of the highest and of the lowest values is left out (by default a tenth at each end) and the rest averaged, everyone counting equally: it resists a few bad updates. With few participants nothing may be left out.",
+  },
+  krum: {
+    label: "Krum",
+    about: "The one update closest to most of the others is used, alone: up to a set number of dishonest participants cannot move the model, whatever they send. It needs enough honest participants, and uses only one person's work each round.",
+  },
+  multi_krum: {
+    label: "Multi-Krum",
+    about: "The updates closest to most of the others are kept and averaged: like Krum, it resists up to a set number of dishonest participants, but uses the work of several people each round.",
+  },
+  centered_clipping: {
+    label: "Centred clipping",
+    about: "Starts from the last round's combined update and moves towards each person's update, but limits how far any one update can pull it: a few bad updates cannot drag the model far, and honest ones still count.",
   },
 };
 
@@ -50,12 +65,18 @@ const AGGREGATION_WORDS: Record<string, Words> = {
 export interface TrainingOptions {
   schemes: string[];
   aggregations: string[];
+  /** Each rule's explanation and settings, from the schema ({} when it cannot be read). */
+  rules: Record<string, RuleSchema>;
 }
 
-/** What this page knows when the server's schema cannot be read. */
+/**
+ * What this page knows when the server's schema cannot be read: the rules by name only (a task
+ * then gets each rule's defaults from the server).
+ */
 export const KNOWN_OPTIONS: TrainingOptions = {
   schemes: ["federated", "local", "decentralized"],
-  aggregations: ["mean", "median", "trimmed_mean"],
+  aggregations: [...AGGREGATIONS],
+  rules: {},
 };
 
 /** A value this page has no words for: named from its id, said plainly that it is not described. */
@@ -78,19 +99,44 @@ export function schemeChoices(values: readonly string[]): Choice[] {
   return [...all.filter((c) => c.ready), ...all.filter((c) => !c.ready)];
 }
 
-/** The aggregation rules as form options, in the server's order. */
-export function aggregationChoices(values: readonly string[]): Choice[] {
-  return values.map((v) => choice(v, AGGREGATION_WORDS[v], "way of combining updates"));
+/**
+ * The aggregation rules as form options, in the server's order; a rule without words of this
+ * page's is explained by the schema's own description of it (`rules`), when there is one.
+ */
+export function aggregationChoices(values: readonly string[], rules: Record<string, RuleSchema> = {}): Choice[] {
+  return values.map((v) => {
+    const about = plainDoc(rules[v]?.about ?? "");
+    const words = AGGREGATION_WORDS[v] ?? (about ? { ...unknown(v, ""), about: sentence(about) } : undefined);
+    return choice(v, words, "way of combining updates");
+  });
 }
 
-/** The values a TrainingInfo field takes: its `enum`, or the tags of a discriminated union. */
+/** The name a rule goes by in this page ("Trimmed average"), its id's words for one it lacks. */
+export function ruleLabel(rule: string): string {
+  return (AGGREGATION_WORDS[rule] ?? unknown(rule, "")).label;
+}
+
+function sentence(text: string): string {
+  return `${text.charAt(0).toUpperCase()}${text.slice(1)}${/[.!?]$/.test(text) ? "" : "."}`;
+}
+
+/**
+ * The values a TrainingInfo field takes: its `enum`, or the tags of a discriminated union in the
+ * order of its `oneOf` (the server's order: pydantic sorts the mapping's tags).
+ */
 function enumOf(schema: unknown, field: string): string[] | null {
   const defs = (schema as { $defs?: Record<string, { properties?: Record<string, unknown> }> } | null)?.$defs;
   const prop = defs?.TrainingInfo?.properties?.[field] as
-    | { enum?: unknown; discriminator?: { mapping?: Record<string, unknown> } }
+    | { enum?: unknown; oneOf?: unknown; discriminator?: { mapping?: Record<string, unknown> } }
     | undefined;
   const mapping = prop?.discriminator?.mapping;
-  const values = prop?.enum ?? (mapping ? Object.keys(mapping) : undefined);
+  const refs = Array.isArray(prop?.oneOf) ? prop.oneOf.map((m) => (m as { $ref?: unknown } | null)?.$ref) : [];
+  const place = (tag: string): number => {
+    const i = refs.indexOf(mapping?.[tag]);
+    return i < 0 ? refs.length : i;
+  };
+  const tags = mapping ? Object.keys(mapping).sort((a, b) => place(a) - place(b)) : undefined;
+  const values = prop?.enum ?? tags;
   return Array.isArray(values) && values.length && values.every((v) => typeof v === "string") ? values : null;
 }
 
@@ -99,6 +145,7 @@ export function optionsFromSchema(schema: unknown): TrainingOptions {
   return {
     schemes: enumOf(schema, "scheme") ?? KNOWN_OPTIONS.schemes,
     aggregations: enumOf(schema, "aggregation") ?? KNOWN_OPTIONS.aggregations,
+    rules: rulesFromSchema(schema),
   };
 }
 

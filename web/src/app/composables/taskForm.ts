@@ -2,11 +2,12 @@
 // the mapping of the server's field errors (422 `fields`) back onto the form, in plain words.
 import { markRaw } from "vue";
 import { parseNumber } from "../../core/data/tabular";
-import { TRAINING_DEFAULTS } from "../../core/task";
+import { AGGREGATIONS, TRAINING_DEFAULTS } from "../../core/task";
 import { type ModelFit, checkModel } from "../../core/models/validate";
 import type { FieldProblem } from "./api";
 import { type ArchitectureId, type ModelDoc, buildArchitecture } from "./architectures";
 import { type TableSource, answersIn, guessAnswer, inputColumns, measure, trainingRows } from "./csvColumns";
+import { type RuleSchema, type SettingField, checkSetting } from "./ruleSettings";
 
 export interface ColumnRow {
   name: string;
@@ -44,6 +45,11 @@ export interface TaskForm {
   scheme: string;
   /** One of the server's aggregation rules. */
   aggregation: string;
+  /**
+   * What is typed in each rule's settings, by rule then setting ("" = empty); kept per rule so
+   * that trying another rule loses nothing. A setting not here is left to the server's default.
+   */
+  aggregation_settings: Record<string, Record<string, number | string>>;
   epochs: number | string;
   epochs_per_round: number | string;
   batch_size: number | string;
@@ -83,6 +89,7 @@ export function emptyForm(): TaskForm {
     uploaded_model_name: "",
     scheme: "federated",
     aggregation: TRAINING_DEFAULTS.aggregation.rule,
+    aggregation_settings: {},
     epochs: 10,
     epochs_per_round: 2,
     batch_size: 32,
@@ -142,6 +149,31 @@ export function remeasure(f: TaskForm, col: ColumnRow): void {
   } else if (col.from) {
     Object.assign(col, emptyColumn(col.name));
   }
+}
+
+/** Prefill the settings of `rule` not typed yet with the schema's defaults (none: empty). */
+export function fillRuleDefaults(f: TaskForm, rule: string, fields: readonly SettingField[]): void {
+  const typed = (f.aggregation_settings[rule] ??= {});
+  for (const field of fields) typed[field.key] ??= field.default ?? "";
+}
+
+/**
+ * The chosen rule with its settings, `{"rule": "trimmed_mean", "beta": 0.2}` (an empty nullable
+ * setting is sent as null: automatic), checked against the schema's bounds; problems go into
+ * `errors` as `aggregation.<setting>`.
+ */
+function aggregationDoc(f: TaskForm, rules: Record<string, RuleSchema>, errors: FieldErrors): Record<string, unknown> {
+  const doc: Record<string, unknown> = { rule: f.aggregation };
+  if (f.scheme === "local") return doc; // nothing is combined: the settings are not shown
+  const typed = f.aggregation_settings[f.aggregation] ?? {};
+  for (const field of rules[f.aggregation]?.settings ?? []) {
+    const raw = typed[field.key];
+    if (raw === undefined) continue; // never shown: the server's default
+    const checked = checkSetting(field, raw);
+    if ("error" in checked) errors[`aggregation.${field.key}`] = checked.error;
+    else doc[field.key] = checked.value;
+  }
+  return doc;
 }
 
 /** A task id suggested from a title ("Hospital X-rays" → "hospital-x-rays"). */
@@ -204,8 +236,15 @@ function checker(f: TaskForm): Check {
   };
 }
 
-/** Check the form; the task document when it is valid, the problems per field otherwise. */
-export function buildTask(f: TaskForm): { doc: Record<string, unknown> | null; errors: FieldErrors } {
+/**
+ * Check the form; the task document when it is valid, the problems per field otherwise. `rules`
+ * are the server's rules with their settings (`TrainingOptions.rules`): the chosen rule's
+ * settings are checked against their bounds and sent with it.
+ */
+export function buildTask(
+  f: TaskForm,
+  rules: Record<string, RuleSchema> = {},
+): { doc: Record<string, unknown> | null; errors: FieldErrors } {
   const c = checker(f);
   const e = c.errors;
   if (!f.id.trim()) e.id = "Give the task an id (used in links), e.g. hospital-xrays.";
@@ -319,12 +358,13 @@ export function buildTask(f: TaskForm): { doc: Record<string, unknown> | null; e
     const noise = c.real("noise_multiplier", 0, 1000, "Noise multiplier");
     privacy = { clipping_radius: radius, noise_multiplier: noise };
   }
+  const aggregation = aggregationDoc(f, rules, e);
 
   if (Object.keys(e).length) return { doc: null, errors: e };
   const training: Record<string, unknown> = {
     data_type: f.data_type,
     scheme: f.scheme,
-    aggregation: f.aggregation,
+    aggregation,
     epochs,
     epochs_per_round: perRound,
     batch_size: batch,
@@ -442,6 +482,11 @@ export function formKey(field: string): string {
       }
       return "columns";
     }
+    if (second === "aggregation") {
+      // `training.aggregation.beta` (or `….trimmed_mean.beta`): the setting's field
+      const setting = parts.slice(2).filter((p) => p !== "rule").at(-1);
+      return setting && /^[a-z_][a-z0-9_]*$/.test(setting) ? `aggregation.${setting}` : "aggregation";
+    }
     if (TRAINING_KEYS.has(second)) return second;
   }
   return "";
@@ -469,6 +514,7 @@ const PLAIN: [RegExp, string | ((...m: string[]) => string)][] = [
     (_all, _wait, deadline) =>
       `wait at least as long as the round deadline (${deadline} seconds), or people stop waiting before a round can close`,
   ],
+  [/\bset min_participants to\b/, "set the minimum participants to"],
   [/^Field required$/, "is missing"],
   [/^Extra inputs are not permitted$/, "is not a known setting"],
   [
@@ -508,6 +554,8 @@ function namedKey(problem: FieldProblem): string {
   if (problem.field !== "training") return "";
   const first = /^([a-z_]+)\b/.exec(problem.message.replace(/^Value error, /, ""))?.[1] ?? "";
   if (first === "input_columns") return "columns";
+  // "krum with f=1 needs at least 5 updates in a round: …": the rule's own problem
+  if ((AGGREGATIONS as readonly string[]).includes(first)) return "aggregation";
   return TRAINING_KEYS.has(first) ? first : "";
 }
 

@@ -19,6 +19,8 @@ import type { Board, LogLine, Phase } from "./session";
  */
 export async function runFederated(run: {
   task: Task;
+  /** The name this browser joins with (shown to others and in the round history). */
+  name: string;
   board: Board;
   model: tf.LayersModel;
   /** Train `model` on the local data for `epochs` epochs; `round` counts this browser's rounds from 1. */
@@ -29,15 +31,17 @@ export async function runFederated(run: {
   /** Every global model received, with the number of rounds the server combined into it. */
   onGlobal: (round: number, weights: Weights) => void;
   onStop: (stop: () => void) => void;
+  /** A round closed (its record is in the server's round history). */
+  onRoundClosed?: () => void;
 }): Promise<void> {
-  const { task, board, model, trainRound, numSamples, log, onGlobal, onStop } = run;
+  const { task, name, board, model, trainRound, numSamples, log, onGlobal, onStop, onRoundClosed } = run;
   const spec = task.model;
   const privacy = task.training.privacy;
   let mine = 0; // rounds this browser trained
   const client = new FederatedClient({
     serverUrl: serverUrl(),
     taskId: task.id,
-    name: `browser-${Math.random().toString(36).slice(2, 7)}`,
+    name,
     reference: getWeights(model, spec),
     privacy,
     waitForOthersMs: task.training.wait_for_others_s * 1000,
@@ -66,6 +70,7 @@ export async function runFederated(run: {
       } else if (e.kind === "round") {
         board.sharedRound = e.round;
         onGlobal(e.round, e.weights);
+        onRoundClosed?.();
       } else if (e.kind === "log") {
         log(e.message, e.level);
       } else if (e.kind === "sent" && privacy !== null) {
