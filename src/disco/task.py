@@ -214,7 +214,7 @@ class CenteredClippingRule(_Frozen):
         description="how many times the combination is refined each round (1 is usually enough)",
     )
     momentum: float = Field(
-        default=0.9,
+        default=0.5,
         ge=0,
         lt=1,
         description=(

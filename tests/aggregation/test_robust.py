@@ -319,7 +319,7 @@ def test_krums_precondition_counts_buckets() -> None:
                 "rule": "centered_clipping",
                 "tau": None,
                 "iterations": 1,
-                "momentum": 0.9,
+                "momentum": 0.5,
                 "bucket_size": 2,
             },
         ),

@@ -48,6 +48,9 @@ def _status(**fields: Any) -> Status:
         (lambda: Hello(task_id="t" * 65), "task_id", "at most 64 characters"),
         (lambda: Hello(task_id="t", name="n" * 101), "name", "at most 100 characters"),
         (lambda: Hello(task_id="t", kind="android"), "kind", "'python' or 'browser'"),
+        (lambda: Hello(task_id="t", participant_key="k" * 15), "participant_key", "at least 16"),
+        (lambda: Hello(task_id="t", participant_key="k" * 129), "participant_key", "at most 128"),
+        (lambda: Hello(task_id="t", participant_key="🚀" * 8), "participant_key", "at least 16"),
         (lambda: ErrorMessage(code="teapot", message="m"), "code", "Input should be 'malformed'"),
         (lambda: _status(state="full"), "state", "'waiting_for_participants' or"),
         (lambda: _status(min_participants=0), "min_participants", "greater than or equal to 1"),
@@ -105,6 +108,7 @@ def test_defaults() -> None:
         "task_id": "t",
         "name": "",
         "kind": "python",
+        "participant_key": None,
     }
     assert _update().metrics == Metrics()
     assert ErrorMessage(code="malformed", message="m").round is None

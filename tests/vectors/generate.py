@@ -108,6 +108,11 @@ valid(
     Hello(task_id="mnist-ü", name="Zoë 🚀 データ", kind="browser"),
 )
 valid(
+    "hello_with_participant_key",
+    "Hello carrying a participant_key: reconnecting with it makes it the same participant",
+    Hello(task_id="titanic", name="c1", participant_key="Qx7-_rT3kLmN0pQaZ9yW2vB4cD6eF8gH"),
+)
+valid(
     "update_minimal",
     "ModelUpdate for round 0 without metrics (written as an empty map)",
     ModelUpdate(round=0, num_samples=1, weights=Weights({"w": [0.5, -1.25]})),
@@ -336,6 +341,14 @@ INVALID: list[tuple[str, bytes, str]] = [
     ("empty_task_id", _with(_HELLO, task_id=""), "at least 1 character"),
     ("long_name", _with(_HELLO, name="é" * 101), "at most 100 characters"),
     ("unknown_kind", _with(_HELLO, kind="android"), "kind: Input should be 'python' or 'browser'"),
+    ("short_participant_key", _with(_HELLO, participant_key="k" * 15), "at least 16 characters"),
+    ("long_participant_key", _with(_HELLO, participant_key="k" * 129), "at most 128 characters"),
+    (
+        "participant_key_of_8_astral_characters",
+        _with(_HELLO, participant_key="🔑" * 8),  # 16 UTF-16 units, but 8 code points
+        "at least 16 characters",
+    ),
+    ("participant_key_not_a_string", _with(_HELLO, participant_key=12345), "valid string"),
     ("negative_round", _with(_UPDATE, round=-1), f"round: {_GE} 0"),
     ("num_samples_zero", _with(_UPDATE, num_samples=0), f"num_samples: {_GE} 1"),
     ("num_samples_too_big", _with(_UPDATE, num_samples=2**40 + 1), "less than or equal to"),

@@ -125,14 +125,15 @@ def test_after_each_round_the_board_shows_the_rule_and_everyones_share(
 
 
 def _fabricated(me: str, rounds: int) -> list[dict[str, Any]]:
-    """A busy robust-rule history: this browser, someone limited, someone left out, and many more."""
+    """A busy robust-rule history: this browser, someone limited, someone left out, many more."""
     people = [
         {"name": me, "kind": "browser", "share": 0.2, "selected": True, "clipped": False},
         {"name": "python-at-the-hospital-of-saint-somewhere-far-away", "kind": "python",
          "share": 0.25, "selected": True, "clipped": True},
         {"name": "python-2", "kind": "python", "share": 0.0, "selected": False, "clipped": False},
     ] + [
-        {"name": f"helper-{k}", "kind": "python", "share": 0.055, "selected": True, "clipped": False}
+        {"name": f"helper-{k}", "kind": "python", "share": 0.055, "selected": True}
+        | {"clipped": False}
         for k in range(8)
     ]  # fmt: skip
     return [
@@ -169,9 +170,7 @@ def test_a_history_the_server_cannot_give_is_said_plainly_and_training_goes_on(
     history = get_json(f"{server.url}/api/tasks/{task_id}/rounds")
     me = next(p["name"] for p in history[0]["participants"] if p["kind"] == "browser")
     page.unroute("**/api/tasks/*/rounds")
-    page.route(
-        "**/api/tasks/*/rounds", lambda route: route.fulfill(json=_fabricated(me, rounds=7))
-    )
+    page.route("**/api/tasks/*/rounds", lambda route: route.fulfill(json=_fabricated(me, rounds=7)))
     problem.get_by_role("button", name="Read them again").click()
     expect(problem).to_have_count(0)
     rounds = page.get_by_test_id("round-report")

@@ -169,7 +169,9 @@ describe("FederatedClient", () => {
     expect(socket.url).toBe("ws://example.test/ws");
     expect(socket.binaryType).toBe("arraybuffer");
     expect(socket.received.map((m) => m.type)).toEqual(["hello", "update", "update", "leave"]);
-    expect(socket.received[0]).toEqual({ type: "hello", task_id: "titanic", name: "Zoë", kind: "browser" });
+    expect(socket.received[0]).toEqual({
+      type: "hello", task_id: "titanic", name: "Zoë", kind: "browser", participant_key: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/),
+    });
     expect(calls.map(([r]) => r)).toEqual([0, 1]);
     expect(calls[0]?.[1].equals(model(0))).toBe(true);
     expect(calls[1]?.[1].equals(model(10))).toBe(true);
@@ -243,6 +245,30 @@ describe("FederatedClient", () => {
     expect(again?.weights.equals(lost?.weights as Weights)).toBe(true);
     expect(out.weights.equals(model(10))).toBe(true);
     expect(events.some((e) => e.kind === "log" && e.level === "warn" && /connection lost/.test(e.message))).toBe(true);
+  });
+
+  it("says hello with the same participant key on every reconnect, another client with another", async () => {
+    const { impl, sockets } = fakeServer(
+      normalServer((socket, _update, n) => {
+        if (n < 2) socket.drop(); // the first two connections drop on the update
+        return n < 2;
+      }),
+    );
+    const first = client(impl, trainer());
+    await first.run(1);
+    const keys = (from: FakeSocket[]): (string | undefined)[] =>
+      from.flatMap((s) => s.received.flatMap((m) => (m.type === "hello" ? [m.participant_key] : [])));
+    expect(sockets).toHaveLength(3);
+    const mine = keys(sockets);
+    expect(mine).toHaveLength(3);
+    expect(mine[0]).toMatch(/^[A-Za-z0-9_-]{32}$/); // 24 random bytes, base64url
+    expect(new Set(mine).size).toBe(1);
+
+    const other = fakeServer(normalServer());
+    await client(other.impl, trainer()).run(1);
+    const [theirs] = keys(other.sockets);
+    expect(theirs).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(theirs).not.toBe(mine[0]);
   });
 
   it("adopts a newer model after reconnecting instead of resending", async () => {

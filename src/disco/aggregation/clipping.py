@@ -13,8 +13,14 @@ tensors together, in float64. With ``tau=None`` (the default) τ is set each rou
 of the distances ‖m_i − v‖ from the starting point: an honest majority sets it, whatever the
 model's scale, and no one has to guess it; up to half the participants can be dishonest without
 moving it past an honest distance. No participant moves v by more than τ/n per iteration,
-however far its update; the momentum averages each participant's updates over rounds, so an attack spread
-thin over many rounds does not add up. A participant absent from a round keeps its momentum.
+however far its update; the momentum averages each participant's updates over rounds, so an
+attack spread thin over many rounds does not add up.
+
+A participant absent from a round keeps its momentum, for up to `FORGET_AFTER_ROUNDS` rounds in a
+row; after that it is forgotten and, should it come back, starts again from its update as a
+newcomer. The memory of a long session is so bounded by its recent participants, not by everyone
+who ever took part. (A participant that reconnects with its ``participant_key`` keeps its
+identity, docs/protocol.md §9, and so its momentum.)
 
 With ``bucket_size`` s > 1 the momenta are averaged in random buckets of at most s
 (`disco.aggregation.bucketing`) before they are clipped — the order of Karimireddy, He & Jaggi
@@ -39,7 +45,12 @@ from disco.aggregation.bucketing import bucket_groups, spread_reports
 from disco.errors import AggregationError
 from disco.weights import Weights
 
-__all__ = ["CenteredClippingAggregator", "automatic_tau", "centered_clip"]
+__all__ = ["FORGET_AFTER_ROUNDS", "CenteredClippingAggregator", "automatic_tau", "centered_clip"]
+
+FORGET_AFTER_ROUNDS = 50
+"""A participant absent for more rounds in a row than this loses its momentum (it is forgotten):
+long enough to ride out dropouts and reconnects, short enough that the momenta of participants
+who left for good do not pile up over a long session."""
 
 
 def _clip(x: np.ndarray, tau: float) -> tuple[np.ndarray, bool]:
@@ -87,6 +98,10 @@ class _State:
 
     momenta: dict[str, np.ndarray] = field(default_factory=dict)
     aggregate: np.ndarray | None = None
+    rounds: int = 0
+    """Rounds combined so far."""
+    last_seen: dict[str, int] = field(default_factory=dict)
+    """For each remembered participant, the round (from 1) of its last update."""
 
 
 class CenteredClippingAggregator(Aggregator):
@@ -98,7 +113,7 @@ class CenteredClippingAggregator(Aggregator):
         self,
         tau: float | None = None,
         iterations: int = 1,
-        momentum: float = 0.9,
+        momentum: float = 0.5,
         bucket_size: int = 1,
     ) -> None:
         if tau is not None and not tau > 0:
@@ -124,7 +139,11 @@ class CenteredClippingAggregator(Aggregator):
             state = self._state
         self._before = (key, state)
 
+        rounds = state.rounds + 1
+        last_seen = {**state.last_seen, **{u.participant: rounds for u in updates}}
+        last_seen = {p: r for p, r in last_seen.items() if rounds - r <= FORGET_AFTER_ROUNDS}
         momenta = self._momenta(state, updates, global_weights.size)
+        momenta = {p: m for p, m in momenta.items() if p in last_seen}  # the rest are forgotten
         start = state.aggregate
         if start is None or start.size != global_weights.size:
             start = np.zeros(global_weights.size, dtype=np.float64)
@@ -145,7 +164,7 @@ class CenteredClippingAggregator(Aggregator):
             )
             for k, (x, c) in enumerate(zip(points, clipped, strict=True), start=1)
         ]
-        self._state = _State(momenta, v)
+        self._state = _State(momenta, v, rounds, last_seen)
         return global_weights.unflatten(v), spread_reports(updates, groups, point_reports)
 
     def _momenta(

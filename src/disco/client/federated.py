@@ -5,7 +5,10 @@ connecting → joined (Welcome: round r, global G_r) → training → sent (Mode
 waiting (UpdateAck, Status…) → RoundResult(r+1) → training … → after the last round: Leave.
 
 * A dropped connection is retried with back-off; on reconnect a pending update is sent again if
-  the server is still in its round, and a newer global model is adopted otherwise.
+  the server is still in its round, and a newer global model is adopted otherwise. Every `Hello`
+  carries the same ``participant_key`` (a random secret made once per client), so the server
+  knows a reconnecting participant as the one it was: a resent update counts once, and
+  aggregators that remember participants (centered clipping's momentum) keep its history.
 * Messages are read while training: an update whose round closed meanwhile is dropped, and the
   participant continues from the newer model (as the browser does).
 * After its update, a participant waits at most ``wait_for_others_s`` (the task's setting) for
@@ -22,6 +25,7 @@ import asyncio
 import functools
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -107,6 +111,8 @@ class FederatedClient(Client):
             )
         self.reconnect_timeout_s = reconnect_timeout_s
         self.client_id: str | None = None
+        """This participant's identity in the session (from the last Welcome)."""
+        self._key = secrets.token_urlsafe(24)  # participant_key: the same in every Hello
         self.status: Status | None = None
         """The session as the server last described it (participants, reported, state)."""
         self._traffic = Traffic()
@@ -172,7 +178,10 @@ class FederatedClient(Client):
                     await self._link.close()
                 conn = await connect(self.url, max_size=DEFAULT_MAX_FRAME, open_timeout=10)
                 self._link = Link(conn, self._traffic, self._observe)
-                await self._link.send(Hello(task_id=self.task.id, name=self.name, kind="python"))
+                hello = Hello(
+                    task_id=self.task.id, name=self.name, kind="python", participant_key=self._key
+                )
+                await self._link.send(hello)
                 while True:
                     message = await self._next(timeout=30)
                     if isinstance(message, ErrorMessage):

@@ -45,7 +45,7 @@ ErrorCode = Literal[
     "unexpected",  # a valid message that is not allowed now (e.g. update before hello)
     "unknown_task",
     "stale",  # update for a round that already closed
-    "duplicate",  # second update from the same participant in one round
+    "duplicate",  # second update from the same participant (same key) in one round
     "future",  # update for a round that has not started
     "shape",  # update does not fit the task's model
     "not_finite",  # update contains NaN or infinity
@@ -82,6 +82,15 @@ class Hello(_Msg):
     task_id: str = Field(min_length=1, max_length=64)
     name: str = Field(default="", max_length=100, description="display name, may be empty")
     kind: Literal["python", "browser"] = "python"
+    participant_key: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=128,
+        description=(
+            "a random secret the participant keeps for the whole run; reconnecting with it makes "
+            "it the same participant (absent: every connection is a new participant)"
+        ),
+    )
 
 
 class ModelUpdate(_Msg):
@@ -104,10 +113,13 @@ class Leave(_Msg):
 
 # -- server → client -------------------------------------------------------------------------
 class Welcome(_Msg):
-    """Answer to `Hello`: the participant's id and the current global model."""
+    """Answer to `Hello`: the participant's identity in the session and the current model."""
 
     type: Literal["welcome"] = "welcome"
-    client_id: str
+    client_id: str = Field(
+        description="the participant's identity in the session (the same after a reconnect "
+        "with the same participant_key)"
+    )
     task_id: str
     round: int = Field(ge=0, le=MAX_SAFE_INT)
     weights: Weights

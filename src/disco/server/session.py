@@ -13,6 +13,16 @@ as the minimum is met. A participant that leaves is no longer waited for; its ac
 counts. Closing aggregates off the event loop, persists the new model, and only then broadcasts
 `RoundResult`. Updates for the closing round that arrive meanwhile are refused as stale.
 
+**Identity.** A connection is not a participant. A participant that says hello with a
+``participant_key`` (a secret it keeps for the whole run) is ``"p-" + sha256(f"{task}:{key}")[:16]``
+in this session, whichever connection it comes on: after a reconnect it is the same participant
+to the round (its update counts once, a resend is a ``duplicate``) and to the aggregator (which
+may remember it across rounds). Two live connections with one key are one participant. A
+connection without a key is a participant of its own, known by its connection id; its resent
+update is recognised by a heuristic instead (same name, kind and digest, from a participant that
+is gone). Connections are keyed by connection id (what the WebSocket layer holds); the round's
+updates, the collector and the reports by identity; "connected participants" counts identities.
+
 Each accepted update goes straight to the round's `RoundCollector` (`Aggregator.open_round`) and
 the session keeps only its digest, count and metrics: with FedAvg, which folds updates into one
 running sum, a round's memory does not grow with its participants. A round does not close while
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import math
 import time
@@ -52,7 +63,7 @@ from disco.server.store import ContributorRecord, RoundRecord
 from disco.task import Task
 from disco.weights import Weights
 
-__all__ = ["FederatedSession", "Outgoing", "Participant", "Phase", "SaveRound"]
+__all__ = ["FederatedSession", "Outgoing", "Participant", "Phase", "SaveRound", "identity_of"]
 
 log = logging.getLogger("disco.server")
 
@@ -66,6 +77,7 @@ _TRANSITIONS: dict[Phase, set[Phase]] = {
     "aggregating": {"collecting", "stopped"},
     "stopped": set(),
 }
+_KNOWN_LIMIT = 100_000  # keyed identities remembered for "rejoined" log lines (most recent)
 _THREAD_VALIDATION_SIZE = 1_000_000  # validate larger updates off the event loop
 _RETRY_S = (1.0, 30.0)  # first and largest delay before retrying a failed close
 
@@ -83,9 +95,14 @@ class Participant(Protocol):
         """Deliver one message (should not block for long; it is bounded by a timeout)."""
 
 
+def identity_of(task_id: str, key: str) -> str:
+    """The participant's identity in task `task_id`'s session, from its ``participant_key``."""
+    return "p-" + hashlib.sha256(f"{task_id}:{key}".encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class _Accepted:
-    client_id: str
+    participant: str  # identity
     name: str
     kind: str
     num_samples: int
@@ -117,8 +134,11 @@ class FederatedSession:
         self._adding = 0  # updates being added to the collector (the round waits for them)
         self._send_timeout_s = send_timeout_s
         self._phase: Phase = "collecting"
-        self._participants: dict[str, Participant] = {}
-        self._updates: dict[str, _Accepted] = {}
+        self._connections: dict[str, Participant] = {}  # connection id → its participant
+        self._identity: dict[str, str] = {}  # connection id → identity
+        self._keyed: set[str] = set()  # connections that said hello with a key
+        self._known: dict[str, None] = {}  # keyed identities seen, oldest first (for the logs)
+        self._updates: dict[str, _Accepted] = {}  # identity → its accepted update
         self._opened_at = time.monotonic()
         self._deadline_at: float | None = None
         self._deadline_passed = False
@@ -151,8 +171,8 @@ class FederatedSession:
 
     @property
     def participants(self) -> int:
-        """Number of connected participants."""
-        return len(self._participants)
+        """Number of connected participants (identities; one may have several connections)."""
+        return len(self._connected())
 
     @property
     def reported(self) -> int:
@@ -162,14 +182,14 @@ class FederatedSession:
     @property
     def state(self) -> SessionState:
         """Whether enough participants are connected to train."""
-        enough = len(self._participants) >= self.task.training.min_participants
+        enough = self.participants >= self.task.training.min_participants
         return "enough_participants" if enough else "waiting_for_participants"
 
     def status(self) -> Status:
         """The session's state as a protocol message."""
         return Status(
             round=self._round,
-            participants=len(self._participants),
+            participants=self.participants,
             min_participants=self.task.training.min_participants,
             reported=len(self._updates),
             state=self.state,
@@ -180,63 +200,93 @@ class FederatedSession:
         return None if self._deadline_at is None else self._deadline_at - time.monotonic()
 
     # -- participants -----------------------------------------------------------------------
-    async def join(self, participant: Participant) -> str:
-        """Add a participant, send it `Welcome` and the others `Status`; return its client id."""
+    async def join(self, participant: Participant, key: str | None = None) -> str:
+        """Add a connection, send it `Welcome` and the others `Status`; return its connection id.
+
+        With `key` (the participant's ``participant_key``) the connection is the participant
+        `identity_of(task, key)`, the same as on its earlier connections; without, a new one.
+        `Welcome.client_id` carries the identity.
+        """
         while self._closing is not None:  # a joiner gets the model of the round that opens next
             await asyncio.shield(self._closing)
         self._require_open()
-        client_id = uuid.uuid4().hex[:12]
-        self._participants[client_id] = participant
-        n = len(self._participants)
-        self._log("%s joined as %s (%d connected)", _who(participant), client_id, n)
+        connection = uuid.uuid4().hex[:12]
+        identity = connection if key is None else identity_of(self.task.id, key)
+        back = identity in self._known
+        also = identity in self._identity.values()  # another live connection of the same one
+        self._connections[connection] = participant
+        self._identity[connection] = identity
+        if key is not None:
+            self._keyed.add(connection)
+            self._known.pop(identity, None)
+            self._known[identity] = None  # now the most recent
+            if len(self._known) > _KNOWN_LIMIT:
+                del self._known[next(iter(self._known))]
+        n = self.participants
+        if back:
+            how = " (on a second connection)" if also else ""
+            self._log("%s rejoined as %s%s (%d connected)", _who(participant), identity, how, n)
+        else:
+            self._log("%s joined as %s (%d connected)", _who(participant), identity, n)
         welcome = Welcome(
-            client_id=client_id,
+            client_id=identity,
             task_id=self.task.id,
             round=self._round,
             weights=self._weights,
-            participants=len(self._participants),
+            participants=n,
             min_participants=self.task.training.min_participants,
             state=self.state,
         )
         status = self.status()
         await self._send(participant, welcome)
-        await self._broadcast(status, exclude=client_id)
-        return client_id
+        await self._broadcast(status, exclude=connection)
+        return connection
 
-    async def leave(self, client_id: str) -> None:
-        """Remove a participant (idempotent); its accepted update still counts."""
-        participant = self._participants.pop(client_id, None)
+    async def leave(self, connection: str) -> None:
+        """Remove a connection (idempotent); its participant's accepted update still counts."""
+        participant = self._connections.pop(connection, None)
         if participant is None:
             return
-        n = len(self._participants)
-        self._log("%s (%s) left (%d connected)", _who(participant), client_id, n)
+        identity = self._identity.pop(connection)
+        self._keyed.discard(connection)
+        n = self.participants
+        if identity in self._identity.values():
+            self._log(
+                "%s (%s) closed one of its connections (%d connected)",
+                *(_who(participant), identity, n),
+            )
+        else:
+            self._log("%s (%s) left (%d connected)", _who(participant), identity, n)
         self._maybe_close()
         await self._broadcast(self.status())
 
     # -- updates ----------------------------------------------------------------------------
-    async def submit(self, client_id: str, update: ModelUpdate) -> UpdateAck | ErrorMessage:
-        """Check and record an update; answer the sender with `UpdateAck` or `ErrorMessage`."""
-        participant = self._participants.get(client_id)
+    async def submit(self, connection: str, update: ModelUpdate) -> UpdateAck | ErrorMessage:
+        """Check and record an update from a joined connection; answer the sender with
+        `UpdateAck` or `ErrorMessage`."""
+        participant = self._connections.get(connection)
         if participant is None:
-            raise SessionError(f"client {client_id!r} has not joined task {self.task.id!r}")
-        reply: UpdateAck | ErrorMessage | None = self._check_round(client_id, update)
+            raise SessionError(f"connection {connection!r} has not joined task {self.task.id!r}")
+        identity = self._identity[connection]
+        reply: UpdateAck | ErrorMessage | None = self._check_round(identity, update)
         if reply is None:
             checked = await self._validate(update)
             if isinstance(checked, ErrorMessage):
                 reply = checked
             else:  # state may have moved while validating: check again, then record
                 digest = checked.digest()
+                keyed = connection in self._keyed
                 reply = (
-                    self._check_round(client_id, update)
-                    or self._check_resent(participant, digest)
-                    or await self._accept(client_id, participant, update, checked, digest)
+                    self._check_round(identity, update)
+                    or (None if keyed else self._check_resent(participant, digest))
+                    or await self._accept(identity, participant, update, checked, digest)
                 )
         await self._send(participant, reply)
         if isinstance(reply, UpdateAck):
             await self._broadcast(self.status())
         return reply
 
-    def _check_round(self, client_id: str, update: ModelUpdate) -> ErrorMessage | None:
+    def _check_round(self, identity: str, update: ModelUpdate) -> ErrorMessage | None:
         r, k = self._round, update.round
         self._require_open()
         if k < r:
@@ -246,7 +296,7 @@ class FederatedSession:
             )
         if k > r:
             return self._error("future", f"update for round {k}, but round {r} is open")
-        if client_id in self._updates:
+        if identity in self._updates:
             return self._error("duplicate", f"you already sent an update for round {r}")
         if self._phase == "aggregating":
             return self._error(
@@ -256,13 +306,14 @@ class FederatedSession:
         return None
 
     def _check_resent(self, participant: Participant, digest: str) -> ErrorMessage | None:
-        """Refuse a copy of an update whose sender dropped and came back (a new id).
+        """Refuse a copy of an update whose key-less sender dropped and came back (a new id).
 
-        A reconnecting participant cannot be recognised by its id; its resent update is: same
-        name and kind, bit-identical weights, from a connection that is gone.
+        A participant without a key cannot be recognised by its identity after a reconnect; its
+        resent update is: same name and kind, bit-identical weights, from a participant gone.
         """
-        for cid, a in self._updates.items():
-            gone = cid not in self._participants
+        connected = self._connected()
+        for identity, a in self._updates.items():
+            gone = identity not in connected
             same = (a.name, a.kind, a.digest) == (participant.name, participant.kind, digest)
             if gone and same:
                 return self._error(
@@ -278,26 +329,26 @@ class FederatedSession:
 
     async def _accept(
         self,
-        client_id: str,
+        identity: str,
         participant: Participant,
         update: ModelUpdate,
         weights: Weights,
         digest: str,
     ) -> UpdateAck | ErrorMessage:
         accepted = _Accepted(
-            *(client_id, participant.name, participant.kind, update.num_samples),
+            *(identity, participant.name, participant.kind, update.num_samples),
             *(update.metrics, digest),
         )
-        self._updates[client_id] = accepted  # its place: a second update is a duplicate now
+        self._updates[identity] = accepted  # its place: a second update is a duplicate now
         self._adding += 1
         try:
-            add = functools.partial(self._collector.add, client_id, weights, update.num_samples)
+            add = functools.partial(self._collector.add, identity, weights, update.num_samples)
             if weights.size > _THREAD_VALIDATION_SIZE:
                 await asyncio.to_thread(add)
             else:
                 add()
         except AggregationError as exc:
-            del self._updates[client_id]
+            del self._updates[identity]
             self._log("round %d: refused update from %s: %s", self._round, _who(participant), exc)
             return ErrorMessage(code="out_of_range", message=str(exc), round=self._round)
         finally:
@@ -310,11 +361,11 @@ class FederatedSession:
             )
         self._log(
             "round %d: accepted update from %s (%s): num_samples=%d reported=%d/%d",
-            *(self._round, _who(participant), client_id, update.num_samples),
-            *(len(self._updates), len(self._participants)),
+            *(self._round, _who(participant), identity, update.num_samples),
+            *(len(self._updates), self.participants),
         )
         ack = UpdateAck(
-            round=self._round, reported=len(self._updates), participants=len(self._participants)
+            round=self._round, reported=len(self._updates), participants=self.participants
         )
         self._maybe_close()
         return ack
@@ -335,7 +386,7 @@ class FederatedSession:
             return
         if len(self._updates) < self.task.training.min_participants:
             return
-        everyone = all(cid in self._updates for cid in self._participants)
+        everyone = self._connected() <= self._updates.keys()
         if not (everyone or self._deadline_passed):
             return
         self._enter("aggregating")
@@ -414,7 +465,7 @@ class FederatedSession:
                     a.name, a.kind, a.num_samples, rep.weight, rep.selected, rep.clipped, rep.score
                 )
                 for a in accepted
-                for rep in (report[a.client_id],)
+                for rep in (report[a.participant],)
             ),
             aggregation=self._aggregator.describe(),
         )
@@ -483,8 +534,13 @@ class FederatedSession:
             log.warning("task %s: cannot send %s to %s: %r", self.task.id, message.type, who, exc)
 
     async def _broadcast(self, message: Outgoing, exclude: str | None = None) -> None:
-        targets = [p for cid, p in self._participants.items() if cid != exclude]
+        """Send `message` to every connection but `exclude` (a connection id)."""
+        targets = [p for c, p in self._connections.items() if c != exclude]
         await asyncio.gather(*(self._send(p, message) for p in targets))
+
+    def _connected(self) -> set[str]:
+        """The identities with at least one live connection."""
+        return set(self._identity.values())
 
 
 def _who(someone: Participant | ContributorRecord) -> str:

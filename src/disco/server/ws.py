@@ -115,12 +115,12 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
     await ws.accept()
     conn = _Connection(ws, rt)
     session: FederatedSession | None = None
-    client_id: str | None = None
+    connection_id: str | None = None  # the session's id for this connection, once joined
     limit = rt.config.max_frame_bytes
     try:
         while True:
             try:
-                timeout = HELLO_TIMEOUT_S if client_id is None else None
+                timeout = HELLO_TIMEOUT_S if connection_id is None else None
                 async with asyncio.timeout(timeout):
                     event = await ws.receive()
             except TimeoutError:
@@ -150,7 +150,7 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
             except ProtocolError as exc:
                 await conn.error("malformed", str(exc))
                 continue
-            if client_id is None:
+            if connection_id is None:
                 if not isinstance(message, Hello):
                     await conn.error("unexpected", f"send hello first, not {message.type!r}")
                     continue
@@ -163,10 +163,10 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
                 conn.traffic = rt.traffic[message.task_id]
                 conn.traffic.bytes_received += len(data)
                 conn.traffic.frames_received += 1
-                client_id = await session.join(conn)
+                connection_id = await session.join(conn, message.participant_key)
             elif isinstance(message, ModelUpdate):
                 assert session is not None
-                await session.submit(client_id, message)
+                await session.submit(connection_id, message)
             elif isinstance(message, Leave):
                 await conn.close(1000, "bye")
                 return
@@ -175,6 +175,6 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
     except SessionError:  # the server is shutting down
         await conn.close(1012, "server shutting down")
     finally:
-        if session is not None and client_id is not None:
-            await session.leave(client_id)
+        if session is not None and connection_id is not None:
+            await session.leave(connection_id)
         await conn.finish()

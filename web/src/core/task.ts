@@ -176,7 +176,7 @@ export const AGGREGATION_DEFAULTS: { [R in Aggregation]: Extract<AggregationConf
   trimmed_mean: { rule: "trimmed_mean", beta: 0.1, bucket_size: 1 },
   krum: { rule: "krum", f: 1, bucket_size: 1 },
   multi_krum: { rule: "multi_krum", f: 1, m: null, bucket_size: 1 },
-  centered_clipping: { rule: "centered_clipping", tau: null, iterations: 1, momentum: 0.9, bucket_size: 1 },
+  centered_clipping: { rule: "centered_clipping", tau: null, iterations: 1, momentum: 0.5, bucket_size: 1 },
 };
 /** Local optimizers. */
 export const OPTIMIZERS = ["adam", "sgd"] as const;

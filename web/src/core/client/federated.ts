@@ -6,7 +6,10 @@
  *     RoundResult(r+1) → training … → after the last round: Leave.
  *
  * A dropped connection is retried with back-off; on reconnect a pending update is sent again if
- * the server is still in its round, and a newer global model is adopted otherwise. A server that
+ * the server is still in its round, and a newer global model is adopted otherwise. Every `Hello`
+ * carries the same `participant_key` (a random secret made once per client), so the server knows a
+ * reconnecting participant as the one it was: a resent update counts once, and aggregators that
+ * remember participants keep its history. A server that
  * never answered is given up on sooner (`firstConnectTimeoutMs`) than one lost mid-session
  * (`reconnectTimeoutMs`); both end in `ServerUnreachable`. After its update the client waits at
  * most `waitForOthersMs` (the task's `wait_for_others_s`) for the round to close, saying every
@@ -192,10 +195,19 @@ export function wsUrl(server: string): string {
   return base.endsWith("/ws") ? base : `${base}/ws`;
 }
 
+/** A fresh `participant_key`: 24 random bytes (`crypto.getRandomValues`) in base64url, 32 characters. */
+export function newParticipantKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(24));
+  const base64 = btoa(String.fromCharCode(...bytes));
+  return base64.replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
 /** Joins a task on a disco server and trains with the others, round after round. */
 export class FederatedClient {
-  /** This connection's id in the session (from the last Welcome). */
+  /** This participant's identity in the session (from the last Welcome). */
   clientId: string | null = null;
+  /** The secret sent in every Hello, made once per client: reconnecting with it keeps the identity. */
+  private readonly participantKey = newParticipantKey();
   private readonly url: string;
   private readonly abort = new AbortController();
   private readonly traffic: Traffic = { bytesUp: 0, bytesDown: 0 };
@@ -295,7 +307,8 @@ export class FederatedClient {
     const link = new Link(this.url, WebSocketImpl, this.traffic, (m) => this.observe(m));
     this.link = link;
     await link.opened(Math.max(1, Math.min(timeout, deadline - Date.now())), this.signal);
-    link.send({ type: "hello", task_id: this.options.taskId, name: this.options.name ?? "", kind: "browser" });
+    const { taskId, name } = this.options;
+    link.send({ type: "hello", task_id: taskId, name: name ?? "", kind: "browser", participant_key: this.participantKey });
     for (;;) {
       // the Welcome must come before the join deadline too (a server that accepts but never answers)
       const m = await this.next(link, Math.max(1, Math.min(timeout, deadline - Date.now())));

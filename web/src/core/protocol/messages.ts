@@ -60,6 +60,11 @@ export interface Hello {
   task_id: string;
   name: string;
   kind: ClientKind;
+  /**
+   * A random secret the participant keeps for the whole run (16–128 characters); reconnecting
+   * with it makes it the same participant. Absent: every connection is a new participant.
+   */
+  participant_key?: string;
 }
 /** The participant's weights after training on the global model of `round` (C→S). */
 export interface ModelUpdate {
@@ -73,9 +78,10 @@ export interface ModelUpdate {
 export interface Leave {
   type: "leave";
 }
-/** Answer to `Hello`: the participant's id and the current global model (S→C). */
+/** Answer to `Hello`: the participant's identity in the session and the current global model (S→C). */
 export interface Welcome {
   type: "welcome";
+  /** The participant's identity in the session (the same after a reconnect with the same `participant_key`). */
   client_id: string;
   task_id: string;
   round: number;
@@ -154,6 +160,7 @@ const SCHEMAS: Record<MessageType, Record<string, Field>> = {
     task_id: str(1, 64),
     name: { ...str(0, 100), default: "" },
     kind: { spec: { t: "enum", values: ["python", "browser"] }, default: "python" },
+    participant_key: { ...str(16, 128), optional: true },
   },
   update: { round: int(0), num_samples: int(1, MAX_NUM_SAMPLES), weights, metrics },
   leave: {},
@@ -211,8 +218,11 @@ function check(spec: Spec, v: unknown, path: string, problems: string[]): unknow
       return v;
     case "str": {
       if (typeof v !== "string") return bad(`input should be a valid string, got ${show(v)}`);
-      const n = v.length > (spec.max ?? Infinity) ? [...v].length : v.length; // code points
-      if (spec.min !== undefined && n < spec.min) return bad(`string should have at least ${spec.min} character`);
+      // code points: count them when UTF-16 units could give another answer than code points
+      const n = v.length > (spec.max ?? Infinity) || v.length < 2 * (spec.min ?? 0) ? [...v].length : v.length;
+      if (spec.min !== undefined && n < spec.min) {
+        return bad(`string should have at least ${spec.min} character${spec.min === 1 ? "" : "s"}`);
+      }
       if (spec.max !== undefined && n > spec.max) return bad(`string should have at most ${spec.max} characters, got ${n}`);
       return v;
     }
