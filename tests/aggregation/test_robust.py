@@ -388,3 +388,22 @@ def test_automatic_tau_is_the_median_distance_so_a_minority_cannot_set_it() -> N
     # each attacker moves v by at most τ/n = 3/5 along its direction
     np.testing.assert_allclose(v, [(1 + 3 + 3) / 5, (2 - 3) / 5])
     assert clipped == [False, False, False, True, True]
+
+
+def test_pairwise_distances_match_the_direct_ones_block_by_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import disco.aggregation.krum as krum
+
+    monkeypatch.setattr(krum, "_BLOCK_VALUES", 7)  # blocks of 1 value for 6 updates: many blocks
+    rng = np.random.default_rng(5)
+    deltas = [
+        Weights([("a", rng.normal(size=(3, 4))), ("b", rng.normal(size=5))]) for _ in range(6)
+    ]
+
+    dist = krum.pairwise_distances(deltas)
+
+    flat = [d.flatten().astype(np.float64) for d in deltas]
+    direct = np.array([[np.sum((x - y) ** 2) for y in flat] for x in flat])
+    np.testing.assert_allclose(dist, direct, rtol=1e-12, atol=1e-12)
+    assert np.all(np.diag(dist) == 0)

@@ -26,23 +26,39 @@ from disco.aggregation.rules import weighted_sum
 from disco.errors import AggregationError
 from disco.weights import Weights
 
-__all__ = ["KrumAggregator", "MultiKrumAggregator", "krum_scores"]
+__all__ = ["KrumAggregator", "MultiKrumAggregator", "krum_scores", "pairwise_distances"]
+
+_BLOCK_VALUES = 1 << 20  # values per block of the Gram matrix computation (n × block ≤ 8 MB)
 
 
-def krum_scores(vectors: Sequence[np.ndarray], f: int) -> list[float]:
-    """Each vector's Krum score: the sum of its squared distances to its n − f − 2 nearest others.
+def pairwise_distances(deltas: Sequence[Weights]) -> np.ndarray:
+    """The n × n squared L2 distances between `deltas` (float64, over all tensors).
 
-    Needs n > 2f + 2 vectors (checked by the aggregators, which say it in their words).
+    Computed as ‖a‖² + ‖b‖² − 2·a·b from one Gram matrix, a block of coordinates at a time:
+    the memory is n × block, not n copies of the model, and the products run in BLAS.
     """
-    n = len(vectors)
+    n = len(deltas)
+    gram = np.zeros((n, n), dtype=np.float64)
+    block = max(1, _BLOCK_VALUES // max(n, 1))
+    for name in deltas[0]:
+        flat = [d[name].reshape(-1) for d in deltas]
+        for start in range(0, flat[0].size, block):
+            x = np.stack([f[start : start + block] for f in flat]).astype(np.float64)  # (n, b)
+            gram += x @ x.T
+    sq = np.diag(gram)
+    dist = sq[:, None] + sq[None, :] - 2 * gram
+    np.fill_diagonal(dist, 0.0)
+    return np.maximum(dist, 0.0)  # rounding can leave -1e-17 for equal updates
+
+
+def krum_scores(dist: np.ndarray, f: int) -> list[float]:
+    """Each update's Krum score from the squared distances `dist`: the sum of its distances to
+    its n − f − 2 nearest others. Needs n > 2f + 2 (checked by the aggregators, in their words).
+    """
+    n = dist.shape[0]
     k = n - f - 2
     if f < 0 or k < 1:
         raise AggregationError(f"Krum with f={f} needs at least {2 * f + 3} updates, got {n}")
-    dist = np.zeros((n, n), dtype=np.float64)
-    for i in range(n):
-        for j in range(i + 1, n):
-            diff = vectors[i] - vectors[j]
-            dist[i, j] = dist[j, i] = float(np.dot(diff, diff))
     return [float(np.sort(np.delete(dist[i], i))[:k].sum()) for i in range(n)]
 
 
@@ -79,7 +95,7 @@ class KrumAggregator(Aggregator):
         scores = dict(
             zip(
                 (u.participant for u in ranked),
-                krum_scores([u.delta.flatten().astype(np.float64) for u in ranked], self.f),
+                krum_scores(pairwise_distances([u.delta for u in ranked]), self.f),
                 strict=True,
             )
         )

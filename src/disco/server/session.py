@@ -38,14 +38,10 @@ import asyncio
 import functools
 import hashlib
 import logging
-import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Literal, Protocol
-
-import numpy as np
 
 from disco.aggregation import Aggregator, RoundCollector, build_aggregator
 from disco.errors import AggregationError, SessionError
@@ -60,6 +56,7 @@ from disco.protocol import (
     Welcome,
 )
 from disco.server.store import ContributorRecord, RoundRecord
+from disco.server.updates import Accepted, mean_metrics, validate_update
 from disco.task import Task
 from disco.weights import Weights
 
@@ -100,16 +97,6 @@ def identity_of(task_id: str, key: str) -> str:
     return "p-" + hashlib.sha256(f"{task_id}:{key}".encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class _Accepted:
-    participant: str  # identity
-    name: str
-    kind: str
-    num_samples: int
-    metrics: Metrics
-    digest: str
-
-
 class FederatedSession:
     """Round control for one task; safe under concurrent joins, leaves and updates."""
 
@@ -138,7 +125,7 @@ class FederatedSession:
         self._identity: dict[str, str] = {}  # connection id → identity
         self._keyed: set[str] = set()  # connections that said hello with a key
         self._known: dict[str, None] = {}  # keyed identities seen, oldest first (for the logs)
-        self._updates: dict[str, _Accepted] = {}  # identity → its accepted update
+        self._updates: dict[str, Accepted] = {}  # identity → its accepted update
         self._opened_at = time.monotonic()
         self._deadline_at: float | None = None
         self._deadline_passed = False
@@ -324,8 +311,10 @@ class FederatedSession:
     async def _validate(self, update: ModelUpdate) -> Weights | ErrorMessage:
         """The update's weights in canonical order, or the error naming what is wrong."""
         if self._weights.size > _THREAD_VALIDATION_SIZE:
-            return await asyncio.to_thread(_validate, update.weights, self._weights, self._round)
-        return _validate(update.weights, self._weights, self._round)
+            return await asyncio.to_thread(
+                validate_update, update.weights, self._weights, self._round
+            )
+        return validate_update(update.weights, self._weights, self._round)
 
     async def _accept(
         self,
@@ -335,7 +324,7 @@ class FederatedSession:
         weights: Weights,
         digest: str,
     ) -> UpdateAck | ErrorMessage:
-        accepted = _Accepted(
+        accepted = Accepted(
             *(identity, participant.name, participant.kind, update.num_samples),
             *(update.metrics, digest),
         )
@@ -395,7 +384,7 @@ class FederatedSession:
             self._close(self._round, list(self._updates.values()))
         )
 
-    async def _close(self, r: int, accepted: Sequence[_Accepted]) -> None:
+    async def _close(self, r: int, accepted: Sequence[Accepted]) -> None:
         try:
             weights, record = await asyncio.to_thread(self._aggregate_and_save, r, accepted)
         except Exception:
@@ -446,7 +435,7 @@ class FederatedSession:
         self._maybe_close()
 
     def _aggregate_and_save(
-        self, r: int, accepted: Sequence[_Accepted]
+        self, r: int, accepted: Sequence[Accepted]
     ) -> tuple[Weights, RoundRecord]:
         """Aggregate and persist (worker thread); nothing here touches session state but the
         round's collector and the aggregator's own (one close at a time)."""
@@ -459,7 +448,7 @@ class FederatedSession:
             num_samples=sum(a.num_samples for a in accepted),
             digest=weights.digest(),
             duration_s=time.monotonic() - self._opened_at,
-            metrics=_mean_metrics(accepted),
+            metrics=mean_metrics(accepted),
             participants=tuple(
                 ContributorRecord(
                     a.name, a.kind, a.num_samples, rep.weight, rep.selected, rep.clipped, rep.score
@@ -547,43 +536,3 @@ def _who(someone: Participant | ContributorRecord) -> str:
     """``name/kind`` for logs, with unprintable characters replaced."""
     name = "".join(c if c.isprintable() else "?" for c in someone.name) or "anonymous"
     return f"{name}/{someone.kind}"
-
-
-def _validate(weights: Weights, reference: Weights, r: int) -> Weights | ErrorMessage:
-    """Names and shapes like `reference` (reordered to its order) and finite, or an error."""
-    for name, want in reference.shapes.items():
-        if name not in weights:
-            msg = f"tensor {name!r} is missing (the model expects shape {want})"
-            return ErrorMessage(code="shape", message=msg, round=r)
-        got = weights[name].shape
-        if got != want:
-            msg = f"tensor {name!r} has shape {got}, the model expects {want}"
-            return ErrorMessage(code="shape", message=msg, round=r)
-    if len(weights) != len(reference):
-        extra = next(n for n in weights if n not in reference)
-        msg = f"unexpected tensor {extra!r} with shape {weights[extra].shape}"
-        return ErrorMessage(code="shape", message=msg, round=r)
-    for name, arr in weights.items():
-        if not np.isfinite(arr).all():
-            msg = f"tensor {name!r} contains NaN or infinity; nothing was recorded"
-            return ErrorMessage(code="not_finite", message=msg, round=r)
-    if list(weights) == list(reference):
-        return weights
-    return Weights((n, weights[n]) for n in reference)
-
-
-def _mean_metrics(accepted: Sequence[_Accepted]) -> dict[str, float]:
-    """Sample-weighted mean of each metric over the updates that reported it."""
-    out: dict[str, float] = {}
-    for field in Metrics.model_fields:
-        pairs = [
-            (value, a.num_samples)
-            for a in accepted
-            if (value := getattr(a.metrics, field)) is not None
-        ]
-        if pairs:
-            total = sum(n for _, n in pairs)
-            mean = math.fsum(v * n for v, n in pairs) / total
-            if math.isfinite(mean):
-                out[field] = mean
-    return out
