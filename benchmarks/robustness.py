@@ -29,7 +29,7 @@ RULES = {
     "krum": "krum:f=2",
     "multi-krum": "multi_krum:f=2",
     "centered clipping": "centered_clipping",
-    "cc, no momentum": "centered_clipping:momentum=0",
+    "cc without momentum": "centered_clipping:momentum=0",
     "cc + buckets of 2": "centered_clipping:bucket_size=2",
 }
 ATTACKS = {  # each attack with the setting it is measured at
@@ -44,7 +44,15 @@ ATTACKS = {  # each attack with the setting it is measured at
 
 
 def cell(args: tuple[str, str | None, str, int, int, int, str]) -> tuple[str, str, float, float]:
-    """One simulation: (attack, rule label, accuracy, seconds)."""
+    """One simulation: (attack, rule label, accuracy, seconds); accuracy NaN if it failed."""
+    try:
+        return _cell(args)
+    except Exception as exc:  # one failed cell must not lose the others
+        print(f"  {args[1]} {args[0]}: failed: {exc!r}", file=sys.stderr, flush=True)
+        return args[1] or "none", args[0], float("nan"), 0.0
+
+
+def _cell(args: tuple[str, str | None, str, int, int, int, str]) -> tuple[str, str, float, float]:
     rule_label, attack, data_dir, clients, rounds, seed, epochs = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -75,14 +83,17 @@ def main() -> None:
     parser.add_argument("--epochs-per-round", default="1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="simulations at once (one core each)")
-    parser.add_argument("--rules", default=",".join(RULES))
-    parser.add_argument("--attacks", default=",".join(ATTACKS))
+    parser.add_argument("--rules", default="/".join(RULES), help="rule rows, separated by /")
+    parser.add_argument("--attacks", default="/".join(ATTACKS), help="attacks, separated by /")
     args = parser.parse_args()
 
     from disco.data.samples import write_samples
 
-    rules = [r for r in args.rules.split(",") if r]
-    attacks = [a for a in args.attacks.split(",") if a]
+    rules = [r for r in args.rules.split("/") if r]
+    attacks = [a for a in args.attacks.split("/") if a]
+    unknown = [r for r in rules if r not in RULES] + [a for a in attacks if a not in ATTACKS]
+    if unknown:
+        parser.error(f"unknown rules or attacks {unknown}; rules: {list(RULES)}")
     with tempfile.TemporaryDirectory(prefix="disco-robust-") as tmp:
         data_dir = str(Path(tmp) / "data")
         write_samples("mnist", args.clients, data_dir, partition="dirichlet:1.0", seed=args.seed)
@@ -99,7 +110,11 @@ def main() -> None:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             for attack, rule, acc, seconds in pool.map(cell, jobs):
                 results[(attack.split(":")[0], rule)] = acc
-                print(f"  {attack:14s} {rule:18s} {acc:.3f} ({seconds:.0f} s)", file=sys.stderr)
+                print(
+                    f"  {attack:16s} {rule:20s} {acc:.3f} ({seconds:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         wall = time.perf_counter() - started
 
     baseline = results[("none", "mean")]

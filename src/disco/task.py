@@ -115,7 +115,7 @@ class MeanRule(_Frozen):
     rule: Literal["mean"] = "mean"
     max_share: float = Field(
         default=0.5,
-        gt=0,
+        ge=0.01,
         le=1,
         description=(
             "largest share of a round one participant's update can have, whatever sample count it "

@@ -61,7 +61,7 @@ def test_a_participant_claiming_2_to_the_40_samples_gets_no_more_than_the_cap() 
     assert not report["h0"].clipped and report["h0"].weight == pytest.approx(0.25)
     np.testing.assert_allclose(result.weights["x"], [1.0 + 25.0, -1.0 + 25.0])
     uncapped = MeanAggregator().aggregate(GLOBAL, [*honest, liar])
-    assert uncapped.weights["x"][0] > 100.0  # without the cap the liar takes the model over
+    assert uncapped.weights["x"][0] > 1.0 + 98.0  # without the cap the liar takes it over
 
 
 def test_mean_is_bit_identical_for_every_arrival_order() -> None:

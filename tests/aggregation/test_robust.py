@@ -189,13 +189,24 @@ def test_a_retried_round_does_not_apply_the_momentum_twice() -> None:
     first = rule.aggregate(GLOBAL, along(a=2, b=4))
     updates = along(a=1, b=3, c=-2)
 
-    once = rule.aggregate(first.weights, updates)
-    again = rule.aggregate(first.weights, updates)  # the server retries the same round
+    once = rule.aggregate(first.weights, updates, round=1)
+    again = rule.aggregate(first.weights, updates, round=1)  # the server retries round 1
 
     assert once.weights == again.weights and once.reports == again.reports
     fresh = CenteredClippingAggregator(tau=1.0, iterations=2, momentum=0.9)
     fresh.aggregate(GLOBAL, along(a=2, b=4))
     assert fresh.aggregate(first.weights, updates).weights == once.weights
+
+
+def test_a_round_that_leaves_the_model_unchanged_is_not_taken_for_a_retry() -> None:
+    rule = CenteredClippingAggregator(tau=10.0, iterations=1, momentum=0.5)
+    still = rule.aggregate(GLOBAL, along(a=1, b=-1), round=0)  # the two cancel out
+    assert still.weights == GLOBAL
+
+    step = rule.aggregate(GLOBAL, along(a=1, b=1), round=1)
+
+    # momenta: a = 0.5·1 + 0.5·1 = 1, b = 0.5·1 + 0.5·(−1) = 0; v = 0 + (1 + 0)/2 = 0.5
+    np.testing.assert_allclose(step.weights["x"] - GLOBAL["x"], [0.5, 0.0])
 
 
 def test_centered_clipping_is_bit_identical_for_every_arrival_order() -> None:
@@ -207,7 +218,7 @@ def test_centered_clipping_is_bit_identical_for_every_arrival_order() -> None:
     digests = set()
     for order in itertools.permutations(range(5)):
         for bucket_size in (1, 2):
-            rule = CenteredClippingAggregator(0.5, 2, 0.9, bucket_size)
+            rule = CenteredClippingAggregator(0.5, 2, 0.9, bucket_size, secret="s")
             weights = GLOBAL
             for updates in rounds:
                 weights = rule.aggregate(weights, [updates[i] for i in order]).weights
@@ -253,10 +264,10 @@ def test_bucketing_then_median_differs_from_the_median() -> None:
 def test_each_participant_is_reported_as_its_bucket() -> None:
     updates = [Update(f"p{i}", delta(i, 0, 0), num_samples=i + 1) for i in range(10)]
     updates[3] = Update("p3", delta(500, 500, 500))  # one far update spoils one bucket
-    groups = bucket_groups([u.participant for u in updates], 2, GLOBAL.digest())
+    groups = bucket_groups([u.participant for u in updates], 2, "s" + GLOBAL.digest())
     spoiled = next(g for g in groups if "p3" in g)
 
-    result = Bucketing(MultiKrumAggregator(f=1), 2).aggregate(GLOBAL, updates)
+    result = Bucketing(MultiKrumAggregator(f=1), 2, secret="s").aggregate(GLOBAL, updates)
 
     # 5 buckets, f = 1: the 4 buckets of lowest score are averaged, each weighs 1/4, 1/8 a member
     report = {r.participant: r for r in result.reports}

@@ -14,7 +14,7 @@ import disco
 from disco.client import FederatedClient
 from disco.client.update import MAX_NUM_SAMPLES, PreparedUpdate
 from disco.data import Dataset
-from disco.errors import ConfigError, DataError, SessionError
+from disco.errors import ConfigError, DataError, SessionError, TaskError
 from disco.protocol import Metrics
 from disco.simulation.attacks import (
     ATTACKS,
@@ -268,3 +268,8 @@ def test_colluding_attackers_are_reproducible_under_the_seed() -> None:
 def test_aggregation_needs_the_simulations_own_server() -> None:
     with pytest.raises(ConfigError, match="the server's task decides"):
         disco.simulate("breast_cancer", 2, 1, aggregation="median", server="http://127.0.0.1:1")
+
+
+def test_a_simulation_too_small_for_krum_says_how_many_clients_it_needs() -> None:
+    with pytest.raises(TaskError, match=r"simulate at least 7 participants \(clients\), not 5"):
+        disco.simulate("titanic", 5, 1, aggregation="krum:f=2")

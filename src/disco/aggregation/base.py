@@ -84,12 +84,21 @@ class Aggregator(ABC):
     rule: ClassVar[str]
     """The rule's name, as in a task's ``aggregation``."""
 
-    def open_round(self, global_weights: Weights) -> RoundCollector:
-        """A collector for one round's updates on `global_weights` (default: keeps them all)."""
-        return BufferedRound(self, global_weights)
+    current_round: int | None = None
+    """The round `combine` is combining, as given to `aggregate` (None: not said). A rule with
+    state across rounds (centered clipping) combines the same round again from the state before
+    it, as when a server retries a round whose close failed."""
 
-    def aggregate(self, global_weights: Weights, updates: Sequence[Update]) -> AggregationResult:
-        """Check the updates, combine them and apply the result to `global_weights`."""
+    def open_round(self, global_weights: Weights, round: int | None = None) -> RoundCollector:
+        """A collector for round `round`'s updates on `global_weights` (default: keeps them
+        all, then `aggregate`)."""
+        return BufferedRound(self, global_weights, round)
+
+    def aggregate(
+        self, global_weights: Weights, updates: Sequence[Update], *, round: int | None = None
+    ) -> AggregationResult:
+        """Check the updates, combine them and apply the result to `global_weights`; `round`
+        names the round (see `current_round`)."""
         if not updates:
             raise AggregationError("nothing to aggregate: no updates")
         ids = [u.participant for u in updates]
@@ -97,6 +106,7 @@ class Aggregator(ABC):
             raise AggregationError(f"one update per participant, got {sorted(ids)}")
         for u in updates:
             check_update(global_weights, u.participant, u.delta)
+        self.current_round = round
         delta, reports = self.combine(global_weights, updates)
         weights = global_weights + delta
         if not weights.is_finite():
@@ -170,9 +180,12 @@ class RoundCollector(ABC):
 class BufferedRound(RoundCollector):
     """Keeps every update as a delta; `result` hands them all to the aggregator."""
 
-    def __init__(self, aggregator: Aggregator, global_weights: Weights) -> None:
+    def __init__(
+        self, aggregator: Aggregator, global_weights: Weights, round: int | None = None
+    ) -> None:
         super().__init__(global_weights)
         self._aggregator = aggregator
+        self._round = round
         self._updates: dict[str, Update] = {}
 
     def _add(self, participant: str, weights: Weights, num_samples: int) -> None:
@@ -182,9 +195,9 @@ class BufferedRound(RoundCollector):
             self._updates[participant] = update
 
     def result(self) -> AggregationResult:
-        with self._lock:
-            updates = [self._updates[p] for p in self._participants]
-        return self._aggregator.aggregate(self.global_weights, updates)
+        with self._lock:  # not those still being added
+            updates = [self._updates[p] for p in self._participants if p in self._updates]
+        return self._aggregator.aggregate(self.global_weights, updates, round=self._round)
 
 
 def check_update(

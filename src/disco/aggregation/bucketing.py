@@ -22,6 +22,7 @@ participant's momentum, so it buckets inside itself, after the momentum
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,18 +89,23 @@ class Bucketing(Aggregator):
     rule = "bucketing"
     """Replaced by the wrapped rule's name on each instance (bucketing is a setting of a rule)."""
 
-    def __init__(self, inner: Aggregator, bucket_size: int) -> None:
+    def __init__(self, inner: Aggregator, bucket_size: int, secret: str | None = None) -> None:
         if bucket_size < 1:
             raise AggregationError(f"bucket_size must be ≥ 1, got {bucket_size}")
         self.inner = inner
         self.bucket_size = bucket_size
+        self.secret = secrets.token_hex(16) if secret is None else secret
+        """Mixed into the shuffle so participants cannot foresee their buckets (one per session:
+        the buckets still do not depend on arrival order)."""
         self.rule = inner.rule  # type: ignore[misc]  # the rule a task names
 
     def combine(
         self, global_weights: Weights, updates: Sequence[Update]
     ) -> tuple[Weights, list[ParticipantReport]]:
         groups = bucket_groups(
-            [u.participant for u in updates], self.bucket_size, global_weights.digest()
+            [u.participant for u in updates],
+            self.bucket_size,
+            self.secret + global_weights.digest(),
         )
         if isinstance(self.inner, KrumAggregator) and len(groups) < self.inner.min_updates:
             need = self.inner.min_updates

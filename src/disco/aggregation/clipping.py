@@ -34,6 +34,7 @@ bit-identical whatever the order in which updates arrived.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +116,7 @@ class CenteredClippingAggregator(Aggregator):
         iterations: int = 1,
         momentum: float = 0.5,
         bucket_size: int = 1,
+        secret: str | None = None,
     ) -> None:
         if tau is not None and not tau > 0:
             raise AggregationError(f"tau must be > 0, got {tau}")
@@ -127,17 +129,17 @@ class CenteredClippingAggregator(Aggregator):
         self.tau, self.iterations = tau, iterations
         self.momentum, self.bucket_size = momentum, bucket_size
         self._state = _State()
-        self._before: tuple[str, _State] | None = None  # (global digest, state before its round)
+        self._secret = secrets.token_hex(16) if secret is None else secret  # unforeseeable buckets
+        self._before: tuple[int, _State] | None = None  # (round, the state before it)
 
     def combine(
         self, global_weights: Weights, updates: Sequence[Update]
     ) -> tuple[Weights, list[ParticipantReport]]:
         key = global_weights.digest()
-        if self._before is not None and self._before[0] == key:
-            state = self._before[1]  # the same round again: start from the state before it
-        else:
-            state = self._state
-        self._before = (key, state)
+        again = self._before is not None and self._before[0] == self.current_round
+        state = self._before[1] if again and self._before else self._state
+        if self.current_round is not None:  # the same round again starts from the state before
+            self._before = (self.current_round, state)
 
         rounds = state.rounds + 1
         last_seen = {**state.last_seen, **{u.participant: rounds for u in updates}}
@@ -152,7 +154,7 @@ class CenteredClippingAggregator(Aggregator):
             groups = [[p] for p in ids]
             points = [momenta[p] for p in ids]
         else:  # momentum per participant, then buckets (ICLR 2022, Algorithm 2)
-            groups = bucket_groups(ids, self.bucket_size, key)
+            groups = bucket_groups(ids, self.bucket_size, self._secret + key)
             points = [np.mean([momenta[p] for p in g], axis=0) for g in groups]
         v, clipped = centered_clip(points, start, self.tau, self.iterations)
         point_reports = [

@@ -9,15 +9,17 @@ not keep it: the round holds one running sum, so its memory does not grow with t
 participants. The result must not depend on arrival order, and floating-point sums do (addition
 rounds differently in another order), so the sum is kept in fixed point:
 
-    qᵢ = round(Δᵢ · 2^28)   (float32 Δ, rounded to the nearest integer: one ulp ≈ 3.7e-9)
+    qᵢ = round(Δᵢ · 2^24)   (float32 Δ, rounded to the nearest integer: one unit ≈ 6e-8)
     S  = Σ nᵢ · qᵢ          (int64: integer addition is exact, so every order gives the same S)
 
 Integers add exactly, so S — and the new model computed from it — is bit-identical for every
-arrival order, checked by the tests over all orders of 8 updates. Changes are quantised to
-2^-28 ≈ 3.7e-9, far below what training resolves (float32 itself has steps of 6e-8 at 1.0).
-Bounds keep the sum exact: a change of more than ``MAX_CHANGE`` (1024) in one coordinate is
-refused, a claimed count above ``COUNT_LIMIT`` (2^24) counts as 2^24 (which changes nothing
-under the share cap), and an update that would take the sum past int64 is refused.
+arrival order (the tests try 2,000 orders of 8 updates, and adds from several threads). Changes
+are quantised to 2^-24 ≈ 6e-8, float32's own step at 1.0 and far below what a round of training
+resolves. Bounds keep the sum exact: a change of ``MAX_CHANGE`` (256) or more in one coordinate
+is refused; a claimed count above ``COUNT_LIMIT`` (131,072) counts as 131,072 (so among
+participants claiming more, shares are equal rather than proportional); each update then adds
+at most 2^49 to a sum, so a round always takes ``ROOM`` (16,384) updates, whatever they hold, and
+refuses one that could take a sum past int64 rather than wrap around.
 
 **The cap** needs every count before it knows who is capped. The capped participants are always
 among the largest counts, and fewer than 1/``max_share`` of them can be capped, so the round keeps
@@ -49,18 +51,20 @@ from disco.aggregation.rules import capped_shares
 from disco.errors import AggregationError
 from disco.weights import Array, Weights
 
-__all__ = ["COUNT_LIMIT", "FRACTION_BITS", "MAX_CHANGE", "MeanAggregator"]
+__all__ = ["COUNT_LIMIT", "FRACTION_BITS", "MAX_CHANGE", "ROOM", "MeanAggregator", "MeanRound"]
 
-FRACTION_BITS = 28
-"""Changes are summed in units of 2^-28 (≈ 3.7e-9)."""
-MAX_CHANGE = 2.0**10
-"""The largest change of one coordinate in one round that can be averaged (in absolute value)."""
-COUNT_LIMIT = 2**24
-"""Claimed sample counts above this count as this many."""
+FRACTION_BITS = 24
+"""Changes are summed in units of 2^-24 (≈ 6e-8, float32's own step at 1.0)."""
+MAX_CHANGE = 2.0**8
+"""A change of one coordinate in one round must stay below this (in absolute value)."""
+COUNT_LIMIT = 2**17
+"""Claimed sample counts above this (131,072) count as this many."""
+ROOM = 2**14
+"""Updates a round can always take, however large (each adds at most 2^49 to a sum)."""
 
 _SCALE = np.float32(2.0**FRACTION_BITS)
-_MAX_Q = MAX_CHANGE * 2.0**FRACTION_BITS  # 2^38: |q| · COUNT_LIMIT ≤ 2^62
-_SUM_LIMIT = 2**63 - 1
+_MAX_Q = MAX_CHANGE * 2.0**FRACTION_BITS  # |q| < 2^32, so |q| · COUNT_LIMIT < 2^49
+_SUM_LIMIT = 2**63 - 1  # ROOM updates add less than ROOM · 2^49 = 2^63
 _CHUNK = 1 << 15  # elements per step: the temporaries stay in the CPU's cache
 
 
@@ -70,11 +74,11 @@ class MeanAggregator(Aggregator):
     rule = "mean"
 
     def __init__(self, max_share: float | None = None) -> None:
-        if max_share is not None and not 0 < max_share <= 1:
-            raise AggregationError(f"max_share must be in (0, 1], got {max_share}")
+        if max_share is not None and not 0.01 <= max_share <= 1:  # 1/s − 1 kept updates
+            raise AggregationError(f"max_share must be from 0.01 to 1, got {max_share}")
         self.max_share = max_share
 
-    def open_round(self, global_weights: Weights) -> MeanRound:
+    def open_round(self, global_weights: Weights, round: int | None = None) -> MeanRound:
         return MeanRound(global_weights, self.max_share)
 
     def combine(
@@ -129,8 +133,8 @@ class MeanRound(RoundCollector):
                     largest = max(largest, float(q.max()), -float(q.min()))
                     if self._bound + count * int(largest) > _SUM_LIMIT:
                         raise AggregationError(
-                            f"the update of {participant!r} cannot be added exactly: this "
-                            "round's sample counts × changes are too large"
+                            f"round full: the update of {participant!r} cannot be added "
+                            f"exactly after {len(self._counts)} others this round"
                         )
                     acc, part = self._sums[name][start : start + q.size], ints[: q.size]
                     np.copyto(part, q, casting="unsafe")  # |q| ≤ 2^38: exact
@@ -147,7 +151,7 @@ class MeanRound(RoundCollector):
     def _quantized(
         self, participant: str, source: Weights, is_delta: bool
     ) -> Iterator[tuple[str, int, Array]]:
-        """(tensor, offset, q) chunk by chunk: q = round(Δ · 2^28) in float32 (exact)."""
+        """(tensor, offset, q) chunk by chunk: q = round(Δ · 2^24) in float32 (exact)."""
         for name in self.global_weights:
             for start, q in self._quantized_tensor(participant, source, is_delta, name):
                 yield name, start, q
@@ -159,20 +163,14 @@ class MeanRound(RoundCollector):
         w, g = source[name].reshape(-1), self.global_weights[name].reshape(-1)
         for start in range(0, w.size, _CHUNK):
             q = buf[: min(_CHUNK, w.size - start)]
-            part = w[start : start + q.size]
-            if is_delta:
-                np.multiply(part, _SCALE, out=q)
-            else:
-                np.subtract(part, g[start : start + q.size], out=q)
-                q *= _SCALE
-            np.rint(q, out=q)
+            _quantize(w[start : start + q.size], None if is_delta else g[start : start + q.size], q)
             lo, hi = float(q.min()), float(q.max())
-            if not (-_MAX_Q <= lo and hi <= _MAX_Q):
+            if not (-_MAX_Q < lo and hi < _MAX_Q):
                 if not (math.isfinite(lo) and math.isfinite(hi)):
                     raise AggregationError(f"the update of {participant!r} is not finite")
                 raise AggregationError(
-                    f"the update of {participant!r} changes {name!r} by more than "
-                    f"{MAX_CHANGE:g} in one round; it is refused"
+                    f"the update of {participant!r} changes {name!r} by {MAX_CHANGE:g} or more "
+                    "in one round; it is refused"
                 )
             yield start, q
 
@@ -180,12 +178,16 @@ class MeanRound(RoundCollector):
         self, source: Weights, is_delta: bool, count: int, done: list[tuple[str, int, int]]
     ) -> None:
         """Take back the chunks of a failed fold (integer arithmetic: exactly)."""
-        if not done:
-            return
-        applied = set(done)
-        for name, start, q in self._quantized("", source, is_delta):
-            if (name, start, q.size) in applied:
-                self._sums[name][start : start + q.size] -= q.astype(np.int64) * count
+        q = np.empty(_CHUNK, dtype=np.float32)
+        ints = np.empty(_CHUNK, dtype=np.int64)
+        for name, start, size in done:  # these chunks passed the checks: no need to repeat them
+            chunk, back = q[:size], ints[:size]
+            w, g = source[name].reshape(-1), self.global_weights[name].reshape(-1)
+            base = None if is_delta else g[start : start + size]
+            _quantize(w[start : start + size], base, chunk)
+            np.copyto(back, chunk, casting="unsafe")
+            back *= count
+            self._sums[name][start : start + size] -= back
 
     def _remember(self, participant: str, count: int, source: Weights, is_delta: bool) -> None:
         """Keep the update if its count is among the largest (a capped one must be kept)."""
@@ -241,7 +243,7 @@ class MeanRound(RoundCollector):
         free_factor: float,
         add_to: Weights | None,
     ) -> Array:
-        """One tensor of the mean change: (S − Σ capped nᵢqᵢ)·factor + Σ capped sᵢqᵢ/2^28."""
+        """One tensor of the mean change: (S − Σ capped nᵢqᵢ)·factor + Σ capped sᵢqᵢ/2^24."""
         sums = self._sums[name]
         qs = {p: self._q_of(p, name) for p in capped}
         out = np.empty(sums.size, dtype=np.float32)
@@ -264,3 +266,14 @@ class MeanRound(RoundCollector):
         for start, q in self._quantized_tensor(participant, kept.source, kept.is_delta, name):
             out[start : start + q.size] = q
         return out
+
+
+def _quantize(values: Array, base: Array | None, out: Array) -> None:
+    """out = round((values − base) · 2^24), or round(values · 2^24) without a base (float32:
+    exact, the scaling is by a power of two)."""
+    if base is None:
+        np.multiply(values, _SCALE, out=out)
+    else:
+        np.subtract(values, base, out=out)
+        out *= _SCALE
+    np.rint(out, out=out)

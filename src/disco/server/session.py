@@ -117,7 +117,7 @@ class FederatedSession:
         self._digest = digest or weights.digest()
         self._save = save
         self._aggregator: Aggregator = aggregator or build_aggregator(task.training)
-        self._collector: RoundCollector = self._aggregator.open_round(weights)
+        self._collector: RoundCollector = self._aggregator.open_round(weights, round)
         self._adding = 0  # updates being added to the collector (the round waits for them)
         self._send_timeout_s = send_timeout_s
         self._phase: Phase = "collecting"
@@ -329,19 +329,30 @@ class FederatedSession:
             *(update.metrics, digest),
         )
         self._updates[identity] = accepted  # its place: a second update is a duplicate now
+        add = functools.partial(self._collector.add, identity, weights, update.num_samples)
+        refused: AggregationError | None = None
         self._adding += 1
         try:
-            add = functools.partial(self._collector.add, identity, weights, update.num_samples)
             if weights.size > _THREAD_VALIDATION_SIZE:
-                await asyncio.to_thread(add)
+                # shielded: a cancelled wait must not leave the thread adding behind our back
+                await asyncio.shield(asyncio.to_thread(add))
             else:
                 add()
         except AggregationError as exc:
-            del self._updates[identity]
-            self._log("round %d: refused update from %s: %s", self._round, _who(participant), exc)
-            return ErrorMessage(code="out_of_range", message=str(exc), round=self._round)
-        finally:
+            refused = exc
+        except BaseException:
             self._adding -= 1
+            del self._updates[identity]  # the collector took nothing: neither do we
+            self._maybe_close()  # a deadline or a leave may have come meanwhile
+            raise
+        self._adding -= 1
+        if refused is not None:
+            del self._updates[identity]
+            self._maybe_close()  # a deadline or a leave may have come meanwhile
+            self._log(
+                "round %d: refused update from %s: %s", self._round, _who(participant), refused
+            )
+            return ErrorMessage(code="out_of_range", message=str(refused), round=self._round)
         if self._timer is None and not self._deadline_passed:
             delay = self.task.training.round_deadline_s
             self._deadline_at = time.monotonic() + delay
@@ -402,7 +413,7 @@ class FederatedSession:
         if self._phase == "stopped":
             return
         self._round, self._weights, self._digest = r + 1, weights, record.digest
-        self._collector = self._aggregator.open_round(weights)
+        self._collector = self._aggregator.open_round(weights, r + 1)
         self._updates, self._deadline_at, self._deadline_passed = {}, None, False
         self._opened_at, self._retry_s = time.monotonic(), _RETRY_S[0]
         self._enter("collecting")

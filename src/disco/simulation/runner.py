@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import secrets
 import tempfile
 import time
@@ -123,7 +124,16 @@ async def simulate_async(
             )
         rule = parse_aggregation(aggregation) if isinstance(aggregation, str) else aggregation
         changes["aggregation"] = rule.model_dump()
-    the_task = base.with_training(**changes)
+    try:
+        the_task = base.with_training(**changes)
+    except TaskError as exc:  # every simulated participant is needed in every round
+        raise TaskError(
+            re.sub(
+                r"set min_participants to at least (\d+) \(it is \d+\)",
+                rf"simulate at least \1 participants (clients), not {clients}",
+                str(exc),
+            )
+        ) from exc
     spec = parse_attack(attack) if isinstance(attack, str) else attack
     attackers = [] if spec is None else spec.attackers(clients)
     if spec is not None:
