@@ -123,6 +123,7 @@ class FederatedSession:
         self._phase: Phase = "collecting"
         self._connections: dict[str, Participant] = {}  # connection id → its participant
         self._identity: dict[str, str] = {}  # connection id → identity
+        self._live: dict[str, int] = {}  # identity → its live connections
         self._keyed: set[str] = set()  # connections that said hello with a key
         self._known: dict[str, None] = {}  # keyed identities seen, oldest first (for the logs)
         self._updates: dict[str, Accepted] = {}  # identity → its accepted update
@@ -159,7 +160,7 @@ class FederatedSession:
     @property
     def participants(self) -> int:
         """Number of connected participants (identities; one may have several connections)."""
-        return len(self._connected())
+        return len(self._live)
 
     @property
     def reported(self) -> int:
@@ -200,9 +201,10 @@ class FederatedSession:
         connection = uuid.uuid4().hex[:12]
         identity = connection if key is None else identity_of(self.task.id, key)
         back = identity in self._known
-        also = identity in self._identity.values()  # another live connection of the same one
+        also = identity in self._live  # another live connection of the same one
         self._connections[connection] = participant
         self._identity[connection] = identity
+        self._live[identity] = self._live.get(identity, 0) + 1
         if key is not None:
             self._keyed.add(connection)
             self._known.pop(identity, None)
@@ -235,9 +237,12 @@ class FederatedSession:
         if participant is None:
             return
         identity = self._identity.pop(connection)
+        self._live[identity] -= 1
+        if not self._live[identity]:
+            del self._live[identity]
         self._keyed.discard(connection)
         n = self.participants
-        if identity in self._identity.values():
+        if identity in self._live:
             self._log(
                 "%s (%s) closed one of its connections (%d connected)",
                 *(_who(participant), identity, n),
@@ -298,9 +303,8 @@ class FederatedSession:
         A participant without a key cannot be recognised by its identity after a reconnect; its
         resent update is: same name and kind, bit-identical weights, from a participant gone.
         """
-        connected = self._connected()
         for identity, a in self._updates.items():
-            gone = identity not in connected
+            gone = identity not in self._live
             same = (a.name, a.kind, a.digest) == (participant.name, participant.kind, digest)
             if gone and same:
                 return self._error(
@@ -386,7 +390,7 @@ class FederatedSession:
             return
         if len(self._updates) < self.task.training.min_participants:
             return
-        everyone = self._connected() <= self._updates.keys()
+        everyone = self._live.keys() <= self._updates.keys()
         if not (everyone or self._deadline_passed):
             return
         self._enter("aggregating")
@@ -537,10 +541,6 @@ class FederatedSession:
         """Send `message` to every connection but `exclude` (a connection id)."""
         targets = [p for c, p in self._connections.items() if c != exclude]
         await asyncio.gather(*(self._send(p, message) for p in targets))
-
-    def _connected(self) -> set[str]:
-        """The identities with at least one live connection."""
-        return set(self._identity.values())
 
 
 def _who(someone: Participant | ContributorRecord) -> str:
