@@ -113,9 +113,9 @@ describe("a task's aggregation (Python's AggregationConfig)", () => {
     expect(aggregationOf({ rule: "multi_krum", m: 3 })).toEqual({ rule: "multi_krum", f: 1, m: 3, bucket_size: 1 });
     expect(aggregationOf("centered_clipping")).toEqual({
       rule: "centered_clipping",
-      tau: 1,
+      tau: null,
       iterations: 1,
-      momentum: 0.9,
+      momentum: 0.5,
       bucket_size: 1,
     });
     expect(() => aggregationOf("geometric_median")).toThrow(/unknown rule "geometric_median"/);
