@@ -10,7 +10,7 @@ Each rule runs in its own process, the way a server runs a round: the round's co
   update is dropped once added, as the server does), minus its idle RSS with the global model
   loaded, in units of the model's size. Goal: `mean` ≤ 4× the model.
 
-    .venv/bin/python benchmarks/aggregation.py [--updates 100] [--mib 5] [--rules mean,median]
+    .venv/bin/python benchmarks/aggregation.py [--updates 100] [--mib 5] [--rules mean/median]
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--updates", type=int, default=100, help="updates in the round")
     parser.add_argument("--mib", type=float, default=5.0, help="model size in MiB")
-    parser.add_argument("--rules", default=",".join(RULES), help="comma-separated rule rows")
+    parser.add_argument("--rules", default="/".join(RULES), help="rule rows, separated by /")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -156,7 +156,7 @@ def main() -> None:
         return
 
     rows = []
-    for name in args.rules.split(","):
+    for name in args.rules.split("/"):
         proc = subprocess.run(
             [
                 sys.executable,

@@ -65,7 +65,7 @@ ROOM = 2**14
 _SCALE = np.float32(2.0**FRACTION_BITS)
 _MAX_Q = MAX_CHANGE * 2.0**FRACTION_BITS  # |q| < 2^32, so |q| · COUNT_LIMIT < 2^49
 _SUM_LIMIT = 2**63 - 1  # ROOM updates add less than ROOM · 2^49 = 2^63
-_CHUNK = 1 << 15  # elements per step: the temporaries stay in the CPU's cache
+_CHUNK = 1 << 17  # elements per step: the temporaries stay in the CPU's cache
 
 
 class MeanAggregator(Aggregator):
