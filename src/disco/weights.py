@@ -37,6 +37,20 @@ def _frozen(name: str, value: npt.ArrayLike) -> Array:
     return arr
 
 
+def _named(
+    items: Iterable[tuple[str, npt.ArrayLike]], make: Callable[[str, npt.ArrayLike], Array]
+) -> dict[str, Array]:
+    """Name → `make(name, value)`, names checked: non-empty strings, no duplicates."""
+    out: dict[str, Array] = {}
+    for name, value in items:
+        if not isinstance(name, str) or not name:
+            raise WeightsError(f"weight names must be non-empty strings, got {name!r}")
+        if name in out:
+            raise WeightsError(f"duplicate weight name {name!r}")
+        out[name] = make(name, value)
+    return out
+
+
 class Weights(Mapping[str, Array]):
     """An immutable ordered set of named float32 arrays."""
 
@@ -44,33 +58,22 @@ class Weights(Mapping[str, Array]):
 
     def __init__(self, arrays: Mapping[str, npt.ArrayLike] | Iterable[tuple[str, npt.ArrayLike]]):
         items = arrays.items() if isinstance(arrays, Mapping) else arrays
-        out: dict[str, Array] = {}
-        for name, value in items:
-            if not isinstance(name, str) or not name:
-                raise WeightsError(f"weight names must be non-empty strings, got {name!r}")
-            if name in out:
-                raise WeightsError(f"duplicate weight name {name!r}")
-            out[name] = _frozen(name, value)
-        self._arrays = out
+        self._arrays = _named(items, _frozen)
 
     @classmethod
     def adopt(cls, arrays: Iterable[tuple[str, Array]]) -> Weights:
         """Weights made of `arrays` without copying those that are already C-contiguous
         little-endian float32: the caller hands them over (they are made read-only) and must not
         keep writing to them. Saves a model-sized copy where memory is counted (aggregation)."""
-        out: dict[str, Array] = {}
-        for name, arr in arrays:
-            if not isinstance(name, str) or not name:
-                raise WeightsError(f"weight names must be non-empty strings, got {name!r}")
-            if name in out:
-                raise WeightsError(f"duplicate weight name {name!r}")
+
+        def owned(name: str, arr: npt.ArrayLike) -> Array:
             if isinstance(arr, np.ndarray) and arr.dtype == _F32_LE and arr.flags.c_contiguous:
                 arr.flags.writeable = False
-                out[name] = arr
-            else:
-                out[name] = _frozen(name, arr)
+                return arr
+            return _frozen(name, arr)
+
         weights = cls.__new__(cls)
-        weights._arrays = out
+        weights._arrays = _named(arrays, owned)
         return weights
 
     # -- mapping protocol -------------------------------------------------------------------

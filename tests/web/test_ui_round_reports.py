@@ -11,24 +11,14 @@ from typing import Any
 
 import pytest
 
-from disco import catalog
 from disco.server import ServerHandle
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-from web_helpers import connect_table, get_json  # noqa: E402
+from web_helpers import connect_table, get_json, table_task  # noqa: E402
 
 expect = playwright_api.expect
 
 DISCO = Path(sys.executable).with_name("disco")
-
-
-def _table_task(publish: Any, task_id: str, **training: Any) -> str:
-    """A copy of the breast-cancer task (a small table) with other training settings."""
-    doc = catalog.get("breast_cancer").model_dump(mode="json")
-    doc["id"] = task_id
-    doc["display"]["title"] = f"Small table {task_id}"
-    doc["training"].update(training)
-    return publish(doc)
 
 
 def _percent(share: float) -> str:
@@ -39,7 +29,7 @@ def test_after_each_round_the_board_shows_the_rule_and_everyones_share(
     phone: Any, server: ServerHandle, publish: Any, breast_cancer_files: Path, screenshot: Any
 ) -> None:
     page = phone
-    task_id = _table_task(
+    task_id = table_task(
         publish,
         "table_reports",
         epochs=2,
@@ -149,7 +139,7 @@ def test_a_history_the_server_cannot_give_is_said_plainly_and_training_goes_on(
     phone: Any, server: ServerHandle, publish: Any, breast_cancer_files: Path, screenshot: Any
 ) -> None:
     page = phone
-    task_id = _table_task(
+    task_id = table_task(
         publish, "table_reports_down", epochs=2, epochs_per_round=1, min_participants=1
     )
     page.route("**/api/tasks/*/rounds", lambda route: route.abort())

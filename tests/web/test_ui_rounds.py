@@ -19,32 +19,13 @@ from disco import Weights, catalog
 from disco.server import ServerConfig, ServerHandle, start_in_background
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-from web_helpers import get_json  # noqa: E402
+from web_helpers import connect_table, get_json, table_task  # noqa: E402
 
 expect = playwright_api.expect
 
 DISCO = Path(sys.executable).with_name("disco")
 # "round 2 of 3, epoch 1: loss 0.4321" (alone) or "your round 2 of 3, epoch 1: …" (together)
 EPOCH_LINE = re.compile(r"round (\d+) of (\d+), epoch (\d+): loss ([\d.]+)")
-
-
-def _table_task(publish: Any, task_id: str, **training: Any) -> str:
-    """A copy of the breast-cancer task (a small table) with other training settings."""
-    doc = catalog.get("breast_cancer").model_dump(mode="json")
-    doc["id"] = task_id
-    doc["display"]["title"] = f"Small table {task_id}"
-    doc["training"].update(training)
-    return publish(doc)
-
-
-def _connect_table(page: Any, task_id: str, csv: Path) -> None:
-    """Open the task's data step, pick the CSV file, go to the training step."""
-    page.goto(f"/#/tasks/{task_id}/connect")
-    page.get_by_test_id("train-csv-files").set_input_files(csv)
-    count = page.get_by_test_id("train-summary").get_by_test_id("sample-count")
-    expect(count).not_to_have_text("0", timeout=30_000)
-    page.get_by_test_id("step-next").click()
-    expect(page.get_by_test_id("step-title")).to_contain_text("Train the model")
 
 
 def _losses(page: Any) -> list[float]:
@@ -76,7 +57,7 @@ def test_nobody_else_comes_the_wait_ends_with_the_model_so_far(
     screenshot: Any,
 ) -> None:
     page, size = any_page, _size(any_page)
-    task_id = _table_task(
+    task_id = table_task(
         publish,
         f"table_wait_{size}",
         epochs=3,
@@ -85,7 +66,7 @@ def test_nobody_else_comes_the_wait_ends_with_the_model_so_far(
         round_deadline_s=6,
         wait_for_others_s=6,
     )
-    _connect_table(page, task_id, breast_cancer_files / "client_1" / "data.csv")
+    connect_table(page, task_id, breast_cancer_files / "client_1" / "data.csv")
     expect(page.get_by_label("With others")).to_be_checked()
     page.get_by_test_id("start-training").click()
 
@@ -149,7 +130,7 @@ def test_nobody_else_comes_the_wait_ends_with_the_model_so_far(
     # choosing a way out does not change the task's default: next time it is with others again
     page.reload()
     expect(page.get_by_test_id("step-title")).to_contain_text("Train the model")
-    _connect_table(page, task_id, breast_cancer_files / "client_1" / "data.csv")
+    connect_table(page, task_id, breast_cancer_files / "client_1" / "data.csv")
     expect(page.get_by_label("With others")).to_be_checked()
 
 
@@ -158,10 +139,10 @@ def test_small_table_still_improving_trains_more_rounds_alone(
 ) -> None:
     page, size = any_page, _size(any_page)
     # a slow learning rate and 3 epochs: the model is still learning when training ends
-    task_id = _table_task(
+    task_id = table_task(
         publish, f"table_short_{size}", epochs=3, epochs_per_round=1, learning_rate=0.0005
     )
-    _connect_table(page, task_id, breast_cancer_files / "client_1" / "data.csv")
+    connect_table(page, task_id, breast_cancer_files / "client_1" / "data.csv")
     page.get_by_label("Alone").check()
     page.get_by_test_id("start-training").click()
     status = page.get_by_test_id("training-status")
@@ -207,7 +188,7 @@ def test_joining_a_session_in_progress_reads_consistently(
     breast_cancer_files: Path,
     screenshot: Any,
 ) -> None:
-    task_id = _table_task(
+    task_id = table_task(
         publish, "table_in_progress", epochs=2, epochs_per_round=1, min_participants=1
     )
     # someone else trained the shared model for 3 rounds before this browser comes
@@ -228,7 +209,7 @@ def test_joining_a_session_in_progress_reads_consistently(
     )
     expect(card.locator(".fact-round")).to_have_text("Trained for 3 rounds so far")
 
-    _connect_table(page, task_id, breast_cancer_files / "client_1" / "data.csv")
+    connect_table(page, task_id, breast_cancer_files / "client_1" / "data.csv")
     page.get_by_test_id("start-training").click()
     status = page.get_by_test_id("training-status")
     expect(status).to_have_attribute("data-phase", "done", timeout=60_000)
@@ -293,7 +274,7 @@ def test_lost_server_train_alone_goes_on_from_the_model_so_far(
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         # breast cancer waits for 2 participants: alone here, the browser trains round 1 and waits
-        _connect_table(page, "breast_cancer", breast_cancer_files / "client_1" / "data.csv")
+        connect_table(page, "breast_cancer", breast_cancer_files / "client_1" / "data.csv")
         page.get_by_test_id("start-training").click()
         status = page.get_by_test_id("training-status")
         expect(status).to_have_text("Waiting for 1 more participant — 1 of 2 here", timeout=60_000)

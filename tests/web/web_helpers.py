@@ -9,6 +9,8 @@ from typing import Any
 
 from playwright.sync_api import expect
 
+from disco import catalog
+
 
 def connect_digits(page: Any, folder: Path, per_label: int, purpose: str = "train") -> int:
     """Pick `per_label` PNGs of every digit in `folder` as a person would; return the count."""
@@ -36,3 +38,12 @@ def connect_table(page: Any, task_id: str, csv: Path) -> None:
     expect(count).not_to_have_text("0", timeout=30_000)
     page.get_by_test_id("step-next").click()
     expect(page.get_by_test_id("step-title")).to_contain_text("Train the model")
+
+
+def table_task(publish: Any, task_id: str, **training: Any) -> str:
+    """A copy of the breast-cancer task (a small table) with other training settings."""
+    doc = catalog.get("breast_cancer").model_dump(mode="json")
+    doc["id"] = task_id
+    doc["display"]["title"] = f"Small table {task_id}"
+    doc["training"].update(training)
+    return publish(doc)
