@@ -41,6 +41,7 @@ __all__ = [
     "TrainingInfo",
     "TrimmedMeanRule",
     "field_problems",
+    "krum_min_updates",
     "parse_aggregation",
     "parse_task",
 ]
@@ -163,6 +164,11 @@ class TrimmedMeanRule(_Frozen):
     rule: Literal["trimmed_mean"] = "trimmed_mean"
     beta: float = Field(default=0.1, ge=0, lt=0.5, description="share dropped at each end")
     bucket_size: int = _bucket_size()
+
+
+def krum_min_updates(f: int) -> int:
+    """The fewest updates (or buckets) Krum can combine with `f` dishonest: more than 2f + 2."""
+    return 2 * f + 3
 
 
 class KrumRule(_Frozen):
@@ -378,7 +384,7 @@ class TrainingInfo(_Frozen):
             return
         size = rule.bucket_size
         groups = -(-self.min_participants // size)  # ceil: buckets in the smallest round
-        need = 2 * rule.f + 3
+        need = krum_min_updates(rule.f)
         if groups < need:
             fewest = (need - 1) * size + 1
             in_buckets = f" in buckets of {size}" if size > 1 else ""

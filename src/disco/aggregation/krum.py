@@ -24,6 +24,7 @@ import numpy as np
 from disco.aggregation.base import Aggregator, ParticipantReport, Update
 from disco.aggregation.rules import weighted_sum
 from disco.errors import AggregationError
+from disco.task import krum_min_updates
 from disco.weights import Weights
 
 __all__ = ["KrumAggregator", "MultiKrumAggregator", "krum_scores", "pairwise_distances"]
@@ -58,7 +59,8 @@ def krum_scores(dist: np.ndarray, f: int) -> list[float]:
     n = dist.shape[0]
     k = n - f - 2
     if f < 0 or k < 1:
-        raise AggregationError(f"Krum with f={f} needs at least {2 * f + 3} updates, got {n}")
+        need = krum_min_updates(f)
+        raise AggregationError(f"Krum with f={f} needs at least {need} updates, got {n}")
     return [float(np.sort(np.delete(dist[i], i))[:k].sum()) for i in range(n)]
 
 
@@ -75,7 +77,7 @@ class KrumAggregator(Aggregator):
     @property
     def min_updates(self) -> int:
         """The fewest updates a round needs: 2f + 3 (more than 2f + 2)."""
-        return 2 * self.f + 3
+        return krum_min_updates(self.f)
 
     def count(self, n: int) -> int:
         """How many of `n` updates are selected (Krum: one)."""
