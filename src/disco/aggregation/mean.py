@@ -126,39 +126,40 @@ class MeanRound(RoundCollector):
     def _fold(self, participant: str, source: Weights, count: int, *, is_delta: bool) -> None:
         with self._fold_lock:
             done: list[tuple[str, int, int]] = []
-            largest = 0.0
+            largest = 0
             ints = np.empty(_CHUNK, dtype=np.int64)
             try:
-                for name, start, q in self._quantized(participant, source, is_delta):
-                    largest = max(largest, float(q.max()), -float(q.min()))
-                    if self._bound + count * int(largest) > _SUM_LIMIT:
+                for name, start, q, top in self._quantized(participant, source, is_delta):
+                    largest = max(largest, top)
+                    if self._bound + count * largest > _SUM_LIMIT:
                         raise AggregationError(
                             f"round full: the update of {participant!r} cannot be added "
                             f"exactly after {len(self._counts)} others this round"
                         )
                     acc, part = self._sums[name][start : start + q.size], ints[: q.size]
-                    np.copyto(part, q, casting="unsafe")  # |q| ≤ 2^38: exact
-                    part *= count  # ≤ 2^62: exact
+                    np.copyto(part, q, casting="unsafe")  # |q| < 2^32: exact
+                    part *= count  # < 2^49: exact
                     acc += part
                     done.append((name, start, q.size))
             except BaseException:
                 self._undo(source, is_delta, count, done)
                 raise
-            self._bound += count * int(largest)
+            self._bound += count * largest
             self._counts[participant] = count
             self._remember(participant, count, source, is_delta)
 
     def _quantized(
         self, participant: str, source: Weights, is_delta: bool
-    ) -> Iterator[tuple[str, int, Array]]:
-        """(tensor, offset, q) chunk by chunk: q = round(Δ · 2^24) in float32 (exact)."""
+    ) -> Iterator[tuple[str, int, Array, int]]:
+        """(tensor, offset, q, max |q|) chunk by chunk: q = round(Δ · 2^24) in float32 (exact)."""
         for name in self.global_weights:
-            for start, q in self._quantized_tensor(participant, source, is_delta, name):
-                yield name, start, q
+            for start, q, top in self._quantized_tensor(participant, source, is_delta, name):
+                yield name, start, q, top
 
     def _quantized_tensor(
         self, participant: str, source: Weights, is_delta: bool, name: str
-    ) -> Iterator[tuple[int, Array]]:
+    ) -> Iterator[tuple[int, Array, int]]:
+        """(offset, q, max |q|) chunk by chunk for one tensor, each chunk checked."""
         buf = np.empty(_CHUNK, dtype=np.float32)
         w, g = source[name].reshape(-1), self.global_weights[name].reshape(-1)
         for start in range(0, w.size, _CHUNK):
@@ -172,7 +173,7 @@ class MeanRound(RoundCollector):
                     f"the update of {participant!r} changes {name!r} by {MAX_CHANGE:g} or more "
                     "in one round; it is refused"
                 )
-            yield start, q
+            yield start, q, int(max(hi, -lo))
 
     def _undo(
         self, source: Weights, is_delta: bool, count: int, done: list[tuple[str, int, int]]
@@ -263,7 +264,7 @@ class MeanRound(RoundCollector):
     def _q_of(self, participant: str, name: str) -> Array:
         kept = self._kept[participant]
         out = np.empty(self.global_weights[name].size, dtype=np.float32)
-        for start, q in self._quantized_tensor(participant, kept.source, kept.is_delta, name):
+        for start, q, _ in self._quantized_tensor(participant, kept.source, kept.is_delta, name):
             out[start : start + q.size] = q
         return out
 
