@@ -176,3 +176,25 @@ def test_stop_is_prompt_with_connected_clients(kit: Any, start_server: Any) -> N
             assert await c.closed_code() == 1012
 
     asyncio.run(body())
+
+
+def test_the_history_can_be_asked_for_its_last_rounds_only(kit: Any, start_server: Any) -> None:
+    """Three rounds closed; ?last=2 gives the last two, oldest first; bad values a 400."""
+    server = start_server(tasks=(kit.make_task(min_participants=1),))
+
+    async def body() -> None:
+        async with kit.WsClient(server.ws_url) as c:
+            weights = (await c.hello()).weights
+            for rnd in range(3):
+                await c.send(kit.update(rnd, kit.filled(weights, float(rnd)), num_samples=1))
+                await c.expect(UpdateAck)
+                weights = (await c.expect(RoundResult)).weights
+
+    asyncio.run(body())
+    with httpx.Client(base_url=server.url, timeout=5) as http:
+        assert [r["round"] for r in http.get("/api/tasks/tiny/rounds").json()] == [0, 1, 2]
+        last = http.get("/api/tasks/tiny/rounds", params={"last": 2}).json()
+        assert [r["round"] for r in last] == [1, 2]
+        for bad in ("0", "-1", "x", "1.5"):
+            res = http.get("/api/tasks/tiny/rounds", params={"last": bad})
+            assert res.status_code == 400 and res.json()["code"] == "bad_query", bad

@@ -129,7 +129,7 @@ describe("reading the reports", () => {
     });
     const state = newRoundReports();
     await refreshRoundReports(state, "my task");
-    expect(calls).toEqual(["http://disco.test/api/tasks/my%20task/rounds"]);
+    expect(calls).toEqual(["http://disco.test/api/tasks/my%20task/rounds?last=5"]);
     expect([state.read, state.error, state.rounds.length]).toEqual([true, null, 1]);
     up = false;
     await refreshRoundReports(state, "my task");

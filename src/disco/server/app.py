@@ -108,11 +108,17 @@ def create_app(config: ServerConfig) -> FastAPI:
         return Response(body, media_type="application/octet-stream", headers=headers)
 
     @app.get("/api/tasks/{task_id}/rounds")
-    async def get_rounds(task_id: str) -> list[dict[str, Any]]:
-        """History of the closed rounds."""
+    async def get_rounds(task_id: str, last: str | None = None) -> list[dict[str, Any]]:
+        """History of the closed rounds, oldest first; ``?last=N``: only the last N."""
         rt.session(task_id)
         assert rt.store is not None
-        return [r.to_json() for r in await asyncio.to_thread(rt.store.history, task_id)]
+        count = None
+        if last is not None:
+            if not (last.isascii() and last.isdigit() and 1 <= int(last) <= 1_000_000):
+                raise ApiError(400, "bad_query", f"last must be a whole number ≥ 1, got {last!r}")
+            count = int(last)
+        history = await asyncio.to_thread(rt.store.history, task_id, count)
+        return [r.to_json() for r in history]
 
     @app.get("/api/tasks/{task_id}/status")
     async def get_status(task_id: str) -> dict[str, Any]:

@@ -267,13 +267,16 @@ class Store:
             )
         self._prune(task_id)
 
-    def history(self, task_id: str) -> list[RoundRecord]:
-        """Every closed round of the task, in order."""
-        rows = self._query(
+    def history(self, task_id: str, last: int | None = None) -> list[RoundRecord]:
+        """Every closed round of the task (or the `last` ones), oldest first."""
+        columns = (
             "SELECT round, contributors, num_samples, digest, duration_s, closed_at, metrics, "
-            "participants FROM rounds WHERE task_id = ? ORDER BY round",
-            task_id,
+            "participants FROM rounds WHERE task_id = ?"
         )
+        if last is None:
+            rows = self._query(columns + " ORDER BY round", task_id)
+        else:
+            rows = self._query(columns + " ORDER BY round DESC LIMIT ?", task_id, last)[::-1]
         records = []
         for r in rows:
             try:

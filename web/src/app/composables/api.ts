@@ -128,8 +128,9 @@ export async function getStatus(id: string, signal?: AbortSignal): Promise<TaskS
  * The closed rounds of a task (`GET /api/tasks/{id}/rounds`), oldest first, as the server sends
  * them (`./roundReports` reads them); ApiError 404 when unknown, 0 when unreachable.
  */
-export async function getRounds(id: string, signal?: AbortSignal): Promise<unknown> {
-  const res = await request(`/api/tasks/${encodeURIComponent(id)}/rounds`, {
+export async function getRounds(id: string, signal?: AbortSignal, last?: number): Promise<unknown> {
+  const query = last === undefined ? "" : `?last=${last}`;
+  const res = await request(`/api/tasks/${encodeURIComponent(id)}/rounds${query}`, {
     cache: "no-store",
     ...(signal ? { signal } : {}),
   });

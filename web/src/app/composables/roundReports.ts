@@ -242,7 +242,9 @@ export async function refreshRoundReports(
     do {
       entry.again = false;
       try {
-        state.rounds = parseRounds(await getRounds(taskId, AbortSignal.timeout(timeoutMs)));
+        // only the rounds shown: a long session's history stays on the server
+        const body = await getRounds(taskId, AbortSignal.timeout(timeoutMs), REPORTED_ROUNDS);
+        state.rounds = parseRounds(body);
         state.error = null;
         state.read = true;
       } catch (e) {
