@@ -14,7 +14,6 @@ from disco.aggregation.mean import MeanAggregator
 from disco.aggregation.rules import (
     Contribution,
     capped_shares,
-    mean,
     median,
     trimmed_mean,
     weighted_sum,
@@ -46,7 +45,6 @@ __all__ = [
     "capped_shares",
     "centered_clip",
     "krum_scores",
-    "mean",
     "median",
     "trimmed_mean",
     "weighted_sum",

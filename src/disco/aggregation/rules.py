@@ -1,4 +1,4 @@
-"""Pure aggregation functions over `Weights`: weighted mean (FedAvg), median, trimmed mean.
+"""Pure aggregation functions over `Weights`: weighted sums, capped shares, median, trimmed mean.
 
 The rules a task names are the `Aggregator`s of `strategies.py`, built on these functions.
 
@@ -21,7 +21,6 @@ from disco.weights import Weights
 __all__ = [
     "Contribution",
     "capped_shares",
-    "mean",
     "median",
     "trimmed_mean",
     "weighted_sum",
@@ -50,16 +49,6 @@ def _checked(contributions: Sequence[Contribution]) -> Weights:
         except WeightsError as exc:
             raise AggregationError(str(exc)) from exc
     return first
-
-
-def mean(contributions: Sequence[Contribution], *, weighted: bool = True) -> Weights:
-    """FedAvg: the mean of the weights, weighted by sample count unless `weighted` is False.
-
-    The result is bit-identical whatever the order of `contributions`.
-    """
-    _checked(contributions)
-    counts = np.array([c.num_samples if weighted else 1 for c in contributions], dtype=np.float64)
-    return weighted_sum([c.weights for c in contributions], counts / counts.sum())
 
 
 def weighted_sum(weights: Sequence[Weights], coeffs: Sequence[float] | np.ndarray) -> Weights:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from typing import Any, get_args
 
 from disco.cli.commands import cmd_data_samples, cmd_demo, cmd_serve, cmd_simulate, cmd_tasks
 from disco.cli.train import cmd_train
+from disco.task import Aggregation
 
 __all__ = ["HelpFormatter", "build_parser"]
 
@@ -234,9 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--aggregation",
         metavar="RULE[:NAME=VALUE,...]",
-        help="how the server combines the updates: mean, median, trimmed_mean, krum, multi_krum, "
-        "centered_clipping, with settings, e.g. krum:f=2 or trimmed_mean:beta=0.2 "
-        "(default: the task's rule)",
+        help=f"how the server combines the updates: {', '.join(get_args(Aggregation))}, with "
+        "settings, e.g. krum:f=2 or trimmed_mean:beta=0.2 (default: the task's rule)",
     )
     s.add_argument("--server", help="use this running server instead of starting one")
     s.add_argument("--json", action="store_true", help="print one JSON summary line")
