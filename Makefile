@@ -11,7 +11,7 @@ CHROMIUM := $(or $(DISCO_CHROMIUM),/usr/bin/chromium)
 
 .PHONY: demo test lint typecheck unit web web-test setup browser clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/disco/aggregation/_fold.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[datasets,dev]"

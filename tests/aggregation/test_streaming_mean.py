@@ -116,9 +116,9 @@ def test_a_refused_update_leaves_the_round_as_it_was() -> None:
     assert set(collector.participants) == {"a", "b"}
 
 
-def test_a_round_takes_16384_of_the_largest_updates_then_refuses_rather_than_wrap() -> None:
+def test_a_round_takes_16383_of_the_largest_updates_then_refuses_rather_than_wrap() -> None:
     zero = GLOBAL.map(np.zeros_like)
-    largest = zero.map(lambda a: np.full_like(a, MAX_CHANGE - 2.0**-16))  # q = 2^32 − 2^8
+    largest = zero.map(lambda a: np.full_like(a, MAX_CHANGE - 2.0**-16))  # just below the limit
     collector = MeanAggregator(None).open_round(zero)
     for i in range(ROOM):
         collector.add(f"p{i}", largest, COUNT_LIMIT)
