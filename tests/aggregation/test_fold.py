@@ -126,3 +126,7 @@ def test_bad_arguments_are_refused_before_any_compiled_code_runs() -> None:
     with pytest.raises(ValueError, match="status"):
         fold.fold(sums, None, [w, w], [1, 1], ok)
     assert not sums.any()
+    with pytest.raises(ValueError, match="contiguous float32 and int64"):
+        fold.address(np.zeros(4))  # float64
+    with pytest.raises(ValueError, match="contiguous float32 and int64"):
+        fold.address(np.zeros(8, np.float32)[::2])

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from disco.aggregation import MeanAggregator
+from disco.aggregation import MeanAggregator, fold
 from disco.aggregation.sums import FoldedSums
 from disco.errors import AggregationError
 from disco.weights import Weights
@@ -19,6 +19,17 @@ GLOBAL = Weights([("w", np.linspace(-1, 1, 40).reshape(4, 10)), ("b", [0.25, -0.
 def trained(seed: int) -> Weights:
     rng = np.random.default_rng(seed)
     return GLOBAL.map(lambda a: a + rng.normal(size=a.shape))
+
+
+@pytest.fixture(params=["compiled", "numpy"], autouse=True)
+def fold_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the compiled fold and again with numpy's (as without a compiler)."""
+    if request.param == "numpy":
+        monkeypatch.setattr(fold, "_LIB", None)
+        monkeypatch.setattr(fold, "KIND", "numpy")
+    else:
+        assert fold.KIND != "numpy", "the compiled fold is not built: run `make setup`"
+    return str(request.param)
 
 
 def one_by_one(updates: list[tuple[str, Weights, int]], segment: int = 3) -> FoldedSums:

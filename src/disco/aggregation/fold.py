@@ -32,7 +32,18 @@ import numpy.typing as npt
 
 from disco.weights import Array
 
-__all__ = ["KIND", "MAX_CHANGE", "NOT_FINITE", "OK", "OUT_OF_RANGE", "fold", "fold_numpy", "terms"]
+__all__ = [
+    "KIND",
+    "MAX_CHANGE",
+    "NOT_FINITE",
+    "OK",
+    "OUT_OF_RANGE",
+    "address",
+    "fold",
+    "fold_at",
+    "fold_numpy",
+    "terms",
+]
 
 MAX_CHANGE = 256.0
 """A change of one value in one round must be below this, in absolute value."""
@@ -102,6 +113,37 @@ def fold(
         status.ctypes.data,
         _CHUNK,
     )
+
+
+def address(array: Array | Ints) -> int:
+    """Where a contiguous float32 or int64 array's values start in memory, for `fold_at`."""
+    if array.dtype not in (np.float32, np.int64) or not array.flags.c_contiguous:
+        raise ValueError("the compiled fold reads contiguous float32 and int64 arrays only")
+    return int(array.ctypes.data)
+
+
+def fold_at(
+    size: int, base: int, sums: int, values: Sequence[int], counts: Sequence[int]
+) -> list[int]:
+    """`fold` for callers that fold the same arrays many times (`disco.aggregation.sums`): the
+    `size` values at these `address`es — the model (0: the values are changes), the int64 sums,
+    each update's float32 values — with every update's status returned. The caller has checked
+    the arrays: nothing is checked here. Only with a compiled fold (`KIND` is not "numpy")."""
+    if _LIB is None:
+        raise RuntimeError("the compiled fold is not installed: use fold()")
+    k = len(values)
+    status = (ctypes.c_int32 * k)()
+    _LIB.disco_fold(
+        size,
+        base or None,
+        sums,
+        k,
+        (ctypes.c_void_p * k)(*values),
+        (ctypes.c_int64 * k)(*counts),
+        status,
+        _CHUNK,
+    )
+    return list(status)
 
 
 @contextmanager

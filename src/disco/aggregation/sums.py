@@ -45,6 +45,7 @@ class _InFlight:
     values: dict[str, Array]
     count: int
     source: Weights
+    addresses: dict[str, int] = field(default_factory=dict)  # for the compiled fold
     first: int = 0  # the segment it joined at
     covered: int = 0  # segments folded so far
     done: bool = False
@@ -71,6 +72,10 @@ class FoldedSums:
             for name, a in self._base.items()
             for start in range(0, max(a.size, 1), segment)
         ]
+        self._compiled = fold.KIND != "numpy"
+        if self._compiled:  # taken once: the compiled fold is then called with addresses
+            self._sums_at = {n: fold.address(a) for n, a in self.sums.items()}
+            self._base_at = {n: 0 if changes else fold.address(a) for n, a in self._base.items()}
         self._total = 0  # Σ counts folded
         self._promised = 0  # Σ counts in flight
         self._arriving: list[_InFlight] = []
@@ -143,6 +148,8 @@ class FoldedSums:
                 arriving, self._arriving = self._arriving, []
             for entry in arriving:
                 entry.first = self._cursor
+                if self._compiled:
+                    entry.addresses = {n: fold.address(v) for n, v in entry.values.items()}
                 self._in_flight.append(entry)
         if not self._segments:  # a model of no values: nothing to fold
             for entry in self._in_flight:
@@ -152,15 +159,27 @@ class FoldedSums:
             return
         name, start, stop = self._segments[self._cursor]
         flying = self._in_flight
-        status = np.zeros(len(flying), dtype=np.int32)
-        fold.fold(
-            self.sums[name][start:stop],
-            None if self.changes else self._base[name][start:stop],
-            [e.values[name][start:stop] for e in flying],
-            [e.count for e in flying],
-            status,
-        )
-        for entry, why in zip(flying, status.tolist(), strict=True):
+        counts = [e.count for e in flying]
+        if self._compiled:
+            base, at = self._base_at[name], 4 * start
+            statuses = fold.fold_at(
+                stop - start,
+                base + at if base else 0,
+                self._sums_at[name] + 2 * at,
+                [e.addresses[name] + at for e in flying],
+                counts,
+            )
+        else:
+            status = np.zeros(len(flying), dtype=np.int32)
+            fold.fold(
+                self.sums[name][start:stop],
+                None if self.changes else self._base[name][start:stop],
+                [e.values[name][start:stop] for e in flying],
+                counts,
+                status,
+            )
+            statuses = status.tolist()
+        for entry, why in zip(flying, statuses, strict=True):
             if why != fold.OK:  # this segment is taken back already: the earlier ones too
                 self._take_back(entry, entry.covered)
                 self._finish(entry, _refusal(entry.participant, why, name))
