@@ -31,7 +31,6 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
-from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from disco.client.base import Client, ClientResult
@@ -53,6 +52,7 @@ from disco.protocol import (
 )
 from disco.task import Task
 from disco.training import EpochMetrics, EventCallback
+from disco.transport import WebSocketChannel
 from disco.weights import Weights
 
 __all__ = ["FederatedClient"]
@@ -176,8 +176,10 @@ class FederatedClient(Client):
             try:
                 if self._link is not None:
                     await self._link.close()
-                conn = await connect(self.url, max_size=DEFAULT_MAX_FRAME, open_timeout=10)
-                self._link = Link(conn, self._traffic, self._observe)
+                channel = await WebSocketChannel.connect(
+                    self.url, max_frame=DEFAULT_MAX_FRAME, timeout=10
+                )
+                self._link = Link(channel, self._traffic, self._observe)
                 hello = Hello(
                     task_id=self.task.id, name=self.name, kind="python", participant_key=self._key
                 )

@@ -1,6 +1,7 @@
-"""One WebSocket connection to a disco server, as a queue of decoded messages with bounded waits.
+"""One connection to a disco server, as a queue of decoded messages with bounded waits.
 
-A background reader decodes every frame as it arrives, so messages keep flowing (status shown,
+The frames travel on a `Channel` (a WebSocket to the server; an in-process pair in tests). A
+background reader decodes every frame as it arrives, so messages keep flowing (status shown,
 round results noticed) while the participant trains. `FederatedClient` makes a new `Link` for
 every (re)connection. Mirrors `web/src/core/client/link.ts`.
 """
@@ -14,19 +15,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
-
 from disco.errors import ServerError
 from disco.protocol import ServerMessage, decode, encode
 from disco.protocol.messages import ClientMessage
+from disco.transport import Channel, ChannelClosed
 
-__all__ = ["FATAL_CLOSE", "Link", "LinkClosed", "Traffic"]
+__all__ = ["FATAL_CLOSE", "SEND_TIMEOUT_S", "Link", "LinkClosed", "Traffic"]
 
 log = logging.getLogger("disco.client")
 
 
 FATAL_CLOSE = {
+    1003: "the server sent a frame this client cannot read; update disco",
     1009: "the update is larger than the server accepts",
     4400: "this client speaks another protocol version than the server; update disco",
     4404: "the server does not know this task",
@@ -56,16 +56,20 @@ class Traffic:
     bytes_down: int = 0
 
 
+SEND_TIMEOUT_S = 120.0
+"""How long a send may wait for the connection to take a frame (a model, on a slow link)."""
+
+
 class Link:
     """An open connection: send messages, wait for the next one, take queued ones."""
 
     def __init__(
         self,
-        conn: ClientConnection,
+        channel: Channel,
         traffic: Traffic,
         on_message: Callable[[ServerMessage], None],
     ) -> None:
-        self._conn = conn
+        self._channel = channel
         self._traffic = traffic
         self._on_message = on_message
         self._queue: deque[ServerMessage] = deque()
@@ -75,9 +79,8 @@ class Link:
 
     async def _read(self) -> None:
         try:
-            async for frame in self._conn:
-                if isinstance(frame, str):
-                    raise ServerError(f"server sent a text frame: {frame[:200]}")
+            while True:  # a background reader: it waits for frames until the channel closes
+                frame = await self._channel.receive(timeout=None)
                 self._traffic.bytes_down += len(frame)
                 message = decode(frame)
                 if message.type in ("hello", "update", "leave"):
@@ -88,12 +91,11 @@ class Link:
                     log.exception("the on_message callback failed on a %r message", message.type)
                 self._queue.append(message)
                 self._changed.set()
-            self._ended = LinkClosed(_why(self._conn), self._conn.close_code)
-        except ConnectionClosed as exc:
-            self._ended = LinkClosed(str(exc), exc.rcvd.code if exc.rcvd else None)
+        except ChannelClosed as exc:
+            self._ended = LinkClosed(str(exc), exc.code)
         except Exception as exc:  # a bad frame: the session cannot go on with this server
-            self._ended = exc
-            await self._conn.close(1000, "invalid frame from server")
+            self._ended = exc if isinstance(exc, ServerError) else ServerError(str(exc))
+            await self._channel.close(1000, "invalid frame from server")
         self._changed.set()
 
     async def next(self, timeout: float) -> ServerMessage:
@@ -115,22 +117,20 @@ class Link:
         return taken
 
     async def send(self, message: ClientMessage) -> None:
-        """Send `message`; `LinkClosed` if the connection is gone."""
+        """Send `message`; `LinkClosed` if the connection is gone or could not take it within
+        `SEND_TIMEOUT_S`."""
         frame = encode(message)
         try:
-            await self._conn.send(frame)
-        except ConnectionClosed as exc:
-            raise LinkClosed(str(exc), exc.rcvd.code if exc.rcvd else None) from exc
+            await self._channel.send(frame, timeout=SEND_TIMEOUT_S)
+        except ChannelClosed as exc:
+            raise LinkClosed(str(exc), exc.code) from exc
+        except TimeoutError as exc:  # the channel closed itself: as if dropped
+            raise LinkClosed(str(exc), 1006) from exc
         self._traffic.bytes_up += len(frame)
 
     async def close(self) -> None:
         """Close the connection and stop reading (idempotent)."""
-        await self._conn.close()
+        await self._channel.close()
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
-
-
-def _why(conn: ClientConnection) -> str:
-    rcvd = conn.close_code
-    return f"closed by the server (code {rcvd})" if rcvd is not None else "connection closed"

@@ -182,6 +182,7 @@ export class WaitExpired extends SessionError {
 
 /** Close codes after which reconnecting cannot help. */
 const FATAL_CLOSE: Record<number, string> = {
+  1003: "the server sent a frame this page cannot read; reload the page",
   1009: "the update is larger than the server accepts",
   4400: "this page speaks another protocol version than the server; reload the page",
   4404: "the server does not know this task",
@@ -304,9 +305,9 @@ export class FederatedClient {
     const WebSocketImpl = this.options.WebSocketImpl ?? globalThis.WebSocket;
     if (WebSocketImpl === undefined) throw new SessionError("this environment has no WebSocket");
     const timeout = this.options.joinTimeoutMs ?? 30_000;
-    const link = new Link(this.url, WebSocketImpl, this.traffic, (m) => this.observe(m));
+    const opening = Math.max(1, Math.min(timeout, deadline - Date.now()));
+    const link = await Link.connect(this.url, WebSocketImpl, this.traffic, (m) => this.observe(m), opening, this.signal);
     this.link = link;
-    await link.opened(Math.max(1, Math.min(timeout, deadline - Date.now())), this.signal);
     const { taskId, name } = this.options;
     link.send({ type: "hello", task_id: taskId, name: name ?? "", kind: "browser", participant_key: this.participantKey });
     for (;;) {

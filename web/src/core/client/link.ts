@@ -1,11 +1,20 @@
 /**
- * One WebSocket connection to a disco server, as a queue of decoded messages with bounded,
- * abortable waits. `FederatedClient` builds its state machine on it; a new `Link` is made for
- * every (re)connection.
+ * One connection to a disco server, as a queue of decoded messages with bounded, abortable
+ * waits. It runs on a `Channel` (`Link.connect` opens a WebSocket one): a background reader
+ * decodes every frame as it arrives. `FederatedClient` builds its state machine on it; a new
+ * `Link` is made for every (re)connection.
  */
 
-import { ProtocolError, ServerError, StoppedError } from "../errors";
-import { decode, encode, isServerMessage, type ClientMessage, type ServerMessage } from "../protocol";
+import { ProtocolError } from "../errors";
+import { DEFAULT_MAX_FRAME, decode, encode, isServerMessage, type ClientMessage, type ServerMessage } from "../protocol";
+import { ChannelClosed, ChannelTimeout, type Channel } from "../transport/channel";
+import { bounded, WaitTimeout } from "../transport/wait";
+import { WebSocketChannel } from "../transport/websocket";
+
+export { bounded, sleep, WaitTimeout } from "../transport/wait";
+
+/** Longest wait for room in the channel's outgoing buffer before a send gives up and the link closes (ms). */
+export const SEND_TIMEOUT_MS = 60_000;
 
 /** The connection is gone: closed by either side, failed to open, or dropped. */
 export class LinkClosed extends Error {
@@ -19,101 +28,64 @@ export class LinkClosed extends Error {
   }
 }
 
-/** A bounded wait expired. */
-export class WaitTimeout extends Error {
-  override name = "WaitTimeout";
-}
-
 /** Bytes sent and received, summed over every link of a client. */
 export interface Traffic {
   bytesUp: number;
   bytesDown: number;
 }
 
-/** The error a wait rejects with once `signal` is aborted. */
-function stopped(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : new StoppedError("stopped");
+/** The link's error for a channel's: `LinkClosed` for `ChannelClosed`, `WaitTimeout` for `ChannelTimeout`. */
+function linkError(exc: unknown): Error {
+  if (exc instanceof ChannelClosed) return new LinkClosed(exc.code ?? 1006, exc.reason);
+  if (exc instanceof ChannelTimeout) return new WaitTimeout(exc.message);
+  return exc instanceof Error ? exc : new ProtocolError(String(exc));
 }
 
-/**
- * `promise`, unless `signal` aborts first (rejects with its reason) or `timeoutMs` passes
- * (rejects with `new WaitTimeout(what)`). Timers and listeners are always cleaned up.
- */
-export function bounded<T>(promise: Promise<T>, signal: AbortSignal, timeoutMs = Infinity, what = "wait"): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    if (signal.aborted) {
-      reject(stopped(signal));
-      return;
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const cleanup = (): void => {
-      if (timer !== undefined) clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-    };
-    const onAbort = (): void => {
-      cleanup();
-      reject(stopped(signal));
-    };
-    signal.addEventListener("abort", onAbort);
-    if (Number.isFinite(timeoutMs)) {
-      timer = setTimeout(() => {
-        cleanup();
-        reject(new WaitTimeout(`${what}: no answer within ${Math.round(timeoutMs)} ms`));
-      }, Math.max(0, timeoutMs));
-    }
-    promise.then(
-      (value) => {
-        cleanup();
-        resolve(value);
-      },
-      (error: unknown) => {
-        cleanup();
-        reject(error);
-      },
-    );
-  });
-}
-
-/** Wait `ms` milliseconds, or reject as soon as `signal` aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return bounded(new Promise<void>(() => undefined), signal, ms).catch((exc: unknown) => {
-    if (!(exc instanceof WaitTimeout)) throw exc;
-  });
-}
-
-/** One WebSocket connection: sends encoded messages, queues decoded server messages. */
+/** One connection: sends encoded messages, queues decoded server messages. */
 export class Link {
-  private readonly ws: WebSocket;
   private readonly queue: ServerMessage[] = [];
-  private state: "connecting" | "open" | "ended" = "connecting";
   private ended: Error | null = null;
   private wake: (() => void) | null = null;
   private woken: Promise<void> | null = null;
+  /** `channel.bytesSent` already added to `traffic.bytesUp`. */
+  private sentCounted = 0;
 
   /**
-   * Open a connection to `url` (a ws:// or wss:// URL). `onMessage` sees every server message
-   * as it arrives (before it is queued), for status displays.
+   * A link over an open `channel`, which it owns from now on. `onMessage` sees every server
+   * message as it arrives (before it is queued), for status displays; `traffic` is counted up.
    */
   constructor(
-    url: string,
-    WebSocketImpl: typeof WebSocket,
+    private readonly channel: Channel,
     private readonly traffic: Traffic,
     private readonly onMessage: (message: ServerMessage) => void,
+    private readonly sendTimeoutMs = SEND_TIMEOUT_MS,
   ) {
-    this.ws = new WebSocketImpl(url);
-    this.ws.binaryType = "arraybuffer";
-    this.ws.onopen = () => {
-      if (this.state === "connecting") this.state = "open";
-      this.notify();
-    };
-    this.ws.onmessage = (event: MessageEvent) => this.receive(event.data);
-    this.ws.onerror = () => this.end(new LinkClosed(1006, "connection error"));
-    this.ws.onclose = (event: CloseEvent) => this.end(new LinkClosed(event.code, event.reason));
+    this.read().catch((exc: unknown) => this.fail(linkError(exc)));
+  }
+
+  /**
+   * Open a WebSocket connection to `url` (ws:// or wss://) and make a link on it; rejects with
+   * `LinkClosed` (1006 when it could not connect), `WaitTimeout` after `timeoutMs`, or the abort reason.
+   */
+  static async connect(
+    url: string,
+    WebSocketImpl: typeof WebSocket,
+    traffic: Traffic,
+    onMessage: (message: ServerMessage) => void,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<Link> {
+    try {
+      const channel = await WebSocketChannel.open(url, WebSocketImpl, timeoutMs, signal, DEFAULT_MAX_FRAME);
+      return new Link(channel, traffic, onMessage);
+    } catch (exc) {
+      throw linkError(exc);
+    }
   }
 
   /** Whether the connection is open (messages can be sent). */
   get isOpen(): boolean {
-    return this.state === "open";
+    return this.ended === null;
   }
 
   private notify(): void {
@@ -129,43 +101,50 @@ export class Link {
   }
 
   private end(error: Error): void {
-    if (this.state === "ended") return;
-    this.state = "ended";
+    if (this.ended !== null) return;
     this.ended = error;
     this.notify();
   }
 
-  private receive(data: unknown): void {
-    if (this.state === "ended") return;
-    let message;
-    try {
-      if (typeof data === "string") throw new ServerError(`server sent a text frame: ${data.slice(0, 200)}`);
-      let bytes: Uint8Array;
-      if (data instanceof ArrayBuffer) bytes = new Uint8Array(data);
-      else if (ArrayBuffer.isView(data)) bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      else throw new ServerError("server sent a frame that is not an ArrayBuffer (binaryType must be 'arraybuffer')");
-      this.traffic.bytesDown += bytes.length;
-      message = decode(bytes);
-      if (!isServerMessage(message)) {
-        throw new ProtocolError(`server sent a '${message.type}' message, which only clients send`);
-      }
-    } catch (exc) {
-      this.end(exc instanceof Error ? exc : new ProtocolError(String(exc)));
-      this.close(1000, "invalid frame from server");
-      return;
-    }
-    this.queue.push(message);
-    this.onMessage(message);
-    this.notify();
+  /** End with `error` and close the channel. */
+  private fail(error: Error, code = 1000, reason = ""): void {
+    this.end(error);
+    this.channel.close(code, reason);
   }
 
-  /** Wait until the connection is open; rejects with `LinkClosed`, `WaitTimeout` or the abort reason. */
-  async opened(timeoutMs: number, signal: AbortSignal): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.state === "connecting") {
-      await bounded(this.changed(), signal, deadline - Date.now(), "opening the connection");
+  /** Add the bytes the channel sent since the last count to the traffic. */
+  private countSent(): void {
+    const sent = this.channel.bytesSent;
+    this.traffic.bytesUp += sent - this.sentCounted;
+    this.sentCounted = sent;
+  }
+
+  /** Take every frame from the channel until it closes: decode, queue, notify. */
+  private async read(): Promise<void> {
+    for (;;) {
+      let frame: Uint8Array;
+      try {
+        frame = await this.channel.receive(Infinity);
+      } catch (exc) {
+        this.end(linkError(exc));
+        return;
+      }
+      if (this.ended !== null) continue; // drain what came before the close, unread
+      this.traffic.bytesDown += frame.length;
+      let message;
+      try {
+        message = decode(frame);
+        if (!isServerMessage(message)) {
+          throw new ProtocolError(`server sent a '${message.type}' message, which only clients send`);
+        }
+      } catch (exc) {
+        this.fail(linkError(exc), 1000, "invalid frame from server");
+        continue;
+      }
+      this.queue.push(message);
+      this.onMessage(message);
+      this.notify();
     }
-    if (this.ended !== null) throw this.ended;
   }
 
   /**
@@ -190,27 +169,34 @@ export class Link {
     return taken;
   }
 
-  /** Send `message`; false (nothing sent) when the connection is not open. */
+  /**
+   * Send `message`; false (nothing sent) when the connection is not open. It goes out at once, or
+   * after earlier frames when the channel's buffer is full; if it cannot go within the send
+   * timeout the link closes (`LinkClosed` 1006), and a message larger than the channel carries
+   * closes it with `LinkClosed` 1009.
+   */
   send(message: ClientMessage): boolean {
-    if (this.state !== "open") return false;
+    if (this.ended !== null) return false;
     const frame = encode(message);
-    try {
-      this.ws.send(frame);
-    } catch {
+    if (frame.length > this.channel.maxFrame) {
+      const why = `a message of ${frame.length} bytes exceeds the limit of ${this.channel.maxFrame} bytes`;
+      this.fail(new LinkClosed(1009, why), 1000, "message too big");
       return false;
     }
-    this.traffic.bytesUp += frame.length;
+    this.channel.send(frame, this.sendTimeoutMs).then(
+      () => this.countSent(),
+      (exc: unknown) => {
+        this.countSent();
+        if (exc instanceof ChannelTimeout) this.fail(new LinkClosed(1006, `could not send: ${exc.message}`), 1000, "send timed out");
+        else this.fail(linkError(exc));
+      },
+    );
+    this.countSent(); // a frame written at once counts at once
     return true;
   }
 
   /** Close the connection (idempotent); queued messages stay readable. */
   close(code = 1000, reason = ""): void {
-    this.end(new LinkClosed(code, reason || "closed by this client"));
-    if (this.ws.readyState >= 2) return; // CLOSING or CLOSED
-    try {
-      this.ws.close(code, reason);
-    } catch {
-      // already closing or closed
-    }
+    this.fail(new LinkClosed(code, reason || "closed by this client"), code, reason);
   }
 }
