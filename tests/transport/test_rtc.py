@@ -4,49 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aioice.ice
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
 
 from disco.transport import ChannelClosed
-from disco.transport.rtc import LAST_FRAGMENT, MAX_MESSAGE, RtcChannel
+from disco.transport.rtc import LAST_FRAGMENT, MAX_MESSAGE, RtcChannel, RtcLink
 
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ICE offers loopback candidates only (it skips 127.0.0.1 otherwise): the test stays on it."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+RtcPair = Callable[..., Awaitable[tuple[RtcChannel, RtcChannel]]]  # the rtc_pair fixture
 
 
 def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 60))  # type: ignore[arg-type]
 
 
-async def connected(**options: Any) -> tuple[RtcChannel, RtcChannel]:
-    """Two peers with no STUN/TURN server, SDP handed over directly, the data channel open."""
-    config = RTCConfiguration(iceServers=[])
-    offerer, answerer = RTCPeerConnection(config), RTCPeerConnection(config)
-    dc = offerer.createDataChannel("disco", ordered=True)
-    theirs: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    answerer.on("datachannel", theirs.set_result)
-    opened = asyncio.Event()
-    dc.on("open", opened.set)
-    await offerer.setLocalDescription(await offerer.createOffer())
-    await answerer.setRemoteDescription(offerer.localDescription)
-    await answerer.setLocalDescription(await answerer.createAnswer())
-    await offerer.setRemoteDescription(answerer.localDescription)
-    async with asyncio.timeout(20):
-        other = await theirs
-        await opened.wait()
-    return RtcChannel(dc, offerer, **options), RtcChannel(other, answerer, **options)
-
-
-def test_a_frame_larger_than_a_message_arrives_whole_and_in_order() -> None:
+def test_a_frame_larger_than_a_message_arrives_whole_and_in_order(rtc_pair: RtcPair) -> None:
     async def body() -> None:
-        a, b = await connected()
+        a, b = await rtc_pair()
         try:
             big = hashlib.sha256(b"seed").digest() * (5 * MAX_MESSAGE // 32 + 7)  # 5+ messages
             frames = [b"first", big, b"", b"last"]
@@ -63,9 +38,9 @@ def test_a_frame_larger_than_a_message_arrives_whole_and_in_order() -> None:
     run(body())
 
 
-def test_closing_sends_the_code_and_the_peer_drains_first() -> None:
+def test_closing_sends_the_code_and_the_peer_drains_first(rtc_pair: RtcPair) -> None:
     async def body() -> None:
-        a, b = await connected()
+        a, b = await rtc_pair()
         try:
             await a.send(b"before", timeout=20)
             await a.close(4001, "left the round")
@@ -81,9 +56,9 @@ def test_closing_sends_the_code_and_the_peer_drains_first() -> None:
     run(body())
 
 
-def test_a_sender_waits_for_the_buffer_to_drain() -> None:
+def test_a_sender_waits_for_the_buffer_to_drain(rtc_pair: RtcPair) -> None:
     async def body() -> None:
-        a, b = await connected(high_water=MAX_MESSAGE)
+        a, b = await rtc_pair(high_water=MAX_MESSAGE)
         try:
             frame = bytes(range(256)) * 4096  # 1 MiB: many times the high-water mark
             sending = asyncio.create_task(a.send(frame, timeout=30))
@@ -97,9 +72,9 @@ def test_a_sender_waits_for_the_buffer_to_drain() -> None:
     run(body())
 
 
-def test_what_is_not_a_fragment_ends_the_channel() -> None:
+def test_what_is_not_a_fragment_ends_the_channel(rtc_pair: RtcPair) -> None:
     async def body() -> None:
-        a, b = await connected()
+        a, b = await rtc_pair()
         try:
             a._dc.send("text")  # a peer that does not speak the fragment format
             with pytest.raises(ChannelClosed, match="not a fragment") as why:
@@ -112,9 +87,9 @@ def test_what_is_not_a_fragment_ends_the_channel() -> None:
     run(body())
 
 
-def test_frames_over_the_limit_are_refused_on_both_sides() -> None:
+def test_frames_over_the_limit_are_refused_on_both_sides(rtc_pair: RtcPair) -> None:
     async def body() -> None:
-        a, b = await connected(max_frame=100)
+        a, b = await rtc_pair(max_frame=100)
         try:
             with pytest.raises(ValueError, match="larger than this channel carries"):
                 await a.send(b"x" * 101, timeout=5)
@@ -125,5 +100,16 @@ def test_frames_over_the_limit_are_refused_on_both_sides() -> None:
         finally:
             await a.close()
             await b.close()
+
+    run(body())
+
+
+def test_a_peer_that_never_answers_is_a_bounded_wait() -> None:
+    async def body() -> None:
+        lonely = RtcLink()
+        await lonely.offer()  # the answer never comes
+        with pytest.raises(TimeoutError, match=r"waited 0\.3 s for the data channel to the peer"):
+            await lonely.channel(timeout=0.3)
+        await lonely.close()
 
     run(body())

@@ -21,17 +21,48 @@ import asyncio
 import contextlib
 import struct
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from disco.transport.channel import Channel, ChannelClosed
 
-__all__ = ["CLOSE_NOTICE", "FRAGMENT", "LAST_FRAGMENT", "MAX_MESSAGE", "RtcChannel"]
+__all__ = [
+    "CLOSE_NOTICE",
+    "FRAGMENT",
+    "LAST_FRAGMENT",
+    "MAX_MESSAGE",
+    "RtcChannel",
+    "RtcLink",
+    "close_notice",
+    "fragments",
+]
 
 FRAGMENT, LAST_FRAGMENT, CLOSE_NOTICE = 0x00, 0x01, 0x02
 MAX_MESSAGE = 64 * 1024
 """The largest data-channel message sent, header included (aiortc's limit)."""
 CLOSE_WAIT_S = 5.0
 """How long closing waits for the peer to take what was sent before the connection ends."""
+
+
+def fragments(frame: bytes, message_size: int) -> list[bytes]:
+    """The data-channel messages that carry `frame`, none over `message_size` bytes."""
+    payload = message_size - 1
+    if payload < 1:
+        raise ValueError(f"message_size must be at least 2 bytes, got {message_size}")
+    pieces = [frame[i : i + payload] for i in range(0, max(len(frame), 1), payload)]
+    return [
+        bytes([LAST_FRAGMENT if i == len(pieces) - 1 else FRAGMENT]) + bytes(piece)
+        for i, piece in enumerate(pieces)
+    ]
+
+
+def close_notice(code: int, reason: str, message_size: int) -> bytes:
+    """The message that tells the peer this side closes: the code, and as much of the reason as
+    fits in `message_size` (whole characters)."""
+    room = message_size - 3
+    while len(reason.encode("utf-8")) > room:
+        reason = reason[:-1]
+    return bytes([CLOSE_NOTICE]) + struct.pack(">H", code) + reason.encode("utf-8")
 
 
 class RtcChannel(Channel):
@@ -52,7 +83,7 @@ class RtcChannel(Channel):
         self.max_frame = max_frame
         self._dc = channel
         self._pc = connection
-        self._payload = min(message_size, MAX_MESSAGE) - 1
+        self._message_size = min(message_size, MAX_MESSAGE)
         self._high_water = high_water
         self._inbox: deque[bytes] = deque()
         self._parts: list[bytes] = []
@@ -76,7 +107,10 @@ class RtcChannel(Channel):
             self._end(ChannelClosed("the peer sent a message that is not a fragment", 1003))
             return
         kind, payload = message[0], bytes(message[1:])
-        if kind == CLOSE_NOTICE and len(payload) >= 2:
+        if kind == CLOSE_NOTICE:
+            if len(payload) < 2:
+                self._end(ChannelClosed("the peer sent a close notice without a code", 1003))
+                return
             (code,) = struct.unpack(">H", payload[:2])
             reason = payload[2:].decode("utf-8", errors="replace")
             self._end(ChannelClosed(f"closed by the peer: {reason or 'closed'}", code))
@@ -118,14 +152,11 @@ class RtcChannel(Channel):
     # -- sending --------------------------------------------------------------------------------
     async def send(self, frame: bytes, *, timeout: float) -> None:
         self._check_size(frame)
-        view = memoryview(frame)
-        pieces = [view[i : i + self._payload] for i in range(0, max(len(view), 1), self._payload)]
         try:
             async with asyncio.timeout(max(timeout, 0)):
-                for i, piece in enumerate(pieces):
+                for message in fragments(frame, self._message_size):
                     await self._room()
-                    kind = LAST_FRAGMENT if i == len(pieces) - 1 else FRAGMENT
-                    self._dc.send(bytes([kind]) + bytes(piece))
+                    self._dc.send(message)
         except TimeoutError:
             await self.close(1011, "a send timed out")
             raise TimeoutError(
@@ -148,8 +179,7 @@ class RtcChannel(Channel):
         if self._closed is None:
             self._closed = ChannelClosed(f"closed by this side: {reason or 'closed'}", code)
             if self._dc.readyState == "open":
-                notice = struct.pack(">H", code) + reason.encode("utf-8")[: self._payload - 2]
-                self._dc.send(bytes([CLOSE_NOTICE]) + notice)
+                self._dc.send(close_notice(code, reason, self._message_size))
         self._changed.set()
         if self._dc.readyState != "closed":
             # closing the data channel resets its stream after what was sent: the notice (and
@@ -163,3 +193,79 @@ class RtcChannel(Channel):
                         await done.wait()
         if self._pc is not None:
             await self._pc.close()
+
+
+class RtcLink:
+    """One WebRTC connection to one peer, set up by offer and answer (handed over by whatever
+    signalling the caller has), carrying one ordered, reliable data channel as an `RtcChannel`.
+
+        offerer: sdp = await link.offer()                 answerer: answer = await link.answer(sdp)
+        offerer: await link.accept(answer)
+        both:    channel = await link.channel(timeout)
+
+    ICE gathers every candidate before `offer` and `answer` return (no trickle: one message each
+    way). `ice_servers` are STUN/TURN servers as aiortc's `RTCIceServer`; none by default, so
+    nothing is asked of a public server and peers find each other by their host addresses.
+    """
+
+    def __init__(self, *, ice_servers: Sequence[Any] = (), **options: Any) -> None:
+        from aiortc import RTCConfiguration, RTCPeerConnection
+
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
+        self._options = options
+        self._dc: Any = None
+        self._ready = asyncio.Event()
+        self._pc.on("datachannel", self._adopt)
+        self._pc.on("connectionstatechange", self._state_changed)
+
+    async def offer(self) -> str:
+        """This side's offer (SDP), the data channel created."""
+        self._adopt(self._pc.createDataChannel("disco", ordered=True))
+        await self._pc.setLocalDescription(await self._pc.createOffer())
+        return str(self._pc.localDescription.sdp)
+
+    async def answer(self, offer: str) -> str:
+        """The answer (SDP) to the peer's `offer`."""
+        from aiortc import RTCSessionDescription
+
+        await self._pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        await self._pc.setLocalDescription(await self._pc.createAnswer())
+        return str(self._pc.localDescription.sdp)
+
+    async def accept(self, answer: str) -> None:
+        """Take the peer's `answer` to this side's offer."""
+        from aiortc import RTCSessionDescription
+
+        await self._pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+
+    async def channel(self, timeout: float) -> RtcChannel:
+        """The open channel; `TimeoutError` if it is not open within `timeout` s, `ChannelClosed`
+        if the connection failed."""
+        try:
+            async with asyncio.timeout(max(timeout, 0)):
+                await self._ready.wait()
+        except TimeoutError:
+            state = self._pc.connectionState
+            await self._pc.close()
+            raise TimeoutError(
+                f"waited {timeout:g} s for the data channel to the peer to open "
+                f"(connection {state})"
+            ) from None
+        if self._dc is None or self._dc.readyState != "open":
+            await self._pc.close()
+            raise ChannelClosed(f"the connection failed ({self._pc.connectionState})", 1006)
+        return RtcChannel(self._dc, self._pc, **self._options)
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        await self._pc.close()
+
+    def _adopt(self, dc: Any) -> None:
+        self._dc = dc
+        if dc.readyState == "open":
+            self._ready.set()
+        dc.on("open", self._ready.set)
+
+    def _state_changed(self) -> None:
+        if self._pc.connectionState in ("failed", "closed"):
+            self._ready.set()  # `channel` reports it
