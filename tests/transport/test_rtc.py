@@ -80,6 +80,9 @@ def test_what_is_not_a_fragment_ends_the_channel(rtc_pair: RtcPair) -> None:
             with pytest.raises(ChannelClosed, match="not a fragment") as why:
                 await b.receive(timeout=20)
             assert why.value.code == 1003
+            with pytest.raises(ChannelClosed) as told:  # and the peer is told why
+                await a.receive(timeout=20)
+            assert told.value.code == 1003 and "not a fragment" in str(told.value)
         finally:
             await a.close()
             await b.close()

@@ -42,7 +42,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
-    "--allow-loopback-in-peer-connection",
+    "--allow-loopback-in-peer-connection",  # WebRTC between peers on this machine …
+    "--disable-features=WebRtcHideLocalIpsWithMdns",  # … with their real loopback address
 ]
 PHONE = {"viewport": {"width": 360, "height": 780}, "is_mobile": True, "has_touch": True}
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}

@@ -12,7 +12,8 @@ The channel is ordered and reliable, so fragments arrive in order and the receiv
 Sending waits while the data channel's buffer holds more than `high_water` bytes (its
 ``bufferedAmount``), in line with what the remote reads. A data channel has no close code of its
 own: the 0x02 notice carries it; a channel that closes without one reads as dropped (1006).
-The browser's side (RTCDataChannel) will speak the same format.
+A receiver that refuses a message (not a fragment: 1003; a frame over its limit: 1009) sends a
+close notice with that code and closes. Mirrors `web/src/core/transport/rtc.ts`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def close_notice(code: int, reason: str, message_size: int) -> bytes:
     """The message that tells the peer this side closes: the code, and as much of the reason as
     fits in `message_size` (whole characters)."""
     room = message_size - 3
+    if room < 0:
+        raise ValueError(f"a close notice needs a message size of at least 3, got {message_size}")
     while len(reason.encode("utf-8")) > room:
         reason = reason[:-1]
     return bytes([CLOSE_NOTICE]) + struct.pack(">H", code) + reason.encode("utf-8")
@@ -78,8 +81,8 @@ class RtcChannel(Channel):
         high_water: int = 2**20,
     ) -> None:
         super().__init__()
-        if message_size < 2:
-            raise ValueError(f"message_size must be at least 2 bytes, got {message_size}")
+        if message_size < 3:  # a close notice must fit
+            raise ValueError(f"message_size must be at least 3 bytes, got {message_size}")
         self.max_frame = max_frame
         self._dc = channel
         self._pc = connection
@@ -90,7 +93,10 @@ class RtcChannel(Channel):
         self._partial = 0
         self._changed = asyncio.Event()
         self._closed: ChannelClosed | None = None
-        channel.bufferedAmountLowThreshold = high_water // 2
+        self._closing: asyncio.Task[None] | None = None  # the shutdown after a notice or refusal
+        # "bufferedamountlow" must fire before a waiting send could go on
+        size = self._message_size
+        channel.bufferedAmountLowThreshold = max(0, min(high_water // 2, high_water - size))
         channel.on("message", self._on_message)
         channel.on("close", self._on_close)
         channel.on("bufferedamountlow", self._changed.set)
@@ -104,28 +110,36 @@ class RtcChannel(Channel):
         if self._closed is not None:
             return
         if isinstance(message, str) or not message:
-            self._end(ChannelClosed("the peer sent a message that is not a fragment", 1003))
+            self._refuse(ChannelClosed("the peer sent a message that is not a fragment", 1003))
             return
         kind, payload = message[0], bytes(message[1:])
         if kind == CLOSE_NOTICE:
             if len(payload) < 2:
-                self._end(ChannelClosed("the peer sent a close notice without a code", 1003))
+                self._refuse(ChannelClosed("the peer sent a close notice without a code", 1003))
                 return
             (code,) = struct.unpack(">H", payload[:2])
             reason = payload[2:].decode("utf-8", errors="replace")
             self._end(ChannelClosed(f"closed by the peer: {reason or 'closed'}", code))
+            self._closing = asyncio.get_running_loop().create_task(self._shut())
         elif kind in (FRAGMENT, LAST_FRAGMENT):
             self._partial += len(payload)
             if self._partial > self.max_frame:
-                self._end(ChannelClosed("the peer sent a frame over the limit", 1009))
+                self._refuse(ChannelClosed("the peer sent a frame over the limit", 1009))
                 return
             self._parts.append(payload)
             if kind == LAST_FRAGMENT:
                 self._inbox.append(b"".join(self._parts))
                 self._parts, self._partial = [], 0
         else:
-            self._end(ChannelClosed(f"the peer sent an unknown fragment kind {kind}", 1003))
+            self._refuse(ChannelClosed(f"the peer sent an unknown fragment kind {kind}", 1003))
         self._changed.set()
+
+    def _refuse(self, why: ChannelClosed) -> None:
+        """End the channel for a message this side cannot take, and tell the peer why."""
+        if self._closed is None and self._dc.readyState == "open":
+            self._dc.send(close_notice(why.code or 1003, str(why), self._message_size))
+        self._end(why)
+        self._closing = asyncio.get_running_loop().create_task(self._shut())
 
     def _on_close(self) -> None:
         self._end(ChannelClosed("the connection dropped", 1006))
@@ -152,11 +166,17 @@ class RtcChannel(Channel):
     # -- sending --------------------------------------------------------------------------------
     async def send(self, frame: bytes, *, timeout: float) -> None:
         self._check_size(frame)
+        started = False
         try:
             async with asyncio.timeout(max(timeout, 0)):
                 for message in fragments(frame, self._message_size):
-                    await self._room()
+                    await self._room(len(message))
                     self._dc.send(message)
+                    started = True
+        except asyncio.CancelledError:
+            if started:  # the peer could no longer tell where the next frame starts
+                await asyncio.shield(self.close(1011, "a send was abandoned part-way"))
+            raise
         except TimeoutError:
             await self.close(1011, "a send timed out")
             raise TimeoutError(
@@ -165,12 +185,14 @@ class RtcChannel(Channel):
             ) from None
         self.bytes_sent += len(frame)
 
-    async def _room(self) -> None:
-        """Wait until the data channel's buffer is below the high-water mark (or it closed)."""
+    async def _room(self, size: int) -> None:
+        """Wait until the data channel's buffer takes `size` more bytes without going over the
+        high-water mark (an empty buffer takes any message), or the channel closes."""
         while True:
             if self._closed is not None:
                 raise self._closed
-            if self._dc.bufferedAmount <= self._high_water:
+            buffered = self._dc.bufferedAmount
+            if buffered == 0 or buffered + size <= self._high_water:
                 return
             self._changed.clear()
             await self._changed.wait()
@@ -181,6 +203,10 @@ class RtcChannel(Channel):
             if self._dc.readyState == "open":
                 self._dc.send(close_notice(code, reason, self._message_size))
         self._changed.set()
+        await self._shut()
+
+    async def _shut(self) -> None:
+        """Close the data channel, then the connection (idempotent)."""
         if self._dc.readyState != "closed":
             # closing the data channel resets its stream after what was sent: the notice (and
             # every frame before it) reaches the peer before the reset completes

@@ -1,8 +1,9 @@
 /**
  * The transport seam: a `Channel` is an ordered, reliable, message-oriented link to one peer.
  * The round logic runs on it and never on a WebSocket (or data channel) directly.
- * Implementations: `memoryPair()` (two in-process ends, for tests and simulation) and
- * `WebSocketChannel` (a client's connection to a server).
+ * Implementations: `memoryPair()` (two in-process ends, for tests and simulation),
+ * `WebSocketChannel` (a client's connection to a server) and `RtcChannel` (a WebRTC data channel
+ * to another peer, frames cut into fragments: `rtc.ts`). Mirrors `disco.transport` in Python.
  */
 
 /** The channel is closed (by either side, or it dropped); `code` as WebSocket close codes (1000 normal, 1006 dropped), null if unknown. */
