@@ -2,7 +2,9 @@
 
 A `Task` is display information for people, training information for the machines, and the
 portable model every participant trains. It is plain data (pydantic), exported as JSON Schema and
-shared by the server, the Python clients and the web app.
+shared by the server, the Python clients and the web app. The aggregation settings live in
+`disco.aggregation_config` and the plain-words validation errors in `disco.validation`; both are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -10,24 +12,36 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import Any, Literal, Self
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
+from disco.aggregation_config import (
+    AGGREGATION_RULES,
+    Aggregation,
+    AggregationConfig,
+    CenteredClippingRule,
+    KrumRule,
+    MeanRule,
+    MedianRule,
+    MultiKrumRule,
+    TrimmedMeanRule,
+    krum_min_updates,
+    parse_aggregation,
+)
 from disco.errors import TaskError
-from disco.models.spec import Layer, ModelSpec
+from disco.models.spec import ModelSpec
+from disco.validation import Frozen as _Frozen
+from disco.validation import field_problems
 
 __all__ = [
     "AGGREGATION_RULES",
+    "Aggregation",
     "AggregationConfig",
     "CenteredClippingRule",
     "ColumnSpec",
@@ -50,16 +64,10 @@ TASK_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 DataType = Literal["image", "tabular", "text"]
 Scheme = Literal["federated", "decentralized", "local"]
-Aggregation = Literal["mean", "median", "trimmed_mean", "krum", "multi_krum", "centered_clipping"]
-"""The names of the aggregation rules (`AggregationConfig.rule`)."""
 
 
 WAIT_FOR_OTHERS_S = 600.0
 """Default wait for others, or the round deadline when that is longer."""
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class DisplayInfo(_Frozen):
@@ -107,171 +115,6 @@ class PrivacyConfig(_Frozen):
     def noise_std(self) -> float:
         """Standard deviation of the Gaussian noise added to each coordinate."""
         return self.noise_multiplier * self.clipping_radius
-
-
-class MeanRule(_Frozen):
-    """FedAvg: updates averaged by the samples each participant claims, no one's share above
-    ``max_share`` (the excess is spread over the others; never below an equal split)."""
-
-    rule: Literal["mean"] = "mean"
-    max_share: float = Field(
-        default=0.5,
-        ge=0.01,
-        le=1,
-        description=(
-            "largest share of a round one participant's update can have, whatever sample count it "
-            "claims (1: plain FedAvg)"
-        ),
-    )
-
-
-def _bucket_size() -> Any:
-    return Field(
-        default=1,
-        ge=1,
-        le=10_000,
-        description=(
-            "mixes this many participants' updates together (at random, each round) before "
-            "combining them, so that a few unusual but honest participants are not mistaken for "
-            "dishonest ones; 1: no mixing"
-        ),
-    )
-
-
-def _dishonest() -> Any:
-    return Field(
-        default=1,
-        ge=0,
-        le=10_000,
-        description=(
-            "how many participants may be dishonest; a round needs at least 2 × this + 3 updates"
-        ),
-    )
-
-
-class MedianRule(_Frozen):
-    """Coordinate-wise median of the updates: for each number of the model, the middle value;
-    everyone counts equally."""
-
-    rule: Literal["median"] = "median"
-    bucket_size: int = _bucket_size()
-
-
-class TrimmedMeanRule(_Frozen):
-    """Coordinate-wise mean without the ``beta`` fraction of extremes at each end; everyone
-    counts equally."""
-
-    rule: Literal["trimmed_mean"] = "trimmed_mean"
-    beta: float = Field(default=0.1, ge=0, lt=0.5, description="share dropped at each end")
-    bucket_size: int = _bucket_size()
-
-
-def krum_min_updates(f: int) -> int:
-    """The fewest updates (or buckets) Krum can combine with `f` dishonest: more than 2f + 2."""
-    return 2 * f + 3
-
-
-class KrumRule(_Frozen):
-    """Krum (Blanchard et al., 2017): the one update closest to most of the others is used as it
-    is, so that up to ``f`` dishonest participants cannot drag the model far."""
-
-    rule: Literal["krum"] = "krum"
-    f: int = _dishonest()
-    bucket_size: int = _bucket_size()
-
-
-class MultiKrumRule(_Frozen):
-    """Multi-Krum: the ``m`` updates closest to the others are averaged, everyone counting
-    equally; updates far from the rest are left out."""
-
-    rule: Literal["multi_krum"] = "multi_krum"
-    f: int = _dishonest()
-    m: int | None = Field(
-        default=None,
-        ge=1,
-        le=10_000,
-        description=(
-            "how many of the most typical updates are averaged each round (empty: all but the "
-            "number of dishonest participants)"
-        ),
-    )
-    bucket_size: int = _bucket_size()
-
-
-class CenteredClippingRule(_Frozen):
-    """Centered clipping (Karimireddy, He & Jaggi, 2021): the model moves from where the last
-    round took it, and no participant can pull it further than ``tau``; each participant's
-    updates are smoothed over rounds (``momentum``), so an attack spread over rounds fades."""
-
-    rule: Literal["centered_clipping"] = "centered_clipping"
-    tau: float | None = Field(
-        default=None,
-        gt=0,
-        description=(
-            "how far an update may be from the previous round's combined update before it is "
-            "shortened to this length (larger: trusts participants more; empty: automatic, the "
-            "typical distance in each round)"
-        ),
-    )
-    iterations: int = Field(
-        default=1,
-        ge=1,
-        le=100,
-        description="how many times the combination is refined each round (1 is usually enough)",
-    )
-    momentum: float = Field(
-        default=0.5,
-        ge=0,
-        lt=1,
-        description=(
-            "how much of each participant's earlier updates is kept in its current one, to smooth "
-            "out attacks spread over rounds (0: only the latest update counts)"
-        ),
-    )
-    bucket_size: int = _bucket_size()
-
-
-AggregationConfig = Annotated[
-    MeanRule | MedianRule | TrimmedMeanRule | KrumRule | MultiKrumRule | CenteredClippingRule,
-    Field(discriminator="rule"),
-]
-"""How a task's updates are combined: ``{"rule": "mean", "max_share": 0.5}``, … A rule name
-alone (``"median"``) stands for that rule with its defaults."""
-
-AGGREGATION_RULES: dict[str, type[BaseModel]] = {
-    str(cls.model_fields["rule"].default): cls for cls in get_args(get_args(AggregationConfig)[0])
-}
-"""Each aggregation rule's config class, by name, in the order of `Aggregation`."""
-
-
-class _AggregationDoc(_Frozen):
-    aggregation: AggregationConfig
-
-
-def parse_aggregation(text: str) -> AggregationConfig:
-    """A rule with its settings as written on a command line: ``mean``, ``krum:f=2``,
-    ``multi_krum:f=1,m=5``, ``centered_clipping:tau=0.5,momentum=0.9``, ``median:bucket_size=2``.
-
-    Each value is read as the setting's type (whole number or number). Raises `TaskError` in
-    plain words, naming the known rules or the rule's settings.
-    """
-    name, _, rest = text.strip().partition(":")
-    data: dict[str, Any] = {"rule": name.strip()}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, eq, value = (part.strip() for part in item.partition("="))
-        if not eq or not key or not value:
-            raise TaskError(
-                f"aggregation {text!r}: write each setting as name=value, e.g. krum:f=2"
-            )
-        if key in data:
-            raise TaskError(f"aggregation {text!r}: {key} is given twice")
-        data[key] = value
-    try:
-        return _AggregationDoc.model_validate({"aggregation": data}).aggregation
-    except ValidationError as exc:
-        fields = ((f.removeprefix("aggregation").lstrip("."), m) for f, m in field_problems(exc))
-        problems = "; ".join(f"{field}: {msg}" if field else msg for field, msg in fields)
-        raise TaskError(f"invalid aggregation {text!r}: {problems}") from exc
 
 
 class TrainingInfo(_Frozen):
@@ -466,102 +309,3 @@ def parse_task(data: dict[str, Any] | str | bytes) -> Task:
     except ValidationError as exc:
         problems = "; ".join(f"{field or 'task'}: {msg}" for field, msg in field_problems(exc))
         raise TaskError(f"invalid task: {problems}") from exc
-
-
-# -- validation errors in plain words -------------------------------------------------------------
-LAYER_TYPES: tuple[str, ...] = tuple(
-    str(cls.model_fields["type"].default) for cls in get_args(get_args(Layer)[0])
-)
-"""Every layer type of the portable model, in the order of `disco.models.spec.Layer`."""
-
-_KIND_WORDS = {
-    "missing": "is missing",
-    "extra_forbidden": "is not a known setting",
-    "tuple_type": "should be a list",
-    "list_type": "should be a list",
-    "int_type": "should be a whole number",
-    "int_parsing": "should be a whole number",
-    "int_from_float": "should be a whole number",
-    "float_type": "should be a number",
-    "float_parsing": "should be a number",
-    "finite_number": "should be a finite number",
-    "bool_type": "should be true or false",
-    "bool_parsing": "should be true or false",
-    "string_type": "should be text",
-    "dict_type": "should be an object, { ... }",
-    "model_type": "should be an object, { ... }",
-    "model_attributes_type": "should be an object, { ... }",
-    "json_invalid": "is not valid JSON",
-}
-
-
-def _number(value: Any) -> str:
-    """``0.0`` as ``0``, other values as they are."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _words(err: ErrorDetails) -> str:
-    """One pydantic error as a plain sentence fragment that follows its field's path."""
-    kind, ctx, loc = err["type"], err.get("ctx") or {}, err["loc"]
-    if kind == "extra_forbidden" and "aggregation" in loc[:-1]:
-        rule = loc[loc.index("aggregation") + 1]
-        if isinstance(rule, str) and rule in AGGREGATION_RULES:
-            settings = [n for n in AGGREGATION_RULES[rule].model_fields if n != "rule"]
-            return f"is not a setting of {rule} (its settings: {', '.join(settings)})"
-    if kind in _KIND_WORDS:
-        return _KIND_WORDS[kind]
-    if "aggregation" in loc and kind in ("union_tag_invalid", "union_tag_not_found"):
-        rules = ", ".join(get_args(Aggregation))
-        if kind == "union_tag_not_found":
-            return f"needs a 'rule', one of: {rules}"
-        return f"unknown aggregation rule {ctx.get('tag')!r} (known: {rules})"
-    if kind == "union_tag_invalid":
-        return f"unknown layer type {ctx.get('tag')!r} (known: {', '.join(LAYER_TYPES)})"
-    if kind == "union_tag_not_found":
-        return f"needs a 'type', one of: {', '.join(LAYER_TYPES)}"
-    if kind == "literal_error":
-        return f"should be {ctx.get('expected')}"
-    bounds = {
-        "greater_than": ("must be greater than", "gt"),
-        "greater_than_equal": ("must be at least", "ge"),
-        "less_than": ("must be less than", "lt"),
-        "less_than_equal": ("must be at most", "le"),
-    }
-    if kind in bounds:
-        words, key = bounds[kind]
-        return f"{words} {_number(ctx.get(key))}"
-    if kind in ("string_too_short", "too_short"):
-        n = ctx.get("min_length", 1)
-        unit = "character" if kind == "string_too_short" else "item"
-        return "must not be empty" if n == 1 else f"must have at least {n} {unit}s"
-    if kind in ("string_too_long", "too_long"):
-        unit = "characters" if kind == "string_too_long" else "items"
-        return f"must have at most {ctx.get('max_length')} {unit}"
-    if kind == "string_pattern_mismatch":
-        if ctx.get("pattern") == "^[a-z0-9_]+$":
-            return "may only use lowercase letters, digits and '_'"
-        return f"does not have the expected form ({ctx.get('pattern')})"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return message.replace("Input should be", "should be")
-
-
-def _path(loc: Sequence[int | str]) -> str:
-    """A dotted path into the document, without the layer-type tags pydantic inserts."""
-    parts: list[str] = []
-    for i, part in enumerate(loc):
-        if isinstance(part, str) and part in LAYER_TYPES and i > 0 and isinstance(loc[i - 1], int):
-            continue  # layers.5.dense.units: "dense" is the union member, not a field
-        if i > 0 and loc[i - 1] == "aggregation" and part in get_args(Aggregation):
-            continue  # aggregation.mean.max_share: "mean" is the union member
-        parts.append(str(part))
-    return ".".join(parts)
-
-
-def field_problems(exc: ValidationError) -> list[tuple[str, str]]:
-    """(dotted field path, plain message) per error: ``("model.layers.5.units", "must be ...")``.
-
-    The path is "" for problems of the document as a whole.
-    """
-    return [(_path(e["loc"]), _words(e)) for e in exc.errors(include_url=False)]

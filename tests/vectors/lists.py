@@ -41,7 +41,6 @@ from disco.protocol import PROTOCOL_VERSION, ErrorCode, SessionState
 from disco.protocol.messages import MAX_SAFE_INT, Hello, Message, Metrics, ModelUpdate
 from disco.task import (
     AGGREGATION_RULES,
-    LAYER_TYPES,
     TASK_ID,
     Aggregation,
     ColumnSpec,
@@ -52,6 +51,7 @@ from disco.task import (
     TrainingInfo,
     parse_task,
 )
+from disco.validation import LAYER_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT / "tests" / "vectors" / "shared_lists.json"

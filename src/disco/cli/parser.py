@@ -6,9 +6,9 @@ import argparse
 import math
 from typing import Any, get_args
 
+from disco.aggregation_config import Aggregation
 from disco.cli.commands import cmd_data_samples, cmd_demo, cmd_serve, cmd_simulate, cmd_tasks
 from disco.cli.train import cmd_train
-from disco.task import Aggregation
 
 __all__ = ["HelpFormatter", "build_parser"]
 

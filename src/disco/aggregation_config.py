@@ -1,0 +1,198 @@
+"""How a task's updates are combined: each aggregation rule's typed settings.
+
+``{"rule": "krum", "f": 2}`` in a task document, ``krum:f=2`` on a command line
+(`parse_aggregation`); a rule name alone stands for the rule with its defaults. The rules
+themselves are in `disco.aggregation`; docs/aggregation.md explains each one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, Field, ValidationError
+
+from disco.errors import TaskError
+from disco.validation import Frozen as _Frozen
+from disco.validation import field_problems
+
+__all__ = [
+    "AGGREGATION_RULES",
+    "Aggregation",
+    "AggregationConfig",
+    "CenteredClippingRule",
+    "KrumRule",
+    "MeanRule",
+    "MedianRule",
+    "MultiKrumRule",
+    "TrimmedMeanRule",
+    "krum_min_updates",
+    "parse_aggregation",
+]
+
+Aggregation = Literal["mean", "median", "trimmed_mean", "krum", "multi_krum", "centered_clipping"]
+"""The names of the aggregation rules (`AggregationConfig.rule`)."""
+
+
+class MeanRule(_Frozen):
+    """FedAvg: updates averaged by the samples each participant claims, no one's share above
+    ``max_share`` (the excess is spread over the others; never below an equal split)."""
+
+    rule: Literal["mean"] = "mean"
+    max_share: float = Field(
+        default=0.5,
+        ge=0.01,
+        le=1,
+        description=(
+            "largest share of a round one participant's update can have, whatever sample count it "
+            "claims (1: plain FedAvg)"
+        ),
+    )
+
+
+def _bucket_size() -> Any:
+    return Field(
+        default=1,
+        ge=1,
+        le=10_000,
+        description=(
+            "mixes this many participants' updates together (at random, each round) before "
+            "combining them, so that a few unusual but honest participants are not mistaken for "
+            "dishonest ones; 1: no mixing"
+        ),
+    )
+
+
+def _dishonest() -> Any:
+    return Field(
+        default=1,
+        ge=0,
+        le=10_000,
+        description=(
+            "how many participants may be dishonest; a round needs at least 2 × this + 3 updates"
+        ),
+    )
+
+
+class MedianRule(_Frozen):
+    """Coordinate-wise median of the updates: for each number of the model, the middle value;
+    everyone counts equally."""
+
+    rule: Literal["median"] = "median"
+    bucket_size: int = _bucket_size()
+
+
+class TrimmedMeanRule(_Frozen):
+    """Coordinate-wise mean without the ``beta`` fraction of extremes at each end; everyone
+    counts equally."""
+
+    rule: Literal["trimmed_mean"] = "trimmed_mean"
+    beta: float = Field(default=0.1, ge=0, lt=0.5, description="share dropped at each end")
+    bucket_size: int = _bucket_size()
+
+
+def krum_min_updates(f: int) -> int:
+    """The fewest updates (or buckets) Krum can combine with `f` dishonest: more than 2f + 2."""
+    return 2 * f + 3
+
+
+class KrumRule(_Frozen):
+    """Krum (Blanchard et al., 2017): the one update closest to most of the others is used as it
+    is, so that up to ``f`` dishonest participants cannot drag the model far."""
+
+    rule: Literal["krum"] = "krum"
+    f: int = _dishonest()
+    bucket_size: int = _bucket_size()
+
+
+class MultiKrumRule(_Frozen):
+    """Multi-Krum: the ``m`` updates closest to the others are averaged, everyone counting
+    equally; updates far from the rest are left out."""
+
+    rule: Literal["multi_krum"] = "multi_krum"
+    f: int = _dishonest()
+    m: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description=(
+            "how many of the most typical updates are averaged each round (empty: all but the "
+            "number of dishonest participants)"
+        ),
+    )
+    bucket_size: int = _bucket_size()
+
+
+class CenteredClippingRule(_Frozen):
+    """Centered clipping (Karimireddy, He & Jaggi, 2021): the model moves from where the last
+    round took it, and no participant can pull it further than ``tau``; each participant's
+    updates are smoothed over rounds (``momentum``), so an attack spread over rounds fades."""
+
+    rule: Literal["centered_clipping"] = "centered_clipping"
+    tau: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "how far an update may be from the previous round's combined update before it is "
+            "shortened to this length (larger: trusts participants more; empty: automatic, the "
+            "typical distance in each round)"
+        ),
+    )
+    iterations: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="how many times the combination is refined each round (1 is usually enough)",
+    )
+    momentum: float = Field(
+        default=0.5,
+        ge=0,
+        lt=1,
+        description=(
+            "how much of each participant's earlier updates is kept in its current one, to smooth "
+            "out attacks spread over rounds (0: only the latest update counts)"
+        ),
+    )
+    bucket_size: int = _bucket_size()
+
+
+AggregationConfig = Annotated[
+    MeanRule | MedianRule | TrimmedMeanRule | KrumRule | MultiKrumRule | CenteredClippingRule,
+    Field(discriminator="rule"),
+]
+"""How a task's updates are combined: ``{"rule": "mean", "max_share": 0.5}``, … A rule name
+alone (``"median"``) stands for that rule with its defaults."""
+
+AGGREGATION_RULES: dict[str, type[BaseModel]] = {
+    str(cls.model_fields["rule"].default): cls for cls in get_args(get_args(AggregationConfig)[0])
+}
+"""Each aggregation rule's config class, by name, in the order of `Aggregation`."""
+
+
+class _AggregationDoc(_Frozen):
+    aggregation: AggregationConfig
+
+
+def parse_aggregation(text: str) -> AggregationConfig:
+    """A rule with its settings as written on a command line: ``mean``, ``krum:f=2``,
+    ``multi_krum:f=1,m=5``, ``centered_clipping:tau=0.5,momentum=0.9``, ``median:bucket_size=2``.
+
+    Each value is read as the setting's type (whole number or number). Raises `TaskError` in
+    plain words, naming the known rules or the rule's settings.
+    """
+    name, _, rest = text.strip().partition(":")
+    data: dict[str, Any] = {"rule": name.strip()}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or not key or not value:
+            raise TaskError(
+                f"aggregation {text!r}: write each setting as name=value, e.g. krum:f=2"
+            )
+        if key in data:
+            raise TaskError(f"aggregation {text!r}: {key} is given twice")
+        data[key] = value
+    try:
+        return _AggregationDoc.model_validate({"aggregation": data}).aggregation
+    except ValidationError as exc:
+        fields = ((f.removeprefix("aggregation").lstrip("."), m) for f, m in field_problems(exc))
+        problems = "; ".join(f"{field}: {msg}" if field else msg for field, msg in fields)
+        raise TaskError(f"invalid aggregation {text!r}: {problems}") from exc
