@@ -81,6 +81,20 @@ def test_random_batches_agree_and_refused_updates_add_nothing(seed: int) -> None
     np.testing.assert_array_equal(restored, start)
 
 
+def test_the_largest_count_and_change_stay_exact() -> None:
+    g = np.zeros(19, np.float32)
+    edge = np.full(19, 255.99998, np.float32) * np.where(np.arange(19) % 2, 1, -1).astype(
+        np.float32
+    )
+    sums, status = both(np.zeros(19, np.int64), g, [edge, edge, edge], [fold.MAX_COUNT] * 3)
+
+    assert status.tolist() == [fold.OK] * 3
+    one = np.rint(edge.astype(np.float64) * fold.MAX_COUNT * 2.0**24).astype(np.int64)
+    np.testing.assert_array_equal(sums, 3 * one)
+    with pytest.raises(ValueError, match="count"):
+        fold.fold(sums, g, [edge], [fold.MAX_COUNT + 1], np.zeros(1, np.int32))
+
+
 def test_why_an_update_is_refused() -> None:
     g = np.zeros(20, np.float32)
     limit = np.full(20, 255.99, np.float32)

@@ -160,3 +160,14 @@ def test_updates_in_flight_together_through_the_mean_give_the_same_model() -> No
         alone.add(*u)
 
     assert together.result().weights.digest() == alone.result().weights.digest()
+
+
+def test_a_count_the_fold_cannot_take_exactly_or_a_misfit_is_refused_before_folding() -> None:
+    sums = FoldedSums(GLOBAL, segment=3)
+    with pytest.raises(AggregationError, match="count is from 1"):
+        sums.add("big", trained(1), fold.MAX_COUNT + 1)
+    with pytest.raises(AggregationError, match="count is from 1"):
+        sums.add("none", trained(1), 0)
+    with pytest.raises(AggregationError, match="does not fit"):
+        sums.add("odd", Weights([("w", GLOBAL["w"])]), 3)
+    assert sums.counts == {} and not any(s.any() for s in sums.sums.values())

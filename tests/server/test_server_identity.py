@@ -220,7 +220,7 @@ def test_a_python_client_that_reconnects_mid_session_keeps_its_identity(
             seen.append(message)
             acks = [m for m in seen if isinstance(m, UpdateAck)]
             if isinstance(message, UpdateAck) and len(acks) == 1:
-                client.link._conn.transport.abort()  # the network drops, no close frame
+                client.link._channel._conn.transport.abort()  # the network drops, no close frame
             if isinstance(message, ErrorMessage) and message.code == "duplicate":
                 duplicate.set()
 

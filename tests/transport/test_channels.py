@@ -57,6 +57,24 @@ def test_a_sender_waits_while_the_peer_holds_too_much_then_goes_on() -> None:
     run(body())
 
 
+def test_frames_go_out_in_the_order_of_the_calls() -> None:
+    async def body() -> None:
+        a, b = memory_pair(high_water=100)
+        await a.send(b"x" * 90, timeout=1)
+        big = asyncio.create_task(a.send(b"B" * 50, timeout=5))  # waits for room
+        for _ in range(5):
+            await asyncio.sleep(0)
+        small = asyncio.create_task(a.send(b"s", timeout=5))  # would fit, but comes after
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not big.done() and not small.done()
+        got = [await b.receive(timeout=1) for _ in range(3)]
+        await asyncio.gather(big, small)
+        assert got == [b"x" * 90, b"B" * 50, b"s"]
+
+    run(body())
+
+
 def test_waits_are_bounded_and_say_what_they_waited_for() -> None:
     async def body() -> None:
         a, b = memory_pair(high_water=10)
@@ -100,8 +118,8 @@ def test_a_frame_over_the_limit_is_refused_and_nothing_is_sent() -> None:
     run(body())
 
 
-async def _server(handler: Callable[[ServerConnection], Awaitable[None]]) -> Any:
-    return await serve(handler, "127.0.0.1", 0)
+async def _server(handler: Callable[[ServerConnection], Awaitable[None]], **options: Any) -> Any:
+    return await serve(handler, "127.0.0.1", 0, **options)
 
 
 def test_a_websocket_channel_carries_binary_frames_and_the_close_code() -> None:
@@ -127,6 +145,31 @@ def test_a_websocket_channel_carries_binary_frames_and_the_close_code() -> None:
             with pytest.raises(ValueError, match="larger than this channel carries"):
                 await channel.send(b"x" * 1025, timeout=5)
             assert channel.bytes_sent == 3 and channel.bytes_received == 19
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(body())
+
+
+def test_a_websocket_send_waits_only_for_room_not_for_the_whole_upload() -> None:
+    received: list[int] = []
+
+    async def handler(conn: ServerConnection) -> None:
+        received.append(len(await conn.recv()))
+        await conn.send(b"thanks")
+
+    async def body() -> None:
+        server = await _server(handler, max_size=None)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            channel = await WebSocketChannel.connect(
+                f"ws://127.0.0.1:{port}", max_frame=64 * 2**20, timeout=5
+            )
+            await channel.send(b"m" * (16 * 2**20), timeout=0)  # an empty buffer takes it
+            assert await channel.receive(timeout=30) == b"thanks"
+            assert received == [16 * 2**20]
+            await channel.close()
         finally:
             server.close()
             await server.wait_closed()

@@ -116,3 +116,35 @@ def test_a_peer_that_never_answers_is_a_bounded_wait() -> None:
         await lonely.close()
 
     run(body())
+
+
+def test_frames_sent_at_once_arrive_whole_and_in_the_order_of_the_calls(rtc_pair: RtcPair) -> None:
+    async def body() -> None:
+        a, b = await rtc_pair(message_size=10, high_water=25)  # many fragments, little room
+        try:
+            frames = [b"A" * 40, b"B" * 3, b"C" * 17, b"D" * 9]
+            await asyncio.gather(*(a.send(f, timeout=20) for f in frames))
+            assert [await b.receive(timeout=20) for _ in frames] == frames
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body())
+
+
+def test_a_dropped_data_channel_lets_go_of_the_connection(rtc_pair: RtcPair) -> None:
+    async def body() -> None:
+        a, b = await rtc_pair()
+        await b._pc.close()  # the peer vanishes without a close notice
+        with pytest.raises(ChannelClosed, match="dropped") as why:
+            await a.receive(timeout=20)
+        assert why.value.code == 1006
+        async with asyncio.timeout(20):  # this side closes its peer connection by itself
+            while a._pc.connectionState != "closed":
+                await asyncio.sleep(0.01)
+        with pytest.raises(ChannelClosed):
+            await a.send(b"x", timeout=5)
+        with pytest.raises(ValueError, match="close code"):
+            await a.close(70000)
+
+    run(body())

@@ -35,6 +35,7 @@ from disco.weights import Array
 __all__ = [
     "KIND",
     "MAX_CHANGE",
+    "MAX_COUNT",
     "NOT_FINITE",
     "OK",
     "OUT_OF_RANGE",
@@ -55,7 +56,9 @@ OK, OUT_OF_RANGE, NOT_FINITE = 0, 1, 2
 Ints = npt.NDArray[np.int64]
 Status = npt.NDArray[np.int32]
 
-_MAX_COUNT = 2**20  # |count| · 2^24 · a float32 change stays exact in float64
+MAX_COUNT = 2**19
+"""The largest count a fold takes: |change| < 2^8, so |change · count · 2^24| < 2^51, where
+the compiled loop's rounding (adding 1.5 · 2^52) is exact."""
 _CHUNK = 1 << 14  # values per step of the compiled loop: sums, model and updates stay in cache
 _NUMPY_CHUNK = 1 << 17
 
@@ -212,7 +215,7 @@ def _check(
     for a in arrays:
         if a.dtype != np.float32 or a.shape != sums.shape or not a.flags.c_contiguous:
             raise ValueError(f"values must be contiguous float32 arrays of shape {sums.shape}")
-    if len(counts) != len(values) or any(abs(c) > _MAX_COUNT for c in counts):
-        raise ValueError(f"one count per update, each at most {_MAX_COUNT} in absolute value")
+    if len(counts) != len(values) or any(abs(c) > MAX_COUNT for c in counts):
+        raise ValueError(f"one count per update, each at most {MAX_COUNT} in absolute value")
     if status.dtype != np.int32 or status.shape != (len(values),) or not status.flags.c_contiguous:
         raise ValueError("status must be a contiguous int32 array, one per update")

@@ -90,7 +90,16 @@ class FoldedSums:
         """Fold `update` (of the model's names and shapes) with `count` in, or raise
         `AggregationError` and change nothing: a change not finite, or of `fold.MAX_CHANGE` or
         more, or the round full (counts totalling `COUNT_ROOM`)."""
-        entry = _InFlight(participant, {n: a.reshape(-1) for n, a in update.items()}, count, update)
+        if not 1 <= count <= fold.MAX_COUNT:
+            raise AggregationError(f"a count is from 1 to {fold.MAX_COUNT}, got {count}")
+        values = {n: a.reshape(-1) for n, a in update.items()}
+        if list(values) != list(self._base) or any(
+            v.shape != self._base[n].shape for n, v in values.items()
+        ):
+            raise AggregationError(f"the update of {participant!r} does not fit the model")
+        entry = _InFlight(participant, values, count, update)
+        if self._compiled:  # checked here, before it joins: folding then cannot fail on it
+            entry.addresses = {n: fold.address(v) for n, v in values.items()}
         with self._changed:
             if self._total + self._promised + count >= COUNT_ROOM:
                 raise AggregationError(
@@ -148,8 +157,6 @@ class FoldedSums:
                 arriving, self._arriving = self._arriving, []
             for entry in arriving:
                 entry.first = self._cursor
-                if self._compiled:
-                    entry.addresses = {n: fold.address(v) for n, v in entry.values.items()}
                 self._in_flight.append(entry)
         if not self._segments:  # a model of no values: nothing to fold
             for entry in self._in_flight:
@@ -226,6 +233,8 @@ class FoldedSums:
         """After an unexpected error mid-fold: take every update in flight back, refuse them all
         (their adders raise), and leave the sums as the finished updates made them."""
         for entry in self._in_flight:
+            if entry.done:  # finished in the step that failed
+                continue
             self._take_back(entry, entry.covered)
             self._finish(entry, AggregationError(f"the update of {entry.participant!r} was lost"))
         self._in_flight = []

@@ -56,8 +56,8 @@ class Traffic:
     bytes_down: int = 0
 
 
-SEND_TIMEOUT_S = 120.0
-"""How long a send may wait for the connection to take a frame (a model, on a slow link)."""
+SEND_TIMEOUT_S = 60.0
+"""How long a send may wait for room in the connection's buffer (as the browser's link)."""
 
 
 class Link:
@@ -124,7 +124,8 @@ class Link:
             await self._channel.send(frame, timeout=SEND_TIMEOUT_S)
         except ChannelClosed as exc:
             raise LinkClosed(str(exc), exc.code) from exc
-        except TimeoutError as exc:  # the channel closed itself: as if dropped
+        except TimeoutError as exc:  # the connection does not move: give it up, as if dropped
+            await self._channel.close(1011, "a send timed out")
             raise LinkClosed(str(exc), 1006) from exc
         self._traffic.bytes_up += len(frame)
 

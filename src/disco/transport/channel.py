@@ -1,8 +1,10 @@
 """The `Channel` interface: binary frames to and from one peer, every wait bounded.
 
     send(frame, timeout)   waits while the channel's outgoing buffer is full (backpressure),
-                           at most `timeout` s (TimeoutError, nothing sent); ChannelClosed if
-                           the channel is closed; ValueError for a frame over `max_frame`
+                           at most `timeout` s (TimeoutError: nothing of the frame sent, or —
+                           for a channel that cuts frames into messages — the channel closed
+                           with 1011); ChannelClosed if the channel is closed; ValueError for
+                           a frame over `max_frame`. Frames go out in the order of the calls.
     receive(timeout)       the next frame, in order; TimeoutError after `timeout` s (None: until
                            a frame or the close, for background readers only); ChannelClosed
                            once closed and every frame received before the close was taken

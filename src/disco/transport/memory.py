@@ -27,6 +27,7 @@ class MemoryChannel(Channel):
         self._queued = 0
         self._changed = asyncio.Event()  # a frame arrived, one was taken, or a side closed
         self._closed: ChannelClosed | None = None
+        self._sending = asyncio.Lock()  # frames go out in the order of the calls
 
     @property
     def closed(self) -> ChannelClosed | None:
@@ -37,21 +38,21 @@ class MemoryChannel(Channel):
         peer = self.peer
         assert peer is not None
         try:
-            async with asyncio.timeout(max(timeout, 0)):
+            async with asyncio.timeout(max(timeout, 0)), self._sending:
                 while self._closed is None and 0 < peer._queued > self.high_water - len(frame):
                     peer._changed.clear()
                     await peer._changed.wait()
+                if self._closed is not None:
+                    raise self._closed
+                peer._inbox.append(bytes(frame))
+                peer._queued += len(frame)
+                peer._changed.set()
+                self.bytes_sent += len(frame)
         except TimeoutError:
             raise TimeoutError(
                 f"waited {timeout:g} s for the peer to take {peer._queued} queued bytes "
                 "before sending more"
             ) from None
-        if self._closed is not None:
-            raise self._closed
-        peer._inbox.append(bytes(frame))
-        peer._queued += len(frame)
-        peer._changed.set()
-        self.bytes_sent += len(frame)
 
     async def receive(self, *, timeout: float | None) -> bytes:
         try:

@@ -1,8 +1,8 @@
 """A `Channel` over a WebRTC data channel (aiortc), for peers that exchange models directly.
 
 A data channel carries messages of a limited size (aiortc accepts 64 KiB, browsers 256 KiB or
-more), so a frame travels as fragments of at most `min(the remote's max-message-size, 64 KiB)`
-bytes, each with a one-byte header:
+more), so a frame travels as fragments of at most 64 KiB (the browser's side also keeps under
+the remote's advertised max-message-size), each with a one-byte header:
 
     0x00 payload…      a fragment; more of the frame follows
     0x01 payload…      the frame's last fragment (a frame of one fragment is just this)
@@ -94,6 +94,7 @@ class RtcChannel(Channel):
         self._changed = asyncio.Event()
         self._closed: ChannelClosed | None = None
         self._closing: asyncio.Task[None] | None = None  # the shutdown after a notice or refusal
+        self._sending = asyncio.Lock()  # one frame's fragments at a time, in the order of calls
         # "bufferedamountlow" must fire before a waiting send could go on
         size = self._message_size
         channel.bufferedAmountLowThreshold = max(0, min(high_water // 2, high_water - size))
@@ -137,12 +138,15 @@ class RtcChannel(Channel):
     def _refuse(self, why: ChannelClosed) -> None:
         """End the channel for a message this side cannot take, and tell the peer why."""
         if self._closed is None and self._dc.readyState == "open":
-            self._dc.send(close_notice(why.code or 1003, str(why), self._message_size))
+            with contextlib.suppress(Exception):  # the peer may be gone already
+                self._dc.send(close_notice(why.code or 1003, str(why), self._message_size))
         self._end(why)
         self._closing = asyncio.get_running_loop().create_task(self._shut())
 
     def _on_close(self) -> None:
         self._end(ChannelClosed("the connection dropped", 1006))
+        if self._closing is None:  # and let go of the peer connection
+            self._closing = asyncio.get_running_loop().create_task(self._shut())
 
     def _end(self, why: ChannelClosed) -> None:
         if self._closed is None:
@@ -168,10 +172,10 @@ class RtcChannel(Channel):
         self._check_size(frame)
         started = False
         try:
-            async with asyncio.timeout(max(timeout, 0)):
+            async with asyncio.timeout(max(timeout, 0)), self._sending:
                 for message in fragments(frame, self._message_size):
                     await self._room(len(message))
-                    self._dc.send(message)
+                    self._put(message)
                     started = True
         except asyncio.CancelledError:
             if started:  # the peer could no longer tell where the next frame starts
@@ -184,6 +188,14 @@ class RtcChannel(Channel):
                 f"({self._dc.bufferedAmount} bytes still buffered)"
             ) from None
         self.bytes_sent += len(frame)
+
+    def _put(self, message: bytes) -> None:
+        """Hand one message to the data channel; ChannelClosed if it can take none any more."""
+        try:
+            self._dc.send(message)
+        except Exception as exc:  # aiortc: InvalidStateError once the stream is being reset
+            self._on_close()
+            raise ChannelClosed("the connection dropped", 1006) from exc
 
     async def _room(self, size: int) -> None:
         """Wait until the data channel's buffer takes `size` more bytes without going over the
@@ -198,10 +210,13 @@ class RtcChannel(Channel):
             await self._changed.wait()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
+        if not 0 <= code <= 0xFFFF:
+            raise ValueError(f"a close code is from 0 to 65535, got {code}")
         if self._closed is None:
             self._closed = ChannelClosed(f"closed by this side: {reason or 'closed'}", code)
             if self._dc.readyState == "open":
-                self._dc.send(close_notice(code, reason, self._message_size))
+                with contextlib.suppress(Exception):  # the peer may be gone already
+                    self._dc.send(close_notice(code, reason, self._message_size))
         self._changed.set()
         await self._shut()
 

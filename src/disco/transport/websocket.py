@@ -1,8 +1,10 @@
 """A `Channel` over a WebSocket connection to a server (the `websockets` client).
 
-Backpressure is the library's: sending waits while its write buffer is above its limit. A send
-that times out, or a text frame from the server (frames are binary), closes the connection: what
-was half-written cannot be taken back.
+`send` waits (bounded) while the connection's write buffer holds more than `high_water` bytes —
+what the network has not taken yet — and then writes the frame; a frame larger than the buffer
+goes out at the network's pace, however long that takes, as the browser's WebSocket does. A
+stalled connection is found by the library's keepalive pings (20 s), which close it. A text frame
+from the server (frames are binary) closes the connection with 1003.
 """
 
 from __future__ import annotations
@@ -14,16 +16,20 @@ from websockets.exceptions import ConnectionClosed
 
 from disco.transport.channel import Channel, ChannelClosed
 
-__all__ = ["WebSocketChannel"]
+__all__ = ["POLL_S", "WebSocketChannel"]
+
+POLL_S = 0.01
+"""How often a send waiting for room looks at the write buffer (as the browser's channel does)."""
 
 
 class WebSocketChannel(Channel):
     """One WebSocket connection as a channel of binary frames."""
 
-    def __init__(self, conn: ClientConnection, max_frame: int) -> None:
+    def __init__(self, conn: ClientConnection, max_frame: int, high_water: int = 2**20) -> None:
         super().__init__()
         self._conn = conn
         self.max_frame = max_frame
+        self.high_water = high_water
         self._closed: ChannelClosed | None = None
 
     @classmethod
@@ -43,15 +49,24 @@ class WebSocketChannel(Channel):
             raise self._closed
         try:
             async with asyncio.timeout(max(timeout, 0)):
-                await self._conn.send(frame)
+                while (buffered := self._buffered()) and buffered + len(frame) > self.high_water:
+                    if self._conn.close_code is not None:
+                        break  # closed meanwhile: send says so
+                    await asyncio.sleep(POLL_S)
+        except TimeoutError:
+            raise TimeoutError(
+                f"waited {timeout:g} s for the connection to take the {self._buffered()} bytes "
+                f"before a frame of {len(frame)} bytes"
+            ) from None
+        try:
+            await self._conn.send(frame)
         except ConnectionClosed as exc:
             raise self._ended(exc) from exc
-        except TimeoutError:
-            await self.close(1011, "a send timed out")
-            raise TimeoutError(
-                f"waited {timeout:g} s for the connection to take a frame of {len(frame)} bytes"
-            ) from None
         self.bytes_sent += len(frame)
+
+    def _buffered(self) -> int:
+        transport = self._conn.transport
+        return 0 if transport is None else int(transport.get_write_buffer_size())
 
     async def receive(self, *, timeout: float | None) -> bytes:
         try:
