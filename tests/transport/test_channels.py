@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -118,8 +119,20 @@ def test_a_frame_over_the_limit_is_refused_and_nothing_is_sent() -> None:
     run(body())
 
 
-async def _server(handler: Callable[[ServerConnection], Awaitable[None]], **options: Any) -> Any:
-    return await serve(handler, "127.0.0.1", 0, **options)
+@contextlib.asynccontextmanager
+async def connected(
+    handler: Callable[[ServerConnection], Awaitable[None]], max_frame: int, **options: Any
+) -> AsyncIterator[WebSocketChannel]:
+    """A WebSocket server on loopback running `handler`, and a channel connected to it."""
+    server = await serve(handler, "127.0.0.1", 0, **options)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield await WebSocketChannel.connect(
+            f"ws://127.0.0.1:{port}", max_frame=max_frame, timeout=5
+        )
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 def test_a_websocket_channel_carries_binary_frames_and_the_close_code() -> None:
@@ -130,12 +143,7 @@ def test_a_websocket_channel_carries_binary_frames_and_the_close_code() -> None:
         await conn.close(4404, "unknown task")
 
     async def body() -> None:
-        server = await _server(handler)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            channel = await WebSocketChannel.connect(
-                f"ws://127.0.0.1:{port}", max_frame=1024, timeout=5
-            )
+        async with connected(handler, 1024) as channel:
             await channel.send(b"abc", timeout=5)
             assert await channel.receive(timeout=5) == b"cba"
             assert await channel.receive(timeout=5) == b"before the close"
@@ -145,9 +153,6 @@ def test_a_websocket_channel_carries_binary_frames_and_the_close_code() -> None:
             with pytest.raises(ValueError, match="larger than this channel carries"):
                 await channel.send(b"x" * 1025, timeout=5)
             assert channel.bytes_sent == 3 and channel.bytes_received == 19
-        finally:
-            server.close()
-            await server.wait_closed()
 
     run(body())
 
@@ -160,19 +165,11 @@ def test_a_websocket_send_waits_only_for_room_not_for_the_whole_upload() -> None
         await conn.send(b"thanks")
 
     async def body() -> None:
-        server = await _server(handler, max_size=None)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            channel = await WebSocketChannel.connect(
-                f"ws://127.0.0.1:{port}", max_frame=64 * 2**20, timeout=5
-            )
+        async with connected(handler, 64 * 2**20, max_size=None) as channel:
             await channel.send(b"m" * (16 * 2**20), timeout=0)  # an empty buffer takes it
             assert await channel.receive(timeout=30) == b"thanks"
             assert received == [16 * 2**20]
             await channel.close()
-        finally:
-            server.close()
-            await server.wait_closed()
 
     run(body())
 
@@ -183,18 +180,10 @@ def test_a_text_frame_from_the_server_ends_the_channel() -> None:
         await conn.wait_closed()
 
     async def body() -> None:
-        server = await _server(handler)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            channel = await WebSocketChannel.connect(
-                f"ws://127.0.0.1:{port}", max_frame=1024, timeout=5
-            )
+        async with connected(handler, 1024) as channel:
             with pytest.raises(ChannelClosed, match="text frame: not binary"):
                 await channel.receive(timeout=5)
             assert channel.closed is not None and channel.closed.code == 1003
-        finally:
-            server.close()
-            await server.wait_closed()
 
     run(body())
 

@@ -10,38 +10,7 @@ import { decode, encode, type ServerMessage } from "../src/core/protocol";
 import { ChannelClosed, ChannelTimeout, type Channel } from "../src/core/transport/channel";
 import { memoryPair } from "../src/core/transport/memory";
 import { WebSocketChannel } from "../src/core/transport/websocket";
-
-// -- helpers -----------------------------------------------------------------------------------
-
-/** Let every pending promise reaction run. */
-const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-/** Wait until `condition()` holds (at most 2 s). */
-async function until(condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 2_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met within 2 s");
-    await flush();
-  }
-}
-
-const bytes = (size: number, fill = 1): Uint8Array => new Uint8Array(size).fill(fill);
-
-/** A send and whether it has settled yet. */
-function track(sending: Promise<void>): { done: () => boolean; result: Promise<unknown> } {
-  let settled = false;
-  const result = sending.then(
-    () => {
-      settled = true;
-      return "sent";
-    },
-    (exc: unknown) => {
-      settled = true;
-      return exc;
-    },
-  );
-  return { done: () => settled, result };
-}
+import { bytes, flush, track, until } from "./channel-helpers";
 
 // -- memory pairs ------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import {
   type DataChannelLike,
   type RtcChannelOptions,
 } from "../src/core/transport/rtc";
+import { bytes, flush, track, until } from "./channel-helpers";
 
 // -- the shared vectors ----------------------------------------------------------------------
 
@@ -35,37 +36,6 @@ const vectors = JSON.parse(readFileSync(new URL("../../tests/vectors/rtc_fragmen
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex");
 /** A fresh ArrayBuffer holding `text`'s bytes, as a data channel delivers a message. */
 const buffer = (text: string): ArrayBuffer => new Uint8Array(Buffer.from(text, "hex")).buffer;
-const bytes = (size: number, fill = 1): Uint8Array => new Uint8Array(size).fill(fill);
-
-// -- helpers -----------------------------------------------------------------------------------
-
-/** Let every pending promise reaction run. */
-const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-/** Wait until `condition()` holds (at most 2 s). */
-async function until(condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 2_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met within 2 s");
-    await flush();
-  }
-}
-
-/** A send and whether it has settled yet. */
-function track(sending: Promise<void>): { done: () => boolean; result: Promise<unknown> } {
-  let settled = false;
-  const result = sending.then(
-    () => {
-      settled = true;
-      return "sent";
-    },
-    (exc: unknown) => {
-      settled = true;
-      return exc;
-    },
-  );
-  return { done: () => settled, result };
-}
 
 type Listener = (event: { readonly data?: unknown }) => void;
 

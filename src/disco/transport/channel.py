@@ -15,9 +15,11 @@ Close codes are WebSocket's: 1000 normal, 1006 dropped without a close, 4xxx the
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
+from collections import deque
 
-__all__ = ["Channel", "ChannelClosed"]
+__all__ = ["Channel", "ChannelClosed", "Inbox"]
 
 
 class ChannelClosed(Exception):
@@ -62,3 +64,43 @@ class Channel(ABC):
                 f"a frame of {len(frame)} bytes is larger than this channel carries "
                 f"({self.max_frame} bytes)"
             )
+
+
+class Inbox:
+    """The frames a channel received and nobody took yet, and the bounded wait for the next."""
+
+    def __init__(self) -> None:
+        self._frames: deque[bytes] = deque()
+        self.queued = 0
+        """Bytes received and not taken yet."""
+        self.changed = asyncio.Event()
+        """Set when a frame arrives or is taken, or the channel ends."""
+        self.ended: ChannelClosed | None = None
+
+    def put(self, frame: bytes) -> None:
+        self._frames.append(frame)
+        self.queued += len(frame)
+        self.changed.set()
+
+    def end(self, why: ChannelClosed) -> None:
+        """No frame comes after those received: `take` raises `why` once they are taken."""
+        if self.ended is None:
+            self.ended = why
+        self.changed.set()
+
+    async def take(self, timeout: float | None) -> bytes:
+        """The next frame; `TimeoutError` after `timeout` s (None: no limit), the end's
+        `ChannelClosed` once every frame received before it was taken."""
+        try:
+            async with asyncio.timeout(None if timeout is None else max(timeout, 0)):
+                while not self._frames:
+                    if self.ended is not None:
+                        raise self.ended
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            raise TimeoutError(f"waited {timeout:g} s for a frame from the peer") from None
+        frame = self._frames.popleft()
+        self.queued -= len(frame)
+        self.changed.set()  # a sender waiting for room may go on
+        return frame

@@ -8,9 +8,8 @@ transport's buffer would make it wait (the same rule as `web/src/core/transport/
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
-from disco.transport.channel import Channel, ChannelClosed
+from disco.transport.channel import Channel, ChannelClosed, Inbox
 
 __all__ = ["MemoryChannel", "memory_pair"]
 
@@ -23,9 +22,7 @@ class MemoryChannel(Channel):
         self.max_frame = max_frame
         self.high_water = high_water
         self.peer: MemoryChannel | None = None
-        self._inbox: deque[bytes] = deque()
-        self._queued = 0
-        self._changed = asyncio.Event()  # a frame arrived, one was taken, or a side closed
+        self._inbox = Inbox()
         self._closed: ChannelClosed | None = None
         self._sending = asyncio.Lock()  # frames go out in the order of the calls
 
@@ -39,34 +36,22 @@ class MemoryChannel(Channel):
         assert peer is not None
         try:
             async with asyncio.timeout(max(timeout, 0)), self._sending:
-                while self._closed is None and 0 < peer._queued > self.high_water - len(frame):
-                    peer._changed.clear()
-                    await peer._changed.wait()
+                room = peer._inbox
+                while self._closed is None and 0 < room.queued > self.high_water - len(frame):
+                    room.changed.clear()
+                    await room.changed.wait()
                 if self._closed is not None:
                     raise self._closed
-                peer._inbox.append(bytes(frame))
-                peer._queued += len(frame)
-                peer._changed.set()
+                room.put(bytes(frame))
                 self.bytes_sent += len(frame)
         except TimeoutError:
             raise TimeoutError(
-                f"waited {timeout:g} s for the peer to take {peer._queued} queued bytes "
+                f"waited {timeout:g} s for the peer to take {peer._inbox.queued} queued bytes "
                 "before sending more"
             ) from None
 
     async def receive(self, *, timeout: float | None) -> bytes:
-        try:
-            async with asyncio.timeout(None if timeout is None else max(timeout, 0)):
-                while not self._inbox:
-                    if self._closed is not None:
-                        raise self._closed
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise TimeoutError(f"waited {timeout:g} s for a frame from the peer") from None
-        frame = self._inbox.popleft()
-        self._queued -= len(frame)
-        self._changed.set()  # a sender waiting for room may go on
+        frame = await self._inbox.take(timeout)
         self.bytes_received += len(frame)
         return frame
 
@@ -75,10 +60,10 @@ class MemoryChannel(Channel):
             return
         why = reason or "closed"
         self._closed = ChannelClosed(f"closed by this side: {why}", code)
-        self._changed.set()
+        self._inbox.end(self._closed)
         if self.peer is not None and self.peer._closed is None:
             self.peer._closed = ChannelClosed(f"closed by the peer: {why}", code)
-            self.peer._changed.set()
+            self.peer._inbox.end(self.peer._closed)
 
 
 def memory_pair(

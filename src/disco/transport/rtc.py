@@ -21,11 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from disco.transport.channel import Channel, ChannelClosed
+from disco.transport.channel import Channel, ChannelClosed, Inbox
 
 __all__ = [
     "CLOSE_NOTICE",
@@ -88,7 +87,7 @@ class RtcChannel(Channel):
         self._pc = connection
         self._message_size = min(message_size, MAX_MESSAGE)
         self._high_water = high_water
-        self._inbox: deque[bytes] = deque()
+        self._inbox = Inbox()
         self._parts: list[bytes] = []
         self._partial = 0
         self._changed = asyncio.Event()
@@ -129,7 +128,7 @@ class RtcChannel(Channel):
                 return
             self._parts.append(payload)
             if kind == LAST_FRAGMENT:
-                self._inbox.append(b"".join(self._parts))
+                self._inbox.put(b"".join(self._parts))
                 self._parts, self._partial = [], 0
         else:
             self._refuse(ChannelClosed(f"the peer sent an unknown fragment kind {kind}", 1003))
@@ -151,19 +150,11 @@ class RtcChannel(Channel):
     def _end(self, why: ChannelClosed) -> None:
         if self._closed is None:
             self._closed = why
+        self._inbox.end(self._closed)
         self._changed.set()
 
     async def receive(self, *, timeout: float | None) -> bytes:
-        try:
-            async with asyncio.timeout(None if timeout is None else max(timeout, 0)):
-                while not self._inbox:
-                    if self._closed is not None:
-                        raise self._closed
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise TimeoutError(f"waited {timeout:g} s for a frame from the peer") from None
-        frame = self._inbox.popleft()
+        frame = await self._inbox.take(timeout)
         self.bytes_received += len(frame)
         return frame
 
@@ -213,11 +204,10 @@ class RtcChannel(Channel):
         if not 0 <= code <= 0xFFFF:
             raise ValueError(f"a close code is from 0 to 65535, got {code}")
         if self._closed is None:
-            self._closed = ChannelClosed(f"closed by this side: {reason or 'closed'}", code)
+            self._end(ChannelClosed(f"closed by this side: {reason or 'closed'}", code))
             if self._dc.readyState == "open":
                 with contextlib.suppress(Exception):  # the peer may be gone already
                     self._dc.send(close_notice(code, reason, self._message_size))
-        self._changed.set()
         await self._shut()
 
     async def _shut(self) -> None:

@@ -8,7 +8,8 @@
 import { ProtocolError } from "../errors";
 import { DEFAULT_MAX_FRAME, decode, encode, isServerMessage, type ClientMessage, type ServerMessage } from "../protocol";
 import { ChannelClosed, ChannelTimeout, type Channel } from "../transport/channel";
-import { bounded, WaitTimeout } from "../transport/wait";
+import { WaitQueue } from "../transport/queues";
+import { WaitTimeout } from "../transport/wait";
 import { WebSocketChannel } from "../transport/websocket";
 
 export { bounded, sleep, WaitTimeout } from "../transport/wait";
@@ -43,10 +44,8 @@ function linkError(exc: unknown): Error {
 
 /** One connection: sends encoded messages, queues decoded server messages. */
 export class Link {
-  private readonly queue: ServerMessage[] = [];
-  private ended: Error | null = null;
-  private wake: (() => void) | null = null;
-  private woken: Promise<void> | null = null;
+  /** Decoded server messages not yet taken; ended with the error that ended the link. */
+  private readonly queue = new WaitQueue<ServerMessage>();
   /** `channel.bytesSent` already added to `traffic.bytesUp`. */
   private sentCounted = 0;
 
@@ -85,30 +84,12 @@ export class Link {
 
   /** Whether the connection is open (messages can be sent). */
   get isOpen(): boolean {
-    return this.ended === null;
-  }
-
-  private notify(): void {
-    const wake = this.wake;
-    this.wake = null;
-    this.woken = null;
-    wake?.();
-  }
-
-  private changed(): Promise<void> {
-    this.woken ??= new Promise<void>((resolve) => (this.wake = resolve));
-    return this.woken;
-  }
-
-  private end(error: Error): void {
-    if (this.ended !== null) return;
-    this.ended = error;
-    this.notify();
+    return this.queue.ended === null;
   }
 
   /** End with `error` and close the channel. */
   private fail(error: Error, code = 1000, reason = ""): void {
-    this.end(error);
+    this.queue.end(error);
     this.channel.close(code, reason);
   }
 
@@ -126,10 +107,10 @@ export class Link {
       try {
         frame = await this.channel.receive(Infinity);
       } catch (exc) {
-        this.end(linkError(exc));
+        this.queue.end(linkError(exc));
         return;
       }
-      if (this.ended !== null) continue; // drain what came before the close, unread
+      if (this.queue.ended !== null) continue; // drain what came before the close, unread
       this.traffic.bytesDown += frame.length;
       let message;
       try {
@@ -143,7 +124,6 @@ export class Link {
       }
       this.queue.push(message);
       this.onMessage(message);
-      this.notify();
     }
   }
 
@@ -151,22 +131,13 @@ export class Link {
    * The next queued server message, waiting at most `timeoutMs`. Once the queue is drained
    * after the end of the connection, rejects with `LinkClosed` (or the bad frame's error).
    */
-  async next(timeoutMs: number, signal: AbortSignal): Promise<ServerMessage> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const message = this.queue.shift();
-      if (message !== undefined) return message;
-      if (this.ended !== null) throw this.ended;
-      await bounded(this.changed(), signal, deadline - Date.now(), "waiting for the server");
-    }
+  next(timeoutMs: number, signal: AbortSignal): Promise<ServerMessage> {
+    return this.queue.take(timeoutMs, signal, "waiting for the server");
   }
 
   /** Remove and return the queued messages for which `keep` is true, in arrival order. */
   take(keep: (message: ServerMessage) => boolean): ServerMessage[] {
-    const taken = this.queue.filter(keep);
-    const rest = this.queue.filter((m) => !keep(m));
-    this.queue.splice(0, this.queue.length, ...rest);
-    return taken;
+    return this.queue.remove(keep);
   }
 
   /**
@@ -176,7 +147,7 @@ export class Link {
    * closes it with `LinkClosed` 1009.
    */
   send(message: ClientMessage): boolean {
-    if (this.ended !== null) return false;
+    if (this.queue.ended !== null) return false;
     const frame = encode(message);
     if (frame.length > this.channel.maxFrame) {
       const why = `a message of ${frame.length} bytes exceeds the limit of ${this.channel.maxFrame} bytes`;

@@ -5,8 +5,8 @@
  */
 
 import { DEFAULT_MAX_FRAME } from "../protocol/codec";
-import { ChannelClosed, DEFAULT_HIGH_WATER, frameTooLarge, type Channel } from "./channel";
-import { Inbox, Outbox } from "./queues";
+import { ChannelClosed, DEFAULT_HIGH_WATER, type Channel } from "./channel";
+import { Inbox, Outbox, QueuedChannel } from "./queues";
 
 /** Options of `memoryPair`. */
 export interface MemoryPairOptions {
@@ -17,17 +17,16 @@ export interface MemoryPairOptions {
 }
 
 /** One end of a `memoryPair`. */
-class MemoryEnd implements Channel {
+class MemoryEnd extends QueuedChannel {
   readonly inbox = new Inbox(() => this.peer.outbox.pump());
   readonly outbox: Outbox;
-  closed: ChannelClosed | null = null;
-  bytesSent = 0;
   private peer!: MemoryEnd;
 
   constructor(
     readonly maxFrame: number,
     highWater: number,
   ) {
+    super();
     this.outbox = new Outbox(
       (bytes) => {
         const queued = this.peer.inbox.queuedBytes;
@@ -46,30 +45,10 @@ class MemoryEnd implements Channel {
     b.peer = a;
   }
 
-  get bytesReceived(): number {
-    return this.inbox.bytesIn;
-  }
-
-  send(frame: Uint8Array, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    if (this.closed === null && frame.length > this.maxFrame) return Promise.reject(frameTooLarge(frame.length, this.maxFrame));
-    return this.outbox.send(frame, timeoutMs, signal);
-  }
-
-  receive(timeoutMs: number, signal?: AbortSignal): Promise<Uint8Array> {
-    return this.inbox.take(timeoutMs, signal);
-  }
-
   close(code = 1000, reason = ""): void {
     if (this.closed !== null) return;
-    this.shut(new ChannelClosed(code, reason));
-    this.peer.shut(new ChannelClosed(code, reason));
-  }
-
-  private shut(closed: ChannelClosed): void {
-    if (this.closed !== null) return;
-    this.closed = closed;
-    this.inbox.end(closed);
-    this.outbox.end(closed);
+    this.end(new ChannelClosed(code, reason));
+    this.peer.end(new ChannelClosed(code, reason));
   }
 }
 

@@ -5,8 +5,8 @@
  */
 
 import { DEFAULT_MAX_FRAME } from "../protocol/codec";
-import { ChannelClosed, ChannelTimeout, DEFAULT_HIGH_WATER, frameTooLarge, type Channel } from "./channel";
-import { Inbox, Outbox } from "./queues";
+import { ChannelClosed, ChannelTimeout, DEFAULT_HIGH_WATER } from "./channel";
+import { Inbox, Outbox, QueuedChannel } from "./queues";
 import { bounded } from "./wait";
 
 /** How often a send waiting for room looks at `bufferedAmount` (ms). */
@@ -29,11 +29,9 @@ function sendableReason(reason: string): string {
 }
 
 /** A channel over one WebSocket; made open by `WebSocketChannel.open`. */
-export class WebSocketChannel implements Channel {
-  closed: ChannelClosed | null = null;
-  bytesSent = 0;
-  private readonly inbox = new Inbox();
-  private readonly outbox: Outbox;
+export class WebSocketChannel extends QueuedChannel {
+  protected readonly inbox = new Inbox();
+  protected readonly outbox: Outbox;
   private readonly ready: Promise<void>;
   private isOpen: (() => void) | null = null;
   private failed: ((error: ChannelClosed) => void) | null = null;
@@ -43,6 +41,7 @@ export class WebSocketChannel implements Channel {
     readonly maxFrame: number,
     highWater: number,
   ) {
+    super();
     this.ready = new Promise<void>((resolve, reject) => {
       this.isOpen = resolve;
       this.failed = reject;
@@ -86,10 +85,6 @@ export class WebSocketChannel implements Channel {
     return channel;
   }
 
-  get bytesReceived(): number {
-    return this.inbox.bytesIn;
-  }
-
   private write(frame: Uint8Array): void {
     try {
       this.ws.send(frame as Uint8Array<ArrayBuffer>);
@@ -121,24 +116,13 @@ export class WebSocketChannel implements Channel {
     this.inbox.push(bytes);
   }
 
-  /** The channel is closed for `closed`: no more frames in or out; the inbox drains. */
-  private end(closed: ChannelClosed): void {
+  /** The channel is closed for `closed`: no more frames in or out; the inbox drains; a pending open fails. */
+  protected override end(closed: ChannelClosed): void {
     if (this.closed !== null) return;
-    this.closed = closed;
-    this.inbox.end(closed);
-    this.outbox.end(closed);
+    super.end(closed);
     this.failed?.(closed);
     this.isOpen = null;
     this.failed = null;
-  }
-
-  send(frame: Uint8Array, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    if (this.closed === null && frame.length > this.maxFrame) return Promise.reject(frameTooLarge(frame.length, this.maxFrame));
-    return this.outbox.send(frame, timeoutMs, signal);
-  }
-
-  receive(timeoutMs: number, signal?: AbortSignal): Promise<Uint8Array> {
-    return this.inbox.take(timeoutMs, signal);
   }
 
   /**
