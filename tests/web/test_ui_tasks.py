@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -84,6 +85,16 @@ def test_each_task_is_described_in_plain_words(
     expect(any_page.get_by_text("Together, directly between participants").first).to_be_visible()
 
 
+def _wait_for_requests(page: Any, asked: list[str], count: int, within_s: float = 10.0) -> None:
+    """Wait until `count` status requests were routed (every card's, in flight ones included)."""
+    deadline = time.monotonic() + within_s
+    while len(asked) < count:
+        waited = f"waited {within_s} s for {count} status requests, saw {len(asked)}"
+        assert time.monotonic() < deadline, waited
+        page.wait_for_timeout(50)  # lets the route handlers run
+    assert len(asked) == count, f"expected {count} status requests, saw {len(asked)}"
+
+
 def test_live_status_refreshes_while_visible_and_fails_per_card(desktop: Any) -> None:
     answers = {"participants": 2, "min_participants": 3, "round": 4}
     asked: list[str] = []
@@ -112,10 +123,12 @@ def test_live_status_refreshes_while_visible_and_fails_per_card(desktop: Any) ->
     other = desktop.locator('article[data-task="fashion_mnist"]')
     expect(other.locator(".fact-online")).to_contain_text("Nobody yet")
 
+    cards = desktop.locator("article.task-card").count()
     answers.update(participants=3, round=5)
     desktop.clock.run_for(10_500)  # about every 10 s
     expect(online).to_have_text("3 people")
     expect(done).to_have_text("Trained for 5 rounds so far")
+    _wait_for_requests(desktop, asked, 2 * cards)  # the whole refresh, not just this card
 
     desktop.evaluate("window.__setVisible(false)")
     before = len(asked)
