@@ -20,13 +20,13 @@ from disco.protocol import (
     PROTOCOL_VERSION,
     ErrorCode,
     ErrorMessage,
-    Hello,
     Leave,
+    Message,
     Metrics,
     ModelUpdate,
+    PeerInfo,
+    RoundPlan,
     RoundResult,
-    Status,
-    UpdateAck,
     Welcome,
     decode,
     decode_weights,
@@ -38,8 +38,7 @@ from disco.weights import Weights
 VECTORS_DIR = Path(__file__).parents[1] / "vectors"
 VECTORS = json.loads((VECTORS_DIR / f"protocol_v{PROTOCOL_VERSION}.json").read_text("utf-8"))
 CLASSES = {
-    cls.model_fields["type"].default: cls
-    for cls in (Hello, ModelUpdate, Leave, Welcome, Status, UpdateAck, RoundResult, ErrorMessage)
+    cls.model_fields["type"].default: cls for cls in typing.get_args(typing.get_args(Message)[0])
 }
 
 
@@ -67,6 +66,8 @@ def message_from_json(obj: dict[str, Any]) -> Any:
         fields["weights"] = weights_from_json(fields["weights"])
     if "metrics" in fields:
         fields["metrics"] = Metrics(**fields["metrics"])
+    if cls is RoundPlan:
+        fields["peers"] = [PeerInfo(**p) for p in fields["peers"]]
     return cls(**fields)
 
 
@@ -163,7 +164,13 @@ def test_invalid_vector_is_refused(vector: dict[str, Any]) -> None:
 # -- hand-made frames ---------------------------------------------------------------------------
 def _update_frame(metrics: dict[str, Any]) -> bytes:
     weights = {"data": np.float32(0.5).tobytes(), "names": ["w"], "shapes": [[]]}
-    obj = {"metrics": metrics, "num_samples": 3, "round": 2, "type": "update", "v": 1}
+    obj = {
+        "metrics": metrics,
+        "num_samples": 3,
+        "round": 2,
+        "type": "update",
+        "v": PROTOCOL_VERSION,
+    }
     return msgpack.packb({**obj, "weights": weights}, use_bin_type=True)
 
 

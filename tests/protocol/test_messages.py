@@ -109,6 +109,7 @@ def test_defaults() -> None:
         "name": "",
         "kind": "python",
         "participant_key": None,
+        "capabilities": [],
     }
     assert _update().metrics == Metrics()
     assert ErrorMessage(code="malformed", message="m").round is None

@@ -11,7 +11,16 @@ import msgpack
 import numpy as np
 import pytest
 
-from disco.protocol import ErrorMessage, Hello, Leave, RoundResult, Status, UpdateAck, Welcome
+from disco.protocol import (
+    PROTOCOL_VERSION,
+    ErrorMessage,
+    Hello,
+    Leave,
+    RoundResult,
+    Status,
+    UpdateAck,
+    Welcome,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -81,7 +90,7 @@ def test_bad_frames_get_errors_and_change_nothing(kit: Any, start_server: Any) -
             assert (await c.expect(ErrorMessage)).code == "malformed"
             await c.send_raw("hello")
             assert (await c.expect(ErrorMessage)).code == "malformed"
-            await c.send_raw(msgpack.packb({"v": 1, "type": "hello"}))
+            await c.send_raw(msgpack.packb({"v": PROTOCOL_VERSION, "type": "hello"}))
             error = await c.expect(ErrorMessage)
             assert error.code == "malformed" and "task_id" in error.message
             welcome = await c.hello()  # the connection survived all of the above

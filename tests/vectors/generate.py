@@ -1,4 +1,4 @@
-"""Generate tests/vectors/protocol_v1.json, the wire-format test vectors (docs/protocol.md).
+"""Generate tests/vectors/protocol_v<N>.json, the wire-format test vectors (docs/protocol.md).
 
     python tests/vectors/generate.py           rewrite the file from what the code produces
     python tests/vectors/generate.py --check   exit 1 if the committed file differs
@@ -39,6 +39,21 @@ from disco.protocol import (
     Welcome,
     decode,
     encode,
+)
+from disco.protocol.peers import (
+    Combine,
+    DigestReport,
+    Exchange,
+    ModelRequest,
+    PeerAck,
+    PeerInfo,
+    PeerModel,
+    PeerUpdate,
+    Ready,
+    Received,
+    Resync,
+    RoundPlan,
+    Signal,
 )
 from disco.weights import Weights
 
@@ -237,6 +252,106 @@ valid(
     "ErrorMessage with a non-ASCII message and round 0",
     ErrorMessage(code="unknown_task", message="tâche « x » inconnue — 未知", round=0),
 )
+
+# -- version 2: capabilities, decentralized sessions, peer frames ------------------------------
+DIGEST_A = SMALL.digest()
+DIGEST_B = SCALAR_AND_EMPTY.digest()
+valid(
+    "hello_with_capabilities",
+    "Hello announcing capabilities; a name the server does not know is allowed and ignored",
+    Hello(task_id="p2p", name="lab-3", capabilities=["decentralized", "zz_future_feature"]),
+)
+valid(
+    "welcome_decentralized",
+    "Welcome of a decentralized session: no weights (models travel between peers only)",
+    Welcome(
+        client_id="p-0123456789abcdef",
+        task_id="p2p",
+        round=3,
+        participants=4,
+        min_participants=3,
+        state="enough_participants",
+        capabilities=["decentralized"],
+    ),
+)
+valid(
+    "plan_all_to_all",
+    "RoundPlan of an all-to-all round of three peers",
+    RoundPlan(
+        round=0,
+        peers=[
+            PeerInfo(id="p-aaaaaaaaaaaaaaaa", name="Ann", kind="browser", weight=0.25),
+            PeerInfo(id="p-bbbbbbbbbbbbbbbb", weight=0.25),
+        ],
+        members=3,
+        topology="all_to_all",
+        self_weight=0.5,
+        digest=DIGEST_A,
+        connect_s=30.0,
+        exchange_s=120.5,
+    ),
+)
+valid(
+    "plan_late_joiner",
+    "RoundPlan of a sparse round for a peer that must first fetch the round's model",
+    RoundPlan(
+        round=7,
+        peers=[PeerInfo(id="p-cccccccccccccccc", name="Zoë", weight=0.2)],
+        members=20,
+        topology="sparse",
+        self_weight=0.8,
+        digest=DIGEST_B,
+        model_from="p-cccccccccccccccc",
+        connect_s=15.25,
+        exchange_s=60.0,
+    ),
+)
+valid(
+    "signal_offer",
+    "Signal carrying an SDP offer (to its recipient, or from its sender)",
+    Signal(peer="p-aaaaaaaaaaaaaaaa", kind="offer", data="v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"),
+)
+valid(
+    "signal_candidate",
+    "Signal carrying an ICE candidate as JSON text",
+    Signal(peer="p-bbbbbbbbbbbbbbbb", kind="candidate", data='{"candidate":"","sdpMid":"0"}'),
+)
+valid(
+    "ready",
+    "Ready: the channels this peer has open",
+    Ready(round=2, connected=["p-aaaaaaaaaaaaaaaa", "p-bbbbbbbbbbbbbbbb"]),
+)
+valid("ready_alone", "Ready with no channel open", Ready(round=2, connected=[]))
+valid(
+    "exchange",
+    "Exchange: the barrier is passed",
+    Exchange(round=2, peers=["p-aaaaaaaaaaaaaaaa", "p-bbbbbbbbbbbbbbbb"]),
+)
+valid("received", "Received: whose updates arrived", Received(round=2, peers=["p-aaaa"]))
+valid("combine", "Combine exactly these updates", Combine(round=2, peers=["p-aaaa", "p-bbbb"]))
+valid(
+    "digest",
+    "DigestReport of the model a peer ends round 2 with",
+    DigestReport(round=2, digest=DIGEST_A),
+)
+valid(
+    "resync",
+    "Resync: fetch the model that opens round 3 from another peer",
+    Resync(round=3, digest=DIGEST_A, peer="p-aaaa"),
+)
+valid(
+    "peer_update",
+    "PeerUpdate between two peers, with the SHA-256 digest of its weights",
+    PeerUpdate(round=2, num_samples=600, weights=SMALL, digest=DIGEST_A, metrics=FULL_METRICS),
+)
+valid("peer_ack", "PeerAck of an update that arrived whole", PeerAck(round=2, digest=DIGEST_A))
+valid("model_request", "ModelRequest for the model that opens round 3", ModelRequest(round=3))
+valid(
+    "peer_model",
+    "PeerModel answering a ModelRequest",
+    PeerModel(round=3, weights=SCALAR_AND_EMPTY, digest=DIGEST_B),
+)
+
 for _code in typing.get_args(ErrorCode):
     if _code not in ("stale", "malformed", "unknown_task"):
         valid(
@@ -259,7 +374,7 @@ DECODE_ONLY: list[tuple[str, str, bytes, Any]] = [
                 "num_samples": 4,
                 "round": 0,
                 "type": "update",
-                "v": 1,
+                "v": PROTOCOL_VERSION,
                 "weights": _W,
             }
         ),
@@ -274,45 +389,68 @@ DECODE_ONLY: list[tuple[str, str, bytes, Any]] = [
         "float32_metric",
         "a metric written as msgpack float32 (0xca 3f400000 = 0.75)",
         b"\x86\xa7metrics\x81\xaatrain_loss\xca\x3f\x40\x00\x00\xabnum_samples\x04"
-        b"\xa5round\x00\xa4type\xa6update\xa1v\x01\xa7weights" + _W_PACKED,
+        b"\xa5round\x00\xa4type\xa6update\xa1v\x02\xa7weights" + _W_PACKED,
         ModelUpdate(round=0, num_samples=4, weights=_W_VALUE, metrics=Metrics(train_loss=0.75)),
     ),
     (
         "metrics_absent",
         "an update without the metrics key has no metrics",
-        _frame({"num_samples": 4, "round": 0, "type": "update", "v": 1, "weights": _W}),
+        _frame(
+            {"num_samples": 4, "round": 0, "type": "update", "v": PROTOCOL_VERSION, "weights": _W}
+        ),
         ModelUpdate(round=0, num_samples=4, weights=_W_VALUE),
     ),
     (
         "unsorted_keys",
         "keys in any order; absent name and kind take their defaults",
-        _frame({"v": 1, "task_id": "titanic", "type": "hello"}),
+        _frame({"v": PROTOCOL_VERSION, "task_id": "titanic", "type": "hello"}),
         Hello(task_id="titanic"),
     ),
     (
         "wide_integers",
         "integers in wider encodings than needed (uint32, int8, uint16, uint64), keys unsorted",
         b"\x85\xa5round\xce\x00\x00\x00\x07\xacparticipants\xd0\x03\xa8reported\xcd\x00\x01"
-        b"\xa4type\xa3ack\xa1v\xcf\x00\x00\x00\x00\x00\x00\x00\x01",
+        b"\xa4type\xa3ack\xa1v\xcf\x00\x00\x00\x00\x00\x00\x00\x02",
         UpdateAck(round=7, reported=1, participants=3),
     ),
     (
         "nil_round",
         "an explicit nil for an optional field means the same as leaving it out",
-        _frame({"code": "malformed", "message": "m", "round": None, "type": "error", "v": 1}),
+        _frame(
+            {
+                "code": "malformed",
+                "message": "m",
+                "round": None,
+                "type": "error",
+                "v": PROTOCOL_VERSION,
+            }
+        ),
         ErrorMessage(code="malformed", message="m"),
     ),
 ]
 
 # -- invalid vectors: decode(hex) raises ProtocolError containing `error` ---------------------
-_HELLO = {"kind": "python", "name": "", "task_id": "t", "type": "hello", "v": 1}
-_UPDATE = {"metrics": {}, "num_samples": 1, "round": 0, "type": "update", "v": 1, "weights": _W}
+_HELLO = {"kind": "python", "name": "", "task_id": "t", "type": "hello", "v": PROTOCOL_VERSION}
+_UPDATE = {
+    "metrics": {},
+    "num_samples": 1,
+    "round": 0,
+    "type": "update",
+    "v": PROTOCOL_VERSION,
+    "weights": _W,
+}
 _STATUS = {"min_participants": 1, "participants": 1, "reported": 0, "round": 0}
-_STATUS |= {"state": "enough_participants", "type": "status", "v": 1}
+_STATUS |= {"state": "enough_participants", "type": "status", "v": PROTOCOL_VERSION}
 _RESULT = {"contributors": 1, "metrics": {}, "num_samples": 1, "round": 1}
-_RESULT |= {"type": "result", "v": 1, "weights": _W}
-_ERROR = {"code": "stale", "message": "m", "type": "error", "v": 1}
+_RESULT |= {"type": "result", "v": PROTOCOL_VERSION, "weights": _W}
+_ERROR = {"code": "stale", "message": "m", "type": "error", "v": PROTOCOL_VERSION}
 _GE = "Input should be greater than or equal to"
+_PEER = {"id": "p-a", "kind": "python", "name": "", "weight": 0.5}
+_PLAN = {"connect_s": 1.0, "exchange_s": 1.0, "members": 2, "peers": [_PEER], "round": 0}
+_PLAN |= {"self_weight": 0.5, "topology": "all_to_all", "type": "plan", "v": PROTOCOL_VERSION}
+_DIGEST = {"digest": "a" * 64, "round": 0, "type": "digest", "v": PROTOCOL_VERSION}
+_SIGNAL = {"data": "", "kind": "offer", "peer": "p-a", "type": "signal", "v": PROTOCOL_VERSION}
+_EXCHANGE = {"peers": [], "round": 0, "type": "exchange", "v": PROTOCOL_VERSION}
 
 
 def _with(base: dict[str, Any], **changes: Any) -> bytes:
@@ -330,10 +468,15 @@ INVALID: list[tuple[str, bytes, str]] = [
     ("empty_frame", b"", "not valid msgpack"),
     ("truncated", encode(Hello(task_id="titanic"))[:-3], "not valid msgpack"),
     ("trailing_bytes", encode(Leave()) + b"\x00", "not valid msgpack"),
-    ("integer_key", _frame({1: "x", "type": "leave", "v": 1}), "not valid msgpack"),
+    (
+        "integer_key",
+        _frame({1: "x", "type": "leave", "v": PROTOCOL_VERSION}),
+        "not valid msgpack",
+    ),
     ("not_a_map", _frame(["hello", 1]), "must be a msgpack map"),
     ("missing_version", _with(_HELLO, v=...), "protocol version None is not supported"),
-    ("wrong_version", _with(_HELLO, v=2), "protocol version 2 is not supported"),
+    ("version_1", _with(_HELLO, v=1), "protocol version 1 is not supported"),
+    ("future_version", _with(_HELLO, v=3), "protocol version 3 is not supported"),
     ("missing_type", _with(_HELLO, type=...), "Unable to extract tag"),
     ("unknown_type", _with(_HELLO, type="join"), "does not match any of the expected tags"),
     ("missing_field", _with(_HELLO, task_id=...), "task_id: Field required"),
@@ -379,6 +522,19 @@ INVALID: list[tuple[str, bytes, str]] = [
     ("unknown_state", _with(_STATUS, state="full"), "state: Input should be"),
     ("min_participants_zero", _with(_STATUS, min_participants=0), f"min_participants: {_GE} 1"),
     ("result_round_zero", _with(_RESULT, round=0), f"round: {_GE} 1"),
+    ("capability_upper_case", _with(_HELLO, capabilities=["Decentralized"]), "match pattern"),
+    ("capability_repeated", _with(_HELLO, capabilities=["a", "a"]), "must be distinct"),
+    ("capabilities_33", _with(_HELLO, capabilities=[f"c{i}" for i in range(33)]), "at most 32"),
+    ("capabilities_not_a_list", _with(_HELLO, capabilities="decentralized"), "valid list"),
+    ("plan_repeated_peer", _with(_PLAN, peers=[_PEER, _PEER]), "must be distinct"),
+    ("plan_weight_above_1", _with(_PLAN, peers=[{**_PEER, "weight": 1.5}]), "less than or equal"),
+    ("plan_no_members", _with(_PLAN, members=0), f"members: {_GE} 1"),
+    ("plan_unknown_topology", _with(_PLAN, topology="ring"), "topology: Input should be"),
+    ("digest_not_hex", _with(_DIGEST, digest="Z" * 64), "match pattern"),
+    ("digest_short", _with(_DIGEST, digest="a" * 63), "match pattern"),
+    ("signal_unknown_kind", _with(_SIGNAL, kind="bye"), "kind: Input should be"),
+    ("signal_too_long", _with(_SIGNAL, data="x" * 65_537), "at most 65536 characters"),
+    ("exchange_repeated_peer", _with(_EXCHANGE, peers=["a", "a"]), "must be distinct"),
 ]
 
 
@@ -413,6 +569,8 @@ def message_json(message: Any, by_bits: bool = False) -> dict[str, Any]:
             value = weights_json(value, by_bits)
         elif isinstance(value, Metrics):
             value = {k: _number(v) for k, v in value.model_dump().items() if v is not None}
+        elif isinstance(value, list):
+            value = [v.model_dump() if isinstance(v, PeerInfo) else v for v in value]
         if value is not None:
             out[name] = value
     return out

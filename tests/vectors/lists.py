@@ -37,8 +37,19 @@ from disco import catalog
 from disco.errors import TaskError
 from disco.models import ARCHITECTURES, Dense, ModelSpec, get_architecture
 from disco.models.spec import FORMAT, ActivationName, Layer, LossName, Padding
-from disco.protocol import PROTOCOL_VERSION, ErrorCode, SessionState
-from disco.protocol.messages import MAX_SAFE_INT, Hello, Message, Metrics, ModelUpdate
+from disco.protocol import (
+    CAPABILITIES,
+    DECENTRALIZED_TYPES,
+    PEER_TYPES,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    Hello,
+    Message,
+    Metrics,
+    ModelUpdate,
+    SessionState,
+)
+from disco.protocol.messages import MAX_SAFE_INT
 from disco.task import (
     AGGREGATION_RULES,
     TASK_ID,
@@ -244,6 +255,9 @@ def shared_lists() -> dict[str, Any]:
             "message_types": [
                 cls.model_fields["type"].default for cls in get_args(get_args(Message)[0])
             ],
+            "capabilities": list(CAPABILITIES),
+            "decentralized_types": sorted(DECENTRALIZED_TYPES),
+            "peer_types": sorted(PEER_TYPES),
             "client_kinds": _literal(Hello.model_fields["kind"].annotation),
             "error_codes": _literal(ErrorCode),
             "session_states": _literal(SessionState),

@@ -73,6 +73,17 @@ def ws_url(server: str) -> str:
     return base if base.endswith("/ws") else base + "/ws"
 
 
+def _model_of(message: Welcome | RoundResult) -> Weights:
+    """The global model a message carries (a federated `Welcome` always has one)."""
+    if message.weights is None:
+        raise ServerError(
+            f"the server sent no model for task {message.task_id!r}"
+            if isinstance(message, Welcome)
+            else "the server sent a round result without a model"
+        )
+    return message.weights
+
+
 def _rounds(n: int) -> str:
     return f"{n} round{'' if n == 1 else 's'}"
 
@@ -192,7 +203,8 @@ class FederatedClient(Client):
                         )
                     if isinstance(message, Welcome):
                         self.client_id = message.client_id
-                        message.weights.check_like(self.model.get_weights(), "global model")
+                        model = _model_of(message)
+                        model.check_like(self.model.get_weights(), "global model")
                         return message
             except InvalidURI as exc:
                 raise ServerError(f"{self.url} is not a server address: {exc}") from exc
@@ -304,7 +316,7 @@ class FederatedClient(Client):
         done = 0
         try:
             welcome = await self._join()
-            weights, server_round = welcome.weights, welcome.round
+            weights, server_round = _model_of(welcome), welcome.round
             self._global, self._trained, self.rounds_done = (server_round, weights), None, 0
             log.info(
                 "joined task %s as %s: the shared model has been trained for %s; "
@@ -366,7 +378,7 @@ class FederatedClient(Client):
                 await self._send(update)
                 expired = functools.partial(self._expired, rounds)
                 result = await self._wait_result(update, k, rounds, expired)
-                weights, server_round, done = result.weights, result.round, done + 1
+                weights, server_round, done = _model_of(result), result.round, done + 1
                 self._global, self.rounds_done = (server_round, weights), done
                 if isinstance(result, RoundResult):
                     log.info(

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from disco.errors import ServerError
-from disco.protocol import ServerMessage, decode, encode
-from disco.protocol.messages import ClientMessage
+from disco.protocol import ClientMessage, ServerMessage, decode, encode
 from disco.transport import Channel, ChannelClosed
 
 __all__ = ["FATAL_CLOSE", "SEND_TIMEOUT_S", "Link", "LinkClosed", "Traffic"]
@@ -30,6 +29,7 @@ FATAL_CLOSE = {
     1009: "the update is larger than the server accepts",
     4400: "this client speaks another protocol version than the server; update disco",
     4404: "the server does not know this task",
+    4426: "this task needs a capability this client does not have; update disco",
 }
 """Close codes after which reconnecting cannot help (the same as the browser's)."""
 

@@ -14,10 +14,11 @@ from typing import Any, cast
 
 import msgpack
 import numpy as np
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from disco.errors import ProtocolError, VersionError
-from disco.protocol.messages import PROTOCOL_VERSION, Message
+from disco.protocol.messages import PROTOCOL_VERSION
+from disco.protocol.union import Message
 from disco.weights import Weights
 
 __all__ = ["DEFAULT_MAX_FRAME", "decode", "decode_weights", "encode", "encode_weights"]
@@ -76,6 +77,8 @@ def decode_weights(value: Any) -> Weights:
 def _to_wire(value: Any) -> Any:
     if isinstance(value, Weights):
         return encode_weights(value)
+    if isinstance(value, BaseModel):  # a nested message part: metrics, a peer of a round
+        return _to_wire({name: getattr(value, name) for name in type(value).model_fields})
     if isinstance(value, dict):
         return {k: _to_wire(v) for k, v in sorted(value.items()) if v is not None}
     if isinstance(value, list | tuple):
@@ -86,7 +89,6 @@ def _to_wire(value: Any) -> Any:
 def encode(message: Any) -> bytes:
     """Encode a protocol message as one binary frame."""
     fields = {name: getattr(message, name) for name in type(message).model_fields}
-    fields = {k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in fields.items()}
     fields["v"] = PROTOCOL_VERSION
     return cast(bytes, msgpack.packb(_to_wire(fields), use_bin_type=True))
 

@@ -1,8 +1,10 @@
-"""Every message of the federated protocol, in one place.
+"""The messages every session uses: joining, federated rounds, errors.
 
 Messages are frozen pydantic models keyed by a string ``type``. They travel as binary WebSocket
 frames encoded by `disco.protocol.codec` (msgpack envelope, tensors as raw little-endian float32).
-docs/protocol.md describes each message and the session's state transitions.
+The messages of decentralized sessions (capability ``decentralized``) are in
+`disco.protocol.peers`. docs/protocol.md describes each message and the session's state
+transitions.
 """
 
 from __future__ import annotations
@@ -15,25 +17,31 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from disco.weights import Weights
 
 __all__ = [
+    "CAPABILITIES",
     "PROTOCOL_VERSION",
-    "ClientMessage",
+    "Capability",
     "ErrorCode",
     "ErrorMessage",
     "Hello",
     "Leave",
-    "Message",
     "Metrics",
     "ModelUpdate",
     "RoundResult",
-    "ServerMessage",
     "SessionState",
     "Status",
     "UpdateAck",
     "Welcome",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 """Version carried by every frame; a peer speaking another version is refused."""
+
+CAPABILITIES = ("decentralized",)
+"""The optional parts of the protocol this implementation speaks (`Hello.capabilities`)."""
+
+Capability = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+"""A capability name: lowercase ASCII letters, digits and ``_``, at most 32 characters."""
+MAX_CAPABILITIES = 32
 
 MAX_SAFE_INT = 2**53 - 1
 """Largest integer every implementation (JavaScript included) represents exactly."""
@@ -51,6 +59,8 @@ ErrorCode = Literal[
     "not_finite",  # update contains NaN or infinity
     "out_of_range",  # update the aggregation cannot take (e.g. a change beyond its bounds)
     "too_large",  # frame exceeds the server's size limit
+    "unsupported",  # needs a capability this connection did not agree on
+    "unknown_peer",  # a signal for a peer that is not in the session
 ]
 
 
@@ -91,6 +101,18 @@ class Hello(_Msg):
             "it the same participant (absent: every connection is a new participant)"
         ),
     )
+    capabilities: list[Capability] = Field(
+        default_factory=list,
+        max_length=MAX_CAPABILITIES,
+        description="optional parts of the protocol the client speaks (unknown names are ignored)",
+    )
+
+    @field_validator("capabilities")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("capabilities must be distinct")
+        return value
 
 
 class ModelUpdate(_Msg):
@@ -122,10 +144,20 @@ class Welcome(_Msg):
     )
     task_id: str
     round: int = Field(ge=0, le=MAX_SAFE_INT)
-    weights: Weights
+    weights: Weights | None = Field(
+        default=None,
+        description="the open round's global model; absent in a decentralized session, whose "
+        "models travel between peers only",
+    )
     participants: int = Field(ge=0, le=MAX_SAFE_INT)
     min_participants: int = Field(ge=1, le=MAX_SAFE_INT)
     state: SessionState
+    capabilities: list[Capability] = Field(
+        default_factory=list,
+        max_length=MAX_CAPABILITIES,
+        description="the capabilities in use on this connection (announced by the client and "
+        "used by the session)",
+    )
 
 
 class Status(_Msg):
@@ -166,13 +198,3 @@ class ErrorMessage(_Msg):
     code: ErrorCode
     message: str
     round: int | None = None
-
-
-ClientMessage = Annotated[Hello | ModelUpdate | Leave, Field(discriminator="type")]
-ServerMessage = Annotated[
-    Welcome | Status | UpdateAck | RoundResult | ErrorMessage, Field(discriminator="type")
-]
-Message = Annotated[
-    Hello | ModelUpdate | Leave | Welcome | Status | UpdateAck | RoundResult | ErrorMessage,
-    Field(discriminator="type"),
-]

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from disco.errors import ModelError, TaskError
 from disco.protocol import PROTOCOL_VERSION
 from disco.server.config import ServerConfig
+from disco.server.decentralized import DecentralizedSession
 from disco.server.runtime import ApiError, Runtime
 from disco.server.ws import serve_connection
 from disco.task import Task, field_problems, parse_task
@@ -100,6 +101,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         """The current global model (safetensors) with its round and digest in headers."""
         session = rt.session(task_id)
         rnd, digest = session.round, session.digest
+        if isinstance(session, DecentralizedSession):
+            rnd = 0  # the only model the server keeps of a decentralized task: the initial one
         headers = {"X-Disco-Round": str(rnd), "X-Disco-Digest": digest, "ETag": f'"{digest}"'}
         headers["Cache-Control"] = "no-cache"
         if request.headers.get("if-none-match") == f'"{digest}"':
@@ -128,7 +131,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             "task_id": task_id,
             **s.status().model_dump(exclude={"type"}),
             "phase": s.phase,
-            "digest": s.digest,
+            "digest": s.agreed_digest if isinstance(s, DecentralizedSession) else s.digest,
             "deadline_in_s": s.deadline_in(),
             **asdict(rt.traffic[task_id]),
         }

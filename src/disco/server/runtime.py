@@ -14,14 +14,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from disco.errors import DiscoError
+from disco.protocol import ServerMessage
 from disco.protocol import encode as encode_frame
 from disco.server.config import ServerConfig
-from disco.server.session import FederatedSession, Outgoing
+from disco.server.decentralized import DecentralizedSession
+from disco.server.session import FederatedSession
 from disco.server.store import Store
 from disco.task import Task
 from disco.weights import Weights
 
-__all__ = ["LARGE_FRAME_BYTES", "ApiError", "Runtime", "Traffic"]
+__all__ = ["LARGE_FRAME_BYTES", "ApiError", "Runtime", "Session", "Traffic"]
+
+Session = FederatedSession | DecentralizedSession
+"""A task's session: the server aggregates (federated) or only paces the peers (decentralized)."""
 
 log = logging.getLogger("disco.server")
 
@@ -53,7 +58,7 @@ class _Encoder:
         self._cache: OrderedDict[int, tuple[object, asyncio.Future[bytes]]] = OrderedDict()
         self._size = size
 
-    async def __call__(self, message: Outgoing) -> bytes:
+    async def __call__(self, message: ServerMessage) -> bytes:
         weights = getattr(message, "weights", None)
         if not isinstance(weights, Weights) or weights.nbytes < LARGE_FRAME_BYTES:
             return encode_frame(message)
@@ -73,7 +78,7 @@ class Runtime:
         self.config = config
         self.store: Store | None = None
         self.tasks: dict[str, Task] = {}
-        self.sessions: dict[str, FederatedSession] = {}
+        self.sessions: dict[str, Session] = {}
         self.traffic: dict[str, Traffic] = {}
         self.encode = _Encoder()
         self.create_lock = asyncio.Lock()
@@ -101,7 +106,22 @@ class Runtime:
         assert self.store is not None
         self.tasks[task.id] = task
         self.traffic[task.id] = Traffic()
-        self.sessions[task.id] = FederatedSession(task, rnd, weights, save=self.store.save_round)
+        if task.training.scheme == "decentralized":
+            self.sessions[task.id] = self._decentralized(task, weights)
+        else:
+            self.sessions[task.id] = FederatedSession(
+                task, rnd, weights, save=self.store.save_round
+            )
+
+    def _decentralized(self, task: Task, initial: Weights) -> DecentralizedSession:
+        """The session of a decentralized task, resumed after its last recorded round (the server
+        holds only the initial model; the peers hold the rest)."""
+        assert self.store is not None
+        last = self.store.history(task.id, 1)
+        rnd, digest = (last[0].round + 1, last[0].digest or None) if last else (0, None)
+        return DecentralizedSession(
+            task, rnd, initial, digest=digest, record=self.store.record_round
+        )
 
     async def aclose(self) -> None:
         """Stop every session (letting a closing round finish), then close the store."""
@@ -109,7 +129,7 @@ class Runtime:
         if self.store is not None:
             self.store.close()
 
-    def session(self, task_id: str) -> FederatedSession:
+    def session(self, task_id: str) -> Session:
         """The session of a task; 404 or 503 `ApiError` otherwise."""
         if task_id not in self.tasks:
             if self.store is not None and self.store.get_task(task_id) is not None:
@@ -117,7 +137,7 @@ class Runtime:
             raise ApiError(404, "unknown_task", f"there is no task {task_id!r}")
         return self.sessions[task_id]
 
-    async def model_bytes(self, session: FederatedSession) -> bytes:
+    async def model_bytes(self, session: Session) -> bytes:
         """The global model as a safetensors file, cached per digest."""
         cached = self._model_bytes.get(session.task.id)
         if cached is None or cached[0] != session.digest:

@@ -50,6 +50,7 @@ from disco.protocol import (
     Metrics,
     ModelUpdate,
     RoundResult,
+    ServerMessage,
     SessionState,
     Status,
     UpdateAck,
@@ -88,7 +89,7 @@ class Participant(Protocol):
     @property
     def kind(self) -> str: ...
 
-    async def send(self, message: Outgoing) -> None:
+    async def send(self, message: ServerMessage) -> None:
         """Deliver one message (should not block for long; it is bounded by a timeout)."""
 
 

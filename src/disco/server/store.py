@@ -246,26 +246,36 @@ class Store:
                 "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?)",
                 (task_id, new_round, weights.digest(), path.name, time.time()),
             )
-            db.execute(
-                "INSERT OR REPLACE INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    task_id,
-                    record.round,
-                    record.contributors,
-                    record.num_samples,
-                    json.dumps(
-                        {
-                            "aggregation": record.aggregation,
-                            "participants": [asdict(p) for p in record.participants],
-                        }
-                    ),
-                    json.dumps(record.metrics),
-                    record.digest,
-                    record.closed_at,
-                    record.duration_s,
-                ),
-            )
+            self._insert_record(db, task_id, record)
         self._prune(task_id)
+
+    def record_round(self, task_id: str, record: RoundRecord) -> None:
+        """Persist the history row of a round whose model the server does not keep
+        (decentralized tasks)."""
+        with self._tx() as db:
+            self._insert_record(db, task_id, record)
+
+    @staticmethod
+    def _insert_record(db: sqlite3.Connection, task_id: str, record: RoundRecord) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                task_id,
+                record.round,
+                record.contributors,
+                record.num_samples,
+                json.dumps(
+                    {
+                        "aggregation": record.aggregation,
+                        "participants": [asdict(p) for p in record.participants],
+                    }
+                ),
+                json.dumps(record.metrics),
+                record.digest,
+                record.closed_at,
+                record.duration_s,
+            ),
+        )
 
     def history(self, task_id: str, last: int | None = None) -> list[RoundRecord]:
         """Every closed round of the task (or the `last` ones), oldest first."""

@@ -4,9 +4,11 @@ Frames are binary protocol messages (`disco.protocol`); the first must be `Hello
 task. After it a client sends `ModelUpdate`s and finally `Leave`; anything else gets an
 `ErrorMessage`. Messages to a client go through an outbox drained by a writer task, so a slow
 client never blocks its session; one that lets ``MAX_PENDING`` frames pile up is dropped.
-Close codes: 1000 after `Leave`, 1008 too many unread messages, 1009 frame too large, 1011 send
-failed, 1012 server shutting down, 4400 protocol version mismatch, 4404 unknown task, 4408 no
-`Hello` within 30 s.
+In a decentralized task the client is a peer: it must announce capability ``decentralized`` and
+sends the decentralized messages (`Signal`, `Ready`, `Received`, `DigestReport`) instead of
+updates. Close codes: 1000 after `Leave`, 1008 too many unread messages, 1009 frame too large,
+1011 send failed, 1012 server shutting down, 4400 protocol version mismatch, 4404 unknown task,
+4408 no `Hello` within 30 s, 4426 the task needs a capability the client did not announce.
 """
 
 from __future__ import annotations
@@ -19,10 +21,24 @@ from contextlib import suppress
 from fastapi import WebSocket
 
 from disco.errors import ProtocolError, SessionError, VersionError
-from disco.protocol import ErrorCode, ErrorMessage, Hello, Leave, ModelUpdate, Status
+from disco.protocol import (
+    CAPABILITIES,
+    PEER_TYPES,
+    DigestReport,
+    ErrorCode,
+    ErrorMessage,
+    Hello,
+    Leave,
+    ModelUpdate,
+    Ready,
+    Received,
+    ServerMessage,
+    Signal,
+    Status,
+)
 from disco.protocol import decode as decode_frame
-from disco.server.runtime import LARGE_FRAME_BYTES, Runtime, Traffic
-from disco.server.session import FederatedSession, Outgoing
+from disco.server.decentralized import DecentralizedSession
+from disco.server.runtime import LARGE_FRAME_BYTES, Runtime, Session, Traffic
 
 __all__ = ["serve_connection"]
 
@@ -40,12 +56,12 @@ class _Connection:
         self.ws, self.rt = ws, rt
         self.name, self.kind = "", "python"
         self.traffic: Traffic | None = None
-        self._outbox: deque[Outgoing | tuple[int, str]] = deque()
+        self._outbox: deque[ServerMessage | tuple[int, str]] = deque()
         self._wake = asyncio.Event()
         self._closed = False
         self._writer = asyncio.get_running_loop().create_task(self._write())
 
-    async def send(self, message: Outgoing) -> None:
+    async def send(self, message: ServerMessage) -> None:
         """Queue a message; a newer `Status` replaces one still waiting."""
         if self._closed:
             return
@@ -114,7 +130,7 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
     """Run one participant's connection from `Hello` to close."""
     await ws.accept()
     conn = _Connection(ws, rt)
-    session: FederatedSession | None = None
+    session: Session | None = None
     connection_id: str | None = None  # the session's id for this connection, once joined
     limit = rt.config.max_frame_bytes
     try:
@@ -159,22 +175,50 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
                     await conn.error("unknown_task", text, (4404, "unknown task"))
                     return
                 session = rt.sessions[message.task_id]
+                if isinstance(session, DecentralizedSession) and not _speaks(message):
+                    text = (
+                        f"task {message.task_id!r} is decentralized: this client does not speak "
+                        "capability 'decentralized'; update it"
+                    )
+                    await conn.error("unsupported", text, (4426, "capability needed"))
+                    return
                 conn.name, conn.kind = message.name, message.kind
                 conn.traffic = rt.traffic[message.task_id]
                 conn.traffic.bytes_received += len(data)
                 conn.traffic.frames_received += 1
                 connection_id = await session.join(conn, message.participant_key)
-            elif isinstance(message, ModelUpdate):
-                assert session is not None
-                await session.submit(connection_id, message)
             elif isinstance(message, Leave):
                 await conn.close(1000, "bye")
                 return
+            elif isinstance(session, DecentralizedSession):
+                if isinstance(message, Signal | Ready | Received | DigestReport):
+                    await session.receive(connection_id, message)
+                elif isinstance(message, ModelUpdate):
+                    text = "this task is decentralized: updates go to the peers, not the server"
+                    await conn.error("unexpected", text)
+                else:
+                    await conn.error("unexpected", _not_sent(message.type))
+            elif isinstance(message, ModelUpdate):
+                assert session is not None
+                await session.submit(connection_id, message)
+            elif isinstance(message, Signal | Ready | Received | DigestReport):
+                text = f"{message.type!r} belongs to decentralized tasks; this one is federated"
+                await conn.error("unsupported", text)
             else:
-                await conn.error("unexpected", f"a client does not send {message.type!r}")
+                await conn.error("unexpected", _not_sent(message.type))
     except SessionError:  # the server is shutting down
         await conn.close(1012, "server shutting down")
     finally:
         if session is not None and connection_id is not None:
             await session.leave(connection_id)
         await conn.finish()
+
+
+def _speaks(hello: Hello) -> bool:
+    return "decentralized" in hello.capabilities and "decentralized" in CAPABILITIES
+
+
+def _not_sent(kind: str) -> str:
+    if kind in PEER_TYPES:
+        return f"{kind!r} travels between peers, never to the server"
+    return f"a client does not send {kind!r}"

@@ -1,0 +1,93 @@
+"""Which messages travel where: client → server, server → client, peer ↔ peer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from disco.protocol.messages import (
+    ErrorMessage,
+    Hello,
+    Leave,
+    ModelUpdate,
+    RoundResult,
+    Status,
+    UpdateAck,
+    Welcome,
+)
+from disco.protocol.peers import (
+    Combine,
+    DigestReport,
+    Exchange,
+    ModelRequest,
+    PeerAck,
+    PeerModel,
+    PeerUpdate,
+    Ready,
+    Received,
+    Resync,
+    RoundPlan,
+    Signal,
+)
+
+__all__ = [
+    "DECENTRALIZED_TYPES",
+    "PEER_TYPES",
+    "ClientMessage",
+    "Message",
+    "PeerMessage",
+    "ServerMessage",
+]
+
+ClientMessage = Annotated[
+    Hello | ModelUpdate | Leave | Signal | Ready | Received | DigestReport,
+    Field(discriminator="type"),
+]
+ServerMessage = Annotated[
+    Welcome
+    | Status
+    | UpdateAck
+    | RoundResult
+    | ErrorMessage
+    | RoundPlan
+    | Signal
+    | Exchange
+    | Combine
+    | Resync,
+    Field(discriminator="type"),
+]
+PeerMessage = Annotated[
+    PeerUpdate | PeerAck | ModelRequest | PeerModel | ErrorMessage, Field(discriminator="type")
+]
+Message = Annotated[
+    Hello
+    | ModelUpdate
+    | Leave
+    | Welcome
+    | Status
+    | UpdateAck
+    | RoundResult
+    | ErrorMessage
+    | RoundPlan
+    | Signal
+    | Ready
+    | Exchange
+    | Received
+    | Combine
+    | DigestReport
+    | Resync
+    | PeerUpdate
+    | PeerAck
+    | ModelRequest
+    | PeerModel,
+    Field(discriminator="type"),
+]
+"""Every message of the protocol; `disco.protocol.decode` returns one of them."""
+
+DECENTRALIZED_TYPES = frozenset(
+    {"plan", "signal", "ready", "exchange", "received", "combine", "digest", "resync"}
+)
+"""Message types between server and client that belong to capability ``decentralized``."""
+PEER_TYPES = frozenset({"peer_update", "peer_ack", "model_request", "model"})
+"""Message types that travel only between two peers (``error`` may too)."""
