@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { Link, LinkClosed, WaitTimeout, type Traffic } from "../src/core/client/link";
 import { ProtocolError } from "../src/core/errors";
-import { decode, encode, type ServerMessage } from "../src/core/protocol";
+import { decode, encode, type Hello, type Message, type ServerMessage } from "../src/core/protocol";
 import { ChannelClosed, ChannelTimeout, type Channel } from "../src/core/transport/channel";
 import { memoryPair } from "../src/core/transport/memory";
 import { WebSocketChannel } from "../src/core/transport/websocket";
@@ -301,6 +301,24 @@ describe("Link on a channel", () => {
     await expect(server.receive(100)).rejects.toMatchObject({ code: 1000, reason: "invalid frame from server" });
   });
 
+  const strays: [string, Message, RegExp][] = [
+    ["a client message", { type: "leave" }, /server sent a 'leave' message, which only clients send/],
+    ["a peer frame", { type: "peer_ack", round: 0, digest: "a".repeat(64) }, /'peer_ack' message, which only peers send each other/],
+  ];
+  it.each(strays)("ends with a ProtocolError when the server sends %s", async (_, message, error) => {
+    const { link, server } = linked();
+    await server.send(encode(message), 100);
+    await expect(link.next(1_000, new AbortController().signal)).rejects.toThrow(error);
+    await expect(server.receive(100)).rejects.toMatchObject({ code: 1000, reason: "invalid frame from server" });
+  });
+
+  it("queues the decentralized messages a server may send", async () => {
+    const { link, server } = linked();
+    const signal: ServerMessage = { type: "signal", peer: "p-a", kind: "offer", data: "v=0" };
+    await server.send(encode(signal), 100);
+    expect(await link.next(1_000, new AbortController().signal)).toEqual(signal);
+  });
+
   it("closes the channel when it is closed, keeping queued messages readable", async () => {
     const { link, server } = linked();
     const ack: ServerMessage = { type: "ack", round: 0, reported: 1, participants: 1 };
@@ -315,7 +333,7 @@ describe("Link on a channel", () => {
   it("closes with LinkClosed 1009 for a message larger than the channel carries", async () => {
     const [client, server] = memoryPair({ maxFrame: 64 });
     const link = new Link(client, { bytesUp: 0, bytesDown: 0 }, () => undefined);
-    const big = { type: "hello", task_id: "x".repeat(60), name: "Zoë", kind: "browser" } as const;
+    const big: Hello = { type: "hello", task_id: "x".repeat(60), name: "Zoë", kind: "browser", capabilities: [] };
     expect(link.send(big)).toBe(false);
     await expect(link.next(100, new AbortController().signal)).rejects.toMatchObject({ name: "LinkClosed", code: 1009 });
     await expect(server.receive(100)).rejects.toBeInstanceOf(ChannelClosed);

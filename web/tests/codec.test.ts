@@ -3,7 +3,19 @@
 import { encode as referenceEncode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { ProtocolError, VersionError } from "../src/core/errors";
-import { decode, encode, PROTOCOL_VERSION, type Message } from "../src/core/protocol";
+import {
+  DECENTRALIZED_TYPES,
+  decode,
+  encode,
+  isClientMessage,
+  isDecentralizedMessage,
+  isPeerMessage,
+  isServerMessage,
+  MESSAGE_TYPES,
+  PEER_TYPES,
+  PROTOCOL_VERSION,
+  type Message,
+} from "../src/core/protocol";
 import { Weights } from "../src/core/weights";
 import { comparable, fromHex, messageFromJson, toHex, VECTORS } from "./protocol-vectors";
 
@@ -17,7 +29,7 @@ const OWN_WORDING: Record<string, string> = {
 };
 
 describe("protocol vectors", () => {
-  it("are version 1", () => {
+  it("are this version's", () => {
     expect(VECTORS.protocol_version).toBe(PROTOCOL_VERSION);
     expect(VECTORS.valid.length).toBeGreaterThan(20);
     expect(VECTORS.invalid.length).toBeGreaterThan(30);
@@ -70,14 +82,14 @@ describe("encode", () => {
   it("refuses invalid messages", () => {
     const bad = { type: "update", round: -1, num_samples: 0, weights: w, metrics: { val_loss: NaN } } as Message;
     expect(() => encode(bad)).toThrow(/round: .*greater than or equal to 0.*num_samples.*val_loss: metrics must be finite/);
-    expect(() => encode({ type: "hello", task_id: "x".repeat(65), name: "", kind: "browser" })).toThrow(ProtocolError);
+    expect(() => encode({ type: "hello", task_id: "x".repeat(65), name: "", kind: "browser", capabilities: [] })).toThrow(ProtocolError);
     expect(() => encode({ type: "ack", round: 1.5, reported: 0, participants: 0 })).toThrow(/valid integer/);
   });
 
   it("counts string limits in code points", () => {
     const name = "🚀".repeat(100); // 200 UTF-16 units, 100 code points
-    const frame = encode({ type: "hello", task_id: "t", name, kind: "browser" });
-    expect(decode(frame)).toEqual({ type: "hello", task_id: "t", name, kind: "browser" });
+    const frame = encode({ type: "hello", task_id: "t", name, kind: "browser", capabilities: [] });
+    expect(decode(frame)).toEqual({ type: "hello", task_id: "t", name, kind: "browser", capabilities: [] });
   });
 
   it("uses bin16/bin32 and str16 for big values", () => {
@@ -87,6 +99,108 @@ describe("encode", () => {
     expect(comparable(decode(frame))).toEqual(comparable(message));
     const error = encode({ type: "error", code: "shape", message: "é".repeat(40000) });
     expect(decode(error)).toEqual({ type: "error", code: "shape", message: "é".repeat(40000) });
+  });
+});
+
+describe("capabilities, decentralized sessions and peer frames", () => {
+  const digest = "0123456789abcdef".repeat(4);
+  const peer = { id: "p-a", name: "", kind: "python", weight: 0.5 } as const;
+  const plan: Message = {
+    type: "plan", round: 0, peers: [peer], members: 2, topology: "all_to_all", self_weight: 0.5, connect_s: 30, exchange_s: 60,
+  };
+  const refused = (message: object): string => {
+    try {
+      encode(message as Message);
+    } catch (exc) {
+      expect(exc).toBeInstanceOf(ProtocolError);
+      return (exc as ProtocolError).message;
+    }
+    throw new Error("encoded");
+  };
+
+  it("always writes Hello.capabilities and Welcome.capabilities, and leaves out a Welcome's absent weights", () => {
+    const hello = encode({ type: "hello", task_id: "t" } as Message); // defaults filled in
+    expect(toHex(hello)).toContain("ac6361706162696c697469657390"); // "capabilities": []
+    expect(decode(hello)).toEqual({ type: "hello", task_id: "t", name: "", kind: "python", capabilities: [] });
+    const welcome: Message = {
+      type: "welcome", client_id: "c", task_id: "t", round: 0, participants: 1, min_participants: 1, state: "enough_participants", capabilities: [],
+    };
+    const frame = encode(welcome);
+    expect(toHex(frame)).not.toContain(toHex(new TextEncoder().encode("weights")));
+    expect(decode(frame)).toEqual(welcome);
+  });
+
+  it("writes float fields as float64, integral ones included, and a round's peers as maps with sorted keys", () => {
+    const hex = toHex(encode(plan));
+    expect(hex).toContain("a9636f6e6e6563745f73cb403e000000000000"); // "connect_s" 30.0
+    expect(hex).toContain("aa65786368616e67655f73cb404e000000000000"); // "exchange_s" 60.0
+    // [{"id": "p-a", "kind": "python", "name": "", "weight": 0.5}]
+    expect(hex).toContain("9184a26964a3702d61a46b696e64a6707974686f6ea46e616d65a0a6776569676874cb3fe0000000000000");
+    const absent = { ...plan, peers: [{ id: "p-a", weight: 1 }] } as Message; // name and kind take their defaults
+    expect(decode(encode(absent))).toMatchObject({ peers: [{ id: "p-a", name: "", kind: "python", weight: 1 }] });
+  });
+
+  it("accepts integers where floats are expected (JavaScript encoders write 1.0 as 1)", () => {
+    const wire = { ...plan, v: PROTOCOL_VERSION, peers: [{ ...peer, weight: 1 }], self_weight: 0, connect_s: 30 };
+    const frame = referenceEncode(wire, { sortKeys: true });
+    expect(toHex(frame)).toContain("a9636f6e6e6563745f731e"); // "connect_s" as the integer 30
+    expect(decode(frame)).toEqual({ ...plan, peers: [{ ...peer, weight: 1 }], self_weight: 0 });
+  });
+
+  it("keeps optional plan fields out when absent and writes them when present", () => {
+    expect(decode(encode(plan))).toEqual(plan);
+    const late = { ...plan, digest, model_from: "p-a" };
+    expect(decode(encode(late))).toEqual(late);
+  });
+
+  it("refuses what Python refuses", () => {
+    expect(refused({ type: "hello", task_id: "t", capabilities: ["a", "a"] })).toMatch(/capabilities must be distinct/);
+    expect(refused({ type: "hello", task_id: "t", capabilities: ["a".repeat(33)] })).toMatch(/capabilities\.0: string should match pattern/);
+    expect(refused({ type: "hello", task_id: "t", capabilities: ["_x"] })).toMatch(/match pattern/);
+    expect(refused({ ...plan, peers: [peer, { ...peer, name: "other" }] })).toMatch(/peers: value error, peer ids must be distinct/);
+    expect(refused({ ...plan, peers: [{ ...peer, role: "x" }] })).toMatch(/peers\.0\.role: extra inputs are not permitted/);
+    expect(refused({ ...plan, peers: [{ ...peer, id: "" }] })).toMatch(/peers\.0\.id: string should have at least 1 character/);
+    expect(refused({ ...plan, peers: ["p-a"] })).toMatch(/peers\.0: input should be a valid map/);
+    expect(refused({ ...plan, members: 10_001 })).toMatch(/members: input should be less than or equal to 10000/);
+    expect(refused({ ...plan, self_weight: NaN })).toMatch(/self_weight: input should be greater than or equal to 0, got NaN/);
+    expect(refused({ ...plan, self_weight: -0.1 })).toMatch(/self_weight: input should be greater than or equal to 0/);
+    expect(refused({ ...plan, connect_s: 0 })).toMatch(/connect_s: input should be greater than 0, got 0/);
+    expect(refused({ ...plan, exchange_s: 86_400.5 })).toMatch(/exchange_s: input should be less than or equal to 86400/);
+    expect(refused({ ...plan, exchange_s: Infinity })).toMatch(/exchange_s: input should be less than or equal to 86400/);
+    expect(refused({ ...plan, connect_s: "30" })).toMatch(/connect_s: input should be a valid number/);
+    expect(refused({ ...plan, digest: digest.toUpperCase() })).toMatch(/digest: string should match pattern/);
+    expect(refused({ ...plan, model_from: "x".repeat(65) })).toMatch(/model_from: string should have at most 64 characters/);
+    expect(refused({ type: "resync", round: 0, digest, peer: "p-a" })).toMatch(/round: input should be greater than or equal to 1/);
+    expect(refused({ type: "digest", round: 0, digest: `${digest}\n` })).toMatch(/match pattern/);
+    expect(refused({ type: "ready", round: 0, connected: Array.from({ length: 10_001 }, (_, i) => `p-${i}`) })).toMatch(
+      /connected: list should have at most 10000 items after validation, not 10001/,
+    );
+    expect(refused({ type: "combine", round: 0, peers: ["p-a", ""] })).toMatch(/peers\.1: string should have at least 1 character/);
+    expect(refused({ type: "received", round: 0, peers: "p-a" })).toMatch(/peers: input should be a valid list/);
+    const w = new Weights(["w"], [[1]], [new Float32Array(1)]);
+    expect(refused({ type: "peer_update", round: 0, num_samples: 0, weights: w, digest })).toMatch(/num_samples: input should be greater than or equal to 1/);
+    expect(refused({ type: "model", round: 0, weights: w })).toMatch(/digest: field required/);
+  });
+
+  it("counts a signal's data in code points", () => {
+    const data = "🚀".repeat(65_536); // 131072 UTF-16 units, 65536 code points: the limit
+    expect(decode(encode({ type: "signal", peer: "p-a", kind: "candidate", data }))).toMatchObject({ data });
+    expect(refused({ type: "signal", peer: "p-a", kind: "answer", data: `${data}x` })).toMatch(/data: string should have at most 65536 characters, got 65537/);
+  });
+
+  it("sorts every message type into where it travels, as Python's unions", () => {
+    const client = ["hello", "update", "leave", "signal", "ready", "received", "digest"];
+    const server = ["welcome", "status", "ack", "result", "error", "plan", "signal", "exchange", "combine", "resync"];
+    const peers = ["peer_update", "peer_ack", "model_request", "model", "error"];
+    for (const type of MESSAGE_TYPES) {
+      const message = { type } as Message;
+      expect(isClientMessage(message), type).toBe(client.includes(type));
+      expect(isServerMessage(message), type).toBe(server.includes(type));
+      expect(isPeerMessage(message), type).toBe(peers.includes(type));
+      expect(isDecentralizedMessage(message), type).toBe((DECENTRALIZED_TYPES as readonly string[]).includes(type));
+      expect(client.includes(type) || server.includes(type) || peers.includes(type), type).toBe(true);
+    }
+    expect([...PEER_TYPES].sort()).toEqual(peers.filter((t) => t !== "error").sort());
   });
 });
 
@@ -103,7 +217,7 @@ describe("encode, cross-checked with @msgpack/msgpack (no float fields: its byte
       data.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), at);
       at += v.byteLength;
     }
-    const wire = { ...message, v: 1, weights: { data, names, shapes } };
+    const wire = { ...message, v: PROTOCOL_VERSION, weights: { data, names, shapes } };
     const frame = encode(message);
     expect(toHex(frame)).toBe(toHex(referenceEncode(wire, { sortKeys: true })));
     expect(comparable(decode(frame))).toEqual(comparable(message));
@@ -117,8 +231,8 @@ describe("decode", () => {
   });
 
   it("rejects floats, booleans and strings in integer fields", () => {
-    // {"participants": 3, "reported": 1.0, "round": true, "type": "ack", "v": 1}
-    const frame = fromHex("85ac7061727469636970616e747303a87265706f72746564cb3ff0000000000000a5726f756e64c3a474797065a361636ba17601");
+    // {"participants": 3, "reported": 1.0, "round": true, "type": "ack", "v": 2}
+    const frame = fromHex("85ac7061727469636970616e747303a87265706f72746564cb3ff0000000000000a5726f756e64c3a474797065a361636ba17602");
     expect(() => decode(frame)).toThrow(/round: input should be a valid integer, got true; reported: input should be a valid integer, got 1 \(a float\)/);
   });
 

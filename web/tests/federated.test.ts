@@ -15,7 +15,7 @@ import {
 } from "../src/core/client/federated";
 import { l2Norm, subtract } from "../src/core/privacy";
 import { ServerError, SessionError, StoppedError, UpdateRejected } from "../src/core/errors";
-import { decode, encode, type Message, type ModelUpdate, type ServerMessage } from "../src/core/protocol";
+import { decode, encode, type Message, type ModelUpdate, type ServerMessage, type Welcome } from "../src/core/protocol";
 import { Weights } from "../src/core/weights";
 
 // -- the fake server ---------------------------------------------------------------------------
@@ -121,7 +121,7 @@ const plusOne = (w: Weights): Weights => w.map((v) => v.map((x) => x + 1));
 
 const welcome = (round: number, weights: Weights, participants = 1): ServerMessage => ({
   type: "welcome", client_id: `c-${round}`, task_id: "titanic", round, weights, participants, min_participants: 1,
-  state: "enough_participants",
+  state: "enough_participants", capabilities: [],
 });
 const result = (round: number, weights: Weights): ServerMessage => ({
   type: "result", round, weights, contributors: 2, num_samples: 30, metrics: { train_loss: 0.25 },
@@ -171,6 +171,7 @@ describe("FederatedClient", () => {
     expect(socket.received.map((m) => m.type)).toEqual(["hello", "update", "update", "leave"]);
     expect(socket.received[0]).toEqual({
       type: "hello", task_id: "titanic", name: "Zoë", kind: "browser", participant_key: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/),
+      capabilities: [], // the browser speaks no optional part of the protocol yet
     });
     expect(calls.map(([r]) => r)).toEqual([0, 1]);
     expect(calls[0]?.[1].equals(model(0))).toBe(true);
@@ -312,6 +313,56 @@ describe("FederatedClient", () => {
     expect(sockets).toHaveLength(1);
     expect(events.at(-1)).toMatchObject({ kind: "log", level: "error" });
     expect(events.some((e) => e.kind === "status" && e.state === "error")).toBe(true);
+  });
+
+  it("rejects with ServerError when the task needs a capability this page lacks (4426), without retrying", async () => {
+    const script: Script = (socket) => {
+      socket.deliver({ type: "error", code: "unsupported", message: "task 'titanic' needs capability 'decentralized'" });
+      socket.drop(4426, "unsupported");
+    };
+    const { impl, sockets } = fakeServer(script);
+    const run = client(impl, trainer()).run(1);
+    await expect(run).rejects.toThrow(ServerError);
+    await expect(run).rejects.toThrow(/needs capability 'decentralized'.*this task needs a newer client: update the page\/app/);
+    expect(sockets).toHaveLength(1);
+  });
+
+  it("takes close code 4426 alone as fatal too", async () => {
+    const { impl, sockets } = fakeServer((socket) => socket.drop(4426, "unsupported"));
+    const run = client(impl, trainer()).run(1);
+    await expect(run).rejects.toThrow(new ServerError("this task needs a newer client: update the page/app (closed with code 4426: unsupported)"));
+    expect(sockets).toHaveLength(1);
+  });
+
+  it("refuses a Welcome without a model (a decentralized session), without retrying", async () => {
+    const script: Script = (socket, m) => {
+      if (m.type !== "hello") return;
+      const { weights: _, ...bare } = welcome(0, model(0)) as Welcome;
+      socket.deliver({ ...bare, capabilities: ["decentralized"] });
+    };
+    const { impl, sockets } = fakeServer(script);
+    const calls: [number, Weights][] = [];
+    const run = client(impl, trainer(calls)).run(1);
+    await expect(run).rejects.toThrow(ServerError);
+    await expect(run).rejects.toThrow(/Welcome to task titanic carries no model.*federated sessions only \(this task needs a newer client/);
+    expect(sockets).toHaveLength(1);
+    expect(calls).toEqual([]);
+  });
+
+  it("stops with ServerError when the server sends a decentralized message it did not ask for", async () => {
+    const plan: ServerMessage = {
+      type: "plan", round: 0, peers: [], members: 1, topology: "all_to_all", self_weight: 1, connect_s: 30, exchange_s: 60,
+    };
+    const { impl, sockets } = fakeServer(
+      normalServer((socket) => {
+        socket.deliver(plan);
+        return true;
+      }),
+    );
+    const run = client(impl, trainer(), [], { waitForOthersMs: 5_000 }).run(1);
+    await expect(run).rejects.toThrow(ServerError);
+    await expect(run).rejects.toThrow(/sent a 'plan' message of a decentralized session/);
+    expect(sockets).toHaveLength(1);
   });
 
   it("rejects with UpdateRejected when the server refuses the update", async () => {

@@ -1,11 +1,12 @@
 /**
- * The shared wire-format test vectors (tests/vectors/protocol_v1.json, docs/protocol.md §15) and
- * their JSON form turned into messages, for the codec and weights tests.
+ * The shared wire-format test vectors of this protocol version (tests/vectors/protocol_v2.json
+ * for version 2, docs/protocol.md §15) and their JSON form turned into messages, for the codec and
+ * weights tests.
  */
 
 import { readFileSync } from "node:fs";
 import { Weights } from "../src/core/weights";
-import type { Message } from "../src/core/protocol";
+import { PROTOCOL_VERSION, type Message } from "../src/core/protocol";
 
 /** JSON form of a weights value: `values` (exact float32 numbers) or `bits` (hex patterns). */
 export interface WeightsJson {
@@ -37,9 +38,9 @@ export interface Vectors {
   invalid: InvalidVector[];
 }
 
-/** The vectors file, read from the repository. */
+/** The vectors file of `PROTOCOL_VERSION`, read from the repository. */
 export const VECTORS: Vectors = JSON.parse(
-  readFileSync(new URL("../../tests/vectors/protocol_v1.json", import.meta.url), "utf8"),
+  readFileSync(new URL(`../../tests/vectors/protocol_v${PROTOCOL_VERSION}.json`, import.meta.url), "utf8"),
 ) as Vectors;
 
 /** Bytes from lowercase hex. */
@@ -81,10 +82,13 @@ export function weightsToBits(weights: Weights): WeightsJson {
   };
 }
 
+/** Fields with a default, which the JSON form leaves out when they have it (`peers` of a plan list every key). */
 const DEFAULTS: Record<string, Record<string, unknown>> = {
-  hello: { name: "", kind: "python" },
+  hello: { name: "", kind: "python", capabilities: [] },
+  welcome: { capabilities: [] },
   update: { metrics: {} },
   result: { metrics: {} },
+  peer_update: { metrics: {} },
 };
 
 /** The message of a vector's JSON form, with the defaults of absent fields filled in. */
@@ -92,6 +96,7 @@ export function messageFromJson(json: MessageVector["message"]): Message {
   const out: Record<string, unknown> = { ...DEFAULTS[json.type], ...json };
   if (out.weights !== undefined) out.weights = weightsFromJson(out.weights as WeightsJson);
   if (out.metrics !== undefined) out.metrics = { ...(out.metrics as object) };
+  if (Array.isArray(out.capabilities)) out.capabilities = [...(out.capabilities as string[])];
   return out as unknown as Message;
 }
 

@@ -11,11 +11,14 @@ import { KNOWN_OPTIONS } from "../src/app/composables/taskChoices";
 import { TASK_ID as FORM_TASK_ID } from "../src/app/composables/taskForm";
 import { LAYER_SETTINGS, MODEL_FORMAT, checkModel } from "../src/core/models/validate";
 import {
+  CAPABILITIES,
+  DECENTRALIZED_TYPES,
   ERROR_CODES,
   MAX_NUM_SAMPLES,
   MAX_SAFE_INT,
   MESSAGE_TYPES,
   METRIC_NAMES,
+  PEER_TYPES,
   PROTOCOL_VERSION,
   SESSION_STATES,
 } from "../src/core/protocol/messages";
@@ -77,6 +80,9 @@ interface Shared {
     max_safe_int: number;
     max_num_samples: number;
     message_types: string[];
+    capabilities: string[];
+    decentralized_types: string[];
+    peer_types: string[];
     client_kinds: string[];
     error_codes: string[];
     session_states: string[];
@@ -199,7 +205,10 @@ describe("the protocol", () => {
     expect(PROTOCOL_VERSION).toBe(shared.protocol.version);
     expect(MAX_SAFE_INT).toBe(shared.protocol.max_safe_int);
     expect(MAX_NUM_SAMPLES).toBe(shared.protocol.max_num_samples);
-    expect([...MESSAGE_TYPES].sort()).toEqual([...shared.protocol.message_types].sort());
+    expect([...MESSAGE_TYPES]).toEqual(shared.protocol.message_types);
+    expect([...CAPABILITIES]).toEqual(shared.protocol.capabilities);
+    expect([...DECENTRALIZED_TYPES]).toEqual(shared.protocol.decentralized_types); // both sorted
+    expect([...PEER_TYPES]).toEqual(shared.protocol.peer_types);
     expect([...ERROR_CODES]).toEqual(shared.protocol.error_codes);
     expect([...SESSION_STATES]).toEqual(shared.protocol.session_states);
     expect([...METRIC_NAMES]).toEqual(shared.protocol.metric_names);

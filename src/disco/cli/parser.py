@@ -185,6 +185,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--rounds", type=int, help="how many rounds you take part in (default: the task's)"
     )
+    s.add_argument(
+        "--ice-host",
+        action="append",
+        metavar="ADDRESS",
+        help="decentralized tasks: offer the other peers only this local address (repeatable; "
+        "e.g. 127.0.0.1 when every peer runs on this machine; default: every interface's "
+        "address except loopback)",
+    )
+    s.add_argument(
+        "--stun",
+        action="append",
+        metavar="URL",
+        help="decentralized tasks: a STUN or TURN server for peers behind NAT, e.g. "
+        "stun:stun.example.org:3478 (repeatable; default: none, peers connect directly)",
+    )
     s.add_argument("--name", default="", help="your name, shown to the others on the server")
     s.add_argument(
         "--seed", type=int, default=0, help="seed of the validation split and data order"

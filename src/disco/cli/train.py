@@ -26,6 +26,7 @@ from disco.errors import ConfigError, DiscoError, TaskError, WaitExpired
 if TYPE_CHECKING:
     from disco.client import FederatedClient
     from disco.data import Dataset
+    from disco.decentralized.peer import PeerClient
     from disco.task import Task
     from disco.weights import Weights
 
@@ -78,13 +79,6 @@ def _together(args: argparse.Namespace, task: Task) -> bool:
     """Whether to join the server's session (else train alone); refuses what cannot run."""
     scheme = task.training.scheme
     together = args.server is not None and not args.alone and scheme != "local"
-    if together and scheme == "decentralized":
-        raise TaskError(
-            f"task {task.id!r} is trained peer-to-peer (scheme 'decentralized'), and peer-to-peer "
-            "training is not available yet. Train it alone on your data instead: add --alone "
-            "(the task still comes from the server; nothing is shared), or train it alone in "
-            "the web app"
-        )
     if args.max_wait is not None and not together:
         raise ConfigError("--max-wait applies when training with others (--server, no --alone)")
     if args.server and not together:
@@ -133,7 +127,7 @@ class _Stopped:
         )
 
 
-def _stopped(client: FederatedClient, exc: DiscoError) -> _Stopped | None:
+def _stopped(client: FederatedClient | PeerClient, exc: DiscoError) -> _Stopped | None:
     """How a session that raised `exc` ended, or None when nothing was trained to keep."""
     if isinstance(exc, WaitExpired):
         return _Stopped(exc, exc.kept, exc.weights, exc.shared_rounds, exc.rounds_done)
@@ -142,6 +136,32 @@ def _stopped(client: FederatedClient, exc: DiscoError) -> _Stopped | None:
         return None
     kind, weights, shared = kept
     return _Stopped(exc, kind, weights, shared, client.rounds_done)
+
+
+def _peer(args: argparse.Namespace, task: Task, data: Dataset, bars: Any) -> PeerClient:
+    """A peer of the server's decentralized session (models go to the other peers directly)."""
+    from disco.decentralized.connector import use_host_addresses
+    from disco.decentralized.peer import PeerClient
+
+    if args.ice_host:
+        use_host_addresses(args.ice_host)
+    ice_servers = []
+    if args.stun:
+        from aiortc import RTCIceServer
+
+        ice_servers = [RTCIceServer(urls=url) for url in args.stun]
+    done = [lambda e: bars.local_round_done(1) if e.kind == "round_end" else None]
+    return PeerClient(
+        task,
+        data,
+        args.server,
+        seed=args.seed,
+        name=args.name,
+        callbacks=bars.callbacks(1) + done,
+        on_message=lambda m: bars.on_message(1, m),
+        ice_servers=ice_servers,
+        wait_for_others_s=args.max_wait,
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -167,8 +187,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         participant_log(plain),
         progress_bars([label], rounds, enabled=not plain, mine=True) as bars,
     ):
-        client: FederatedClient | LocalClient
-        if together:
+        client: FederatedClient | PeerClient | LocalClient
+        if together and task.training.scheme == "decentralized":
+            client = _peer(args, task, data, bars)
+        elif together:
             client = FederatedClient(
                 task,
                 data,
@@ -188,14 +210,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             result = asyncio.run(client.run(rounds))
         except DiscoError as exc:
             # stopped waiting, or the session ended early: keep what was trained, if anything
-            if not isinstance(client, FederatedClient):
+            if isinstance(client, LocalClient):
                 raise
             stopped = _stopped(client, exc)
             if stopped is None:
                 raise
     summary: dict[str, Any] = {"task": task.id}
     if result is None:
-        assert stopped is not None and isinstance(client, FederatedClient)
+        assert stopped is not None and not isinstance(client, LocalClient)
         weights = stopped.weights
         summary.update(
             rounds=stopped.rounds_done,
@@ -236,7 +258,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if save is not None:
         weights.save(save)
         summary["saved"] = str(save)
-    if stopped is not None and save is not None and isinstance(client, FederatedClient):
+    if stopped is not None and save is not None and not isinstance(client, LocalClient):
         console.print(stopped.message(client.wait_for_others_s, rounds, save), highlight=False)
     report(summary, args.json)
     if stopped is None:

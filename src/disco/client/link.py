@@ -68,7 +68,11 @@ class Link:
         channel: Channel,
         traffic: Traffic,
         on_message: Callable[[ServerMessage], None],
+        *,
+        keep: bool = True,
     ) -> None:
+        """`keep`: queue every message for `next` and `take` (False: `on_message` is all)."""
+        self._keep = keep
         self._channel = channel
         self._traffic = traffic
         self._on_message = on_message
@@ -89,7 +93,8 @@ class Link:
                     self._on_message(message)
                 except Exception:  # a display callback must not end the session
                     log.exception("the on_message callback failed on a %r message", message.type)
-                self._queue.append(message)
+                if self._keep:
+                    self._queue.append(message)
                 self._changed.set()
         except ChannelClosed as exc:
             self._ended = LinkClosed(str(exc), exc.code)
@@ -108,6 +113,18 @@ class Link:
                     raise self._ended
                 self._changed.clear()
                 await self._changed.wait()
+
+    @property
+    def ended(self) -> BaseException | None:
+        """Why the link ended (`LinkClosed`, `ServerError`), or None while it is open."""
+        return self._ended
+
+    async def wait_ended(self) -> BaseException:
+        """Wait until the link ends; why it did."""
+        while self._ended is None:
+            self._changed.clear()
+            await self._changed.wait()
+        return self._ended
 
     def take(self, keep: Callable[[ServerMessage], bool]) -> list[ServerMessage]:
         """Remove and return the queued messages for which `keep` is true, in arrival order."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,7 +35,7 @@ __all__ = [
     "use_host_addresses",
 ]
 
-log = logging.getLogger("disco.peers")
+log = logging.getLogger("disco.client.peers")
 
 OnChannel = Callable[[str, Channel], None]
 SendSignal = Callable[[Signal], Awaitable[None]]
@@ -47,6 +48,7 @@ class Connector(ABC):
         self.me = me
         self._on_channel = on_channel
         self._channels: dict[str, Channel] = {}
+        self._opening: dict[str, asyncio.Future[Channel]] = {}
         self._changed = asyncio.Event()
 
     def channel(self, peer: str) -> Channel | None:
@@ -69,12 +71,27 @@ class Connector(ABC):
                 channel = self.channel(peer)
                 if channel is not None:
                     return channel
-                if self.me < peer or initiate:
-                    channel = await self._open(peer)
-                    self._adopt(peer, channel)
-                    return channel
+                opening = self._opening.get(peer)
+                if opening is None and (self.me < peer or initiate):
+                    opening = asyncio.ensure_future(self._open(peer))
+                    self._opening[peer] = opening
+                    opening.add_done_callback(functools.partial(self._opened, peer))
+                if opening is not None:  # one attempt at a time, whoever asks
+                    channel = await asyncio.shield(opening)
+                    self._opened(peer, opening)  # (its callback may not have run yet)
+                    if channel.closed is None:
+                        return channel
+                    continue
                 self._changed.clear()
                 await self._changed.wait()  # the peer with the smaller id opens
+
+    def _opened(self, peer: str, attempt: asyncio.Future[Channel]) -> None:
+        """An attempt ended: adopt its channel (once, whoever calls first)."""
+        if self._opening.get(peer) is not attempt:
+            return
+        del self._opening[peer]
+        if not attempt.cancelled() and attempt.exception() is None:
+            self._adopt(peer, attempt.result())
 
     def _adopt(self, peer: str, channel: Channel) -> None:
         old = self._channels.get(peer)
@@ -94,6 +111,8 @@ class Connector(ABC):
 
     async def aclose(self) -> None:
         """Close every channel."""
+        for attempt in list(self._opening.values()):
+            attempt.cancel()
         for channel in list(self._channels.values()):
             with contextlib.suppress(Exception):
                 await channel.close(1000, "leaving")

@@ -37,7 +37,7 @@ from disco.weights import Weights
 
 __all__ = ["PeerExchange", "PeerTraffic"]
 
-log = logging.getLogger("disco.peers")
+log = logging.getLogger("disco.client.peers")
 
 
 @dataclass

@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import numpy as np
@@ -65,7 +65,7 @@ from disco.weights import Weights
 
 __all__ = ["ConnectorFactory", "PeerClient", "RoundTiming"]
 
-log = logging.getLogger("disco.peers")
+log = logging.getLogger("disco.client.peers")
 
 SLACK_S = 30.0
 """Added to the server's deadlines before a peer gives up waiting for the server itself."""
@@ -85,6 +85,7 @@ class RoundTiming:
     exchange_s: float = 0.0  # update sent → combine received
     combine_s: float = 0.0
     total_s: float = 0.0
+    neighbours: int = 0
     contributors: int = 0
     digest: str = ""
 
@@ -111,6 +112,7 @@ class PeerClient(Client):
         ice_servers: Sequence[Any] = (),
         noise: np.random.Generator | None = None,
         wait_for_others_s: float | None = None,
+        on_message: Callable[[ServerMessage], None] | None = None,
     ) -> None:
         super().__init__(task, data, seed=seed, name=name, callbacks=callbacks)
         if task.training.scheme != "decentralized":
@@ -134,8 +136,13 @@ class PeerClient(Client):
         self._combines: dict[int, Combine] = {}  # the server's choice of updates, by round
         self._changed = asyncio.Event()
         self._initial: Weights | None = None
+        self._welcome: Welcome | None = None
+        self._refused: ErrorMessage | None = None
         self.client_id: str | None = None
         self.status: Status | None = None
+        self.on_message = on_message
+        self.rounds_done = 0
+        """Rounds this peer combined."""
         self.timings: list[RoundTiming] = []
         """One entry per round this peer took part in."""
         self.weights: Weights | None = None
@@ -155,6 +162,21 @@ class PeerClient(Client):
     def bytes_from_peers(self) -> int:
         return self._exchange.traffic.bytes_down
 
+    @property
+    def bytes_up(self) -> int:
+        """Bytes sent, to the server and to peers."""
+        return self._traffic.bytes_up + self.bytes_to_peers
+
+    @property
+    def bytes_down(self) -> int:
+        return self._traffic.bytes_down + self.bytes_from_peers
+
+    def kept_model(self) -> tuple[Literal["global", "local"], Weights, int] | None:
+        """The model to keep if the session ends now: the last combined one (None before)."""
+        if self.rounds_done == 0 or self.weights is None:
+            return None
+        return "global", self.weights, self.rounds_done
+
     # -- server messages -------------------------------------------------------------------
     def _observe(self, message: ServerMessage) -> None:
         """Called by the link's reader for every server message, in order."""
@@ -171,8 +193,17 @@ class PeerClient(Client):
             self._combines[message.round] = message
         elif isinstance(message, Status):
             self.status = message
+        elif isinstance(message, Welcome):
+            self._welcome = message
+        elif isinstance(message, ErrorMessage) and self._welcome is None:
+            self._refused = message
         elif isinstance(message, ErrorMessage):
             log.warning("the server says: [%s] %s", message.code, message.message)
+        if self.on_message is not None:
+            try:
+                self.on_message(message)
+            except Exception:  # a display callback must not end the session
+                log.exception("the on_message callback failed on a %r message", message.type)
         self._changed.set()
 
     async def _send(
@@ -193,17 +224,25 @@ class PeerClient(Client):
         task.add_done_callback(lambda t: t.exception())  # a closed link shows in the main loop
 
     async def _until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
-        """Wait until `done()` or raise `TimeoutError` saying `what` it waited for."""
+        """Wait until `done()`; `TimeoutError` saying `what` it waited for after `timeout` s,
+        `ServerError` if the connection to the server ends first."""
         deadline = time.monotonic() + timeout
         while not done():
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"waited {timeout:g} s for {what}")
+            if self._link is not None and self._link.ended is not None:
+                raise ServerError(
+                    f"the connection to the server closed while waiting for {what}: "
+                    f"{self._link.ended}"
+                )
             self._changed.clear()
             self._exchange.changed.clear()
-            waits = [
+            waits: list[asyncio.Future[Any]] = [
                 asyncio.ensure_future(e.wait()) for e in (self._changed, self._exchange.changed)
             ]
+            if self._link is not None:
+                waits.append(asyncio.ensure_future(self._link.wait_ended()))
             _, pending = await asyncio.wait(
                 waits, timeout=left, return_when=asyncio.FIRST_COMPLETED
             )
@@ -213,7 +252,7 @@ class PeerClient(Client):
     # -- joining ---------------------------------------------------------------------------
     async def _join(self) -> Welcome:
         channel = await WebSocketChannel.connect(self.url, max_frame=DEFAULT_MAX_FRAME, timeout=10)
-        self._link = Link(channel, self._traffic, self._observe)
+        self._link = Link(channel, self._traffic, self._observe, keep=False)
         await self._send(
             Hello(
                 task_id=self.task.id,
@@ -223,12 +262,20 @@ class PeerClient(Client):
                 capabilities=["decentralized"],
             )
         )
-        while True:
-            message = await self._link.next(timeout=30)
-            if isinstance(message, ErrorMessage):
-                raise ServerError(f"server refused to join: [{message.code}] {message.message}")
-            if isinstance(message, Welcome):
-                return message
+        try:
+            await self._until(
+                lambda: self._welcome is not None or self._refused is not None,
+                30,
+                "the server's welcome",
+            )
+        except ServerError:
+            if self._refused is None:
+                raise
+        if self._refused is not None:
+            refused = self._refused
+            raise ServerError(f"server refused to join: [{refused.code}] {refused.message}")
+        assert self._welcome is not None
+        return self._welcome
 
     async def _initial_model(self) -> Weights:
         """The task's initial model, the only one the server keeps."""
@@ -278,14 +325,15 @@ class PeerClient(Client):
                     continue
                 trained = await self._round(order, done + 1, history)
                 done += trained
+                self.rounds_done = done
             assert self.weights is not None
             self.model.set_weights(self.weights)
             return ClientResult(
                 weights=self.weights,
                 rounds=done,
                 history=history,
-                bytes_up=self._traffic.bytes_up + self.bytes_to_peers,
-                bytes_down=self._traffic.bytes_down + self.bytes_from_peers,
+                bytes_up=self.bytes_up,
+                bytes_down=self.bytes_down,
                 wall_s=time.perf_counter() - start,
                 train_s=self._train_s,
                 num_samples=len(self.train_data),
@@ -295,9 +343,12 @@ class PeerClient(Client):
 
     async def _next_control(self) -> RoundPlan | Resync:
         """The next plan or resync order; `ServerError` if the server went away."""
-        assert self._link is not None
+        link = self._link
+        assert link is not None
+        if not self._control.empty():
+            return self._control.get_nowait()
         getter = asyncio.ensure_future(self._control.get())
-        ended = asyncio.ensure_future(self._link.next(timeout=86_400))  # raises when closed
+        ended = asyncio.ensure_future(link.wait_ended())
         try:
             await asyncio.wait([getter, ended], return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -306,11 +357,7 @@ class PeerClient(Client):
                     f.cancel()
         if getter.done() and not getter.cancelled():
             return getter.result()
-        try:
-            ended.result()
-        except LinkClosed as exc:
-            raise ServerError(f"the connection to the server closed: {exc}") from exc
-        return await self._next_control()
+        raise ServerError(f"the connection to the server closed: {ended.result()}")
 
     def _waiting_for(self) -> str:
         if self.status is None:
@@ -397,6 +444,7 @@ class PeerClient(Client):
             metrics=prepared.metrics,
         )
         targets = [n for n in neighbours if n in exchange.peers]
+        log.info("round %d: sending the update to %d peer(s)", r, len(targets))
         t_exchange = time.perf_counter()
         await asyncio.gather(*(self._send_update(n, own, plan.exchange_s) for n in targets))
         await self._until(
@@ -416,6 +464,7 @@ class PeerClient(Client):
         await self._send(DigestReport(round=r, digest=digest))
         timing.total_s = time.perf_counter() - t0
         timing.contributors = len(combine.peers)
+        timing.neighbours = len(neighbours)
         timing.digest = digest
         self.timings.append(timing)
         self._forget(r)

@@ -26,7 +26,7 @@
 
 import { ServerError, SessionError, StoppedError, UpdateRejected } from "../errors";
 import type { RandomSource } from "../privacy";
-import type { Metrics, ModelUpdate, RoundResult, ServerMessage, SessionState } from "../protocol";
+import { isDecentralizedMessage, type Metrics, type ModelUpdate, type RoundResult, type ServerMessage, type SessionState } from "../protocol";
 import type { PrivacyConfig } from "../task";
 import type { Weights } from "../weights";
 import { bounded, Link, LinkClosed, sleep, WaitTimeout, type Traffic } from "./link";
@@ -180,13 +180,26 @@ export class WaitExpired extends SessionError {
   }
 }
 
-/** Close codes after which reconnecting cannot help. */
-const FATAL_CLOSE: Record<number, string> = {
+/**
+ * The optional parts of the protocol this client announces in `Hello.capabilities`: none yet
+ * (the browser does not take part in decentralized sessions).
+ */
+export const CLIENT_CAPABILITIES: readonly string[] = [];
+
+/**
+ * Close codes after which reconnecting cannot help (Python's `disco.client.link.FATAL_CLOSE`, in
+ * this page's words).
+ */
+export const FATAL_CLOSE: Readonly<Record<number, string>> = {
   1003: "the server sent a frame this page cannot read; reload the page",
   1009: "the update is larger than the server accepts",
   4400: "this page speaks another protocol version than the server; reload the page",
   4404: "the server does not know this task",
+  4426: "this task needs a newer client: update the page/app",
 };
+
+/** Error codes the server closes the connection after (4400, 4404, 4426): reconnecting cannot help. */
+const FATAL_ERRORS: ReadonlySet<string> = new Set(["version", "unknown_task", "unsupported"]);
 
 /** The WebSocket endpoint (`ws(s)://host/ws`) of a server given by its http(s) base URL. */
 export function wsUrl(server: string): string {
@@ -287,8 +300,16 @@ export class FederatedClient {
 
   private async next(link: Link, timeoutMs: number): Promise<ServerMessage> {
     const message = await link.next(timeoutMs, this.signal);
-    if (message.type === "error" && (message.code === "unknown_task" || message.code === "version")) {
-      throw new ServerError(`server refused to join: ${message.message}`);
+    if (message.type === "error" && FATAL_ERRORS.has(message.code)) {
+      const advice = message.code === "unsupported" ? ` (${FATAL_CLOSE[4426]})` : "";
+      throw new ServerError(`server refused to join: ${message.message}${advice}`);
+    }
+    if (isDecentralizedMessage(message)) {
+      // this client announced no capability: a server that keeps to the protocol never sends these
+      throw new ServerError(
+        `the server sent a '${message.type}' message of a decentralized session, which this page did not ask for ` +
+          `and cannot take part in (${FATAL_CLOSE[4426]})`,
+      );
     }
     return message;
   }
@@ -309,12 +330,26 @@ export class FederatedClient {
     const link = await Link.connect(this.url, WebSocketImpl, this.traffic, (m) => this.observe(m), opening, this.signal);
     this.link = link;
     const { taskId, name } = this.options;
-    link.send({ type: "hello", task_id: taskId, name: name ?? "", kind: "browser", participant_key: this.participantKey });
+    link.send({
+      type: "hello",
+      task_id: taskId,
+      name: name ?? "",
+      kind: "browser",
+      participant_key: this.participantKey,
+      capabilities: [...CLIENT_CAPABILITIES],
+    });
     for (;;) {
       // the Welcome must come before the join deadline too (a server that accepts but never answers)
       const m = await this.next(link, Math.max(1, Math.min(timeout, deadline - Date.now())));
       if (m.type === "error") throw new ServerError(`server refused to join: [${m.code}] ${m.message}`);
       if (m.type !== "welcome") continue;
+      if (m.weights === undefined) {
+        // a decentralized session: its models travel between peers only, never through the server
+        throw new ServerError(
+          `the server's Welcome to task ${m.task_id} carries no model, as in a decentralized session; ` +
+            `this page takes part in federated sessions only (${FATAL_CLOSE[4426]})`,
+        );
+      }
       this.clientId = m.client_id;
       if (this.options.reference) m.weights.checkLike(this.options.reference, "the server's global model");
       const who = `${m.participants} of ${m.min_participants} participants needed are connected`;

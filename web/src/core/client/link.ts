@@ -6,7 +6,15 @@
  */
 
 import { ProtocolError } from "../errors";
-import { DEFAULT_MAX_FRAME, decode, encode, isServerMessage, type ClientMessage, type ServerMessage } from "../protocol";
+import {
+  DEFAULT_MAX_FRAME,
+  decode,
+  encode,
+  isPeerMessage,
+  isServerMessage,
+  type ClientMessage,
+  type ServerMessage,
+} from "../protocol";
 import { ChannelClosed, ChannelTimeout, type Channel } from "../transport/channel";
 import { WaitQueue } from "../transport/queues";
 import { WaitTimeout } from "../transport/wait";
@@ -116,7 +124,8 @@ export class Link {
       try {
         message = decode(frame);
         if (!isServerMessage(message)) {
-          throw new ProtocolError(`server sent a '${message.type}' message, which only clients send`);
+          const who = isPeerMessage(message) ? "only peers send each other" : "only clients send";
+          throw new ProtocolError(`server sent a '${message.type}' message, which ${who}`);
         }
       } catch (exc) {
         this.fail(linkError(exc), 1000, "invalid frame from server");

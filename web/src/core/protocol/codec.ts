@@ -1,13 +1,14 @@
 /**
  * Binary encoding of protocol messages (docs/protocol.md §2–§5), byte for byte as
  * `disco.protocol.codec` in Python: one msgpack map per frame with sorted keys, `v` the protocol
- * version, absent fields left out, metrics as float64, weights as
+ * version, absent fields left out, float fields (metrics, mixing weights, deadlines) as float64,
+ * nested maps (metrics, the peers of a round plan) with sorted keys too, weights as
  * `{data: bin (float32 LE, tensor after tensor), names: [str], shapes: [[int]]}`.
  */
 
 import { ProtocolError, VersionError, WeightsError } from "../errors";
 import { float32FromLE, float32LEBytes, shapeSize, Weights } from "../weights";
-import { METRIC_NAMES, PROTOCOL_VERSION, validateMessage, type Message, type Metrics } from "./messages";
+import { PROTOCOL_VERSION, toWire, validateMessage, type Message } from "./messages";
 import { MsgBin, MsgFloat, readMsgpack, writeMsgpack, type MsgValue, type WireMap } from "./msgpack";
 
 /** Largest frame accepted by default (256 MiB), as the Python codec. */
@@ -26,29 +27,15 @@ export function encodeWeights(weights: Weights): WireMap {
   };
 }
 
-function encodeMetrics(metrics: Metrics): WireMap {
-  const out: Record<string, MsgFloat> = {};
-  for (const name of METRIC_NAMES) {
-    const value = metrics[name];
-    if (value !== undefined) out[name] = new MsgFloat(value);
-  }
-  return out;
-}
-
 /**
  * Encode a protocol message as one binary frame, in the canonical form (§3). The message is
  * validated first (a `ProtocolError` names any bad field); defaults (`name`, `kind`,
- * `metrics`) are filled in and always written.
+ * `capabilities`, `metrics`) are filled in and always written; absent optional fields are left
+ * out; float fields (metrics, mixing weights, deadlines) are written as float64.
  */
 export function encode(message: Message): Uint8Array<ArrayBuffer> {
   const clean = validateMessage(message, "cannot encode");
-  const wire: Record<string, unknown> = { v: PROTOCOL_VERSION };
-  for (const [key, value] of Object.entries(clean)) {
-    if (value instanceof Weights) wire[key] = encodeWeights(value);
-    else if (key === "metrics") wire[key] = encodeMetrics(value as Metrics);
-    else wire[key] = value;
-  }
-  return writeMsgpack(wire as WireMap);
+  return writeMsgpack({ ...toWire(clean, encodeWeights), v: PROTOCOL_VERSION });
 }
 
 /** A `Weights` value from its decoded map; throw `ProtocolError` on any inconsistency. */

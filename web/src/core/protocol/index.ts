@@ -1,4 +1,4 @@
-/** The federated wire protocol: message types, validation and the binary codec (docs/protocol.md). */
+/** The wire protocol: message types, validation and the binary codec (docs/protocol.md). */
 
 export * from "./messages";
 export {
