@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aioice.ice
 import httpx
 import pytest
 from rich.progress import Progress
@@ -128,14 +130,27 @@ def test_max_wait_only_with_others(
     assert "--max-wait applies when training with others" in _flat(capsys.readouterr().err)
 
 
-def test_decentralized_is_refused_unless_alone(
-    server: ServerHandle, csv_file: Path, capsys: pytest.CaptureFixture[str]
+def test_decentralized_tasks_are_joined_as_a_peer_or_trained_alone(
+    server: ServerHandle,
+    csv_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)
     argv = ["train", "--task", "p2p", "--data", str(csv_file), "--server", server.url]
-    assert main(argv) == 2
-    err = _flat(capsys.readouterr().err)
-    assert "peer-to-peer training is not available yet" in err
-    assert "add --alone" in err and "web app" in err
+    peer = [*argv, "--rounds", "2", "--json", "--ice-host", "127.0.0.1", "--max-wait", "60"]
+    codes: list[int] = []
+    pair = [threading.Thread(target=lambda: codes.append(main(peer))) for _ in range(2)]
+    for t in pair:  # the task needs two peers: two `disco train` in parallel
+        t.start()
+    for t in pair:
+        t.join(timeout=120)
+    assert codes == [0, 0]
+    lines = [_json(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [s["rounds"] for s in lines] == [2, 2]
+    assert lines[0]["digest"] == lines[1]["digest"]  # one model, bit for bit
+    assert all(s["bytes_up"] > 0 for s in lines)
+
     assert main([*argv, "--alone", "--rounds", "1", "--json"]) == 0
     assert _json(capsys.readouterr().out)["rounds"] == 1
 

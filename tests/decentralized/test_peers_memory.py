@@ -7,10 +7,13 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from conftest import blobs, p2p_task
 
+from disco import protocol
 from disco.decentralized.connector import MemoryConnector, MemoryHub
 from disco.decentralized.peer import PeerClient
+from disco.weights import Weights
 
 
 def _peers(url: str, task: Any, n: int, hub: MemoryHub) -> list[PeerClient]:
@@ -97,3 +100,41 @@ def test_twenty_peers_in_a_sparse_topology_complete_five_rounds(serve: Any) -> N
     assert 0 < spread < 0.5
     accuracy = [p.history[-1].val_accuracy for p in results]
     assert min(a for a in accuracy if a is not None) > 0.8
+
+
+def test_no_frame_to_or_from_the_server_carries_a_model(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import disco.server.runtime
+    import disco.server.ws
+
+    seen: list[tuple[str, Any, int]] = []
+
+    def decode(frame: bytes, *args: Any) -> Any:
+        message = protocol.decode(frame, *args)
+        seen.append(("in", message, len(frame)))
+        return message
+
+    def encode(message: Any) -> bytes:
+        frame = protocol.encode(message)
+        seen.append(("out", message, len(frame)))
+        return frame
+
+    monkeypatch.setattr(disco.server.ws, "decode_frame", decode)
+    monkeypatch.setattr(disco.server.runtime, "encode_frame", encode)
+    task = p2p_task(min_participants=3)
+    server = serve(task)
+    peers = _peers(server.url, task, 3, MemoryHub())
+
+    async def body() -> None:
+        async with asyncio.timeout(120):
+            await asyncio.gather(*(p.run(rounds=2) for p in peers))
+
+    asyncio.run(body())
+
+    kinds = {m.type for _, m, _ in seen}
+    assert {"hello", "welcome", "plan", "ready", "exchange", "received", "combine"} <= kinds
+    assert "digest" in kinds and "leave" in kinds
+    for _, message, size in seen:
+        assert not any(isinstance(getattr(message, f), Weights) for f in type(message).model_fields)
+        assert size < 2_000, (message.type, size)

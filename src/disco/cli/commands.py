@@ -183,6 +183,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             on_message=bars.on_message,
             attack=attack,
             aggregation=args.aggregation,
+            scheme=args.scheme,
+            transport=args.transport,
         )
     summary = result.to_dict()
     summary.pop("history")

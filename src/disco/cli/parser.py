@@ -223,12 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--aggregation median --json",
             "disco simulate --task mnist --clients 10 --attack scale:2:k=50 --aggregation krum:f=2",
             "disco simulate --task mnist --clients 10 --attack alie:0.3 --aggregation trimmed_mean",
+            "disco simulate --task mnist --clients 5 --rounds 3 --scheme decentralized",
             notes=SIMULATE_NOTES,
         ),
     )
     s.add_argument("--task", required=True, help="built-in task id (`disco tasks` lists them)")
     s.add_argument("--clients", type=int, default=3, help="number of participants")
-    s.add_argument("--rounds", type=int, default=3, help="number of federated rounds")
+    s.add_argument("--rounds", type=int, default=3, help="number of rounds")
     s.add_argument(
         "--partition",
         default="iid",
@@ -252,6 +253,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RULE[:NAME=VALUE,...]",
         help=f"how the server combines the updates: {', '.join(get_args(Aggregation))}, with "
         "settings, e.g. krum:f=2 or trimmed_mean:beta=0.2 (default: the task's rule)",
+    )
+    s.add_argument(
+        "--scheme",
+        choices=("federated", "decentralized"),
+        default="federated",
+        help="federated: the server combines the updates; decentralized: the participants are "
+        "peers that send their updates to each other and combine them themselves",
+    )
+    s.add_argument(
+        "--transport",
+        choices=("webrtc", "memory"),
+        default="webrtc",
+        help="decentralized: how peers reach each other, WebRTC data channels on loopback or "
+        "in-process channels (many peers on one machine)",
     )
     s.add_argument("--server", help="use this running server instead of starting one")
     s.add_argument("--json", action="store_true", help="print one JSON summary line")

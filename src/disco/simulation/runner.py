@@ -5,6 +5,11 @@ person would connect), starts a server on a free loopback port (unless one is gi
 `FederatedClient` per folder over WebSockets, and evaluates the final global model on the
 held-out test folder.
 
+With ``scheme="decentralized"`` the participants are peers (`disco.decentralized.PeerClient`):
+the server only paces them and the updates go from peer to peer, over WebRTC data channels on
+loopback (``transport="webrtc"``, the default) or in-process channels (``"memory"``, for many
+peers on one machine).
+
 With ``attack``, the last participants attack (`disco.simulation.attacks`): each is the same
 federated client, named ``attacker-I``, that sends a poisoned update or trains on poisoned labels.
 With ``aggregation``, the task combines updates by that rule (``"median"``, ``"krum:f=2"``, …).
@@ -32,6 +37,16 @@ from disco.client import FederatedClient
 from disco.client.base import in_training_thread
 from disco.data import Dataset, load_for_task
 from disco.data.samples import write_samples
+from disco.decentralized.connector import (
+    Connector,
+    MemoryConnector,
+    MemoryHub,
+    OnChannel,
+    SendSignal,
+    use_host_addresses,
+)
+from disco.decentralized.peer import PeerClient
+from disco.decentralized.topology import ALL_TO_ALL_LIMIT
 from disco.errors import ConfigError, ServerError, SessionError, TaskError
 from disco.models import build_torch_model
 from disco.simulation.attacks import (
@@ -42,7 +57,7 @@ from disco.simulation.attacks import (
     attacker_name,
     parse_attack,
 )
-from disco.task import AggregationConfig, Task, parse_aggregation, parse_task
+from disco.task import AggregationConfig, Scheme, Task, parse_aggregation, parse_task
 from disco.training import EventCallback, evaluate
 from disco.weights import Weights
 
@@ -90,6 +105,11 @@ async def _publish(client: httpx.AsyncClient, task: Task, token: str | None) -> 
         raise ServerError(f"cannot create task {task.id!r}: {resp.status_code} {resp.text}")
 
 
+def _memory(me: str, on_channel: OnChannel, send: SendSignal, *, hub: MemoryHub) -> Connector:
+    del send  # in-process channels need no signalling
+    return MemoryConnector(me, on_channel, hub)
+
+
 def _participant_name(i: int, attackers: list[int]) -> str:
     return attacker_name(i) if i in attackers else f"sim-{i}"
 
@@ -108,12 +128,20 @@ async def simulate_async(
     on_message: Callable[[int, Any], None] | None = None,
     attack: AttackSpec | str | None = None,
     aggregation: AggregationConfig | str | None = None,
+    scheme: Scheme = "federated",
+    transport: str = "webrtc",
 ) -> SimulationResult:
-    """Run a federated simulation; see `simulate`."""
+    """Run a simulation; see `simulate`."""
     if clients < 1 or rounds < 1:
         raise TaskError("clients and rounds must be at least 1")
+    if scheme not in ("federated", "decentralized"):
+        raise ConfigError(f"scheme must be 'federated' or 'decentralized', not {scheme!r}")
+    if transport not in ("webrtc", "memory"):
+        raise ConfigError(f"transport must be 'webrtc' or 'memory', not {transport!r}")
+    if scheme == "decentralized" and attack is not None:
+        raise ConfigError("attacks are simulated in federated sessions only")
     base = _resolve(task)
-    changes: dict[str, Any] = {"min_participants": clients, "scheme": "federated"}
+    changes: dict[str, Any] = {"min_participants": clients, "scheme": scheme}
     epr = epochs_per_round or base.training.epochs_per_round
     changes.update(epochs_per_round=epr, epochs=rounds * epr)
     if aggregation is not None:
@@ -180,7 +208,11 @@ async def simulate_async(
                     members = [attacker_name(i) for i in attackers]
                     coalition = Coalition(members, the_task.training.wait_for_others_s)
 
-                def participant(i: int, data: Dataset) -> FederatedClient:
+                hub = MemoryHub()
+                if scheme == "decentralized" and transport == "webrtc" and handle is not None:
+                    use_host_addresses(["127.0.0.1"])  # every peer is on this machine
+
+                def participant(i: int, data: Dataset) -> FederatedClient | PeerClient:
                     common: dict[str, Any] = {
                         "seed": seed * 1000 + i,
                         "name": _participant_name(i, attackers),
@@ -189,6 +221,11 @@ async def simulate_async(
                         # a simulation is reproducible under its seed, privacy noise included
                         "noise": np.random.default_rng([seed, i]),
                     }
+                    if scheme == "decentralized":
+                        connector = None
+                        if transport == "memory":
+                            connector = functools.partial(_memory, hub=hub)
+                        return PeerClient(the_task, data, url, connector=connector, **common)
                     if spec is None or i not in attackers:
                         return FederatedClient(the_task, data, url, **common)
                     rng = np.random.default_rng([seed, i, 1])  # the attack's own draws
@@ -207,7 +244,10 @@ async def simulate_async(
     final = results[0].weights
     server_digest = model_resp.headers.get("X-Disco-Digest", "")
     digests = {r.weights.digest() for r in results}
-    if handle is not None and digests != {server_digest}:
+    if scheme == "decentralized":
+        if len(digests) != 1 and clients <= ALL_TO_ALL_LIMIT:
+            raise SessionError(f"peers ended with {len(digests)} different models")
+    elif handle is not None and digests != {server_digest}:
         raise SessionError(
             f"clients ended with {len(digests)} different models, server has {server_digest[:12]}"
         )
@@ -241,7 +281,7 @@ async def simulate_async(
 def simulate(
     task: str | Task, clients: int = 3, rounds: int = 3, **kwargs: Any
 ) -> SimulationResult:
-    """Train `task` federatedly with `clients` simulated participants for `rounds` rounds.
+    """Train `task` with `clients` simulated participants for `rounds` rounds.
 
     Keyword arguments: ``partition`` ("iid", "dirichlet:0.5", "shards:2"), ``seed``,
     ``server`` (URL of a running server; default: start one on a free loopback port),
@@ -250,7 +290,9 @@ def simulate(
     (client index, protocol message → None), ``attack`` (an `AttackSpec` or its text,
     ``"sign_flip:0.2"``, ``"scale:3:k=50"``: the last participants attack, named
     ``attacker-I``; see `disco.simulation.attacks`), ``aggregation`` (a rule config or its
-    text, ``"median"``, ``"krum:f=2"``: how the task combines updates).
+    text, ``"median"``, ``"krum:f=2"``: how the task combines updates), ``scheme``
+    (``"federated"``, the default, or ``"decentralized"``: peers exchange updates directly) and
+    ``transport`` (decentralized: ``"webrtc"`` on loopback, or ``"memory"`` in-process).
 
     A grid of attacks and rules, each run reproducible under its seed::
 
