@@ -62,7 +62,7 @@ def test_a_late_joiner_gets_the_model_from_a_peer_and_then_agrees(serve: Any) ->
 
     async def body() -> None:
         async with asyncio.timeout(120):
-            early = [asyncio.ensure_future(p.run(rounds=5)) for p in first]
+            early = [asyncio.ensure_future(p.run(rounds=10)) for p in first]
             while len(first[0].timings) < 2:  # the late one joins once round 2 is under way
                 await asyncio.sleep(0.05)
             await late.run(rounds=2)
@@ -72,9 +72,10 @@ def test_a_late_joiner_gets_the_model_from_a_peer_and_then_agrees(serve: Any) ->
 
     joined = late.timings[0]
     assert joined.round >= 2 and joined.model_s > 0  # it fetched the round's model from a peer
+    rounds = [[t.round for t in p.timings] for p in [*first, late]]
     for timing in late.timings:
         others = {t.digest for p in first for t in p.timings if t.round == timing.round}
-        assert others == {timing.digest}
+        assert others == {timing.digest}, rounds
     history = httpx.get(f"{server.url}/api/tasks/p2p/rounds", timeout=5).json()
     assert max(h["contributors"] for h in history) == 3
 

@@ -1,0 +1,147 @@
+"""Decentralized rounds over WebRTC against federated rounds on the same work (MNIST CNN).
+
+For each number of participants n, both sides train the same data splits for the same rounds
+(1 epoch per round): federated — a real server on loopback aggregates `FederatedClient` updates
+over WebSockets; decentralized — `PeerClient`s on the same server, which only paces them, send
+their updates to each other over aiortc data channels on loopback and combine them themselves.
+Everything runs in one process, so the participants' training takes turns on the one training
+thread in both cases; the ratio shows what exchanging peer to peer costs on top.
+
+    .venv/bin/python benchmarks/decentralized.py [--sizes 3 5 10] [--rounds 3] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from disco import catalog
+from disco.client import FederatedClient
+from disco.data import load_for_task
+from disco.data.samples import write_samples
+from disco.decentralized.connector import use_host_addresses
+from disco.decentralized.peer import PeerClient
+from disco.server import ServerConfig, start_in_background
+
+
+async def _run(clients: list[Any], rounds: int) -> float:
+    start = time.perf_counter()
+    await asyncio.gather(*(c.run(rounds) for c in clients))
+    return time.perf_counter() - start
+
+
+def _publish(url: str, token: str, task: Any) -> None:
+    httpx.post(
+        f"{url}/api/tasks",
+        content=task.model_dump_json(),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ).raise_for_status()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3, 5, 10])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved runs; medians shown")
+    args = parser.parse_args(argv)
+    use_host_addresses(["127.0.0.1"])  # every peer is on this machine
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="disco-bench-") as tmp:
+        token = secrets.token_urlsafe(8)
+        config = ServerConfig(
+            port=0, data_dir=Path(tmp) / "srv", admin_token=token, seed_catalog=False,
+            log_level="warning",
+        )  # fmt: skip
+        server = start_in_background(config)
+        try:
+            for n in args.sizes:
+                write_samples("mnist", n, Path(tmp) / f"data{n}", seed=0)
+                base = catalog.get("mnist").with_training(
+                    epochs_per_round=1, epochs=args.rounds, min_participants=n
+                )
+                datasets = [
+                    load_for_task(Path(tmp) / f"data{n}" / f"client_{i}", base.training)
+                    for i in range(1, n + 1)
+                ]
+                fed_s: list[float] = []
+                dec_s: list[float] = []
+                peers: list[PeerClient] = []
+                feds: list[FederatedClient] = []
+                for rep in range(args.repeats + 1):  # rep 0 warms up and is not counted
+                    fed_task = base.model_copy(update={"id": f"fed-{n}-{rep}"})
+                    dec_task = base.with_training(scheme="decentralized").model_copy(
+                        update={"id": f"dec-{n}-{rep}"}
+                    )
+                    _publish(server.url, token, fed_task)
+                    _publish(server.url, token, dec_task)
+                    feds = [
+                        FederatedClient(fed_task, d, server.url, seed=i, name=f"f{i}")
+                        for i, d in enumerate(datasets)
+                    ]
+                    peers = [
+                        PeerClient(dec_task, d, server.url, seed=i, name=f"p{i}")
+                        for i, d in enumerate(datasets)
+                    ]
+                    fed = asyncio.run(_run(feds, args.rounds))
+                    dec = asyncio.run(_run(peers, args.rounds))
+                    if rep > 0:
+                        fed_s.append(fed)
+                        dec_s.append(dec)
+                timings = [t for p in peers for t in p.timings]
+                first = [t for t in timings if t.round == 0]
+                later = [t for t in timings if t.round > 0] or first
+                rows.append(
+                    {
+                        "n": n,
+                        "fed": statistics.median(fed_s) / args.rounds,
+                        "dec": statistics.median(dec_s) / args.rounds,
+                        "connect_first": statistics.mean(t.connect_s for t in first),
+                        "connect_later": statistics.mean(t.connect_s for t in later),
+                        "train": statistics.mean(t.train_s for t in timings),
+                        "exchange": statistics.mean(t.exchange_s for t in timings),
+                        "combine": statistics.mean(t.combine_s for t in timings),
+                        "fed_bytes": statistics.mean(c.bytes_up for c in feds) / args.rounds,
+                        "dec_bytes": statistics.mean(p.bytes_up for p in peers) / args.rounds,
+                        "agree": len({p.weights.digest() for p in peers if p.weights}) == 1,
+                    }
+                )
+        finally:
+            server.stop()
+
+    print(
+        f"MNIST CNN, {args.rounds} rounds x 1 epoch, median of {args.repeats} runs; one process, "
+        "one training thread; decentralized over WebRTC (aiortc) on loopback"
+    )
+    head = ["n", "fed s/round", "dec s/round", "ratio", "fed MB up/peer/round"]
+    head += ["dec MB up/peer/round", "same model"]
+    print(" | ".join(head))
+    for r in rows:
+        print(
+            f"{r['n']} | {r['fed']:.2f} | {r['dec']:.2f} | {r['dec'] / r['fed']:.3f} | "
+            f"{r['fed_bytes'] / 1e6:.2f} | {r['dec_bytes'] / 1e6:.2f} | {r['agree']}"
+        )
+    print("ratio: decentralized wall time per round / federated wall time per round")
+    print("where a decentralized round's time goes (mean per peer and round, seconds; the")
+    print("channels open while the peer trains, so connection set-up overlaps training):")
+    print("n | connect, first round | connect, later rounds | train | exchange | combine")
+    for r in rows:
+        print(
+            f"{r['n']} | {r['connect_first']:.2f} | {r['connect_later']:.3f} | {r['train']:.2f} | "
+            f"{r['exchange']:.3f} | {r['combine']:.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
