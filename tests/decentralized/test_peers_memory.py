@@ -49,6 +49,7 @@ def test_three_peers_end_every_round_with_the_same_model(serve: Any) -> None:
     assert results[0].weights.digest() == peers[0].timings[-1].digest
     history = httpx.get(f"{server.url}/api/tasks/p2p/rounds", timeout=5).json()
     assert [h["digest"] for h in history] == [peers[0].timings[k].digest for k in range(3)]
+    assert all(h["aggregation"]["agreeing"] == 3 for h in history)  # every peer's digest
     status = httpx.get(f"{server.url}/api/tasks/p2p/status", timeout=5).json()
     assert status["round"] == 3
     assert all(p.bytes_to_peers > 0 for p in peers)

@@ -27,16 +27,16 @@ from disco.task import Task
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 
 
-def _task(kit: Any, min_participants: int = 3) -> Task:
+def _task(kit: Any, min_participants: int = 3, deadline: float = 5.0) -> Task:
     task: Task = kit.make_task("p2p", min_participants=min_participants)
-    return task.with_training(scheme="decentralized", round_deadline_s=5.0)
+    return task.with_training(scheme="decentralized", round_deadline_s=deadline)
 
 
 class Peers:
     """A session and its fake peers, by name."""
 
     def __init__(self, kit: Any, n: int, **options: Any) -> None:
-        task = _task(kit, min_participants=options.pop("min_participants", n))
+        task = _task(kit, options.pop("min_participants", n), deadline=options.pop("deadline", 5.0))
         self.initial = init_weights(task.model, seed=0)
         self.records: list[RoundRecord] = []
         self.session = DecentralizedSession(
@@ -229,5 +229,40 @@ def test_a_flood_of_signals_is_cut_off(kit: Any, monkeypatch: pytest.MonkeyPatch
             await s.send("x", Signal(peer=s.id("y"), kind="candidate", data="c"))
         assert len(s.fakes["y"].of(Signal)) == 5
         assert "slow down" in s.last("x", ErrorMessage).message
+
+    asyncio.run(body())
+
+
+def test_one_peer_claiming_to_hold_nothing_cannot_shrink_the_round(kit: Any) -> None:
+    async def body() -> None:
+        s = Peers(kit, 3, deadline=0.2)
+        names = ["x", "y", "z"]
+        for n in names:
+            await s.join(n)
+        await s.all_ready(0, names)
+        x, y, z = (s.id(n) for n in names)
+        await s.send("x", Received(round=0, peers=[]))  # x says nothing reached it
+        await s.send("y", Received(round=0, peers=[x, z]))
+        await s.send("z", Received(round=0, peers=[x, y]))
+        async with asyncio.timeout(5):  # the exchange deadline passes
+            while s.last("y", Combine) is None:
+                await asyncio.sleep(0.02)
+        assert s.last("y", Combine).peers == sorted([x, y, z])  # not just [x]
+        for n, digest in (("x", B), ("y", A), ("z", A)):
+            await s.send(n, DigestReport(round=0, digest=digest))
+        assert s.last("x", Resync).digest == A  # x lacked them: it fetches the agreed model
+
+    asyncio.run(body())
+
+
+def test_a_peer_back_on_a_new_connection_is_not_waited_for_in_its_old_round(kit: Any) -> None:
+    async def body() -> None:
+        s = Peers(kit, 3)
+        names = ["x", "y", "z"]
+        for n in names:
+            await s.join(n)
+        await s.all_ready(0, ["x", "y"])
+        await s.join("z")  # the same key again: a new connection of z, without the plan
+        assert s.last("x", Exchange).peers == sorted([s.id("x"), s.id("y")])
 
     asyncio.run(body())

@@ -251,6 +251,41 @@ case(
     *large_round(12, {**{f"q{i:02d}": 3 * 2**15 for i in range(38)}, "x": 2**40, "y": 2**20}),
     max_share=0.02,
 )
+
+
+def cancelling_round() -> tuple[Weights, list[Any]]:
+    """Sums that pass 2^53 and come back: 40 large changes up ("a…"), ten small ones ("b…"),
+    the same 40 down ("c…"). The exact sum is the small ones' alone; float64 running sums in
+    participant order would lose their low bits on the way (checked below)."""
+    rng = random.Random(14)
+    model = Weights({"w": np.zeros(3, "<f4")})
+    large = [f32([rng.uniform(200, 255.99) for _ in range(3)]) for _ in range(40)]
+    small = [f32([rng.uniform(-0.01, 0.01) for _ in range(3)]) for _ in range(10)]
+    return model, [
+        *((f"a{i:02d}", Weights({"w": d}), COUNT_LIMIT) for i, d in enumerate(large)),
+        *((f"b{i:02d}", Weights({"w": d}), 1 + i) for i, d in enumerate(small)),
+        *((f"c{i:02d}", Weights({"w": -d}), COUNT_LIMIT) for i, d in enumerate(large)),
+    ]
+
+
+def float64_sums_would_differ(updates: list[tuple[str, Weights, int]]) -> bool:
+    """Whether float64 running sums of the terms, in participant order, miss the exact sums."""
+    ordered = sorted(updates, key=lambda u: u[0])
+    scale = 2.0**FRACTION_BITS
+    terms = [np.rint(w["w"].astype(np.float64) * (n * scale)) for _, w, n in ordered]
+    running = np.zeros(terms[0].size)
+    for t in terms:
+        running += t
+    exact = [sum(int(t[i]) for t in terms) for i in range(running.size)]
+    return [float(x) for x in exact] != running.tolist()
+
+
+assert float64_sums_would_differ(cancelling_round()[1])
+case(
+    "sums that pass 2^53 and cancel: exact integers, not float64 running sums",
+    *cancelling_round(),
+    max_share=None,
+)
 case(
     "a scalar and zero-size tensors",
     Weights(

@@ -17,11 +17,13 @@ A round r goes through three phases, each bounded in time (docs/protocol.md §18
     the update of every live neighbour, when members drop out so that this holds, or at
     ``exchange_s`` (the task's ``round_deadline_s``).
 ``combining``
-    `Combine` names the updates every live member holds — all combine exactly those, so in an
-    all-to-all round they end with the same model, bit for bit. Each reports the digest of its new
-    model (`DigestReport`); the most reported digest is the round's. A peer whose digest differs is
-    told to `Resync` from one that holds the round's model. At ``combine_s`` the round closes with
-    the digests that arrived.
+    `Combine` names the updates that more than half of the live members expected to hold them
+    do hold (when every update reached everyone, all of them) — all combine exactly those, so in
+    an all-to-all round they end with the same model, bit for bit, and no single peer can shrink
+    the round by claiming it received nothing. Each reports the digest of its new model
+    (`DigestReport`); the most reported digest is the round's. A peer whose digest differs (one
+    that lacked an update the others combined) is told to `Resync` from one that holds the
+    round's model. At ``combine_s`` the round closes with the digests that arrived.
 
 A peer that leaves is dropped from its round at once, so no phase waits for it. The server keeps
 the initial model only (served by ``GET /api/tasks/{id}/model``); if every peer holding the current
@@ -97,6 +99,7 @@ class _Round:
     exchange: set[str] = field(default_factory=set)
     received: dict[str, set[str]] = field(default_factory=dict)
     contributors: list[str] = field(default_factory=list)
+    gone: set[str] = field(default_factory=set)  # members that left (or came back anew) since
     digests: dict[str, str] = field(default_factory=dict)
     timer: asyncio.TimerHandle | None = None
 
@@ -193,7 +196,7 @@ class DecentralizedSession:
         old = self._peers.get(identity)
         if old is not None:  # the same peer on a new connection: the old one no longer counts
             del self._by_connection[old.connection]
-            self._drop_from_round(identity)
+            self._drop_from_round(identity)  # the new connection has no plan: next round
         self._joined += 1
         holds = old.holds if old is not None else None
         self._peers[identity] = _Peer(connection, identity, participant, self._joined, holds)
@@ -259,7 +262,7 @@ class DecentralizedSession:
                     ErrorMessage(code="future", message=text, round=self._round_no)
                 )
             return  # an older round's report: harmless, ignored
-        if identity not in rnd.neighbours:
+        if identity not in rnd.neighbours or identity in rnd.gone:
             text = f"you are not a member of round {rnd.number}; wait for the next plan"
             await peer.participant.send(
                 ErrorMessage(code="unexpected", message=text, round=rnd.number)
@@ -303,7 +306,7 @@ class DecentralizedSession:
 
     def _live(self, rnd: _Round, among: set[str] | None = None) -> set[str]:
         pool = set(rnd.neighbours) if among is None else among
-        return {p for p in pool if p in self._peers}
+        return {p for p in pool if p in self._peers and p not in rnd.gone}
 
     def _connected(self, rnd: _Round) -> bool:
         live = self._live(rnd)
@@ -421,18 +424,22 @@ class DecentralizedSession:
             rnd.timer.cancel()
         rnd.phase = "combining"
         live = self._live(rnd, rnd.exchange)
-        rnd.contributors = sorted(
-            s
-            for s in rnd.exchange
-            if all(
-                s == m or s not in rnd.neighbours[m] or s in rnd.received.get(m, set())
-                for m in live
-            )
-        )
+        rnd.contributors = sorted(s for s in rnd.exchange if self._held_widely(rnd, s, live))
         rnd.timer = self._timer(self._combine_s, rnd, "combining")
         message = Combine(round=rnd.number, peers=rnd.contributors)
         for m in sorted(live):
             await self._peers[m].participant.send(message)
+
+    @staticmethod
+    def _held_widely(rnd: _Round, sender: str, live: set[str]) -> bool:
+        """Whether more than half of the live members that should hold `sender`'s update (its
+        neighbours, and itself) do: one peer that claims to hold nothing cannot shrink the round
+        to its own update, and an update that reached only a few before its sender died is left
+        out. A live member that lacks an update combined by the others ends with another digest
+        and is told to resync."""
+        expected = {m for m in live if m == sender or sender in rnd.neighbours[m]}
+        held = {m for m in expected if m == sender or sender in rnd.received.get(m, set())}
+        return 2 * len(held) > len(expected)
 
     async def _close_round(self, rnd: _Round) -> None:
         if rnd.timer is not None:
@@ -471,6 +478,9 @@ class DecentralizedSession:
             aggregation={
                 **self.task.training.aggregation.model_dump(mode="json"),
                 "topology": "all_to_all" if rnd.all_to_all else "sparse",
+                "peers": len(rnd.exchange),
+                "digests": len(rnd.digests),
+                "agreeing": counts[agreed] if agreed is not None else 0,
             },
         )
         if self._record is not None:
@@ -516,8 +526,11 @@ class DecentralizedSession:
 
     def _drop_from_round(self, identity: str) -> None:
         rnd = self._round
-        if rnd is not None and identity in rnd.neighbours and not self._live(rnd):
-            if rnd.timer is not None:  # nobody left in the round
+        if rnd is None or identity not in rnd.neighbours:
+            return
+        rnd.gone.add(identity)
+        if not self._live(rnd):  # nobody left in the round
+            if rnd.timer is not None:
                 rnd.timer.cancel()
             self._round = None
 
