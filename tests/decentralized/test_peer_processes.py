@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import blobs, p2p_task
+from peers_kit import blobs, p2p_task
 
 DISCO = [sys.executable, "-m", "disco.cli"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import blobs, p2p_task
+from peers_kit import blobs, p2p_task
 
 from disco import protocol
 from disco.decentralized.connector import MemoryConnector, MemoryHub

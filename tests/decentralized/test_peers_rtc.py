@@ -7,7 +7,7 @@ from typing import Any
 
 import aioice.ice
 import pytest
-from conftest import blobs, p2p_task
+from peers_kit import blobs, p2p_task
 
 from disco.decentralized.peer import PeerClient
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import sys
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from disco.aggregation.mean import COUNT_LIMIT, COUNT_ROOM, FRACTION_BITS, MAX_C
 from disco.decentralized.peer import PeerClient
 from disco.errors import AggregationError, WeightsError
 from disco.weights import Weights
+
+logging.getLogger("disco.client.peers").setLevel(logging.ERROR)  # refused rounds say so
 
 PATH = Path(__file__).with_name("aggregation_mean.json")
 
@@ -470,6 +473,10 @@ def outcome(
         except (AggregationError, WeightsError) as exc:
             results.append(refusal(exc))
     first = results[0]
+    if isinstance(first, str) and len(results) > 1 and isinstance(results[1], Weights):
+        # a peer whose round cannot be combined keeps the round's model (every peer alike)
+        assert tensors_json(results[1]) == tensors_json(model), "a refused round changed"
+        results.pop()
     for other in results[1:]:
         same = (
             first == other

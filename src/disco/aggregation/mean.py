@@ -147,7 +147,10 @@ class MeanRound(RoundCollector):
             if missing:  # cannot happen: the capped are among the largest counts
                 raise AggregationError(f"capped updates {missing} were not kept")
             free_count = sum(c for p, c in zip(order, counts, strict=True) if p not in capped)
-            free_factor = (1.0 - sum(share[p] for p in capped)) / free_count / fold.SCALE
+            taken = 0.0  # added left to right, as every peer (the browser's too) adds them
+            for p in capped:
+                taken += share[p]
+            free_factor = (1.0 - taken) / free_count / fold.SCALE
             weights = Weights.adopt(
                 (name, self._mean_of(name, capped, share, free_factor, add_to))
                 for name in self.global_weights

@@ -94,15 +94,18 @@ RULES: dict[str, type[Aggregator]] = {
 """The rules a task can name (`TrainingInfo.aggregation.rule`), by name."""
 
 
-def build_aggregator(training: TrainingInfo) -> Aggregator:
-    """The aggregator a task's training settings ask for (one per session: it keeps state)."""
+def build_aggregator(training: TrainingInfo, *, secret: str | None = None) -> Aggregator:
+    """The aggregator a task's training settings ask for (one per session: it keeps state).
+
+    `secret` seeds the bucketing shuffle (default: a random one, unforeseeable by participants);
+    peers of a decentralized session share one so that they all form the same buckets."""
     config = training.aggregation
     inner: Aggregator
     if isinstance(config, MeanRule):
         return MeanAggregator(config.max_share)
     if isinstance(config, CenteredClippingRule):  # buckets after each participant's momentum
         return CenteredClippingAggregator(
-            config.tau, config.iterations, config.momentum, config.bucket_size
+            config.tau, config.iterations, config.momentum, config.bucket_size, secret=secret
         )
     if isinstance(config, MedianRule):
         inner = MedianAggregator()
@@ -114,4 +117,4 @@ def build_aggregator(training: TrainingInfo) -> Aggregator:
         inner = KrumAggregator(config.f)
     else:
         raise AggregationError(f"unknown aggregation {config!r}")
-    return inner if config.bucket_size == 1 else Bucketing(inner, config.bucket_size)
+    return inner if config.bucket_size == 1 else Bucketing(inner, config.bucket_size, secret)

@@ -182,7 +182,13 @@ class RtcConnector(Connector):
         self._answers[peer] = answer
         try:
             await self._send_signal(Signal(peer=peer, kind="offer", data=await link.offer()))
-            await link.accept(await answer)
+            try:
+                async with asyncio.timeout(self._open_timeout_s):
+                    await link.accept(await answer)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"{peer} did not answer the offer in {self._open_timeout_s:g} s"
+                ) from None
             channel: Channel = await link.channel(timeout=self._open_timeout_s)
             return channel
         except BaseException:

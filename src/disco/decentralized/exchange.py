@@ -3,7 +3,8 @@
 `PeerExchange` reads every channel a peer has (one reader per channel), and:
 
 * keeps each valid `PeerUpdate` of a round it takes part in — the digest must match the weights
-  (SHA-256, docs/protocol.md §12), the names and shapes the task's model, every value finite —
+  (SHA-256, docs/protocol.md §12), the names and shapes the task's model, every value finite,
+  and the task's rule must be able to take it (the mean: every change below 256) —
   acknowledges it (`PeerAck`) and calls ``on_update`` (the peer tells the server whose updates it
   holds); an invalid one is refused with an `ErrorMessage` to the sender and changes nothing;
 * answers a `ModelRequest` with the model it holds for that round (`PeerModel`) or an error;
@@ -55,11 +56,13 @@ class PeerExchange:
         self,
         reference: Weights,
         on_update: Callable[[int], None],
+        acceptable: Callable[[int, Weights], str | None] = lambda round, weights: None,
         *,
         max_frame: int = DEFAULT_MAX_FRAME,
     ) -> None:
         self._reference = reference  # names and shapes every update must have
         self._on_update = on_update
+        self._acceptable = acceptable  # the aggregation rule's own limits
         self._max_frame = max_frame
         self.models: dict[int, Weights] = {}
         """Models this peer holds, by the round they open (served to peers that ask)."""
@@ -166,7 +169,7 @@ class PeerExchange:
             return "the update holds NaN or infinite values"
         if update.weights.digest() != update.digest:
             return "the update's digest does not match its weights (damaged in transit?)"
-        return None
+        return self._acceptable(update.round, update.weights)
 
     # -- models ------------------------------------------------------------------------------
     async def fetch(self, peer: str, channel: Channel, round: int, timeout: float) -> Weights:

@@ -21,6 +21,7 @@ plan's deadlines plus `SLACK_S`, or by the task's ``wait_for_others_s`` between 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
@@ -32,6 +33,7 @@ import httpx
 import numpy as np
 
 from disco.aggregation import Update, build_aggregator
+from disco.aggregation.fold import MAX_CHANGE
 from disco.client.base import Client, ClientResult
 from disco.client.federated import ws_url
 from disco.client.link import Link, LinkClosed, Traffic
@@ -39,7 +41,7 @@ from disco.client.update import prepare_update
 from disco.data.dataset import Dataset
 from disco.decentralized.connector import Connector, OnChannel, RtcConnector, SendSignal
 from disco.decentralized.exchange import PeerExchange
-from disco.errors import DiscoError, ServerError, SessionError
+from disco.errors import AggregationError, DiscoError, ServerError, SessionError
 from disco.protocol import (
     DEFAULT_MAX_FRAME,
     Combine,
@@ -125,11 +127,13 @@ class PeerClient(Client):
         )
         self._key = secrets.token_urlsafe(24)
         self._rng = noise if noise is not None else np.random.default_rng()
-        self._aggregator = build_aggregator(task.training)
+        # every peer forms the same buckets: the bucketing secret is the task's, not random
+        secret = hashlib.sha256(f"disco-peers:{task.id}".encode()).hexdigest()
+        self._aggregator = build_aggregator(task.training, secret=secret)
         self._traffic = Traffic()
         self._link: Link | None = None
         self._connector: Connector | None = None
-        self._exchange = PeerExchange(self.model.get_weights(), self._updated)
+        self._exchange = PeerExchange(self.model.get_weights(), self._updated, self._acceptable)
         self._control: asyncio.Queue[RoundPlan | Resync] = asyncio.Queue()
         self._rounds: dict[int, _Round] = {}
         self._exchanges: dict[int, Exchange] = {}  # the server's go-ahead, by round
@@ -224,13 +228,13 @@ class PeerClient(Client):
         task.add_done_callback(lambda t: t.exception())  # a closed link shows in the main loop
 
     async def _until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
-        """Wait until `done()`; `TimeoutError` saying `what` it waited for after `timeout` s,
+        """Wait until `done()`; `SessionError` saying `what` it waited for after `timeout` s,
         `ServerError` if the connection to the server ends first."""
         deadline = time.monotonic() + timeout
         while not done():
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"waited {timeout:g} s for {what}")
+                raise SessionError(f"waited {timeout:g} s for {what}; the server did not say")
             if self._link is not None and self._link.ended is not None:
                 raise ServerError(
                     f"the connection to the server closed while waiting for {what}: "
@@ -540,6 +544,18 @@ class PeerClient(Client):
         except (DiscoError, TimeoutError) as exc:
             log.info("round %d: sending the update to %s failed (%s)", update.round, peer, exc)
 
+    def _acceptable(self, round: int, weights: Weights) -> str | None:
+        """Why the task's rule cannot take `weights` as an update of `round` (None: it can)."""
+        base = self._exchange.models.get(round)
+        if base is None or self.task.training.aggregation.rule != "mean":
+            return None
+        change = max(
+            (float(np.max(np.abs(w - base[n]))) for n, w in weights.items() if w.size), default=0.0
+        )
+        if not change < MAX_CHANGE:
+            return f"a value changed by {change:g} in one round; the mean takes less than 256"
+        return None
+
     def _forget(self, r: int) -> None:
         for orders in (self._rounds, self._exchanges, self._combines):
             for old in [k for k in orders if k <= r]:
@@ -563,7 +579,11 @@ class PeerClient(Client):
             updates = [
                 Update(p, received[p].weights - base, received[p].num_samples) for p in chosen
             ]
-            return self._aggregator.aggregate(base, updates, round=plan.round).weights
+            try:
+                return self._aggregator.aggregate(base, updates, round=plan.round).weights
+            except AggregationError as exc:  # every peer fails alike: all keep the round's model
+                log.warning("round %d: the updates could not be combined (%s)", plan.round, exc)
+                return base
         weights = {p.id: p.weight for p in plan.peers if p.id in chosen}
         own_weight = 1.0 - sum(weights.values())
         mixed = {name: own_weight * own.weights[name].astype(np.float64) for name in own.weights}

@@ -58,6 +58,7 @@ from disco.protocol import (
     Status,
     Welcome,
 )
+from disco.protocol.peers import MAX_ROUND_PEERS
 from disco.server.session import Participant, identity_of
 from disco.server.store import RoundRecord
 from disco.task import Task
@@ -331,7 +332,8 @@ class DecentralizedSession:
         return self._live(rnd, rnd.exchange) <= set(rnd.digests)
 
     async def _start_round(self) -> None:
-        members = sorted(self._peers)
+        earliest = sorted(self._peers.values(), key=lambda p: p.order)[:MAX_ROUND_PEERS]
+        members = sorted(p.identity for p in earliest)  # the rest wait for a later round
         graph = peer_graph(
             members,
             f"{self.task.id}:{self._round_no}".encode(),
