@@ -208,11 +208,12 @@ describe("schemes and aggregation rules", () => {
     expect(described[0]?.about).toBe("Geometric median of the updates.");
   });
 
-  it("offer decentralized training last, marked as not ready", () => {
+  it("offer decentralized training, ready now that browsers are peers", () => {
     const schemes = schemeChoices(optionsFromSchema(schema).schemes);
-    expect(schemes.map((s) => s.value)).toEqual(["federated", "local", "decentralized"]);
-    expect(schemes[2]?.ready).toBe(false);
-    expect(schemes[2]?.about).toContain("can only train alone");
+    expect(schemes.map((s) => s.value)).toEqual(["federated", "decentralized", "local"]); // the server's order
+    expect(schemes[1]?.ready).toBe(true);
+    expect(schemes[1]?.label).toBe("Together, directly between participants");
+    expect(schemes[1]?.about).toContain("keeps no model after the initial one");
   });
 
   it("go into the task document", () => {

@@ -5,9 +5,9 @@ import type { TrainMode } from "./session";
 /** Which model a session holds after training, and how it does on the validation samples. */
 export interface KeptModel {
   /**
-   * `final`: training ran to the end; `global`: the last model the server sent before training
-   * was stopped or failed; `local`: trained on this device only (alone, or stopped before the
-   * server combined any update).
+   * `final`: training ran to the end; `global`: the last shared model (the server's, or the one
+   * combined with the peers of a decentralized task) before training was stopped or failed;
+   * `local`: trained on this device only (alone, or stopped before any update was combined).
    */
   kind: "final" | "global" | "local";
   mode: TrainMode;
@@ -53,19 +53,25 @@ function sharedNote(k: KeptModel): string {
     : "";
 }
 
-/** Which model is kept after training ended early, in one or two sentences. */
-export function keptText(k: KeptModel | null, total: number): string {
+/**
+ * Which model is kept after training ended early, in one or two sentences; `direct`: trained
+ * directly with peers (a decentralized task), whose models never come from the server.
+ */
+export function keptText(k: KeptModel | null, total: number, direct = false): string {
   if (k === null) {
     return "The model had not learned anything yet, so there is no model to test or save. Start again when you are ready.";
   }
   if (k.kind === "global" && k.rounds === 0) {
-    return `You keep the shared model as the server last sent it (trained for ${roundsText(k.sharedRounds ?? 0)} by others): your own update was not combined into it.`;
+    const from = direct ? "as your browser last received it from the other participants" : "as the server last sent it";
+    return `You keep the shared model ${from} (trained for ${roundsText(k.sharedRounds ?? 0)} by others): your own update was not combined into it.`;
   }
   if (k.kind === "global") {
-    return `You keep the last model the server sent: everyone's updates combined over ${k.rounds} of ${roundsText(total)}${sharedNote(k)}.`;
+    const which = direct ? "the last model your browser combined with the other participants" : "the last model the server sent";
+    return `You keep ${which}: everyone's updates combined over ${k.rounds} of ${roundsText(total)}${sharedNote(k)}.`;
   }
   if (k.mode === "together") {
-    return "The server had not combined any updates yet: you keep the model your browser trained on your data alone.";
+    const none = direct ? "No updates had been combined yet" : "The server had not combined any updates yet";
+    return `${none}: you keep the model your browser trained on your data alone.`;
   }
   return "You keep the model as it was when training stopped.";
 }

@@ -1,6 +1,7 @@
 // Plain-language descriptions of a task for people who are not machine-learning experts.
 import { epsilon, noiseStd } from "../../core/privacy";
 import type { Task } from "../../core/task";
+import { peerRefusal } from "../../core/decentralized/rules";
 
 /** What kind of data the task uses, in words. */
 export function dataTypeText(task: Task): string {
@@ -32,10 +33,27 @@ export function schemeText(task: Task): string {
     case "federated":
       return "Together, through the server: it combines everyone's model updates";
     case "decentralized":
-      return "Together, directly between participants. This browser cannot take part that way yet: here you can only train alone for now";
+      return "Together, directly between participants: each one's browser (or disco train) sends its updates straight to the others and combines theirs; the server only introduces them";
     default:
       return "Alone: nothing is shared";
   }
+}
+
+/** What the task page says of a decentralized task's models. */
+export const DIRECT_NOTE =
+  "The server keeps no model of this task after the initial one: models go directly between participants.";
+
+/** Whether this browser can train `task` together with others (federated, or between peers with the mean rule). */
+export function canTrainTogether(task: Task): boolean {
+  const t = task.training;
+  return t.scheme === "federated" || (t.scheme === "decentralized" && peerRefusal(t.aggregation) === null);
+}
+
+/** Why this browser cannot train `task` with others, as a sentence; null when it can (or it trains alone by design). */
+export function togetherRefusal(task: Task): string | null {
+  if (task.training.scheme !== "decentralized") return null;
+  const why = peerRefusal(task.training.aggregation);
+  return why === null ? null : `${why.charAt(0).toUpperCase()}${why.slice(1)}.`;
 }
 
 /** Short label of the scheme (the task header's and the task list's badge). */
@@ -47,11 +65,15 @@ export function schemeShort(task: Task): string {
   }[task.training.scheme];
 }
 
-/** What this browser can do when it cannot train the way the task says; null when it can. */
+/**
+ * What to know of how the task is trained, beyond its scheme: for a decentralized task, that the
+ * server keeps no model after the initial one — or, when it combines updates with a rule the
+ * browser cannot run yet, that this browser can only train it alone. Null otherwise.
+ */
 export function schemeNote(task: Task): string | null {
-  return task.training.scheme === "decentralized"
-    ? "This browser cannot train directly with others yet: here you can only train alone for now."
-    : null;
+  if (task.training.scheme !== "decentralized") return null;
+  const refusal = togetherRefusal(task);
+  return refusal === null ? DIRECT_NOTE : `${refusal} Here you can only train alone for now.`;
 }
 
 /** What protects a participant's updates, in one plain sentence. */

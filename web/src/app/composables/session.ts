@@ -11,9 +11,10 @@ import { type EpochMetrics, Trainer, type TrainingEvent, evaluate } from "../../
 import type { Weights } from "../../core/weights";
 import { ensureBackend } from "./backend";
 import { type Connection, datasetOf, newConnection } from "./connect";
-import { percent, roundsOf } from "./plain";
+import { canTrainTogether, percent, roundsOf } from "./plain";
 import { durationText } from "./progress";
 import { type KeptModel, keptText, roundsText } from "./kept";
+import { runDecentralized } from "./peers";
 import { type RoundReports, newRoundReports, refreshRoundReports } from "./roundReports";
 import { runFederated } from "./together";
 
@@ -26,12 +27,28 @@ export type Phase =
   | "training"
   | "sending_update"
   | "aggregating"
+  // training directly with peers (a decentralized task)
+  | "waiting_for_round"
+  | "connecting_peers"
+  | "exchanging"
+  | "combining"
   | "done"
   | "stopped"
   | "error";
 
-/** Train with others through the server, or alone on this device. */
+/** Train with others (through the server, or directly with peers), or alone on this device. */
 export type TrainMode = "together" | "alone";
+
+/** Training directly with peers: one of the round's other peers, as the board shows it. */
+export interface BoardPeer {
+  id: string;
+  /** The name it joined with ("" when none). */
+  name: string;
+  /** A browser, or `disco train` ("python"). */
+  kind: "python" | "browser";
+  /** How this browser's channel to it stands. */
+  state: "connected" | "connecting" | "failed";
+}
 
 /** One epoch on the charts; `x` counts epochs from the start of training. */
 export interface EpochPoint extends EpochMetrics {
@@ -86,6 +103,10 @@ export interface Board {
    * it to start (0: a fresh model; more: others trained it before, so the curves start high).
    */
   sharedRoundAtJoin: number | null;
+  /** Training directly with peers: the round's other peers and this browser's channel to each; [] otherwise. */
+  peers: BoardPeer[];
+  /** Training directly with peers: the peers in the round under way, this browser included; null between rounds. */
+  roundPeers: number | null;
   history: EpochPoint[];
   log: LogLine[];
 }
@@ -125,7 +146,7 @@ export const MODE_KEY = "disco.trainMode";
 
 /** The mode a new session starts from: the task's own, unless the person chose otherwise for it. */
 function defaultMode(task: Task): TrainMode {
-  if (task.training.scheme !== "federated") return "alone";
+  if (!canTrainTogether(task)) return "alone";
   try {
     localStorage.removeItem(MODE_KEY); // one choice for every task: no longer read
     return localStorage.getItem(`${MODE_KEY}.${task.id}`) === "alone" ? "alone" : "together";
@@ -164,6 +185,8 @@ function newBoard(task: Task): Board {
     sharedRound: null,
     waitUntil: null,
     sharedRoundAtJoin: null,
+    peers: [],
+    roundPeers: null,
     history: [],
     log: [],
   };
@@ -302,6 +325,8 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
   const data = datasetOf(s.train, task);
   if (!data) return;
   const together = mode === "together";
+  /** Trained directly with peers: no model ever comes from the server. */
+  const direct = together && task.training.scheme === "decentralized";
   s.mode = mode;
   const b = s.board;
   const prev = options.continue ? s.kept : null;
@@ -375,7 +400,26 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
       return run;
     };
     if (stopped) throw new Error("stopped");
-    if (together) {
+    if (direct) {
+      await runDecentralized({
+        task,
+        name: s.name,
+        board: b,
+        model: m,
+        trainRound,
+        stopTraining: () => t.stop(),
+        numSamples: train.n,
+        log: (message, level) => log(s, message, level),
+        onGlobal: (round, weights) => {
+          if (joinRound === null) joinRound = round;
+          if (round > joinRound && (global === null || round >= global.round)) global = { round, weights };
+        },
+        onStop: (stop) => {
+          stopClient = stop;
+          clientLogs = true;
+        },
+      });
+    } else if (together) {
       await runFederated({
         task,
         name: s.name,
@@ -406,7 +450,7 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
         : null;
       await keep(s, m, kept, null, v);
       b.phase = "stopped";
-      b.message = `Training was stopped. ${keptText(s.kept, before + b.rounds)}`;
+      b.message = `Training was stopped. ${keptText(s.kept, before + b.rounds, direct)}`;
       log(s, "stopped", "warn");
     } else {
       const shared = together ? (b.sharedRound ?? (joinRound ?? 0) + b.rounds) : null;
@@ -460,7 +504,7 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
     const total = before + b.rounds;
     if (stopped) {
       b.phase = "stopped";
-      b.message = `Training was stopped. ${keptText(s.kept, total)}`;
+      b.message = `Training was stopped. ${keptText(s.kept, total, direct)}`;
       log(s, "stopped", "warn");
     } else if (expired) {
       b.phase = "stopped";
@@ -468,19 +512,21 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
       const waited = durationText(task.training.wait_for_others_s);
       const k = s.kept as KeptModel | null;
       b.message =
-        k?.kind === "local"
-          ? `Too few others sent their update within ${waited}, so yours could not be combined with anyone's. You keep the model your browser trained on your data alone.`
-          : `Too few others sent their update within ${waited}, so training with others stopped. ${keptText(k, total)}`;
+        direct
+          ? `No round started within ${waited}: too few others took part. ${keptText(k, total, direct)}`
+          : k?.kind === "local"
+            ? `Too few others sent their update within ${waited}, so yours could not be combined with anyone's. You keep the model your browser trained on your data alone.`
+            : `Too few others sent their update within ${waited}, so training with others stopped. ${keptText(k, total, direct)}`;
     } else {
       b.phase = "error";
       if (!clientLogs) log(s, describe(e), "error"); // the client has logged its own
       if (e instanceof ServerUnreachable) {
         b.problem = "unreachable";
         b.message = e.joined
-          ? `The connection to the server was lost and could not be restored. ${keptText(s.kept, total)}`
+          ? `The connection to the server was lost and could not be restored. ${keptText(s.kept, total, direct)}`
           : "Cannot reach the disco server, so training with others cannot start. Check your internet connection and try again, or train alone on your data instead.";
       } else {
-        b.message = s.kept ? `${describe(e).replace(/\.?$/, ".")} ${keptText(s.kept, total)}` : describe(e);
+        b.message = s.kept ? `${describe(e).replace(/\.?$/, ".")} ${keptText(s.kept, total, direct)}` : describe(e);
       }
     }
   } finally {
@@ -489,6 +535,8 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
     b.attempt = 0;
     b.reconnecting = false;
     b.waitUntil = null;
+    b.peers = [];
+    b.roundPeers = null;
     if (active.value === s) active.value = null;
   }
 }
@@ -498,7 +546,7 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
  * again (its shared model goes on). The board's rounds and charts continue.
  */
 export function trainMore(s: TaskSession): Promise<void> {
-  const mode = s.task.training.scheme === "federated" ? (s.kept?.mode ?? s.mode) : "alone";
+  const mode = canTrainTogether(s.task) ? (s.kept?.mode ?? s.mode) : "alone";
   return startTraining(s, mode, { continue: true, rounds: roundsOf(s.task) });
 }
 

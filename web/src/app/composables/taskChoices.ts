@@ -28,9 +28,8 @@ const SCHEME_WORDS: Record<string, Words> = {
     about: "Each person trains their own model on their own data; nothing is shared.",
   },
   decentralized: {
-    label: "Together, directly between participants (not ready yet)",
-    about: "Participants would combine their updates with each other, without the server. Nobody can train this way yet: until then, each person can only train alone in their browser.",
-    ready: false,
+    label: "Together, directly between participants",
+    about: "Participants send their updates directly to each other and each combines them; the server only introduces them and keeps no model after the initial one. Browsers can take part when updates are averaged; with other rules, people take part with disco train.",
   },
 };
 

@@ -181,8 +181,9 @@ export class WaitExpired extends SessionError {
 }
 
 /**
- * The optional parts of the protocol this client announces in `Hello.capabilities`: none yet
- * (the browser does not take part in decentralized sessions).
+ * The optional parts of the protocol this client announces in `Hello.capabilities`: none (a
+ * decentralized task is joined by `PeerClient`, core/decentralized/peer.ts, which announces
+ * `["decentralized"]`).
  */
 export const CLIENT_CAPABILITIES: readonly string[] = [];
 

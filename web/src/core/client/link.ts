@@ -56,22 +56,46 @@ export class Link {
   private readonly queue = new WaitQueue<ServerMessage>();
   /** `channel.bytesSent` already added to `traffic.bytesUp`. */
   private sentCounted = 0;
+  /** Resolves with the error that ended the link. */
+  private readonly endedPromise: Promise<Error>;
+  private resolveEnded!: (error: Error) => void;
 
   /**
    * A link over an open `channel`, which it owns from now on. `onMessage` sees every server
    * message as it arrives (before it is queued), for status displays; `traffic` is counted up.
+   * With `keep` false nothing is queued (`next` only ever sees the end): `onMessage` is where
+   * the messages go, as a peer of a decentralized session takes them (Python's `keep=False`).
    */
   constructor(
     private readonly channel: Channel,
     private readonly traffic: Traffic,
     private readonly onMessage: (message: ServerMessage) => void,
     private readonly sendTimeoutMs = SEND_TIMEOUT_MS,
+    private readonly keep = true,
   ) {
+    this.endedPromise = new Promise<Error>((resolve) => (this.resolveEnded = resolve));
     this.read().catch((exc: unknown) => this.fail(linkError(exc)));
   }
 
+  /** End the queue (and the link) with `error`, once. */
+  private endWith(error: Error): void {
+    this.queue.end(error);
+    this.resolveEnded(this.queue.ended as Error);
+  }
+
+  /** Why the link ended (`LinkClosed`, or the bad frame's error), or null while it is open. */
+  get ended(): Error | null {
+    return this.queue.ended;
+  }
+
+  /** Resolves with the error that ended the link, once it ends. */
+  waitEnded(): Promise<Error> {
+    return this.endedPromise;
+  }
+
   /**
-   * Open a WebSocket connection to `url` (ws:// or wss://) and make a link on it; rejects with
+   * Open a WebSocket connection to `url` (ws:// or wss://) and make a link on it (`keep`: as the
+   * constructor's); rejects with
    * `LinkClosed` (1006 when it could not connect), `WaitTimeout` after `timeoutMs`, or the abort reason.
    */
   static async connect(
@@ -81,10 +105,11 @@ export class Link {
     onMessage: (message: ServerMessage) => void,
     timeoutMs: number,
     signal: AbortSignal,
+    keep = true,
   ): Promise<Link> {
     try {
       const channel = await WebSocketChannel.open(url, WebSocketImpl, timeoutMs, signal, DEFAULT_MAX_FRAME);
-      return new Link(channel, traffic, onMessage);
+      return new Link(channel, traffic, onMessage, SEND_TIMEOUT_MS, keep);
     } catch (exc) {
       throw linkError(exc);
     }
@@ -97,7 +122,7 @@ export class Link {
 
   /** End with `error` and close the channel. */
   private fail(error: Error, code = 1000, reason = ""): void {
-    this.queue.end(error);
+    this.endWith(error);
     this.channel.close(code, reason);
   }
 
@@ -115,7 +140,7 @@ export class Link {
       try {
         frame = await this.channel.receive(Infinity);
       } catch (exc) {
-        this.queue.end(linkError(exc));
+        this.endWith(linkError(exc));
         return;
       }
       if (this.queue.ended !== null) continue; // drain what came before the close, unread
@@ -131,7 +156,7 @@ export class Link {
         this.fail(linkError(exc), 1000, "invalid frame from server");
         continue;
       }
-      this.queue.push(message);
+      if (this.keep) this.queue.push(message);
       this.onMessage(message);
     }
   }

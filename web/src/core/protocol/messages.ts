@@ -19,7 +19,8 @@ export const PROTOCOL_VERSION = 2;
 
 /**
  * The optional parts of the protocol (names for `Hello.capabilities`), as Python's
- * `CAPABILITIES`. The web client speaks none of them yet: it announces `[]`.
+ * `CAPABILITIES`. The web client announces `[]` in federated sessions and `["decentralized"]` as
+ * a peer of a decentralized one (core/decentralized/peer.ts).
  */
 export const CAPABILITIES = ["decentralized"] as const;
 /** A capability name: lowercase ASCII letters, digits and `_`, starting with a letter, at most 32 characters. */
