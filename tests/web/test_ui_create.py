@@ -514,11 +514,9 @@ def test_every_scheme_and_rule_of_the_server_is_offered_in_plain_words(
         "weighted by how many examples each person has"
     )
     expect(page.get_by_test_id("scheme-about-decentralized")).to_contain_text(
-        "can only train alone"
+        "keeps no model after the initial one"
     )
-    expect(
-        page.get_by_label("Together, directly between participants (not ready yet)")
-    ).to_be_visible()
+    expect(page.get_by_label("Together, directly between participants")).to_be_visible()
 
     _fill_image_task(page, f"Robust shapes ({size})", f"robust-shapes-{size}", "circle, square")
     page.get_by_label("Admin token").fill(admin_token)

@@ -67,7 +67,7 @@ def test_each_task_is_described_in_plain_words(
     p2p = any_page.locator(f'article[data-task="{p2p_task}"]')
     expect(p2p.locator(".fact-data")).to_have_text("Images, 32×32 colour")
     expect(p2p.locator(".fact-scheme")).to_have_text("Together, directly between participants")
-    expect(p2p.locator(".fact-note")).to_contain_text("can only train alone for now")
+    expect(p2p.locator(".fact-note")).to_contain_text("The server keeps no model of this task")
     expect(p2p.locator(".fact-privacy")).to_have_text("Privacy: updates clipped and noised")
 
     for card in any_page.locator("article.task-card").all():  # no jargon left

@@ -21,7 +21,7 @@ import {
   PEER_TYPES,
   PROTOCOL_VERSION,
   SESSION_STATES,
-} from "../src/core/protocol/messages";
+} from "../src/core/protocol";
 import {
   ACTIVATIONS,
   AGGREGATION_DEFAULTS,

@@ -1,6 +1,6 @@
 // What a kept model is and how it came to be, in plain words: for the board, the finish step and
 // the model library.
-import type { TrainMode } from "./session";
+import type { TrainMode } from "./board";
 
 /** Which model a session holds after training, and how it does on the validation samples. */
 export interface KeptModel {

@@ -11,10 +11,10 @@ import { epochsInRound, type Task } from "../../core/task";
 import type { EpochMetrics } from "../../core/training/trainer";
 import type { Weights } from "../../core/weights";
 import { getModelFile, serverUrl } from "./api";
+import type { Board, BoardPeer, LogLine, Phase } from "./board";
 import { formatBytes } from "./plain";
 import { recordPrivateUpdate } from "./privacyBudget";
 import { fromSafetensors } from "./safetensors";
-import type { Board, BoardPeer, LogLine, Phase } from "./session";
 
 /** Where STUN/TURN servers for connecting to peers may be set (a JSON array of `RTCIceServer`s); none by default. */
 export const ICE_SERVERS_KEY = "disco.iceServers";

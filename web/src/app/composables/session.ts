@@ -7,9 +7,10 @@ import { ServerUnreachable, WaitExpired } from "../../core/client/federated";
 import { type Dataset, split } from "../../core/data/dataset";
 import { buildModel, getWeights, setWeights } from "../../core/models";
 import { type Task, epochsInRound } from "../../core/task";
-import { type EpochMetrics, Trainer, type TrainingEvent, evaluate } from "../../core/training/trainer";
+import { type EpochMetrics, Trainer, evaluate } from "../../core/training/trainer";
 import type { Weights } from "../../core/weights";
 import { ensureBackend } from "./backend";
+import { type Board, type TrainMode, log, newBoard, onTrainingEvent, roundsSoFar } from "./board";
 import { type Connection, datasetOf, newConnection } from "./connect";
 import { canTrainTogether, percent, roundsOf } from "./plain";
 import { durationText } from "./progress";
@@ -18,98 +19,8 @@ import { runDecentralized } from "./peers";
 import { type RoundReports, newRoundReports, refreshRoundReports } from "./roundReports";
 import { runFederated } from "./together";
 
-/** What the training board shows. */
-export type Phase =
-  | "idle"
-  | "preparing"
-  | "connecting"
-  | "waiting_for_participants"
-  | "training"
-  | "sending_update"
-  | "aggregating"
-  // training directly with peers (a decentralized task)
-  | "waiting_for_round"
-  | "connecting_peers"
-  | "exchanging"
-  | "combining"
-  | "done"
-  | "stopped"
-  | "error";
-
-/** Train with others (through the server, or directly with peers), or alone on this device. */
-export type TrainMode = "together" | "alone";
-
-/** Training directly with peers: one of the round's other peers, as the board shows it. */
-export interface BoardPeer {
-  id: string;
-  /** The name it joined with ("" when none). */
-  name: string;
-  /** A browser, or `disco train` ("python"). */
-  kind: "python" | "browser";
-  /** How this browser's channel to it stands. */
-  state: "connected" | "connecting" | "failed";
-}
-
-/** One epoch on the charts; `x` counts epochs from the start of training. */
-export interface EpochPoint extends EpochMetrics {
-  x: number;
-}
-
-export interface LogLine {
-  time: string;
-  level: "info" | "warn" | "error";
-  message: string;
-}
-
-export interface Board {
-  /** The mode of the current (or last) run. */
-  mode: TrainMode | null;
-  phase: Phase;
-  message: string;
-  /**
-   * Why training with others ended early, when the UI can offer a way out: the server is gone
-   * (`unreachable`), or nobody else sent an update in time (`wait_expired`).
-   */
-  problem: "unreachable" | "wait_expired" | null;
-  /** Rounds this browser trained in this run, counted from 1 (`round` of `rounds`). */
-  round: number;
-  rounds: number;
-  /**
-   * Rounds this browser trained before this run when it continues an earlier model ("Train
-   * more rounds", training alone after the server went away); 0 for a run from scratch. The
-   * round counter is this run's (as the log's "your round k of N"); the charts go on.
-   */
-  roundsBefore: number;
-  /** Epoch of the current round, counted from 1. */
-  epoch: number;
-  epochs: number;
-  batch: number;
-  batches: number;
-  participants: number | null;
-  minParticipants: number;
-  /** While connecting: the attempt under way (1, 2, …); 0 otherwise. */
-  attempt: number;
-  /** Whether the connection was lost after joining and is being restored. */
-  reconnecting: boolean;
-  /**
-   * Together: rounds the shared model had been trained for (the server's round) when this
-   * browser last heard of it; null before joining or when training alone.
-   */
-  sharedRound: number | null;
-  /** While waiting for others after an update: when this browser gives up (ms since the epoch). */
-  waitUntil: number | null;
-  /**
-   * Together: rounds the shared model had already been trained for when this browser received
-   * it to start (0: a fresh model; more: others trained it before, so the curves start high).
-   */
-  sharedRoundAtJoin: number | null;
-  /** Training directly with peers: the round's other peers and this browser's channel to each; [] otherwise. */
-  peers: BoardPeer[];
-  /** Training directly with peers: the peers in the round under way, this browser included; null between rounds. */
-  roundPeers: number | null;
-  history: EpochPoint[];
-  log: LogLine[];
-}
+export type { Board, BoardPeer, EpochPoint, LogLine, Phase, TrainMode } from "./board";
+export { log, onTrainingEvent, roundsSoFar } from "./board";
 
 /** What is known of a kept model before it is checked on the validation samples. */
 type KeptInfo = Omit<KeptModel, "accuracy" | "loss" | "validationSamples">;
@@ -165,33 +76,6 @@ export function chooseMode(s: TaskSession, mode: TrainMode): void {
   }
 }
 
-function newBoard(task: Task): Board {
-  return {
-    mode: null,
-    phase: "idle",
-    message: "",
-    problem: null,
-    round: 0,
-    rounds: roundsOf(task),
-    roundsBefore: 0,
-    epoch: 0,
-    epochs: task.training.epochs_per_round,
-    batch: 0,
-    batches: 0,
-    participants: null,
-    minParticipants: task.training.min_participants,
-    attempt: 0,
-    reconnecting: false,
-    sharedRound: null,
-    waitUntil: null,
-    sharedRoundAtJoin: null,
-    peers: [],
-    roundPeers: null,
-    history: [],
-    log: [],
-  };
-}
-
 /** The session of `task` (created on first use, or when the task changed and nothing runs). */
 export function useSession(task: Task): TaskSession {
   let s = sessions.get(task.id);
@@ -229,40 +113,6 @@ export function isRunning(s: TaskSession): boolean {
 /** The session that is training now (reactive), or null. */
 export function activeTraining(): TaskSession | null {
   return active.value;
-}
-
-export function log(s: TaskSession, message: string, level: LogLine["level"] = "info"): void {
-  const time = new Date().toLocaleTimeString(undefined, { hour12: false });
-  s.board.log = [...s.board.log.slice(-499), { time, level, message }];
-}
-
-/** Feed one trainer event to the board. */
-export function onTrainingEvent(s: TaskSession, e: TrainingEvent): void {
-  const b = s.board;
-  b.round = e.round;
-  if (e.kind === "round_start") {
-    b.epoch = 0;
-    b.batch = 0;
-    if (b.mode === "alone" || b.phase !== "training") b.phase = "training";
-    return;
-  }
-  if (e.kind === "batch_end") {
-    b.epoch = e.epoch;
-    b.batch = e.batch;
-    b.batches = e.batches;
-    return;
-  }
-  if (e.kind === "epoch_end" && e.metrics) {
-    const m = e.metrics;
-    const x = (b.history.at(-1)?.x ?? 0) + 1; // epochs go on across rounds and continued runs
-    b.epoch = m.epoch;
-    b.history = [...b.history, { ...m, x }];
-    const acc = m.train_accuracy === null ? "" : `, accuracy ${(100 * m.train_accuracy).toFixed(1)}%`;
-    const val =
-      m.val_accuracy === null ? "" : `; validation accuracy ${(100 * m.val_accuracy).toFixed(1)}%`;
-    const who = b.mode === "together" ? "your round" : "round";
-    log(s, `${who} ${e.round} of ${b.rounds}, epoch ${m.epoch}: loss ${m.train_loss.toFixed(4)}${acc}${val}`);
-  }
 }
 
 function describe(e: unknown): string {
@@ -311,11 +161,6 @@ export interface StartOptions {
   continue?: boolean;
   /** Rounds to train in this run (default: the task's plan). */
   rounds?: number;
-}
-
-/** Rounds this browser trained so far in its current line of runs (the board's count). */
-export function roundsSoFar(b: Board): number {
-  return b.roundsBefore + b.round;
 }
 
 /** Train on the connected data, alone or with others through the server (one run at a time). */

@@ -9,8 +9,8 @@ import { epochsInRound, type Task } from "../../core/task";
 import type { EpochMetrics } from "../../core/training/trainer";
 import type { Weights } from "../../core/weights";
 import { serverUrl } from "./api";
+import type { Board, LogLine, Phase } from "./board";
 import { recordPrivateUpdate } from "./privacyBudget";
-import type { Board, LogLine, Phase } from "./session";
 
 /**
  * Take part in the task's rounds; afterwards `model` holds the final global weights. Rejects

@@ -1,8 +1,10 @@
 /**
  * The browser as a peer of a decentralized session (Python's `disco.decentralized`): the round
- * logic (`PeerClient`), the peer frames (`PeerExchange`) and the connections between peers
- * (`RtcConnector` over WebRTC, `MemoryConnector` in memory).
+ * logic (`PeerClient`, on `PeerSession`), how a round's updates combine (`combineRound`), the peer
+ * frames (`PeerExchange`) and the connections between peers (`RtcConnector` over WebRTC,
+ * `MemoryConnector` in memory).
  */
+export { combineRound } from "./combine";
 export {
   Connector,
   MemoryConnector,
@@ -17,21 +19,17 @@ export {
   type RtcConnectorOptions,
   type SendSignal,
 } from "./connector";
+export type { PeerClientEvent, PeerState, RoundTiming } from "./events";
 export { ANSWER_TIMEOUT_MS, MODEL_TIMEOUT_MS, PeerExchange, digestOf, type PeerExchangeOptions, type PeerTraffic } from "./exchange";
 export { compareIds, sortedIds } from "./notify";
 export {
   PEER_CAPABILITIES,
-  PEER_RULES,
-  PeerClient,
   SLACK_MS,
-  combineRound,
-  peerRefusal,
   type ConnectorFactory,
   type InitialModelFn,
-  type PeerClientEvent,
   type PeerClientOptions,
   type PeerResult,
-  type PeerState,
   type PeerTrainFn,
-  type RoundTiming,
-} from "./peer";
+} from "./options";
+export { PeerClient } from "./peer";
+export { PEER_RULES, peerRefusal } from "./rules";

@@ -8,8 +8,10 @@
 
 import { ProtocolError, VersionError, WeightsError } from "../errors";
 import { float32FromLE, float32LEBytes, shapeSize, Weights } from "../weights";
-import { PROTOCOL_VERSION, toWire, validateMessage, type Message } from "./messages";
+import { PROTOCOL_VERSION } from "./messages";
 import { MsgBin, MsgFloat, readMsgpack, writeMsgpack, type MsgValue, type WireMap } from "./msgpack";
+import { toWire, validateMessage } from "./schema";
+import type { Message } from "./union";
 
 /** Largest frame accepted by default (256 MiB), as the Python codec. */
 export const DEFAULT_MAX_FRAME = 256 * 2 ** 20;

@@ -1,0 +1,145 @@
+"""A browser and three `disco train` peers train MNIST decentralized: models go peer to peer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+from web_helpers import connect_digits
+
+from disco import catalog, protocol
+from disco.data import load_for_task
+from disco.models import build_torch_model
+from disco.server import ServerHandle
+from disco.training import evaluate
+from disco.weights import Weights
+
+DISCO = [sys.executable, "-m", "disco.cli"]
+ROUNDS = 5
+
+
+def _subset(folder: Path, out: Path, per_label: int) -> Path:
+    for digit in range(10):
+        (out / str(digit)).mkdir(parents=True, exist_ok=True)
+        for png in sorted((folder / str(digit)).glob("*.png"))[:per_label]:
+            shutil.copy(png, out / str(digit) / png.name)
+    return out
+
+
+@pytest.fixture
+def peers_task(publish: Any) -> str:
+    """MNIST, decentralized, 5 rounds of 1 epoch among 4 peers."""
+    doc = catalog.get("mnist").model_dump(mode="json")
+    doc["id"] = "mnist_peers"
+    doc["display"]["title"] = "Digits, peer to peer"
+    doc["training"].update(
+        scheme="decentralized", epochs=ROUNDS, epochs_per_round=1, min_participants=4
+    )
+    return str(publish(doc))
+
+
+@pytest.fixture
+def frames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """Every frame the server decodes or encodes while the test runs, as messages."""
+    import disco.server.runtime
+    import disco.server.ws
+
+    seen: list[tuple[str, Any]] = []
+
+    def decode(frame: bytes, *args: Any) -> Any:
+        message = protocol.decode(frame, *args)
+        seen.append(("in", message))
+        return message
+
+    def encode(message: Any) -> bytes:
+        seen.append(("out", message))
+        return protocol.encode(message)
+
+    monkeypatch.setattr(disco.server.ws, "decode_frame", decode)
+    monkeypatch.setattr(disco.server.runtime, "encode_frame", encode)
+    return seen
+
+
+def test_a_browser_and_three_python_peers_agree_on_every_round(
+    desktop: Any,
+    server: ServerHandle,
+    peers_task: str,
+    mnist_files: Path,
+    frames: list[tuple[str, Any]],
+    screenshot: Any,
+    tmp_path: Path,
+) -> None:
+    page = desktop
+    page.goto(f"/#/tasks/{peers_task}/connect")
+    expect(page.get_by_text("The server keeps no model of this task").first).to_be_visible()
+    connect_digits(page, mnist_files / "client_3", 30)
+    page.get_by_test_id("step-next").click()
+    page.get_by_test_id("start-training").click()
+    status = page.get_by_test_id("training-status")
+
+    peers = [
+        subprocess.Popen(
+            [*DISCO, "train", "--task", peers_task, "--server", server.url, "--json",
+             "--data", str(_subset(mnist_files / f"client_{k % 2 + 1}", tmp_path / f"p{k}",
+                                   300 if k < 2 else 200)),
+             "--name", f"python-{k}", "--ice-host", "127.0.0.1", "--seed", str(k)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(3)
+    ]  # fmt: skip
+    try:
+        expect(page.get_by_test_id("round-peers")).to_be_visible(timeout=120_000)
+        expect(page.get_by_test_id("round-peer")).to_have_count(3, timeout=60_000)
+        screenshot(page, "peers-training-desktop")
+        expect(status).to_have_attribute("data-phase", "done", timeout=400_000)
+        outputs = [p.communicate(timeout=120) for p in peers]
+    finally:
+        for p in peers:
+            p.kill()
+    for p, (_, err) in zip(peers, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert [s["rounds"] for s in summaries] == [ROUNDS] * 3
+    python_digests = {s["digest"] for s in summaries}
+    assert len(python_digests) == 1
+    screenshot(page, "peers-done-desktop")
+
+    # after every round all four peers reported the same digest
+    history = json.loads(
+        page.request.get(f"{server.url}/api/tasks/{peers_task}/rounds").body().decode()
+    )
+    assert [h["round"] for h in history] == list(range(ROUNDS))
+    for h in history:
+        assert h["contributors"] == 4, h
+        assert h["aggregation"]["agreeing"] == 4 and h["aggregation"]["digests"] == 4, h
+    assert history[-1]["digest"] in python_digests
+
+    # the browser ends with that model, and it has learned: held-out accuracy ≥ 0.90
+    page.get_by_role("button", name="Test and save the model").click()
+    with page.expect_download() as download:
+        page.get_by_test_id("download-model").click()
+    weights = Weights.from_safetensors(Path(download.value.path()).read_bytes())
+    assert {weights.digest()} == python_digests
+    task = catalog.get("mnist")
+    model = build_torch_model(task.model)
+    model.set_weights(weights)
+    _, accuracy = evaluate(model, load_for_task(mnist_files / "test", task.training))
+    assert accuracy is not None and accuracy >= 0.90, accuracy
+
+    # the server saw every frame of the session and not one carried a model
+    kinds = {m.type for _, m in frames}
+    assert {"hello", "welcome", "plan", "signal", "ready", "exchange", "received"} <= kinds
+    assert {"combine", "digest"} <= kinds
+    for _, message in frames:
+        fields = type(message).model_fields
+        assert not any(isinstance(getattr(message, f), Weights) for f in fields), message.type
+    kinds_by_peer = {m.kind for d, m in frames if d == "in" and m.type == "hello"}
+    assert kinds_by_peer == {"browser", "python"}

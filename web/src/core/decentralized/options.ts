@@ -1,0 +1,75 @@
+/** What a `PeerClient` is made with (`PeerClientOptions`), what its `run()` resolves with, and its defaults. */
+
+import type { TrainOutput } from "../client/federated";
+import type { RandomSource } from "../privacy";
+import type { AggregationConfig, PrivacyConfig } from "../task";
+import type { Channel } from "../transport/channel";
+import type { Weights } from "../weights";
+import type { Connector, OnChannel, SendSignal } from "./connector";
+import type { PeerClientEvent, RoundTiming } from "./events";
+
+/** Added to the server's deadlines before a peer gives up waiting for the server itself (ms). */
+export const SLACK_MS = 30_000;
+
+/** The capabilities a peer announces in `Hello` (a federated client announces none). */
+export const PEER_CAPABILITIES: readonly string[] = ["decentralized"];
+
+/** Makes this peer's connector from (its id, onChannel, sendSignal). */
+export type ConnectorFactory = (me: string, onChannel: OnChannel, sendSignal: SendSignal) => Connector;
+
+/**
+ * Local training on the model of server round `round`; `yourRound` counts this peer's rounds from
+ * 1 (for the round's epochs); `signal` aborts when the client stops or the round fails.
+ */
+export type PeerTrainFn = (round: number, weights: Weights, signal: AbortSignal, yourRound: number) => Promise<TrainOutput>;
+
+/** The task's initial model as the server serves it, with the digest of its `X-Disco-Digest` header. */
+export type InitialModelFn = (signal: AbortSignal) => Promise<{ weights: Weights; digest: string }>;
+
+/** Options of `PeerClient`. */
+export interface PeerClientOptions {
+  /** The server's http(s) base URL (e.g. `location.origin`), or its ws(s) URL. */
+  serverUrl: string;
+  taskId: string;
+  /** Display name shown to others (≤ 100 characters). */
+  name?: string;
+  /** The task's aggregation: the browser combines with "mean" only. */
+  aggregation: AggregationConfig;
+  train: PeerTrainFn;
+  /** Names and shapes every model and update must have (the local model's). */
+  reference: Weights;
+  /** Fetches the initial model (`GET /api/tasks/{id}/model`). */
+  initialModel: InitialModelFn;
+  onEvent?: (event: PeerClientEvent) => void;
+  /** The task's privacy: updates are clipped and noised before they leave (default none). */
+  privacy?: PrivacyConfig | null;
+  random?: RandomSource;
+  /** Longest wait for a round to start (the task's `wait_for_others_s`; default 600 s). */
+  waitForOthersMs?: number;
+  /** Longest wait for the connection to open, then for `Welcome` (default 30 s each). */
+  joinTimeoutMs?: number;
+  /** The WebSocket class (default: the global one). */
+  WebSocketImpl?: typeof WebSocket;
+  /** Opens the channel to the server instead of a WebSocket (tests: an in-memory channel). */
+  openServer?: (signal: AbortSignal) => Promise<Channel>;
+  /** Makes the connector (default: WebRTC, with `iceServers`). */
+  connector?: ConnectorFactory;
+  /** STUN/TURN servers for the default connector; none by default. */
+  iceServers?: unknown[];
+  /** Added to the plan's deadlines before this peer gives up on the server (default `SLACK_MS`). */
+  slackMs?: number;
+}
+
+/** What `run()` resolves with. */
+export interface PeerResult {
+  /** The model this peer holds: the last one it combined. */
+  weights: Weights;
+  /** Rounds this peer combined. */
+  rounds: number;
+  bytesUp: number;
+  bytesDown: number;
+  bytesToServer: number;
+  bytesToPeers: number;
+  bytesFromPeers: number;
+  timings: RoundTiming[];
+}
