@@ -6,6 +6,8 @@ import json
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from disco.weights import Weights
 
 DISCO = [sys.executable, "-m", "disco.cli"]
 ROUNDS = 5
+ROUNDS_OF_3 = 12
 
 
 def _subset(folder: Path, out: Path, per_label: int) -> Path:
@@ -143,3 +146,75 @@ def test_a_browser_and_three_python_peers_agree_on_every_round(
         assert not any(isinstance(getattr(message, f), Weights) for f in fields), message.type
     kinds_by_peer = {m.kind for d, m in frames if d == "in" and m.type == "hello"}
     assert kinds_by_peer == {"browser", "python"}
+
+
+@pytest.fixture
+def peers_task_of_3(publish: Any) -> str:
+    """MNIST, decentralized, rounds of 1 epoch; a round needs 3 peers."""
+    doc = catalog.get("mnist").model_dump(mode="json")
+    doc["id"] = "mnist_peers_3"
+    doc["display"]["title"] = "Digits, peer to peer (3)"
+    doc["training"].update(
+        scheme="decentralized", epochs=ROUNDS_OF_3, epochs_per_round=1, min_participants=3
+    )
+    return str(publish(doc))
+
+
+def _participants(server: ServerHandle, task_id: str) -> int:
+    with urllib.request.urlopen(f"{server.url}/api/tasks/{task_id}/status") as res:
+        return int(json.load(res)["participants"])
+
+
+def test_a_browser_tab_closed_while_sending_does_not_stall_the_python_peers(
+    desktop: Any, server: ServerHandle, peers_task_of_3: str, mnist_files: Path, tmp_path: Path
+) -> None:
+    peers = [
+        subprocess.Popen(
+            [*DISCO, "train", "--task", peers_task_of_3, "--server", server.url, "--json",
+             "--data", str(_subset(mnist_files / f"client_{k % 2 + 1}", tmp_path / f"p{k}", 60)),
+             "--name", f"python-{k}", "--ice-host", "127.0.0.1", "--rounds", str(ROUNDS_OF_3)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(3)
+    ]  # fmt: skip
+    try:
+        page = desktop
+        page.goto(f"/#/tasks/{peers_task_of_3}/connect")
+        connect_digits(page, mnist_files / "client_3", 30)
+        page.get_by_test_id("step-next").click()
+        expect(page.get_by_test_id("start-training")).to_be_visible()
+        deadline = time.monotonic() + 120
+        while _participants(server, peers_task_of_3) < 3:  # the three start round 0 together
+            assert time.monotonic() < deadline, "the Python peers did not join within 120 s"
+            page.wait_for_timeout(100)
+        page.get_by_test_id("start-training").click()  # the browser joins late
+        log = page.get_by_test_id("training-log")
+        expect(log).to_contain_text("sending the update", timeout=120_000)
+        sending = [ln for ln in log.inner_text().splitlines() if "sending the update" in ln]
+        died_in = int(sending[0].split("round ")[1].split(":")[0])
+        page.close()  # the tab goes away while its update is on the way
+        outputs = [p.communicate(timeout=180) for p in peers]
+    finally:
+        for p in peers:
+            p.kill()
+    for p, (_, err) in zip(peers, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert [s["rounds"] for s in summaries] == [ROUNDS_OF_3] * 3
+    assert len({s["digest"] for s in summaries}) == 1
+
+    history = {
+        h["round"]: h
+        for h in json.loads(
+            urllib.request.urlopen(f"{server.url}/api/tasks/{peers_task_of_3}/rounds").read()
+        )
+    }
+    assert history[died_in]["aggregation"]["peers"] == 4  # the browser was in that round
+    # the round the tab closed in ended long before its deadline (120 s), the next ones without it
+    assert history[died_in]["duration_s"] < 30, history[died_in]
+    later = [h for r, h in history.items() if r > died_in]
+    assert later and all(h["contributors"] == 3 for h in later)
+    assert all(h["aggregation"]["agreeing"] == 3 for h in later)
+    assert later[-1]["aggregation"]["peers"] == 3  # (a round may start before the close is seen)
