@@ -19,7 +19,6 @@ tests/aggregation/test_aggregation_vectors.py and web/tests/aggregation.test.ts.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import random
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))  # sibling modules, as a script or loaded by path
-from jsontext import dump
+from jsontext import dump, write_or_check
 
 from disco.aggregation import MeanAggregator, Update
 from disco.aggregation.mean import COUNT_LIMIT, COUNT_ROOM, FRACTION_BITS, MAX_CHANGE
@@ -545,20 +544,7 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite the vectors file, or with --check compare it with what the code produces."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = PATH.read_text(encoding="utf-8") if PATH.exists() else ""
-        if current != text:
-            print(f"{PATH} is out of date: run python {Path(__file__).name}", file=sys.stderr)
-            return 1
-        print(f"{PATH.name} is up to date")
-        return 0
-    PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {PATH}")
-    return 0
+    return write_or_check(PATH, render, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ before it is written, so the file can only hold what the code actually does.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -22,7 +21,7 @@ import msgpack
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))  # sibling modules, as a script or loaded by path
-from jsontext import dump
+from jsontext import dump, write_or_check
 
 from disco.errors import ProtocolError, VersionError
 from disco.protocol import (
@@ -655,20 +654,7 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite the vectors file, or with --check compare it with what the code produces."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = PATH.read_text(encoding="utf-8") if PATH.exists() else ""
-        if current != text:
-            print(f"{PATH} is out of date: run python {Path(__file__).name}", file=sys.stderr)
-            return 1
-        print(f"{PATH.name} is up to date")
-        return 0
-    PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {PATH}")
-    return 0
+    return write_or_check(PATH, render, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
