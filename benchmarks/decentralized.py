@@ -8,14 +8,21 @@ Everything runs in one process, so the participants' training takes turns on the
 thread in both cases; the ratio shows what exchanging peer to peer costs on top.
 
     .venv/bin/python benchmarks/decentralized.py [--sizes 3 5 10] [--rounds 3] [--repeats 2]
+
+With ``--processes`` every participant is its own `disco train` process instead (as on separate
+devices: each peer has its own WebRTC stack), and the time per round is what the server measured
+from one round's start to its close, over the rounds after the first (start-up excluded).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,12 +55,91 @@ def _publish(url: str, token: str, task: Any) -> None:
     ).raise_for_status()
 
 
+def _in_processes(url: str, token: str, task: Any, folders: list[Path]) -> dict[str, Any]:
+    """Run one `disco train` process per folder on `task`; per-round times the server measured
+    (rounds after the first) and the mean bytes each participant sent per round."""
+    _publish(url, token, task)
+    rounds = task.training.rounds
+    command = [sys.executable, "-m", "disco.cli", "train", "--task", task.id, "--server", url]
+    command += ["--json", "--ice-host", "127.0.0.1", "--rounds", str(rounds)]
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TERM")}
+    procs = [
+        subprocess.Popen(
+            [*command, "--data", str(f), "--seed", str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        for i, f in enumerate(folders)
+    ]
+    outs = [p.communicate(timeout=1800)[0] for p in procs]
+    if any(p.returncode for p in procs):
+        raise RuntimeError(f"a participant of {task.id} failed")
+    summaries = [json.loads(o.strip().splitlines()[-1]) for o in outs]
+    history = httpx.get(f"{url}/api/tasks/{task.id}/rounds", timeout=30).json()
+    return {
+        "round_s": statistics.median(h["duration_s"] for h in history[1:]),
+        "bytes": statistics.mean(s["bytes_up"] for s in summaries) / rounds,
+        "digests": len({s["digest"] for s in summaries}),
+    }
+
+
+def processes(args: argparse.Namespace) -> int:
+    """Every participant a `disco train` process; rounds timed by the server."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="disco-bench-") as tmp:
+        token = secrets.token_urlsafe(8)
+        config = ServerConfig(
+            port=0, data_dir=Path(tmp) / "srv", admin_token=token, seed_catalog=False,
+            log_level="warning",
+        )  # fmt: skip
+        server = start_in_background(config)
+        try:
+            for n in args.sizes:
+                write_samples("mnist", n, Path(tmp) / f"data{n}", seed=0)
+                folders = [Path(tmp) / f"data{n}" / f"client_{i}" for i in range(1, n + 1)]
+                base = catalog.get("mnist").with_training(
+                    epochs_per_round=1, epochs=args.rounds, min_participants=n
+                )
+                fed, dec = [], []
+                for rep in range(args.repeats):
+                    fed_task = base.model_copy(update={"id": f"pfed-{n}-{rep}"})
+                    dec_task = base.with_training(scheme="decentralized").model_copy(
+                        update={"id": f"pdec-{n}-{rep}"}
+                    )
+                    fed.append(_in_processes(server.url, token, fed_task, folders))
+                    dec.append(_in_processes(server.url, token, dec_task, folders))
+                rows.append((n, fed, dec))
+        finally:
+            server.stop()
+    print(
+        f"MNIST CNN, {args.rounds} rounds x 1 epoch, {args.repeats} runs; one `disco train` "
+        "process per participant; seconds per round as the server measured them (rounds after "
+        "the first), medians"
+    )
+    print("n | fed s/round | dec s/round | ratio | fed MB up/peer/round | dec MB up/peer/round")
+    for n, fed, dec in rows:
+        f = statistics.median(r["round_s"] for r in fed)
+        d = statistics.median(r["round_s"] for r in dec)
+        fb = statistics.mean(r["bytes"] for r in fed) / 1e6
+        db = statistics.mean(r["bytes"] for r in dec) / 1e6
+        same = all(r["digests"] == 1 for r in dec)
+        print(f"{n} | {f:.2f} | {d:.2f} | {d / f:.3f} | {fb:.2f} | {db:.2f} | same model: {same}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 5, 10])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved runs; medians shown")
+    parser.add_argument(
+        "--processes", action="store_true", help="one `disco train` process per participant"
+    )
     args = parser.parse_args(argv)
+    if args.processes:
+        return processes(args)
     use_host_addresses(["127.0.0.1"])  # every peer is on this machine
 
     rows: list[dict[str, Any]] = []

@@ -75,7 +75,7 @@ def _wait(condition: Any, timeout: float, what: str) -> None:
 def test_a_late_peer_killed_while_sending_does_not_stall_the_others(
     serve: Any, tmp_path: Path
 ) -> None:
-    task = p2p_task(min_participants=3, deadline=30.0)
+    task = p2p_task(min_participants=3, deadline=120.0)
     server = serve(task)
     status = f"{server.url}/api/tasks/p2p/status"
     survivors = [
@@ -103,6 +103,6 @@ def test_a_late_peer_killed_while_sending_does_not_stall_the_others(
     history = {h["round"]: h for h in httpx.get(f"{server.url}/api/tasks/p2p/rounds").json()}
     assert sorted(history) == list(range(6))
     assert history[died_in]["contributors"] in (3, 4)  # its update reached all, or is left out
-    # the round it died in closed long before any deadline (30 s) could expire
-    assert history[died_in]["duration_s"] < 20, history[died_in]
+    # the round it died in closed long before any deadline (120 s) could expire
+    assert history[died_in]["duration_s"] < 60, history[died_in]
     assert all(history[r]["contributors"] == 3 for r in range(died_in + 1, 6))

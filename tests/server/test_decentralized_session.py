@@ -266,3 +266,43 @@ def test_a_peer_back_on_a_new_connection_is_not_waited_for_in_its_old_round(kit:
         assert s.last("x", Exchange).peers == sorted([s.id("x"), s.id("y")])
 
     asyncio.run(body())
+
+
+def test_a_tie_of_two_digests_resyncs_no_one(kit: Any) -> None:
+    async def body() -> None:
+        s = Peers(kit, 2, min_participants=2, deadline=0.2)
+        for n in ("x", "y"):
+            await s.join(n)
+        await s.all_ready(0, ["x", "y"])
+        await s.send("x", Received(round=0, peers=[]))  # x claims y's update never came
+        await s.send("y", Received(round=0, peers=[s.id("x")]))
+        async with asyncio.timeout(5):
+            while s.last("y", Combine) is None:
+                await asyncio.sleep(0.02)
+        assert s.last("y", Combine).peers == sorted([s.id("x"), s.id("y")])  # y's update stays
+        await s.send("x", DigestReport(round=0, digest="0" * 64))  # the smallest digest
+        await s.send("y", DigestReport(round=0, digest=A))
+        assert s.last("y", Resync) is None and s.last("x", Resync) is None
+        assert s.session.agreed_digest is None  # no majority: each keeps its own model
+        assert s.last("y", RoundPlan).model_from is None
+
+    asyncio.run(body())
+
+
+def test_digests_of_peers_that_left_do_not_decide_the_round(kit: Any) -> None:
+    async def body() -> None:
+        s = Peers(kit, 3)
+        names = ["x", "y", "z"]
+        for n in names:
+            await s.join(n)
+        await s.all_ready(0, names)
+        await s.all_received(0, names)
+        for n in ("x", "y"):
+            await s.send(n, DigestReport(round=0, digest=A))
+            await s.session.leave(s.conn[n])  # done with their rounds
+        await s.send("z", DigestReport(round=0, digest=B))
+        assert s.session.round == 1 and s.session.agreed_digest == B
+        assert s.last("z", Resync) is None
+        assert s.records[-1].aggregation["agreeing"] == 1
+
+    asyncio.run(body())

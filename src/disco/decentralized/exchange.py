@@ -112,9 +112,10 @@ class PeerExchange:
             with contextlib.suppress(Exception):
                 await channel.close(1011, "reader failed")
         finally:
-            for (who, _), future in list(self._fetches.items()):
-                if who == peer and not future.done():
-                    future.set_exception(ChannelClosed(f"the channel to {peer} closed", 1006))
+            if self._readers.get(peer) is asyncio.current_task():  # not replaced by a new one
+                for (who, _), future in list(self._fetches.items()):
+                    if who == peer and not future.done():
+                        future.set_exception(ChannelClosed(f"the channel to {peer} closed", 1006))
             self.changed.set()
 
     async def _handle(self, peer: str, channel: Channel, message: object) -> None:

@@ -62,7 +62,7 @@ from disco.protocol import (
 )
 from disco.task import Task
 from disco.training import EpochMetrics, EventCallback
-from disco.transport import WebSocketChannel
+from disco.transport import ChannelClosed, WebSocketChannel
 from disco.weights import Weights
 
 __all__ = ["ConnectorFactory", "PeerClient", "RoundTiming"]
@@ -392,7 +392,7 @@ class PeerClient(Client):
         connecting = asyncio.ensure_future(self._connect_all(rnd, neighbours, timing, t0))
         try:
             base = await self._round_model(plan, timing)
-        except (DiscoError, TimeoutError, OSError) as exc:
+        except (DiscoError, ChannelClosed, TimeoutError, OSError) as exc:
             log.warning(
                 "round %d: cannot get the round's model (%s); sitting this round out", r, exc
             )
@@ -520,7 +520,7 @@ class PeerClient(Client):
             while time.monotonic() < deadline:  # retry a failed attempt while there is time
                 try:
                     await connector.connect(peer, deadline - time.monotonic())
-                except (TimeoutError, DiscoError, OSError, ValueError) as exc:
+                except (TimeoutError, DiscoError, ChannelClosed, OSError, ValueError) as exc:
                     log.info("round %d: channel to %s not open yet (%s)", plan.round, peer, exc)
                     await asyncio.sleep(0.5)
                     continue
@@ -541,7 +541,7 @@ class PeerClient(Client):
             return
         try:
             await self._exchange.send(channel, update, timeout=timeout)
-        except (DiscoError, TimeoutError) as exc:
+        except (DiscoError, ChannelClosed, TimeoutError) as exc:
             log.info("round %d: sending the update to %s failed (%s)", update.round, peer, exc)
 
     def _acceptable(self, round: int, weights: Weights) -> str | None:
@@ -598,7 +598,7 @@ class PeerClient(Client):
         try:
             channel = await self._connector.connect(order.peer, 60.0, initiate=True)
             model = await self._exchange.fetch(order.peer, channel, order.round, 60.0)
-        except (DiscoError, TimeoutError, OSError) as exc:
+        except (DiscoError, ChannelClosed, TimeoutError, OSError) as exc:
             log.warning(
                 "resync from %s failed (%s); the next round fetches it again", order.peer, exc
             )

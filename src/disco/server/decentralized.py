@@ -135,6 +135,7 @@ class DecentralizedSession:
         self._joined = 0
         self._round: _Round | None = None
         self._stopped = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- read-only view (the REST routes use the same names as the federated session) --------
     @property
@@ -441,23 +442,25 @@ class DecentralizedSession:
         and is told to resync."""
         expected = {m for m in live if m == sender or sender in rnd.neighbours[m]}
         held = {m for m in expected if m == sender or sender in rnd.received.get(m, set())}
+        if sender in live and len(expected) <= 2:  # of two, neither can drop the other's update
+            return True
         return 2 * len(held) > len(expected)
 
     async def _close_round(self, rnd: _Round) -> None:
         if rnd.timer is not None:
             rnd.timer.cancel()
-        counts = Counter(rnd.digests.values())
-        agreed = min(counts, key=lambda d: (-counts[d], d)) if counts else None
+        reported = {m: d for m, d in rnd.digests.items() if m in self._peers}  # still here
+        counts = Counter(reported.values())
+        top = min(counts, key=lambda d: (-counts[d], d)) if counts else None
+        # a strict majority, or no agreed model: a tie (one hostile peer of two) resyncs no one
+        agreed = top if top is not None and 2 * counts[top] > len(reported) else None
         for m, digest in rnd.digests.items():
             if m in self._peers:
                 self._peers[m].holds = (rnd.number + 1, digest)
         self._round_no = rnd.number + 1
         self._round = None
-        if rnd.all_to_all:
-            self._agreed = agreed or self._agreed
-        else:
-            self._agreed = None
-        differ = sorted(m for m, d in rnd.digests.items() if d != agreed and m in self._peers)
+        self._agreed = agreed if rnd.all_to_all else None
+        differ = sorted(m for m, d in reported.items() if d != agreed)
         log.info(
             "[%s] round %d closed: %d contributors, %d digests%s",
             self.task.id,
@@ -467,7 +470,7 @@ class DecentralizedSession:
             f", {len(differ)} differ" if rnd.all_to_all and differ else "",
         )
         if rnd.all_to_all and agreed is not None:
-            holders = sorted(m for m, d in rnd.digests.items() if d == agreed and m in self._peers)
+            holders = sorted(m for m, d in reported.items() if d == agreed)
             for i, m in enumerate(differ):
                 resync = Resync(round=self._round_no, digest=agreed, peer=holders[i % len(holders)])
                 await self._peers[m].participant.send(resync)
@@ -475,14 +478,14 @@ class DecentralizedSession:
             round=rnd.number,
             contributors=len(rnd.contributors),
             num_samples=0,
-            digest=agreed or "",
+            digest=top or "",
             duration_s=time.monotonic() - rnd.started,
             aggregation={
                 **self.task.training.aggregation.model_dump(mode="json"),
                 "topology": "all_to_all" if rnd.all_to_all else "sparse",
                 "peers": len(rnd.exchange),
                 "digests": len(rnd.digests),
-                "agreeing": counts[agreed] if agreed is not None else 0,
+                "agreeing": counts[top] if top is not None else 0,
             },
         )
         if self._record is not None:
@@ -494,7 +497,18 @@ class DecentralizedSession:
 
     def _timer(self, seconds: float, rnd: _Round, phase: Phase) -> asyncio.TimerHandle:
         loop = asyncio.get_running_loop()
-        return loop.call_later(seconds, lambda: loop.create_task(self._expire(rnd, phase)))
+
+        def fire() -> None:
+            task = loop.create_task(self._expire(rnd, phase))
+            self._tasks.add(task)  # kept until done; a failure is logged, not lost
+            task.add_done_callback(self._done)
+
+        return loop.call_later(seconds, fire)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("[%s] a round deadline failed", self.task.id, exc_info=task.exception())
 
     async def _expire(self, rnd: _Round, phase: Phase) -> None:
         """A phase's time is up: go on with the peers that made it."""

@@ -119,6 +119,8 @@ class Runtime:
         assert self.store is not None
         last = self.store.history(task.id, 1)
         rnd, digest = (last[0].round + 1, last[0].digest or None) if last else (0, None)
+        if last and last[0].aggregation.get("topology") == "sparse":
+            digest = None  # after a sparse round every peer holds its own model
         return DecentralizedSession(
             task, rnd, initial, digest=digest, record=self.store.record_round
         )
