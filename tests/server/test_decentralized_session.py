@@ -306,3 +306,25 @@ def test_digests_of_peers_that_left_do_not_decide_the_round(kit: Any) -> None:
         assert s.records[-1].aggregation["agreeing"] == 1
 
     asyncio.run(body())
+
+
+def test_a_round_that_began_from_different_models_settles_on_one(kit: Any) -> None:
+    async def body() -> None:
+        s = Peers(kit, 3)
+        names = ["x", "y", "z"]
+        for n in names:
+            await s.join(n)
+        for r in (0, 1):
+            await s.all_ready(r, names)
+            await s.all_received(r, names)
+            for n, digest in zip(names, (C, A, B), strict=True):
+                await s.send(n, DigestReport(round=r, digest=digest))
+            if r == 0:  # all different from one model: no majority, no one resynced
+                assert s.session.agreed_digest is None and s.last("x", Resync) is None
+                assert s.last("x", RoundPlan).digest is None
+        assert s.session.agreed_digest == A  # from different models: the smallest, to agree
+        assert s.last("x", Resync).digest == A and s.last("x", Resync).peer == s.id("y")
+        assert s.last("y", Resync) is None
+        assert s.last("z", RoundPlan).digest == A
+
+    asyncio.run(body())

@@ -452,8 +452,11 @@ class DecentralizedSession:
         reported = {m: d for m, d in rnd.digests.items() if m in self._peers}  # still here
         counts = Counter(reported.values())
         top = min(counts, key=lambda d: (-counts[d], d)) if counts else None
-        # a strict majority, or no agreed model: a tie (one hostile peer of two) resyncs no one
-        agreed = top if top is not None and 2 * counts[top] > len(reported) else None
+        # a strict majority, or no agreed model: a tie (one hostile peer of two) resyncs no one;
+        # but a round that began from different models (after a sparse one, or one without a
+        # majority) takes the most reported digest, so honest peers come together again
+        majority = top is not None and 2 * counts[top] > len(reported)
+        agreed = top if majority or (rnd.digest is None and len(reported) > 2) else None
         for m, digest in rnd.digests.items():
             if m in self._peers:
                 self._peers[m].holds = (rnd.number + 1, digest)
