@@ -449,14 +449,18 @@ class DecentralizedSession:
     async def _close_round(self, rnd: _Round) -> None:
         if rnd.timer is not None:
             rnd.timer.cancel()
-        reported = {m: d for m, d in rnd.digests.items() if m in self._peers}  # still here
-        counts = Counter(reported.values())
+        counts = Counter(rnd.digests.values())  # every member that reported, gone or not
         top = min(counts, key=lambda d: (-counts[d], d)) if counts else None
         # a strict majority, or no agreed model: a tie (one hostile peer of two) resyncs no one;
         # but a round that began from different models (after a sparse one, or one without a
         # majority) takes the most reported digest, so honest peers come together again
-        majority = top is not None and 2 * counts[top] > len(reported)
-        agreed = top if majority or (rnd.digest is None and len(reported) > 2) else None
+        majority = top is not None and 2 * counts[top] > len(rnd.digests)
+        agreed = top if majority or (rnd.digest is None and len(rnd.digests) > 2) else None
+        reported = {m: d for m, d in rnd.digests.items() if m in self._peers}  # still here
+        if agreed is not None and agreed not in reported.values():
+            # those who hold it have left: go on with the model most of those still here hold
+            here = Counter(reported.values())
+            agreed = min(here, key=lambda d: (-here[d], d)) if here else None
         for m, digest in rnd.digests.items():
             if m in self._peers:
                 self._peers[m].holds = (rnd.number + 1, digest)
