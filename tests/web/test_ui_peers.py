@@ -166,7 +166,12 @@ def _participants(server: ServerHandle, task_id: str) -> int:
 
 
 def test_a_browser_tab_closed_while_sending_does_not_stall_the_python_peers(
-    desktop: Any, server: ServerHandle, peers_task_of_3: str, mnist_files: Path, tmp_path: Path
+    phone: Any,
+    server: ServerHandle,
+    peers_task_of_3: str,
+    mnist_files: Path,
+    screenshot: Any,
+    tmp_path: Path,
 ) -> None:
     peers = [
         subprocess.Popen(
@@ -180,7 +185,7 @@ def test_a_browser_tab_closed_while_sending_does_not_stall_the_python_peers(
         for k in range(3)
     ]  # fmt: skip
     try:
-        page = desktop
+        page = phone
         page.goto(f"/#/tasks/{peers_task_of_3}/connect")
         connect_digits(page, mnist_files / "client_3", 30)
         page.get_by_test_id("step-next").click()
@@ -191,6 +196,8 @@ def test_a_browser_tab_closed_while_sending_does_not_stall_the_python_peers(
             page.wait_for_timeout(100)
         page.get_by_test_id("start-training").click()  # the browser joins late
         log = page.get_by_test_id("training-log")
+        expect(page.get_by_test_id("round-peers")).to_be_visible(timeout=120_000)
+        screenshot(page, "peers-late-joiner-phone")
         expect(log).to_contain_text("sending the update", timeout=120_000)
         sending = [ln for ln in log.inner_text().splitlines() if "sending the update" in ln]
         died_in = int(sending[0].split("round ")[1].split(":")[0])
