@@ -46,6 +46,15 @@ async def _run(clients: list[Any], rounds: int) -> float:
     return time.perf_counter() - start
 
 
+def _server(tmp: Path) -> tuple[Any, str]:
+    """A quiet server on loopback under `tmp`, and its admin token."""
+    token = secrets.token_urlsafe(8)
+    config = ServerConfig(
+        port=0, data_dir=tmp / "srv", admin_token=token, seed_catalog=False, log_level="warning"
+    )
+    return start_in_background(config), token
+
+
 def _publish(url: str, token: str, task: Any) -> None:
     httpx.post(
         f"{url}/api/tasks",
@@ -89,12 +98,7 @@ def processes(args: argparse.Namespace) -> int:
     """Every participant a `disco train` process; rounds timed by the server."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="disco-bench-") as tmp:
-        token = secrets.token_urlsafe(8)
-        config = ServerConfig(
-            port=0, data_dir=Path(tmp) / "srv", admin_token=token, seed_catalog=False,
-            log_level="warning",
-        )  # fmt: skip
-        server = start_in_background(config)
+        server, token = _server(Path(tmp))
         try:
             for n in args.sizes:
                 write_samples("mnist", n, Path(tmp) / f"data{n}", seed=0)
@@ -144,12 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="disco-bench-") as tmp:
-        token = secrets.token_urlsafe(8)
-        config = ServerConfig(
-            port=0, data_dir=Path(tmp) / "srv", admin_token=token, seed_catalog=False,
-            log_level="warning",
-        )  # fmt: skip
-        server = start_in_background(config)
+        server, token = _server(Path(tmp))
         try:
             for n in args.sizes:
                 write_samples("mnist", n, Path(tmp) / f"data{n}", seed=0)

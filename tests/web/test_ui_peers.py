@@ -35,16 +35,27 @@ def _subset(folder: Path, out: Path, per_label: int) -> Path:
     return out
 
 
+def _mnist_peers(publish: Any, task_id: str, title: str, rounds: int, needs: int) -> str:
+    """Publish MNIST as a decentralized task: `rounds` rounds of 1 epoch, `needs` peers a round."""
+    doc = catalog.get("mnist").model_dump(mode="json")
+    doc["id"], doc["display"]["title"] = task_id, title
+    doc["training"].update(
+        scheme="decentralized", epochs=rounds, epochs_per_round=1, min_participants=needs
+    )
+    return str(publish(doc))
+
+
+def _disco_train(server: ServerHandle, task_id: str, data: Path, name: str, *extra: str) -> Any:
+    """A `disco train` peer on loopback, its output piped."""
+    command = [*DISCO, "train", "--task", task_id, "--server", server.url, "--json"]
+    command += ["--data", str(data), "--name", name, "--ice-host", "127.0.0.1", *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.fixture
 def peers_task(publish: Any) -> str:
     """MNIST, decentralized, 5 rounds of 1 epoch among 4 peers."""
-    doc = catalog.get("mnist").model_dump(mode="json")
-    doc["id"] = "mnist_peers"
-    doc["display"]["title"] = "Digits, peer to peer"
-    doc["training"].update(
-        scheme="decentralized", epochs=ROUNDS, epochs_per_round=1, min_participants=4
-    )
-    return str(publish(doc))
+    return _mnist_peers(publish, "mnist_peers", "Digits, peer to peer", ROUNDS, 4)
 
 
 @pytest.fixture
@@ -87,17 +98,16 @@ def test_a_browser_and_three_python_peers_agree_on_every_round(
     status = page.get_by_test_id("training-status")
 
     peers = [
-        subprocess.Popen(
-            [*DISCO, "train", "--task", peers_task, "--server", server.url, "--json",
-             "--data", str(_subset(mnist_files / f"client_{k % 2 + 1}", tmp_path / f"p{k}",
-                                   300 if k < 2 else 200)),
-             "--name", f"python-{k}", "--ice-host", "127.0.0.1", "--seed", str(k)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        _disco_train(
+            server,
+            peers_task,
+            _subset(mnist_files / f"client_{k % 2 + 1}", tmp_path / f"p{k}", 300 if k < 2 else 200),
+            f"python-{k}",
+            "--seed",
+            str(k),
         )
         for k in range(3)
-    ]  # fmt: skip
+    ]
     try:
         expect(page.get_by_test_id("round-peers")).to_be_visible(timeout=120_000)
         expect(page.get_by_test_id("round-peer")).to_have_count(3, timeout=60_000)
@@ -151,13 +161,7 @@ def test_a_browser_and_three_python_peers_agree_on_every_round(
 @pytest.fixture
 def peers_task_of_3(publish: Any) -> str:
     """MNIST, decentralized, rounds of 1 epoch; a round needs 3 peers."""
-    doc = catalog.get("mnist").model_dump(mode="json")
-    doc["id"] = "mnist_peers_3"
-    doc["display"]["title"] = "Digits, peer to peer (3)"
-    doc["training"].update(
-        scheme="decentralized", epochs=ROUNDS_OF_3, epochs_per_round=1, min_participants=3
-    )
-    return str(publish(doc))
+    return _mnist_peers(publish, "mnist_peers_3", "Digits, peer to peer (3)", ROUNDS_OF_3, 3)
 
 
 def _participants(server: ServerHandle, task_id: str) -> int:
@@ -174,16 +178,16 @@ def test_a_browser_tab_closed_while_sending_does_not_stall_the_python_peers(
     tmp_path: Path,
 ) -> None:
     peers = [
-        subprocess.Popen(
-            [*DISCO, "train", "--task", peers_task_of_3, "--server", server.url, "--json",
-             "--data", str(_subset(mnist_files / f"client_{k % 2 + 1}", tmp_path / f"p{k}", 60)),
-             "--name", f"python-{k}", "--ice-host", "127.0.0.1", "--rounds", str(ROUNDS_OF_3)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        _disco_train(
+            server,
+            peers_task_of_3,
+            _subset(mnist_files / f"client_{k % 2 + 1}", tmp_path / f"p{k}", 60),
+            f"python-{k}",
+            "--rounds",
+            str(ROUNDS_OF_3),
         )
         for k in range(3)
-    ]  # fmt: skip
+    ]
     try:
         page = phone
         page.goto(f"/#/tasks/{peers_task_of_3}/connect")
