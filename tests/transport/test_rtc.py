@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from disco.transport import ChannelClosed
-from disco.transport.rtc import LAST_FRAGMENT, MAX_MESSAGE, RtcChannel, RtcLink
+from disco.transport.rtc import (
+    LAST_FRAGMENT,
+    MAX_MESSAGE,
+    RtcChannel,
+    RtcLink,
+    remote_max_message_size,
+)
 
 RtcPair = Callable[..., Awaitable[tuple[RtcChannel, RtcChannel]]]  # the rtc_pair fixture
 
@@ -146,5 +153,33 @@ def test_a_dropped_data_channel_lets_go_of_the_connection(rtc_pair: RtcPair) -> 
             await a.send(b"x", timeout=5)
         with pytest.raises(ValueError, match="close code"):
             await a.close(70000)
+
+    run(body())
+
+
+def test_the_remote_max_message_size_caps_every_message() -> None:
+    """A remote that advertises a smaller max-message-size than 64 KiB gets no larger message."""
+    assert remote_max_message_size("v=0\r\na=max-message-size:65536\r\n") == 65536
+    assert remote_max_message_size("a=max-message-size:0\r\n") is None  # 0: any size
+    assert remote_max_message_size("v=0\r\n") is None
+
+    async def body() -> None:
+        offerer, answerer = RtcLink(), RtcLink()
+        answer = await answerer.answer(await offerer.offer())
+        smaller, found = re.subn(r"a=max-message-size:\d+", "a=max-message-size:1000", answer)
+        assert found == 1
+        await offerer.accept(smaller)
+        a, b = await offerer.channel(timeout=20), await answerer.channel(timeout=20)
+        sent: list[int] = []
+        send = a._dc.send
+        a._dc.send = lambda message: (sent.append(len(message)), send(message))[1]
+        try:
+            frame = hashlib.sha256(b"small").digest() * 200  # 6,400 bytes: 7 messages of ≤ 1000
+            await a.send(frame, timeout=20)
+            assert await b.receive(timeout=20) == frame
+            assert max(sent) == 1000 and len(sent) == 7
+        finally:
+            await a.close()
+            await b.close()
 
     run(body())

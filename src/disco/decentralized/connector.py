@@ -167,8 +167,8 @@ class RtcConnector(Connector):
         self._ice_servers = list(ice_servers)
         self._open_timeout_s = open_timeout_s
         self._answers: dict[str, asyncio.Future[str]] = {}
-        self._links: dict[str, Any] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._links: dict[str, Any] = {}  # the connection behind each adopted channel
+        self._accepting: dict[str, asyncio.Task[None]] = {}  # one answer in progress per peer
 
     def _link(self) -> Any:
         from disco.transport.rtc import RtcLink
@@ -177,7 +177,6 @@ class RtcConnector(Connector):
 
     async def _open(self, peer: str) -> Channel:
         link = self._link()
-        self._links[peer] = link
         answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._answers[peer] = answer
         try:
@@ -190,6 +189,7 @@ class RtcConnector(Connector):
                     f"{peer} did not answer the offer in {self._open_timeout_s:g} s"
                 ) from None
             channel: Channel = await link.channel(timeout=self._open_timeout_s)
+            self._keep_link(peer, link)
             return channel
         except BaseException:
             await link.close()
@@ -206,10 +206,19 @@ class RtcConnector(Connector):
             else:
                 log.debug("an answer from %s that nobody waits for", signal.peer)
         elif signal.kind == "offer":  # answered in the background: signals keep flowing
+            # a newer offer from the same peer replaces one still being answered, so a peer
+            # cannot make this side hold more than one half-open connection to it
+            earlier = self._accepting.pop(signal.peer, None)
+            if earlier is not None:
+                earlier.cancel()
             task = asyncio.get_running_loop().create_task(self._accept(signal))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._accepting[signal.peer] = task
+            task.add_done_callback(functools.partial(self._accepted, signal.peer))
         # "candidate": every candidate is already in the offer and the answer
+
+    def _accepted(self, peer: str, task: asyncio.Task[None]) -> None:
+        if self._accepting.get(peer) is task:
+            del self._accepting[peer]
 
     async def _accept(self, offer: Signal) -> None:
         link = self._link()
@@ -221,15 +230,23 @@ class RtcConnector(Connector):
             log.info("the connection offered by %s did not open: %s", offer.peer, exc)
             await link.close()
             return
+        except asyncio.CancelledError:  # replaced by a newer offer, or closing
+            await asyncio.shield(link.close())
+            raise
         except Exception:
             log.exception("answering the offer of %s failed", offer.peer)
             await link.close()
             return
-        self._links[offer.peer] = link
+        self._keep_link(offer.peer, link)
         self._adopt(offer.peer, channel)
 
+    def _keep_link(self, peer: str, link: Any) -> None:
+        """Remember `link` as the connection to `peer`. The one it replaces closes with its
+        channel (`_adopt` closes the old channel, and a channel closes its connection)."""
+        self._links[peer] = link
+
     async def aclose(self) -> None:
-        for task in list(self._tasks):
+        for task in list(self._accepting.values()):
             task.cancel()
         await super().aclose()
         for link in list(self._links.values()):

@@ -32,6 +32,8 @@ from disco.protocol.messages import MAX_SAFE_INT, Metrics, _Msg
 from disco.weights import Weights
 
 __all__ = [
+    "COMBINE_S",
+    "CONNECT_S",
     "MAX_ROUND_PEERS",
     "Combine",
     "DigestReport",
@@ -48,6 +50,10 @@ __all__ = [
     "Signal",
 ]
 
+CONNECT_S = 30.0
+"""How long the server gives a round's channels to open (the plan's `connect_s`; §18.5)."""
+COMBINE_S = 60.0
+"""How long the server waits for a round's digests after `combine` (§18.5)."""
 MAX_ROUND_PEERS = 10_000
 """Most peers one round may list (the largest `min_participants` a task may ask for)."""
 MAX_SIGNAL = 65_536

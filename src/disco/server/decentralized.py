@@ -27,7 +27,9 @@ A round r goes through three phases, each bounded in time (docs/protocol.md §18
 
 A peer that leaves is dropped from its round at once, so no phase waits for it. The server keeps
 the initial model only (served by ``GET /api/tasks/{id}/model``); if every peer holding the current
-model leaves, the next round starts over from the initial model. The class is pure asyncio.
+model leaves, the next round starts over from the initial model. The class is pure asyncio; it
+keeps the round's state and sends the messages, and what it decides (the barriers, whom to
+exclude, the combine set, the agreed digest, who resyncs) is in `disco.server.peer_rounds`.
 """
 
 from __future__ import annotations
@@ -35,31 +37,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
 
-from disco.decentralized.topology import ALL_TO_ALL_LIMIT, mixing_weights, peer_graph
+from disco.decentralized.topology import ALL_TO_ALL_LIMIT, peer_graph
 from disco.errors import SessionError
 from disco.protocol import (
     Combine,
     DigestReport,
     ErrorMessage,
     Exchange,
-    PeerInfo,
     Ready,
     Received,
     Resync,
-    RoundPlan,
     SessionState,
     Signal,
     Status,
     Welcome,
 )
-from disco.protocol.peers import MAX_ROUND_PEERS
-from disco.server.session import Participant, identity_of
+from disco.protocol.peers import COMBINE_S, CONNECT_S, MAX_ROUND_PEERS
+from disco.server import peer_rounds
+from disco.server.participants import Participant, Peer, Peers, state_of, who
+from disco.server.peer_rounds import OpenRound, Phase
 from disco.server.store import RoundRecord
 from disco.task import Task
 from disco.weights import Weights
@@ -68,41 +66,11 @@ __all__ = ["DecentralizedSession", "PeerMessage", "RecordRound"]
 
 log = logging.getLogger("disco.server")
 
-Phase = Literal["waiting", "connecting", "exchanging", "combining", "stopped"]
 PeerMessage = Signal | Ready | Received | DigestReport
 RecordRound = Callable[[str, RoundRecord], None]
 """Persist the history row of a closed round (no model); called in a worker thread."""
 
-CONNECT_S = 30.0
-COMBINE_S = 60.0
 SIGNALS_PER_10_S = 400  # relayed signals per peer before it is told to slow down
-
-
-@dataclass
-class _Peer:
-    connection: str
-    identity: str
-    participant: Participant
-    order: int
-    holds: tuple[int, str] | None = None  # the round whose model it holds, and that model's digest
-    signals: list[float] = field(default_factory=list)
-
-
-@dataclass
-class _Round:
-    number: int
-    neighbours: dict[str, tuple[str, ...]]
-    all_to_all: bool
-    digest: str | None
-    started: float
-    phase: Phase = "connecting"
-    ready: dict[str, set[str]] = field(default_factory=dict)
-    exchange: set[str] = field(default_factory=set)
-    received: dict[str, set[str]] = field(default_factory=dict)
-    contributors: list[str] = field(default_factory=list)
-    gone: set[str] = field(default_factory=set)  # members that left (or came back anew) since
-    digests: dict[str, str] = field(default_factory=dict)
-    timer: asyncio.TimerHandle | None = None
 
 
 class DecentralizedSession:
@@ -130,10 +98,8 @@ class DecentralizedSession:
         self._connect_s, self._combine_s = connect_s, combine_s
         self._exchange_s = task.training.round_deadline_s
         self._limit, self._degree = all_to_all_limit, degree
-        self._peers: dict[str, _Peer] = {}  # identity → peer
-        self._by_connection: dict[str, str] = {}  # connection id → identity
-        self._joined = 0
-        self._round: _Round | None = None
+        self._peers = Peers(task.id)
+        self._round: OpenRound | None = None
         self._stopped = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -169,8 +135,7 @@ class DecentralizedSession:
 
     @property
     def state(self) -> SessionState:
-        enough = self.participants >= self.task.training.min_participants
-        return "enough_participants" if enough else "waiting_for_participants"
+        return state_of(self.participants, self.task.training.min_participants)
 
     def status(self) -> Status:
         reported = 0 if self._round is None else len(self._round.digests)
@@ -193,20 +158,14 @@ class DecentralizedSession:
         there are enough peers and none is running. Returns its connection id."""
         if self._stopped:
             raise SessionError("the session is stopped")
-        connection = uuid.uuid4().hex[:12]
-        identity = connection if key is None else identity_of(self.task.id, key)
-        old = self._peers.get(identity)
-        if old is not None:  # the same peer on a new connection: the old one no longer counts
-            del self._by_connection[old.connection]
+        peer, replaced = self._peers.add(participant, key)
+        connection, identity = peer.connection, peer.identity
+        if replaced:  # the same peer on a new connection: the old one no longer counts
             self._drop_from_round(identity)  # the new connection has no plan: next round
-        self._joined += 1
-        holds = old.holds if old is not None else None
-        self._peers[identity] = _Peer(connection, identity, participant, self._joined, holds)
-        self._by_connection[connection] = identity
         log.info(
             "[%s] %s joined as %s (%d peers)",
             self.task.id,
-            _who(participant),
+            who(participant),
             identity,
             self.participants,
         )
@@ -226,27 +185,26 @@ class DecentralizedSession:
 
     async def leave(self, connection: str) -> None:
         """Remove a peer (idempotent); its round goes on without it."""
-        identity = self._by_connection.pop(connection, None)
-        if identity is None:
+        peer = self._peers.remove(connection)
+        if peer is None:
             return
-        peer = self._peers.pop(identity)
         log.info(
             "[%s] %s (%s) left (%d peers)",
             self.task.id,
-            _who(peer.participant),
-            identity,
+            who(peer.participant),
+            peer.identity,
             self.participants,
         )
-        self._drop_from_round(identity)
+        self._drop_from_round(peer.identity)
         await self._broadcast(self.status())
         await self._advance()
 
     async def receive(self, connection: str, message: PeerMessage) -> None:
         """Handle a decentralized message from a joined connection."""
-        identity = self._by_connection.get(connection)
-        if identity is None:
+        peer = self._peers.at(connection)
+        if peer is None:
             return
-        peer = self._peers[identity]
+        identity = peer.identity
         if isinstance(message, Signal):
             await self._relay(peer, message)
             return
@@ -297,40 +255,14 @@ class DecentralizedSession:
                 if self.participants < self.task.training.min_participants or not self._peers:
                     return
                 await self._start_round()
-            elif rnd.phase == "connecting" and self._connected(rnd):
+            elif rnd.phase == "connecting" and peer_rounds.connected(rnd, self._peers):
                 await self._start_exchange(rnd, excluded=[])
-            elif rnd.phase == "exchanging" and self._exchanged(rnd):
+            elif rnd.phase == "exchanging" and peer_rounds.exchanged(rnd, self._peers):
                 await self._start_combining(rnd)
-            elif rnd.phase == "combining" and self._combined(rnd):
+            elif rnd.phase == "combining" and peer_rounds.combined(rnd, self._peers):
                 await self._close_round(rnd)
             else:
                 return
-
-    def _live(self, rnd: _Round, among: set[str] | None = None) -> set[str]:
-        pool = set(rnd.neighbours) if among is None else among
-        return {p for p in pool if p in self._peers and p not in rnd.gone}
-
-    def _connected(self, rnd: _Round) -> bool:
-        live = self._live(rnd)
-        return all(self._missing(rnd, m, live) == set() for m in live)
-
-    def _missing(self, rnd: _Round, member: str, live: set[str]) -> set[str]:
-        """Live neighbours `member` has no channel with (both must report it open)."""
-        mine = rnd.ready.get(member, set())
-        return {
-            n
-            for n in rnd.neighbours[member]
-            if n in live and not (n in mine and member in rnd.ready.get(n, set()))
-        }
-
-    def _exchanged(self, rnd: _Round) -> bool:
-        live = self._live(rnd, rnd.exchange)
-        return all(
-            {n for n in rnd.neighbours[m] if n in live} <= rnd.received.get(m, set()) for m in live
-        )
-
-    def _combined(self, rnd: _Round) -> bool:
-        return self._live(rnd, rnd.exchange) <= set(rnd.digests)
 
     async def _start_round(self) -> None:
         earliest = sorted(self._peers.values(), key=lambda p: p.order)[:MAX_ROUND_PEERS]
@@ -351,7 +283,7 @@ class DecentralizedSession:
             )
             self._agreed = self._initial_digest
         from_initial = self._agreed == self._initial_digest  # every peer can fetch it by REST
-        rnd = _Round(
+        rnd = OpenRound(
             number=number,
             neighbours=dict(graph.neighbours),
             all_to_all=graph.all_to_all,
@@ -369,43 +301,29 @@ class DecentralizedSession:
         )
         for m in members:
             peer = self._peers[m]
-            weights = mixing_weights(graph, m)
             source = None
             if not from_initial and not self._holds_model(peer):
-                pool = [h for h in holders if h in graph.neighbours[m]] or holders
-                source = pool[(peer.order + number) % len(pool)]
-            plan = RoundPlan(
-                round=number,
-                peers=[
-                    PeerInfo(
-                        id=n,
-                        name=self._peers[n].participant.name,
-                        kind=_kind(self._peers[n].participant.kind),
-                        weight=weights[n],
-                    )
-                    for n in graph.neighbours[m]
-                ],
-                members=len(members),
-                topology="all_to_all" if graph.all_to_all else "sparse",
-                self_weight=weights[m],
-                digest=rnd.digest,
+                source = peer_rounds.model_source(holders, graph.neighbours[m], peer.order, number)
+            plan = peer_rounds.round_plan(
+                rnd,
+                graph,
+                m,
+                lambda n: self._peers[n].participant,
                 model_from=source,
                 connect_s=self._connect_s,
                 exchange_s=self._exchange_s,
             )
             await peer.participant.send(plan)
 
-    def _holds_model(self, peer: _Peer) -> bool:
+    def _holds_model(self, peer: Peer) -> bool:
         """Whether `peer` holds the open round's model (any model of it after a sparse round)."""
-        if peer.holds is None or peer.holds[0] != self._round_no:
-            return False
-        return self._agreed is None or peer.holds[1] == self._agreed
+        return peer_rounds.holds_model(peer.holds, self._round_no, self._agreed)
 
-    async def _start_exchange(self, rnd: _Round, excluded: list[str]) -> None:
+    async def _start_exchange(self, rnd: OpenRound, excluded: list[str]) -> None:
         if rnd.timer is not None:
             rnd.timer.cancel()
         rnd.phase = "exchanging"
-        rnd.exchange = self._live(rnd) - set(excluded)
+        rnd.exchange = peer_rounds.live(rnd, self._peers) - set(excluded)
         rnd.timer = self._timer(self._exchange_s, rnd, "exchanging")
         members = sorted(rnd.exchange)
         if excluded:
@@ -422,79 +340,41 @@ class DecentralizedSession:
             if m in self._peers:
                 await self._peers[m].participant.send(Exchange(round=rnd.number, peers=[]))
 
-    async def _start_combining(self, rnd: _Round) -> None:
+    async def _start_combining(self, rnd: OpenRound) -> None:
         if rnd.timer is not None:
             rnd.timer.cancel()
         rnd.phase = "combining"
-        live = self._live(rnd, rnd.exchange)
-        rnd.contributors = sorted(s for s in rnd.exchange if self._held_widely(rnd, s, live))
+        live = peer_rounds.live(rnd, self._peers, rnd.exchange)
+        rnd.contributors = peer_rounds.combine_set(rnd, live)
         rnd.timer = self._timer(self._combine_s, rnd, "combining")
         message = Combine(round=rnd.number, peers=rnd.contributors)
         for m in sorted(live):
             await self._peers[m].participant.send(message)
 
-    @staticmethod
-    def _held_widely(rnd: _Round, sender: str, live: set[str]) -> bool:
-        """Whether more than half of the live members that should hold `sender`'s update (its
-        neighbours, and itself) do: one peer that claims to hold nothing cannot shrink the round
-        to its own update, and an update that reached only a few before its sender died is left
-        out. A live member that lacks an update combined by the others ends with another digest
-        and is told to resync."""
-        expected = {m for m in live if m == sender or sender in rnd.neighbours[m]}
-        held = {m for m in expected if m == sender or sender in rnd.received.get(m, set())}
-        if sender in live and len(expected) <= 2:  # of two, neither can drop the other's update
-            return True
-        return 2 * len(held) > len(expected)
-
-    async def _close_round(self, rnd: _Round) -> None:
+    async def _close_round(self, rnd: OpenRound) -> None:
         if rnd.timer is not None:
             rnd.timer.cancel()
-        counts = Counter(rnd.digests.values())  # every member that reported, gone or not
-        top = min(counts, key=lambda d: (-counts[d], d)) if counts else None
-        # a strict majority, or no agreed model: a tie (one hostile peer of two) resyncs no one;
-        # but a round that began from different models (after a sparse one, or one without a
-        # majority) takes the most reported digest, so honest peers come together again
-        majority = top is not None and 2 * counts[top] > len(rnd.digests)
-        agreed = top if majority or (rnd.digest is None and len(rnd.digests) > 2) else None
-        reported = {m: d for m, d in rnd.digests.items() if m in self._peers}  # still here
-        if agreed is not None and agreed not in reported.values():
-            # those who hold it have left: go on with the model most of those still here hold
-            here = Counter(reported.values())
-            agreed = min(here, key=lambda d: (-here[d], d)) if here else None
+        result = peer_rounds.outcome(rnd, self._peers)
         for m, digest in rnd.digests.items():
             if m in self._peers:
                 self._peers[m].holds = (rnd.number + 1, digest)
         self._round_no = rnd.number + 1
         self._round = None
-        self._agreed = agreed if rnd.all_to_all else None
-        differ = sorted(m for m, d in reported.items() if d != agreed)
+        self._agreed = result.agreed if rnd.all_to_all else None
         log.info(
             "[%s] round %d closed: %d contributors, %d digests%s",
             self.task.id,
             rnd.number,
             len(rnd.contributors),
             len(rnd.digests),
-            f", {len(differ)} differ" if rnd.all_to_all and differ else "",
+            f", {len(result.differ)} differ" if rnd.all_to_all and result.differ else "",
         )
-        if rnd.all_to_all and agreed is not None:
-            holders = sorted(m for m, d in reported.items() if d == agreed)
-            for i, m in enumerate(differ):
-                resync = Resync(round=self._round_no, digest=agreed, peer=holders[i % len(holders)])
-                await self._peers[m].participant.send(resync)
-        record = RoundRecord(
-            round=rnd.number,
-            contributors=len(rnd.contributors),
-            num_samples=0,
-            digest=top or "",
-            duration_s=time.monotonic() - rnd.started,
-            aggregation={
-                **self.task.training.aggregation.model_dump(mode="json"),
-                "topology": "all_to_all" if rnd.all_to_all else "sparse",
-                "peers": len(rnd.exchange),
-                "digests": len(rnd.digests),
-                "agreeing": counts[top] if top is not None else 0,
-            },
-        )
+        for m, holder in result.resyncs:
+            assert result.agreed is not None
+            resync = Resync(round=self._round_no, digest=result.agreed, peer=holder)
+            await self._peers[m].participant.send(resync)
+        rule = self.task.training.aggregation.model_dump(mode="json")
+        record = peer_rounds.round_record(rnd, result, rule, time.monotonic() - rnd.started)
         if self._record is not None:
             try:
                 await asyncio.to_thread(self._record, self.task.id, record)
@@ -502,7 +382,7 @@ class DecentralizedSession:
                 log.exception("[%s] could not record round %d", self.task.id, rnd.number)
         await self._broadcast(self.status())
 
-    def _timer(self, seconds: float, rnd: _Round, phase: Phase) -> asyncio.TimerHandle:
+    def _timer(self, seconds: float, rnd: OpenRound, phase: Phase) -> asyncio.TimerHandle:
         loop = asyncio.get_running_loop()
 
         def fire() -> None:
@@ -517,24 +397,13 @@ class DecentralizedSession:
         if not task.cancelled() and task.exception() is not None:
             log.error("[%s] a round deadline failed", self.task.id, exc_info=task.exception())
 
-    async def _expire(self, rnd: _Round, phase: Phase) -> None:
+    async def _expire(self, rnd: OpenRound, phase: Phase) -> None:
         """A phase's time is up: go on with the peers that made it."""
         if self._round is not rnd or rnd.phase != phase or self._stopped:
             return
         if phase == "connecting":
-            live = self._live(rnd)
-            out: list[str] = []
-            while True:
-                missing = {m: self._missing(rnd, m, live) for m in live}
-                if not any(missing.values()):
-                    break
-                worst = max(
-                    live,
-                    key=lambda m: (len(missing[m]), m not in rnd.ready, self._peers[m].order),
-                )
-                live.discard(worst)
-                out.append(worst)
-            await self._start_exchange(rnd, excluded=out)
+            order = {identity: peer.order for identity, peer in self._peers.items()}
+            await self._start_exchange(rnd, excluded=peer_rounds.excluded(rnd, self._peers, order))
         elif phase == "exchanging":
             log.warning(
                 "[%s] round %d: updates still missing after %g s; combining what every peer holds",
@@ -552,13 +421,13 @@ class DecentralizedSession:
         if rnd is None or identity not in rnd.neighbours:
             return
         rnd.gone.add(identity)
-        if not self._live(rnd):  # nobody left in the round
+        if not peer_rounds.live(rnd, self._peers):  # nobody left in the round
             if rnd.timer is not None:
                 rnd.timer.cancel()
             self._round = None
 
     # -- signalling ----------------------------------------------------------------------------
-    async def _relay(self, peer: _Peer, signal: Signal) -> None:
+    async def _relay(self, peer: Peer, signal: Signal) -> None:
         now = time.monotonic()
         peer.signals = [t for t in peer.signals if now - t < 10.0]
         if len(peer.signals) >= SIGNALS_PER_10_S:
@@ -579,11 +448,3 @@ class DecentralizedSession:
         for identity, peer in list(self._peers.items()):
             if identity != exclude:
                 await peer.participant.send(message)
-
-
-def _kind(kind: str) -> Literal["python", "browser"]:
-    return "browser" if kind == "browser" else "python"
-
-
-def _who(participant: Participant) -> str:
-    return f"{participant.name or 'anonymous'}/{participant.kind}"

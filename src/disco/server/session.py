@@ -13,15 +13,12 @@ as the minimum is met. A participant that leaves is no longer waited for; its ac
 counts. Closing aggregates off the event loop, persists the new model, and only then broadcasts
 `RoundResult`. Updates for the closing round that arrive meanwhile are refused as stale.
 
-**Identity.** A connection is not a participant. A participant that says hello with a
-``participant_key`` (a secret it keeps for the whole run) is ``"p-" + sha256(f"{task}:{key}")[:16]``
-in this session, whichever connection it comes on: after a reconnect it is the same participant
-to the round (its update counts once, a resend is a ``duplicate``) and to the aggregator (which
-may remember it across rounds). Two live connections with one key are one participant. A
-connection without a key is a participant of its own, known by its connection id; its resent
-update is recognised by a heuristic instead (same name, kind and digest, from a participant that
-is gone). Connections are keyed by connection id (what the WebSocket layer holds); the round's
-updates, the collector and the reports by identity; "connected participants" counts identities.
+**Identity.** A connection is not a participant (`disco.server.participants`): with a
+``participant_key`` it is the same participant on every connection, so after a reconnect its
+update counts once (a resend is a ``duplicate``) and the aggregator may remember it across
+rounds. A key-less participant's resent update is recognised by a heuristic instead
+(`disco.server.updates.check_resent`). The round's updates, the collector and the reports are
+keyed by identity; "connected participants" counts identities.
 
 Each accepted update goes straight to the round's `RoundCollector` (`Aggregator.open_round`) and
 the session keeps only its digest, count and metrics: with FedAvg, which folds updates into one
@@ -36,12 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from typing import Literal
 
 from disco.aggregation import Aggregator, RoundCollector, build_aggregator
 from disco.errors import AggregationError, SessionError
@@ -50,14 +45,20 @@ from disco.protocol import (
     Metrics,
     ModelUpdate,
     RoundResult,
-    ServerMessage,
     SessionState,
     Status,
     UpdateAck,
     Welcome,
 )
-from disco.server.store import ContributorRecord, RoundRecord
-from disco.server.updates import Accepted, mean_metrics, validate_update
+from disco.server.participants import Connections, Participant, identity_of, state_of, who
+from disco.server.store import RoundRecord
+from disco.server.updates import (
+    Accepted,
+    check_resent,
+    check_round,
+    round_record,
+    validate_update,
+)
 from disco.task import Task
 from disco.weights import Weights
 
@@ -75,27 +76,8 @@ _TRANSITIONS: dict[Phase, set[Phase]] = {
     "aggregating": {"collecting", "stopped"},
     "stopped": set(),
 }
-_KNOWN_LIMIT = 100_000  # keyed identities remembered for "rejoined" log lines (most recent)
 _THREAD_VALIDATION_SIZE = 1_000_000  # validate larger updates off the event loop
 _RETRY_S = (1.0, 30.0)  # first and largest delay before retrying a failed close
-
-
-class Participant(Protocol):
-    """A connected client as the session sees it."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def kind(self) -> str: ...
-
-    async def send(self, message: ServerMessage) -> None:
-        """Deliver one message (should not block for long; it is bounded by a timeout)."""
-
-
-def identity_of(task_id: str, key: str) -> str:
-    """The participant's identity in task `task_id`'s session, from its ``participant_key``."""
-    return "p-" + hashlib.sha256(f"{task_id}:{key}".encode()).hexdigest()[:16]
 
 
 class FederatedSession:
@@ -122,11 +104,7 @@ class FederatedSession:
         self._adding = 0  # updates being added to the collector (the round waits for them)
         self._send_timeout_s = send_timeout_s
         self._phase: Phase = "collecting"
-        self._connections: dict[str, Participant] = {}  # connection id → its participant
-        self._identity: dict[str, str] = {}  # connection id → identity
-        self._live: dict[str, int] = {}  # identity → its live connections
-        self._keyed: set[str] = set()  # connections that said hello with a key
-        self._known: dict[str, None] = {}  # keyed identities seen, oldest first (for the logs)
+        self._connections = Connections(task.id)  # connections and the identities they are
         self._updates: dict[str, Accepted] = {}  # identity → its accepted update
         self._opened_at = time.monotonic()
         self._deadline_at: float | None = None
@@ -161,7 +139,7 @@ class FederatedSession:
     @property
     def participants(self) -> int:
         """Number of connected participants (identities; one may have several connections)."""
-        return len(self._live)
+        return len(self._connections.identities)
 
     @property
     def reported(self) -> int:
@@ -171,8 +149,7 @@ class FederatedSession:
     @property
     def state(self) -> SessionState:
         """Whether enough participants are connected to train."""
-        enough = self.participants >= self.task.training.min_participants
-        return "enough_participants" if enough else "waiting_for_participants"
+        return state_of(self.participants, self.task.training.min_participants)
 
     def status(self) -> Status:
         """The session's state as a protocol message."""
@@ -199,25 +176,13 @@ class FederatedSession:
         while self._closing is not None:  # a joiner gets the model of the round that opens next
             await asyncio.shield(self._closing)
         self._require_open()
-        connection = uuid.uuid4().hex[:12]
-        identity = connection if key is None else identity_of(self.task.id, key)
-        back = identity in self._known
-        also = identity in self._live  # another live connection of the same one
-        self._connections[connection] = participant
-        self._identity[connection] = identity
-        self._live[identity] = self._live.get(identity, 0) + 1
-        if key is not None:
-            self._keyed.add(connection)
-            self._known.pop(identity, None)
-            self._known[identity] = None  # now the most recent
-            if len(self._known) > _KNOWN_LIMIT:
-                del self._known[next(iter(self._known))]
-        n = self.participants
-        if back:
-            how = " (on a second connection)" if also else ""
-            self._log("%s rejoined as %s%s (%d connected)", _who(participant), identity, how, n)
+        joined = self._connections.add(participant, key)
+        n, identity = self.participants, joined.identity
+        if joined.back:
+            how = " (on a second connection)" if joined.also else ""
+            self._log("%s rejoined as %s%s (%d connected)", who(participant), identity, how, n)
         else:
-            self._log("%s joined as %s (%d connected)", _who(participant), identity, n)
+            self._log("%s joined as %s (%d connected)", who(participant), identity, n)
         welcome = Welcome(
             client_id=identity,
             task_id=self.task.id,
@@ -229,27 +194,23 @@ class FederatedSession:
         )
         status = self.status()
         await self._send(participant, welcome)
-        await self._broadcast(status, exclude=connection)
-        return connection
+        await self._broadcast(status, exclude=joined.connection)
+        return joined.connection
 
     async def leave(self, connection: str) -> None:
         """Remove a connection (idempotent); its participant's accepted update still counts."""
-        participant = self._connections.pop(connection, None)
-        if participant is None:
+        left = self._connections.remove(connection)
+        if left is None:
             return
-        identity = self._identity.pop(connection)
-        self._live[identity] -= 1
-        if not self._live[identity]:
-            del self._live[identity]
-        self._keyed.discard(connection)
+        participant, identity = left
         n = self.participants
-        if identity in self._live:
+        if identity in self._connections.identities:
             self._log(
                 "%s (%s) closed one of its connections (%d connected)",
-                *(_who(participant), identity, n),
+                *(who(participant), identity, n),
             )
         else:
-            self._log("%s (%s) left (%d connected)", _who(participant), identity, n)
+            self._log("%s (%s) left (%d connected)", who(participant), identity, n)
         self._maybe_close()
         await self._broadcast(self.status())
 
@@ -257,10 +218,10 @@ class FederatedSession:
     async def submit(self, connection: str, update: ModelUpdate) -> UpdateAck | ErrorMessage:
         """Check and record an update from a joined connection; answer the sender with
         `UpdateAck` or `ErrorMessage`."""
-        participant = self._connections.get(connection)
+        participant = self._connections.participant(connection)
         if participant is None:
             raise SessionError(f"connection {connection!r} has not joined task {self.task.id!r}")
-        identity = self._identity[connection]
+        identity = self._connections.identity(connection)
         reply: UpdateAck | ErrorMessage | None = self._check_round(identity, update)
         if reply is None:
             checked = await self._validate(update)
@@ -268,7 +229,7 @@ class FederatedSession:
                 reply = checked
             else:  # state may have moved while validating: check again, then record
                 digest = checked.digest()
-                keyed = connection in self._keyed
+                keyed = self._connections.keyed(connection)
                 reply = (
                     self._check_round(identity, update)
                     or (None if keyed else self._check_resent(participant, digest))
@@ -280,38 +241,15 @@ class FederatedSession:
         return reply
 
     def _check_round(self, identity: str, update: ModelUpdate) -> ErrorMessage | None:
-        r, k = self._round, update.round
         self._require_open()
-        if k < r:
-            return self._error(
-                "stale",
-                f"update for round {k} came after it closed; train on the model of round {r}",
-            )
-        if k > r:
-            return self._error("future", f"update for round {k}, but round {r} is open")
-        if identity in self._updates:
-            return self._error("duplicate", f"you already sent an update for round {r}")
-        if self._phase == "aggregating":
-            return self._error(
-                "stale",
-                f"round {r} is closing without this update; its result opens the next round",
-            )
-        return None
+        closing = self._phase == "aggregating"
+        return check_round(self._round, update.round, identity in self._updates, closing)
 
     def _check_resent(self, participant: Participant, digest: str) -> ErrorMessage | None:
-        """Refuse a copy of an update whose key-less sender dropped and came back (a new id).
-
-        A participant without a key cannot be recognised by its identity after a reconnect; its
-        resent update is: same name and kind, bit-identical weights, from a participant gone.
-        """
-        for identity, a in self._updates.items():
-            gone = identity not in self._live
-            same = (a.name, a.kind, a.digest) == (participant.name, participant.kind, digest)
-            if gone and same:
-                return self._error(
-                    "duplicate", f"this update was already received in round {self._round}"
-                )
-        return None
+        """Refuse a copy of an update whose key-less sender dropped and came back (a new id)."""
+        return check_resent(
+            self._updates, self._connections.identities, participant, digest, self._round
+        )
 
     async def _validate(self, update: ModelUpdate) -> Weights | ErrorMessage:
         """The update's weights in canonical order, or the error naming what is wrong."""
@@ -355,7 +293,7 @@ class FederatedSession:
             del self._updates[identity]
             self._maybe_close()  # a deadline or a leave may have come meanwhile
             self._log(
-                "round %d: refused update from %s: %s", self._round, _who(participant), refused
+                "round %d: refused update from %s: %s", self._round, who(participant), refused
             )
             return ErrorMessage(code="out_of_range", message=str(refused), round=self._round)
         if self._timer is None and not self._deadline_passed:
@@ -366,7 +304,7 @@ class FederatedSession:
             )
         self._log(
             "round %d: accepted update from %s (%s): num_samples=%d reported=%d/%d",
-            *(self._round, _who(participant), identity, update.num_samples),
+            *(self._round, who(participant), identity, update.num_samples),
             *(len(self._updates), self.participants),
         )
         ack = UpdateAck(
@@ -391,7 +329,7 @@ class FederatedSession:
             return
         if len(self._updates) < self.task.training.min_participants:
             return
-        everyone = self._live.keys() <= self._updates.keys()
+        everyone = self._connections.identities <= self._updates.keys()
         if not (everyone or self._deadline_passed):
             return
         self._enter("aggregating")
@@ -423,7 +361,7 @@ class FederatedSession:
         self._opened_at, self._retry_s = time.monotonic(), _RETRY_S[0]
         self._enter("collecting")
         shares = ", ".join(
-            f"{_who(p)} n={p.num_samples} share={p.share:.4f}"
+            f"{who(p)} n={p.num_samples} share={p.share:.4f}"
             + ("" if p.selected else " not selected")
             + (" clipped" if p.clipped else "")
             for p in record.participants
@@ -456,27 +394,11 @@ class FederatedSession:
         """Aggregate and persist (worker thread); nothing here touches session state but the
         round's collector and the aggregator's own (one close at a time)."""
         result = self._collector.result()
-        weights = result.weights
-        report = {rep.participant: rep for rep in result.reports}
-        record = RoundRecord(
-            round=r,
-            contributors=len(accepted),
-            num_samples=sum(a.num_samples for a in accepted),
-            digest=weights.digest(),
-            duration_s=time.monotonic() - self._opened_at,
-            metrics=mean_metrics(accepted),
-            participants=tuple(
-                ContributorRecord(
-                    a.name, a.kind, a.num_samples, rep.weight, rep.selected, rep.clipped, rep.score
-                )
-                for a in accepted
-                for rep in (report[a.participant],)
-            ),
-            aggregation=self._aggregator.describe(),
-        )
+        duration_s = time.monotonic() - self._opened_at
+        record = round_record(r, accepted, result, duration_s, self._aggregator.describe())
         if self._save is not None:
-            self._save(self.task.id, r + 1, weights, record)
-        return weights, record
+            self._save(self.task.id, r + 1, result.weights, record)
+        return result.weights, record
 
     # -- waiting and shutdown ---------------------------------------------------------------
     async def wait_for_round(self, round: int, timeout: float) -> None:
@@ -527,24 +449,15 @@ class FederatedSession:
     def _log(self, message: str, *args: object) -> None:
         log.info("task %s " + message, self.task.id, *args)
 
-    def _error(self, code: Literal["stale", "future", "duplicate"], message: str) -> ErrorMessage:
-        return ErrorMessage(code=code, message=message, round=self._round)
-
     async def _send(self, participant: Participant, message: Outgoing) -> None:
         try:
             async with asyncio.timeout(self._send_timeout_s):
                 await participant.send(message)
         except Exception as exc:  # one broken participant must not disturb the others
-            who = _who(participant)
-            log.warning("task %s: cannot send %s to %s: %r", self.task.id, message.type, who, exc)
+            name = who(participant)
+            log.warning("task %s: cannot send %s to %s: %r", self.task.id, message.type, name, exc)
 
     async def _broadcast(self, message: Outgoing, exclude: str | None = None) -> None:
         """Send `message` to every connection but `exclude` (a connection id)."""
-        targets = [p for c, p in self._connections.items() if c != exclude]
+        targets = self._connections.participants(exclude)
         await asyncio.gather(*(self._send(p, message) for p in targets))
-
-
-def _who(someone: Participant | ContributorRecord) -> str:
-    """``name/kind`` for logs, with unprintable characters replaced."""
-    name = "".join(c if c.isprintable() else "?" for c in someone.name) or "anonymous"
-    return f"{name}/{someone.kind}"

@@ -1,8 +1,8 @@
 """A `Channel` over a WebRTC data channel (aiortc), for peers that exchange models directly.
 
 A data channel carries messages of a limited size (aiortc accepts 64 KiB, browsers 256 KiB or
-more), so a frame travels as fragments of at most 64 KiB (the browser's side also keeps under
-the remote's advertised max-message-size), each with a one-byte header:
+more), so a frame travels as fragments of at most min(64 KiB, the max-message-size the remote
+advertised in its session description), each with a one-byte header:
 
     0x00 payload…      a fragment; more of the frame follows
     0x01 payload…      the frame's last fragment (a frame of one fragment is just this)
@@ -35,6 +35,7 @@ __all__ = [
     "RtcLink",
     "close_notice",
     "fragments",
+    "remote_max_message_size",
 ]
 
 FRAGMENT, LAST_FRAGMENT, CLOSE_NOTICE = 0x00, 0x01, 0x02
@@ -54,6 +55,19 @@ def fragments(frame: bytes, message_size: int) -> list[bytes]:
         bytes([LAST_FRAGMENT if i == len(pieces) - 1 else FRAGMENT]) + bytes(piece)
         for i, piece in enumerate(pieces)
     ]
+
+
+def remote_max_message_size(sdp: str) -> int | None:
+    """The ``a=max-message-size`` the remote advertised in its session description `sdp`, or None
+    when it gave none (or 0: "any size"), in which case 64 KiB stays the limit."""
+    sizes = [
+        int(value)
+        for line in sdp.splitlines()
+        if line.startswith("a=max-message-size:")
+        and (value := line.split(":", 1)[1].strip()).isdigit()
+    ]
+    positive = [size for size in sizes if size > 0]
+    return min(positive) if positive else None
 
 
 def close_notice(code: int, reason: str, message_size: int) -> bytes:
@@ -85,6 +99,12 @@ class RtcChannel(Channel):
         self.max_frame = max_frame
         self._dc = channel
         self._pc = connection
+        remote = None
+        description = getattr(connection, "remoteDescription", None)
+        if description is not None:
+            remote = remote_max_message_size(str(description.sdp))
+        if remote is not None and remote >= 3:  # a close notice must still fit
+            message_size = min(message_size, remote)
         self._message_size = min(message_size, MAX_MESSAGE)
         self._high_water = high_water
         self._inbox = Inbox()

@@ -79,3 +79,24 @@ export function describePrivacy(update: PreparedUpdate, privacy: PrivacyConfig):
     "; no metrics or sample count sent"
   );
 }
+
+/**
+ * `prepareUpdate` on one round's training output, as both a federated client and a decentralized
+ * peer do it: the metrics left out (a warning that starts with `mine`, "your round k of N") and,
+ * with privacy, what was done to the update (`describePrivacy`) go to `log`.
+ */
+export function prepareAndLog(
+  received: Weights,
+  trained: { weights: Weights; numSamples: number; metrics: RawMetrics },
+  privacy: PrivacyConfig | null,
+  random: RandomSource | undefined,
+  mine: string,
+  log: (level: "info" | "warn", message: string) => void,
+): PreparedUpdate {
+  const prepared = prepareUpdate(received, trained.weights, trained.numSamples, trained.metrics, privacy, random);
+  if (prepared.droppedMetrics.length > 0) {
+    log("warn", `${mine}: metrics ${prepared.droppedMetrics.join(", ")} are not finite; they are not reported`);
+  }
+  if (privacy !== null) log("info", describePrivacy(prepared, privacy));
+  return prepared;
+}

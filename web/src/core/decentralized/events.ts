@@ -4,7 +4,7 @@
  * combined, and where that round's time went (`RoundTiming`).
  */
 
-import type { LogEvent, SentEvent } from "../client/federated";
+import type { LogEvent, SentEvent } from "../client/options";
 import type { Topology } from "../protocol";
 import type { Weights } from "../weights";
 import type { PeerConnectionState } from "./connector";

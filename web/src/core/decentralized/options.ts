@@ -1,6 +1,6 @@
 /** What a `PeerClient` is made with (`PeerClientOptions`), what its `run()` resolves with, and its defaults. */
 
-import type { TrainOutput } from "../client/federated";
+import type { TrainOutput } from "../client/options";
 import type { RandomSource } from "../privacy";
 import type { AggregationConfig, PrivacyConfig } from "../task";
 import type { Channel } from "../transport/channel";

@@ -32,8 +32,9 @@ import { DiscoError, ServerError, SessionError, StoppedError } from "../errors";
 import type { Combine, Exchange, PeerUpdate, Resync, RoundPlan } from "../protocol";
 import { bounded, sleep, WaitTimeout } from "../transport/wait";
 import type { Weights } from "../weights";
-import { WaitExpired, type TrainOutput } from "../client/federated";
-import { describePrivacy, prepareUpdate } from "../client/update";
+import type { TrainOutput } from "../client/options";
+import { prepareAndLog } from "../client/update";
+import { WaitExpired } from "../client/waiting";
 import { combineRound } from "./combine";
 import { RtcConnector, type Connector } from "./connector";
 import type { RoundTiming } from "./events";
@@ -305,11 +306,7 @@ export class PeerClient extends PeerSession {
   /** The update to send after training `base` into `out` (the one update pipeline). */
   private async prepare(base: Weights, out: TrainOutput, round: number, mine: string): Promise<PeerUpdate> {
     const privacy = this.options.privacy ?? null;
-    const prepared = prepareUpdate(base, out.weights, out.numSamples, out.metrics, privacy, this.options.random);
-    if (prepared.droppedMetrics.length > 0) {
-      this.log("warn", `${mine}: metrics ${prepared.droppedMetrics.join(", ")} are not finite; they are not reported`);
-    }
-    if (privacy !== null) this.log("info", describePrivacy(prepared, privacy));
+    const prepared = prepareAndLog(base, out, privacy, this.options.random, mine, (level, message) => this.log(level, message));
     const { weights, numSamples, metrics } = prepared;
     return { type: "peer_update", round, num_samples: numSamples, weights, digest: await digestOf(weights), metrics };
   }

@@ -24,8 +24,9 @@ import { WaitQueue } from "../transport/queues";
 import { bounded, WaitTimeout } from "../transport/wait";
 import { WebSocketChannel } from "../transport/websocket";
 import type { Weights } from "../weights";
-import { FATAL_CLOSE, newParticipantKey, ServerUnreachable, wsUrl, type LogEvent } from "../client/federated";
 import { Link, LinkClosed, SEND_TIMEOUT_MS, type Traffic } from "../client/link";
+import { checkWaitForOthers, deliver, type LogEvent } from "../client/options";
+import { fatalClose, hello, newParticipantKey, refusalAdvice, ServerUnreachable, webSocketClass, wsUrl } from "../client/server";
 import { formatG, largestChange } from "./combine";
 import type { Connector } from "./connector";
 import type { PeerClientEvent, PeerState, RoundTiming } from "./events";
@@ -74,10 +75,7 @@ export abstract class PeerSession {
   constructor(protected readonly options: PeerClientOptions) {
     this.url = wsUrl(options.serverUrl);
     this.slackMs = options.slackMs ?? SLACK_MS;
-    const wait = options.waitForOthersMs;
-    if (wait !== undefined && !(Number.isFinite(wait) && wait > 0)) {
-      throw new SessionError(`waitForOthersMs must be a finite number of milliseconds > 0, got ${wait}`);
-    }
+    checkWaitForOthers(options.waitForOthersMs);
     this.exchange = new PeerExchange(options.reference, (round) => this.updated(round), {
       maxFrame: DEFAULT_MAX_FRAME,
       onClosed: (peer, channel) => this.connector?.channelClosed(peer, channel),
@@ -110,11 +108,7 @@ export abstract class PeerSession {
   // -- events ----------------------------------------------------------------------------------
 
   protected emit(event: PeerClientEvent): void {
-    try {
-      this.options.onEvent?.(event);
-    } catch (exc) {
-      console.warn("disco: onEvent handler failed", exc);
-    }
+    deliver(this.options, event);
   }
 
   protected log(level: LogEvent["level"], message: string): void {
@@ -236,8 +230,8 @@ export abstract class PeerSession {
   /** The error for a connection to the server that ended while waiting for `what`. */
   private lost(ended: Error, what: string): ServerError {
     if (ended instanceof LinkClosed) {
-      const fatal = FATAL_CLOSE[ended.code];
-      if (fatal !== undefined) return new ServerError(`${fatal} (${ended.message})`);
+      const fatal = fatalClose(ended);
+      if (fatal !== null) return fatal;
     }
     return new ServerUnreachable(
       `the connection to the server closed while waiting for ${what}: ${ended.message}`,
@@ -251,9 +245,7 @@ export abstract class PeerSession {
 
   private async openServer(timeoutMs: number): Promise<Channel> {
     if (this.options.openServer) return bounded(this.options.openServer(this.signal), this.signal, timeoutMs, "connecting");
-    const WebSocketImpl = this.options.WebSocketImpl ?? globalThis.WebSocket;
-    if (WebSocketImpl === undefined) throw new SessionError("this environment has no WebSocket");
-    return WebSocketChannel.open(this.url, WebSocketImpl, timeoutMs, this.signal, DEFAULT_MAX_FRAME);
+    return WebSocketChannel.open(this.url, webSocketClass(this.options.WebSocketImpl), timeoutMs, this.signal, DEFAULT_MAX_FRAME);
   }
 
   protected async join(): Promise<Welcome> {
@@ -273,14 +265,7 @@ export abstract class PeerSession {
       this.control.end(this.lost(error, "the next round"));
       this.changes.notify();
     });
-    link.send({
-      type: "hello",
-      task_id: this.options.taskId,
-      name: this.options.name ?? "",
-      kind: "browser",
-      participant_key: this.participantKey,
-      capabilities: [...PEER_CAPABILITIES],
-    });
+    link.send(hello(this.options, this.participantKey, PEER_CAPABILITIES));
     try {
       await this.until(() => this.welcome !== null || this.refused !== null, timeout, "the server's welcome");
     } catch (exc) {
@@ -288,8 +273,7 @@ export abstract class PeerSession {
     }
     const refused = this.refused as ErrorMessage | null;
     if (refused !== null) {
-      const advice = refused.code === "unsupported" ? ` (${FATAL_CLOSE[4426]})` : "";
-      throw new ServerError(`server refused to join: [${refused.code}] ${refused.message}${advice}`);
+      throw new ServerError(`server refused to join: [${refused.code}] ${refused.message}${refusalAdvice(refused.code)}`);
     }
     const welcome = this.welcome as Welcome | null;
     if (welcome === null) throw new ServerError("the server sent no welcome");

@@ -1,0 +1,87 @@
+/**
+ * Reaching a disco server and joining a task on it, as every browser participant does (the
+ * federated client, ./session.ts, and a decentralized peer, ../decentralized/session.ts): the
+ * WebSocket endpoint, the `participant_key` that makes a reconnecting participant the one it was,
+ * the `Hello`, the close codes and refusals after which reconnecting cannot help, and
+ * `ServerUnreachable` when the server cannot be reached at all.
+ */
+
+import { ServerError, SessionError } from "../errors";
+import type { Hello } from "../protocol";
+import type { LinkClosed } from "./link";
+
+/** The server could not be reached within the connection budget; the session was not (re)joined. */
+export class ServerUnreachable extends ServerError {
+  override name = "ServerUnreachable";
+  constructor(
+    message: string,
+    /** Connection attempts made. */
+    readonly attempts: number,
+    /** Whether the session had been joined before (the connection was lost mid-session). */
+    readonly joined: boolean,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * Close codes after which reconnecting cannot help (Python's `disco.client.link.FATAL_CLOSE`, in
+ * this page's words).
+ */
+export const FATAL_CLOSE: Readonly<Record<number, string>> = {
+  1003: "the server sent a frame this page cannot read; reload the page",
+  1009: "the update is larger than the server accepts",
+  4400: "this page speaks another protocol version than the server; reload the page",
+  4404: "the server does not know this task",
+  4426: "this task needs a newer client: update the page/app",
+};
+
+/** The error to raise for a closed link, or null when reconnecting may help (its code is not in `FATAL_CLOSE`). */
+export function fatalClose(exc: LinkClosed): ServerError | null {
+  const why = FATAL_CLOSE[exc.code];
+  return why === undefined ? null : new ServerError(`${why} (${exc.message})`);
+}
+
+/** What to add to a refusal to join with error `code`: the advice to update for "unsupported", else nothing. */
+export function refusalAdvice(code: string): string {
+  return code === "unsupported" ? ` (${FATAL_CLOSE[4426]})` : "";
+}
+
+/** The WebSocket endpoint (`ws(s)://host/ws`) of a server given by its http(s) base URL. */
+export function wsUrl(server: string): string {
+  const base = server.replace(/\/+$/, "");
+  if (base.startsWith("https://")) return `wss://${base.slice(8)}/ws`;
+  if (base.startsWith("http://")) return `ws://${base.slice(7)}/ws`;
+  return base.endsWith("/ws") ? base : `${base}/ws`;
+}
+
+/** The WebSocket class to connect with: `given`, else the global one; `SessionError` when there is none. */
+export function webSocketClass(given: typeof WebSocket | undefined): typeof WebSocket {
+  const WebSocketImpl = given ?? globalThis.WebSocket;
+  if (WebSocketImpl === undefined) throw new SessionError("this environment has no WebSocket");
+  return WebSocketImpl;
+}
+
+/** A fresh `participant_key`: 24 random bytes (`crypto.getRandomValues`) in base64url, 32 characters. */
+export function newParticipantKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(24));
+  const base64 = btoa(String.fromCharCode(...bytes));
+  return base64.replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** The `Hello` a browser participant opens every connection with. */
+export function hello(
+  joining: { taskId: string; name?: string | undefined },
+  participantKey: string,
+  capabilities: readonly string[],
+): Hello {
+  return {
+    type: "hello",
+    task_id: joining.taskId,
+    name: joining.name ?? "",
+    kind: "browser",
+    participant_key: participantKey,
+    capabilities: [...capabilities],
+  };
+}
