@@ -9,6 +9,7 @@ Each message says what was wrong and, where it helps, what to do about it.
     ├── ModelError             invalid portable model or unknown layer
     ├── WeightsError           weights container misuse: shape/name mismatch, NaN, bad file
     ├── PrivacyError           invalid privacy parameters
+    ├── SecureAggregationError secure aggregation cannot go on: scale, key, share or mask refused
     ├── AggregationError       nothing to aggregate, inconsistent updates
     ├── ProtocolError          malformed or unexpected wire message
     │   └── VersionError       peer speaks another protocol version
@@ -36,6 +37,7 @@ __all__ = [
     "ModelError",
     "PrivacyError",
     "ProtocolError",
+    "SecureAggregationError",
     "ServerError",
     "SessionError",
     "StoreError",
@@ -73,6 +75,11 @@ class WeightsError(DiscoError):
 
 class PrivacyError(DiscoError):
     """Privacy parameters are invalid."""
+
+
+class SecureAggregationError(DiscoError):
+    """Secure aggregation cannot go on: the round's numbers do not fit the 32-bit ring, a key or
+    share is malformed, or a share fails to decrypt."""
 
 
 class AggregationError(DiscoError):
