@@ -9,7 +9,10 @@ for Python and the browser alike.
 - `shamir`: 32-byte secrets split into shares over GF(2^256 + 297);
 - `envelope`: a participant's two shares for another, sealed with AES-256-GCM;
 - `stream`: the AES-256-CTR mask stream of a key;
-- `masking`: masked inputs, and the masks the aggregator removes from the sum.
+- `masking`: masked inputs, and the masks the aggregator removes from the sum;
+- `roster`: who takes part in a round, the threshold, and the checks every member makes;
+- `participant` and `aggregator`: one round's four phases for a participant (`SecureParticipant`)
+  and for whoever aggregates (`SecureSum`), without I/O.
 """
 
 from disco.secure.envelope import (
