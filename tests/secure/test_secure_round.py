@@ -151,7 +151,7 @@ def test_a_wrong_share_is_caught_not_used() -> None:
                 for of, kind, s in shares
             ]
         agg.add_reveal(i, shares)
-    with pytest.raises(SecureAggregationError, match=r"p3.*commitment"):
+    with pytest.raises(RoundAborted, match=r"p3.*commitment"):
         agg.result()
 
 
@@ -222,3 +222,16 @@ def test_a_roster_below_a_majority_threshold_is_refused_by_participants() -> Non
     with pytest.raises(SecureAggregationError, match="threshold from 3 to 5"):
         people["p0"].share(weak)
     assert threshold_for(6, 4) == 4 and threshold_for(6, 2) == 4 and threshold_for(7) == 4
+
+
+def test_a_copied_key_leaves_out_everyone_who_sent_it() -> None:
+    """Sending an honest member's public key under another id must not push that member out
+    alone: both are left out, and the round goes on without them."""
+    people = [SecureParticipant(TASK, ROUND, f"p{i}") for i in range(5)]
+    agg = SecureSum(TASK, ROUND, values=2, clip=CLIP, weight_cap=CAP)
+    keys = [p.keys() for p in people]
+    agg.add_keys("a-copycat", keys[4][0], keys[3][1])  # p3's s key, under an id sorting first
+    for i, p in enumerate(people[:4]):
+        agg.add_keys(f"p{i}", *keys[i])
+    setup = agg.setup()
+    assert setup.ids == ["p0", "p1", "p2"]

@@ -23,6 +23,7 @@ with `SecureAggregationError` and changes nothing.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -98,6 +99,45 @@ class SecureSum:
             return "shares"
         return "masked" if self._split is None else "unmasking"
 
+    # -- what the round holds (for the session's phase logic) -----------------------------------
+    @property
+    def keys(self) -> list[str]:
+        """The participants that sent keys."""
+        return list(self._keys)
+
+    @property
+    def setup_ids(self) -> list[str]:
+        """The roster's members (empty before `setup`)."""
+        return [] if self._setup is None else self._setup.ids
+
+    @property
+    def threshold(self) -> int:
+        return 0 if self._setup is None else self._setup.threshold
+
+    @property
+    def bits(self) -> int:
+        return 0 if self._setup is None else self._setup.bits
+
+    @property
+    def shared(self) -> list[str]:
+        """The members whose shares arrived."""
+        return list(self._envelopes)
+
+    @property
+    def senders(self) -> tuple[str, ...]:
+        """The members that shared, once the shares phase is closed."""
+        return self._senders or ()
+
+    @property
+    def split(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(survivors, dropped), once the masked inputs are closed."""
+        return self._split or ((), ())
+
+    @property
+    def revealers(self) -> set[str]:
+        """The survivors whose shares arrived."""
+        return set(self._reveals)
+
     # -- 1. keys ------------------------------------------------------------------------------
     def add_keys(self, participant: str, c_public: bytes, s_public: bytes) -> None:
         self._expect("keys")
@@ -108,14 +148,14 @@ class SecureSum:
         self._keys[participant] = (bytes(c_public), bytes(s_public))
 
     def setup(self) -> RoundSetup:
-        """Fix the roster from the keys received (a malformed or reused key leaves its sender
-        out). `RoundAborted` if fewer than 3 members, or than the task's threshold, remain."""
+        """Fix the roster from the keys received (a malformed key leaves its sender out; a key
+        sent by more than one participant, or as both keys, leaves out all who sent it). `RoundAborted` if fewer than 3 members, or than the task's threshold, remain."""
         self._expect("keys")
         usable: dict[str, tuple[bytes, bytes]] = {}
-        seen: set[bytes] = set()
+        uses = Counter(key for pair in self._keys.values() for key in pair)
         for participant in sorted(self._keys):
             c, s = self._keys[participant]
-            if c in seen or s in seen or c == s:
+            if uses[c] > 1 or uses[s] > 1:  # a copied key leaves out everyone who sent it
                 continue
             try:
                 for key in (c, s):
@@ -123,7 +163,6 @@ class SecureSum:
                         raise SecureAggregationError("not canonical")
             except SecureAggregationError:
                 continue
-            seen.update((c, s))
             usable[participant] = (c, s)
         n = len(usable)
         if n < max(MIN_MEMBERS, self._task_threshold or 0):
@@ -181,6 +220,8 @@ class SecureSum:
         """The envelopes addressed to `member` from the members that shared."""
         if self._senders is None:
             raise SecureAggregationError("the shares phase is not over")
+        if self._setup is None or member not in self._setup.ids:
+            raise SecureAggregationError(f"{member!r} is not a member of round {self.round}")
         return {s: self._envelopes[s][member] for s in self._senders if s != member}
 
     # -- 3. masked inputs ---------------------------------------------------------------------
@@ -244,8 +285,8 @@ class SecureSum:
 
     def result(self) -> Words:
         """Σ y_u over the survivors (modulo 2^32). `RoundAborted` while fewer than t survivors
-        revealed; `SecureAggregationError` if a rebuilt secret does not match its commitment
-        or public key (wrong shares: nothing is unmasked)."""
+        revealed, or if a rebuilt secret does not match its commitment or public key (wrong
+        shares: nothing is unmasked)."""
         setup = self._expect("unmasking")
         assert self._split is not None and self._sum is not None
         if len(self._reveals) < setup.threshold:
@@ -259,16 +300,19 @@ class SecureSum:
         for v in survivors:
             seed = self._rebuild(setup, revealers, v, "self")
             if commitment(seed, self._salt) != self._commitments[v]:
-                raise SecureAggregationError(
+                raise RoundAborted(
                     f"the self-mask seed of {v!r} rebuilt from the shares does not match its "
                     "commitment: some shares are wrong, nothing is unmasked"
                 )
             np.subtract(total, self_mask(seed, setup.length, self._salt), out=total)
         for d in dropped:
             scalar = self._rebuild(setup, revealers, d, "key")
-            key = private_key_from_bytes(scalar)
+            try:
+                key = private_key_from_bytes(scalar)
+            except SecureAggregationError as exc:
+                raise RoundAborted(f"the key of {d!r} rebuilt from the shares is not valid") from exc
             if public_key_to_bytes(key.public_key()) != setup.member(d).s_public:
-                raise SecureAggregationError(
+                raise RoundAborted(
                     f"the key of {d!r} rebuilt from the shares does not match its public key: "
                     "some shares are wrong, nothing is unmasked"
                 )
@@ -280,7 +324,13 @@ class SecureSum:
 
     def _rebuild(self, setup: RoundSetup, revealers: list[str], of: str, kind: str) -> bytes:
         shares = [(setup.member(r).position, self._reveals[r][(of, kind)]) for r in revealers]
-        return reconstruct(shares, setup.threshold)
+        try:
+            return reconstruct(shares, setup.threshold)
+        except SecureAggregationError as exc:
+            raise RoundAborted(
+                f"the shares of {of!r} do not rebuild a secret ({exc}): some shares are wrong, "
+                "nothing is unmasked"
+            ) from exc
 
     def _expect(self, phase: str) -> RoundSetup:
         """The round's setup, once it is in `phase` (the keys phase has none yet: a placeholder

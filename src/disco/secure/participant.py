@@ -111,16 +111,19 @@ class SecureParticipant:
 
     # -- 3. masked input ----------------------------------------------------------------------
     def receive(self, envelopes: Mapping[str, bytes]) -> None:
-        """Open the envelopes addressed to this participant (sender id → envelope)."""
+        """Open the envelopes addressed to this participant (sender id → envelope); if one does
+        not open, none is kept."""
         setup = self._shared()
+        opened: dict[str, tuple[bytes, bytes]] = {}
         for sender, envelope in envelopes.items():
             if sender == self.me or sender in self._held:
                 raise SecureAggregationError(f"shares from {sender!r} arrived twice")
             member = setup.member(sender)
             key = share_encryption_key(self._c, public_key_from_bytes(member.c_public), self._salt)
-            self._held[sender] = open_shares(
+            opened[sender] = open_shares(
                 key, envelope, from_position=member.position, sender=sender, recipient=self.me
             )
+        self._held.update(opened)  # all or nothing
 
     def mask(self, words: Words, senders: Sequence[str]) -> Words:
         """The masked input of `words` (this participant's quantised update, `setup.length`

@@ -73,8 +73,8 @@ class RoundSetup:
 
 
 def threshold_for(n: int, task_threshold: int | None = None) -> int:
-    """The threshold of a round of `n` members: the task's, but never below ⌊n/2⌋ + 1 nor above
-    n (a task asking for more members than the round has is refused where the round starts)."""
+    """The threshold of a round of `n` members: the task's, but never below ⌊n/2⌋ + 1. It may
+    come out above n (a task asking for more than the round has): `check_roster` refuses that."""
     majority = n // 2 + 1
     return max(majority, task_threshold or 0)
 

@@ -10,9 +10,13 @@ import { DiscoError } from "../errors";
  * - `key`: a public key or private scalar is malformed (§2, §4)
  * - `shares`: Shamir shares that cannot give the secret: too few, duplicate or bad x, bad bytes (§5)
  * - `decrypt`: an encrypted share that fails to decrypt or has the wrong length (§7)
- * - `roster`: positions that are not distinct integers ≥ 1, or a participant both unmasked ways (§6, §8)
+ * - `roster`: positions that are not distinct integers ≥ 1, or a participant both unmasked ways (§6, §8);
+ *   a round's roster that a member or the aggregator must refuse (§6)
+ * - `round`: a step of a round refused (§10): input from a non-member, twice, at the wrong phase,
+ *   for a split of survivors and dropped that could expose a member's update
+ * - `aborted`: too few members are left to go on (`RoundAborted`, §10)
  */
-export type SecureAggregationErrorKind = "scale" | "value" | "key" | "shares" | "decrypt" | "roster";
+export type SecureAggregationErrorKind = "scale" | "value" | "key" | "shares" | "decrypt" | "roster" | "round" | "aborted";
 
 /** A secure-aggregation primitive refused its input; `kind` says why. */
 export class SecureAggregationError extends DiscoError {
@@ -22,5 +26,17 @@ export class SecureAggregationError extends DiscoError {
   constructor(kind: SecureAggregationErrorKind, message: string) {
     super(message);
     this.kind = kind;
+  }
+}
+
+/**
+ * Too few members are left to go on (docs/secure_aggregation.md §10): the round ends with nothing
+ * revealed. Python's `disco.secure.aggregator.RoundAborted`.
+ */
+export class RoundAborted extends SecureAggregationError {
+  override name = "RoundAborted";
+
+  constructor(message: string) {
+    super("aborted", message);
   }
 }

@@ -1,9 +1,10 @@
 /**
  * Secure aggregation in the browser (docs/secure_aggregation.md), byte for byte as Python's
  * `disco.secure`: quantisation into 32-bit words, P-256 keys and ECDH, HKDF, AES-CTR mask streams,
- * Shamir shares over 2^256 + 297, AES-GCM share envelopes, and double masking.
+ * Shamir shares over 2^256 + 297, AES-GCM share envelopes, and double masking; and one round's four
+ * phases (§6, §10) for a participant (`SecureParticipant`) and for the aggregator (`SecureSum`).
  */
-export { SecureAggregationError } from "./errors";
+export { RoundAborted, SecureAggregationError } from "./errors";
 export type { SecureAggregationErrorKind } from "./errors";
 export { bigintToBytes, bytesToBigint, concat, fromHex, toHex, u32be, u64be, utf8 } from "./bytes";
 export { DEFAULT_WEIGHT_CAP, MIN_SCALE_BITS, clampWeight, decode, quantize, scaleBits } from "./quantize";
@@ -53,3 +54,20 @@ export {
   unmaskSum,
 } from "./masking";
 export type { RosterEntry, Unmasking } from "./masking";
+export {
+  COMMITMENT_BYTES,
+  MIN_MEMBERS,
+  checkRoster,
+  commitment,
+  compareIds,
+  memberIds,
+  memberOf,
+  positions,
+  sortedIds,
+  thresholdFor,
+} from "./roster";
+export type { Member, RoundSetup } from "./roster";
+export { SecureParticipant } from "./participant";
+export type { ParticipantOptions, PublicKeys, RevealedShare, ShareKind, SharesOut } from "./participant";
+export { SecureSum } from "./aggregator";
+export type { RoundPhase, RoundSplit, SecureSumOptions } from "./aggregator";
