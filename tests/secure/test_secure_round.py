@@ -231,7 +231,7 @@ def test_a_copied_key_leaves_out_everyone_who_sent_it() -> None:
     agg = SecureSum(TASK, ROUND, values=2, clip=CLIP, weight_cap=CAP)
     keys = [p.keys() for p in people]
     agg.add_keys("a-copycat", keys[4][0], keys[3][1])  # p3's s key, under an id sorting first
-    for i, p in enumerate(people[:4]):
+    for i in range(4):
         agg.add_keys(f"p{i}", *keys[i])
     setup = agg.setup()
     assert setup.ids == ["p0", "p1", "p2"]

@@ -149,7 +149,8 @@ class SecureSum:
 
     def setup(self) -> RoundSetup:
         """Fix the roster from the keys received (a malformed key leaves its sender out; a key
-        sent by more than one participant, or as both keys, leaves out all who sent it). `RoundAborted` if fewer than 3 members, or than the task's threshold, remain."""
+        sent by more than one participant, or as both keys, leaves out all who sent it).
+        `RoundAborted` if fewer than 3 members, or than the task's threshold, remain."""
         self._expect("keys")
         usable: dict[str, tuple[bytes, bytes]] = {}
         uses = Counter(key for pair in self._keys.values() for key in pair)
@@ -310,7 +311,7 @@ class SecureSum:
             try:
                 key = private_key_from_bytes(scalar)
             except SecureAggregationError as exc:
-                raise RoundAborted(f"the key of {d!r} rebuilt from the shares is not valid") from exc
+                raise RoundAborted(f"the key of {d!r} rebuilt from shares is not valid") from exc
             if public_key_to_bytes(key.public_key()) != setup.member(d).s_public:
                 raise RoundAborted(
                     f"the key of {d!r} rebuilt from the shares does not match its public key: "
