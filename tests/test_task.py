@@ -12,12 +12,16 @@ from disco import catalog
 from disco.errors import TaskError
 from disco.task import (
     AGGREGATION_RULES,
+    SECURE_MIN_PARTICIPANTS,
     Aggregation,
     ColumnSpec,
+    MeanRule,
     PrivacyConfig,
+    SecureAggregationConfig,
     Task,
     TrainingInfo,
     field_problems,
+    parse_secure_aggregation,
     parse_task,
 )
 
@@ -360,3 +364,196 @@ def test_a_krum_task_needs_rounds_krum_can_combine(changes: dict[str, Any], mess
         catalog.get("titanic").with_training(**changes)
     enough = {**changes, "min_participants": 9 if "bucket_size" in str(changes) else 7}
     assert catalog.get("titanic").with_training(**enough).training.min_participants >= 7
+
+
+# -- secure aggregation ---------------------------------------------------------------------------
+def secure_mnist(**changes: Any) -> Task:
+    """mnist with secure aggregation on (3 participants a round) and `changes`."""
+    settings: dict[str, Any] = {"secure_aggregation": {}, "min_participants": 3}
+    return catalog.get("mnist").with_training(**{**settings, **changes})
+
+
+def test_secure_aggregation_is_off_by_default_and_has_plain_defaults() -> None:
+    assert TrainingInfo(data_type="text").secure_aggregation is None
+    for task_id in catalog.ids():
+        assert catalog.get(task_id).training.secure_aggregation is None
+    assert SecureAggregationConfig() == SecureAggregationConfig(
+        clip=1.0, weight_cap=1024, threshold=None
+    )
+    on = secure_mnist()
+    assert on.training.secure_aggregation == SecureAggregationConfig()
+
+
+def test_secure_aggregation_round_trips_through_json() -> None:
+    task = secure_mnist(
+        min_participants=5, secure_aggregation={"clip": 0.25, "weight_cap": 64, "threshold": 4}
+    )
+
+    text = task.model_dump_json()
+    again = parse_task(text)
+
+    assert again == task
+    assert again.model_dump_json() == text
+    assert json.loads(text)["training"]["secure_aggregation"] == {
+        "clip": 0.25,
+        "weight_cap": 64,
+        "threshold": 4,
+    }
+    off = catalog.get("mnist").model_dump(mode="json")
+    assert off["training"]["secure_aggregation"] is None  # written out, as every default
+
+
+def test_secure_aggregation_combines_with_differential_privacy() -> None:
+    """Each participant adds its noise before masking: both can be on."""
+    task = secure_mnist(privacy={"clipping_radius": 1.0, "noise_multiplier": 0.5})
+
+    assert task.training.privacy is not None and task.training.secure_aggregation is not None
+
+
+def test_mean_max_share_is_kept_with_secure_aggregation() -> None:
+    """Not enforceable under secure aggregation (documented), but not refused either."""
+    task = secure_mnist(aggregation={"rule": "mean", "max_share": 0.3})
+
+    assert task.training.aggregation == MeanRule(max_share=0.3)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"aggregation": "median"},
+            "training: secure aggregation shows the server only the sum of the updates; 'median' "
+            "needs each participant's own update — use 'mean' or turn secure aggregation off",
+        ),
+        (
+            {"aggregation": {"rule": "trimmed_mean", "beta": 0.2}},
+            "'trimmed_mean' needs each participant's own update",
+        ),
+        (
+            {"aggregation": {"rule": "centered_clipping"}},
+            "'centered_clipping' needs each participant's own update",
+        ),
+        (
+            {"min_participants": 5, "aggregation": {"rule": "krum", "f": 1}},
+            "'krum' needs each participant's own update",
+        ),
+        (
+            {"scheme": "decentralized"},
+            "training: secure aggregation is not available for decentralized tasks yet",
+        ),
+        ({"scheme": "local"}, "secure aggregation makes no sense in a local task"),
+        (
+            {"min_participants": 2},
+            "training: secure aggregation needs at least 3 participants in a round (with 2, each "
+            "could subtract its own update from the sum and read the other's): set "
+            "min_participants to at least 3 (it is 2)",
+        ),
+        (
+            {"min_participants": 4, "secure_aggregation": {"threshold": 5}},
+            "training: secure aggregation's threshold (5) cannot be more than min_participants "
+            "(4): a round of 4 could never unmask its sum and would always abort",
+        ),
+        (
+            {"secure_aggregation": {"threshold": 2}},
+            "training.secure_aggregation.threshold: must be at least 3",
+        ),
+        (
+            {"secure_aggregation": {"clip": 1e6, "weight_cap": 65_536}},
+            "training: secure aggregation's clip range and weight cap do not fit a round of 3 "
+            "participants: n × W × c = 3 × 65536 × 1e+06 is too large for the 32-bit ring",
+        ),
+        (
+            {"min_participants": 9000},
+            "do not fit a round of 9000 participants: n × W × c = 9000 × 1024 × 1 is too large",
+        ),
+        ({"secure_aggregation": {"clip": 0}}, "training.secure_aggregation.clip: must be greater"),
+        (
+            {"secure_aggregation": {"clip": 2e6}},
+            "training.secure_aggregation.clip: must be at most 1000000",
+        ),
+        (
+            {"secure_aggregation": {"clip": float("inf")}},
+            "training.secure_aggregation.clip: should be a finite number",
+        ),
+        (
+            {"secure_aggregation": {"weight_cap": 0}},
+            "training.secure_aggregation.weight_cap: must be at least 1",
+        ),
+        (
+            {"secure_aggregation": {"weight_cap": 65_537}},
+            "training.secure_aggregation.weight_cap: must be at most 65536",
+        ),
+        (
+            {"secure_aggregation": {"weight_cap": 2.5}},
+            "training.secure_aggregation.weight_cap: should be a whole number",
+        ),
+        (
+            {"secure_aggregation": {"noise": 1}},
+            "training.secure_aggregation.noise: is not a setting of secure aggregation (its "
+            "settings: clip, weight_cap, threshold)",
+        ),
+    ],
+)
+def test_secure_aggregation_refusals_say_why_and_what_to_do(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(TaskError) as info:
+        secure_mnist(**changes)
+
+    assert message in str(info.value)
+
+
+def test_the_smallest_round_decides_whether_the_ring_fits() -> None:
+    """8191 × 1024 × 1 × 2^8 + 8191 fits 2^31 − 1; one more participant does not."""
+    assert secure_mnist(min_participants=8191).training.min_participants == 8191
+    with pytest.raises(TaskError, match="do not fit a round of 8192 participants"):
+        secure_mnist(min_participants=8192)
+    assert secure_mnist(min_participants=3, secure_aggregation={"threshold": 3})
+
+
+def test_the_fewest_participants_is_the_rosters() -> None:
+    from disco.secure.roster import MIN_MEMBERS
+
+    assert SECURE_MIN_PARTICIPANTS == MIN_MEMBERS
+
+
+def test_every_secure_aggregation_setting_is_explained_in_plain_words() -> None:
+    """The web form shows these descriptions as the settings' help."""
+    assert SecureAggregationConfig.__doc__ and len(SecureAggregationConfig.__doc__) > 40
+    for field, info in SecureAggregationConfig.model_fields.items():
+        assert info.description and len(info.description) > 20, field
+    assert "weight cap" in (MeanRule.model_fields["max_share"].description or "")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", SecureAggregationConfig()),
+        ("on", SecureAggregationConfig()),
+        ("clip=0.5", SecureAggregationConfig(clip=0.5)),
+        (
+            " clip=0.5, weight_cap=100 ,threshold=3",
+            SecureAggregationConfig(clip=0.5, weight_cap=100, threshold=3),
+        ),
+        ("threshold=auto", SecureAggregationConfig()),
+    ],
+)
+def test_secure_aggregation_settings_from_a_command_line(
+    text: str, expected: SecureAggregationConfig
+) -> None:
+    assert parse_secure_aggregation(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("clip", "write each setting as name=value"),
+        ("clip=1,clip=2", "clip is given twice"),
+        ("clip=-1", "clip: must be greater than 0"),
+        ("weight_cap=big", "weight_cap: should be a whole number"),
+        ("noise=1", "noise: is not a setting of secure aggregation"),
+    ],
+)
+def test_bad_secure_aggregation_settings_are_plain_errors(text: str, message: str) -> None:
+    with pytest.raises(TaskError, match=message):
+        parse_secure_aggregation(text)

@@ -3,6 +3,9 @@
 ``{"rule": "krum", "f": 2}`` in a task document, ``krum:f=2`` on a command line
 (`parse_aggregation`); a rule name alone stands for the rule with its defaults. The rules
 themselves are in `disco.aggregation`; docs/aggregation.md explains each one.
+
+`SecureAggregationConfig` is the task's ``secure_aggregation`` setting: the server then learns only
+the sum of a round's updates (docs/secure_aggregation.md), which only the mean rule can use.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from disco.validation import field_problems
 
 __all__ = [
     "AGGREGATION_RULES",
+    "SECURE_MIN_PARTICIPANTS",
     "Aggregation",
     "AggregationConfig",
     "CenteredClippingRule",
@@ -24,9 +28,11 @@ __all__ = [
     "MeanRule",
     "MedianRule",
     "MultiKrumRule",
+    "SecureAggregationConfig",
     "TrimmedMeanRule",
     "krum_min_updates",
     "parse_aggregation",
+    "parse_secure_aggregation",
 ]
 
 Aggregation = Literal["mean", "median", "trimmed_mean", "krum", "multi_krum", "centered_clipping"]
@@ -44,7 +50,9 @@ class MeanRule(_Frozen):
         le=1,
         description=(
             "largest share of a round one participant's update can have, whatever sample count it "
-            "claims (1: plain FedAvg)"
+            "claims (1: plain FedAvg); with secure aggregation the server never sees a count, so "
+            "this is not enforced: each count is capped at the secure aggregation's weight cap "
+            "instead"
         ),
     )
 
@@ -196,3 +204,79 @@ def parse_aggregation(text: str) -> AggregationConfig:
         fields = ((f.removeprefix("aggregation").lstrip("."), m) for f, m in field_problems(exc))
         problems = "; ".join(f"{field}: {msg}" if field else msg for field, msg in fields)
         raise TaskError(f"invalid aggregation {text!r}: {problems}") from exc
+
+
+SECURE_MIN_PARTICIPANTS = 3
+"""The fewest participants of a round with secure aggregation: with two, each could subtract its
+own update from the sum and read the other's (`disco.secure.roster.MIN_MEMBERS`)."""
+
+
+class SecureAggregationConfig(_Frozen):
+    """Secure aggregation (docs/secure_aggregation.md): the server learns only the sum of a
+    round's updates, never one of them. Each participant clamps its change to the clip range,
+    weights it by its sample count (capped at ``weight_cap``), turns it into 32-bit fixed-point
+    words and masks them; the masks cancel in the sum. Needs the mean rule, a federated task and
+    at least 3 participants per round."""
+
+    clip: float = Field(
+        default=1.0,
+        gt=0,
+        le=1e6,
+        allow_inf_nan=False,
+        description=(
+            "clip range: every value of an update's change is clamped to [-clip, clip] before it "
+            "is quantised, so choose it large enough for honest changes (a larger range leaves "
+            "fewer bits of precision)"
+        ),
+    )
+    weight_cap: int = Field(
+        default=1024,
+        ge=1,
+        le=65_536,
+        description=(
+            "a participant's sample count counts at most this much in the weighted average (the "
+            "server never sees a count: this replaces the mean rule's max_share)"
+        ),
+    )
+    threshold: int | None = Field(
+        default=None,
+        ge=SECURE_MIN_PARTICIPANTS,
+        le=10_000,
+        description=(
+            "how many of a round's participants must stay to the end for its sum to be unmasked, "
+            "at most min_participants (empty: automatic, a strict majority of each round; a "
+            "larger round always needs at least a strict majority)"
+        ),
+    )
+
+
+class _SecureDoc(_Frozen):
+    secure_aggregation: SecureAggregationConfig
+
+
+def parse_secure_aggregation(text: str) -> SecureAggregationConfig:
+    """Secure aggregation's settings as written on a command line: ``""`` or ``"on"`` for the
+    defaults, ``"clip=0.5"``, ``"clip=0.5,weight_cap=100,threshold=3"``.
+
+    Raises `TaskError` in plain words, naming the settings there are."""
+    body = text.strip()
+    data: dict[str, Any] = {}
+    if body.lower() not in ("", "on", "true", "yes", "default", "defaults"):
+        for item in filter(None, (part.strip() for part in body.split(","))):
+            key, eq, value = (part.strip() for part in item.partition("="))
+            if not eq or not key or not value:
+                raise TaskError(
+                    f"secure aggregation {text!r}: write each setting as name=value, "
+                    "e.g. clip=0.5,weight_cap=100"
+                )
+            if key in data:
+                raise TaskError(f"secure aggregation {text!r}: {key} is given twice")
+            data[key] = None if key == "threshold" and value.lower() == "auto" else value
+    try:
+        return _SecureDoc.model_validate({"secure_aggregation": data}).secure_aggregation
+    except ValidationError as exc:
+        fields = (
+            (f.removeprefix("secure_aggregation").lstrip("."), m) for f, m in field_problems(exc)
+        )
+        problems = "; ".join(f"{field}: {msg}" if field else msg for field, msg in fields)
+        raise TaskError(f"invalid secure aggregation {text!r}: {problems}") from exc

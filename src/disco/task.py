@@ -23,6 +23,7 @@ from pydantic import (
 
 from disco.aggregation_config import (
     AGGREGATION_RULES,
+    SECURE_MIN_PARTICIPANTS,
     Aggregation,
     AggregationConfig,
     CenteredClippingRule,
@@ -30,17 +31,20 @@ from disco.aggregation_config import (
     MeanRule,
     MedianRule,
     MultiKrumRule,
+    SecureAggregationConfig,
     TrimmedMeanRule,
     krum_min_updates,
     parse_aggregation,
+    parse_secure_aggregation,
 )
-from disco.errors import TaskError
+from disco.errors import SecureAggregationError, TaskError
 from disco.models.spec import ModelSpec
 from disco.validation import Frozen as _Frozen
 from disco.validation import field_problems
 
 __all__ = [
     "AGGREGATION_RULES",
+    "SECURE_MIN_PARTICIPANTS",
     "Aggregation",
     "AggregationConfig",
     "CenteredClippingRule",
@@ -51,12 +55,14 @@ __all__ = [
     "MedianRule",
     "MultiKrumRule",
     "PrivacyConfig",
+    "SecureAggregationConfig",
     "Task",
     "TrainingInfo",
     "TrimmedMeanRule",
     "field_problems",
     "krum_min_updates",
     "parse_aggregation",
+    "parse_secure_aggregation",
     "parse_task",
 ]
 
@@ -155,6 +161,14 @@ class TrainingInfo(_Frozen):
     )
     aggregation: AggregationConfig = MeanRule()
     privacy: PrivacyConfig | None = None
+    secure_aggregation: SecureAggregationConfig | None = Field(
+        default=None,
+        description=(
+            "the server learns only the sum of each round's updates, not one of them "
+            "(docs/secure_aggregation.md); needs the mean rule, a federated task and at least 3 "
+            "participants per round (empty: off)"
+        ),
+    )
 
     @property
     def rounds(self) -> int:
@@ -217,7 +231,57 @@ class TrainingInfo(_Frozen):
                 "before a round's deadline"
             )
         self._check_rounds_fit_the_rule()
+        self._check_secure_aggregation()
         return self
+
+    def _check_secure_aggregation(self) -> None:
+        """Secure aggregation shows the server only the sum of a round's updates: only the mean
+        can use it, only a federated session runs it, and a round needs at least 3 members whose
+        weighted sum fits the 32-bit ring (docs/secure_aggregation.md §3, §6). Differential
+        privacy combines with it (each participant adds its noise before masking)."""
+        secure = self.secure_aggregation
+        if secure is None:
+            return
+        rule = self.aggregation.rule
+        if rule != "mean":
+            raise ValueError(
+                "secure aggregation shows the server only the sum of the updates; "
+                f"{rule!r} needs each participant's own update — use 'mean' or turn secure "
+                "aggregation off"
+            )
+        if self.scheme == "decentralized":
+            raise ValueError(
+                "secure aggregation is not available for decentralized tasks yet: use the "
+                "federated scheme or turn secure aggregation off"
+            )
+        if self.scheme == "local":
+            raise ValueError(
+                "secure aggregation makes no sense in a local task: nothing is shared, so there is "
+                "no sum to protect — turn secure aggregation off or use the federated scheme"
+            )
+        n = self.min_participants
+        least = SECURE_MIN_PARTICIPANTS
+        if n < least:
+            raise ValueError(
+                f"secure aggregation needs at least {least} participants in a round (with "
+                f"{least - 1}, each could subtract its own update from the sum and read the "
+                f"other's): set min_participants to at least {least} (it is {n})"
+            )
+        if secure.threshold is not None and secure.threshold > n:
+            raise ValueError(
+                f"secure aggregation's threshold ({secure.threshold}) cannot be more than "
+                f"min_participants ({n}): a round of {n} could never unmask its sum and would "
+                "always abort; lower the threshold or raise min_participants"
+            )
+        from disco.secure.quantize import scale_bits  # the ring's arithmetic, loaded when used
+
+        try:
+            scale_bits(n, secure.weight_cap, secure.clip)
+        except SecureAggregationError as exc:
+            raise ValueError(
+                f"secure aggregation's clip range and weight cap do not fit a round of {n} "
+                f"participants: {exc}"
+            ) from exc
 
     def _check_rounds_fit_the_rule(self) -> None:
         """A round closes with as few as ``min_participants`` updates: Krum must be able to

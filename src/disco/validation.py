@@ -73,6 +73,11 @@ def _words(err: ErrorDetails) -> str:
         if isinstance(rule, str) and rule in AGGREGATION_RULES:
             settings = [n for n in AGGREGATION_RULES[rule].model_fields if n != "rule"]
             return f"is not a setting of {rule} (its settings: {', '.join(settings)})"
+    if kind == "extra_forbidden" and "secure_aggregation" in loc[:-1]:
+        from disco.aggregation_config import SecureAggregationConfig
+
+        known = ", ".join(SecureAggregationConfig.model_fields)
+        return f"is not a setting of secure aggregation (its settings: {known})"
     if kind in _KIND_WORDS:
         return _KIND_WORDS[kind]
     if "aggregation" in loc and kind in ("union_tag_invalid", "union_tag_not_found"):

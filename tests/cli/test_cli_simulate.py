@@ -1,4 +1,5 @@
-"""`disco simulate` with attackers and an aggregation rule: JSON, words, and bad specs."""
+"""`disco simulate` with attackers, an aggregation rule and secure aggregation: JSON, words, and
+bad specs."""
 
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def test_attack_and_rule_in_words(capsys: pytest.CaptureFixture[str]) -> None:
         ("--attack", "bogus:0.2", "unknown attack 'bogus'"),
         ("--attack", "sign_flip:5", "5 attackers but only 3 participants"),
         ("--aggregation", "nonsense", "nonsense"),
+        ("--secure-aggregation", "clip=0", "invalid secure aggregation 'clip=0': clip: must be"),
+        ("--secure-aggregation", "noise=1", "noise: is not a setting of secure aggregation"),
     ],
 )
 def test_bad_attack_or_rule_is_a_user_error(
@@ -58,7 +61,7 @@ def test_bad_attack_or_rule_is_a_user_error(
     code = main(["simulate", "--task", "breast_cancer", flag, value])
 
     assert code == 2
-    assert message in capsys.readouterr().err
+    assert message in " ".join(capsys.readouterr().err.split())  # the console wraps long lines
 
 
 def test_help_lists_every_attack(capsys: pytest.CaptureFixture[str]) -> None:
@@ -67,5 +70,63 @@ def test_help_lists_every_attack(capsys: pytest.CaptureFixture[str]) -> None:
 
     text = capsys.readouterr().out
     assert "--attack KIND:AMOUNT[:NAME=VALUE]" in text and "--aggregation RULE" in text
+    assert "--secure-aggregation [NAME=VALUE,...]" in text
+    assert "--clients 5 --secure-aggregation clip=0.5,threshold=4" in text
     for kind in ATTACKS:
         assert f"\n  {kind} " in text, kind
+
+
+def test_secure_aggregation_in_the_json_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            *("simulate", "--task", "breast_cancer", "--clients", "3", "--rounds", "1"),
+            *("--secure-aggregation", "clip=0.5,weight_cap=100", "--json"),
+        ]
+    )
+
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0
+    assert out["secure_aggregation"] == {"clip": 0.5, "weight_cap": 100, "threshold": None}
+    assert out["aggregation"]["rule"] == "mean"
+
+
+def test_secure_aggregation_in_words(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            *("simulate", "--task", "breast_cancer", "--clients", "3", "--rounds", "1"),
+            "--secure-aggregation",
+        ]
+    )
+
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "secure_aggregation: on (clip=1, weight_cap=1024, threshold=automatic)" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ("--clients", "2"),
+            "secure aggregation needs at least 3 participants in a round (with 2, each could "
+            "subtract its own update from the sum and read the other's): simulate at least 3 "
+            "participants (clients), not 2",
+        ),
+        (
+            ("--aggregation", "median"),
+            "'median' needs each participant's own update — use 'mean' or turn secure "
+            "aggregation off",
+        ),
+        (
+            ("--scheme", "decentralized"),
+            "secure aggregation is not available for decentralized tasks yet",
+        ),
+    ],
+)
+def test_what_secure_aggregation_refuses_is_a_user_error(
+    extra: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["simulate", "--task", "breast_cancer", *extra, "--secure-aggregation"])
+
+    assert code == 2
+    assert message in " ".join(capsys.readouterr().err.split())

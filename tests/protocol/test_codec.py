@@ -58,9 +58,21 @@ def weights_from_json(obj: dict[str, Any]) -> Weights:
     )
 
 
+def _binary(value: Any) -> Any:
+    """``{"bin": hex}`` as bytes, inside maps and lists too."""
+    if isinstance(value, dict):
+        if set(value) == {"bin"}:
+            return bytes.fromhex(value["bin"])
+        return {k: _binary(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_binary(v) for v in value]
+    return value
+
+
 def message_from_json(obj: dict[str, Any]) -> Any:
-    """A message from its JSON form: absent fields take their defaults."""
-    fields = dict(obj)
+    """A message from its JSON form: absent fields take their defaults; binary is
+    ``{"bin": hex}``."""
+    fields = {k: v if k in ("weights", "metrics") else _binary(v) for k, v in obj.items()}
     cls = CLASSES[fields.pop("type")]
     if "weights" in fields:
         fields["weights"] = weights_from_json(fields["weights"])

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).parent))  # sibling modules, as a script or loaded by path
 from jsontext import dump, write_or_check
@@ -53,6 +54,19 @@ from disco.protocol.peers import (
     Resync,
     RoundPlan,
     Signal,
+)
+from disco.protocol.secure import (
+    SecureAbort,
+    SecureEnvelope,
+    SecureInbox,
+    SecureInput,
+    SecureKeys,
+    SecureMember,
+    SecureReveal,
+    SecureSetup,
+    SecureShare,
+    SecureShares,
+    SecureUnmask,
 )
 from disco.weights import Weights
 
@@ -428,6 +442,78 @@ DECODE_ONLY: list[tuple[str, str, bytes, Any]] = [
     ),
 ]
 
+# -- capability secure_aggregation (docs/protocol.md §19) ---------------------------------------
+_KEY_C = bytes([4]) + bytes(range(64))  # 65 bytes shaped like an uncompressed point
+_KEY_S = bytes([4]) + bytes(range(64, 128))
+valid(
+    "secure_keys",
+    "SecureKeys: two 65-byte public keys as msgpack bin",
+    SecureKeys(round=2, c_public=_KEY_C, s_public=_KEY_S),
+)
+valid(
+    "secure_setup",
+    "SecureSetup: the roster in order of id, threshold and quantisation",
+    SecureSetup(
+        round=2,
+        members=[
+            SecureMember(id="p-a", position=1, c_public=_KEY_C, s_public=_KEY_S),
+            SecureMember(id="p-b", position=2, c_public=_KEY_S, s_public=_KEY_C),
+        ],
+        threshold=2,
+        clip=1.0,
+        weight_cap=1024,
+        bits=17,
+        length=4,
+    ),
+)
+valid(
+    "secure_shares",
+    "SecureShares: a 32-byte commitment and one 82-byte envelope per other member",
+    SecureShares(
+        round=2,
+        commitment=bytes(range(32)),
+        envelopes=[SecureEnvelope(peer="p-b", data=bytes(range(82)))],
+    ),
+)
+valid(
+    "secure_inbox",
+    "SecureInbox: who shared, and the envelopes addressed to this member",
+    SecureInbox(
+        round=2,
+        senders=["p-a", "p-b", "p-c"],
+        envelopes=[
+            SecureEnvelope(peer="p-a", data=bytes(82)),
+            SecureEnvelope(peer="p-c", data=bytes([255]) * 82),
+        ],
+    ),
+)
+valid(
+    "secure_input",
+    "SecureInput: masked words, uint32 little-endian",
+    SecureInput(round=2, words=bytes.fromhex("01000000ffffffff00000080")),
+)
+valid(
+    "secure_unmask",
+    "SecureUnmask: survivors and dropped members",
+    SecureUnmask(round=2, survivors=["p-a", "p-c"], dropped=["p-b"]),
+)
+valid(
+    "secure_reveal",
+    "SecureReveal: a self share per survivor and a key share per dropped member",
+    SecureReveal(
+        round=2,
+        shares=[
+            SecureShare(of="p-a", kind="self", share=bytes(33)),
+            SecureShare(of="p-b", kind="key", share=bytes(range(33))),
+        ],
+    ),
+)
+valid(
+    "secure_abort",
+    "SecureAbort: the round ended without a result; the next opens with the same model",
+    SecureAbort(round=2, reason="only 1 masked inputs arrived; unmasking needs 2 survivors"),
+)
+
 # -- invalid vectors: decode(hex) raises ProtocolError containing `error` ---------------------
 _HELLO = {"kind": "python", "name": "", "task_id": "t", "type": "hello", "v": PROTOCOL_VERSION}
 _UPDATE = {
@@ -448,6 +534,9 @@ _PEER = {"id": "p-a", "kind": "python", "name": "", "weight": 0.5}
 _PLAN = {"connect_s": 1.0, "exchange_s": 1.0, "members": 2, "peers": [_PEER], "round": 0}
 _PLAN |= {"self_weight": 0.5, "topology": "all_to_all", "type": "plan", "v": PROTOCOL_VERSION}
 _DIGEST = {"digest": "a" * 64, "round": 0, "type": "digest", "v": PROTOCOL_VERSION}
+_SECURE_KEYS = {"c_public": b"\x04" * 65, "round": 0, "s_public": b"\x04" * 65}
+_SECURE_KEYS |= {"type": "secure_keys", "v": PROTOCOL_VERSION}
+_ABORT = {"reason": "r", "round": 0, "type": "secure_abort", "v": PROTOCOL_VERSION}
 _SIGNAL = {"data": "", "kind": "offer", "peer": "p-a", "type": "signal", "v": PROTOCOL_VERSION}
 _EXCHANGE = {"peers": [], "round": 0, "type": "exchange", "v": PROTOCOL_VERSION}
 
@@ -534,6 +623,9 @@ INVALID: list[tuple[str, bytes, str]] = [
     ("signal_unknown_kind", _with(_SIGNAL, kind="bye"), "kind: Input should be"),
     ("signal_too_long", _with(_SIGNAL, data="x" * 65_537), "at most 65536 characters"),
     ("exchange_repeated_peer", _with(_EXCHANGE, peers=["a", "a"]), "must be distinct"),
+    ("secure_key_short", _with(_SECURE_KEYS, c_public=b"\x04" * 64), "at least 65 bytes"),
+    ("secure_key_text", _with(_SECURE_KEYS, s_public="04" * 65), "s_public"),
+    ("secure_abort_reason_long", _with(_ABORT, reason="x" * 1001), "at most 1000 characters"),
 ]
 
 
@@ -568,11 +660,22 @@ def message_json(message: Any, by_bits: bool = False) -> dict[str, Any]:
             value = weights_json(value, by_bits)
         elif isinstance(value, Metrics):
             value = {k: _number(v) for k, v in value.model_dump().items() if v is not None}
-        elif isinstance(value, list):
-            value = [v.model_dump() if isinstance(v, PeerInfo) else v for v in value]
+        else:
+            value = _plain(value)
         if value is not None:
             out[name] = value
     return out
+
+
+def _plain(value: Any) -> Any:
+    """Binary as ``{"bin": hex}``, nested message parts as maps, lists item by item."""
+    if isinstance(value, bytes):
+        return {"bin": value.hex()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, BaseModel):
+        return {k: _plain(v) for k, v in value.model_dump().items()}
+    return value
 
 
 def _check_weights_json(weights: Weights, by_bits: bool) -> None:

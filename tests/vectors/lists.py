@@ -52,12 +52,14 @@ from disco.protocol import (
 from disco.protocol.messages import MAX_SAFE_INT
 from disco.task import (
     AGGREGATION_RULES,
+    SECURE_MIN_PARTICIPANTS,
     TASK_ID,
     Aggregation,
     ColumnSpec,
     DataType,
     DisplayInfo,
     Scheme,
+    SecureAggregationConfig,
     Task,
     TrainingInfo,
     parse_task,
@@ -118,6 +120,24 @@ def _defaults(model: type[BaseModel]) -> dict[str, Any]:
 
 def _required(model: type[BaseModel]) -> list[str]:
     return [name for name, info in model.model_fields.items() if info.is_required()]
+
+
+_BOUND_KEYS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
+
+
+def _bounds(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """Per field of `model`: its JSON type, whether it may be null, and its bounds (JSON Schema
+    names), as the task schema the web form reads says them."""
+    out = {}
+    for name, prop in model.model_json_schema()["properties"].items():
+        branches = prop.get("anyOf", [prop])
+        value = next(b for b in branches if b.get("type") != "null")
+        out[name] = {
+            "type": value["type"],
+            "nullable": any(b.get("type") == "null" for b in branches),
+            **{k: value[k] for k in _BOUND_KEYS if k in value},
+        }
+    return out
 
 
 def _layer_settings() -> dict[str, dict[str, Any]]:
@@ -237,6 +257,11 @@ def shared_lists() -> dict[str, Any]:
             "training_defaults": _defaults(TrainingInfo),
             "column_defaults": _defaults(ColumnSpec),
             "display_defaults": _defaults(DisplayInfo),
+            "secure_aggregation": {
+                "defaults": SecureAggregationConfig().model_dump(mode="json"),
+                "bounds": _bounds(SecureAggregationConfig),
+                "min_participants": SECURE_MIN_PARTICIPANTS,
+            },
         },
         "model": {
             "format": FORMAT,

@@ -15,7 +15,15 @@ import {
   peerStateText,
   roundPeersText,
 } from "../src/app/composables/peers";
-import { DIRECT_NOTE, canTrainTogether, schemeNote, schemeText, togetherRefusal } from "../src/app/composables/plain";
+import {
+  DIRECT_NOTE,
+  SECURE_REFUSAL,
+  canTrainTogether,
+  privacyText,
+  schemeNote,
+  schemeText,
+  togetherRefusal,
+} from "../src/app/composables/plain";
 import { keptText, type KeptModel } from "../src/app/composables/kept";
 import type { Board } from "../src/app/composables/session";
 import type { PeerClientEvent } from "../src/core/decentralized/peer";
@@ -66,6 +74,18 @@ describe("which tasks the browser trains with others", () => {
     expect(togetherRefusal(median)).toBe("This task combines with median, which the browser cannot do yet; join it with disco train.");
     expect(togetherRefusal(withScheme("decentralized"))).toBe(null);
     expect(togetherRefusal(federated)).toBe(null);
+  });
+
+  it("does not train a task with secure aggregation with others, and says why and what to use", () => {
+    const secure: Task = {
+      ...federated,
+      training: { ...federated.training, secure_aggregation: { clip: 1, weight_cap: 1024, threshold: null } },
+    };
+    expect(canTrainTogether(secure)).toBe(false);
+    expect(togetherRefusal(secure)).toBe(SECURE_REFUSAL);
+    expect(SECURE_REFUSAL).toMatch(/disco train/);
+    expect(privacyText(secure)).toMatch(/^The server adds up everyone's updates without seeing any one of them/);
+    expect(privacyText(federated)).not.toMatch(/adds up/);
   });
 
   it("says that the server keeps no model after the initial one, and no longer that the browser trains alone", () => {

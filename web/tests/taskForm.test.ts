@@ -1,16 +1,26 @@
 /**
  * The task form's logic: a CSV file's columns measured for the task (the answer column chosen,
  * not assumed last), a column typed by hand never scaled silently, the scheme and aggregation
- * options read from the server's schema, and `wait_for_others_s` checked against the deadline.
+ * options read from the server's schema, `wait_for_others_s` checked against the deadline, and
+ * secure aggregation: off by default, its settings from the schema, its refusals on their fields.
  */
 import { describe, expect, it } from "vitest";
 import { answersIn, guessAnswer, inputColumns, measure, readTable } from "../src/app/composables/csvColumns";
-import { KNOWN_OPTIONS, aggregationChoices, optionsFromSchema, schemeChoices } from "../src/app/composables/taskChoices";
+import { secureFromSchema } from "../src/app/composables/ruleSettings";
+import {
+  KNOWN_OPTIONS,
+  SECURE_WORDS,
+  aggregationChoices,
+  optionsFromSchema,
+  schemeChoices,
+} from "../src/app/composables/taskChoices";
 import {
   type TaskForm,
   buildTask,
   emptyColumn,
   emptyForm,
+  fillSecureDefaults,
+  formKey,
   remeasure,
   serverErrors,
   setAnswer,
@@ -247,5 +257,212 @@ describe("waiting for the others", () => {
     expect(errors.wait_for_others_s).toBe(
       "Wait at least as long as the round deadline (120 seconds), or people stop waiting before a round can close.",
     );
+  });
+});
+
+// what `Task.json_schema()` gives for secure aggregation (trimmed to what matters)
+const SECURE_SCHEMA = {
+  $defs: {
+    TrainingInfo: {
+      properties: {
+        secure_aggregation: {
+          anyOf: [{ $ref: "#/$defs/SecureAggregationConfig" }, { type: "null" }],
+          default: null,
+          description: "the server learns only the sum of each round's updates",
+        },
+      },
+    },
+    SecureAggregationConfig: {
+      description: "Secure aggregation: the server learns only the sum of a\nround's updates.",
+      properties: {
+        clip: {
+          default: 1.0,
+          description: "clip range: every value of an update's change is clamped to [-clip, clip]",
+          exclusiveMinimum: 0,
+          maximum: 1000000.0,
+          title: "Clip",
+          type: "number",
+        },
+        weight_cap: {
+          default: 1024,
+          description: "a participant's sample count counts at most this much",
+          maximum: 65536,
+          minimum: 1,
+          title: "Weight Cap",
+          type: "integer",
+        },
+        threshold: {
+          anyOf: [{ maximum: 10000, minimum: 3, type: "integer" }, { type: "null" }],
+          default: null,
+          description: "how many of a round's participants must stay to the end (empty: automatic)",
+          title: "Threshold",
+        },
+      },
+    },
+  },
+};
+const SECURE_FIELDS = secureFromSchema(SECURE_SCHEMA)?.settings ?? [];
+
+/** A valid image task form with secure aggregation on (3 participants a round, its defaults). */
+function secureForm(): TaskForm {
+  const f = emptyForm();
+  f.id = "xrays";
+  f.title = "X-rays";
+  f.labels = "healthy, sick";
+  f.min_participants = 3;
+  f.secure_aggregation = true;
+  fillSecureDefaults(f, SECURE_FIELDS);
+  return f;
+}
+
+describe("secure aggregation in the form", () => {
+  it("is off by default and explained in plain words", () => {
+    const f = emptyForm();
+    expect(f.secure_aggregation).toBe(false);
+    f.id = "xrays";
+    f.title = "X-rays";
+    f.labels = "healthy, sick";
+    const { doc, errors } = buildTask(f, {}, SECURE_FIELDS);
+    expect(errors).toEqual({});
+    expect((doc?.training as Record<string, unknown>).secure_aggregation).toBeNull();
+    expect(SECURE_WORDS.about).toBe(
+      "The server adds up the updates without seeing any one of them: it learns only the total. Needs at least 3 participants per round and the 'average' rule.",
+    );
+  });
+
+  it("has its three settings from the server's schema, the threshold automatic when empty", () => {
+    const secure = optionsFromSchema(SECURE_SCHEMA).secure;
+    expect(secure.about).toBe("Secure aggregation: the server learns only the sum of a round's updates.");
+    expect(secure.settings.map((s) => [s.key, s.label, s.default, s.integer, s.nullable])).toEqual([
+      ["clip", "Clip range", 1, false, false],
+      ["weight_cap", "Weight cap (examples)", 1024, true, false],
+      ["threshold", "Participants needed to unmask", null, true, true],
+    ]);
+    expect(secure.settings[0]?.min).toEqual({ value: 0, exclusive: true });
+    expect(secure.settings[0]?.max).toEqual({ value: 1_000_000, exclusive: false });
+    expect(secure.settings[2]?.min).toEqual({ value: 3, exclusive: false });
+    // without a schema the choice stays, with the server's defaults
+    expect(optionsFromSchema({}).secure).toEqual({ about: "", settings: [] });
+    expect(KNOWN_OPTIONS.secure.settings).toEqual([]);
+  });
+
+  it("goes into the task document with its settings", () => {
+    const f = secureForm();
+    expect(f.secure_settings).toEqual({ clip: 1, weight_cap: 1024, threshold: "" });
+    let built = buildTask(f, {}, SECURE_FIELDS);
+    expect(built.errors).toEqual({});
+    expect((built.doc?.training as Record<string, unknown>).secure_aggregation).toEqual({
+      clip: 1,
+      weight_cap: 1024,
+      threshold: null,
+    });
+    f.secure_settings = { clip: "0.5", weight_cap: 100, threshold: 3 };
+    built = buildTask(f, {}, SECURE_FIELDS);
+    expect((built.doc?.training as Record<string, unknown>).secure_aggregation).toEqual({
+      clip: 0.5,
+      weight_cap: 100,
+      threshold: 3,
+    });
+    // a local task combines nothing: the choice is not shown, nor sent
+    f.scheme = "local";
+    expect((buildTask(f, {}, SECURE_FIELDS).doc?.training as Record<string, unknown>).secure_aggregation).toBeNull();
+  });
+
+  it("checks each setting against its bounds, on its field", () => {
+    const f = secureForm();
+    f.secure_settings = { clip: 0, weight_cap: 70000, threshold: 2 };
+    const { doc, errors } = buildTask(f, {}, SECURE_FIELDS);
+    expect(doc).toBeNull();
+    expect(errors["secure_aggregation.clip"]).toBe("Clip range must be above 0 and at most 1000000.");
+    expect(errors["secure_aggregation.weight_cap"]).toBe("Weight cap (examples) must be a whole number from 1 to 65536.");
+    expect(errors["secure_aggregation.threshold"]).toBe(
+      "Participants needed to unmask must be a whole number from 3 to 10000, or left empty (automatic).",
+    );
+  });
+
+  it("refuses rounds of fewer than 3, on the minimum participants", () => {
+    const f = secureForm();
+    f.min_participants = 2;
+    const { doc, errors } = buildTask(f, {}, SECURE_FIELDS);
+    expect(doc).toBeNull();
+    expect(errors.min_participants).toBe(
+      "Secure aggregation needs at least 3 participants in a round (with 2, each could subtract its own update from the sum and read the other's): set the minimum participants to at least 3 (it is 2).",
+    );
+  });
+
+  it("refuses a rule other than the average, saying why", () => {
+    const f = secureForm();
+    f.aggregation = "median";
+    const { doc, errors } = buildTask(f, {}, SECURE_FIELDS);
+    expect(doc).toBeNull();
+    expect(errors.secure_aggregation).toBe(
+      "Secure aggregation shows the server only the sum of the updates; 'median' needs each participant's own update — use 'mean' or turn secure aggregation off.",
+    );
+  });
+
+  it("refuses decentralized tasks for now", () => {
+    const f = secureForm();
+    f.scheme = "decentralized";
+    expect(buildTask(f, {}, SECURE_FIELDS).errors.secure_aggregation).toBe(
+      "Secure aggregation is not available for decentralized tasks yet: train together through the server or turn secure aggregation off.",
+    );
+  });
+
+  it("refuses a threshold above the minimum participants, on the threshold", () => {
+    const f = secureForm();
+    f.min_participants = 4;
+    f.secure_settings.threshold = 5;
+    expect(buildTask(f, {}, SECURE_FIELDS).errors["secure_aggregation.threshold"]).toBe(
+      "Secure aggregation's threshold (5) cannot be more than the minimum participants (4): a round of 4 could never unmask its sum and would always abort; lower the threshold or raise the minimum participants.",
+    );
+  });
+
+  it("refuses a ring too small for the smallest round, on the clip range", () => {
+    const f = secureForm();
+    f.secure_settings = { clip: 1_000_000, weight_cap: 65536, threshold: "" };
+    const error = buildTask(f, {}, SECURE_FIELDS).errors["secure_aggregation.clip"] ?? "";
+    expect(error).toMatch(/^Secure aggregation's clip range and weight cap do not fit a round of 3 participants: /);
+    expect(error).toContain("lower the clip range or the weight cap");
+  });
+
+  it("puts the server's refusals on the same fields", () => {
+    expect(formKey("training.secure_aggregation.clip")).toBe("secure_aggregation.clip");
+    expect(formKey("training.secure_aggregation")).toBe("secure_aggregation");
+    const problems = [
+      { field: "training.secure_aggregation.threshold", message: "must be at least 3" },
+      {
+        field: "training",
+        message:
+          "secure aggregation shows the server only the sum of the updates; 'krum' needs each participant's own update — use 'mean' or turn secure aggregation off",
+      },
+      {
+        field: "training",
+        message:
+          "secure aggregation needs at least 3 participants in a round (with 2, each could subtract its own update from the sum and read the other's): set min_participants to at least 3 (it is 2)",
+      },
+      {
+        field: "training",
+        message:
+          "secure aggregation's threshold (5) cannot be more than min_participants (4): a round of 4 could never unmask its sum and would always abort; lower the threshold or raise min_participants",
+      },
+      {
+        field: "training",
+        message:
+          "secure aggregation's clip range and weight cap do not fit a round of 3 participants: n × W × c = 3 × 65536 × 1e+06 is too large for the 32-bit ring",
+      },
+      { field: "training", message: "secure aggregation is not available for decentralized tasks yet: use the federated scheme or turn secure aggregation off" },
+    ];
+    const { errors, rest } = serverErrors(problems);
+    expect(rest).toEqual([]);
+    expect(Object.keys(errors).sort()).toEqual([
+      "min_participants",
+      "secure_aggregation",
+      "secure_aggregation.clip",
+      "secure_aggregation.threshold",
+    ]);
+    expect(errors["secure_aggregation.threshold"]).toContain("Must be at least 3.");
+    expect(errors["secure_aggregation.threshold"]).toContain("cannot be more than the minimum participants (4)");
+    expect(errors.secure_aggregation?.split("\n")).toHaveLength(2);
+    expect(errors.min_participants).toContain("set the minimum participants to at least 3");
   });
 });

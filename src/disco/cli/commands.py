@@ -17,6 +17,7 @@ from disco.privacy import DEFAULT_DELTA, epsilon
 
 if TYPE_CHECKING:
     from disco.data.samples import SamplesInfo
+    from disco.task import Task
 
 __all__ = ["cmd_data_samples", "cmd_demo", "cmd_serve", "cmd_simulate", "cmd_tasks"]
 
@@ -61,15 +62,32 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     table = Table("id", "title", "data", "scheme", "rounds", "privacy")
     for t in tasks:
         tr = t.training
-        privacy = "none"
-        if tr.privacy:
-            eps = epsilon(tr.privacy, tr.rounds)
-            privacy = f"DP C={tr.privacy.clipping_radius:g} z={tr.privacy.noise_multiplier:g}, " + (
-                f"ε={eps:.3g} (δ={DEFAULT_DELTA:g})" if math.isfinite(eps) else "no formal ε"
-            )
-        table.add_row(t.id, t.display.title, tr.data_type, tr.scheme, str(tr.rounds), privacy)
+        table.add_row(
+            t.id, t.display.title, tr.data_type, tr.scheme, str(tr.rounds), _privacy_words(t)
+        )
     Console().print(table)
     return EXIT_OK
+
+
+def _privacy_words(task: Task) -> str:
+    """What protects a task's updates: differential privacy with its ε, secure aggregation with
+    its settings, both, or 'none'."""
+    tr = task.training
+    parts = []
+    if tr.privacy:
+        eps = epsilon(tr.privacy, tr.rounds)
+        parts.append(
+            f"DP C={tr.privacy.clipping_radius:g} z={tr.privacy.noise_multiplier:g}, "
+            + (f"ε={eps:.3g} (δ={DEFAULT_DELTA:g})" if math.isfinite(eps) else "no formal ε")
+        )
+    if tr.secure_aggregation:
+        s = tr.secure_aggregation
+        threshold = "automatic" if s.threshold is None else str(s.threshold)
+        parts.append(
+            f"secure aggregation (server sees only the sum; clip={s.clip:g}, "
+            f"weight_cap={s.weight_cap}, threshold={threshold})"
+        )
+    return "; ".join(parts) or "none"
 
 
 def cmd_data_samples(args: argparse.Namespace) -> int:
@@ -162,6 +180,14 @@ def _rule_words(aggregation: dict[str, Any]) -> str:
     return str(aggregation.get("rule", "?")) + (f" ({settings})" if settings else "")
 
 
+def _secure_words(secure: dict[str, Any] | None) -> str:
+    """'on (clip=1, weight_cap=1024, threshold=automatic)', or 'off'."""
+    if secure is None:
+        return "off"
+    shown = {**secure, "threshold": secure.get("threshold") or "automatic"}
+    return f"on ({_settings(shown)})"
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from disco.simulation import parse_attack, simulate
 
@@ -183,6 +209,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             on_message=bars.on_message,
             attack=attack,
             aggregation=args.aggregation,
+            secure_aggregation=args.secure_aggregation,
             scheme=args.scheme,
             transport=args.transport,
         )
@@ -191,6 +218,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not args.json:
         summary["attack"] = _attack_words(result.attack)
         summary["aggregation"] = _rule_words(result.aggregation)
+        summary["secure_aggregation"] = _secure_words(result.secure_aggregation)
     report(summary, args.json)
     return EXIT_OK
 

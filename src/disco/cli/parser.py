@@ -224,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
             "disco simulate --task mnist --clients 10 --attack scale:2:k=50 --aggregation krum:f=2",
             "disco simulate --task mnist --clients 10 --attack alie:0.3 --aggregation trimmed_mean",
             "disco simulate --task mnist --clients 5 --rounds 3 --scheme decentralized",
+            "disco simulate --task mnist --clients 4 --rounds 3 --secure-aggregation",
+            "disco simulate --task mnist --clients 5 --secure-aggregation clip=0.5,threshold=4",
             notes=SIMULATE_NOTES,
         ),
     )
@@ -253,6 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RULE[:NAME=VALUE,...]",
         help=f"how the server combines the updates: {', '.join(get_args(Aggregation))}, with "
         "settings, e.g. krum:f=2 or trimmed_mean:beta=0.2 (default: the task's rule)",
+    )
+    s.add_argument(
+        "--secure-aggregation",
+        nargs="?",
+        const="",
+        metavar="NAME=VALUE,...",
+        help="the server sees only the sum of each round's updates, not one of them "
+        "(docs/secure_aggregation.md); alone for the defaults, or with settings: clip (every "
+        "value of a change clamped to [-clip, clip], 1.0), weight_cap (the most samples one "
+        "participant counts for, 1024), threshold (participants needed to unmask, automatic: a "
+        "strict majority), e.g. --secure-aggregation clip=0.5,weight_cap=100. Needs the mean "
+        "rule, the federated scheme and at least 3 clients (default: off)",
     )
     s.add_argument(
         "--scheme",

@@ -35,11 +35,13 @@ from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from disco.client.base import Client, ClientResult
 from disco.client.link import Link, LinkClosed, Traffic
+from disco.client.secure import secure_round
 from disco.client.update import PreparedUpdate, prepare_update
 from disco.data.dataset import Dataset
 from disco.errors import ServerError, SessionError, UpdateRejected, WaitExpired
 from disco.protocol import (
     DEFAULT_MAX_FRAME,
+    ClientMessage,
     ErrorMessage,
     Hello,
     Leave,
@@ -191,8 +193,13 @@ class FederatedClient(Client):
                     self.url, max_frame=DEFAULT_MAX_FRAME, timeout=10
                 )
                 self._link = Link(channel, self._traffic, self._observe)
+                secure = self.task.training.secure_aggregation is not None
                 hello = Hello(
-                    task_id=self.task.id, name=self.name, kind="python", participant_key=self._key
+                    task_id=self.task.id,
+                    name=self.name,
+                    kind="python",
+                    participant_key=self._key,
+                    capabilities=["secure_aggregation"] if secure else [],
                 )
                 await self._link.send(hello)
                 while True:
@@ -217,7 +224,7 @@ class FederatedClient(Client):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _send(self, message: ModelUpdate | Leave) -> None:
+    async def _send(self, message: ClientMessage) -> None:
         try:
             await self.link.send(message)
         except LinkClosed:
@@ -331,6 +338,18 @@ class FederatedClient(Client):
                     "your round %d of %d: training %d epoch(s) on the shared model (%s so far)",
                     *(k, rounds, epochs, _rounds(server_round)),
                 )
+                if training.secure_aggregation is not None:
+                    server_round, weights, epoch_metrics = await secure_round(
+                        self, server_round, weights, k, rounds, epochs
+                    )
+                    history.extend(epoch_metrics)
+                    done += 1
+                    self._global, self.rounds_done = (server_round, weights), done
+                    log.info(
+                        "your round %d of %d done; the shared model has been trained for %s",
+                        *(k, rounds, _rounds(server_round)),
+                    )
+                    continue
                 trained, epoch_metrics = await self.train(server_round, weights, epochs)
                 self._trained = trained
                 history.extend(epoch_metrics)

@@ -36,7 +36,7 @@ __all__ = [
 PROTOCOL_VERSION = 2
 """Version carried by every frame; a peer speaking another version is refused."""
 
-CAPABILITIES = ("decentralized",)
+CAPABILITIES = ("decentralized", "secure_aggregation")
 """The optional parts of the protocol this implementation speaks (`Hello.capabilities`)."""
 
 Capability = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]

@@ -30,6 +30,16 @@ from disco.protocol.peers import (
     RoundPlan,
     Signal,
 )
+from disco.protocol.secure import (
+    SecureAbort,
+    SecureInbox,
+    SecureInput,
+    SecureKeys,
+    SecureReveal,
+    SecureSetup,
+    SecureShares,
+    SecureUnmask,
+)
 
 __all__ = [
     "DECENTRALIZED_TYPES",
@@ -41,7 +51,17 @@ __all__ = [
 ]
 
 ClientMessage = Annotated[
-    Hello | ModelUpdate | Leave | Signal | Ready | Received | DigestReport,
+    Hello
+    | ModelUpdate
+    | Leave
+    | Signal
+    | Ready
+    | Received
+    | DigestReport
+    | SecureKeys
+    | SecureShares
+    | SecureInput
+    | SecureReveal,
     Field(discriminator="type"),
 ]
 ServerMessage = Annotated[
@@ -54,7 +74,11 @@ ServerMessage = Annotated[
     | Signal
     | Exchange
     | Combine
-    | Resync,
+    | Resync
+    | SecureSetup
+    | SecureInbox
+    | SecureUnmask
+    | SecureAbort,
     Field(discriminator="type"),
 ]
 PeerMessage = Annotated[
@@ -80,7 +104,15 @@ Message = Annotated[
     | PeerUpdate
     | PeerAck
     | ModelRequest
-    | PeerModel,
+    | PeerModel
+    | SecureKeys
+    | SecureSetup
+    | SecureShares
+    | SecureInbox
+    | SecureInput
+    | SecureUnmask
+    | SecureReveal
+    | SecureAbort,
     Field(discriminator="type"),
 ]
 """Every message of the protocol; `disco.protocol.decode` returns one of them."""

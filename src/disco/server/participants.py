@@ -123,6 +123,10 @@ class Connections:
         """The participant of every connection but `exclude` (a connection id)."""
         return [p for c, p in self._connections.items() if c != exclude]
 
+    def participants_of(self, identity: str) -> list[Participant]:
+        """The participant of every live connection of `identity`."""
+        return [p for c, p in self._connections.items() if self._identity[c] == identity]
+
     def add(self, participant: Participant, key: str | None) -> Joined:
         """Take in a new connection of `participant`: the identity of `key`, or a new one."""
         connection, identity = new_connection(self.task_id, key)

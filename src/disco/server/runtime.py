@@ -18,6 +18,7 @@ from disco.protocol import ServerMessage
 from disco.protocol import encode as encode_frame
 from disco.server.config import ServerConfig
 from disco.server.decentralized import DecentralizedSession
+from disco.server.secure import SecureSession
 from disco.server.session import FederatedSession
 from disco.server.store import Store
 from disco.task import Task
@@ -26,7 +27,8 @@ from disco.weights import Weights
 __all__ = ["LARGE_FRAME_BYTES", "ApiError", "Runtime", "Session", "Traffic"]
 
 Session = FederatedSession | DecentralizedSession
-"""A task's session: the server aggregates (federated) or only paces the peers (decentralized)."""
+"""A task's session: the server aggregates (federated; `SecureSession` when it may see only the
+sum) or only paces the peers (decentralized)."""
 
 log = logging.getLogger("disco.server")
 
@@ -108,6 +110,8 @@ class Runtime:
         self.traffic[task.id] = Traffic()
         if task.training.scheme == "decentralized":
             self.sessions[task.id] = self._decentralized(task, weights)
+        elif task.training.secure_aggregation is not None:
+            self.sessions[task.id] = SecureSession(task, rnd, weights, save=self.store.save_round)
         else:
             self.sessions[task.id] = FederatedSession(
                 task, rnd, weights, save=self.store.save_round

@@ -45,6 +45,10 @@ from disco.protocol import (
     Metrics,
     ModelUpdate,
     RoundResult,
+    SecureAbort,
+    SecureInbox,
+    SecureSetup,
+    SecureUnmask,
     SessionState,
     Status,
     UpdateAck,
@@ -67,7 +71,18 @@ __all__ = ["FederatedSession", "Outgoing", "Participant", "Phase", "SaveRound", 
 log = logging.getLogger("disco.server")
 
 Phase = Literal["collecting", "aggregating", "stopped"]
-Outgoing = Welcome | Status | UpdateAck | RoundResult | ErrorMessage
+Outgoing = (
+    Welcome
+    | Status
+    | UpdateAck
+    | RoundResult
+    | ErrorMessage
+    | SecureSetup
+    | SecureInbox
+    | SecureUnmask
+    | SecureAbort
+)
+"""What a federated session sends (the secure messages: `disco.server.secure`)."""
 SaveRound = Callable[[str, int, Weights, RoundRecord], None]
 """Persist ``(task_id, new_round, weights, record)``; called in a worker thread."""
 
@@ -82,6 +97,9 @@ _RETRY_S = (1.0, 30.0)  # first and largest delay before retrying a failed close
 
 class FederatedSession:
     """Round control for one task; safe under concurrent joins, leaves and updates."""
+
+    capabilities: tuple[str, ...] = ()
+    """The capabilities a connection uses in this session (`Welcome.capabilities`)."""
 
     def __init__(
         self,
@@ -191,6 +209,7 @@ class FederatedSession:
             participants=n,
             min_participants=self.task.training.min_participants,
             state=self.state,
+            capabilities=list(self.capabilities),
         )
         status = self.status()
         await self._send(participant, welcome)
@@ -360,6 +379,7 @@ class FederatedSession:
         self._updates, self._deadline_at, self._deadline_passed = {}, None, False
         self._opened_at, self._retry_s = time.monotonic(), _RETRY_S[0]
         self._enter("collecting")
+        self._round_opened()
         shares = ", ".join(
             f"{who(p)} n={p.num_samples} share={p.share:.4f}"
             + ("" if p.selected else " not selected")
@@ -372,17 +392,23 @@ class FederatedSession:
             *(r, self._aggregator.rule, record.contributors, record.num_samples),
             *(record.duration_s, record.digest[:12], shares),
         )
-        result = RoundResult(
+        await self._broadcast(self._round_result(r, weights, record))
+        self._announced = r + 1  # "round k is open" implies everyone was sent its model
+        changed, self._round_changed = self._round_changed, asyncio.Event()
+        changed.set()
+
+    def _round_result(self, r: int, weights: Weights, record: RoundRecord) -> Outgoing:
+        """The message that tells everyone round `r` closed with `weights`."""
+        return RoundResult(
             round=r + 1,
             weights=weights,
             contributors=record.contributors,
             num_samples=record.num_samples,
             metrics=Metrics(**record.metrics),
         )
-        await self._broadcast(result)
-        self._announced = r + 1  # "round k is open" implies everyone was sent its model
-        changed, self._round_changed = self._round_changed, asyncio.Event()
-        changed.set()
+
+    def _round_opened(self) -> None:
+        """Round `self._round` just opened, before anyone is told (a hook: nothing to do here)."""
 
     def _retry(self) -> None:
         self._retry_timer = None

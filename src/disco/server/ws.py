@@ -6,9 +6,12 @@ task. After it a client sends `ModelUpdate`s and finally `Leave`; anything else 
 client never blocks its session; one that lets ``MAX_PENDING`` frames pile up is dropped.
 In a decentralized task the client is a peer: it must announce capability ``decentralized`` and
 sends the decentralized messages (`Signal`, `Ready`, `Received`, `DigestReport`) instead of
-updates. Close codes: 1000 after `Leave`, 1008 too many unread messages, 1009 frame too large,
-1011 send failed, 1012 server shutting down, 4400 protocol version mismatch, 4404 unknown task,
-4408 no `Hello` within 30 s, 4426 the task needs a capability the client did not announce.
+updates. In a task with secure aggregation it must announce ``secure_aggregation`` and sends the
+phases' messages (`SecureKeys`, `SecureShares`, `SecureInput`, `SecureReveal`) instead.
+
+Close codes: 1000 after `Leave`, 1008 too many unread messages, 1009 frame too large, 1011 send
+failed, 1012 server shutting down, 4400 protocol version mismatch, 4404 unknown task, 4408 no
+`Hello` within 30 s, 4426 the task needs a capability the client did not announce.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ from disco.protocol import (
     ModelUpdate,
     Ready,
     Received,
+    SecureInput,
+    SecureKeys,
+    SecureReveal,
+    SecureShares,
     ServerMessage,
     Signal,
     Status,
@@ -39,6 +46,7 @@ from disco.protocol import (
 from disco.protocol import decode as decode_frame
 from disco.server.decentralized import DecentralizedSession
 from disco.server.runtime import LARGE_FRAME_BYTES, Runtime, Session, Traffic
+from disco.server.secure import SecureSession
 
 __all__ = ["serve_connection"]
 
@@ -175,10 +183,12 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
                     await conn.error("unknown_task", text, (4404, "unknown task"))
                     return
                 session = rt.sessions[message.task_id]
-                if isinstance(session, DecentralizedSession) and not _speaks(message):
+                needs = _needs(session)
+                if needs is not None and not _speaks(message, needs):
+                    what = "is decentralized" if needs == "decentralized" else "uses " + needs
                     text = (
-                        f"task {message.task_id!r} is decentralized: this client does not speak "
-                        "capability 'decentralized'; update it"
+                        f"task {message.task_id!r} {what.replace('_', ' ')}: this client does "
+                        f"not speak capability {needs!r}; update it or use one that does"
                     )
                     await conn.error("unsupported", text, (4426, "capability needed"))
                     return
@@ -198,6 +208,12 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
                     await conn.error("unexpected", text)
                 else:
                     await conn.error("unexpected", _not_sent(message.type))
+            elif isinstance(message, SecureKeys | SecureShares | SecureInput | SecureReveal):
+                if isinstance(session, SecureSession):
+                    await session.receive(connection_id, message)
+                else:
+                    text = f"{message.type!r} belongs to tasks with secure aggregation"
+                    await conn.error("unsupported", text)
             elif isinstance(message, ModelUpdate):
                 assert session is not None
                 await session.submit(connection_id, message)
@@ -214,8 +230,17 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
         await conn.finish()
 
 
-def _speaks(hello: Hello) -> bool:
-    return "decentralized" in hello.capabilities and "decentralized" in CAPABILITIES
+def _needs(session: Session) -> str | None:
+    """The capability a client must speak to join `session`, if any."""
+    if isinstance(session, DecentralizedSession):
+        return "decentralized"
+    if isinstance(session, SecureSession):
+        return "secure_aggregation"
+    return None
+
+
+def _speaks(hello: Hello, capability: str) -> bool:
+    return capability in hello.capabilities and capability in CAPABILITIES
 
 
 def _not_sent(kind: str) -> str:

@@ -12,7 +12,9 @@ peers on one machine).
 
 With ``attack``, the last participants attack (`disco.simulation.attacks`): each is the same
 federated client, named ``attacker-I``, that sends a poisoned update or trains on poisoned labels.
-With ``aggregation``, the task combines updates by that rule (``"median"``, ``"krum:f=2"``, …).
+With ``aggregation``, the task combines updates by that rule (``"median"``, ``"krum:f=2"``, …);
+with ``secure_aggregation``, the server sees only the sum of each round's updates
+(docs/secure_aggregation.md).
 """
 
 from __future__ import annotations
@@ -57,7 +59,15 @@ from disco.simulation.attacks import (
     attacker_name,
     parse_attack,
 )
-from disco.task import AggregationConfig, Scheme, Task, parse_aggregation, parse_task
+from disco.task import (
+    AggregationConfig,
+    Scheme,
+    SecureAggregationConfig,
+    Task,
+    parse_aggregation,
+    parse_secure_aggregation,
+    parse_task,
+)
 from disco.training import EventCallback, evaluate
 from disco.weights import Weights
 
@@ -86,6 +96,8 @@ class SimulationResult:
     """The attack (`AttackSpec.describe`: spec, kind, attackers' names, settings), or None."""
     aggregation: dict[str, Any] = field(default_factory=dict)
     """The task's aggregation rule and its settings, as the server applied them."""
+    secure_aggregation: dict[str, Any] | None = None
+    """The task's secure aggregation settings, or None when it is off."""
     history: list[dict[str, Any]] = field(default_factory=list)
     weights: Weights | None = field(default=None, repr=False, compare=False)
 
@@ -128,6 +140,7 @@ async def simulate_async(
     on_message: Callable[[int, Any], None] | None = None,
     attack: AttackSpec | str | None = None,
     aggregation: AggregationConfig | str | None = None,
+    secure_aggregation: SecureAggregationConfig | str | bool | None = None,
     scheme: Scheme = "federated",
     transport: str = "webrtc",
 ) -> SimulationResult:
@@ -152,6 +165,18 @@ async def simulate_async(
             )
         rule = parse_aggregation(aggregation) if isinstance(aggregation, str) else aggregation
         changes["aggregation"] = rule.model_dump()
+    if secure_aggregation is not None and secure_aggregation is not False:
+        if server is not None:
+            raise ConfigError(
+                "secure aggregation applies to the task a simulation publishes on its own server; "
+                "with a running server, the server's task decides whether it is on"
+            )
+        secure = secure_aggregation
+        if secure is True:
+            secure = SecureAggregationConfig()
+        elif isinstance(secure, str):
+            secure = parse_secure_aggregation(secure)
+        changes["secure_aggregation"] = secure.model_dump()
     try:
         the_task = base.with_training(**changes)
     except TaskError as exc:  # every simulated participant is needed in every round
@@ -258,6 +283,7 @@ async def simulate_async(
         return evaluate(model, test)
 
     test_loss, test_acc = in_training_thread(_test)
+    secure_settings = the_task.training.secure_aggregation
     return SimulationResult(
         task=the_task.id,
         clients=clients,
@@ -273,6 +299,7 @@ async def simulate_async(
         digest=final.digest(),
         attack=None if spec is None else spec.describe(clients),
         aggregation=the_task.training.aggregation.model_dump(mode="json"),
+        secure_aggregation=None if secure_settings is None else secure_settings.model_dump(),
         history=history_resp.json() if history_resp.status_code == 200 else [],
         weights=final,
     )
@@ -290,7 +317,9 @@ def simulate(
     (client index, protocol message → None), ``attack`` (an `AttackSpec` or its text,
     ``"sign_flip:0.2"``, ``"scale:3:k=50"``: the last participants attack, named
     ``attacker-I``; see `disco.simulation.attacks`), ``aggregation`` (a rule config or its
-    text, ``"median"``, ``"krum:f=2"``: how the task combines updates), ``scheme``
+    text, ``"median"``, ``"krum:f=2"``: how the task combines updates), ``secure_aggregation``
+    (True, its settings, or their text ``"clip=0.5,weight_cap=100"``: the server sees only the
+    sum of each round's updates; needs the mean rule and at least 3 clients), ``scheme``
     (``"federated"``, the default, or ``"decentralized"``: peers exchange updates directly) and
     ``transport`` (decentralized: ``"webrtc"`` on loopback, or ``"memory"`` in-process).
 

@@ -46,11 +46,17 @@ export const DIRECT_NOTE =
 /** Whether this browser can train `task` together with others (federated, or between peers with the mean rule). */
 export function canTrainTogether(task: Task): boolean {
   const t = task.training;
+  if (t.secure_aggregation) return false; // the browser does not speak secure aggregation yet
   return t.scheme === "federated" || (t.scheme === "decentralized" && peerRefusal(t.aggregation) === null);
 }
 
+/** Why a browser cannot join a task with secure aggregation, for now. */
+export const SECURE_REFUSAL =
+  "This task adds up the updates with secure aggregation, which web browsers cannot take part in yet: people join it with the disco command line (disco train).";
+
 /** Why this browser cannot train `task` with others, as a sentence; null when it can (or it trains alone by design). */
 export function togetherRefusal(task: Task): string | null {
+  if (task.training.secure_aggregation && task.training.scheme !== "local") return SECURE_REFUSAL;
   if (task.training.scheme !== "decentralized") return null;
   const why = peerRefusal(task.training.aggregation);
   return why === null ? null : `${why.charAt(0).toUpperCase()}${why.slice(1)}.`;
@@ -79,6 +85,10 @@ export function schemeNote(task: Task): string | null {
 /** What protects a participant's updates, in one plain sentence. */
 export function privacyText(task: Task): string {
   const p = task.training.privacy;
+  if (task.training.secure_aggregation) {
+    const noise = p ? (p.noise_multiplier > 0 ? " They are also clipped and blurred with noise." : " They are also clipped.") : "";
+    return `The server adds up everyone's updates without seeing any one of them: it learns only the total.${noise}`;
+  }
   if (!p) return "Your data stays on your device; no extra privacy protection on the shared updates.";
   if (p.noise_multiplier > 0) {
     return "Your updates are clipped and blurred with noise before they leave your device.";

@@ -2,7 +2,8 @@
 // /api/schema/task`): every property of a rule but `rule` becomes a number field with its label,
 // its description as help, its default, its bounds and whether it is whole or may be left empty
 // ("automatic"). Nothing here names a rule, so a rule or a setting the server adds appears in the
-// form by itself; `SETTING_LABELS` only gives plainer names to settings it knows.
+// form by itself; `SETTING_LABELS` only gives plainer names to settings it knows. Secure
+// aggregation's settings (`TrainingInfo.secure_aggregation`) are read the same way.
 
 /** One end of a setting's range, as the schema says it (`minimum` or `exclusiveMinimum`, …). */
 export interface Bound {
@@ -42,6 +43,9 @@ const SETTING_LABELS: Record<string, string> = {
   tau: "Largest pull of one update",
   iterations: "Passes each round",
   momentum: "Memory of earlier updates",
+  clip: "Clip range",
+  weight_cap: "Weight cap (examples)",
+  threshold: "Participants needed to unmask",
 };
 
 type Json = Record<string, unknown>;
@@ -147,6 +151,25 @@ export function rulesFromSchema(schema: unknown): Record<string, RuleSchema> {
     if (def && typeof rule === "string") rules[rule] = ruleSchema(def);
   }
   return rules;
+}
+
+/**
+ * Secure aggregation's explanation and settings from a task JSON Schema
+ * (`TrainingInfo.secure_aggregation`, an optional object); null when the schema does not offer it.
+ */
+export function secureFromSchema(schema: unknown): RuleSchema | null {
+  if (!isObject(schema)) return null;
+  const defs = isObject(schema.$defs) ? schema.$defs : {};
+  const training = defs.TrainingInfo;
+  const props = isObject(training) && isObject(training.properties) ? training.properties : {};
+  const prop = props.secure_aggregation;
+  if (!isObject(prop)) return null;
+  const branches = Array.isArray(prop.anyOf) ? prop.anyOf.filter(isObject) : [prop];
+  for (const branch of branches) {
+    const def = resolve(schema, branch.$ref) ?? (isObject(branch.properties) ? branch : null);
+    if (def) return ruleSchema(def);
+  }
+  return { about: typeof prop.description === "string" ? plainDoc(prop.description) : "", settings: [] };
 }
 
 // -- checking a value -------------------------------------------------------------------------

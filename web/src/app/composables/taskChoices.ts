@@ -5,7 +5,7 @@
 import { shallowRef } from "vue";
 import { AGGREGATIONS } from "../../core/task";
 import { serverUrl } from "./api";
-import { type RuleSchema, plainDoc, rulesFromSchema } from "./ruleSettings";
+import { type RuleSchema, plainDoc, rulesFromSchema, secureFromSchema } from "./ruleSettings";
 
 /** One option of the form: the value the task document holds, a name and one plain sentence. */
 export interface Choice {
@@ -60,12 +60,26 @@ const AGGREGATION_WORDS: Record<string, Words> = {
   },
 };
 
+/** Secure aggregation in plain words, for someone creating their first task. */
+export const SECURE_WORDS = {
+  label: "Secure aggregation: the server sees only the total",
+  about:
+    "The server adds up the updates without seeing any one of them: it learns only the total. Needs at least 3 participants per round and the 'average' rule.",
+  /** What this version cannot do yet (docs/protocol.md §19): drop it once browsers speak it. */
+  note: "For now people join such a task with the disco command line (disco train); web browsers cannot take part in it yet.",
+} as const;
+
 /** What the server's task schema allows, in the server's order. */
 export interface TrainingOptions {
   schemes: string[];
   aggregations: string[];
   /** Each rule's explanation and settings, from the schema ({} when it cannot be read). */
   rules: Record<string, RuleSchema>;
+  /**
+   * Secure aggregation's explanation and settings, from the schema (without settings when the
+   * schema does not describe them: the server's defaults).
+   */
+  secure: RuleSchema;
 }
 
 /**
@@ -76,6 +90,7 @@ export const KNOWN_OPTIONS: TrainingOptions = {
   schemes: ["federated", "local", "decentralized"],
   aggregations: [...AGGREGATIONS],
   rules: {},
+  secure: { about: "", settings: [] },
 };
 
 /** A value this page has no words for: named from its id, said plainly that it is not described. */
@@ -145,6 +160,7 @@ export function optionsFromSchema(schema: unknown): TrainingOptions {
     schemes: enumOf(schema, "scheme") ?? KNOWN_OPTIONS.schemes,
     aggregations: enumOf(schema, "aggregation") ?? KNOWN_OPTIONS.aggregations,
     rules: rulesFromSchema(schema),
+    secure: secureFromSchema(schema) ?? KNOWN_OPTIONS.secure,
   };
 }
 

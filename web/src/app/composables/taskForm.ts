@@ -2,7 +2,15 @@
 // the mapping of the server's field errors (422 `fields`) back onto the form, in plain words.
 import { markRaw } from "vue";
 import { parseNumber } from "../../core/data/tabular";
-import { AGGREGATIONS, TRAINING_DEFAULTS } from "../../core/task";
+import {
+  AGGREGATIONS,
+  type AggregationConfig,
+  SECURE_AGGREGATION_DEFAULTS,
+  type Scheme,
+  type SecureAggregationConfig,
+  TRAINING_DEFAULTS,
+  secureAggregationProblems,
+} from "../../core/task";
 import { type ModelFit, checkModel } from "../../core/models/validate";
 import type { FieldProblem } from "./api";
 import { type ArchitectureId, type ModelDoc, buildArchitecture } from "./architectures";
@@ -61,6 +69,13 @@ export interface TaskForm {
   privacy: boolean;
   clipping_radius: number | string;
   noise_multiplier: number | string;
+  /** Secure aggregation on: the server learns only the total of the updates (federated tasks). */
+  secure_aggregation: boolean;
+  /**
+   * What is typed in secure aggregation's settings, by setting ("" = empty: the threshold is
+   * then automatic). A setting not here is left to the server's default.
+   */
+  secure_settings: Record<string, number | string>;
 }
 
 /** Form key → message; a message of several problems has one per line. */
@@ -101,6 +116,8 @@ export function emptyForm(): TaskForm {
     privacy: false,
     clipping_radius: 1,
     noise_multiplier: 1,
+    secure_aggregation: false,
+    secure_settings: {},
   };
 }
 
@@ -155,6 +172,54 @@ export function remeasure(f: TaskForm, col: ColumnRow): void {
 export function fillRuleDefaults(f: TaskForm, rule: string, fields: readonly SettingField[]): void {
   const typed = (f.aggregation_settings[rule] ??= {});
   for (const field of fields) typed[field.key] ??= field.default ?? "";
+}
+
+/** Prefill secure aggregation's settings not typed yet with the schema's defaults (none: empty). */
+export function fillSecureDefaults(f: TaskForm, fields: readonly SettingField[]): void {
+  for (const field of fields) f.secure_settings[field.key] ??= field.default ?? "";
+}
+
+/**
+ * Secure aggregation's settings as typed (an empty threshold is sent as null: automatic),
+ * checked against the schema's bounds; problems go into `errors` as
+ * `secure_aggregation.<setting>`. Null when it is off, or in a local task (nothing is combined:
+ * the choice is not shown).
+ */
+function secureDoc(f: TaskForm, fields: readonly SettingField[], errors: FieldErrors): Record<string, unknown> | null {
+  if (!f.secure_aggregation || f.scheme === "local") return null;
+  const doc: Record<string, unknown> = {};
+  for (const field of fields) {
+    const raw = f.secure_settings[field.key];
+    if (raw === undefined) continue; // never shown: the server's default
+    const checked = checkSetting(field, raw);
+    if ("error" in checked) errors[`secure_aggregation.${field.key}`] = checked.error;
+    else doc[field.key] = checked.value;
+  }
+  return doc;
+}
+
+/**
+ * What secure aggregation refuses in these settings (`secureAggregationProblems`, Python's own
+ * words), each on the field it concerns as the server's refusal would be; settings already wrong
+ * on their own are left to their messages.
+ */
+function secureConflicts(
+  f: TaskForm,
+  secure: Record<string, unknown> | null,
+  aggregation: Record<string, unknown>,
+  minParticipants: number,
+  errors: FieldErrors,
+): void {
+  const own = ["min_participants", "secure_aggregation.clip", "secure_aggregation.weight_cap", "secure_aggregation.threshold"];
+  if (!secure || own.some((k) => errors[k])) return;
+  const problems = secureAggregationProblems({
+    scheme: f.scheme as Scheme,
+    aggregation: aggregation as AggregationConfig,
+    min_participants: minParticipants,
+    secure_aggregation: { ...SECURE_AGGREGATION_DEFAULTS, ...secure } as SecureAggregationConfig,
+  });
+  const { errors: found } = serverErrors(problems.map((message) => ({ field: "training", message })));
+  for (const [key, message] of Object.entries(found)) errors[key] ??= message;
 }
 
 /**
@@ -239,11 +304,14 @@ function checker(f: TaskForm): Check {
 /**
  * Check the form; the task document when it is valid, the problems per field otherwise. `rules`
  * are the server's rules with their settings (`TrainingOptions.rules`): the chosen rule's
- * settings are checked against their bounds and sent with it.
+ * settings are checked against their bounds and sent with it; `secure` are secure aggregation's
+ * settings (`TrainingOptions.secure.settings`), checked and sent the same way when it is on, and
+ * what secure aggregation refuses in the other settings is shown on their fields.
  */
 export function buildTask(
   f: TaskForm,
   rules: Record<string, RuleSchema> = {},
+  secure: readonly SettingField[] = [],
 ): { doc: Record<string, unknown> | null; errors: FieldErrors } {
   const c = checker(f);
   const e = c.errors;
@@ -359,6 +427,8 @@ export function buildTask(
     privacy = { clipping_radius: radius, noise_multiplier: noise };
   }
   const aggregation = aggregationDoc(f, rules, e);
+  const secureAggregation = secureDoc(f, secure, e);
+  secureConflicts(f, secureAggregation, aggregation, minP, e);
 
   if (Object.keys(e).length) return { doc: null, errors: e };
   const training: Record<string, unknown> = {
@@ -375,6 +445,7 @@ export function buildTask(
     round_deadline_s: deadline,
     wait_for_others_s: wait,
     privacy,
+    secure_aggregation: secureAggregation,
   };
   if (f.data_type === "image") {
     Object.assign(training, { image_height: h, image_width: w, channels: f.channels });
@@ -458,6 +529,7 @@ const TRAINING_KEYS = new Set([
   "round_deadline_s",
   "wait_for_others_s",
   "aggregation",
+  "secure_aggregation",
 ]);
 
 /**
@@ -481,6 +553,10 @@ export function formKey(field: string): string {
         return `columns.${third}.${sub}`;
       }
       return "columns";
+    }
+    if (second === "secure_aggregation") {
+      // `training.secure_aggregation.clip`: the setting's field; the choice itself otherwise
+      return third && /^[a-z_][a-z0-9_]*$/.test(third) ? `secure_aggregation.${third}` : "secure_aggregation";
     }
     if (second === "aggregation") {
       // `training.aggregation.beta` (or `….trimmed_mean.beta`): the setting's field
@@ -515,6 +591,8 @@ const PLAIN: [RegExp, string | ((...m: string[]) => string)][] = [
       `wait at least as long as the round deadline (${deadline} seconds), or people stop waiting before a round can close`,
   ],
   [/\bset min_participants to\b/, "set the minimum participants to"],
+  [/\bmin_participants\b/g, "the minimum participants"],
+  [/\buse the federated scheme\b/, "train together through the server"],
   [/^Field required$/, "is missing"],
   [/^Extra inputs are not permitted$/, "is not a known setting"],
   [
@@ -546,12 +624,23 @@ export function plainMessage(message: string): string {
   return text;
 }
 
+/** Secure aggregation's refusals (Python's `TrainingInfo`) → the form field each concerns. */
+const SECURE_KEYS: [RegExp, string][] = [
+  [/^secure aggregation needs at least \d+ participants\b/, "min_participants"],
+  [/^secure aggregation's threshold\b/, "secure_aggregation.threshold"],
+  [/^secure aggregation's clip range\b/, "secure_aggregation.clip"],
+  [/^secure aggregation\b/, "secure_aggregation"],
+];
+
 /**
  * The field a problem of the training settings as a whole names first
  * (`training`: "wait_for_others_s (60) must be at least …" → `wait_for_others_s`); "" otherwise.
  */
 function namedKey(problem: FieldProblem): string {
   if (problem.field !== "training") return "";
+  const text = problem.message.replace(/^Value error, /, "");
+  const secure = SECURE_KEYS.find(([pattern]) => pattern.test(text));
+  if (secure) return secure[1];
   const first = /^([a-z_]+)\b/.exec(problem.message.replace(/^Value error, /, ""))?.[1] ?? "";
   if (first === "input_columns") return "columns";
   // "krum with f=1 needs at least 5 updates in a round: …": the rule's own problem

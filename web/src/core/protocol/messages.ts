@@ -16,9 +16,10 @@ export const PROTOCOL_VERSION = 2;
 /**
  * The optional parts of the protocol (names for `Hello.capabilities`), as Python's
  * `CAPABILITIES`. The web client announces `[]` in federated sessions and `["decentralized"]` as
- * a peer of a decentralized one (core/decentralized/peer.ts).
+ * a peer of a decentralized one (core/decentralized/peer.ts); it does not speak
+ * `secure_aggregation` yet, so the server refuses it a task with secure aggregation (4426).
  */
-export const CAPABILITIES = ["decentralized"] as const;
+export const CAPABILITIES = ["decentralized", "secure_aggregation"] as const;
 /** A capability name: lowercase ASCII letters, digits and `_`, starting with a letter, at most 32 characters. */
 export const CAPABILITY_PATTERN = /^[a-z][a-z0-9_]{0,31}$/;
 /** Most capabilities one `Hello` or `Welcome` lists. */

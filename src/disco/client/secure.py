@@ -1,0 +1,189 @@
+"""A federated participant's round under secure aggregation (docs/protocol.md §19).
+
+The round's four phases (docs/secure_aggregation.md §10) as the participant lives them, on the
+same connection and with the same update pipeline as a plain round:
+
+1. as the round opens, fresh keys go to the server (`SecureKeys`) and training starts;
+2. the roster (`SecureSetup`) is answered at once with this participant's shares, even while it
+   trains (`SecureShares`);
+3. with the envelopes addressed to it (`SecureInbox`) and its training done, the update goes
+   through the pipeline (checks, privacy), its change from the round's model is quantised with
+   the weight min(num_samples, weight cap) and sent masked (`SecureInput`);
+4. asked to unmask (`SecureUnmask`), it reveals its shares (`SecureReveal`) and waits for the
+   `RoundResult`, as any federated participant.
+
+A roster fixed before its keys arrived leaves it waiting for the next round; an aborted round
+(`SecureAbort`) opens the next one with the same model. Every wait is bounded by
+``wait_for_others_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from disco.client.link import LinkClosed
+from disco.client.update import prepare_update
+from disco.errors import SecureAggregationError, UpdateRejected
+from disco.protocol import (
+    ErrorMessage,
+    RoundResult,
+    SecureAbort,
+    SecureEnvelope,
+    SecureInbox,
+    SecureInput,
+    SecureKeys,
+    SecureReveal,
+    SecureSetup,
+    SecureShare,
+    SecureShares,
+    SecureUnmask,
+)
+from disco.secure import quantize
+from disco.secure.participant import SecureParticipant
+from disco.secure.roster import Member, RoundSetup
+from disco.training import EpochMetrics
+from disco.weights import Weights
+
+if TYPE_CHECKING:
+    from disco.client.federated import FederatedClient
+
+__all__ = ["secure_round"]
+
+log = logging.getLogger("disco.client")
+
+
+def _setup(task_id: str, message: SecureSetup) -> RoundSetup:
+    return RoundSetup(
+        task_id=task_id,
+        round=message.round,
+        members=tuple(Member(m.id, m.position, m.c_public, m.s_public) for m in message.members),
+        threshold=message.threshold,
+        clip=message.clip,
+        weight_cap=message.weight_cap,
+        bits=message.bits,
+        length=message.length,
+    )
+
+
+def _change(weights: Weights, trained: Weights) -> np.ndarray:
+    """trained − weights, flat float32 in the model's order."""
+    return np.concatenate(
+        [(trained[n].astype(np.float32) - a).reshape(-1) for n, a in weights.items()]
+    ).astype(np.float32)
+
+
+async def secure_round(
+    client: FederatedClient, r: int, weights: Weights, k: int, n: int, epochs: int
+) -> tuple[int, Weights, list[EpochMetrics]]:
+    """Take part in server round `r` (from `weights`) with secure aggregation; the round that
+    opens next, its model, and this round's training metrics. After an abort the next round
+    opens with the same model."""
+    settings = client.task.training.secure_aggregation
+    assert settings is not None and client.client_id is not None
+    me = SecureParticipant(client.task.id, r, client.client_id, threshold=settings.threshold)
+    c_public, s_public = me.keys()
+    await client._send(SecureKeys(round=r, c_public=c_public, s_public=s_public))
+    training = asyncio.ensure_future(client.train(r, weights, epochs))
+    metrics: list[EpochMetrics] = []
+    setup: RoundSetup | None = None
+    taking_part = True
+    give_up = time.monotonic() + client.wait_for_others_s
+    try:
+        while True:
+            if training.done() and not metrics:
+                trained, metrics = training.result()
+                client._trained = trained
+            remaining = give_up - time.monotonic()
+            if remaining <= 0:
+                raise client._expired(n)
+            try:
+                message = await client._next(timeout=remaining)
+            except TimeoutError:
+                continue
+            except LinkClosed as exc:
+                if exc.fatal is not None:
+                    raise UpdateRejected(f"{exc.fatal} ({exc})") from exc
+                log.warning("connection lost (%s); reconnecting", exc)
+                welcome = await client._join()  # this round goes on without us
+                if welcome.round > r:
+                    assert welcome.weights is not None
+                    return welcome.round, welcome.weights, await _metrics(training, metrics)
+                taking_part = False
+                continue
+            if isinstance(message, RoundResult) and message.round > r:
+                return message.round, message.weights, await _metrics(training, metrics)
+            if isinstance(message, SecureAbort) and message.round >= r:
+                log.warning(
+                    "your round %d of %d: the round was aborted (%s); the next one starts from "
+                    "the same shared model",
+                    *(k, n, message.reason),
+                )
+                return message.round + 1, weights, await _metrics(training, metrics)
+            if getattr(message, "round", r) != r:
+                continue  # a late message of an earlier round
+            if isinstance(message, SecureSetup) and taking_part:
+                setup = _setup(client.task.id, message)
+                out = me.share(setup)
+                envelopes = [SecureEnvelope(peer=p, data=d) for p, d in out.envelopes.items()]
+                await client._send(
+                    SecureShares(round=r, commitment=out.commitment, envelopes=envelopes)
+                )
+                log.info(
+                    "your round %d of %d: secure round of %d members; shares sent",
+                    *(k, n, len(setup.members)),
+                )
+            elif isinstance(message, SecureInbox) and taking_part and setup is not None:
+                me.receive({e.peer: e.data for e in message.envelopes})
+                trained, metrics = await training
+                client._trained = trained
+                words = _masked_words(client, setup, weights, trained)
+                masked = me.mask(words, message.senders)
+                await client._send(SecureInput(round=r, words=masked.astype("<u4").tobytes()))
+                log.info("your round %d of %d: masked update sent; waiting for others", k, n)
+            elif isinstance(message, SecureUnmask) and taking_part:
+                shares = me.reveal(message.survivors, message.dropped)
+                await client._send(
+                    SecureReveal(
+                        round=r,
+                        shares=[SecureShare(of=o, kind=kd, share=s) for o, kd, s in shares],
+                    )
+                )
+            elif isinstance(message, ErrorMessage):
+                if message.code == "stale":
+                    log.info("your round %d of %d: %s", k, n, message.message)
+                    taking_part = False
+                else:
+                    raise UpdateRejected(f"[{message.code}] {message.message}")
+    except SecureAggregationError as exc:
+        raise UpdateRejected(f"secure aggregation refused the round: {exc}") from exc
+    finally:
+        if not training.done():
+            training.cancel()
+
+
+async def _metrics(
+    training: asyncio.Future[tuple[Weights, list[EpochMetrics]]], metrics: list[EpochMetrics]
+) -> list[EpochMetrics]:
+    """The round's training metrics: training is waited for (it trains on the round's model
+    either way) so that its epochs are counted."""
+    if metrics:
+        return metrics
+    _, got = await training
+    return got
+
+
+def _masked_words(
+    client: FederatedClient, setup: RoundSetup, weights: Weights, trained: Weights
+) -> np.ndarray:
+    """The update through the pipeline (checks, privacy), as the round's quantised words."""
+    training = client.task.training
+    prepared = prepare_update(
+        weights, trained, len(client.train_data), {}, training.privacy, client._noise
+    )
+    weight = min(prepared.num_samples, setup.weight_cap)
+    return quantize(_change(weights, prepared.weights), weight, setup.clip, setup.bits)

@@ -1,0 +1,149 @@
+"""Federated training with secure aggregation: a real server on loopback, real Python clients over
+WebSockets; the server never receives an update it could read."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+
+from disco.client import FederatedClient
+from disco.data.dataset import Dataset
+from disco.models import init_weights
+from disco.protocol import (
+    ErrorMessage,
+    Hello,
+    ModelUpdate,
+    SecureInput,
+    SecureKeys,
+    SecureReveal,
+    SecureShares,
+    decode,
+    encode,
+)
+from disco.server import ServerConfig, ServerHandle, Store, start_in_background
+from disco.server import ws as server_ws
+from disco.task import Task, parse_task
+from disco.training.trainer import evaluate
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def secure_task(min_participants: int = 3) -> Task:
+    return parse_task(
+        {
+            "id": "secure",
+            "display": {"title": "Secure blobs"},
+            "training": {
+                "data_type": "tabular",
+                "input_columns": [{"name": "a"}, {"name": "b"}],
+                "output_column": "y",
+                "labels": ["no", "yes"],
+                "min_participants": min_participants,
+                "round_deadline_s": 20,
+                "epochs": 3,
+                "epochs_per_round": 1,
+                "batch_size": 16,
+                "learning_rate": 0.05,
+                "secure_aggregation": {"clip": 1.0, "weight_cap": 256},
+            },
+            "model": {
+                "input_shape": [2],
+                "layers": [
+                    {"type": "dense", "units": 8, "activation": "relu"},
+                    {"type": "dense", "units": 2, "activation": "softmax"},
+                ],
+                "loss": "categorical_crossentropy",
+            },
+        }
+    )
+
+
+def blobs(seed: int, n: int = 120) -> Dataset:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(scale=0.6, size=(n, 2)) + np.where(y[:, None] == 1, 1.0, -1.0)
+    return Dataset(x.astype(np.float32), y)
+
+
+@pytest.fixture
+def received(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every message the server decodes from a client, in order."""
+    seen: list[Any] = []
+    decode_frame = server_ws.decode_frame
+
+    def recording(data: bytes, limit: int) -> Any:
+        message = decode_frame(data, limit)
+        seen.append(message)
+        return message
+
+    monkeypatch.setattr(server_ws, "decode_frame", recording)
+    return seen
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerHandle]:
+    task = secure_task()
+    store = Store(tmp_path)
+    store.put_task(task, init_weights(task.model, seed=0))
+    store.close()
+    config = ServerConfig.load(
+        env={}, port=0, data_dir=tmp_path, seed_catalog=False, web_dir=tmp_path / "no-web"
+    )
+    handle = start_in_background(config)
+    yield handle
+    handle.stop()
+
+
+def chi_square_uniform(words: np.ndarray, bins: int = 16) -> float:
+    """Chi-square statistic of the words' top 4 bits against the uniform distribution."""
+    counts = np.bincount((words >> 28).astype(np.int64), minlength=bins)
+    expected = words.size / bins
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def test_three_python_participants_train_and_the_server_reads_no_update(
+    server: ServerHandle, received: list[Any]
+) -> None:
+    task = secure_task()
+    clients = [FederatedClient(task, blobs(i), server.url, name=f"s{i}", seed=i) for i in range(3)]
+
+    async def body() -> list[Any]:
+        async with asyncio.timeout(100):
+            return await asyncio.gather(*(c.run(rounds=2) for c in clients))
+
+    results = asyncio.run(body())
+
+    assert [r.rounds for r in results] == [2, 2, 2]
+    assert len({r.weights.digest() for r in results}) == 1  # the same shared model
+    model = clients[0].model
+    model.set_weights(results[0].weights)
+    _, accuracy = evaluate(model, blobs(99, 400))
+    assert accuracy is not None and accuracy > 0.9
+    assert not any(isinstance(m, ModelUpdate) for m in received)
+    inputs = [m for m in received if isinstance(m, SecureInput)]
+    assert len(inputs) == 6  # 3 members × 2 rounds
+    for m in inputs:  # each masked vector: uniform words, nothing like an update's floats
+        words = np.frombuffer(m.words, dtype="<u4")
+        assert chi_square_uniform(words) < 60.0  # p ≈ 1e-6 for 15 degrees of freedom
+    kinds = {type(m) for m in received}
+    assert {SecureKeys, SecureShares, SecureInput, SecureReveal} <= kinds
+
+
+def test_a_client_without_the_capability_is_refused(server: ServerHandle) -> None:
+    async def body() -> tuple[Any, int | None]:
+        ws_url = server.url.replace("http", "ws", 1) + "/ws"
+        async with connect(ws_url, max_size=None, open_timeout=5) as ws:
+            await ws.send(encode(Hello(task_id="secure", name="old")))
+            reply = decode(await asyncio.wait_for(ws.recv(), 5))
+            await asyncio.wait_for(ws.wait_closed(), 5)
+            return reply, ws.close_code
+
+    reply, code = asyncio.run(body())
+    assert isinstance(reply, ErrorMessage) and reply.code == "unsupported"
+    assert "secure_aggregation" in reply.message and code == 4426
