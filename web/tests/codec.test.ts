@@ -10,10 +10,13 @@ import {
   isClientMessage,
   isDecentralizedMessage,
   isPeerMessage,
+  isSecureMessage,
   isServerMessage,
+  MAX_SECURE_WORDS,
   MESSAGE_TYPES,
   PEER_TYPES,
   PROTOCOL_VERSION,
+  SECURE_TYPES,
   type Message,
 } from "../src/core/protocol";
 import { Weights } from "../src/core/weights";
@@ -189,8 +192,13 @@ describe("capabilities, decentralized sessions and peer frames", () => {
   });
 
   it("sorts every message type into where it travels, as Python's unions", () => {
-    const client = ["hello", "update", "leave", "signal", "ready", "received", "digest"];
-    const server = ["welcome", "status", "ack", "result", "error", "plan", "signal", "exchange", "combine", "resync"];
+    const client = [
+      "hello", "update", "leave", "signal", "ready", "received", "digest", "secure_keys", "secure_shares", "secure_input", "secure_reveal",
+    ];
+    const server = [
+      "welcome", "status", "ack", "result", "error", "plan", "signal", "exchange", "combine", "resync",
+      "secure_setup", "secure_inbox", "secure_unmask", "secure_abort",
+    ];
     const peers = ["peer_update", "peer_ack", "model_request", "model", "error"];
     for (const type of MESSAGE_TYPES) {
       const message = { type } as Message;
@@ -198,9 +206,125 @@ describe("capabilities, decentralized sessions and peer frames", () => {
       expect(isServerMessage(message), type).toBe(server.includes(type));
       expect(isPeerMessage(message), type).toBe(peers.includes(type));
       expect(isDecentralizedMessage(message), type).toBe((DECENTRALIZED_TYPES as readonly string[]).includes(type));
+      expect(isSecureMessage(message), type).toBe((SECURE_TYPES as readonly string[]).includes(type));
       expect(client.includes(type) || server.includes(type) || peers.includes(type), type).toBe(true);
     }
     expect([...PEER_TYPES].sort()).toEqual(peers.filter((t) => t !== "error").sort());
+    expect([...SECURE_TYPES]).toEqual(MESSAGE_TYPES.filter((t) => t.startsWith("secure_")).sort());
+  });
+});
+
+describe("secure aggregation's messages", () => {
+  const bytes = (n: number, fill = 4): Uint8Array => new Uint8Array(n).fill(fill);
+  const key = bytes(65);
+  const member = { id: "p-a", position: 1, c_public: key, s_public: key };
+  const setup: Message = {
+    type: "secure_setup", round: 2, members: [member], threshold: 1, clip: 1, weight_cap: 1024, bits: 17, length: 4,
+  };
+  const envelope = { peer: "p-b", data: bytes(82) };
+  const shares: Message = { type: "secure_shares", round: 2, commitment: bytes(32), envelopes: [envelope] };
+  const share = { of: "p-a", kind: "self", share: bytes(33) } as const;
+  const refused = (message: object): string => {
+    try {
+      encode(message as Message);
+    } catch (exc) {
+      expect(exc).toBeInstanceOf(ProtocolError);
+      return (exc as ProtocolError).message;
+    }
+    throw new Error("encoded");
+  };
+  /** A frame as another encoder writes it (`message` with `v`, keys sorted). */
+  const frameOf = (message: object): Uint8Array => referenceEncode({ ...message, v: PROTOCOL_VERSION }, { sortKeys: true });
+
+  it("write binary fields as msgpack bin and decode them as Uint8Array, in nested maps too", () => {
+    const words = Uint8Array.from({ length: 4 * 100 }, (_, i) => i % 256);
+    const frame = encode({ type: "secure_input", round: 0, words });
+    expect(toHex(frame)).toContain(`a5776f726473c50190${toHex(words)}`); // "words": bin16 of 400 bytes
+    const decoded = decode(frame) as Extract<Message, { type: "secure_input" }>;
+    expect(decoded.words).toBeInstanceOf(Uint8Array);
+    expect(toHex(decoded.words)).toBe(toHex(words));
+    const back = decode(encode(shares)) as Extract<Message, { type: "secure_shares" }>;
+    expect(back.envelopes[0]?.data).toBeInstanceOf(Uint8Array);
+    expect(comparable(back)).toEqual(comparable(shares));
+  });
+
+  it("write the same bytes as another msgpack encoder (no float fields)", () => {
+    const reveal: Message = { type: "secure_reveal", round: 3, shares: [share, { of: "p-b", kind: "key", share: bytes(33, 7) }] };
+    expect(toHex(encode(reveal))).toBe(toHex(frameOf(reveal)));
+    expect(toHex(encode(shares))).toBe(toHex(frameOf(shares)));
+  });
+
+  it("write clip as float64 and accept an integer clip (JavaScript encoders write 1.0 as 1)", () => {
+    expect(toHex(encode(setup))).toContain("a4636c6970cb3ff0000000000000"); // "clip": 1.0
+    const frame = frameOf(setup);
+    expect(toHex(frame)).toContain("a4636c697001"); // "clip" as the integer 1
+    expect(comparable(decode(frame))).toEqual(comparable(setup));
+  });
+
+  it("refuse a binary field that is not binary or has the wrong length, naming it", () => {
+    const keys = { type: "secure_keys", round: 0, c_public: key, s_public: key };
+    expect(refused({ ...keys, s_public: "04".repeat(65) })).toMatch(/s_public: input should be binary data \(msgpack bin\), got '0404/);
+    expect(refused({ ...keys, c_public: [...key] })).toMatch(/c_public: input should be binary data \(msgpack bin\), got an array/);
+    expect(refused({ ...keys, c_public: bytes(64) })).toMatch(/c_public: data should have at least 65 bytes, got 64/);
+    expect(refused({ ...keys, s_public: bytes(66) })).toMatch(/s_public: data should have at most 65 bytes, got 66/);
+    expect(refused({ ...shares, commitment: bytes(31) })).toMatch(/commitment: data should have at least 32 bytes/);
+    expect(refused({ ...shares, envelopes: [{ ...envelope, data: bytes(83) }] })).toMatch(/envelopes\.0\.data: data should have at most 82 bytes/);
+    const reveal = { type: "secure_reveal", round: 0, shares: [share] };
+    expect(refused({ ...reveal, shares: [{ ...share, share: bytes(32) }] })).toMatch(/shares\.0\.share: data should have at least 33 bytes/);
+    expect(refused({ ...setup, members: [member, { ...member, id: "p-b", c_public: bytes(1) }] })).toMatch(
+      /members\.1\.c_public: data should have at least 65 bytes, got 1/,
+    );
+    expect(refused({ type: "secure_input", round: 0, words: bytes(3) })).toMatch(/words: data should have at least 4 bytes, got 3/);
+    expect(refused({ type: "secure_input", round: 0 })).toMatch(/words: field required/);
+    class Huge extends Uint8Array {
+      override get length(): number {
+        return 4 * MAX_SECURE_WORDS + 1;
+      }
+    }
+    expect(refused({ type: "secure_input", round: 0, words: new Huge(4) })).toMatch(/words: data should have at most 2147483648 bytes, got 2147483649/);
+    // as Python: a length that is not a multiple of 4 is the session's to refuse, not the codec's
+    expect(decode(encode({ type: "secure_input", round: 0, words: bytes(5) }))).toMatchObject({ words: bytes(5) });
+  });
+
+  it("refuse what Python refuses", () => {
+    expect(refused({ ...setup, members: [] })).toMatch(/members: list should have at least 1 item after validation, not 0/);
+    const many = Array.from({ length: 10_001 }, (_, i) => ({ ...member, id: `p-${i}` }));
+    expect(refused({ ...setup, members: many })).toMatch(/members: list should have at most 10000 items after validation, not 10001/);
+    expect(refused({ ...setup, members: ["p-a"] })).toMatch(/members\.0: input should be a valid map \(a member\)/);
+    expect(refused({ ...setup, members: [{ ...member, position: 0 }] })).toMatch(/members\.0\.position: input should be greater than or equal to 1/);
+    expect(refused({ ...setup, members: [{ ...member, id: "" }] })).toMatch(/members\.0\.id: string should have at least 1 character/);
+    expect(refused({ ...setup, threshold: 0 })).toMatch(/threshold: input should be greater than or equal to 1/);
+    expect(refused({ ...setup, threshold: 10_001 })).toMatch(/threshold: input should be less than or equal to 10000/);
+    expect(refused({ ...setup, clip: 0 })).toMatch(/clip: input should be greater than 0, got 0/);
+    expect(refused({ ...setup, clip: NaN })).toMatch(/clip: input should be greater than 0, got NaN/);
+    expect(refused({ ...setup, clip: 1e6 + 1 })).toMatch(/clip: input should be less than or equal to 1000000/);
+    expect(decode(encode({ ...setup, clip: 1e6 }))).toMatchObject({ clip: 1e6 });
+    expect(refused({ ...setup, weight_cap: 0 })).toMatch(/weight_cap: input should be greater than or equal to 1/);
+    expect(refused({ ...setup, weight_cap: 65_537 })).toMatch(/weight_cap: input should be less than or equal to 65536/);
+    expect(refused({ ...setup, bits: -1 })).toMatch(/bits: input should be greater than or equal to 0/);
+    expect(refused({ ...setup, bits: 65 })).toMatch(/bits: input should be less than or equal to 64/);
+    expect(refused({ ...setup, bits: 1.5 })).toMatch(/bits: input should be a valid integer/);
+    expect(refused({ ...setup, length: 0 })).toMatch(/length: input should be greater than or equal to 1/);
+    expect(refused({ ...setup, length: MAX_SECURE_WORDS + 1 })).toMatch(/length: input should be less than or equal to 536870912/);
+    expect(refused({ ...shares, envelopes: [envelope, { ...envelope, data: bytes(82, 9) }] })).toMatch(/envelopes: value error, peer ids must be distinct/);
+    expect(refused({ ...shares, envelopes: [{ ...envelope, extra: 1 }] })).toMatch(/envelopes\.0\.extra: extra inputs are not permitted/);
+    // an inbox's envelopes need no distinct senders in Python, its senders do
+    const inbox = { type: "secure_inbox", round: 0, senders: ["p-a", "p-b"], envelopes: [envelope, envelope] };
+    expect(comparable(decode(encode(inbox as Message)))).toEqual(comparable(inbox as Message));
+    expect(refused({ ...inbox, senders: ["p-a", "p-a"] })).toMatch(/senders: value error, peer ids must be distinct/);
+    const unmask = { type: "secure_unmask", round: 0, survivors: ["p-a"], dropped: [] };
+    expect(refused({ ...unmask, survivors: ["p-a", "p-a"] })).toMatch(/survivors: value error, peer ids must be distinct/);
+    expect(refused({ ...unmask, dropped: ["p-b", "p-b"] })).toMatch(/dropped: value error, peer ids must be distinct/);
+    const reveal = { type: "secure_reveal", round: 0, shares: [share] };
+    expect(refused({ ...reveal, shares: [{ ...share, kind: "both" }] })).toMatch(/shares\.0\.kind: input should be 'self' or 'key', got 'both'/);
+    expect(refused({ ...reveal, shares: [{ ...share, of: "x".repeat(65) }] })).toMatch(/shares\.0\.of: string should have at most 64 characters/);
+    expect(refused({ type: "secure_keys", round: -1, c_public: key, s_public: key })).toMatch(/round: input should be greater than or equal to 0/);
+  });
+
+  it("count an abort's reason in code points", () => {
+    const reason = "🚀".repeat(1000); // 2000 UTF-16 units, 1000 code points: the limit
+    expect(decode(encode({ type: "secure_abort", round: 1, reason }))).toEqual({ type: "secure_abort", round: 1, reason });
+    expect(refused({ type: "secure_abort", round: 1, reason: `${reason}x` })).toMatch(/reason: string should have at most 1000 characters, got 1001/);
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * The shared wire-format test vectors of this protocol version (tests/vectors/protocol_v2.json
  * for version 2, docs/protocol.md §15) and their JSON form turned into messages, for the codec and
- * weights tests.
+ * weights tests. Binary fields are written `{"bin": "<hex>"}` in the JSON (in nested maps and
+ * lists too) and are `Uint8Array`s in a message.
  */
 
 import { readFileSync } from "node:fs";
@@ -91,18 +92,51 @@ const DEFAULTS: Record<string, Record<string, unknown>> = {
   peer_update: { metrics: {} },
 };
 
+/** Whether `v` is the JSON form of binary data, `{"bin": "<hex>"}`. */
+function isBinJson(v: unknown): v is { bin: string } {
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    !Array.isArray(v) &&
+    Object.keys(v).length === 1 &&
+    typeof (v as { bin?: unknown }).bin === "string"
+  );
+}
+
+/** A fresh copy of a JSON value with every `{"bin": hex}` turned into its `Uint8Array`. */
+function fromJsonValue(v: unknown): unknown {
+  if (isBinJson(v)) return fromHex(v.bin);
+  if (Array.isArray(v)) return v.map(fromJsonValue);
+  if (typeof v === "object" && v !== null) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, fromJsonValue(x)]));
+  }
+  return v;
+}
+
 /** The message of a vector's JSON form, with the defaults of absent fields filled in. */
 export function messageFromJson(json: MessageVector["message"]): Message {
-  const out: Record<string, unknown> = { ...DEFAULTS[json.type], ...json };
-  if (out.weights !== undefined) out.weights = weightsFromJson(out.weights as WeightsJson);
-  if (out.metrics !== undefined) out.metrics = { ...(out.metrics as object) };
-  if (Array.isArray(out.capabilities)) out.capabilities = [...(out.capabilities as string[])];
+  const out: Record<string, unknown> = { ...DEFAULTS[json.type] };
+  for (const [name, value] of Object.entries(json)) {
+    out[name] = name === "weights" ? weightsFromJson(value as WeightsJson) : fromJsonValue(value);
+  }
   return out as unknown as Message;
 }
 
-/** A message in comparable form: weights as bit patterns. */
+/** A value in comparable form: weights as bit patterns, binary data as `{bin: hex}`, at any depth. */
+function comparableValue(v: unknown): unknown {
+  if (v instanceof Weights) return weightsToBits(v);
+  if (v instanceof Uint8Array) return { bin: toHex(v) };
+  if (Array.isArray(v)) return v.map(comparableValue);
+  if (typeof v === "object" && v !== null) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, comparableValue(x)]));
+  }
+  return v;
+}
+
+/**
+ * A message in comparable form: weights as bit patterns (so NaN equals NaN), binary data as
+ * `{bin: hex}` (a decoded one is a view of its frame), nested maps and lists copied.
+ */
 export function comparable(message: Message): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...message };
-  if (out.weights instanceof Weights) out.weights = weightsToBits(out.weights);
-  return out;
+  return comparableValue(message) as Record<string, unknown>;
 }

@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ARCHITECTURES, type ArchitectureId, buildArchitecture } from "../src/app/composables/architectures";
+import { settingField } from "../src/app/composables/ruleSettings";
 import { KNOWN_OPTIONS } from "../src/app/composables/taskChoices";
 import { TASK_ID as FORM_TASK_ID } from "../src/app/composables/taskForm";
 import { LAYER_SETTINGS, MODEL_FORMAT, checkModel } from "../src/core/models/validate";
@@ -36,11 +37,15 @@ import {
   OPTIMIZERS,
   PADDINGS,
   SCHEMES,
+  SECURE_AGGREGATION_BOUNDS,
+  SECURE_AGGREGATION_DEFAULTS,
+  SECURE_MIN_PARTICIPANTS,
   TASK_ID_PATTERN,
   TRAINING_DEFAULTS,
   aggregationOf,
   layerNames,
   parseTask,
+  secureAggregationOf,
 } from "../src/core/task";
 
 type Json = Record<string, unknown>;
@@ -66,6 +71,7 @@ interface Shared {
     training_defaults: Json;
     column_defaults: Json;
     display_defaults: Json;
+    secure_aggregation: { defaults: Json; bounds: Record<string, Json>; min_participants: number };
   };
   model: {
     format: string;
@@ -178,6 +184,48 @@ describe("the task's choices and defaults", () => {
     const { data_type: _, input_columns: __, output_column: ___, ...rest } = task.training;
     const { input_columns: _c, output_column: _o, ...defaults } = shared.task.training_defaults;
     expect(rest).toEqual(defaults);
+  });
+});
+
+describe("secure aggregation's settings", () => {
+  const python = () => shared.task.secure_aggregation;
+
+  it("have Python's defaults, bounds and fewest participants of a round", () => {
+    expect(SECURE_AGGREGATION_DEFAULTS).toEqual(python().defaults);
+    expect(SECURE_AGGREGATION_BOUNDS).toEqual(python().bounds);
+    expect(Object.keys(SECURE_AGGREGATION_BOUNDS)).toEqual(Object.keys(python().defaults));
+    expect(SECURE_MIN_PARTICIPANTS).toBe(python().min_participants);
+    expect(secureAggregationOf({})).toEqual(python().defaults);
+    expect(secureAggregationOf(null)).toBeNull();
+  });
+
+  it("refuse what Python refuses at each bound, and take what it takes", () => {
+    for (const [key, b] of Object.entries(SECURE_AGGREGATION_BOUNDS)) {
+      const low = b.exclusiveMinimum ?? (b.minimum as number) - 1;
+      const high = b.maximum as number;
+      expect(() => secureAggregationOf({ [key]: low }), `${key} ${low}`).toThrow(`training.secure_aggregation.${key}`);
+      expect(() => secureAggregationOf({ [key]: high + 1 }), `${key} ${high + 1}`).toThrow(`must be at most ${high}`);
+      expect(secureAggregationOf({ [key]: high })).toMatchObject({ [key]: high });
+      if (b.type === "integer") expect(() => secureAggregationOf({ [key]: 3.5 })).toThrow("should be a whole number");
+    }
+    expect(() => secureAggregationOf({ clip: Number.POSITIVE_INFINITY })).toThrow("should be a finite number");
+    expect(() => secureAggregationOf({ noise: 1 })).toThrow(
+      "training.secure_aggregation.noise: is not a setting of secure aggregation (its settings: clip, weight_cap, threshold)",
+    );
+  });
+
+  it("become the form's fields with Python's bounds and defaults", () => {
+    for (const [key, b] of Object.entries(python().bounds)) {
+      const prop = b.nullable
+        ? { anyOf: [{ ...b, nullable: undefined }, { type: "null" }], default: python().defaults[key] }
+        : { ...b, nullable: undefined, default: python().defaults[key] };
+      const field = settingField(key, prop);
+      expect(field?.integer, key).toBe(b.type === "integer");
+      expect(field?.nullable, key).toBe(b.nullable);
+      expect(field?.default ?? null, key).toBe(python().defaults[key]);
+      const min = b.exclusiveMinimum ?? b.minimum;
+      expect(field?.min, key).toEqual({ value: min, exclusive: b.exclusiveMinimum !== undefined });
+    }
   });
 });
 

@@ -1,8 +1,10 @@
 /**
  * Binary encoding of protocol messages (docs/protocol.md §2–§5), byte for byte as
  * `disco.protocol.codec` in Python: one msgpack map per frame with sorted keys, `v` the protocol
- * version, absent fields left out, float fields (metrics, mixing weights, deadlines) as float64,
- * nested maps (metrics, the peers of a round plan) with sorted keys too, weights as
+ * version, absent fields left out, float fields (metrics, mixing weights, deadlines, a secure
+ * round's clip) as float64, nested maps (metrics, the peers of a round plan, a secure round's
+ * members, envelopes and shares) with sorted keys too, binary fields (`Uint8Array`: keys,
+ * envelopes, shares, masked words) as bin, weights as
  * `{data: bin (float32 LE, tensor after tensor), names: [str], shapes: [[int]]}`.
  */
 

@@ -18,6 +18,17 @@ import {
 } from "./messages";
 import { MsgFloat, type WireMap, type WireValue } from "./msgpack";
 import { DIGEST_PATTERN, MAX_PLAN_SECONDS, MAX_ROUND_PEERS, MAX_SIGNAL } from "./peers";
+import {
+  MAX_SECURE_BITS,
+  MAX_SECURE_CLIP,
+  MAX_SECURE_REASON,
+  MAX_SECURE_WEIGHT_CAP,
+  MAX_SECURE_WORDS,
+  SECURE_COMMITMENT_BYTES,
+  SECURE_ENVELOPE_BYTES,
+  SECURE_PUBLIC_KEY_BYTES,
+  SECURE_SHARE_BYTES,
+} from "./secure";
 import type { Message, MessageType } from "./union";
 
 // -- validation ----------------------------------------------------------------------------
@@ -28,10 +39,15 @@ type Spec =
   | { t: "float"; min: number; max: number; above?: boolean }
   | { t: "str"; min?: number; max?: number; pattern?: RegExp }
   | { t: "enum"; values: readonly string[] }
+  /** Binary data (a `Uint8Array`; msgpack bin) of `min` to `max` bytes. */
+  | { t: "bin"; min: number; max: number }
   | { t: "weights" }
   | { t: "metrics" }
-  /** An array of at most `max` items; `distinct`: the items (or their `key` field) differ, else "<distinct> must be distinct". */
-  | { t: "list"; item: Spec; max: number; distinct?: string; key?: string }
+  /**
+   * An array of `min` (default 0) to `max` items; `distinct`: the items (or their `key` field)
+   * differ, else "<distinct> must be distinct".
+   */
+  | { t: "list"; item: Spec; min?: number; max: number; distinct?: string; key?: string }
   /** A nested map with its own fields (sorted keys on the wire, like every map). */
   | { t: "map"; fields: Schema; what: string };
 interface Field {
@@ -47,6 +63,7 @@ const int = (min: number, max = MAX_SAFE_INT): Field => ({ spec: { t: "int", min
 const float = (min: number, max: number, above = false): Field => ({ spec: { t: "float", min, max, above } });
 const str = (min?: number, max?: number, pattern?: RegExp): Field => ({ spec: { t: "str", min, max, pattern } });
 const oneOf = (values: readonly string[]): Field => ({ spec: { t: "enum", values } });
+const bin = (min: number, max = min): Field => ({ spec: { t: "bin", min, max } });
 const states: Field = oneOf(SESSION_STATES);
 const kinds: Field = { ...oneOf(["python", "browser"]), default: "python" };
 const weights: Field = { spec: { t: "weights" } };
@@ -66,6 +83,17 @@ const PEER_INFO: Schema = {
   kind: kinds,
   weight: float(0, 1),
 };
+
+const publicKey = bin(SECURE_PUBLIC_KEY_BYTES);
+const SECURE_MEMBER: Schema = {
+  id: peerId,
+  position: int(1, MAX_ROUND_PEERS),
+  c_public: publicKey,
+  s_public: publicKey,
+};
+const SECURE_ENVELOPE: Schema = { peer: peerId, data: bin(SECURE_ENVELOPE_BYTES) };
+const SECURE_SHARE: Schema = { of: peerId, kind: oneOf(["self", "key"]), share: bin(SECURE_SHARE_BYTES) };
+const envelope: Spec = { t: "map", fields: SECURE_ENVELOPE, what: "envelope" };
 
 /** Field rules of each message type, in the order errors are reported (Python's field order). */
 const SCHEMAS: Record<MessageType, Schema> = {
@@ -126,6 +154,33 @@ const SCHEMAS: Record<MessageType, Schema> = {
   peer_ack: { round: int(0), digest },
   model_request: { round: int(0) },
   model: { round: int(0), weights, digest },
+  secure_keys: { round: int(0), c_public: publicKey, s_public: publicKey },
+  secure_setup: {
+    round: int(0),
+    members: { spec: { t: "list", item: { t: "map", fields: SECURE_MEMBER, what: "member" }, min: 1, max: MAX_ROUND_PEERS } },
+    threshold: int(1, MAX_ROUND_PEERS),
+    clip: float(0, MAX_SECURE_CLIP, true),
+    weight_cap: int(1, MAX_SECURE_WEIGHT_CAP),
+    bits: int(0, MAX_SECURE_BITS),
+    length: int(1, MAX_SECURE_WORDS),
+  },
+  secure_shares: {
+    round: int(0),
+    commitment: bin(SECURE_COMMITMENT_BYTES),
+    envelopes: { spec: { t: "list", item: envelope, max: MAX_ROUND_PEERS, distinct: "peer ids", key: "peer" } },
+  },
+  secure_inbox: {
+    round: int(0),
+    senders: peerIds,
+    envelopes: { spec: { t: "list", item: envelope, max: MAX_ROUND_PEERS } },
+  },
+  secure_input: { round: int(0), words: bin(4, 4 * MAX_SECURE_WORDS) },
+  secure_unmask: { round: int(0), survivors: peerIds, dropped: peerIds },
+  secure_reveal: {
+    round: int(0),
+    shares: { spec: { t: "list", item: { t: "map", fields: SECURE_SHARE, what: "share" }, max: MAX_ROUND_PEERS } },
+  },
+  secure_abort: { round: int(0), reason: str(undefined, MAX_SECURE_REASON) },
 };
 
 /** The message types, in Python's order (`disco.protocol.Message`). */
@@ -195,6 +250,13 @@ function check(spec: Spec, v: unknown, path: string, problems: string[]): unknow
         return bad(`input should be ${options.length ? `${options.join(", ")} or ${last}` : last}, got ${show(v)}`);
       }
       return v;
+    case "bin": {
+      if (!(v instanceof Uint8Array)) return bad(`input should be binary data (msgpack bin), got ${show(v)}`);
+      const n = v.length;
+      if (n < spec.min) return bad(`data should have at least ${spec.min} byte${spec.min === 1 ? "" : "s"}, got ${n}`);
+      if (n > spec.max) return bad(`data should have at most ${spec.max} byte${spec.max === 1 ? "" : "s"}, got ${n}`);
+      return v;
+    }
     case "weights":
       if (!(v instanceof Weights)) return bad("input should be weights");
       return v;
@@ -218,6 +280,10 @@ function check(spec: Spec, v: unknown, path: string, problems: string[]): unknow
     case "list": {
       if (!Array.isArray(v)) return bad(`input should be a valid list, got ${show(v)}`);
       const items = v as unknown[];
+      const min = spec.min ?? 0;
+      if (items.length < min) {
+        return bad(`list should have at least ${min} item${min === 1 ? "" : "s"} after validation, not ${items.length}`);
+      }
       if (items.length > spec.max) {
         return bad(`list should have at most ${spec.max} item${spec.max === 1 ? "" : "s"} after validation, not ${items.length}`);
       }
@@ -322,8 +388,9 @@ function wireFields(schema: Schema, fields: Record<string, unknown>, weightsToWi
 
 /**
  * The frame map of a **valid** message (from `validateMessage`), without `v`: `type` and every
- * present field, float fields (metrics, mixing weights, deadlines) as `MsgFloat` so that they are
- * written as float64, nested maps as maps, weights through `weightsToWire`.
+ * present field, float fields (metrics, mixing weights, deadlines, `clip`) as `MsgFloat` so that
+ * they are written as float64, nested maps as maps, binary fields as they are (`Uint8Array`,
+ * written as bin), weights through `weightsToWire`.
  */
 export function toWire(message: Message, weightsToWire: (w: Weights) => WireValue): WireMap {
   const fields = message as unknown as Record<string, unknown>;

@@ -1,6 +1,7 @@
 /**
  * Which messages travel where — client → server, server → client, peer ↔ peer — as Python's
- * `disco.protocol.union`.
+ * `disco.protocol.union`, and which belong to a capability (`decentralized`,
+ * `secure_aggregation`).
  */
 
 import type { ErrorMessage, Hello, Leave, ModelUpdate, RoundResult, Status, UpdateAck, Welcome } from "./messages";
@@ -18,11 +19,33 @@ import type {
   RoundPlan,
   Signal,
 } from "./peers";
+import type {
+  SecureAbort,
+  SecureInbox,
+  SecureInput,
+  SecureKeys,
+  SecureMessage,
+  SecureReveal,
+  SecureSetup,
+  SecureShares,
+  SecureUnmask,
+} from "./secure";
 
 // -- which messages travel where -------------------------------------------------------------
 
 /** Messages a participant sends to the server. */
-export type ClientMessage = Hello | ModelUpdate | Leave | Signal | Ready | Received | DigestReport;
+export type ClientMessage =
+  | Hello
+  | ModelUpdate
+  | Leave
+  | Signal
+  | Ready
+  | Received
+  | DigestReport
+  | SecureKeys
+  | SecureShares
+  | SecureInput
+  | SecureReveal;
 /** Messages a server sends to a participant. */
 export type ServerMessage =
   | Welcome
@@ -34,7 +57,11 @@ export type ServerMessage =
   | Signal
   | Exchange
   | Combine
-  | Resync;
+  | Resync
+  | SecureSetup
+  | SecureInbox
+  | SecureUnmask
+  | SecureAbort;
 /** Messages between two peers, on their own channel (never through the server). */
 export type PeerMessage = PeerUpdate | PeerAck | ModelRequest | PeerModel | ErrorMessage;
 /** Messages between server and client that belong to capability `decentralized`. */
@@ -70,6 +97,10 @@ const CLIENT_SENDS: Record<ClientMessage["type"], true> = {
   ready: true,
   received: true,
   digest: true,
+  secure_keys: true,
+  secure_shares: true,
+  secure_input: true,
+  secure_reveal: true,
 };
 const SERVER_SENDS: Record<ServerMessage["type"], true> = {
   welcome: true,
@@ -82,6 +113,10 @@ const SERVER_SENDS: Record<ServerMessage["type"], true> = {
   exchange: true,
   combine: true,
   resync: true,
+  secure_setup: true,
+  secure_inbox: true,
+  secure_unmask: true,
+  secure_abort: true,
 };
 const PEER_SENDS: Record<PeerMessage["type"], true> = {
   peer_update: true,
@@ -99,6 +134,16 @@ const DECENTRALIZED: Record<DecentralizedMessage["type"], true> = {
   combine: true,
   digest: true,
   resync: true,
+};
+const SECURE: Record<SecureMessage["type"], true> = {
+  secure_keys: true,
+  secure_setup: true,
+  secure_shares: true,
+  secure_inbox: true,
+  secure_input: true,
+  secure_unmask: true,
+  secure_reveal: true,
+  secure_abort: true,
 };
 
 // -- where messages travel -----------------------------------------------------------------
@@ -118,4 +163,8 @@ export function isPeerMessage(message: Message): message is PeerMessage {
 /** Whether `message` belongs to capability `decentralized` (between server and client). */
 export function isDecentralizedMessage(message: Message): message is DecentralizedMessage {
   return Object.hasOwn(DECENTRALIZED, message.type);
+}
+/** Whether `message` belongs to capability `secure_aggregation` (between server and client). */
+export function isSecureMessage(message: Message): message is SecureMessage {
+  return Object.hasOwn(SECURE, message.type);
 }

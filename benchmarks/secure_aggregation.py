@@ -1,0 +1,186 @@
+"""Secure aggregation against plain FedAvg on the same work (MNIST CNN, federated).
+
+For each number of participants n, both sides train the same data splits for the same rounds
+(1 epoch per round) with `FederatedClient`s against a real server on loopback: plain — each sends
+its update, the server averages; secure — the same task with ``secure_aggregation`` on, so every
+round runs the four phases of docs/secure_aggregation.md (keys, shares, masked inputs,
+unmasking) and the server sees only the sum. Everything runs in one process (the participants'
+training takes turns on the one training thread in both cases), so the ratio shows what the
+protocol costs on top of the same training.
+
+A second table times the cryptography alone for one participant and for the server at the same
+sizes: masking (n AES-CTR streams of the model's size, n − 1 ECDH and envelopes), and unmasking
+(one stream per survivor, and per dropped participant one per survivor).
+
+    .venv/bin/python benchmarks/secure_aggregation.py [--sizes 3 5 10 20] [--rounds 2]
+
+Goal (issue 10): at n = 10 on the MNIST CNN, at most 1.2x the bytes and 2x the round time of
+plain aggregation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from disco import catalog
+from disco.client import FederatedClient
+from disco.data import load_for_task
+from disco.data.samples import write_samples
+from disco.models import init_weights
+from disco.secure import quantize
+from disco.secure.aggregator import SecureSum
+from disco.secure.participant import SecureParticipant
+from disco.server import ServerConfig, start_in_background
+
+
+async def _run(clients: list[FederatedClient], rounds: int) -> float:
+    start = time.perf_counter()
+    await asyncio.gather(*(c.run(rounds) for c in clients))
+    return time.perf_counter() - start
+
+
+def _publish(url: str, token: str, task: Any) -> None:
+    httpx.post(
+        f"{url}/api/tasks",
+        content=task.model_dump_json(),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ).raise_for_status()
+
+
+def crypto_costs(n: int, values: int, dropped: int = 1) -> dict[str, float]:
+    """Seconds for one participant's phases and for the server's unmasking, in memory."""
+    people = [SecureParticipant("bench", 1, f"p{i:02d}") for i in range(n)]
+    agg = SecureSum("bench", 1, values=values, clip=1.0, weight_cap=1024)
+    for i, p in enumerate(people):
+        agg.add_keys(f"p{i:02d}", *p.keys())
+    setup = agg.setup()
+    start = time.perf_counter()
+    shares = [p.share(setup) for p in people]
+    share_s = (time.perf_counter() - start) / n
+    for i, s in enumerate(shares):
+        agg.add_shares(f"p{i:02d}", s.commitment, s.envelopes)
+    senders = agg.close_shares()
+    rng = np.random.default_rng(0)
+    change = rng.normal(0, 0.01, values).astype(np.float32)
+    mask_s = []
+    for i, p in enumerate(people[: n - dropped]):
+        p.receive(agg.inbox(f"p{i:02d}"))
+        start = time.perf_counter()
+        words = quantize(change, 100, 1.0, setup.bits)
+        masked = p.mask(words, senders)
+        mask_s.append(time.perf_counter() - start)
+        agg.add_masked(f"p{i:02d}", masked)
+    survivors, gone = agg.close_masked()
+    for i, p in enumerate(people[: n - dropped]):
+        agg.add_reveal(f"p{i:02d}", p.reveal(survivors, gone))
+    start = time.perf_counter()
+    agg.result()
+    unmask_s = time.perf_counter() - start
+    return {"share": share_s, "mask": statistics.mean(mask_s), "unmask": unmask_s}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3, 5, 10, 20])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved runs; medians shown")
+    args = parser.parse_args(argv)
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="disco-bench-") as tmp:
+        token = secrets.token_urlsafe(8)
+        config = ServerConfig(
+            port=0,
+            data_dir=Path(tmp) / "srv",
+            admin_token=token,
+            seed_catalog=False,
+            log_level="warning",
+        )
+        server = start_in_background(config)
+        try:
+            for n in args.sizes:
+                write_samples("mnist", n, Path(tmp) / f"data{n}", seed=0)
+                base = catalog.get("mnist").with_training(
+                    epochs_per_round=1, epochs=args.rounds, min_participants=n
+                )
+                datasets = [
+                    load_for_task(Path(tmp) / f"data{n}" / f"client_{i}", base.training)
+                    for i in range(1, n + 1)
+                ]
+                plain_s: list[float] = []
+                secure_s: list[float] = []
+                plain: list[FederatedClient] = []
+                secure: list[FederatedClient] = []
+                for rep in range(args.repeats + 1):  # rep 0 warms up and is not counted
+                    plain_task = base.model_copy(update={"id": f"plain-{n}-{rep}"})
+                    secure_task = base.with_training(
+                        secure_aggregation={"clip": 1.0, "weight_cap": 1024}
+                    ).model_copy(update={"id": f"secure-{n}-{rep}"})
+                    _publish(server.url, token, plain_task)
+                    _publish(server.url, token, secure_task)
+                    plain = [
+                        FederatedClient(plain_task, d, server.url, seed=i, name=f"f{i}")
+                        for i, d in enumerate(datasets)
+                    ]
+                    secure = [
+                        FederatedClient(secure_task, d, server.url, seed=i, name=f"s{i}")
+                        for i, d in enumerate(datasets)
+                    ]
+                    p = asyncio.run(_run(plain, args.rounds))
+                    s = asyncio.run(_run(secure, args.rounds))
+                    if rep > 0:
+                        plain_s.append(p)
+                        secure_s.append(s)
+                values = init_weights(base.model, seed=0).size
+                rows.append(
+                    {
+                        "n": n,
+                        "plain": statistics.median(plain_s) / args.rounds,
+                        "secure": statistics.median(secure_s) / args.rounds,
+                        "plain_up": statistics.mean(c.bytes_up for c in plain) / args.rounds,
+                        "secure_up": statistics.mean(c.bytes_up for c in secure) / args.rounds,
+                        "plain_down": statistics.mean(c.bytes_down for c in plain) / args.rounds,
+                        "secure_down": statistics.mean(c.bytes_down for c in secure)
+                        / args.rounds,
+                        "values": values,
+                        **crypto_costs(n, values),
+                    }
+                )
+        finally:
+            server.stop()
+
+    print(
+        f"MNIST CNN ({rows[0]['values']:,} values), federated, {args.rounds} rounds x 1 epoch, "
+        f"median of {args.repeats} run(s); one process, one training thread"
+    )
+    print(
+        "n | plain s/round | secure s/round | time ratio | plain KB up+down/participant/round "
+        "| secure KB | bytes ratio"
+    )
+    for r in rows:
+        pb, sb = r["plain_up"] + r["plain_down"], r["secure_up"] + r["secure_down"]
+        print(
+            f"{r['n']} | {r['plain']:.2f} | {r['secure']:.2f} | {r['secure'] / r['plain']:.3f} | "
+            f"{pb / 1e3:.0f} | {sb / 1e3:.0f} | {sb / pb:.3f}"
+        )
+    print("\nthe cryptography alone (seconds; one participant, and the server with 1 dropped):")
+    print("n | shares (keys, Shamir, envelopes) | quantise + mask | server unmask")
+    for r in rows:
+        print(f"{r['n']} | {r['share']:.4f} | {r['mask']:.4f} | {r['unmask']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
