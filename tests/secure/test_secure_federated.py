@@ -4,17 +4,14 @@ WebSockets; the server never receives an update it could read."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from secure_kit import blobs, secure_task
 from websockets.asyncio.client import connect
 
 from disco.client import FederatedClient
-from disco.data.dataset import Dataset
-from disco.models import init_weights
 from disco.protocol import (
     ErrorMessage,
     Hello,
@@ -26,78 +23,15 @@ from disco.protocol import (
     decode,
     encode,
 )
-from disco.server import ServerConfig, ServerHandle, Store, start_in_background
-from disco.server import ws as server_ws
-from disco.task import Task, parse_task
+from disco.server import ServerHandle
 from disco.training.trainer import evaluate
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def secure_task(min_participants: int = 3) -> Task:
-    return parse_task(
-        {
-            "id": "secure",
-            "display": {"title": "Secure blobs"},
-            "training": {
-                "data_type": "tabular",
-                "input_columns": [{"name": "a"}, {"name": "b"}],
-                "output_column": "y",
-                "labels": ["no", "yes"],
-                "min_participants": min_participants,
-                "round_deadline_s": 20,
-                "epochs": 3,
-                "epochs_per_round": 1,
-                "batch_size": 16,
-                "learning_rate": 0.05,
-                "secure_aggregation": {"clip": 1.0, "weight_cap": 256},
-            },
-            "model": {
-                "input_shape": [2],
-                "layers": [
-                    {"type": "dense", "units": 8, "activation": "relu"},
-                    {"type": "dense", "units": 2, "activation": "softmax"},
-                ],
-                "loss": "categorical_crossentropy",
-            },
-        }
-    )
-
-
-def blobs(seed: int, n: int = 120) -> Dataset:
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
-    x = rng.normal(scale=0.6, size=(n, 2)) + np.where(y[:, None] == 1, 1.0, -1.0)
-    return Dataset(x.astype(np.float32), y)
-
-
 @pytest.fixture
-def received(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every message the server decodes from a client, in order."""
-    seen: list[Any] = []
-    decode_frame = server_ws.decode_frame
-
-    def recording(data: bytes, limit: int) -> Any:
-        message = decode_frame(data, limit)
-        seen.append(message)
-        return message
-
-    monkeypatch.setattr(server_ws, "decode_frame", recording)
-    return seen
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerHandle]:
-    task = secure_task()
-    store = Store(tmp_path)
-    store.put_task(task, init_weights(task.model, seed=0))
-    store.close()
-    config = ServerConfig.load(
-        env={}, port=0, data_dir=tmp_path, seed_catalog=False, web_dir=tmp_path / "no-web"
-    )
-    handle = start_in_background(config)
-    yield handle
-    handle.stop()
+def server(serve: Any) -> ServerHandle:
+    return serve(secure_task())  # type: ignore[no-any-return]
 
 
 def chi_square_uniform(words: np.ndarray, bins: int = 16) -> float:
