@@ -235,3 +235,17 @@ def test_a_copied_key_leaves_out_everyone_who_sent_it() -> None:
         agg.add_keys(f"p{i}", *keys[i])
     setup = agg.setup()
     assert setup.ids == ["p0", "p1", "p2"]
+
+
+def test_keys_can_be_replaced_before_the_roster_and_only_those_present_are_taken() -> None:
+    people = {f"p{i}": SecureParticipant(TASK, ROUND, f"p{i}") for i in range(5)}
+    agg = SecureSum(TASK, ROUND, values=2, clip=CLIP, weight_cap=CAP)
+    for i, p in people.items():
+        agg.add_keys(i, *p.keys())
+    again = SecureParticipant(TASK, ROUND, "p0")  # p0 reconnected with fresh keys
+    with pytest.raises(SecureAggregationError, match="already sent its keys"):
+        agg.add_keys("p0", *again.keys())
+    agg.add_keys("p0", *again.keys(), replace=True)
+    setup = agg.setup(present={"p0", "p1", "p2", "p4"})  # p3 left
+    assert setup.ids == ["p0", "p1", "p2", "p4"]
+    assert setup.member("p0").c_public == again.keys()[0]

@@ -260,3 +260,75 @@ def test_a_silent_member_at_the_keys_phase_is_left_out_after_the_deadline(
         assert members[3].last(SecureSetup) is None
 
     run(body())
+
+
+def test_late_input_is_stale_and_keys_are_replaced_and_only_those_present_count(
+    kit: Any,
+) -> None:
+    async def body() -> None:
+        task = secure_task(kit, min_participants=3)
+        g = init_weights(task.model, seed=0)
+        s = SecureSession(task, 0, g)
+        members = [Member_(kit, s, f"m{i}") for i in range(5)]
+        for m in members:
+            await m.join()
+        await members[3].keys(0)
+        await s.leave(members[3].connection)  # sent keys, left: not in the roster
+        await members[0].keys(0)
+        await members[0].keys(0)  # reconnected before the roster: its new keys replace the old
+        for m in members[1:3] + members[4:]:
+            await m.keys(0)
+        await until(lambda: members[0].last(SecureSetup) is not None, "setup")
+        roster = members[0].last(SecureSetup).members
+        assert sorted(x.id for x in roster) == sorted(m.id for m in members if m is not members[3])
+        assert members[0].me is not None
+        assert (
+            roster[[x.id for x in roster].index(members[0].id)].c_public == members[0].me.keys()[0]
+        )
+        live = [members[0], members[1], members[2], members[4]]
+        for m in live:
+            await m.shares()
+        await until(lambda: all(m.last(SecureInbox) for m in live), "inboxes")
+        for m in live[:3]:
+            await m.masked(np.zeros(g.size, np.float32), 1)
+        # m4 trains slowly: at the deadline (5 s) the unmasking starts without its input
+        await until(lambda: members[0].last(SecureUnmask) is not None, "unmask at the deadline")
+        late = members[4]
+        words = np.zeros(late.setup.length, np.uint32)  # type: ignore[union-attr]
+        await s.receive(late.connection, SecureInput(round=0, words=words.tobytes()))
+        refusal = late.last(ErrorMessage)
+        assert refusal.code == "stale" and "goes on without you" in refusal.message
+        assert s.reported == 3 and members[0].last(SecureUnmask).dropped == [late.id]
+
+    run(body())
+
+
+def test_a_weight_no_participant_may_send_aborts_the_round(kit: Any) -> None:
+    async def body() -> None:
+        task = secure_task(kit, min_participants=3, weight_cap=10)
+        g = init_weights(task.model, seed=0)
+        s = SecureSession(task, 0, g)
+        members = [Member_(kit, s, f"m{i}") for i in range(3)]
+        for m in members:
+            await m.join()
+        for m in members:
+            await m.keys(0)
+        await until(lambda: all(m.last(SecureSetup) for m in members), "setup")
+        for m in members:
+            await m.shares()
+        await until(lambda: all(m.last(SecureInbox) for m in members), "inboxes")
+        for m in members[:2]:
+            await m.masked(np.full(g.size, 0.1, np.float32), 5)
+        members[2].setup = RoundSetup(  # a participant that ignores the weight cap
+            **{**members[2].setup.__dict__, "weight_cap": 30}  # type: ignore[union-attr]
+        )
+        await members[2].masked(np.full(g.size, 0.1, np.float32), 30)  # Σw 40 > 3 × 10
+        await until(lambda: all(m.last(SecureUnmask) for m in members), "unmask")
+        for m in members:
+            await m.reveal()
+        await s.wait_for_round(1, timeout=10)
+        abort = members[0].last(SecureAbort)
+        assert abort is not None and "weights add up to" in abort.reason
+        assert s.weights == g
+
+    run(body())

@@ -576,3 +576,18 @@ describe("a secure round in the browser", () => {
     expect(sortedIds(["b", "a", "\u{1f600}", "\ufb01", "ab", "a"])).toEqual(["a", "ab", "b", "\ufb01", "\u{1f600}"]);
   });
 });
+
+describe("keys before the roster", () => {
+  it("can be replaced, and only the participants present are taken", async () => {
+    const people = [];
+    for (let i = 0; i < 5; i++) people.push(await SecureParticipant.create(TASK, ROUND, `p${i}`));
+    const agg = new SecureSum(TASK, ROUND, { values: 2, clip: CLIP, weightCap: CAP });
+    for (const [i, p] of people.entries()) agg.addKeys(`p${i}`, p.keys().cPublic, p.keys().sPublic);
+    const again = await SecureParticipant.create(TASK, ROUND, "p0");
+    expect(() => agg.addKeys("p0", again.keys().cPublic, again.keys().sPublic)).toThrow(/already sent its keys/);
+    agg.addKeys("p0", again.keys().cPublic, again.keys().sPublic, { replace: true });
+    const setup = agg.setup(new Set(["p0", "p1", "p2", "p4"]));
+    expect(setup.members.map((m) => m.id)).toEqual(["p0", "p1", "p2", "p4"]);
+    expect([...setup.members[0]!.cPublic]).toEqual([...again.keys().cPublic]);
+  });
+});

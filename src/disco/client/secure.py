@@ -12,9 +12,11 @@ same connection and with the same update pipeline as a plain round:
 4. asked to unmask (`SecureUnmask`), it reveals its shares (`SecureReveal`) and waits for the
    `RoundResult`, as any federated participant.
 
-A roster fixed before its keys arrived leaves it waiting for the next round; an aborted round
-(`SecureAbort`) opens the next one with the same model. Every wait is bounded by
-``wait_for_others_s``.
+A roster fixed before its keys arrived, a refusal by the server, an envelope that does not open or
+a request it must refuse (`SecureParticipant` says why) make it sit the round out and take part
+from the next; reconnecting before the roster is fixed, it sends fresh keys. An aborted round
+(`SecureAbort`) opens the next one with the same model. Its wait for the others is bounded by
+``wait_for_others_s`` from its masked input, like a plain update's.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ if TYPE_CHECKING:
 
 __all__ = ["secure_round"]
 
+_PHASES_S = 60.0
+"""The server's keys and shares phases at most (30 s each; docs/protocol.md §19)."""
+
 log = logging.getLogger("disco.client")
 
 
@@ -85,14 +90,31 @@ async def secure_round(
     opens with the same model."""
     settings = client.task.training.secure_aggregation
     assert settings is not None and client.client_id is not None
-    me = SecureParticipant(client.task.id, r, client.client_id, threshold=settings.threshold)
-    c_public, s_public = me.keys()
-    await client._send(SecureKeys(round=r, c_public=c_public, s_public=s_public))
+
+    def fresh() -> SecureParticipant:
+        assert client.client_id is not None and settings is not None
+        return SecureParticipant(client.task.id, r, client.client_id, threshold=settings.threshold)
+
+    me = fresh()
+    await client._send(SecureKeys(round=r, c_public=me.keys()[0], s_public=me.keys()[1]))
     training = asyncio.ensure_future(client.train(r, weights, epochs))
     metrics: list[EpochMetrics] = []
     setup: RoundSetup | None = None
     taking_part = True
-    give_up = time.monotonic() + client.wait_for_others_s
+
+    def sit_out(why: str) -> None:
+        nonlocal taking_part
+        if taking_part:
+            log.warning(
+                "your round %d of %d: %s; this round goes on without you, you take part from "
+                "the next one",
+                *(k, n, why),
+            )
+        taking_part = False
+
+    # the keys and shares phases take at most a minute on the server; the wait for the others
+    # proper starts once this participant's masked input is sent, as a plain update's does
+    give_up = time.monotonic() + client.wait_for_others_s + _PHASES_S
     try:
         while True:
             if training.done() and not metrics:
@@ -109,58 +131,61 @@ async def secure_round(
                 if exc.fatal is not None:
                     raise UpdateRejected(f"{exc.fatal} ({exc})") from exc
                 log.warning("connection lost (%s); reconnecting", exc)
-                welcome = await client._join()  # this round goes on without us
+                welcome = await client._join()
                 if welcome.round > r:
                     assert welcome.weights is not None
                     return welcome.round, welcome.weights, await _metrics(training, metrics)
-                taking_part = False
+                if setup is None:  # the roster may not be fixed yet: fresh keys
+                    me = fresh()
+                    keys = SecureKeys(round=r, c_public=me.keys()[0], s_public=me.keys()[1])
+                    await client._send(keys)
+                else:
+                    sit_out("the connection dropped during the round")
                 continue
             if isinstance(message, RoundResult) and message.round > r:
                 return message.round, message.weights, await _metrics(training, metrics)
-            if isinstance(message, SecureAbort) and message.round >= r:
+            if isinstance(message, SecureAbort) and message.round == r:
                 log.warning(
                     "your round %d of %d: the round was aborted (%s); the next one starts from "
                     "the same shared model",
                     *(k, n, message.reason),
                 )
-                return message.round + 1, weights, await _metrics(training, metrics)
+                return r + 1, weights, await _metrics(training, metrics)
             if getattr(message, "round", r) != r:
                 continue  # a late message of an earlier round
-            if isinstance(message, SecureSetup) and taking_part:
-                setup = _setup(client.task.id, message)
-                out = me.share(setup)
-                envelopes = [SecureEnvelope(peer=p, data=d) for p, d in out.envelopes.items()]
-                await client._send(
-                    SecureShares(round=r, commitment=out.commitment, envelopes=envelopes)
-                )
-                log.info(
-                    "your round %d of %d: secure round of %d members; shares sent",
-                    *(k, n, len(setup.members)),
-                )
-            elif isinstance(message, SecureInbox) and taking_part and setup is not None:
-                me.receive({e.peer: e.data for e in message.envelopes})
-                trained, metrics = await training
-                client._trained = trained
-                words = _masked_words(client, setup, weights, trained)
-                masked = me.mask(words, message.senders)
-                await client._send(SecureInput(round=r, words=masked.astype("<u4").tobytes()))
-                log.info("your round %d of %d: masked update sent; waiting for others", k, n)
-            elif isinstance(message, SecureUnmask) and taking_part:
-                shares = me.reveal(message.survivors, message.dropped)
-                await client._send(
-                    SecureReveal(
-                        round=r,
-                        shares=[SecureShare(of=o, kind=kd, share=s) for o, kd, s in shares],
+            try:
+                if isinstance(message, SecureSetup) and taking_part:
+                    setup = _setup(client.task.id, message)
+                    if (setup.clip, setup.weight_cap) != (settings.clip, settings.weight_cap):
+                        raise SecureAggregationError(
+                            "the server's clip range and weight cap are not the task's"
+                        )
+                    out = me.share(setup)
+                    envelopes = [SecureEnvelope(peer=p, data=d) for p, d in out.envelopes.items()]
+                    await client._send(
+                        SecureShares(round=r, commitment=out.commitment, envelopes=envelopes)
                     )
-                )
-            elif isinstance(message, ErrorMessage):
-                if message.code == "stale":
-                    log.info("your round %d of %d: %s", k, n, message.message)
-                    taking_part = False
-                else:
-                    raise UpdateRejected(f"[{message.code}] {message.message}")
-    except SecureAggregationError as exc:
-        raise UpdateRejected(f"secure aggregation refused the round: {exc}") from exc
+                    log.info(
+                        "your round %d of %d: secure round of %d members; shares sent",
+                        *(k, n, len(setup.members)),
+                    )
+                elif isinstance(message, SecureInbox) and taking_part and setup is not None:
+                    me.receive({e.peer: e.data for e in message.envelopes})
+                    trained, metrics = await training
+                    client._trained = trained
+                    words = _masked_words(client, setup, weights, trained)
+                    masked = me.mask(words, message.senders)
+                    await client._send(SecureInput(round=r, words=masked.astype("<u4").tobytes()))
+                    give_up = time.monotonic() + client.wait_for_others_s
+                    log.info("your round %d of %d: masked update sent; waiting for others", k, n)
+                elif isinstance(message, SecureUnmask) and taking_part:
+                    shares = me.reveal(message.survivors, message.dropped)
+                    reveal = [SecureShare(of=o, kind=kd, share=s) for o, kd, s in shares]
+                    await client._send(SecureReveal(round=r, shares=reveal))
+                elif isinstance(message, ErrorMessage):
+                    sit_out(f"[{message.code}] {message.message}")
+            except SecureAggregationError as exc:  # refused here: reveal nothing, sit out
+                sit_out(f"secure aggregation refused the round: {exc}")
     finally:
         if not training.done():
             training.cancel()

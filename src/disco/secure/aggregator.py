@@ -24,7 +24,7 @@ with `SecureAggregationError` and changes nothing.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 
 import numpy as np
 
@@ -139,22 +139,29 @@ class SecureSum:
         return set(self._reveals)
 
     # -- 1. keys ------------------------------------------------------------------------------
-    def add_keys(self, participant: str, c_public: bytes, s_public: bytes) -> None:
+    def add_keys(
+        self, participant: str, c_public: bytes, s_public: bytes, *, replace: bool = False
+    ) -> None:
+        """Take a participant's keys; with `replace`, newer keys of the same participant (it
+        reconnected before the roster was fixed) take the place of its earlier ones."""
         self._expect("keys")
-        if participant in self._keys:
+        if participant in self._keys and not replace:
             raise SecureAggregationError(f"{participant!r} already sent its keys")
         if len(c_public) != PUBLIC_KEY_BYTES or len(s_public) != PUBLIC_KEY_BYTES:
             raise SecureAggregationError(f"public keys are {PUBLIC_KEY_BYTES} bytes each")
         self._keys[participant] = (bytes(c_public), bytes(s_public))
 
-    def setup(self) -> RoundSetup:
+    def setup(self, present: Container[str] | None = None) -> RoundSetup:
         """Fix the roster from the keys received (a malformed key leaves its sender out; a key
         sent by more than one participant, or as both keys, leaves out all who sent it).
-        `RoundAborted` if fewer than 3 members, or than the task's threshold, remain."""
+        `RoundAborted` if fewer than 3 members, or than the task's threshold, remain. With
+        `present`, only the participants in it are taken (those still connected)."""
         self._expect("keys")
         usable: dict[str, tuple[bytes, bytes]] = {}
         uses = Counter(key for pair in self._keys.values() for key in pair)
         for participant in sorted(self._keys):
+            if present is not None and participant not in present:
+                continue
             c, s = self._keys[participant]
             if uses[c] > 1 or uses[s] > 1:  # a copied key leaves out everyone who sent it
                 continue

@@ -71,6 +71,13 @@ UNMASK_S = 30.0
 """How long the unmasking phase waits for the survivors' shares."""
 
 SecureMessage = SecureKeys | SecureShares | SecureInput | SecureReveal
+_STAGES = ("keys", "shares", "masked", "unmasking")
+_PHASE_OF: dict[type, str] = {
+    SecureKeys: "keys",
+    SecureShares: "shares",
+    SecureInput: "masked",
+    SecureReveal: "unmasking",
+}
 
 
 class SecureSession(FederatedSession):
@@ -150,12 +157,17 @@ class SecureSession(FederatedSession):
             return ErrorMessage(code="stale", message=text, round=message.round)
         if message.round > r:
             return ErrorMessage(code="future", message=f"round {r} is open", round=message.round)
+        phase = _PHASE_OF[type(message)]
+        if _STAGES.index(phase) < _STAGES.index(self._stage):
+            text = (
+                f"the {phase} phase of round {r} is over: this round goes on without you; "
+                "take part from the next round"
+            )
+            return ErrorMessage(code="stale", message=text, round=r)
         try:
             if isinstance(message, SecureKeys):
-                if self._stage != "keys":
-                    text = f"the roster of round {r} is fixed: take part from the next round"
-                    return ErrorMessage(code="stale", message=text, round=r)
-                self._sum.add_keys(identity, message.c_public, message.s_public)
+                # a participant that reconnects before the roster is fixed sends fresh keys
+                self._sum.add_keys(identity, message.c_public, message.s_public, replace=True)
             elif isinstance(message, SecureShares):
                 envelopes = {e.peer: e.data for e in message.envelopes}
                 self._sum.add_shares(identity, message.commitment, envelopes)
@@ -175,8 +187,13 @@ class SecureSession(FederatedSession):
 
     # -- phases -----------------------------------------------------------------------------
     def _maybe_close(self) -> None:
-        """The federated closing rule does not apply: a leave may end a phase instead."""
-        if self._phase == "collecting" and self._closing is None:
+        """The federated closing rule does not apply: a leave may end a phase instead. (After a
+        failed close the retry lands here too: an aborted round closes again at once.)"""
+        if self._phase != "collecting" or self._closing is not None:
+            return
+        if self._abort is not None:
+            self._close_round()
+        else:
             asyncio.get_running_loop().create_task(self._advance())
 
     async def _advance(self) -> None:
@@ -204,7 +221,7 @@ class SecureSession(FederatedSession):
         if not (live <= sent or self._stage_due):
             self._arm(KEYS_S)
             return
-        setup = self._sum.setup()
+        setup = self._sum.setup(present=live)  # keys of those who left do not count
         self._next_stage("shares", SHARES_S)
         message = SecureSetup(
             round=setup.round,
@@ -306,12 +323,18 @@ class SecureSession(FederatedSession):
             bits = self._sum.bits
             try:
                 summed = self._sum.result()
-            except RoundAborted as exc:  # wrong shares: nothing is unmasked, the model stays
+                weight, values = decode(summed, bits)
+                most = len(survivors) * self._settings.weight_cap
+                if not len(survivors) <= weight <= most:
+                    raise RoundAborted(
+                        f"the weights add up to {weight}, outside [{len(survivors)}, {most}]: "
+                        "a participant sent a weight it may not; the round is not used"
+                    )
+                weights = _add_change(self._weights, values / weight)
+            except SecureAggregationError as exc:  # wrong shares or inputs: the model stays
                 self._abort = str(exc)
                 log.warning("task %s round %d: %s", self.task.id, r, exc)
                 return self._aggregate_and_save(r, accepted)
-            weight, values = decode(summed, bits)
-            weights = _add_change(self._weights, values / weight)
             contributors, total = len(survivors), weight
             described |= {
                 "threshold": self._sum.threshold,

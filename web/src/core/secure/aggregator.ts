@@ -158,9 +158,13 @@ export class SecureSum {
 
   // -- 1. keys ----------------------------------------------------------------------------------
 
-  addKeys(participant: string, cPublic: Uint8Array, sPublic: Uint8Array): void {
+  /**
+   * Takes a participant's keys; with `replace`, newer keys of the same participant (it reconnected
+   * before the roster was fixed) take the place of its earlier ones.
+   */
+  addKeys(participant: string, cPublic: Uint8Array, sPublic: Uint8Array, { replace = false } = {}): void {
     this.#expect("keys");
-    if (this.#keys.has(participant)) {
+    if (this.#keys.has(participant) && !replace) {
       throw new SecureAggregationError("round", `${JSON.stringify(participant)} already sent its keys`);
     }
     if (cPublic.length !== PUBLIC_KEY_BYTES || sPublic.length !== PUBLIC_KEY_BYTES) {
@@ -172,9 +176,10 @@ export class SecureSum {
   /**
    * Fixes the roster from the keys received (a malformed key leaves its sender out; a key sent by
    * more than one participant, or as both keys, leaves out all who sent it).
-   * `RoundAborted` if fewer than 3 members, or than the task's threshold, remain.
+   * `RoundAborted` if fewer than 3 members, or than the task's threshold, remain. With `present`, only
+   * the participants in it are taken (those still connected).
    */
-  setup(): RoundSetup {
+  setup(present?: ReadonlySet<string>): RoundSetup {
     this.#expect("keys");
     const usable: [string, Uint8Array, Uint8Array][] = [];
     const uses = new Map<string, number>();
@@ -182,6 +187,7 @@ export class SecureSum {
       for (const key of [toHex(c), toHex(s)]) uses.set(key, (uses.get(key) ?? 0) + 1);
     }
     for (const participant of sortedIds(this.#keys.keys())) {
+      if (present !== undefined && !present.has(participant)) continue; // only those still here
       const [c, s] = this.#keys.get(participant) as readonly [Uint8Array, Uint8Array];
       const ch = toHex(c);
       const sh = toHex(s);
