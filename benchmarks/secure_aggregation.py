@@ -152,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                         "plain_up": statistics.mean(c.bytes_up for c in plain) / args.rounds,
                         "secure_up": statistics.mean(c.bytes_up for c in secure) / args.rounds,
                         "plain_down": statistics.mean(c.bytes_down for c in plain) / args.rounds,
-                        "secure_down": statistics.mean(c.bytes_down for c in secure)
-                        / args.rounds,
+                        "secure_down": statistics.mean(c.bytes_down for c in secure) / args.rounds,
                         "values": values,
                         **crypto_costs(n, values),
                     }
