@@ -12,6 +12,7 @@ from secure_kit import blobs, secure_task
 from websockets.asyncio.client import connect
 
 from disco.client import FederatedClient
+from disco.errors import ServerError
 from disco.protocol import (
     ErrorMessage,
     Hello,
@@ -81,3 +82,14 @@ def test_a_client_without_the_capability_is_refused(server: ServerHandle) -> Non
     reply, code = asyncio.run(body())
     assert isinstance(reply, ErrorMessage) and reply.code == "unsupported"
     assert "secure_aggregation" in reply.message and code == 4426
+
+
+def test_a_client_of_a_secure_task_sends_nothing_to_a_server_that_runs_it_plainly(
+    serve: Any, received: list[Any]
+) -> None:
+    plain = secure_task().with_training(secure_aggregation=None)
+    server = serve(plain)
+    client = FederatedClient(secure_task(), blobs(0), server.url, name="careful")
+    with pytest.raises(ServerError, match="runs it without"):
+        asyncio.run(client.run(rounds=1))
+    assert [type(m) for m in received] == [Hello]

@@ -17,8 +17,8 @@ import {
 } from "../src/app/composables/peers";
 import {
   DIRECT_NOTE,
-  SECURE_REFUSAL,
   canTrainTogether,
+  privacyShort,
   privacyText,
   schemeNote,
   schemeText,
@@ -76,15 +76,16 @@ describe("which tasks the browser trains with others", () => {
     expect(togetherRefusal(federated)).toBe(null);
   });
 
-  it("does not train a task with secure aggregation with others, and says why and what to use", () => {
+  it("trains a federated task with secure aggregation with others, and says what protects the updates", () => {
     const secure: Task = {
       ...federated,
       training: { ...federated.training, secure_aggregation: { clip: 1, weight_cap: 1024, threshold: null } },
     };
-    expect(canTrainTogether(secure)).toBe(false);
-    expect(togetherRefusal(secure)).toBe(SECURE_REFUSAL);
-    expect(SECURE_REFUSAL).toMatch(/disco train/);
+    expect(canTrainTogether(secure)).toBe(true);
+    expect(togetherRefusal(secure)).toBe(null);
     expect(privacyText(secure)).toMatch(/^The server adds up everyone's updates without seeing any one of them/);
+    expect(privacyShort(secure)).toBe("updates added up unseen");
+    expect(privacyShort(federated)).toBe("files stay on your device");
     expect(privacyText(federated)).not.toMatch(/adds up/);
   });
 

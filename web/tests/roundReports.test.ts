@@ -36,6 +36,10 @@ describe("a rule in plain words", () => {
   it("names each known rule with its settings", () => {
     expect(ruleSummary({ rule: "mean", max_share: 0.5 })).toBe("Average, no one above 50%");
     expect(ruleSummary({ rule: "mean", max_share: 1 })).toBe("Average, weighted by examples");
+    expect(ruleSummary({ rule: "mean", secure: true, clip: 1, weight_cap: 1024 })).toBe(
+      "Added up securely: the server saw only the total, each participant counting for up to 1024 examples",
+    );
+    expect(ruleSummary({ rule: "mean", secure: true, aborted: "only 2 masked inputs arrived" })).toMatch(/^Not combined: too few/);
     expect(ruleSummary({ rule: "median" })).toBe("Median");
     expect(ruleSummary({ rule: "median", bucket_size: 2 })).toBe("Median, in groups of 2");
     expect(ruleSummary({ rule: "trimmed_mean", beta: 0.2, bucket_size: 1 })).toBe(

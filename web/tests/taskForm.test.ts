@@ -328,6 +328,9 @@ describe("secure aggregation in the form", () => {
     expect(SECURE_WORDS.about).toBe(
       "The server adds up the updates without seeing any one of them: it learns only the total. Needs at least 3 participants per round and the 'average' rule.",
     );
+    // browsers take part in such tasks too: nothing says they cannot
+    expect(Object.keys(SECURE_WORDS)).toEqual(["label", "about"]);
+    expect(Object.values(SECURE_WORDS).join(" ")).not.toMatch(/browser|disco train/);
   });
 
   it("has its three settings from the server's schema, the threshold automatic when empty", () => {

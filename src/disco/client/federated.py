@@ -209,6 +209,11 @@ class FederatedClient(Client):
                             f"server refused to join: [{message.code}] {message.message}"
                         )
                     if isinstance(message, Welcome):
+                        if secure and "secure_aggregation" not in message.capabilities:
+                            raise ServerError(
+                                f"task {self.task.id!r} uses secure aggregation, but the server "
+                                "runs it without: nothing was sent; check the server's task"
+                            )
                         self.client_id = message.client_id
                         model = _model_of(message)
                         model.check_like(self.model.get_weights(), "global model")

@@ -142,6 +142,10 @@ class SecureSession(FederatedSession):
         if participant is None:
             raise SecureAggregationError(f"connection {connection!r} has not joined")
         identity = self._connections.identity(connection)
+        if isinstance(message, SecureReveal) and (
+            message.round < self._round or self._phase == "aggregating"
+        ):
+            return  # the sum was unmasked with the threshold's shares: this one is not needed
         error = self._take(identity, message)
         if error is not None:
             await self._send(participant, error)

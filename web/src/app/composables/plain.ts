@@ -43,20 +43,17 @@ export function schemeText(task: Task): string {
 export const DIRECT_NOTE =
   "The server keeps no model of this task after the initial one: models go directly between participants.";
 
-/** Whether this browser can train `task` together with others (federated, or between peers with the mean rule). */
+/**
+ * Whether this browser can train `task` together with others (federated, with or without secure
+ * aggregation, or between peers with the mean rule).
+ */
 export function canTrainTogether(task: Task): boolean {
   const t = task.training;
-  if (t.secure_aggregation) return false; // the browser does not speak secure aggregation yet
   return t.scheme === "federated" || (t.scheme === "decentralized" && peerRefusal(t.aggregation) === null);
 }
 
-/** Why a browser cannot join a task with secure aggregation, for now. */
-export const SECURE_REFUSAL =
-  "This task adds up the updates with secure aggregation, which web browsers cannot take part in yet: people join it with the disco command line (disco train).";
-
 /** Why this browser cannot train `task` with others, as a sentence; null when it can (or it trains alone by design). */
 export function togetherRefusal(task: Task): string | null {
-  if (task.training.secure_aggregation && task.training.scheme !== "local") return SECURE_REFUSAL;
   if (task.training.scheme !== "decentralized") return null;
   const why = peerRefusal(task.training.aggregation);
   return why === null ? null : `${why.charAt(0).toUpperCase()}${why.slice(1)}.`;
@@ -122,8 +119,8 @@ export function privacyDetails(task: Task): string {
 /** Short label of the privacy setting, after "Privacy: " (badges of the list and the header). */
 export function privacyShort(task: Task): string {
   const p = task.training.privacy;
-  if (!p) return "files stay on your device";
-  return p.noise_multiplier > 0 ? "updates clipped and noised" : "updates clipped";
+  const base = !p ? "files stay on your device" : p.noise_multiplier > 0 ? "updates clipped and noised" : "updates clipped";
+  return task.training.secure_aggregation ? `${p ? base : "updates"} added up unseen` : base;
 }
 
 /**

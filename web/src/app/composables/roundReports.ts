@@ -89,12 +89,19 @@ export function shareText(share: number): string {
  * left out at each end", "Krum, up to 2 dishonest", …; a rule this page does not know is named
  * with its settings; "Rule not recorded" for rounds recorded before rules were kept.
  */
+const num0 = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
+
 export function ruleSummary(aggregation: unknown): string {
   if (!isObject(aggregation) || typeof aggregation.rule !== "string" || !aggregation.rule) {
     return "Rule not recorded";
   }
   const a = aggregation;
   const rule = a.rule as string;
+  if (a.secure === true) {
+    if (typeof a.aborted === "string") return "Not combined: too few participants were left to add up the updates securely; the model stayed as it was";
+    const cap = num0(a.weight_cap);
+    return `Added up securely: the server saw only the total, each participant counting for up to ${cap ?? "?"} examples`;
+  }
   const num = (key: string): number | null => (finite(a[key]) ? a[key] : null);
   const dishonest = (f: number | null): string => (f === null ? "" : `up to ${f} dishonest`);
   let parts: string[];

@@ -65,8 +65,6 @@ export const SECURE_WORDS = {
   label: "Secure aggregation: the server sees only the total",
   about:
     "The server adds up the updates without seeing any one of them: it learns only the total. Needs at least 3 participants per round and the 'average' rule.",
-  /** What this version cannot do yet (docs/protocol.md §19): drop it once browsers speak it. */
-  note: "For now people join such a task with the disco command line (disco train); web browsers cannot take part in it yet.",
 } as const;
 
 /** What the server's task schema allows, in the server's order. */

@@ -1,7 +1,9 @@
 // Training with others through the server: each round the received global model is loaded,
 // trained on the local data for the round's epochs, and handed to the core client, which applies
 // the one update pipeline (checks, the task's privacy, metrics: core/client/update.ts) and sends
-// it. Only weights and four numbers (loss/accuracy) leave the browser; never the data.
+// it. Only weights and four numbers (loss/accuracy) leave the browser; never the data. With
+// secure aggregation the client sends each round's update masked instead (and no numbers): the
+// server learns only the sum of the round's updates.
 import type * as tf from "@tensorflow/tfjs";
 import { FederatedClient } from "../../core/client/federated";
 import { getWeights, setWeights } from "../../core/models";
@@ -44,6 +46,7 @@ export async function runFederated(run: {
     name,
     reference: getWeights(model, spec),
     privacy,
+    secureAggregation: task.training.secure_aggregation,
     waitForOthersMs: task.training.wait_for_others_s * 1000,
     train: async (round, weights) => {
       onGlobal(round, weights);
@@ -71,6 +74,9 @@ export async function runFederated(run: {
         board.sharedRound = e.round;
         onGlobal(e.round, e.weights);
         onRoundClosed?.();
+      } else if (e.kind === "aborted") {
+        board.sharedRound = e.round + 1; // the same model, one round on
+        onRoundClosed?.(); // the round history says why
       } else if (e.kind === "log") {
         log(e.message, e.level);
       } else if (e.kind === "sent" && privacy !== null) {

@@ -18,7 +18,10 @@
  * `StoppedError` at once.
  *
  * What is sent after training comes from the one update pipeline (`./update.ts`: checks, the
- * task's privacy, metrics), as in Python.
+ * task's privacy, metrics), as in Python. In a task with secure aggregation (the option
+ * `secureAggregation`) the client announces capability `secure_aggregation` and sends no update:
+ * each round is a secure round (`./secure.ts`, docs/protocol.md §19) whose masked input carries
+ * the pipeline's update, and the server learns only the round's sum.
  *
  * Numbering: "your round k of N" counts this client's rounds from 1; the server's round r
  * (0-based on the wire) is how many rounds the shared model has been trained for.
@@ -26,18 +29,22 @@
  * Here: the run and its rounds. What the client holds, its server messages and joining are
  * `FederatedSession`'s (`./session.ts`); waiting for a round to close and `WaitExpired` are
  * `./waiting.ts`; reaching the server (`wsUrl`, `FATAL_CLOSE`, `ServerUnreachable`) is
- * `./server.ts`; the options, events and result are `./options.ts`.
+ * `./server.ts`; a round under secure aggregation is `./secure.ts`; the options, events and
+ * result are `./options.ts`.
  */
 
 import { SessionError, StoppedError } from "../errors";
 import type { ModelUpdate } from "../protocol";
+import type { Weights } from "../weights";
 import { bounded } from "./link";
 import type { FederatedResult, TrainOutput } from "./options";
+import { checkWebCrypto, SecureSession } from "./secure";
 import type { Model } from "./session";
 import { prepareAndLog } from "./update";
-import { WaitExpired, WaitingSession } from "./waiting";
+import { WaitExpired } from "./waiting";
 
 export type {
+  AbortedEvent,
   ClientEvent,
   ClientState,
   FederatedClientOptions,
@@ -50,11 +57,11 @@ export type {
   TrainOutput,
 } from "./options";
 export { FATAL_CLOSE, newParticipantKey, ServerUnreachable, wsUrl } from "./server";
-export { CLIENT_CAPABILITIES } from "./session";
+export { clientCapabilities, SECURE_CAPABILITY } from "./session";
 export { WAIT_LOG_MS, WaitExpired } from "./waiting";
 
 /** Joins a task on a disco server and trains with the others, round after round. */
-export class FederatedClient extends WaitingSession {
+export class FederatedClient extends SecureSession {
   /** Train on `model`. */
   private async trainOnce(model: Model): Promise<TrainOutput> {
     const running = this.options.train(model.round, model.weights, this.signal);
@@ -79,12 +86,20 @@ export class FederatedClient extends WaitingSession {
     }
     try {
       if (this.signal.aborted) throw this.signal.reason;
+      if (this.options.secureAggregation) checkWebCrypto();
       let model = await this.join();
       const plural = (n: number): string => `${n} round${n === 1 ? "" : "s"}`;
       for (let done = 0; done < rounds; done++) {
         const mine = `your round ${done + 1} of ${rounds}`;
         this.setState("training");
         this.log("info", `${mine}: training on the shared model (${plural(model.round)} so far)`);
+        if (this.secure) {
+          const from = model;
+          const expired = (trained: Weights): WaitExpired => this.expired(done, rounds, trained, from);
+          model = await this.secureRound(from, mine, () => this.trainOnce(from), expired);
+          this.log("info", `${mine} done: the shared model has been trained for ${plural(model.round)}`);
+          continue;
+        }
         const out = await this.trainOnce(model);
         const newer = this.queuedResult(model.round);
         if (newer !== null) {

@@ -9,7 +9,7 @@
 import { SessionError } from "../errors";
 import type { RandomSource } from "../privacy";
 import type { Metrics } from "../protocol";
-import type { PrivacyConfig } from "../task";
+import type { PrivacyConfig, SecureAggregationConfig } from "../task";
 import type { Weights } from "../weights";
 import type { RawMetrics } from "./update";
 
@@ -59,15 +59,28 @@ export interface LogEvent {
   level: "info" | "warn" | "error";
   message: string;
 }
-/** An update left this client (once per round; resends after a reconnect are not counted). */
+/**
+ * An update left this client (once per round; resends after a reconnect are not counted): a plain
+ * update, or, with secure aggregation, its masked input (`numSamples` is then its weight).
+ */
 export interface SentEvent {
   kind: "sent";
   /** The server round it is for. */
   round: number;
   numSamples: number;
 }
+/**
+ * A round with secure aggregation was aborted (too few members left, or wrong shares): nothing was
+ * combined, and round `round + 1` opens with the same shared model (the round history says why).
+ */
+export interface AbortedEvent {
+  kind: "aborted";
+  /** The aborted server round. */
+  round: number;
+  reason: string;
+}
 /** Everything `onEvent` receives. */
-export type ClientEvent = StatusEvent | RoundEvent | LogEvent | SentEvent;
+export type ClientEvent = StatusEvent | RoundEvent | LogEvent | SentEvent | AbortedEvent;
 
 /** What local training returns: the trained weights (not a difference) and its sample count. */
 export interface TrainOutput {
@@ -91,6 +104,12 @@ export interface FederatedClientOptions {
   onEvent?: (event: ClientEvent) => void;
   /** The task's privacy: updates are clipped and noised before they leave (default none). */
   privacy?: PrivacyConfig | null;
+  /**
+   * The task's secure aggregation (`training.secure_aggregation`): with it the client announces
+   * capability `secure_aggregation` and takes part in each round's four phases instead of sending
+   * its update (docs/protocol.md §19; default none).
+   */
+  secureAggregation?: SecureAggregationConfig | null;
   /** Noise source for privacy (default `crypto.getRandomValues`); tests pass their own. */
   random?: RandomSource;
   /** Longest wait for a round to close after sending an update (the task's `wait_for_others_s`; default 600 s). */

@@ -4,22 +4,28 @@
  * server's messages as they arrive, and joining: one connection with `Hello`/`Welcome`, retried
  * with back-off — for `firstConnectTimeoutMs` when the server never answered, for
  * `reconnectTimeoutMs` after a lost connection — then `ServerUnreachable`. Every `Hello` carries
- * the same `participant_key`, so the server knows a reconnecting participant as the one it was.
+ * the same `participant_key`, so the server knows a reconnecting participant as the one it was,
+ * and announces `secure_aggregation` for a task that uses it (docs/protocol.md §16, §19).
  */
 
 import { ServerError } from "../errors";
-import { isDecentralizedMessage, type ModelUpdate, type ServerMessage, type SessionState } from "../protocol";
+import { isDecentralizedMessage, isSecureMessage, type ModelUpdate, type ServerMessage, type SessionState } from "../protocol";
 import type { Weights } from "../weights";
 import { Link, LinkClosed, sleep, WaitTimeout, type Traffic } from "./link";
 import { checkWaitForOthers, deliver, type ClientEvent, type ClientState, type FederatedClientOptions, type LogEvent, type StatusEvent } from "./options";
 import { FATAL_CLOSE, fatalClose, hello, newParticipantKey, refusalAdvice, ServerUnreachable, webSocketClass, wsUrl } from "./server";
 
+/** The capability of secure aggregation (docs/protocol.md §19). */
+export const SECURE_CAPABILITY = "secure_aggregation";
+
 /**
- * The optional parts of the protocol this client announces in `Hello.capabilities`: none (a
- * decentralized task is joined by `PeerClient`, core/decentralized/peer.ts, which announces
- * `["decentralized"]`).
+ * The optional parts of the protocol this client announces in `Hello.capabilities`:
+ * `secure_aggregation` for a task that uses it, none otherwise (a decentralized task is joined by
+ * `PeerClient`, core/decentralized/peer.ts, which announces `["decentralized"]`).
  */
-export const CLIENT_CAPABILITIES: readonly string[] = [];
+export function clientCapabilities(options: Pick<FederatedClientOptions, "secureAggregation">): string[] {
+  return options.secureAggregation ? [SECURE_CAPABILITY] : [];
+}
 
 /** Error codes the server closes the connection after (4400, 4404, 4426): reconnecting cannot help. */
 const FATAL_ERRORS: ReadonlySet<string> = new Set(["version", "unknown_task", "unsupported"]);
@@ -51,6 +57,8 @@ export abstract class FederatedSession {
   };
   private sessionState: SessionState = "waiting_for_participants";
   protected link: Link | null = null;
+  /** Whether the last Welcome agreed on secure aggregation (its rounds are secure rounds, ./secure.ts). */
+  protected secure = false;
   protected started = false;
   protected finished = false;
 
@@ -94,6 +102,10 @@ export abstract class FederatedSession {
       this.emit({ kind: "round", round, contributors, numSamples, metrics, weights });
       // the closed round is m.round - 1 on the wire: round m.round counted from 1
       this.log("info", `a round closed with ${m.contributors} contributor(s), ${m.num_samples} samples`);
+    } else if (m.type === "secure_abort") {
+      // nothing was combined: round m.round + 1 opens with the same model
+      Object.assign(s, { round: m.round + 1, reported: 0 });
+      this.emit({ kind: "aborted", round: m.round, reason: m.reason });
     } else return;
     if (m.type === "status" && (s.state === "aggregating" || s.state === "waiting_for_participants")) {
       s.state = this.waitingState();
@@ -106,9 +118,13 @@ export abstract class FederatedSession {
     return this.abort.signal;
   }
 
-  /** The next server message on `link`; a refusal or a decentralized session's message ends the session. */
-  protected async next(link: Link, timeoutMs: number): Promise<ServerMessage> {
-    const message = await link.next(timeoutMs, this.signal);
+  /**
+   * The next server message on `link` (the wait also ends when `signal` aborts: by default when
+   * the client stops); a refusal, a decentralized session's message, or one of secure aggregation
+   * that the Welcome did not agree on ends the session.
+   */
+  protected async next(link: Link, timeoutMs: number, signal: AbortSignal = this.signal): Promise<ServerMessage> {
+    const message = await link.next(timeoutMs, signal);
     if (message.type === "error" && FATAL_ERRORS.has(message.code)) {
       throw new ServerError(`server refused to join: ${message.message}${refusalAdvice(message.code)}`);
     }
@@ -117,6 +133,11 @@ export abstract class FederatedSession {
       throw new ServerError(
         `the server sent a '${message.type}' message of a decentralized session, which this page did not ask for ` +
           `and cannot take part in (${FATAL_CLOSE[4426]})`,
+      );
+    }
+    if (isSecureMessage(message) && !this.secure) {
+      throw new ServerError(
+        `the server sent a '${message.type}' message of secure aggregation, which it did not agree on when this page joined`,
       );
     }
     return message;
@@ -130,7 +151,7 @@ export abstract class FederatedSession {
     const opening = Math.max(1, Math.min(timeout, deadline - Date.now()));
     const link = await Link.connect(this.url, WebSocketImpl, this.traffic, (m) => this.observe(m), opening, this.signal);
     this.link = link;
-    link.send(hello(this.options, this.participantKey, CLIENT_CAPABILITIES));
+    link.send(hello(this.options, this.participantKey, clientCapabilities(this.options)));
     for (;;) {
       // the Welcome must come before the join deadline too (a server that accepts but never answers)
       const m = await this.next(link, Math.max(1, Math.min(timeout, deadline - Date.now())));
@@ -141,6 +162,15 @@ export abstract class FederatedSession {
         throw new ServerError(
           `the server's Welcome to task ${m.task_id} carries no model, as in a decentralized session; ` +
             `this page takes part in federated sessions only (${FATAL_CLOSE[4426]})`,
+        );
+      }
+      // agreed only if announced (a Welcome lists a subset of the Hello's capabilities)
+      this.secure = Boolean(this.options.secureAggregation) && m.capabilities.includes(SECURE_CAPABILITY);
+      if (this.options.secureAggregation && !this.secure) {
+        // never send the update in the clear to a session that should see only the sum
+        throw new ServerError(
+          `the server runs task ${m.task_id} without secure aggregation, though its settings here ask for it; ` +
+            "nothing was sent: reload the page to see the task as it is now",
         );
       }
       this.clientId = m.client_id;

@@ -15,9 +15,9 @@ export const PROTOCOL_VERSION = 2;
 
 /**
  * The optional parts of the protocol (names for `Hello.capabilities`), as Python's
- * `CAPABILITIES`. The web client announces `[]` in federated sessions and `["decentralized"]` as
- * a peer of a decentralized one (core/decentralized/peer.ts); it does not speak
- * `secure_aggregation` yet, so the server refuses it a task with secure aggregation (4426).
+ * `CAPABILITIES`. The web client announces `[]` in plain federated sessions,
+ * `["secure_aggregation"]` in a federated task with secure aggregation (core/client/secure.ts) and
+ * `["decentralized"]` as a peer of a decentralized one (core/decentralized/peer.ts).
  */
 export const CAPABILITIES = ["decentralized", "secure_aggregation"] as const;
 /** A capability name: lowercase ASCII letters, digits and `_`, starting with a letter, at most 32 characters. */

@@ -13,7 +13,7 @@
  *
  * `SecureAbort` ends a round that has too few members left; the next round starts. Keys,
  * envelopes, commitments, shares and masked words travel as msgpack binary (`Uint8Array`; a
- * decoded one is a view of the frame). The browser client does not speak the capability yet.
+ * decoded one is a view of the frame). The browser's round: core/client/secure.ts.
  */
 
 /** Bytes of a public key: a P-256 point, uncompressed SEC1. */
