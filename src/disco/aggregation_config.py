@@ -224,9 +224,9 @@ class SecureAggregationConfig(_Frozen):
         le=1e6,
         allow_inf_nan=False,
         description=(
-            "clip range: every value of an update's change is clamped to [-clip, clip] before it "
-            "is quantised, so choose it large enough for honest changes (a larger range leaves "
-            "fewer bits of precision)"
+            "each number of an update's change is kept between minus and plus this value before "
+            "the changes are added up; choose it large enough for honest changes: a larger range "
+            "leaves less precision."
         ),
     )
     weight_cap: int = Field(
@@ -234,8 +234,9 @@ class SecureAggregationConfig(_Frozen):
         ge=1,
         le=65_536,
         description=(
-            "a participant's sample count counts at most this much in the weighted average (the "
-            "server never sees a count: this replaces the mean rule's max_share)"
+            "the most examples one participant counts for in the average. The server never sees "
+            "how many examples anyone has, so this takes the place of the average's largest "
+            "share."
         ),
     )
     threshold: int | None = Field(
@@ -243,9 +244,9 @@ class SecureAggregationConfig(_Frozen):
         ge=SECURE_MIN_PARTICIPANTS,
         le=10_000,
         description=(
-            "how many of a round's participants must stay to the end for its sum to be unmasked, "
-            "at most min_participants (empty: automatic, a strict majority of each round; a "
-            "larger round always needs at least a strict majority)"
+            "how many of a round's participants must stay until its end for the total to be "
+            "revealed: at most the minimum participants, and never fewer than a strict majority "
+            "of the round."
         ),
     )
 

@@ -116,6 +116,18 @@ class Member_:
         await self.session.receive(self.connection, message)
 
 
+async def to_inboxes(members: list[Member_]) -> None:
+    """Every member joins, sends its keys and its shares, and has its inbox (round 0)."""
+    for m in members:
+        await m.join()
+    for m in members:
+        await m.keys(0)
+    await until(lambda: all(m.last(SecureSetup) for m in members), "setup to everyone")
+    for m in members:
+        await m.shares()
+    await until(lambda: all(m.last(SecureInbox) for m in members), "inboxes")
+
+
 def _flat(w: Weights) -> np.ndarray:
     return np.concatenate([a.reshape(-1) for a in w.values()])
 
@@ -126,15 +138,8 @@ def test_three_members_the_new_model_is_the_weighted_mean_of_their_changes(kit: 
         g = init_weights(task.model, seed=0)
         s = SecureSession(task, 0, g)
         members = [Member_(kit, s, f"m{i}") for i in range(3)]
-        for m in members:
-            await m.join()
+        await to_inboxes(members)
         assert members[0].peer.of(Welcome)[0].capabilities == ["secure_aggregation"]
-        for m in members:
-            await m.keys(0)
-        await until(lambda: all(m.last(SecureSetup) for m in members), "setup to everyone")
-        for m in members:
-            await m.shares()
-        await until(lambda: all(m.last(SecureInbox) for m in members), "inboxes")
         rng = np.random.default_rng(1)
         changes = [rng.normal(0, 0.5, g.size).astype(np.float32) for _ in members]
         weights = [3, 150, 10]  # 150 counts as the cap, 100
@@ -165,14 +170,7 @@ def test_a_member_that_leaves_before_its_input_is_unmasked_without_it(kit: Any) 
         g = init_weights(task.model, seed=0)
         s = SecureSession(task, 0, g)
         members = [Member_(kit, s, f"m{i}") for i in range(4)]
-        for m in members:
-            await m.join()
-        for m in members:
-            await m.keys(0)
-        await until(lambda: all(m.last(SecureSetup) for m in members), "setup")
-        for m in members:
-            await m.shares()
-        await until(lambda: all(m.last(SecureInbox) for m in members), "inboxes")
+        await to_inboxes(members)
         await s.leave(members[3].connection)  # shared, then left: its key will be rebuilt
         changes = [np.full(g.size, 0.25 * (i + 1), np.float32) for i in range(3)]
         for m, c in zip(members[:3], changes, strict=True):
@@ -196,14 +194,7 @@ def test_too_few_inputs_abort_and_the_next_round_starts_from_the_same_model(
         g = init_weights(task.model, seed=0)
         s = SecureSession(task, 0, g)
         members = [Member_(kit, s, f"m{i}") for i in range(3)]
-        for m in members:
-            await m.join()
-        for m in members:
-            await m.keys(0)
-        await until(lambda: all(m.last(SecureSetup) for m in members), "setup")
-        for m in members:
-            await m.shares()
-        await until(lambda: all(m.last(SecureInbox) for m in members), "inboxes")
+        await to_inboxes(members)
         await members[0].masked(np.zeros(g.size, np.float32), 1)
         await s.leave(members[1].connection)
         await s.leave(members[2].connection)  # 1 input of 3, threshold 2: abort
@@ -309,14 +300,7 @@ def test_a_weight_no_participant_may_send_aborts_the_round(kit: Any) -> None:
         g = init_weights(task.model, seed=0)
         s = SecureSession(task, 0, g)
         members = [Member_(kit, s, f"m{i}") for i in range(3)]
-        for m in members:
-            await m.join()
-        for m in members:
-            await m.keys(0)
-        await until(lambda: all(m.last(SecureSetup) for m in members), "setup")
-        for m in members:
-            await m.shares()
-        await until(lambda: all(m.last(SecureInbox) for m in members), "inboxes")
+        await to_inboxes(members)
         for m in members[:2]:
             await m.masked(np.full(g.size, 0.1, np.float32), 5)
         members[2].setup = RoundSetup(  # a participant that ignores the weight cap

@@ -663,3 +663,41 @@ def test_the_servers_refusal_of_the_waiting_time_lands_on_its_field(
         "before a round can close."
     )
     expect(desktop.get_by_label("Wait for others (seconds)")).to_be_focused()
+
+
+def test_secure_aggregation_is_offered_explained_checked_and_sent(
+    any_page: Any, server: ServerHandle, admin_token: str, page_log: Any, screenshot: Any
+) -> None:
+    size = "phone" if any_page.viewport_size["width"] < 500 else "desktop"
+    page, task_id = any_page, f"secure-shapes-{size}"
+    page.goto("/#/create")
+    page.evaluate(f"sessionStorage.setItem('disco.adminToken', {json.dumps(admin_token)})")
+    page.reload()
+    _fill_image_task(page, f"Secure shapes ({size})", task_id, "circle, square")
+    secure = page.get_by_label("Secure aggregation: the server sees only the total")
+    expect(secure).not_to_be_checked()
+    secure.check()
+    expect(page.get_by_test_id("secure-about")).to_contain_text("learns only the total")
+    settings = page.get_by_test_id("secure-settings")
+    expect(settings).to_contain_text("Settings of secure aggregation")
+    expect(page.get_by_label("Clip range")).to_have_value("1")
+    expect(page.get_by_label("Participants needed to unmask")).to_have_attribute(
+        "placeholder", "automatic"
+    )
+
+    # the form's default of 2 participants is too few: said on that field, nothing is sent
+    _publish(page)
+    expect(_field_error(page, "min_participants")).to_contain_text("at least 3 participants")
+    assert _posted_tasks(page_log, page) == []
+    page.get_by_label("Minimum participants").fill("3")
+    # a rule that needs each update cannot be combined with it: said plainly
+    page.get_by_label("Median", exact=True).check(force=True)
+    expect(page.get_by_test_id("secure-conflict")).to_be_visible()
+    screenshot(page, f"create-secure-{size}")
+    page.get_by_label("Average", exact=True).first.check()
+    expect(page.get_by_test_id("secure-conflict")).to_have_count(0)
+    _publish(page)
+    expect(page.get_by_test_id("create-success")).to_be_visible()
+    training = _task(server, task_id)["training"]
+    assert training["secure_aggregation"] == {"clip": 1.0, "weight_cap": 1024, "threshold": None}
+    assert training["min_participants"] == 3 and training["aggregation"]["rule"] == "mean"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import expect
-from web_helpers import connect_digits
+from web_helpers import connect_digits, digits_subset
 
 from disco import catalog, protocol
 from disco.data import load_for_task
@@ -25,14 +24,6 @@ from disco.weights import Weights
 DISCO = [sys.executable, "-m", "disco.cli"]
 ROUNDS = 5
 ROUNDS_OF_3 = 12
-
-
-def _subset(folder: Path, out: Path, per_label: int) -> Path:
-    for digit in range(10):
-        (out / str(digit)).mkdir(parents=True, exist_ok=True)
-        for png in sorted((folder / str(digit)).glob("*.png"))[:per_label]:
-            shutil.copy(png, out / str(digit) / png.name)
-    return out
 
 
 def _mnist_peers(publish: Any, task_id: str, title: str, rounds: int, needs: int) -> str:
@@ -101,7 +92,9 @@ def test_a_browser_and_three_python_peers_agree_on_every_round(
         _disco_train(
             server,
             peers_task,
-            _subset(mnist_files / f"client_{k % 2 + 1}", tmp_path / f"p{k}", 300 if k < 2 else 200),
+            digits_subset(
+                mnist_files / f"client_{k % 2 + 1}", tmp_path / f"p{k}", 300 if k < 2 else 200
+            ),
             f"python-{k}",
             "--seed",
             str(k),
@@ -181,7 +174,7 @@ def test_a_browser_tab_closed_while_sending_does_not_stall_the_python_peers(
         _disco_train(
             server,
             peers_task_of_3,
-            _subset(mnist_files / f"client_{k % 2 + 1}", tmp_path / f"p{k}", 60),
+            digits_subset(mnist_files / f"client_{k % 2 + 1}", tmp_path / f"p{k}", 60),
             f"python-{k}",
             "--rounds",
             str(ROUNDS_OF_3),

@@ -4,7 +4,6 @@ combines updates it never sees (docs/protocol.md §19)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from playwright.sync_api import expect
-from web_helpers import connect_digits
+from web_helpers import connect_digits, digits_subset
 
 from disco import catalog, protocol
 from disco.data import load_for_task
@@ -24,14 +23,6 @@ from disco.weights import Weights
 
 DISCO = [sys.executable, "-m", "disco.cli"]
 ROUNDS = 4
-
-
-def _subset(folder: Path, out: Path, per_label: int) -> Path:
-    for digit in range(10):
-        (out / str(digit)).mkdir(parents=True, exist_ok=True)
-        for png in sorted((folder / str(digit)).glob("*.png"))[:per_label]:
-            shutil.copy(png, out / str(digit) / png.name)
-    return out
 
 
 @pytest.fixture
@@ -91,7 +82,7 @@ def test_a_browser_and_three_python_participants_train_and_the_server_sees_only_
 
     others = []
     for k in range(3):
-        data = _subset(mnist_files / f"client_{k % 2 + 1}", tmp_path / f"p{k}", 300)
+        data = digits_subset(mnist_files / f"client_{k % 2 + 1}", tmp_path / f"p{k}", 300)
         command = [*DISCO, "train", "--task", secure_task, "--server", server.url, "--json"]
         command += ["--data", str(data), "--name", f"python-{k}", "--seed", str(k)]
         others.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,15 @@ def connect_digits(page: Any, folder: Path, per_label: int, purpose: str = "trai
     count = page.get_by_test_id(f"{purpose}-summary").get_by_test_id("sample-count")
     expect(count).to_have_text(str(total), timeout=60_000)
     return total
+
+
+def digits_subset(folder: Path, out: Path, per_label: int) -> Path:
+    """A copy of the first `per_label` PNGs of each digit in `folder` (one folder per label)."""
+    for digit in range(10):
+        (out / str(digit)).mkdir(parents=True, exist_ok=True)
+        for png in sorted((folder / str(digit)).glob("*.png"))[:per_label]:
+            shutil.copy(png, out / str(digit) / png.name)
+    return out
 
 
 def get_json(url: str) -> Any:
