@@ -249,3 +249,13 @@ def test_keys_can_be_replaced_before_the_roster_and_only_those_present_are_taken
     setup = agg.setup(present={"p0", "p1", "p2", "p4"})  # p3 left
     assert setup.ids == ["p0", "p1", "p2", "p4"]
     assert setup.member("p0").c_public == again.keys()[0]
+
+
+def test_a_round_larger_than_the_ring_holds_takes_the_first_to_send_their_keys() -> None:
+    # weight cap 2^16, clip 2^5: n · 2^21 · 2^8 + n must stay below 2^31, so 3 fit (b = 8), 4 not
+    people = [SecureParticipant(TASK, ROUND, f"p{i}") for i in range(5)]
+    agg = SecureSum(TASK, ROUND, values=2, clip=2.0**5, weight_cap=2**16)
+    for i in (4, 0, 3, 1, 2):  # arrival order
+        agg.add_keys(f"p{i}", *people[i].keys())
+    setup = agg.setup()
+    assert setup.ids == ["p0", "p3", "p4"] and setup.bits == 8

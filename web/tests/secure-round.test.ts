@@ -591,3 +591,15 @@ describe("keys before the roster", () => {
     expect([...setup.members[0]!.cPublic]).toEqual([...again.keys().cPublic]);
   });
 });
+
+describe("a round larger than the ring holds", () => {
+  it("takes the first to send their keys, as Python does", async () => {
+    const people = [];
+    for (let i = 0; i < 5; i++) people.push(await SecureParticipant.create(TASK, ROUND, `p${i}`));
+    const agg = new SecureSum(TASK, ROUND, { values: 2, clip: 2 ** 5, weightCap: 2 ** 16 });
+    for (const i of [4, 0, 3, 1, 2]) agg.addKeys(`p${i}`, people[i]!.keys().cPublic, people[i]!.keys().sPublic);
+    const setup = agg.setup();
+    expect(setup.members.map((m) => m.id)).toEqual(["p0", "p3", "p4"]);
+    expect(setup.bits).toBe(8);
+  });
+});

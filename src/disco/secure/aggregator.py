@@ -155,11 +155,13 @@ class SecureSum:
         """Fix the roster from the keys received (a malformed key leaves its sender out; a key
         sent by more than one participant, or as both keys, leaves out all who sent it).
         `RoundAborted` if fewer than 3 members, or than the task's threshold, remain. With
-        `present`, only the participants in it are taken (those still connected)."""
+        `present`, only the participants in it are taken (those still connected). When more sent
+        keys than the 32-bit ring holds with the weight cap and clip range (§3.1), the first to
+        send theirs are taken."""
         self._expect("keys")
         usable: dict[str, tuple[bytes, bytes]] = {}
         uses = Counter(key for pair in self._keys.values() for key in pair)
-        for participant in sorted(self._keys):
+        for participant in self._keys:  # in the order the keys came
             if present is not None and participant not in present:
                 continue
             c, s = self._keys[participant]
@@ -173,14 +175,20 @@ class SecureSum:
                 continue
             usable[participant] = (c, s)
         n = len(usable)
-        if n < max(MIN_MEMBERS, self._task_threshold or 0):
+        least = max(MIN_MEMBERS, self._task_threshold or 0)
+        if n < least:
             raise RoundAborted(
-                f"only {n} participants sent usable keys; a secure round needs at least "
-                f"{max(MIN_MEMBERS, self._task_threshold or 0)}"
+                f"only {n} participants sent usable keys; a secure round needs at least {least}"
             )
-        members = tuple(
-            Member(p, i + 1, c, s) for i, (p, (c, s)) in enumerate(sorted(usable.items()))
-        )
+        while n > least and not _fits(n, self._cap, self._clip):
+            n -= 1  # the ring holds fewer: the first to send their keys take part
+        if not _fits(n, self._cap, self._clip):
+            raise RoundAborted(
+                f"a round of {n} does not fit the 32-bit ring with weight cap {self._cap} and "
+                f"clip {self._clip:g}"
+            )
+        kept = sorted(list(usable.items())[:n])
+        members = tuple(Member(p, i + 1, c, s) for i, (p, (c, s)) in enumerate(kept))
         setup = RoundSetup(
             task_id=self.task_id,
             round=self.round,
@@ -348,3 +356,12 @@ class SecureSum:
                 f"round {self.round} is in its {self.phase} phase, not {phase}"
             )
         return self._setup or _NO_SETUP
+
+
+def _fits(n: int, weight_cap: int, clip: float) -> bool:
+    """Whether a round of `n` members fits the ring (docs/secure_aggregation.md §3.1)."""
+    try:
+        scale_bits(n, weight_cap, clip)
+    except SecureAggregationError:
+        return False
+    return True

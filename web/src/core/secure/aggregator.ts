@@ -186,7 +186,8 @@ export class SecureSum {
     for (const [c, s] of this.#keys.values()) {
       for (const key of [toHex(c), toHex(s)]) uses.set(key, (uses.get(key) ?? 0) + 1);
     }
-    for (const participant of sortedIds(this.#keys.keys())) {
+    for (const participant of this.#keys.keys()) {
+      // in the order the keys came
       if (present !== undefined && !present.has(participant)) continue; // only those still here
       const [c, s] = this.#keys.get(participant) as readonly [Uint8Array, Uint8Array];
       const ch = toHex(c);
@@ -202,12 +203,19 @@ export class SecureSum {
       }
       usable.push([participant, c, s]);
     }
-    const n = usable.length;
+    let n = usable.length;
     const least = Math.max(MIN_MEMBERS, this.#taskThreshold || 0);
     if (n < least) {
       throw new RoundAborted(`only ${n} participants sent usable keys; a secure round needs at least ${least}`);
     }
-    const members: Member[] = usable.map(([id, cPublic, sPublic], i) => ({ id, position: i + 1, cPublic, sPublic }));
+    while (n > least && !fits(n, this.#cap, this.#clip)) n -= 1; // the ring holds fewer: the first to send keys take part
+    if (!fits(n, this.#cap, this.#clip)) {
+      throw new RoundAborted(`a round of ${n} does not fit the 32-bit ring with weight cap ${this.#cap} and clip ${this.#clip}`);
+    }
+    const kept = usable.slice(0, n);
+    const order = sortedIds(kept.map(([id]) => id));
+    kept.sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]));
+    const members: Member[] = kept.map(([id, cPublic, sPublic], i) => ({ id, position: i + 1, cPublic, sPublic }));
     const setup: RoundSetup = {
       taskId: this.taskId,
       round: this.round,
@@ -425,3 +433,14 @@ const NO_SETUP: RoundSetup = {
   bits: 0,
   length: 1,
 };
+
+/** Whether a round of `n` members fits the ring (docs/secure_aggregation.md §3.1). */
+function fits(n: number, weightCap: number, clip: number): boolean {
+  try {
+    scaleBits(n, weightCap, clip);
+    return true;
+  } catch (error) {
+    if (error instanceof SecureAggregationError) return false;
+    throw error;
+  }
+}
