@@ -316,3 +316,38 @@ def test_a_weight_no_participant_may_send_aborts_the_round(kit: Any) -> None:
         assert s.weights == g
 
     run(body())
+
+
+def test_a_member_that_reconnects_is_sent_again_what_it_still_has_to_answer(kit: Any) -> None:
+    async def body() -> None:
+        task = secure_task(kit, min_participants=3)
+        g = init_weights(task.model, seed=0)
+        s = SecureSession(task, 0, g)
+        members = [Member_(kit, s, f"m{i}") for i in range(3)]
+        for m in members:
+            await m.join()
+        for m in members:
+            await m.keys(0)
+        await until(lambda: all(m.last(SecureSetup) for m in members), "setup")
+        blip = members[2]
+        await s.leave(blip.connection)  # before sharing: the setup comes again on rejoining
+        blip.peer.inbox.clear()
+        blip.connection = await s.join(blip.peer, key=f"key-{blip.peer.name}")
+        assert blip.last(SecureSetup) is not None
+        for m in members:
+            await m.shares()
+        await until(lambda: all(m.last(SecureInbox) for m in members), "inboxes")
+        await s.leave(blip.connection)  # before its input: its inbox comes again
+        blip.peer.inbox.clear()
+        blip.connection = await s.join(blip.peer, key=f"key-{blip.peer.name}")
+        assert blip.last(SecureInbox) is not None
+        for m in members:
+            await m.masked(np.full(g.size, 0.25, np.float32), 1)
+        await until(lambda: all(m.last(SecureUnmask) for m in members), "unmask")
+        for m in members:
+            await m.reveal()
+        await s.wait_for_round(1, timeout=10)
+        got = _flat(members[0].last(RoundResult).weights) - _flat(g)
+        np.testing.assert_allclose(got, 0.25, atol=1e-4)
+
+    run(body())

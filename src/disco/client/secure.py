@@ -14,7 +14,8 @@ same connection and with the same update pipeline as a plain round:
 
 A roster fixed before its keys arrived, a refusal by the server, an envelope that does not open or
 a request it must refuse (`SecureParticipant` says why) make it sit the round out and take part
-from the next; reconnecting before the roster is fixed, it sends fresh keys. An aborted round
+from the next. Reconnecting before the roster is fixed, it sends fresh keys; after, the server
+sends again what it still has to answer, and it answers with what it sent before. An aborted round
 (`SecureAbort`) opens the next one with the same model. Its wait for the others is bounded by
 ``wait_for_others_s`` from its masked input, like a plain update's.
 """
@@ -100,6 +101,8 @@ async def secure_round(
     training = asyncio.ensure_future(client.train(r, weights, epochs))
     metrics: list[EpochMetrics] = []
     setup: RoundSetup | None = None
+    sent_shares: SecureShares | None = None  # kept to answer again after a reconnect
+    sent_input: SecureInput | None = None
     taking_part = True
 
     def sit_out(why: str) -> None:
@@ -139,8 +142,7 @@ async def secure_round(
                     me = fresh()
                     keys = SecureKeys(round=r, c_public=me.keys()[0], s_public=me.keys()[1])
                     await client._send(keys)
-                else:
-                    sit_out("the connection dropped during the round")
+                # else the server sends again what this member still has to answer
                 continue
             if isinstance(message, RoundResult) and message.round > r:
                 return message.round, message.weights, await _metrics(training, metrics)
@@ -154,7 +156,9 @@ async def secure_round(
             if getattr(message, "round", r) != r:
                 continue  # a late message of an earlier round
             try:
-                if isinstance(message, SecureSetup) and taking_part:
+                if isinstance(message, SecureSetup) and taking_part and sent_shares is not None:
+                    await client._send(sent_shares)  # asked again after a reconnect
+                elif isinstance(message, SecureSetup) and taking_part:
                     setup = _setup(client.task.id, message)
                     if (setup.clip, setup.weight_cap) != (settings.clip, settings.weight_cap):
                         raise SecureAggregationError(
@@ -162,20 +166,24 @@ async def secure_round(
                         )
                     out = me.share(setup)
                     envelopes = [SecureEnvelope(peer=p, data=d) for p, d in out.envelopes.items()]
-                    await client._send(
-                        SecureShares(round=r, commitment=out.commitment, envelopes=envelopes)
+                    sent_shares = SecureShares(
+                        round=r, commitment=out.commitment, envelopes=envelopes
                     )
+                    await client._send(sent_shares)
                     log.info(
                         "your round %d of %d: secure round of %d members; shares sent",
                         *(k, n, len(setup.members)),
                     )
+                elif isinstance(message, SecureInbox) and taking_part and sent_input is not None:
+                    await client._send(sent_input)  # asked again after a reconnect
                 elif isinstance(message, SecureInbox) and taking_part and setup is not None:
                     me.receive({e.peer: e.data for e in message.envelopes})
                     trained, metrics = await training
                     client._trained = trained
                     words = _masked_words(client, setup, weights, trained)
                     masked = me.mask(words, message.senders)
-                    await client._send(SecureInput(round=r, words=masked.astype("<u4").tobytes()))
+                    sent_input = SecureInput(round=r, words=masked.astype("<u4").tobytes())
+                    await client._send(sent_input)
                     give_up = time.monotonic() + client.wait_for_others_s
                     log.info("your round %d of %d: masked update sent; waiting for others", k, n)
                 elif isinstance(message, SecureUnmask) and taking_part:

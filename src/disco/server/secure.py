@@ -52,7 +52,7 @@ from disco.protocol import (
 from disco.secure import decode
 from disco.secure.aggregator import RoundAborted, SecureSum
 from disco.secure.roster import MIN_MEMBERS
-from disco.server.participants import who
+from disco.server.participants import Participant, who
 from disco.server.session import FederatedSession, Outgoing
 from disco.server.store import RoundRecord
 from disco.server.updates import Accepted
@@ -111,10 +111,35 @@ class SecureSession(FederatedSession):
         self._members: dict[str, str] = {}  # identity → name, for logs
         self._inputs: set[str] = set()
         self._abort: str | None = None
+        self._setup_message: SecureSetup | None = None
+        self._unmask_message: SecureUnmask | None = None
         self._cancel_secure_timer()
 
     def _round_opened(self) -> None:
         self._open_secure()
+
+    async def join(self, participant: Participant, key: str | None = None) -> str:
+        """Join as in any federated session; a member of the round in progress that comes back
+        (a reconnect with its participant key) is sent again what it still has to answer."""
+        connection = await super().join(participant, key)
+        catch_up = self._catch_up(self._connections.identity(connection))
+        if catch_up is not None:
+            await self._send(participant, catch_up)
+        return connection
+
+    def _catch_up(self, identity: str) -> SecureSetup | SecureInbox | SecureUnmask | None:
+        if self._phase != "collecting":
+            return None
+        if self._stage == "shares" and identity in self._sum.setup_ids:
+            if identity not in self._sum.shared:
+                return self._setup_message
+        elif self._stage == "masked" and identity in self._sum.senders:
+            if identity not in self._inputs:
+                return self._inbox_of(identity)
+        elif self._stage == "unmasking" and identity in self._sum.split[0]:
+            if identity not in self._sum.revealers:
+                return self._unmask_message
+        return None
 
     @property
     def reported(self) -> int:
@@ -240,6 +265,7 @@ class SecureSession(FederatedSession):
             "round %d: roster of %d members, threshold %d, scale 2^%d",
             *(setup.round, len(setup.members), setup.threshold, setup.bits),
         )
+        self._setup_message = message
         await self._to(setup.ids, message)
 
     async def _shares_done(self, live: set[str]) -> None:
@@ -248,20 +274,13 @@ class SecureSession(FederatedSession):
             return
         senders = self._sum.close_shares()
         self._next_stage("masked", self.task.training.round_deadline_s)
-        await asyncio.gather(
-            *(
-                self._to(
-                    [m],
-                    SecureInbox(
-                        round=self._round,
-                        senders=list(senders),
-                        envelopes=[
-                            SecureEnvelope(peer=p, data=d) for p, d in self._sum.inbox(m).items()
-                        ],
-                    ),
-                )
-                for m in senders
-            )
+        await asyncio.gather(*(self._to([m], self._inbox_of(m)) for m in senders))
+
+    def _inbox_of(self, member: str) -> SecureInbox:
+        return SecureInbox(
+            round=self._round,
+            senders=list(self._sum.senders),
+            envelopes=[SecureEnvelope(peer=p, data=d) for p, d in self._sum.inbox(member).items()],
         )
 
     async def _masked_done(self, live: set[str]) -> None:
@@ -273,6 +292,7 @@ class SecureSession(FederatedSession):
         if dropped:
             self._log("round %d: %d member(s) sent no masked input", self._round, len(dropped))
         message = SecureUnmask(round=self._round, survivors=list(survivors), dropped=list(dropped))
+        self._unmask_message = message
         await self._to(survivors, message)
 
     def _unmasked(self, live: set[str]) -> None:
