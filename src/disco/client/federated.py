@@ -344,12 +344,14 @@ class FederatedClient(Client):
                     *(k, rounds, epochs, _rounds(server_round)),
                 )
                 if training.secure_aggregation is not None:
-                    server_round, weights, epoch_metrics = await secure_round(
+                    server_round, weights, epoch_metrics, combined = await secure_round(
                         self, server_round, weights, k, rounds, epochs
                     )
                     history.extend(epoch_metrics)
                     done += 1
-                    self._global, self.rounds_done = (server_round, weights), done
+                    self.rounds_done = done
+                    if combined:  # an aborted round leaves the shared model as it was
+                        self._global = (server_round, weights)
                     log.info(
                         "your round %d of %d done; the shared model has been trained for %s",
                         *(k, rounds, _rounds(server_round)),

@@ -17,7 +17,8 @@ a request it must refuse (`SecureParticipant` says why) make it sit the round ou
 from the next. Reconnecting before the roster is fixed, it sends fresh keys; after, the server
 sends again what it still has to answer, and it answers with what it sent before. An aborted round
 (`SecureAbort`) opens the next one with the same model. Its wait for the others is bounded by
-``wait_for_others_s`` from its masked input, like a plain update's.
+``wait_for_others_s`` from the end of its training and again from its masked input, like a
+plain update's.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ if TYPE_CHECKING:
 
 __all__ = ["secure_round"]
 
-_PHASES_S = 60.0
-"""The server's keys and shares phases at most (30 s each; docs/protocol.md §19)."""
+_WHILE_TRAINING_S = 1.0
+"""How often the round looks whether training ended, while it waits for messages."""
 
 log = logging.getLogger("disco.client")
 
@@ -85,10 +86,10 @@ def _change(weights: Weights, trained: Weights) -> np.ndarray:
 
 async def secure_round(
     client: FederatedClient, r: int, weights: Weights, k: int, n: int, epochs: int
-) -> tuple[int, Weights, list[EpochMetrics]]:
+) -> tuple[int, Weights, list[EpochMetrics], bool]:
     """Take part in server round `r` (from `weights`) with secure aggregation; the round that
-    opens next, its model, and this round's training metrics. After an abort the next round
-    opens with the same model."""
+    opens next, its model, this round's training metrics, and whether the round combined
+    anything. After an abort the next round opens with the same model (not combined)."""
     settings = client.task.training.secure_aggregation
     assert settings is not None and client.client_id is not None
 
@@ -115,15 +116,17 @@ async def secure_round(
             )
         taking_part = False
 
-    # the keys and shares phases take at most a minute on the server; the wait for the others
-    # proper starts once this participant's masked input is sent, as a plain update's does
-    give_up = time.monotonic() + client.wait_for_others_s + _PHASES_S
+    # the wait for the others counts from the end of this participant's training (training is
+    # never cut short), and again from its masked input, as a plain update's wait does
+    give_up: float | None = None
     try:
         while True:
             if training.done() and not metrics:
                 trained, metrics = training.result()
                 client._trained = trained
-            remaining = give_up - time.monotonic()
+            if training.done() and give_up is None:
+                give_up = time.monotonic() + client.wait_for_others_s
+            remaining = _WHILE_TRAINING_S if give_up is None else give_up - time.monotonic()
             if remaining <= 0:
                 raise client._expired(n)
             try:
@@ -137,7 +140,7 @@ async def secure_round(
                 welcome = await client._join()
                 if welcome.round > r:
                     assert welcome.weights is not None
-                    return welcome.round, welcome.weights, await _metrics(training, metrics)
+                    return welcome.round, welcome.weights, await _metrics(training, metrics), True
                 if setup is None:  # the roster may not be fixed yet: fresh keys
                     me = fresh()
                     keys = SecureKeys(round=r, c_public=me.keys()[0], s_public=me.keys()[1])
@@ -145,14 +148,14 @@ async def secure_round(
                 # else the server sends again what this member still has to answer
                 continue
             if isinstance(message, RoundResult) and message.round > r:
-                return message.round, message.weights, await _metrics(training, metrics)
+                return message.round, message.weights, await _metrics(training, metrics), True
             if isinstance(message, SecureAbort) and message.round == r:
                 log.warning(
                     "your round %d of %d: the round was aborted (%s); the next one starts from "
                     "the same shared model",
                     *(k, n, message.reason),
                 )
-                return r + 1, weights, await _metrics(training, metrics)
+                return r + 1, weights, await _metrics(training, metrics), False
             if getattr(message, "round", r) != r:
                 continue  # a late message of an earlier round
             try:
