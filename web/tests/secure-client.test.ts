@@ -6,16 +6,26 @@
  * within 2^-bits. Then: the update through the pipeline (privacy), an aborted round, keys too late
  * for the roster, refusals that make the client sit a round out, a reconnect before the roster, a
  * round that ends while it trains, stop(), the bounded wait after the masked input, and a Welcome
- * that does not agree on the capability. The client never sends `update`.
+ * that does not agree on the capability. The client never sends `update`. Then, as the Python
+ * client (src/disco/client/secure.py): nothing trained, sent or counted after stop(), a fatal error
+ * that ends the round's training, "unsupported" sat out, the wait counted from the end of training
+ * and again from the masked input, an aborted round that is no training of the shared model (also
+ * in the app's hooks, app/composables/together.ts), and a member that reconnects after the roster is
+ * fixed answering what the server sends again with what it sent before; and the masked input's
+ * memory (one vector for the change, the words sent as a view).
  */
 
-import { describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import type { Board } from "../src/app/composables/board";
+import { federatedHooks } from "../src/app/composables/together";
 import { FederatedClient, WaitExpired, type ClientEvent, type TrainFn } from "../src/core/client/federated";
+import { changeOf, wordBytes } from "../src/core/client/secure";
 import { ServerError, StoppedError } from "../src/core/errors";
 import { privatizeUpdate, subtract } from "../src/core/privacy";
 import type { Message, SecureSetup, ServerMessage } from "../src/core/protocol";
 import { SecureParticipant, SecureSum, decode, quantize, type RoundSetup } from "../src/core/secure";
-import type { PrivacyConfig, SecureAggregationConfig } from "../src/core/task";
+import type { PrivacyConfig, SecureAggregationConfig, Task } from "../src/core/task";
 import { Weights } from "../src/core/weights";
 import { fakeServer, type FakeSocket } from "./server-helpers";
 
@@ -67,6 +77,10 @@ interface Twists {
   input?: (socket: FakeSocket, round: number) => boolean;
   /** The roster as sent (e.g. another clip range). */
   setup?: (message: SecureSetup) => SecureSetup;
+  /** Lose this client's message on connection `n` (true): the connection drops before the server reads it. */
+  lose?: (m: Message, n: number) => boolean;
+  /** How long the server takes to send this client's inbox after its shares (ms; default at once). */
+  inboxDelayMs?: number;
 }
 
 /**
@@ -83,6 +97,8 @@ class SecureServer {
   private readonly others = new Map<string, SecureParticipant>();
   private readonly sharesIn = new Map<number, () => void>();
   private readonly sharesPromises = new Map<number, Promise<void>>();
+  /** The last phase message sent to this client in the open round, sent again when it reconnects (docs/protocol.md §19). */
+  private pending: ServerMessage | null = null;
 
   constructor(
     private readonly twists: Twists = {},
@@ -108,12 +124,25 @@ class SecureServer {
     return { type: "result", round, weights, contributors: 3, num_samples: 1031, metrics: {} };
   }
 
+  /** Send this client a phase message of the round (kept, to send again after a reconnect). */
+  private phase(socket: FakeSocket, m: ServerMessage): void {
+    this.pending = m;
+    socket.deliver(m);
+  }
+
   private async handle(socket: FakeSocket, m: Message, n: number): Promise<void> {
+    if (m.type !== "hello" && m.type !== "leave" && this.twists.lose?.(m, n)) {
+      socket.drop(); // the message is lost with the connection
+      return;
+    }
     if (m.type === "hello") {
       socket.deliver({
         type: "welcome", client_id: ME, task_id: TASK, round: this.round, weights: this.global, participants: 3,
         min_participants: 3, state: "enough_participants", capabilities: this.capabilities,
       });
+      // a member that reconnects is sent again the phase's message it has not answered
+      const pending = this.pending;
+      if (pending !== null && "round" in pending && pending.round === this.round) socket.deliver(pending);
     } else if (m.type === "leave") {
       socket.drop(1000);
     } else if (m.type === "secure_keys") {
@@ -139,7 +168,7 @@ class SecureServer {
         bits: setup.bits, length: setup.length,
         members: setup.members.map((x) => ({ id: x.id, position: x.position, c_public: x.cPublic, s_public: x.sPublic })),
       };
-      socket.deliver(this.twists.setup?.(message) ?? message);
+      this.phase(socket, this.twists.setup?.(message) ?? message);
     } else if (m.type === "secure_shares") {
       this.sharesArrived(m.round);
       this.sharesIn.get(m.round)?.();
@@ -155,7 +184,8 @@ class SecureServer {
         sum.addMasked(other.id, await p.mask(words, senders));
       }
       const envelopes = [...sum.inbox(ME)].map(([peer, data]) => ({ peer, data }));
-      socket.deliver({ type: "secure_inbox", round: m.round, senders, envelopes });
+      if (this.twists.inboxDelayMs !== undefined) await new Promise((resolve) => setTimeout(resolve, this.twists.inboxDelayMs));
+      this.phase(socket, { type: "secure_inbox", round: m.round, senders, envelopes });
     } else if (m.type === "secure_input") {
       if (this.twists.input?.(socket, m.round)) return;
       const sum = this.sum as SecureSum;
@@ -164,7 +194,7 @@ class SecureServer {
       sum.addMasked(ME, words);
       const { survivors, dropped } = sum.closeMasked();
       for (const other of OTHERS) sum.addReveal(other.id, (this.others.get(other.id) as SecureParticipant).reveal(survivors, dropped));
-      socket.deliver({ type: "secure_unmask", round: m.round, survivors: [...survivors], dropped: [...dropped] });
+      this.phase(socket, { type: "secure_unmask", round: m.round, survivors: [...survivors], dropped: [...dropped] });
     } else if (m.type === "secure_reveal") {
       const sum = this.sum as SecureSum;
       sum.addReveal(ME, m.shares);
@@ -178,6 +208,7 @@ class SecureServer {
         return out;
       });
       this.round = m.round + 1;
+      this.pending = null;
       socket.deliver(this.result(this.round, this.global));
     } else if (m.type === "update") {
       socket.deliver({ type: "error", code: "unexpected", message: "this task uses secure aggregation", round: this.round });
@@ -484,6 +515,269 @@ describe("FederatedClient with secure aggregation", () => {
     const run = client(impl, trainer([]), [], { secureAggregation: null }).run(1);
     await expect(run).rejects.toThrow(/sent a 'secure_abort' message of secure aggregation, which it did not agree on/);
     expect(sockets[0]?.received[0]).toMatchObject({ type: "hello", capabilities: [] });
+  });
+});
+
+// -- stopping, waiting and reconnecting as the Python client does ---------------------------------
+
+/** The events after the client said it stopped. */
+const afterStop = (events: ClientEvent[]): ClientEvent[] =>
+  events.slice(events.findIndex((e) => e.kind === "log" && /^stopped; left the session/.test(e.message)) + 1);
+
+/** A promise that rejects after `ms` (a wait that must end sooner). */
+const within = <T>(promise: Promise<T>, ms: number): Promise<T> =>
+  Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`not settled within ${ms} ms`)), ms))]);
+
+describe("FederatedClient with secure aggregation: stop, errors, waiting and reconnecting as Python", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("trains nothing and sends no keys when stopped while its keys are made", async () => {
+    const server = new SecureServer();
+    const { impl, sockets } = fakeServer(server.script);
+    const calls: [number, Weights][] = [];
+    const c = client(impl, trainer(calls), []);
+    const create = SecureParticipant.create.bind(SecureParticipant);
+    vi.spyOn(SecureParticipant, "create").mockImplementation(async (...args) => {
+      const made = await create(...args);
+      c.stop(); // the keys are made, the client stopped meanwhile
+      return made;
+    });
+    await expect(c.run(1)).rejects.toThrow(StoppedError);
+    expect(calls).toEqual([]);
+    expect(types(sockets[0])).toEqual(["hello", "leave"]);
+  });
+
+  it("trains nothing when stopped as a round begins", async () => {
+    const server = new SecureServer();
+    const { impl } = fakeServer(server.script);
+    const calls: [number, Weights][] = [];
+    let c: FederatedClient | null = null;
+    const events: ClientEvent[] = [];
+    c = client(impl, trainer(calls), events, {
+      onEvent: (e: ClientEvent) => {
+        events.push(e);
+        if (e.kind === "status" && e.state === "training") c?.stop();
+      },
+    });
+    await expect(c.run(1)).rejects.toThrow(StoppedError);
+    expect(calls).toEqual([]);
+  });
+
+  it("goes no further once stopped: no masked input, no sent event, no reconnect", async () => {
+    const server = new SecureServer();
+    const { impl, sockets } = fakeServer(server.script);
+    const events: ClientEvent[] = [];
+    let c: FederatedClient | null = null;
+    // the privacy noise is drawn in the middle of the masked-input phase: the client stops there
+    const random = (words: Uint32Array<ArrayBuffer>): void => {
+      c?.stop();
+      crypto.getRandomValues(words);
+    };
+    const privacy: PrivacyConfig = { clipping_radius: 10, noise_multiplier: 0.001 };
+    c = client(impl, trainer([]), events, { privacy, random });
+    await expect(c.run(1)).rejects.toThrow(StoppedError);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // anything still under way would show now
+
+    const after = afterStop(events);
+    expect(events.length).toBeGreaterThan(after.length); // it did stop
+    expect(after.filter((e) => e.kind === "sent")).toEqual([]);
+    expect(after.filter((e) => e.kind === "status" && (e.state === "sending_update" || e.state === "connecting"))).toEqual([]);
+    expect(logs(after)).not.toMatch(/masked update sent|connection lost|reconnect/);
+    expect(events.some((e) => e.kind === "sent")).toBe(false); // no privacy spend counted
+    expect(sockets).toHaveLength(1);
+    expect(types(sockets[0])).toEqual(["hello", "secure_keys", "secure_shares", "leave"]);
+  });
+
+  it("ends the round's training when the round ends with a fatal error", async () => {
+    const server = new SecureServer({
+      keys: (socket, round) => {
+        socket.deliver({ type: "error", code: "version", message: "this server speaks protocol 9", round });
+        return true;
+      },
+    });
+    const { impl } = fakeServer(server.script);
+    const signals: AbortSignal[] = [];
+    // training that goes on until its signal aborts
+    const endless: TrainFn = (_round, _weights, signal) => {
+      signals.push(signal);
+      return new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason as Error)));
+    };
+    await expect(client(impl, endless, []).run(1)).rejects.toThrow(ServerError);
+    expect(signals).toHaveLength(1);
+    expect(signals[0]?.aborted).toBe(true);
+  });
+
+  it("sits the round out on 'unsupported' during the round, as Python does", async () => {
+    const next = model(4);
+    const server = new SecureServer({
+      keys: (socket, round) => {
+        socket.deliver({ type: "error", code: "unsupported", message: "'secure_keys' belongs to tasks with secure aggregation", round });
+        setTimeout(() => socket.deliver(server.result(round + 1, next)), 20);
+        return true;
+      },
+    });
+    const { impl } = fakeServer(server.script);
+    const events: ClientEvent[] = [];
+    const out = await client(impl, trainer([]), events).run(1);
+    expect(out.weights.equals(next)).toBe(true);
+    expect(logs(events)).toMatch(/warn: your round 1 of 1: \[unsupported\] 'secure_keys' belongs to .*; this round goes on without you/);
+  });
+
+  it("never cuts training short: the wait for the others counts from the end of its training", async () => {
+    const server = new SecureServer({ keys: () => true }); // no roster ever comes
+    const { impl, sockets } = fakeServer(server.script);
+    let trainedAt = 0;
+    const slow: TrainFn = async (_round, weights) => {
+      await new Promise((resolve) => setTimeout(resolve, 300)); // longer than the wait
+      trainedAt = Date.now();
+      return { weights: addDelta(weights), numSamples: MY_SAMPLES, metrics: {} };
+    };
+    const run = client(impl, slow, [], { waitForOthersMs: 200 }).run(1);
+    const error = await within(run.catch((e: unknown) => e), 3_000);
+    expect(error).toBeInstanceOf(WaitExpired);
+    expect(trainedAt).toBeGreaterThan(0); // it trained to the end
+    expect(Date.now() - trainedAt).toBeGreaterThanOrEqual(190); // and waited the full wait after
+    expect((error as WaitExpired).weights.equals(addDelta(model()))).toBe(true);
+    expect(types(sockets[0])).toEqual(["hello", "secure_keys"]);
+  }, 10_000);
+
+  it("waits waitForOthersMs again from its masked input", async () => {
+    const server = new SecureServer({ input: () => true, inboxDelayMs: 150 }); // the inbox comes late; no unmask
+    const { impl, sockets } = fakeServer(server.script);
+    let trainedAt = 0;
+    const train: TrainFn = async (_round, weights) => {
+      trainedAt = Date.now();
+      return { weights: addDelta(weights), numSamples: MY_SAMPLES, metrics: {} };
+    };
+    const events: ClientEvent[] = [];
+    const run = client(impl, train, events, { waitForOthersMs: 200 }).run(1);
+    await expect(within(run, 3_000)).rejects.toThrow(WaitExpired);
+    expect(types(sockets[0])).toEqual(["hello", "secure_keys", "secure_shares", "secure_input"]);
+    expect(Date.now() - trainedAt).toBeGreaterThanOrEqual(150 + 190);
+  }, 10_000);
+
+  it("does not count an aborted round as training of the shared model: WaitExpired keeps the model trained here", async () => {
+    const server = new SecureServer({
+      shares: (socket, round) => {
+        if (round !== 0) return false;
+        server.round = 1;
+        socket.deliver({ type: "secure_abort", round: 0, reason: "only 2 members sent their shares; unmasking needs 3" });
+        return true;
+      },
+      keys: (_socket, round) => round === 1, // round 1 never gets a roster
+    });
+    const { impl } = fakeServer(server.script);
+    const calls: [number, Weights][] = [];
+    const run = client(impl, trainer(calls), [], { waitForOthersMs: 150 }).run(2);
+    const error = await within(run.catch((e: unknown) => e), 3_000);
+    expect(error).toBeInstanceOf(WaitExpired);
+    expect(error).toMatchObject({ kept: "local", roundsDone: 1, sharedRounds: 0 });
+    expect(calls.map(([r]) => r)).toEqual([0, 1]);
+    // the model trained here in round 1 (from G_0), not the round's untrained model
+    expect((error as WaitExpired).weights.equals(addDelta(model()))).toBe(true);
+    expect((error as WaitExpired).message).toMatch(/keep the model trained on your data \(nothing was combined yet\)/);
+  }, 10_000);
+
+  it("the app records no global model for the round an abort opened, and trains nothing once its signal aborted", async () => {
+    const catalog = JSON.parse(readFileSync(new URL("./fixtures/catalog.json", import.meta.url), "utf8")) as { task: Task }[];
+    const task = catalog.find((c) => c.task.training.scheme === "federated")?.task as Task;
+    const board = { rounds: 2, sharedRound: null } as unknown as Board;
+    const globals: [number, Weights][] = [];
+    const trainOn = vi.fn(async (weights: Weights) => ({ weights: addDelta(weights), history: [] }));
+    const hooks = federatedHooks({ task, board, trainOn, numSamples: MY_SAMPLES, log: () => undefined, onGlobal: (r, w) => void globals.push([r, w]) });
+
+    // already stopped: nothing is trained, no model recorded
+    await expect(hooks.train(0, model(), AbortSignal.abort(new StoppedError("stopped")))).rejects.toThrow(StoppedError);
+    expect(trainOn).not.toHaveBeenCalled();
+    expect(globals).toEqual([]);
+
+    // round 0 aborted, round 1 combined
+    const server = new SecureServer({
+      shares: (socket, round) => {
+        if (round !== 0) return false;
+        server.round = 1;
+        socket.deliver({ type: "secure_abort", round: 0, reason: "too few members" });
+        return true;
+      },
+    });
+    const { impl } = fakeServer(server.script);
+    const c = new FederatedClient({
+      serverUrl: "http://example.test/", taskId: TASK, WebSocketImpl: impl, secureAggregation: SETTINGS, reconnectTimeoutMs: 2_000,
+      train: hooks.train, onEvent: hooks.onEvent,
+    });
+    const out = await c.run(2);
+    expect(server.errors).toEqual([]);
+    expect(trainOn).toHaveBeenCalledTimes(2);
+    // the Welcome's model (round 0) and round 1's result (round 2): not the same model again as round 1's
+    expect(globals.map(([r]) => r)).toEqual([0, 2]);
+    expect(globals[1]?.[1].equals(out.weights)).toBe(true);
+    expect(board.sharedRound).toBe(2);
+  });
+
+  describe("keeps its part when it reconnects after the roster is fixed, answering what the server sends again", () => {
+    const reconnecting = async (lost: Message["type"]) => {
+      const server = new SecureServer({ lose: (m, n) => n === 0 && m.type === lost });
+      const { impl, sockets } = fakeServer(server.script);
+      const events: ClientEvent[] = [];
+      const out = await within(client(impl, trainer([]), events, { waitForOthersMs: 1_000 }).run(1), 5_000);
+      expect(server.errors).toEqual([]);
+      expect(sockets).toHaveLength(2);
+      const first = sockets[0]?.received.find((m) => m.type === lost);
+      const again = sockets[1]?.received.find((m) => m.type === lost);
+      expect(again).toEqual(first); // the same message again
+      expect(logs(events)).toMatch(/warn: connection lost/);
+      expect(logs(events)).not.toMatch(/goes on without you/);
+      // this client's update is in the round's sum
+      const [decoded] = server.decoded as [Decoded];
+      expect(decoded.weightSum).toBe(1024 + 7 + MY_SAMPLES);
+      expect(out.weights.equals(server.global)).toBe(true);
+      expect(events.filter((e) => e.kind === "sent")).toHaveLength(1); // a resend is no new privacy spend
+      return { first: types(sockets[0]), second: types(sockets[1]) };
+    };
+
+    it("its shares, after the roster is sent again", async () => {
+      const { first, second } = await reconnecting("secure_shares");
+      expect(first).toEqual(["hello", "secure_keys", "secure_shares"]);
+      expect(second).toEqual(["hello", "secure_shares", "secure_input", "secure_reveal", "leave"]);
+    });
+
+    it("its masked input, after its inbox is sent again", async () => {
+      const { first, second } = await reconnecting("secure_input");
+      expect(first).toEqual(["hello", "secure_keys", "secure_shares", "secure_input"]);
+      expect(second).toEqual(["hello", "secure_input", "secure_reveal", "leave"]);
+    });
+
+    it("its reveal for the same split, after the unmask request is sent again", async () => {
+      const { first, second } = await reconnecting("secure_reveal");
+      expect(first).toEqual(["hello", "secure_keys", "secure_shares", "secure_input", "secure_reveal"]);
+      expect(second).toEqual(["hello", "secure_reveal", "leave"]);
+    });
+  });
+});
+
+describe("the masked input's memory", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("writes the change straight into one vector, equal to the per-tensor difference", () => {
+    const received = model();
+    const trained = addDelta(received);
+    const want = subtract(trained, received).flatten();
+    const map = vi.spyOn(Weights.prototype, "map");
+    const flatten = vi.spyOn(Weights.prototype, "flatten");
+    const got = changeOf(received, trained);
+    expect(map).not.toHaveBeenCalled();
+    expect(flatten).not.toHaveBeenCalled();
+    expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+    expect(() => changeOf(received, new Weights(["dense.kernel"], [[4]], [new Float32Array(4)]))).toThrow(/do not match|another order|shape/);
+  });
+
+  it("sends the words as a view of their memory on a little-endian machine, little-endian", () => {
+    const words = Uint32Array.from([1, 0x01020304, 0xffffffff]);
+    const bytes = wordBytes(words);
+    expect([...bytes]).toEqual([1, 0, 0, 0, 4, 3, 2, 1, 255, 255, 255, 255]);
+    expect(bytes.buffer).toBe(words.buffer); // no copy
+    const part = wordBytes(words.subarray(1, 2));
+    expect([...part]).toEqual([4, 3, 2, 1]);
   });
 });
 

@@ -35,6 +35,7 @@
 
 import { SessionError, StoppedError } from "../errors";
 import type { ModelUpdate } from "../protocol";
+import { stopped } from "../transport/wait";
 import type { Weights } from "../weights";
 import { bounded } from "./link";
 import type { FederatedResult, TrainOutput } from "./options";
@@ -62,11 +63,12 @@ export { WAIT_LOG_MS, WaitExpired } from "./waiting";
 
 /** Joins a task on a disco server and trains with the others, round after round. */
 export class FederatedClient extends SecureSession {
-  /** Train on `model`. */
-  private async trainOnce(model: Model): Promise<TrainOutput> {
-    const running = this.options.train(model.round, model.weights, this.signal);
+  /** Train on `model`; `signal` (by default the client's stop) ends the wait for it, and is handed to the training. */
+  private async trainOnce(model: Model, signal: AbortSignal = this.signal): Promise<TrainOutput> {
+    if (signal.aborted) throw stopped(signal); // stopped before training began: train nothing
+    const running = this.options.train(model.round, model.weights, signal);
     running.catch(() => undefined); // stop() may leave it unawaited
-    return bounded(running, this.signal);
+    return bounded(running, signal);
   }
 
   /** The update to send after training `model` into `out` (the one update pipeline). */
@@ -88,15 +90,22 @@ export class FederatedClient extends SecureSession {
       if (this.signal.aborted) throw this.signal.reason;
       if (this.options.secureAggregation) checkWebCrypto();
       let model = await this.join();
+      // the last shared model: the Welcome's, then each round's result; an aborted secure round
+      // combined nothing and leaves it as it was (what a participant keeps when it stops waiting)
+      let shared = model;
       const plural = (n: number): string => `${n} round${n === 1 ? "" : "s"}`;
       for (let done = 0; done < rounds; done++) {
+        if (this.signal.aborted) throw stopped(this.signal);
         const mine = `your round ${done + 1} of ${rounds}`;
         this.setState("training");
         this.log("info", `${mine}: training on the shared model (${plural(model.round)} so far)`);
         if (this.secure) {
           const from = model;
-          const expired = (trained: Weights): WaitExpired => this.expired(done, rounds, trained, from);
-          model = await this.secureRound(from, mine, () => this.trainOnce(from), expired);
+          const last = shared;
+          const expired = (trained: Weights): WaitExpired => this.expired(done, rounds, trained, last);
+          const end = await this.secureRound(from, mine, (signal) => this.trainOnce(from, signal), expired);
+          model = end.model;
+          if (end.combined) shared = model;
           this.log("info", `${mine} done: the shared model has been trained for ${plural(model.round)}`);
           continue;
         }
@@ -105,13 +114,15 @@ export class FederatedClient extends SecureSession {
         if (newer !== null) {
           this.log("warn", `${mine}: the round closed while you trained; your update is dropped and you continue from the newer shared model`);
           model = newer;
+          shared = model;
           continue;
         }
         const update = this.prepare(model, out, mine);
         this.send(update);
         this.emit({ kind: "sent", round: update.round, numSamples: update.num_samples });
-        const from = model;
-        model = await this.waitResult(update, mine, () => this.expired(done, rounds, out.weights, from));
+        const last = shared;
+        model = await this.waitResult(update, mine, () => this.expired(done, rounds, out.weights, last));
+        shared = model;
         this.log("info", `${mine} done: the shared model has been trained for ${plural(model.round)}`);
       }
       this.link?.send({ type: "leave" });

@@ -90,7 +90,7 @@ export interface TrainOutput {
   /** Metrics of the last epoch; non-finite ones are left out of the update. */
   metrics: RawMetrics;
 }
-/** Local training on the global model of `round`; `signal` aborts when the client stops. */
+/** Local training on the global model of `round`; `signal` aborts when the client stops (in a secure round also when the round ends, e.g. with an error): training should not start once it has. */
 export type TrainFn = (round: number, weights: Weights, signal: AbortSignal) => Promise<TrainOutput>;
 
 /** Options of `FederatedClient`. */

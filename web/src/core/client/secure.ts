@@ -15,20 +15,26 @@
  *    `RoundResult`, as any federated participant.
  *
  * It sits a round out — saying why, and waiting for the next `RoundResult` or `SecureAbort` — when
- * the server refuses one of its messages (`ErrorMessage`, "stale" for keys once the roster is
- * fixed), when the engine refuses what it was sent (`SecureAggregationError`: a roster it must not
- * accept, an envelope that does not open, a split that could expose an update; it reveals nothing
- * more), or when its connection dropped after the roster was fixed; reconnecting before that, it
- * sends fresh keys. An aborted round (`SecureAbort` r) opens round r + 1 with the same model. A
- * round that ends while it trains is taken once its training is done (training is never cut
- * short). Its wait for the others is bounded by `waitForOthersMs` from its masked input, as after a
- * plain update, and by that plus the server's keys and shares phases (`PHASES_MS`) before it.
+ * the server refuses one of its messages (`ErrorMessage` of the round: "stale" for keys once the
+ * roster is fixed, "unexpected", or "unsupported", which only a refusal to join makes fatal), or
+ * when the engine refuses what it was sent (`SecureAggregationError`: a roster it must not accept,
+ * an envelope that does not open, a split that could expose an update; it reveals nothing more).
+ * Reconnecting before the roster is fixed, it sends fresh keys; after, it keeps its part in the
+ * round: the server sends again the phase's message it has not answered (`SecureSetup`, its
+ * `SecureInbox` or `SecureUnmask`) and it answers with what it sent before (the same shares, the
+ * same masked input, the reveal for the same split). An aborted round (`SecureAbort` r) opens
+ * round r + 1 with the same model, and does not count as training of the shared model. A round
+ * that ends while it trains is taken once its training is done: training is never cut short. Its
+ * wait for the others is bounded by `waitForOthersMs` from the end of its training, and again
+ * from its masked input, as a plain update's. Each round has its own abort signal, aborted when the
+ * client stops and when the round ends (a fatal error ends its training too); after a stop nothing
+ * more happens: no message, no event, no reconnect.
  */
 
 import { SessionError } from "../errors";
-import type { SecureSetup, ServerMessage } from "../protocol";
+import type { SecureInput, SecureSetup, SecureShares, ServerMessage } from "../protocol";
 import { clampWeight, quantize, SecureAggregationError, SecureParticipant, type RoundSetup } from "../secure";
-import { subtract } from "../privacy";
+import { stopped } from "../transport/wait";
 import { LITTLE_ENDIAN, type Weights } from "../weights";
 import { LinkClosed, WaitTimeout, type Link } from "./link";
 import type { TrainOutput } from "./options";
@@ -65,19 +71,40 @@ export function roundSetupOf(taskId: string, message: SecureSetup): RoundSetup {
   };
 }
 
-/** `trained` − `received`, flat float32 in the model's tensor order (as Python's `_change`). */
+/**
+ * `trained` − `received`, flat float32 in the model's tensor order (as Python's `_change`),
+ * written straight into one new vector (no per-tensor differences, no second copy).
+ */
 export function changeOf(received: Weights, trained: Weights): Float32Array {
-  return subtract(trained, received).flatten();
+  trained.checkLike(received, "trained weights");
+  const out = new Float32Array(received.size);
+  let offset = 0;
+  received.values.forEach((before, i) => {
+    const after = trained.values[i] as Float32Array;
+    for (let k = 0; k < before.length; k++) out[offset + k] = (after[k] as number) - (before[k] as number);
+    offset += before.length;
+  });
+  return out;
 }
 
-/** `words` as bytes, little-endian (the wire order of a masked input). */
+/**
+ * `words` as bytes, little-endian (the wire order of a masked input): on a little-endian machine a
+ * view of the same memory (no copy), else a new array.
+ */
 export function wordBytes(words: Uint32Array): Uint8Array {
-  if (LITTLE_ENDIAN) return new Uint8Array(words.buffer.slice(words.byteOffset, words.byteOffset + words.byteLength));
+  if (LITTLE_ENDIAN) return new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
   const bytes = new Uint8Array(4 * words.length);
   const view = new DataView(bytes.buffer);
   for (let i = 0; i < words.length; i++) view.setUint32(4 * i, words[i] as number, true);
   return bytes;
 }
+
+/**
+ * Error codes that end the run when they come during a secure round, as Python's `_next`: a
+ * refusal to join. "unsupported" is fatal only before the Welcome (the server closes with 4426);
+ * during the round it is a refusal of one message, and the participant sits the round out.
+ */
+const FATAL_IN_ROUND: ReadonlySet<string> = new Set(["version", "unknown_task"]);
 
 /** What a wait for the next message ended with while this participant trains: its training settled. */
 class Trained extends Error {
@@ -88,7 +115,7 @@ class Trained extends Error {
 class Training {
   private output: TrainOutput | null = null;
   private failure: { error: unknown } | null = null;
-  /** Aborted (reason `Trained`) once training settles, or (its reason) once the client stops. */
+  /** Aborted (reason `Trained`) once training settles, or (its reason) once the round's signal aborts. */
   private readonly woken = new AbortController();
   private readonly settled: Promise<void>;
   private readonly unlisten: () => void;
@@ -104,7 +131,7 @@ class Training {
     this.unlisten = () => stop.removeEventListener("abort", onStop);
   }
 
-  /** Aborts when training settles or the client stops: waits while it trains end with it. */
+  /** Aborts when training settles or the round's signal aborts: waits while it trains end with it. */
   get signal(): AbortSignal {
     return this.woken.signal;
   }
@@ -115,81 +142,105 @@ class Training {
     return this.output;
   }
 
-  /** Wait for training to end (it is bounded by the client's stop, as every training). */
+  /** Wait for training to end (it is bounded by the round's signal, as every training). */
   async result(): Promise<TrainOutput> {
     await this.settled;
     return this.done as TrainOutput;
   }
 
-  /** Stop listening for the client's stop. */
+  /** Stop listening for the round's signal. */
   close(): void {
     this.unlisten();
   }
 }
 
-/** The server's keys and shares phases at most (30 s each, docs/protocol.md §19), in ms. */
-export const PHASES_MS = 60_000;
+/** The model the next round opens with, and whether this round combined anything (false after an abort). */
+export interface SecureRoundEnd {
+  model: Model;
+  combined: boolean;
+}
 
 /** A federated session whose rounds may be secure ones; `FederatedClient` adds the run. */
 export abstract class SecureSession extends WaitingSession {
   /**
    * Take part in server round `model.round` (from `model.weights`) with secure aggregation:
-   * `train()` trains this round's model, `expired(trained)` is the error to stop with when the
-   * wait for others runs out. Resolves with the model the next round opens with: the round's
-   * result, or after an abort the same model (one round later).
+   * `train(signal)` trains this round's model (`signal` aborts when the client stops or the round
+   * ends), `expired(trained)` is the error to stop with when the wait for others runs out. Resolves
+   * with the model the next round opens with: the round's result (combined), or after an abort
+   * the same model, one round later (not combined).
    */
   protected async secureRound(
     model: Model,
     mine: string,
-    train: () => Promise<TrainOutput>,
+    train: (signal: AbortSignal) => Promise<TrainOutput>,
     expired: (trained: Weights) => WaitExpired,
-  ): Promise<Model> {
+  ): Promise<SecureRoundEnd> {
     const r = model.round;
     const settings = this.options.secureAggregation;
     const me = this.clientId;
     if (!settings || me === null) throw new SessionError("a secure round needs the task's settings and this participant's id");
-    const fresh = async (): Promise<SecureParticipant> => {
-      const participant = await SecureParticipant.create(this.options.taskId, r, me, { threshold: settings.threshold });
-      const { cPublic, sPublic } = participant.keys();
-      this.link?.send({ type: "secure_keys", round: r, c_public: cPublic, s_public: sPublic });
-      return participant;
+    const waitMs = this.options.waitForOthersMs ?? 600_000;
+    // the round's own signal: aborted when the client stops, and when the round ends (as Python
+    // cancels its training task), so that an error ends the round's training too
+    const round = new AbortController();
+    const signal = round.signal;
+    const onStop = (): void => round.abort(this.signal.reason);
+    if (this.signal.aborted) throw stopped(this.signal);
+    this.signal.addEventListener("abort", onStop, { once: true });
+    /** After every wait: once stopped, nothing more happens in this round. */
+    const live = (): void => {
+      if (signal.aborted) throw stopped(signal);
     };
-    let participant = await fresh();
-    const training = new Training(train(), this.signal);
-    let setup: RoundSetup | null = null;
-    let takingPart = true;
-    const sitOut = (why: string): void => {
-      if (takingPart) this.log("warn", `${mine}: ${why}; this round goes on without you, you take part from the next one`);
-      takingPart = false;
-    };
-    // the keys and shares phases take at most a minute on the server; the wait for the others
-    // proper starts once the masked input is sent, as a plain update's does
-    let deadline = Date.now() + (this.options.waitForOthersMs ?? 600_000) + PHASES_MS;
-    /** The next round's model, once this round's training is done (it trains on this round's model either way). */
-    const opens = async (next: Model): Promise<Model> => {
-      await training.result();
-      return next;
-    };
-    let waiting = false; // trained, waiting for the others
+    let training: Training | null = null;
     try {
+      const fresh = async (): Promise<SecureParticipant> => {
+        const participant = await SecureParticipant.create(this.options.taskId, r, me, { threshold: settings.threshold });
+        live(); // stopped while the keys were made: send nothing, train nothing
+        const { cPublic, sPublic } = participant.keys();
+        this.link?.send({ type: "secure_keys", round: r, c_public: cPublic, s_public: sPublic });
+        return participant;
+      };
+      let participant = await fresh();
+      const started = new Training(train(signal), signal);
+      training = started;
+      let setup: RoundSetup | null = null;
+      // kept to answer again what the server sends again after a reconnect
+      let sentShares: SecureShares | null = null;
+      let sentInput: SecureInput | null = null;
+      let takingPart = true;
+      const sitOut = (why: string): void => {
+        if (takingPart) this.log("warn", `${mine}: ${why}; this round goes on without you, you take part from the next one`);
+        takingPart = false;
+      };
+      // the wait for the others ends here: no limit while training (it is never cut short), then
+      // waitForOthersMs from its end, and again from the masked input, as a plain update's
+      let deadline: number | null = null;
+      /** The next round's model, once this round's training is done (it trains on this round's model either way). */
+      const opens = async (next: Model, combined: boolean): Promise<SecureRoundEnd> => {
+        await started.result();
+        live();
+        return { model: next, combined };
+      };
       for (;;) {
-        const trained = training.done; // (a training that failed throws here)
-        if (trained !== null && !waiting) {
-          waiting = true;
+        live();
+        const trained = started.done; // (a training that failed throws here)
+        if (trained !== null && deadline === null) {
+          deadline = Date.now() + waitMs; // trained: the wait for the others starts
           this.status.waitUntil = deadline;
           this.setState(this.waitingState());
         }
         let m: ServerMessage;
         try {
-          // while training, the wait also ends when it does
-          m = await this.next(this.link as Link, deadline - Date.now(), trained === null ? training.signal : this.signal);
+          // while training, no time limit: the wait ends when training does
+          m =
+            trained === null || deadline === null
+              ? await this.next(this.link as Link, Infinity, started.signal, FATAL_IN_ROUND)
+              : await this.next(this.link as Link, deadline - Date.now(), signal, FATAL_IN_ROUND);
         } catch (exc) {
+          live();
           if (exc instanceof Trained) continue;
           if (exc instanceof WaitTimeout) {
-            if (trained === null) {
-              await training.result(); // training is never cut short: then what came meanwhile, or the end
-              continue;
-            }
+            if (trained === null) continue; // (no limit while training)
             throw expired(trained.weights);
           }
           if (!(exc instanceof LinkClosed)) throw exc;
@@ -197,43 +248,57 @@ export abstract class SecureSession extends WaitingSession {
           if (fatal !== null) throw fatal;
           this.log("warn", `connection lost (${exc.message}); reconnecting`);
           const joined = await this.join();
+          live();
           if (joined.round > r) {
             this.log("info", `${mine}: the round closed meanwhile; continuing from the newer shared model`);
-            return await opens(joined);
+            return await opens(joined, true);
           }
-          if (setup === null) participant = await fresh(); // the roster may not be fixed yet: fresh keys
-          else sitOut("the connection dropped during the round");
-          this.setState(training.done === null ? "training" : this.waitingState());
+          // before the roster is fixed: fresh keys; after, the server sends again the phase's
+          // message this member has not answered, and it answers with what it sent before
+          if (setup === null) participant = await fresh();
+          this.setState(started.done === null ? "training" : this.waitingState());
           continue;
         }
-        if (m.type === "result" && m.round > r) return await opens({ round: m.round, weights: m.weights });
+        if (m.type === "result" && m.round > r) return await opens({ round: m.round, weights: m.weights }, true);
         if (m.type === "secure_abort" && m.round === r) {
           this.log("warn", `${mine}: the round was aborted (${m.reason}); the next one starts from the same shared model`);
-          return await opens({ round: r + 1, weights: model.weights });
+          return await opens({ round: r + 1, weights: model.weights }, false);
         }
         if (m.type === "error" ? m.round !== r : "round" in m && m.round !== r) continue; // a late message of an earlier round
         try {
-          if (m.type === "secure_setup" && takingPart) {
+          if (m.type === "secure_setup" && takingPart && sentShares !== null) {
+            this.link?.send(sentShares); // asked again after a reconnect: the same shares
+          } else if (m.type === "secure_setup" && takingPart) {
             setup = roundSetupOf(this.options.taskId, m);
             if (setup.clip !== settings.clip || setup.weightCap !== settings.weight_cap) {
               throw new SecureAggregationError("roster", "the server's clip range and weight cap are not the task's");
             }
             const out = await participant.share(setup);
+            live();
             const envelopes = [...out.envelopes].map(([peer, data]) => ({ peer, data }));
-            this.link?.send({ type: "secure_shares", round: r, commitment: out.commitment, envelopes });
+            sentShares = { type: "secure_shares", round: r, commitment: out.commitment, envelopes };
+            this.link?.send(sentShares);
             this.log("info", `${mine}: secure round of ${setup.members.length} members; shares sent`);
+          } else if (m.type === "secure_inbox" && takingPart && sentInput !== null) {
+            this.link?.send(sentInput); // asked again after a reconnect: the same masked input
           } else if (m.type === "secure_inbox" && takingPart && setup !== null) {
             await participant.receive(new Map(m.envelopes.map((e) => [e.peer, e.data])));
-            const out = await training.result();
+            live();
+            const out = await started.result();
+            live();
             const { words, weight } = this.quantised(model, out, setup, mine);
+            live(); // (the privacy noise's source may have stopped it)
             const masked = await participant.mask(words, m.senders);
-            deadline = Date.now() + (this.options.waitForOthersMs ?? 600_000); // as after a plain update
+            live();
+            sentInput = { type: "secure_input", round: r, words: wordBytes(masked) };
+            deadline = Date.now() + waitMs; // again from the masked input, as after a plain update
             this.status.waitUntil = deadline;
             this.setState("sending_update");
-            if (this.link?.send({ type: "secure_input", round: r, words: wordBytes(masked) })) this.setState(this.waitingState());
+            if (this.link?.send(sentInput)) this.setState(this.waitingState());
             this.emit({ kind: "sent", round: r, numSamples: weight });
             this.log("info", `${mine}: masked update sent; waiting for others`);
           } else if (m.type === "secure_unmask" && takingPart) {
+            // (asked again after a reconnect, the same split is revealed again)
             const shares = participant.reveal(m.survivors, m.dropped);
             this.link?.send({ type: "secure_reveal", round: r, shares: shares.map((s) => ({ ...s })) });
           } else if (m.type === "error") {
@@ -245,7 +310,9 @@ export abstract class SecureSession extends WaitingSession {
         }
       }
     } finally {
-      training.close();
+      training?.close();
+      this.signal.removeEventListener("abort", onStop);
+      round.abort(new SessionError("the secure round ended")); // a training still running ends with it
       this.status.waitUntil = null;
     }
   }

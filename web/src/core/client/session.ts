@@ -120,12 +120,17 @@ export abstract class FederatedSession {
 
   /**
    * The next server message on `link` (the wait also ends when `signal` aborts: by default when
-   * the client stops); a refusal, a decentralized session's message, or one of secure aggregation
-   * that the Welcome did not agree on ends the session.
+   * the client stops); a refusal (an error whose code is in `fatal`), a decentralized session's
+   * message, or one of secure aggregation that the Welcome did not agree on ends the session.
    */
-  protected async next(link: Link, timeoutMs: number, signal: AbortSignal = this.signal): Promise<ServerMessage> {
+  protected async next(
+    link: Link,
+    timeoutMs: number,
+    signal: AbortSignal = this.signal,
+    fatal: ReadonlySet<string> = FATAL_ERRORS,
+  ): Promise<ServerMessage> {
     const message = await link.next(timeoutMs, signal);
-    if (message.type === "error" && FATAL_ERRORS.has(message.code)) {
+    if (message.type === "error" && fatal.has(message.code)) {
       throw new ServerError(`server refused to join: ${message.message}${refusalAdvice(message.code)}`);
     }
     if (isDecentralizedMessage(message)) {

@@ -114,7 +114,11 @@ export abstract class WaitingSession extends FederatedSession {
     }
   }
 
-  /** The error to stop with when the wait expires: the last shared model if it has training behind it, else the model trained here (as in Python). */
+  /**
+   * The error to stop with when the wait expires: the last shared model (`model`: the Welcome's or
+   * a round's result; an aborted secure round leaves it as it was) if it has training behind it,
+   * else the model trained here (as in Python).
+   */
   protected expired(done: number, rounds: number, trained: Weights, model: Model): WaitExpired {
     const kept = model.round > 0 ? "global" : "local";
     const plural = (n: number): string => `${n} round${n === 1 ? "" : "s"}`;
