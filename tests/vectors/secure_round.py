@@ -40,7 +40,6 @@ lowercase without prefix; word vectors are lists of uint32 integers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -53,7 +52,6 @@ sys.path.insert(0, str(Path(__file__).parent))  # sibling modules, as a script o
 from jsontext import dump, write_or_check
 
 from disco.secure import (
-    PRIME,
     open_shares,
     private_key_from_bytes,
     private_key_to_bytes,
@@ -67,10 +65,10 @@ from disco.secure import (
     split,
 )
 from disco.secure.aggregator import SecureSum
-from disco.secure.keys import CURVE_ORDER
 from disco.secure.masking import masked_input
 from disco.secure.participant import RevealedShare
 from disco.secure.roster import RoundSetup, check_roster, commitment, positions
+from secure import coefficient, digest, draw, scalar
 
 PATH = Path(__file__).with_name("secure_round.json")
 
@@ -81,22 +79,7 @@ DROPPED = "p2"  # shares, then sends no masked input
 SILENT = "p4"  # sends its masked input, then does not reveal
 
 
-# -- deterministic inputs ----------------------------------------------------------------------
-def digest(label: str) -> bytes:
-    return hashlib.sha256(label.encode("utf-8")).digest()
-
-
-def scalar(label: str) -> bytes:
-    value = int.from_bytes(digest(label), "big") % (CURVE_ORDER - 1) + 1
-    return value.to_bytes(32, "big")
-
-
-def coefficient(label: str) -> int:
-    return int.from_bytes(digest(label), "big") % PRIME
-
-
-def draw(label: str, i: int) -> float:
-    return int.from_bytes(digest(f"{label} {i}")[:4], "big") / 2**32
+# -- deterministic inputs: derived from labels as in secure.py -----------------------------------
 
 
 @dataclass(frozen=True)
