@@ -57,8 +57,12 @@ def test_tasks_page_lists_every_task_in_plain_words(
         }[tr["scheme"]]
         expect(card.locator(".fact-scheme")).to_have_text(scheme)
         privacy = card.locator(".fact-privacy")
+        secure = tr.get("secure_aggregation")
         if tr["privacy"]:
-            expect(privacy).to_have_text("Privacy: updates clipped and noised")
+            unseen = " added up unseen" if secure else ""
+            expect(privacy).to_have_text(f"Privacy: updates clipped and noised{unseen}")
+        elif secure:
+            expect(privacy).to_have_text("Privacy: updates added up unseen")
         else:
             expect(privacy).to_have_text("Privacy: files stay on your device")
     rounds = catalog.get("mnist").training.rounds
