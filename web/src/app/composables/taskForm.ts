@@ -187,12 +187,26 @@ export function fillSecureDefaults(f: TaskForm, fields: readonly SettingField[])
  */
 function secureDoc(f: TaskForm, fields: readonly SettingField[], errors: FieldErrors): Record<string, unknown> | null {
   if (!f.secure_aggregation || f.scheme === "local") return null;
+  return typedSettings(fields, f.secure_settings, "secure_aggregation", errors);
+}
+
+/**
+ * The settings typed in `values` (an empty nullable setting as null: automatic), each checked
+ * against its schema bounds; a problem goes into `errors` as `<prefix>.<setting>`. A setting never
+ * shown is left out (the server's default).
+ */
+function typedSettings(
+  fields: readonly SettingField[],
+  values: Record<string, number | string>,
+  prefix: string,
+  errors: FieldErrors,
+): Record<string, unknown> {
   const doc: Record<string, unknown> = {};
   for (const field of fields) {
-    const raw = f.secure_settings[field.key];
-    if (raw === undefined) continue; // never shown: the server's default
+    const raw = values[field.key];
+    if (raw === undefined) continue;
     const checked = checkSetting(field, raw);
-    if ("error" in checked) errors[`secure_aggregation.${field.key}`] = checked.error;
+    if ("error" in checked) errors[`${prefix}.${field.key}`] = checked.error;
     else doc[field.key] = checked.value;
   }
   return doc;
@@ -231,14 +245,7 @@ function aggregationDoc(f: TaskForm, rules: Record<string, RuleSchema>, errors: 
   const doc: Record<string, unknown> = { rule: f.aggregation };
   if (f.scheme === "local") return doc; // nothing is combined: the settings are not shown
   const typed = f.aggregation_settings[f.aggregation] ?? {};
-  for (const field of rules[f.aggregation]?.settings ?? []) {
-    const raw = typed[field.key];
-    if (raw === undefined) continue; // never shown: the server's default
-    const checked = checkSetting(field, raw);
-    if ("error" in checked) errors[`aggregation.${field.key}`] = checked.error;
-    else doc[field.key] = checked.value;
-  }
-  return doc;
+  return { ...doc, ...typedSettings(rules[f.aggregation]?.settings ?? [], typed, "aggregation", errors) };
 }
 
 /** A task id suggested from a title ("Hospital X-rays" → "hospital-x-rays"). */
