@@ -1,0 +1,94 @@
+/**
+ * Secure aggregation as a task setting (Python's `SecureAggregationConfig` and the rules of
+ * `TrainingInfo` that tie it to the other settings; docs/secure_aggregation.md): its settings,
+ * their defaults and bounds, and why a task cannot use it. Parsing it is `task.ts`'s.
+ */
+
+import { scaleBits } from "./secure/quantize";
+import type { TrainingInfo } from "./task";
+
+/**
+ * Secure aggregation's settings (Python's `SecureAggregationConfig`): every value of an update's
+ * change is clamped to [−`clip`, `clip`] before quantisation, a participant's sample count counts
+ * at most `weight_cap`, and `threshold` participants of a round must stay for its sum to be
+ * unmasked (null: automatic, a strict majority of each round).
+ */
+export interface SecureAggregationConfig {
+  clip: number;
+  weight_cap: number;
+  threshold: number | null;
+}
+/** Secure aggregation's settings when a document leaves them out (as in Python). */
+export const SECURE_AGGREGATION_DEFAULTS: SecureAggregationConfig = { clip: 1, weight_cap: 1024, threshold: null };
+/** One setting's JSON type, whether it may be null, and its bounds (JSON Schema's names). */
+export interface SettingBounds {
+  readonly type: "number" | "integer";
+  readonly nullable: boolean;
+  readonly minimum?: number;
+  readonly exclusiveMinimum?: number;
+  readonly maximum?: number;
+  readonly exclusiveMaximum?: number;
+}
+/** Each secure aggregation setting's bounds, as Python's (tests/vectors/shared_lists.json pins them). */
+export const SECURE_AGGREGATION_BOUNDS: { readonly [K in keyof SecureAggregationConfig]: SettingBounds } = {
+  clip: { type: "number", nullable: false, exclusiveMinimum: 0, maximum: 1_000_000 },
+  weight_cap: { type: "integer", nullable: false, minimum: 1, maximum: 65_536 },
+  threshold: { type: "integer", nullable: true, minimum: 3, maximum: 10_000 },
+};
+/** The fewest participants of a round with secure aggregation: with two, each could read the other's update. */
+export const SECURE_MIN_PARTICIPANTS = 3;
+
+/**
+ * Why a task cannot use its secure aggregation, in Python's words and order (`TrainingInfo`
+ * refuses the first): a rule other than the mean, a scheme other than federated, rounds of fewer
+ * than 3, a threshold above `min_participants`, a ring too small for the smallest round. [] when
+ * it is off or fine. The task form checks it before publishing; `parseTask` leaves it to the
+ * server, as it does the other rules that tie settings together.
+ */
+export function secureAggregationProblems(
+  training: Pick<TrainingInfo, "scheme" | "aggregation" | "min_participants" | "secure_aggregation">,
+): string[] {
+  const secure = training.secure_aggregation;
+  if (!secure) return [];
+  const problems: string[] = [];
+  const rule = training.aggregation.rule;
+  if (rule !== "mean") {
+    problems.push(
+      "secure aggregation shows the server only the sum of the updates; " +
+        `'${rule}' needs each participant's own update — use 'mean' or turn secure aggregation off`,
+    );
+  }
+  if (training.scheme === "decentralized") {
+    problems.push(
+      "secure aggregation is not available for decentralized tasks yet: use the federated scheme or turn secure aggregation off",
+    );
+  } else if (training.scheme === "local") {
+    problems.push(
+      "secure aggregation makes no sense in a local task: nothing is shared, so there is no sum to protect — " +
+        "turn secure aggregation off or use the federated scheme",
+    );
+  }
+  const n = training.min_participants;
+  const least = SECURE_MIN_PARTICIPANTS;
+  if (n < least) {
+    problems.push(
+      `secure aggregation needs at least ${least} participants in a round (with ${least - 1}, each could ` +
+        `subtract its own update from the sum and read the other's): set min_participants to at least ${least} (it is ${n})`,
+    );
+    return problems;
+  }
+  if (secure.threshold !== null && secure.threshold > n) {
+    problems.push(
+      `secure aggregation's threshold (${secure.threshold}) cannot be more than min_participants (${n}): ` +
+        `a round of ${n} could never unmask its sum and would always abort; lower the threshold or raise min_participants`,
+    );
+  }
+  try {
+    scaleBits(n, secure.weight_cap, secure.clip);
+  } catch (error) {
+    problems.push(
+      `secure aggregation's clip range and weight cap do not fit a round of ${n} participants: ${(error as Error).message}`,
+    );
+  }
+  return problems;
+}
