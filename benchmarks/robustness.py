@@ -69,10 +69,14 @@ def _cell(args: tuple[str, str | None, str, int, int, int, str]) -> tuple[str, s
         seed=seed,
         data_dir=data_dir,
         epochs_per_round=int(epochs),
-        attack=attack,
+        attack=None if attack == ABSENT else attack,
         aggregation=RULES[rule_label],
     )
     return attack or "none", rule_label, result.test_accuracy or 0.0, time.perf_counter() - start
+
+
+ABSENT = "absent"
+"""The row where the attackers take no part (`--absent`)."""
 
 
 def main() -> None:
@@ -85,6 +89,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="simulations at once (one core each)")
     parser.add_argument("--rules", default="/".join(RULES), help="rule rows, separated by /")
     parser.add_argument("--attacks", default="/".join(ATTACKS), help="attacks, separated by /")
+    parser.add_argument(
+        "--absent",
+        action="store_true",
+        help="add a row where the attackers take no part: each rule over the honest "
+        "participants' data only (what any rule can reach against an attack that withholds "
+        "the attackers' data)",
+    )
     args = parser.parse_args()
 
     from disco.data.samples import write_samples
@@ -98,20 +109,28 @@ def main() -> None:
         data_dir = str(Path(tmp) / "data")
         write_samples("mnist", args.clients, data_dir, partition="dirichlet:1.0", seed=args.seed)
         common = (data_dir, args.clients, args.rounds, args.seed, args.epochs_per_round)
-        jobs = [("mean", None, *common)]
+        jobs: list[tuple[str, str | None, str, int, int, int, str]] = [("mean", None, *common)]
         jobs += [(r, None, *common) for r in rules if r != "mean"]
         jobs += [
             (r, f"{a}:{args.attackers}" + (f":{ATTACKS[a]}" if ATTACKS[a] else ""), *common)
             for a in attacks
             for r in rules
         ]
+        if args.absent:  # the same shards, the attackers' (the last ones) left out
+            honest = args.clients - args.attackers
+            absent_dir = Path(tmp) / "absent"
+            absent_dir.mkdir()
+            for name in ["test", *(f"client_{i}" for i in range(1, honest + 1))]:
+                (absent_dir / name).symlink_to(Path(data_dir) / name)
+            absent = (str(absent_dir), honest, args.rounds, args.seed, args.epochs_per_round)
+            jobs += [(r, ABSENT, *absent) for r in rules]
         results: dict[tuple[str, str], float] = {}
         started = time.perf_counter()
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            for attack, rule, acc, seconds in pool.map(cell, jobs):
-                results[(attack.split(":")[0], rule)] = acc
+            for attack, rule, accuracy, seconds in pool.map(cell, jobs):
+                results[(attack.split(":")[0], rule)] = accuracy
                 print(
-                    f"  {attack:16s} {rule:20s} {acc:.3f} ({seconds:.0f} s)",
+                    f"  {attack:16s} {rule:20s} {accuracy:.3f} ({seconds:.0f} s)",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -125,7 +144,7 @@ def main() -> None:
     )
     print("| attack | " + " | ".join(rules) + " | best robust − baseline |")
     print("|---|" + "---:|" * (len(rules) + 1))
-    for attack in ["none", *attacks]:
+    for attack in ["none", *attacks, *([ABSENT] if args.absent else [])]:
         row = [results.get((attack, r)) for r in rules]
         robust = [v for r, v in zip(rules, row, strict=True) if r != "mean" and v is not None]
         gap = 100 * (max(robust) - baseline) if robust else float("nan")

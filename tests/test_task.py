@@ -438,8 +438,10 @@ def test_mean_max_share_is_kept_with_secure_aggregation() -> None:
             "'krum' needs each participant's own update",
         ),
         (
-            {"scheme": "decentralized"},
-            "training: secure aggregation is not available for decentralized tasks yet",
+            {"scheme": "decentralized", "min_participants": 65},
+            "training: a secure decentralized round takes at most 64 peers (each opens a channel "
+            "to every other and receives every masked input): set min_participants to at most 64 "
+            "(it is 65), or use the federated scheme",
         ),
         ({"scheme": "local"}, "secure aggregation makes no sense in a local task"),
         (

@@ -20,6 +20,7 @@ from disco.validation import field_problems
 
 __all__ = [
     "AGGREGATION_RULES",
+    "SECURE_MAX_PEERS",
     "SECURE_MIN_PARTICIPANTS",
     "Aggregation",
     "AggregationConfig",
@@ -209,6 +210,9 @@ def parse_aggregation(text: str) -> AggregationConfig:
 SECURE_MIN_PARTICIPANTS = 3
 """The fewest participants of a round with secure aggregation: with two, each could subtract its
 own update from the sum and read the other's (`disco.secure.roster.MIN_MEMBERS`)."""
+SECURE_MAX_PEERS = 64
+"""The most peers of a secure decentralized round: every peer opens a channel to every other and
+receives every masked input (docs/protocol.md §19.1); later peers wait for a later round."""
 
 
 class SecureAggregationConfig(_Frozen):

@@ -23,6 +23,7 @@ from pydantic import (
 
 from disco.aggregation_config import (
     AGGREGATION_RULES,
+    SECURE_MAX_PEERS,
     SECURE_MIN_PARTICIPANTS,
     Aggregation,
     AggregationConfig,
@@ -44,6 +45,7 @@ from disco.validation import field_problems
 
 __all__ = [
     "AGGREGATION_RULES",
+    "SECURE_MAX_PEERS",
     "SECURE_MIN_PARTICIPANTS",
     "Aggregation",
     "AggregationConfig",
@@ -235,10 +237,11 @@ class TrainingInfo(_Frozen):
         return self
 
     def _check_secure_aggregation(self) -> None:
-        """Secure aggregation shows the server only the sum of a round's updates: only the mean
-        can use it, only a federated session runs it, and a round needs at least 3 members whose
-        weighted sum fits the 32-bit ring (docs/secure_aggregation.md §3, §6). Differential
-        privacy combines with it (each participant adds its noise before masking)."""
+        """Secure aggregation shows whoever aggregates only the sum of a round's updates: only the
+        mean can use it, a local task has nothing to protect, a round needs at least 3 members
+        whose weighted sum fits the 32-bit ring (docs/secure_aggregation.md §3, §6), and a
+        decentralized round at most `SECURE_MAX_PEERS` (every peer receives every masked input).
+        Differential privacy combines with it (each participant adds its noise before masking)."""
         secure = self.secure_aggregation
         if secure is None:
             return
@@ -248,11 +251,6 @@ class TrainingInfo(_Frozen):
                 "secure aggregation shows the server only the sum of the updates; "
                 f"{rule!r} needs each participant's own update — use 'mean' or turn secure "
                 "aggregation off"
-            )
-        if self.scheme == "decentralized":
-            raise ValueError(
-                "secure aggregation is not available for decentralized tasks yet: use the "
-                "federated scheme or turn secure aggregation off"
             )
         if self.scheme == "local":
             raise ValueError(
@@ -266,6 +264,13 @@ class TrainingInfo(_Frozen):
                 f"secure aggregation needs at least {least} participants in a round (with "
                 f"{least - 1}, each could subtract its own update from the sum and read the "
                 f"other's): set min_participants to at least {least} (it is {n})"
+            )
+        if self.scheme == "decentralized" and n > SECURE_MAX_PEERS:
+            raise ValueError(
+                f"a secure decentralized round takes at most {SECURE_MAX_PEERS} peers (each opens "
+                "a channel to every other and receives every masked input): set "
+                f"min_participants to at most {SECURE_MAX_PEERS} (it is {n}), or use the "
+                "federated scheme"
             )
         if secure.threshold is not None and secure.threshold > n:
             raise ValueError(

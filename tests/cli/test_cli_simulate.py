@@ -117,10 +117,6 @@ def test_secure_aggregation_in_words(capsys: pytest.CaptureFixture[str]) -> None
             "'median' needs each participant's own update — use 'mean' or turn secure "
             "aggregation off",
         ),
-        (
-            ("--scheme", "decentralized"),
-            "secure aggregation is not available for decentralized tasks yet",
-        ),
     ],
 )
 def test_what_secure_aggregation_refuses_is_a_user_error(

@@ -19,8 +19,10 @@ import disco.secure.participant as participant_module
 from disco.errors import SecureAggregationError
 from disco.secure import private_key_from_bytes, split
 from disco.secure.aggregator import RoundAborted, SecureSum
+from disco.secure.mean import secure_mean
 from disco.secure.participant import RevealedShare, SecureParticipant
 from disco.secure.roster import Member, RoundSetup
+from disco.weights import Weights
 
 VECTORS_DIR = Path(__file__).parents[1] / "vectors"
 ROUND = json.loads((VECTORS_DIR / "secure_round.json").read_text(encoding="utf-8"))
@@ -44,6 +46,9 @@ SECTIONS = [
     "dropped",
     "reveals",
     "sum",
+    "model",
+    "total_weight",
+    "mean",
 ]
 
 
@@ -206,3 +211,66 @@ def test_a_participant_given_the_files_randomness_sends_the_same_bytes(
         assert [(of, kind) for of, kind, _ in shares_out] == [
             (of, kind) for of, kind, _ in revealed(ROUND["reveals"][0])
         ]
+
+
+# -- a peer of a decentralized round: the same sum from the masked inputs and the relayed reveals --
+def f32(section: dict[str, Any]) -> Weights:
+    bits = np.array([int(b, 16) for b in section["bits"]], dtype="<u4")
+    return Weights([("w", bits.view("<f4").reshape(section["shape"]))])
+
+
+def follower(survivors: list[str] | None = None) -> SecureSum:
+    commitments = {s["from"]: bytes.fromhex(s["commitment"]) for s in ROUND["shares"]}
+    chosen = ROUND["survivors"] if survivors is None else survivors
+    setup = setup_of(ROUND["setup"])
+    return SecureSum.following(setup, ROUND["senders"], {v: commitments[v] for v in chosen})
+
+
+def test_a_peer_unmasks_the_sum_and_ends_with_the_files_model() -> None:
+    peer = follower()
+    assert peer.phase == "masked"
+    for m in ROUND["masked"]:
+        peer.add_masked(m["from"], vector(m["words"]))
+    assert peer.close_masked() == (tuple(ROUND["survivors"]), tuple(ROUND["dropped"]))
+    for r in ROUND["reveals"]:
+        peer.add_reveal(r["from"], revealed(r))
+    total = peer.result()
+    assert total.tolist() == ROUND["sum"]
+    setup = setup_of(ROUND["setup"])
+    mean, weight = secure_mean(
+        f32(ROUND["model"]), total, setup.bits, len(ROUND["survivors"]), ROUND["weight_cap"]
+    )
+    assert weight == ROUND["total_weight"]
+    expected = f32(ROUND["mean"])
+    assert mean["w"].view("<u4").tolist() == expected["w"].view("<u4").tolist()
+
+
+def test_a_peer_without_a_commitment_or_a_share_unmasks_nothing() -> None:
+    peer = follower(survivors=ROUND["survivors"][1:])  # p0's commitment was not relayed
+    for m in ROUND["masked"]:
+        peer.add_masked(m["from"], vector(m["words"]))
+    peer.close_masked()
+    for r in ROUND["reveals"]:
+        peer.add_reveal(r["from"], revealed(r))
+    with pytest.raises(RoundAborted, match="does not match its commitment"):
+        peer.result()
+    peer = follower()
+    for m in ROUND["masked"]:
+        peer.add_masked(m["from"], vector(m["words"]))
+    peer.close_masked()
+    for r in ROUND["reveals"][:2]:
+        peer.add_reveal(r["from"], revealed(r))
+    with pytest.raises(RoundAborted, match="only 2 survivors revealed"):
+        peer.result()
+
+
+def test_a_follower_takes_only_members_that_shared() -> None:
+    setup = setup_of(ROUND["setup"])
+    with pytest.raises(SecureAggregationError, match="distinct members of the roster"):
+        SecureSum.following(setup, ["p0", "p0", "p1"], {})
+    with pytest.raises(SecureAggregationError, match="distinct members of the roster"):
+        SecureSum.following(setup, ["p0", "stranger"], {})
+    with pytest.raises(SecureAggregationError, match="only from members that shared"):
+        SecureSum.following(setup, ["p0", "p1", "p3"], {"p4": bytes(32)})
+    with pytest.raises(SecureAggregationError, match="a commitment is 32 bytes"):
+        SecureSum.following(setup, ["p0", "p1", "p3"], {"p0": bytes(31)})

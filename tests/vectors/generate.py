@@ -10,6 +10,7 @@ before it is written, so the file can only hold what the code actually does.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
@@ -56,13 +57,17 @@ from disco.protocol.peers import (
     Signal,
 )
 from disco.protocol.secure import (
+    PeerMasked,
     SecureAbort,
+    SecureCommitment,
     SecureEnvelope,
     SecureInbox,
     SecureInput,
     SecureKeys,
     SecureMember,
     SecureReveal,
+    SecureRevealed,
+    SecureReveals,
     SecureSetup,
     SecureShare,
     SecureShares,
@@ -509,6 +514,38 @@ valid(
     ),
 )
 valid(
+    "secure_reveals",
+    "SecureReveals: the split, the survivors' commitments and the threshold's shares, relayed",
+    SecureReveals(
+        round=2,
+        survivors=["p-a", "p-c"],
+        dropped=["p-b"],
+        commitments=[
+            SecureCommitment(peer="p-a", commitment=bytes(range(32))),
+            SecureCommitment(peer="p-c", commitment=bytes([7]) * 32),
+        ],
+        reveals=[
+            SecureRevealed(
+                peer="p-a",
+                shares=[
+                    SecureShare(of="p-a", kind="self", share=bytes(33)),
+                    SecureShare(of="p-c", kind="self", share=bytes([1]) * 33),
+                    SecureShare(of="p-b", kind="key", share=bytes(range(33))),
+                ],
+            )
+        ],
+    ),
+)
+valid(
+    "peer_masked",
+    "PeerMasked: a masked input between two peers, with the SHA-256 of its words",
+    PeerMasked(
+        round=2,
+        words=bytes.fromhex("01000000ffffffff00000080"),
+        digest=hashlib.sha256(bytes.fromhex("01000000ffffffff00000080")).hexdigest(),
+    ),
+)
+valid(
     "secure_abort",
     "SecureAbort: the round ended without a result; the next opens with the same model",
     SecureAbort(round=2, reason="only 1 masked inputs arrived; unmasking needs 2 survivors"),
@@ -537,6 +574,10 @@ _DIGEST = {"digest": "a" * 64, "round": 0, "type": "digest", "v": PROTOCOL_VERSI
 _SECURE_KEYS = {"c_public": b"\x04" * 65, "round": 0, "s_public": b"\x04" * 65}
 _SECURE_KEYS |= {"type": "secure_keys", "v": PROTOCOL_VERSION}
 _ABORT = {"reason": "r", "round": 0, "type": "secure_abort", "v": PROTOCOL_VERSION}
+_MASKED = {"digest": "a" * 64, "round": 0, "type": "peer_masked", "v": PROTOCOL_VERSION}
+_MASKED |= {"words": b"\x00" * 4}
+_REVEALS = {"commitments": [], "dropped": [], "reveals": [], "round": 0, "survivors": []}
+_REVEALS |= {"type": "secure_reveals", "v": PROTOCOL_VERSION}
 _SIGNAL = {"data": "", "kind": "offer", "peer": "p-a", "type": "signal", "v": PROTOCOL_VERSION}
 _EXCHANGE = {"peers": [], "round": 0, "type": "exchange", "v": PROTOCOL_VERSION}
 
@@ -626,6 +667,18 @@ INVALID: list[tuple[str, bytes, str]] = [
     ("secure_key_short", _with(_SECURE_KEYS, c_public=b"\x04" * 64), "at least 65 bytes"),
     ("secure_key_text", _with(_SECURE_KEYS, s_public="04" * 65), "s_public"),
     ("secure_abort_reason_long", _with(_ABORT, reason="x" * 1001), "at most 1000 characters"),
+    ("peer_masked_no_words", _with(_MASKED, words=b""), "at least 4 bytes"),
+    ("peer_masked_digest_upper", _with(_MASKED, digest="A" * 64), "match pattern"),
+    (
+        "secure_reveals_repeated_revealer",
+        _with(_REVEALS, reveals=[{"peer": "p-a", "shares": []}] * 2),
+        "must be distinct",
+    ),
+    (
+        "secure_reveals_short_commitment",
+        _with(_REVEALS, commitments=[{"commitment": b"\x00" * 31, "peer": "p-a"}]),
+        "at least 32 bytes",
+    ),
 ]
 
 
@@ -674,7 +727,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, BaseModel):
-        return {k: _plain(v) for k, v in value.model_dump().items()}
+        value = value.model_dump()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     return value
 
 

@@ -52,6 +52,7 @@ from disco.protocol import (
 from disco.protocol.messages import MAX_SAFE_INT
 from disco.task import (
     AGGREGATION_RULES,
+    SECURE_MAX_PEERS,
     SECURE_MIN_PARTICIPANTS,
     TASK_ID,
     Aggregation,
@@ -261,6 +262,7 @@ def shared_lists() -> dict[str, Any]:
                 "defaults": SecureAggregationConfig().model_dump(mode="json"),
                 "bounds": _bounds(SecureAggregationConfig),
                 "min_participants": SECURE_MIN_PARTICIPANTS,
+                "max_peers": SECURE_MAX_PEERS,
             },
         },
         "model": {

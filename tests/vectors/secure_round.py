@@ -34,8 +34,12 @@ Layout: ``members`` holds each member's fixed secrets and input words (what a pa
 the other sections are the messages, in phase order: ``keys`` (phase 1) and the ``setup`` the
 aggregator answers; ``shares`` (phase 2: commitment and one envelope per other member), the
 ``senders`` and each member's ``inbox``; ``masked`` (phase 3) and the ``survivors``/``dropped``
-split; ``reveals`` (phase 4); ``sum``, Σ input over the survivors modulo 2^32. Hex strings are
-lowercase without prefix; word vectors are lists of uint32 integers.
+split; ``reveals`` (phase 4); ``sum``, Σ input over the survivors modulo 2^32; ``model``, the
+round's model (one 2 × 3 float32 tensor, by bits), ``total_weight`` (Σ w decoded from the sum)
+and ``mean``, the model every aggregator ends the round with (docs/protocol.md §19.1:
+G + Σ w·x / Σ w in float64, then float32). A peer of a decentralized round unmasks ``sum`` from
+``masked`` and ``reveals`` alone. Hex strings are lowercase without prefix; word vectors are
+lists of uint32 integers.
 """
 
 from __future__ import annotations
@@ -66,8 +70,10 @@ from disco.secure import (
 )
 from disco.secure.aggregator import SecureSum
 from disco.secure.masking import masked_input
+from disco.secure.mean import secure_mean
 from disco.secure.participant import RevealedShare
 from disco.secure.roster import RoundSetup, check_roster, commitment, positions
+from disco.weights import Weights
 from secure import coefficient, digest, draw, scalar
 
 PATH = Path(__file__).with_name("secure_round.json")
@@ -267,6 +273,20 @@ def build() -> dict[str, Any]:
     expected = np.sum([people[v].fixed.input for v in survivors], axis=0, dtype=np.uint64) % 2**32
     assert total.tolist() == expected.tolist()
 
+    # a peer of a decentralized round unmasks the same sum from the masked inputs it holds and
+    # the relayed reveals (docs/protocol.md §19.1), and every aggregator ends with the same model
+    commitments = {s["from"]: bytes.fromhex(s["commitment"]) for s in shares}
+    peer = SecureSum.following(setup, senders, {v: commitments[v] for v in survivors})
+    for m in masked:
+        peer.add_masked(m["from"], np.array(m["words"], dtype=np.uint32))
+    assert peer.close_masked() == (survivors, dropped)
+    for r in reveals:
+        relayed = [(x["of"], x["kind"], bytes.fromhex(x["share"])) for x in r["shares"]]
+        peer.add_reveal(r["from"], relayed)  # type: ignore[arg-type]
+    assert peer.result().tolist() == total.tolist()
+    model = Weights([("w", from_bits_grid())])
+    mean, weight = secure_mean(model, total, setup.bits, len(survivors), CAP)
+
     return {
         "about": (
             "One secure round of five members, threshold 3, p2 dropped after sharing and p4 "
@@ -303,7 +323,21 @@ def build() -> dict[str, Any]:
         "dropped": list(dropped),
         "reveals": reveals,
         "sum": words(total),
+        "model": {"shape": list(model["w"].shape), "bits": f32_hex(model["w"])},
+        "total_weight": weight,
+        "mean": {"shape": list(mean["w"].shape), "bits": f32_hex(mean["w"])},
     }
+
+
+def from_bits_grid() -> np.ndarray:
+    """The round's model: 6 float32 values in a 2 × 3 tensor, spread over a few magnitudes."""
+    values = [(2 * draw("round model", i) - 1) * 10.0 ** (i - 3) for i in range(VALUES)]
+    return np.array(values, dtype=np.float32).reshape(2, 3)
+
+
+def f32_hex(array: np.ndarray) -> list[str]:
+    """Each float32 value's IEEE-754 bits, as 8 lowercase hex digits (C order)."""
+    return [f"{int(x):08x}" for x in array.astype("<f4").reshape(-1).view("<u4")]
 
 
 def render() -> str:

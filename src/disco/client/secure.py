@@ -50,13 +50,14 @@ from disco.protocol import (
 from disco.secure import quantize
 from disco.secure.participant import SecureParticipant
 from disco.secure.roster import Member, RoundSetup
+from disco.task import PrivacyConfig
 from disco.training import EpochMetrics
 from disco.weights import Weights
 
 if TYPE_CHECKING:
     from disco.client.federated import FederatedClient
 
-__all__ = ["secure_round"]
+__all__ = ["quantized_update", "secure_round", "setup_of"]
 
 _WHILE_TRAINING_S = 1.0
 """How often the round looks whether training ended, while it waits for messages."""
@@ -64,7 +65,8 @@ _WHILE_TRAINING_S = 1.0
 log = logging.getLogger("disco.client")
 
 
-def _setup(task_id: str, message: SecureSetup) -> RoundSetup:
+def setup_of(task_id: str, message: SecureSetup) -> RoundSetup:
+    """The roster `message` carries, for the engine."""
     return RoundSetup(
         task_id=task_id,
         round=message.round,
@@ -162,7 +164,7 @@ async def secure_round(
                 if isinstance(message, SecureSetup) and taking_part and sent_shares is not None:
                     await client._send(sent_shares)  # asked again after a reconnect
                 elif isinstance(message, SecureSetup) and taking_part:
-                    setup = _setup(client.task.id, message)
+                    setup = setup_of(client.task.id, message)
                     if (setup.clip, setup.weight_cap) != (settings.clip, settings.weight_cap):
                         raise SecureAggregationError(
                             "the server's clip range and weight cap are not the task's"
@@ -216,10 +218,23 @@ async def _metrics(
 def _masked_words(
     client: FederatedClient, setup: RoundSetup, weights: Weights, trained: Weights
 ) -> np.ndarray:
-    """The update through the pipeline (checks, privacy), as the round's quantised words."""
     training = client.task.training
-    prepared = prepare_update(
-        weights, trained, len(client.train_data), {}, training.privacy, client._noise
+    return quantized_update(
+        weights, trained, len(client.train_data), training.privacy, client._noise, setup
     )
+
+
+def quantized_update(
+    weights: Weights,
+    trained: Weights,
+    num_samples: int,
+    privacy: PrivacyConfig | None,
+    rng: np.random.Generator,
+    setup: RoundSetup,
+) -> np.ndarray:
+    """The update of `weights` trained into `trained` through the pipeline (checks, privacy), as
+    the round's quantised words: its change from `weights` with weight min(num_samples, cap).
+    Federated participants and decentralized peers send these words masked."""
+    prepared = prepare_update(weights, trained, num_samples, {}, privacy, rng)
     weight = min(prepared.num_samples, setup.weight_cap)
     return quantize(_change(weights, prepared.weights), weight, setup.clip, setup.bits)

@@ -7,6 +7,9 @@
   and the task's rule must be able to take it (the mean: every change below 256) —
   acknowledges it (`PeerAck`) and calls ``on_update`` (the peer tells the server whose updates it
   holds); an invalid one is refused with an `ErrorMessage` to the sender and changes nothing;
+* keeps each valid `PeerMasked` (a secure round's masked input, docs/protocol.md §19.1) the same
+  way: the round open here, whole 32-bit words (the round's `masked_length` once the roster is
+  known) and the SHA-256 of the words matching its digest;
 * answers a `ModelRequest` with the model it holds for that round (`PeerModel`) or an error;
 * hands a `PeerModel` to whoever `fetch`-es it, after checking its digest.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +32,7 @@ from disco.protocol import (
     ErrorMessage,
     ModelRequest,
     PeerAck,
+    PeerMasked,
     PeerModel,
     PeerUpdate,
     decode,
@@ -68,6 +73,10 @@ class PeerExchange:
         """Models this peer holds, by the round they open (served to peers that ask)."""
         self.updates: dict[int, dict[str, PeerUpdate]] = {}
         """Valid updates received, by round and sender."""
+        self.masked: dict[int, dict[str, PeerMasked]] = {}
+        """Valid masked inputs received (secure rounds), by round and sender."""
+        self.masked_length: dict[int, int] = {}
+        """Words of a masked input of each secure round whose roster is known."""
         self.accepting: set[int] = set()
         """Rounds whose updates are kept (others are refused as stale)."""
         self.acks: dict[int, set[str]] = {}
@@ -87,7 +96,7 @@ class PeerExchange:
     async def send(
         self,
         channel: Channel,
-        message: PeerUpdate | PeerAck | ModelRequest | PeerModel | ErrorMessage,
+        message: PeerUpdate | PeerMasked | PeerAck | ModelRequest | PeerModel | ErrorMessage,
         timeout: float,
     ) -> None:
         frame = encode(message)
@@ -132,6 +141,19 @@ class PeerExchange:
             await self.send(channel, PeerAck(round=message.round, digest=message.digest), 30)
             self.changed.set()
             self._on_update(message.round)
+        elif isinstance(message, PeerMasked):
+            problem = self._check_masked(message)
+            if problem is not None:
+                log.warning(
+                    "refused the masked input of %s for round %d: %s", peer, message.round, problem
+                )
+                error = ErrorMessage(code="unexpected", message=problem, round=message.round)
+                await self.send(channel, error, timeout=30)
+                return
+            self.masked.setdefault(message.round, {})[peer] = message
+            await self.send(channel, PeerAck(round=message.round, digest=message.digest), 30)
+            self.changed.set()
+            self._on_update(message.round)
         elif isinstance(message, PeerAck):
             self.acks.setdefault(message.round, set()).add(peer)
             self.changed.set()
@@ -172,6 +194,22 @@ class PeerExchange:
             return "the update's digest does not match its weights (damaged in transit?)"
         return self._acceptable(update.round, update.weights)
 
+    def _check_masked(self, masked: PeerMasked) -> str | None:
+        if masked.round not in self.accepting:
+            return f"round {masked.round} is not open here"
+        if len(masked.words) % 4:
+            return f"a masked input is whole 32-bit words, not {len(masked.words)} bytes"
+        length = self.masked_length.get(masked.round)
+        if length is not None and len(masked.words) != 4 * length:
+            return f"a masked input of round {masked.round} is {length} words"
+        if hashlib.sha256(masked.words).hexdigest() != masked.digest:
+            return "the masked input's digest does not match its words (damaged in transit?)"
+        return None
+
+    def holders(self, round: int) -> list[str]:
+        """The peers whose update or masked input of `round` this peer holds (sorted)."""
+        return sorted(set(self.updates.get(round, {})) | set(self.masked.get(round, {})))
+
     # -- models ------------------------------------------------------------------------------
     async def fetch(self, peer: str, channel: Channel, round: int, timeout: float) -> Weights:
         """The model that opens `round`, asked of `peer`; its digest checked."""
@@ -194,6 +232,9 @@ class PeerExchange:
             del self.models[r]
         for r in [r for r in self.updates if r < round]:
             del self.updates[r]
+        for held in (self.masked, self.masked_length):
+            for r in [r for r in held if r < round]:
+                del held[r]
         for r in [r for r in self.acks if r < round]:
             del self.acks[r]
 

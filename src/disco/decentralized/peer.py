@@ -58,6 +58,14 @@ from disco.protocol import (
     Received,
     Resync,
     RoundPlan,
+    SecureAbort,
+    SecureInbox,
+    SecureKeys,
+    SecureReveal,
+    SecureReveals,
+    SecureSetup,
+    SecureShares,
+    SecureUnmask,
     ServerMessage,
     Signal,
     Status,
@@ -114,6 +122,7 @@ class PeerClient(PeerRounds):
         self._rounds = {}  # the rounds in progress (`PeerRounds`)
         self._exchanges: dict[int, Exchange] = {}  # the server's go-ahead, by round
         self._combines: dict[int, Combine] = {}  # the server's choice of updates, by round
+        self._secure = {}  # a secure round's messages from the server, by round and type
         self._changed = asyncio.Event()
         self._initial: Weights | None = None
         self._welcome: Welcome | None = None
@@ -167,10 +176,14 @@ class PeerClient(PeerRounds):
             self._control.put_nowait(message)
         elif isinstance(message, Exchange):
             self._exchanges[message.round] = message
-            if self._exchange.updates.get(message.round):  # updates that came before it
+            if self._exchange.holders(message.round):  # updates that came before it
                 self._updated(message.round)
         elif isinstance(message, Combine):
             self._combines[message.round] = message
+        elif isinstance(message, SecureSetup | SecureInbox | SecureUnmask | SecureReveals):
+            self._secure.setdefault(message.round, {})[type(message)] = message
+        elif isinstance(message, SecureAbort):
+            self._secure.setdefault(message.round, {})[SecureAbort] = message
         elif isinstance(message, Status):
             self.status = message
         elif isinstance(message, Welcome):
@@ -179,6 +192,8 @@ class PeerClient(PeerRounds):
             self._refused = message
         elif isinstance(message, ErrorMessage):
             log.warning("the server says: [%s] %s", message.code, message.message)
+            if message.round is not None and message.round in self._secure:
+                self._secure[message.round][ErrorMessage] = message  # a secure round's refusal
         if self.on_message is not None:
             try:
                 self.on_message(message)
@@ -187,7 +202,16 @@ class PeerClient(PeerRounds):
         self._changed.set()
 
     async def _send(
-        self, message: Hello | Leave | Signal | Ready | Received | DigestReport
+        self,
+        message: Hello
+        | Leave
+        | Signal
+        | Ready
+        | Received
+        | DigestReport
+        | SecureKeys
+        | SecureShares
+        | SecureReveal,
     ) -> None:
         assert self._link is not None
         await self._link.send(message)
@@ -197,7 +221,7 @@ class PeerClient(PeerRounds):
         self._changed.set()
         if round not in self._exchanges or self._link is None:
             return
-        peers = sorted(self._exchange.updates.get(round, {}))
+        peers = self._exchange.holders(round)
         task = asyncio.get_running_loop().create_task(
             self._send(Received(round=round, peers=peers))
         )
@@ -239,7 +263,7 @@ class PeerClient(PeerRounds):
                 name=self.name,
                 kind="python",
                 participant_key=self._key,
-                capabilities=["decentralized"],
+                capabilities=self._capabilities,
             )
         )
         try:
@@ -255,7 +279,19 @@ class PeerClient(PeerRounds):
             refused = self._refused
             raise ServerError(f"server refused to join: [{refused.code}] {refused.message}")
         assert self._welcome is not None
+        missing = set(self._capabilities) - set(self._welcome.capabilities)
+        if missing:
+            raise ServerError(
+                f"the server does not run task {self.task.id!r} with {sorted(missing)}: it is "
+                "not the task this peer was given"
+            )
         return self._welcome
+
+    @property
+    def _capabilities(self) -> list[str]:
+        """What this peer must speak: secure aggregation too when the task uses it."""
+        secure = self.task.training.secure_aggregation is not None
+        return ["decentralized", "secure_aggregation"] if secure else ["decentralized"]
 
     async def _initial_model(self) -> Weights:
         """The task's initial model, the only one the server keeps."""

@@ -29,10 +29,12 @@ from disco.client.update import prepare_update
 from disco.decentralized.combine import combine_updates, refusal
 from disco.decentralized.connector import Connector
 from disco.decentralized.exchange import PeerExchange
+from disco.decentralized.secure import SecureMessage, secure_keys, secure_peer_round
 from disco.errors import DiscoError
 from disco.protocol import (
     Combine,
     DigestReport,
+    ErrorMessage,
     Exchange,
     Hello,
     Leave,
@@ -41,9 +43,14 @@ from disco.protocol import (
     Received,
     Resync,
     RoundPlan,
+    SecureKeys,
+    SecureReveal,
+    SecureShares,
     Signal,
 )
 from disco.protocol.peers import COMBINE_S, CONNECT_S
+from disco.protocol.secure import SHARES_S, UNMASK_S
+from disco.secure.participant import SecureParticipant
 from disco.task import Task
 from disco.training import EpochMetrics
 from disco.transport import ChannelClosed
@@ -58,9 +65,12 @@ SLACK_S = 30.0
 
 
 def round_bound_s(task: Task) -> float:
-    """The longest a round of `task` can run on the server: its three phases (§18.5) plus the
-    slack a peer allows for each."""
-    return CONNECT_S + task.training.round_deadline_s + COMBINE_S + 2 * SLACK_S
+    """The longest a round of `task` can run on the server: its three phases (§18.5), and the
+    shares and unmasking phases of a secure round (§19.1), plus the slack a peer allows for each."""
+    bound = CONNECT_S + task.training.round_deadline_s + COMBINE_S + 2 * SLACK_S
+    if task.training.secure_aggregation is not None:
+        bound += SHARES_S + UNMASK_S + 2 * SLACK_S
+    return bound
 
 
 @dataclass
@@ -99,10 +109,20 @@ class PeerRounds(Client):
     _rounds: dict[int, _Round]
     _exchanges: dict[int, Exchange]  # the server's go-ahead, by round
     _combines: dict[int, Combine]  # the server's choice of updates, by round
+    _secure: dict[int, dict[type, SecureMessage | ErrorMessage]]  # secure rounds' messages
 
     @abstractmethod
     async def _send(
-        self, message: Hello | Leave | Signal | Ready | Received | DigestReport
+        self,
+        message: Hello
+        | Leave
+        | Signal
+        | Ready
+        | Received
+        | DigestReport
+        | SecureKeys
+        | SecureShares
+        | SecureReveal,
     ) -> None:
         """Send `message` to the server."""
 
@@ -120,6 +140,9 @@ class PeerRounds(Client):
         self._exchange.forget_before(r)
         neighbours = [p.id for p in plan.peers]
         connecting = asyncio.ensure_future(self._connect_all(rnd, neighbours, timing, t0))
+        secure = None
+        if self.task.training.secure_aggregation is not None:
+            secure = await secure_keys(self, plan)  # right after the plan (§19.1)
         try:
             base = await self._round_model(plan, timing)
         except (DiscoError, ChannelClosed, TimeoutError, OSError) as exc:
@@ -140,6 +163,10 @@ class PeerRounds(Client):
         )
         t_train = time.perf_counter()
         training = asyncio.ensure_future(self.train(r, base, epochs))
+        if secure is not None:
+            return await self._secure_round(
+                plan, secure, base, training, connecting, (timing, t0), history
+            )
         try:
             await self._until(
                 lambda: r in self._exchanges,
@@ -211,6 +238,41 @@ class PeerRounds(Client):
         )
         return 1
 
+    async def _secure_round(
+        self,
+        plan: RoundPlan,
+        secure: SecureParticipant,
+        base: Weights,
+        training: asyncio.Future[tuple[Weights, list[EpochMetrics]]],
+        connecting: asyncio.Future[None],
+        timed: tuple[RoundTiming, float],
+        history: list[EpochMetrics],
+    ) -> int:
+        """A secure round from the barrier on (`disco.decentralized.secure`); training runs."""
+        r, (timing, t0) = plan.round, timed
+        try:
+            await self._until(
+                lambda: r in self._exchanges,
+                plan.connect_s + SLACK_S,
+                f"the server's go-ahead for round {r}",
+            )
+        finally:
+            connecting.cancel()
+        if self.client_id not in self._exchanges[r].peers:
+            log.warning("round %d: left out (channels to the peers did not open in time)", r)
+            _, epochs_done = await training
+            history.extend(epochs_done)
+            self._forget(r)
+            return 0
+        done = await secure_peer_round(self, plan, secure, base, training, history, timing)
+        timing.total_s = time.perf_counter() - t0
+        timing.neighbours = len(plan.peers)
+        self.timings.append(timing)
+        self._forget(r)
+        if done:
+            log.info("round %d unmasked the sum of %d peer(s)", r, timing.contributors)
+        return done
+
     async def _round_model(self, plan: RoundPlan, timing: RoundTiming) -> Weights:
         """The model round `plan.round` starts from."""
         t = time.perf_counter()
@@ -280,7 +342,7 @@ class PeerRounds(Client):
         return refusal(rule, self._exchange.models.get(round), weights)
 
     def _forget(self, r: int) -> None:
-        for orders in (self._rounds, self._exchanges, self._combines):
+        for orders in (self._rounds, self._exchanges, self._combines, self._secure):
             for old in [k for k in orders if k <= r]:
                 del orders[old]
 

@@ -12,26 +12,37 @@ message and the server answers the round's members with one:
 
 `SecureAbort` ends a round that has too few members left; the next round starts. Keys, envelopes,
 commitments, shares and masked words travel as msgpack binary.
+
+In a decentralized session (§19.1) every peer aggregates: the masked inputs go peer to peer
+(`PeerMasked`, never through the server), and once the threshold of survivors revealed their
+shares the server relays them to every member (`SecureReveals`) instead of unmasking anything.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from disco.protocol.messages import MAX_SAFE_INT, _Msg
-from disco.protocol.peers import MAX_ROUND_PEERS, PeerId, PeerIds, _distinct
+from disco.protocol.peers import MAX_ROUND_PEERS, Digest, PeerId, PeerIds, _distinct
 
 __all__ = [
+    "KEYS_S",
     "SECURE_TYPES",
+    "SHARES_S",
+    "UNMASK_S",
+    "PeerMasked",
     "SecureAbort",
+    "SecureCommitment",
     "SecureEnvelope",
     "SecureInbox",
     "SecureInput",
     "SecureKeys",
     "SecureMember",
     "SecureReveal",
+    "SecureRevealed",
+    "SecureReveals",
     "SecureSetup",
     "SecureShare",
     "SecureShares",
@@ -42,6 +53,12 @@ PUBLIC_KEY = Field(min_length=65, max_length=65, description="P-256 point, uncom
 ENVELOPE = Field(min_length=82, max_length=82, description="AES-256-GCM of two 33-byte shares")
 MAX_WORDS = 2**31 // 4
 """Most words a masked input may carry (a frame stays under 2 GiB; servers limit frames lower)."""
+KEYS_S = 30.0
+"""How long the keys phase waits for the connected participants once enough have sent keys."""
+SHARES_S = 30.0
+"""How long the shares phase waits for the roster's members."""
+UNMASK_S = 30.0
+"""How long the unmasking phase waits for the survivors' shares."""
 
 
 class SecureKeys(_Msg):
@@ -145,6 +162,50 @@ class SecureReveal(_Msg):
     shares: list[SecureShare] = Field(max_length=MAX_ROUND_PEERS)
 
 
+class SecureCommitment(_Msg):
+    """A member's commitment to its self-mask seed, as it sent it in `SecureShares`."""
+
+    peer: str = PeerId
+    commitment: bytes = Field(min_length=32, max_length=32)
+
+
+class SecureRevealed(_Msg):
+    """One survivor's `SecureReveal` shares, as the server relays them."""
+
+    peer: str = PeerId
+    shares: list[SecureShare] = Field(max_length=MAX_ROUND_PEERS)
+
+
+class SecureReveals(_Msg):
+    """Decentralized sessions: the split of round `round`, the survivors' commitments and the
+    shares of exactly `threshold` survivors — each peer unmasks the sum itself."""
+
+    type: Literal["secure_reveals"] = "secure_reveals"
+    round: int = Field(ge=0, le=MAX_SAFE_INT)
+    survivors: list[str] = PeerIds
+    dropped: list[str] = PeerIds
+    commitments: list[SecureCommitment] = Field(max_length=MAX_ROUND_PEERS)
+    reveals: list[SecureRevealed] = Field(max_length=MAX_ROUND_PEERS)
+
+    _check = field_validator("survivors", "dropped")(_distinct)
+
+    @field_validator("commitments", "reveals")
+    @classmethod
+    def _one_each(cls, value: list[Any]) -> list[Any]:
+        _distinct([e.peer for e in value])
+        return value
+
+
+class PeerMasked(_Msg):
+    """Decentralized sessions, peer to peer: the sender's masked input of round `round`
+    (`length` uint32 words, little-endian) and the SHA-256 of those bytes (lowercase hex)."""
+
+    type: Literal["peer_masked"] = "peer_masked"
+    round: int = Field(ge=0, le=MAX_SAFE_INT)
+    words: bytes = Field(min_length=4, max_length=4 * MAX_WORDS)
+    digest: str = Digest
+
+
 class SecureAbort(_Msg):
     """Round `round` ended without a result: too few members were left (`reason` says where)."""
 
@@ -163,6 +224,8 @@ SECURE_TYPES = frozenset(
         "secure_unmask",
         "secure_reveal",
         "secure_abort",
+        "secure_reveals",
+        "peer_masked",
     }
 )
 """Message types that belong to capability ``secure_aggregation``."""

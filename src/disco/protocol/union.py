@@ -31,11 +31,13 @@ from disco.protocol.peers import (
     Signal,
 )
 from disco.protocol.secure import (
+    PeerMasked,
     SecureAbort,
     SecureInbox,
     SecureInput,
     SecureKeys,
     SecureReveal,
+    SecureReveals,
     SecureSetup,
     SecureShares,
     SecureUnmask,
@@ -78,11 +80,13 @@ ServerMessage = Annotated[
     | SecureSetup
     | SecureInbox
     | SecureUnmask
-    | SecureAbort,
+    | SecureAbort
+    | SecureReveals,
     Field(discriminator="type"),
 ]
 PeerMessage = Annotated[
-    PeerUpdate | PeerAck | ModelRequest | PeerModel | ErrorMessage, Field(discriminator="type")
+    PeerUpdate | PeerAck | ModelRequest | PeerModel | PeerMasked | ErrorMessage,
+    Field(discriminator="type"),
 ]
 Message = Annotated[
     Hello
@@ -112,7 +116,9 @@ Message = Annotated[
     | SecureInput
     | SecureUnmask
     | SecureReveal
-    | SecureAbort,
+    | SecureAbort
+    | SecureReveals
+    | PeerMasked,
     Field(discriminator="type"),
 ]
 """Every message of the protocol; `disco.protocol.decode` returns one of them."""
@@ -121,5 +127,5 @@ DECENTRALIZED_TYPES = frozenset(
     {"plan", "signal", "ready", "exchange", "received", "combine", "digest", "resync"}
 )
 """Message types between server and client that belong to capability ``decentralized``."""
-PEER_TYPES = frozenset({"peer_update", "peer_ack", "model_request", "model"})
+PEER_TYPES = frozenset({"peer_update", "peer_ack", "model_request", "model", "peer_masked"})
 """Message types that travel only between two peers (``error`` may too)."""

@@ -90,6 +90,33 @@ class SecureSum:
         self._split: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._reveals: dict[str, dict[tuple[str, str], bytes]] = {}
 
+    @classmethod
+    def following(
+        cls, setup: RoundSetup, senders: Sequence[str], commitments: Mapping[str, bytes]
+    ) -> SecureSum:
+        """A peer's aggregator in a decentralized round (docs/protocol.md §19.1): the roster, the
+        members that shared and their commitments come from the coordinator, and the round
+        starts at its masked-inputs phase. The peer adds the survivors' masked inputs (its own
+        among them), closes the phase, adds the relayed reveals and takes `result()`; every
+        check of the phases it runs is the federated server's."""
+        chosen = tuple(sorted(set(senders)))
+        if len(chosen) != len(senders) or not set(chosen) <= set(setup.ids):
+            raise SecureAggregationError("the senders must be distinct members of the roster")
+        if any(len(c) != COMMITMENT_BYTES for c in commitments.values()):
+            raise SecureAggregationError(f"a commitment is {COMMITMENT_BYTES} bytes")
+        if not set(commitments) <= set(chosen):
+            raise SecureAggregationError("commitments may come only from members that shared")
+        round = cls(
+            setup.task_id,
+            setup.round,
+            values=setup.length - 1,
+            clip=setup.clip,
+            weight_cap=setup.weight_cap,
+        )
+        round._setup, round._senders = setup, chosen
+        round._commitments = {m: bytes(c) for m, c in commitments.items()}
+        return round
+
     @property
     def phase(self) -> str:
         """ "keys", "shares", "masked", "unmasking"."""
@@ -260,11 +287,23 @@ class SecureSum:
             np.add(self._sum, words, out=self._sum)  # wraps modulo 2^32
         self._masked.add(member)
 
-    def close_masked(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(survivors, dropped): who sent a masked input and who shared but did not."""
+    def close_masked(
+        self, survivors: Sequence[str] | None = None
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(survivors, dropped): who sent a masked input and who shared but did not. The
+        coordinator of a decentralized round, which holds no masked input, names the
+        `survivors` itself (members that shared)."""
         setup = self._expect("masked")
         assert self._senders is not None
-        survivors = tuple(sorted(self._masked))
+        if survivors is None:
+            survivors = tuple(sorted(self._masked))
+        else:
+            named = tuple(sorted(set(survivors)))
+            if len(named) != len(survivors) or not set(named) <= set(self._senders):
+                raise SecureAggregationError("survivors must be distinct members that shared")
+            if self._masked:
+                raise SecureAggregationError("this aggregator holds masked inputs: it names none")
+            survivors, self._masked = named, set(named)
         if len(survivors) < setup.threshold:
             raise RoundAborted(
                 f"only {len(survivors)} masked inputs arrived; unmasking needs "
@@ -294,6 +333,18 @@ class SecureSum:
             raise SecureAggregationError(f"a share is {SHARE_BYTES} bytes")
         self._reveals[member] = given
 
+    def commitments(self, members: Sequence[str]) -> dict[str, bytes]:
+        """The commitments of these members (those that shared), to relay to peers."""
+        return {m: self._commitments[m] for m in members}
+
+    @property
+    def reveals(self) -> list[tuple[str, list[RevealedShare]]]:
+        """Each survivor's revealed shares, in the order they arrived."""
+        return [
+            (member, [(of, kind, share) for (of, kind), share in given.items()])  # type: ignore[misc]
+            for member, given in self._reveals.items()
+        ]
+
     @property
     def revealed(self) -> int:
         """How many survivors have revealed their shares."""
@@ -315,7 +366,7 @@ class SecureSum:
         total = self._sum.copy()
         for v in survivors:
             seed = self._rebuild(setup, revealers, v, "self")
-            if commitment(seed, self._salt) != self._commitments[v]:
+            if commitment(seed, self._salt) != self._commitments.get(v):
                 raise RoundAborted(
                     f"the self-mask seed of {v!r} rebuilt from the shares does not match its "
                     "commitment: some shares are wrong, nothing is unmasked"

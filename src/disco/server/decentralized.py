@@ -38,6 +38,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from disco.decentralized.topology import ALL_TO_ALL_LIMIT, peer_graph
 from disco.errors import SessionError
@@ -75,6 +76,11 @@ SIGNALS_PER_10_S = 400  # relayed signals per peer before it is told to slow dow
 
 class DecentralizedSession:
     """Round pacing for one decentralized task; safe under concurrent joins, leaves, messages."""
+
+    capabilities: tuple[str, ...] = ("decentralized",)
+    """The capabilities a peer must speak in this session (`Welcome.capabilities`)."""
+    max_members = MAX_ROUND_PEERS
+    """The most peers in one round (the earliest to join; the others wait for a later one)."""
 
     def __init__(
         self,
@@ -176,7 +182,7 @@ class DecentralizedSession:
             participants=self.participants,
             min_participants=self.task.training.min_participants,
             state=self.state,
-            capabilities=["decentralized"],
+            capabilities=list(self.capabilities),
         )
         await participant.send(welcome)
         await self._broadcast(self.status(), exclude=identity)
@@ -255,17 +261,23 @@ class DecentralizedSession:
                 if self.participants < self.task.training.min_participants or not self._peers:
                     return
                 await self._start_round()
-            elif rnd.phase == "connecting" and peer_rounds.connected(rnd, self._peers):
-                await self._start_exchange(rnd, excluded=[])
-            elif rnd.phase == "exchanging" and peer_rounds.exchanged(rnd, self._peers):
-                await self._start_combining(rnd)
-            elif rnd.phase == "combining" and peer_rounds.combined(rnd, self._peers):
-                await self._close_round(rnd)
-            else:
+            elif not await self._step(rnd):
                 return
 
+    async def _step(self, rnd: OpenRound) -> bool:
+        """Start `rnd`'s next phase if its current one is done; whether it moved."""
+        if rnd.phase == "connecting" and peer_rounds.connected(rnd, self._peers):
+            await self._start_exchange(rnd, excluded=[])
+        elif rnd.phase == "exchanging" and peer_rounds.exchanged(rnd, self._peers):
+            await self._start_combining(rnd)
+        elif rnd.phase == "combining" and peer_rounds.combined(rnd, self._peers):
+            await self._close_round(rnd)
+        else:
+            return False
+        return True
+
     async def _start_round(self) -> None:
-        earliest = sorted(self._peers.values(), key=lambda p: p.order)[:MAX_ROUND_PEERS]
+        earliest = sorted(self._peers.values(), key=lambda p: p.order)[: self.max_members]
         members = sorted(p.identity for p in earliest)  # the rest wait for a later round
         graph = peer_graph(
             members,
@@ -373,14 +385,23 @@ class DecentralizedSession:
             assert result.agreed is not None
             resync = Resync(round=self._round_no, digest=result.agreed, peer=holder)
             await self._peers[m].participant.send(resync)
-        rule = self.task.training.aggregation.model_dump(mode="json")
-        record = peer_rounds.round_record(rnd, result, rule, time.monotonic() - rnd.started)
+        record = peer_rounds.round_record(
+            rnd, result, self._described(rnd), time.monotonic() - rnd.started
+        )
+        await self._save_record(record)
+        await self._broadcast(self.status())
+
+    def _described(self, rnd: OpenRound) -> dict[str, Any]:
+        """The `aggregation` of `rnd`'s history row: the task's rule settings."""
+        del rnd
+        return self.task.training.aggregation.model_dump(mode="json")
+
+    async def _save_record(self, record: RoundRecord) -> None:
         if self._record is not None:
             try:
                 await asyncio.to_thread(self._record, self.task.id, record)
             except Exception:  # the history row is informative; the peers hold the model
-                log.exception("[%s] could not record round %d", self.task.id, rnd.number)
-        await self._broadcast(self.status())
+                log.exception("[%s] could not record round %d", self.task.id, record.round)
 
     def _timer(self, seconds: float, rnd: OpenRound, phase: Phase) -> asyncio.TimerHandle:
         loop = asyncio.get_running_loop()

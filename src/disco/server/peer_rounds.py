@@ -48,7 +48,10 @@ __all__ = [
     "round_record",
 ]
 
-Phase = Literal["waiting", "connecting", "exchanging", "combining", "stopped"]
+Phase = Literal[
+    "waiting", "connecting", "sharing", "exchanging", "unmasking", "combining", "stopped"
+]
+"""A round's phases; "sharing" and "unmasking" are secure rounds' (docs/protocol.md §19.1)."""
 
 
 @dataclass

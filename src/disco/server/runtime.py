@@ -18,6 +18,7 @@ from disco.protocol import ServerMessage
 from disco.protocol import encode as encode_frame
 from disco.server.config import ServerConfig
 from disco.server.decentralized import DecentralizedSession
+from disco.server.peer_secure import SecurePeerSession
 from disco.server.secure import SecureSession
 from disco.server.session import FederatedSession
 from disco.server.store import Store
@@ -125,9 +126,9 @@ class Runtime:
         rnd, digest = (last[0].round + 1, last[0].digest or None) if last else (0, None)
         if last and last[0].aggregation.get("topology") == "sparse":
             digest = None  # after a sparse round every peer holds its own model
-        return DecentralizedSession(
-            task, rnd, initial, digest=digest, record=self.store.record_round
-        )
+        secure = task.training.secure_aggregation is not None
+        kind = SecurePeerSession if secure else DecentralizedSession
+        return kind(task, rnd, initial, digest=digest, record=self.store.record_round)
 
     async def aclose(self) -> None:
         """Stop every session (letting a closing round finish), then close the store."""

@@ -49,8 +49,9 @@ from disco.protocol import (
     Status,
     UpdateAck,
 )
-from disco.secure import decode
+from disco.protocol.secure import KEYS_S, SHARES_S, UNMASK_S
 from disco.secure.aggregator import RoundAborted, SecureSum
+from disco.secure.mean import secure_mean
 from disco.secure.roster import MIN_MEMBERS
 from disco.server.participants import Participant, who
 from disco.server.session import FederatedSession, Outgoing
@@ -63,12 +64,6 @@ __all__ = ["KEYS_S", "SHARES_S", "UNMASK_S", "SecureMessage", "SecureSession"]
 
 log = logging.getLogger("disco.server")
 
-KEYS_S = 30.0
-"""How long the keys phase waits for the connected participants once enough have sent keys."""
-SHARES_S = 30.0
-"""How long the shares phase waits for the roster's members."""
-UNMASK_S = 30.0
-"""How long the unmasking phase waits for the survivors' shares."""
 
 SecureMessage = SecureKeys | SecureShares | SecureInput | SecureReveal
 _STAGES = ("keys", "shares", "masked", "unmasking")
@@ -346,15 +341,13 @@ class SecureSession(FederatedSession):
             survivors, dropped = self._sum.split
             bits = self._sum.bits
             try:
-                summed = self._sum.result()
-                weight, values = decode(summed, bits)
-                most = len(survivors) * self._settings.weight_cap
-                if not len(survivors) <= weight <= most:
-                    raise RoundAborted(
-                        f"the weights add up to {weight}, outside [{len(survivors)}, {most}]: "
-                        "a participant sent a weight it may not; the round is not used"
-                    )
-                weights = _add_change(self._weights, values / weight)
+                weights, weight = secure_mean(
+                    self._weights,
+                    self._sum.result(),
+                    bits,
+                    len(survivors),
+                    self._settings.weight_cap,
+                )
             except SecureAggregationError as exc:  # wrong shares or inputs: the model stays
                 self._abort = str(exc)
                 log.warning("task %s round %d: %s", self.task.id, r, exc)
@@ -417,16 +410,3 @@ class SecureSession(FederatedSession):
             p for identity in identities for p in self._connections.participants_of(identity)
         ]
         await asyncio.gather(*(self._send(p, message) for p in targets))
-
-
-def _add_change(weights: Weights, change: np.ndarray) -> Weights:
-    """`weights` plus the flat float64 `change` (in the model's order), as float32."""
-    out, offset = [], 0
-    for name, array in weights.items():
-        part = change[offset : offset + array.size].reshape(array.shape)
-        out.append((name, (array.astype(np.float64) + part).astype(np.float32)))
-        offset += array.size
-    result = Weights(out)
-    if not all(np.isfinite(a).all() for a in result.values()):
-        raise SecureAggregationError("the combined model is not finite")
-    return result

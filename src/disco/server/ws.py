@@ -45,6 +45,7 @@ from disco.protocol import (
 )
 from disco.protocol import decode as decode_frame
 from disco.server.decentralized import DecentralizedSession
+from disco.server.peer_secure import SecurePeerSession
 from disco.server.runtime import LARGE_FRAME_BYTES, Runtime, Session, Traffic
 from disco.server.secure import SecureSession
 
@@ -183,8 +184,8 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
                     await conn.error("unknown_task", text, (4404, "unknown task"))
                     return
                 session = rt.sessions[message.task_id]
-                needs = _needs(session)
-                if needs is not None and not _speaks(message, needs):
+                needs = _lacks(session, message)
+                if needs is not None:
                     what = "is decentralized" if needs == "decentralized" else "uses " + needs
                     text = (
                         f"task {message.task_id!r} {what.replace('_', ' ')}: this client does "
@@ -202,6 +203,10 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
                 return
             elif isinstance(session, DecentralizedSession):
                 if isinstance(message, Signal | Ready | Received | DigestReport):
+                    await session.receive(connection_id, message)
+                elif isinstance(session, SecurePeerSession) and isinstance(
+                    message, SecureKeys | SecureShares | SecureInput | SecureReveal
+                ):
                     await session.receive(connection_id, message)
                 elif isinstance(message, ModelUpdate):
                     text = "this task is decentralized: updates go to the peers, not the server"
@@ -230,17 +235,12 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
         await conn.finish()
 
 
-def _needs(session: Session) -> str | None:
-    """The capability a client must speak to join `session`, if any."""
-    if isinstance(session, DecentralizedSession):
-        return "decentralized"
-    if isinstance(session, SecureSession):
-        return "secure_aggregation"
+def _lacks(session: Session, hello: Hello) -> str | None:
+    """The first capability `session` needs that `hello` does not announce, if any."""
+    for capability in session.capabilities:
+        if capability not in hello.capabilities or capability not in CAPABILITIES:
+            return capability
     return None
-
-
-def _speaks(hello: Hello, capability: str) -> bool:
-    return capability in hello.capabilities and capability in CAPABILITIES
 
 
 def _not_sent(kind: str) -> str:
