@@ -1,18 +1,23 @@
-"""Secure aggregation against plain FedAvg on the same work (MNIST CNN, federated).
+"""Secure aggregation against plain aggregation on the same work (MNIST CNN), both schemes.
 
 For each number of participants n, both sides train the same data splits for the same rounds
-(1 epoch per round) with `FederatedClient`s against a real server on loopback: plain — each sends
-its update, the server averages; secure — the same task with ``secure_aggregation`` on, so every
-round runs the four phases of docs/secure_aggregation.md (keys, shares, masked inputs,
-unmasking) and the server sees only the sum. Everything runs in one process (the participants'
-training takes turns on the one training thread in both cases), so the ratio shows what the
-protocol costs on top of the same training.
+(1 epoch per round) against a real server on loopback. Federated (`--scheme federated`, the
+default): `FederatedClient`s; plain — each sends its update, the server averages; secure — the
+same task with ``secure_aggregation`` on, so every round runs the four phases of
+docs/secure_aggregation.md (keys, shares, masked inputs, unmasking) and the server sees only the
+sum. Decentralized (`--scheme decentralized`): `PeerClient`s over WebRTC data channels on
+loopback; plain — peers exchange their updates and average them; secure — peers exchange masked
+inputs and each unmasks the sum (docs/protocol.md §19.1). Everything runs in one process (the
+participants' training takes turns on the one training thread in both cases), so the ratio shows
+what the protocol costs on top of the same training. Bytes are everything a participant sends and
+receives, to and from the server and other peers.
 
 A second table times the cryptography alone for one participant and for the server at the same
 sizes: masking (n AES-CTR streams of the model's size, n − 1 ECDH and envelopes), and unmasking
 (one stream per survivor, and per dropped participant one per survivor).
 
     .venv/bin/python benchmarks/secure_aggregation.py [--sizes 3 5 10 20] [--rounds 2]
+        [--scheme federated|decentralized]
 
 Goal (issue 10): at n = 10 on the MNIST CNN, at most 1.2x the bytes and 2x the round time of
 plain aggregation.
@@ -22,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import statistics
 import sys
 import tempfile
@@ -30,33 +34,33 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
+from decentralized import _publish, _server
 from disco import catalog
 from disco.client import FederatedClient
 from disco.data import load_for_task
 from disco.data.samples import write_samples
+from disco.decentralized.connector import use_host_addresses
+from disco.decentralized.peer import PeerClient
 from disco.models import init_weights
 from disco.secure import quantize
 from disco.secure.aggregator import SecureSum
 from disco.secure.participant import SecureParticipant
-from disco.server import ServerConfig, start_in_background
+from disco.task import Task
+
+Participant = FederatedClient | PeerClient
 
 
-async def _run(clients: list[FederatedClient], rounds: int) -> float:
+async def _run(clients: list[Participant], rounds: int) -> float:
     start = time.perf_counter()
     await asyncio.gather(*(c.run(rounds) for c in clients))
     return time.perf_counter() - start
 
 
-def _publish(url: str, token: str, task: Any) -> None:
-    httpx.post(
-        f"{url}/api/tasks",
-        content=task.model_dump_json(),
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    ).raise_for_status()
+def _participants(task: Task, datasets: list[Any], url: str, tag: str) -> list[Participant]:
+    kind = PeerClient if task.training.scheme == "decentralized" else FederatedClient
+    return [kind(task, d, url, seed=i, name=f"{tag}{i}") for i, d in enumerate(datasets)]
 
 
 def crypto_costs(n: int, values: int, dropped: int = 1) -> dict[str, float]:
@@ -96,24 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 5, 10, 20])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="interleaved runs; medians shown")
+    parser.add_argument("--scheme", choices=["federated", "decentralized"], default="federated")
     args = parser.parse_args(argv)
+    if args.scheme == "decentralized":
+        use_host_addresses(["127.0.0.1"])  # every peer is on this machine
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="disco-bench-") as tmp:
-        token = secrets.token_urlsafe(8)
-        config = ServerConfig(
-            port=0,
-            data_dir=Path(tmp) / "srv",
-            admin_token=token,
-            seed_catalog=False,
-            log_level="warning",
-        )
-        server = start_in_background(config)
+        server, token = _server(Path(tmp))
         try:
             for n in args.sizes:
                 write_samples("mnist", n, Path(tmp) / f"data{n}", seed=0)
                 base = catalog.get("mnist").with_training(
-                    epochs_per_round=1, epochs=args.rounds, min_participants=n
+                    epochs_per_round=1, epochs=args.rounds, min_participants=n, scheme=args.scheme
                 )
                 datasets = [
                     load_for_task(Path(tmp) / f"data{n}" / f"client_{i}", base.training)
@@ -121,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 plain_s: list[float] = []
                 secure_s: list[float] = []
-                plain: list[FederatedClient] = []
-                secure: list[FederatedClient] = []
+                plain: list[Participant] = []
+                secure: list[Participant] = []
                 for rep in range(args.repeats + 1):  # rep 0 warms up and is not counted
                     plain_task = base.model_copy(update={"id": f"plain-{n}-{rep}"})
                     secure_task = base.with_training(
@@ -130,14 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                     ).model_copy(update={"id": f"secure-{n}-{rep}"})
                     _publish(server.url, token, plain_task)
                     _publish(server.url, token, secure_task)
-                    plain = [
-                        FederatedClient(plain_task, d, server.url, seed=i, name=f"f{i}")
-                        for i, d in enumerate(datasets)
-                    ]
-                    secure = [
-                        FederatedClient(secure_task, d, server.url, seed=i, name=f"s{i}")
-                        for i, d in enumerate(datasets)
-                    ]
+                    plain = _participants(plain_task, datasets, server.url, "f")
+                    secure = _participants(secure_task, datasets, server.url, "s")
                     p = asyncio.run(_run(plain, args.rounds))
                     s = asyncio.run(_run(secure, args.rounds))
                     if rep > 0:
@@ -149,36 +142,47 @@ def main(argv: list[str] | None = None) -> int:
                         "n": n,
                         "plain": statistics.median(plain_s) / args.rounds,
                         "secure": statistics.median(secure_s) / args.rounds,
-                        "plain_up": statistics.mean(c.bytes_up for c in plain) / args.rounds,
-                        "secure_up": statistics.mean(c.bytes_up for c in secure) / args.rounds,
-                        "plain_down": statistics.mean(c.bytes_down for c in plain) / args.rounds,
-                        "secure_down": statistics.mean(c.bytes_down for c in secure) / args.rounds,
+                        "plain_bytes": _bytes(plain) / args.rounds,
+                        "secure_bytes": _bytes(secure) / args.rounds,
                         "values": values,
+                        "agree": _agree(plain) and _agree(secure),
                         **crypto_costs(n, values),
                     }
                 )
         finally:
             server.stop()
 
+    how = "over WebRTC on loopback" if args.scheme == "decentralized" else "over WebSockets"
     print(
-        f"MNIST CNN ({rows[0]['values']:,} values), federated, {args.rounds} rounds x 1 epoch, "
-        f"median of {args.repeats} run(s); one process, one training thread"
+        f"MNIST CNN ({rows[0]['values']:,} values), {args.scheme} {how}, {args.rounds} rounds x "
+        f"1 epoch, median of {args.repeats} run(s); one process, one training thread"
     )
     print(
         "n | plain s/round | secure s/round | time ratio | plain KB up+down/participant/round "
-        "| secure KB | bytes ratio"
+        "| secure KB | bytes ratio | same model"
     )
     for r in rows:
-        pb, sb = r["plain_up"] + r["plain_down"], r["secure_up"] + r["secure_down"]
+        pb, sb = r["plain_bytes"], r["secure_bytes"]
         print(
             f"{r['n']} | {r['plain']:.2f} | {r['secure']:.2f} | {r['secure'] / r['plain']:.3f} | "
-            f"{pb / 1e3:.0f} | {sb / 1e3:.0f} | {sb / pb:.3f}"
+            f"{pb / 1e3:.0f} | {sb / 1e3:.0f} | {sb / pb:.3f} | {r['agree']}"
         )
-    print("\nthe cryptography alone (seconds; one participant, and the server with 1 dropped):")
-    print("n | shares (keys, Shamir, envelopes) | quantise + mask | server unmask")
+    print("\nthe cryptography alone (seconds; one participant, and an aggregator with 1 dropped):")
+    print("n | shares (keys, Shamir, envelopes) | quantise + mask | unmask")
     for r in rows:
         print(f"{r['n']} | {r['share']:.4f} | {r['mask']:.4f} | {r['unmask']:.4f}")
     return 0
+
+
+def _bytes(participants: list[Participant]) -> float:
+    """Mean bytes a participant sent and received (server and peers)."""
+    return statistics.mean(c.bytes_up + c.bytes_down for c in participants)
+
+
+def _agree(participants: list[Participant]) -> bool:
+    """Whether every participant ended with the same model."""
+    peers = [p for p in participants if isinstance(p, PeerClient)]
+    return len({p.weights.digest() for p in peers if p.weights is not None}) <= 1
 
 
 if __name__ == "__main__":
