@@ -34,6 +34,7 @@ from disco.protocol import (
 )
 from disco.protocol import decode as decode_frame
 from disco.secure import decode
+from disco.secure.mean import secure_mean
 from disco.task import Task
 from disco.weights import Weights
 
@@ -167,39 +168,54 @@ def _name(peers: list[PeerClient], client_id: str) -> str:
     return next(p.name for p in peers if p.client_id == client_id)
 
 
-def test_a_peer_that_leaves_before_its_masked_input_is_dropped_and_the_rest_unmask(
-    serve: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("phase", "survivors", "dropped"),
+    [("share", 5, 0), ("mask", 5, 1), ("reveal", 6, 0)],
+)
+def test_a_peer_that_leaves_at_a_phase_and_the_rest_unmask_the_survivors_exact_sum(
+    phase: str, survivors: int, dropped: int, serve: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    task = peers_task(min_participants=5, threshold=3)
+    """n = 6, t = 4: one peer leaves before its shares, before its masked input, or after it
+    (before revealing); every other peer ends with the survivors' sum, bit for bit."""
+    task = peers_task(min_participants=6, threshold=4)
     server = serve(task)
     record = Recorder(monkeypatch)
-    peers = record.peers(server.url, task, 5, MemoryHub())
-    leaver = peers[4]
-    real_mask = peer_secure.SecureParticipant.mask
+    peers = record.peers(server.url, task, 6, MemoryHub())
+    leaver = peers[5]
+    real = getattr(peer_secure.SecureParticipant, phase)
 
-    def mask(self: Any, words: np.ndarray, senders: Any) -> np.ndarray:
+    def dying(self: Any, *args: Any) -> Any:
         if self.me == leaver.client_id:
-            raise asyncio.CancelledError  # its run ends here: it leaves after sharing
-        return real_mask(self, words, senders)
+            raise asyncio.CancelledError  # its run ends here: it leaves the session
+        return real(self, *args)
 
-    monkeypatch.setattr(peer_secure.SecureParticipant, "mask", mask)
+    monkeypatch.setattr(peer_secure.SecureParticipant, phase, dying)
 
     async def body() -> list[Any]:
         async with asyncio.timeout(120):
             runs = [asyncio.ensure_future(p.run(rounds=1)) for p in peers]
-            done = await asyncio.gather(*runs, return_exceptions=True)
-            return list(done)
+            return list(await asyncio.gather(*runs, return_exceptions=True))
 
     results = asyncio.run(body())
 
-    assert isinstance(results[4], BaseException)
-    assert [r.rounds for r in results[:4]] == [1, 1, 1, 1]
-    assert len({p.timings[0].digest for p in peers[:4]}) == 1
-    assert all(p.timings[0].contributors == 4 for p in peers[:4])
+    assert isinstance(results[5], BaseException)
+    assert [r.rounds for r in results[:5]] == [1] * 5
     reveals = [m for m in record.from_server["peer-0"] if isinstance(m, SecureReveals)]
-    assert len(reveals) == 1 and reveals[0].dropped == [leaver.client_id]
+    assert len(reveals) == 1
+    split = reveals[0]
+    assert (len(split.survivors), len(split.dropped)) == (survivors, dropped)
+    assert (leaver.client_id in split.survivors) == (phase == "reveal")
+    # the model every peer ends with is the survivors' exact sum, decoded and applied
+    settings = task.training.secure_aggregation
+    assert settings is not None
+    names = [_name(peers, s) for s in split.survivors]
+    base, bits = record.plain[(names[0], 0)][0], record.plain[(names[0], 0)][3]
+    total = np.sum([record.plain[(n, 0)][2] for n in names], axis=0, dtype=np.uint64) % 2**32
+    expected, _ = secure_mean(base, total.astype(np.uint32), bits, survivors, settings.weight_cap)
+    assert {p.timings[0].digest for p in peers[:5]} == {expected.digest()}
     history = httpx.get(f"{server.url}/api/tasks/secure/rounds", timeout=5).json()
-    assert history[0]["aggregation"]["dropped"] == 1 and history[0]["contributors"] == 4
+    assert history[0]["aggregation"]["dropped"] == dropped
+    assert history[0]["contributors"] == survivors and history[0]["digest"] == expected.digest()
 
 
 def test_too_few_peers_left_abort_the_round_and_the_next_one_works(

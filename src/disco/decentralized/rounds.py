@@ -139,10 +139,10 @@ class PeerRounds(Client):
         self._exchange.accepting = {r}
         self._exchange.forget_before(r)
         neighbours = [p.id for p in plan.peers]
-        connecting = asyncio.ensure_future(self._connect_all(rnd, neighbours, timing, t0))
         secure = None
-        if self.task.training.secure_aggregation is not None:
-            secure = await secure_keys(self, plan)  # right after the plan (§19.1)
+        if self.task.training.secure_aggregation is not None:  # keys before any `ready` (§19.1)
+            secure = await secure_keys(self, plan)
+        connecting = asyncio.ensure_future(self._connect_all(rnd, neighbours, timing, t0))
         try:
             base = await self._round_model(plan, timing)
         except (DiscoError, ChannelClosed, TimeoutError, OSError) as exc:
