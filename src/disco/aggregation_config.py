@@ -216,11 +216,12 @@ receives every masked input (docs/protocol.md §19.1); later peers wait for a la
 
 
 class SecureAggregationConfig(_Frozen):
-    """Secure aggregation (docs/secure_aggregation.md): the server learns only the sum of a
-    round's updates, never one of them. Each participant clamps its change to the clip range,
-    weights it by its sample count (capped at ``weight_cap``), turns it into 32-bit fixed-point
-    words and masks them; the masks cancel in the sum. Needs the mean rule, a federated task and
-    at least 3 participants per round."""
+    """Secure aggregation (docs/secure_aggregation.md): whoever combines a round's updates (the
+    server, or every peer of a decentralized task) learns only their sum, never one of them. Each
+    participant clamps its change to the clip range, weights it by its sample count (capped at
+    ``weight_cap``), turns it into 32-bit fixed-point words and masks them; the masks cancel in
+    the sum. Needs the mean rule and at least 3 participants per round (a decentralized task, at
+    most 64)."""
 
     clip: float = Field(
         default=1.0,

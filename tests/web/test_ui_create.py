@@ -674,7 +674,7 @@ def test_secure_aggregation_is_offered_explained_checked_and_sent(
     page.evaluate(f"sessionStorage.setItem('disco.adminToken', {json.dumps(admin_token)})")
     page.reload()
     _fill_image_task(page, f"Secure shapes ({size})", task_id, "circle, square")
-    secure = page.get_by_label("Secure aggregation: the server sees only the total")
+    secure = page.get_by_label("Secure aggregation: only the total is seen")
     expect(secure).not_to_be_checked()
     secure.check()
     expect(page.get_by_test_id("secure-about")).to_contain_text("learns only the total")

@@ -80,6 +80,8 @@ class Peers:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 def test_a_browser_and_three_python_peers_unmask_only_the_sum(

@@ -197,9 +197,9 @@ describe("capabilities, decentralized sessions and peer frames", () => {
     ];
     const server = [
       "welcome", "status", "ack", "result", "error", "plan", "signal", "exchange", "combine", "resync",
-      "secure_setup", "secure_inbox", "secure_unmask", "secure_abort",
+      "secure_setup", "secure_inbox", "secure_unmask", "secure_abort", "secure_reveals",
     ];
-    const peers = ["peer_update", "peer_ack", "model_request", "model", "error"];
+    const peers = ["peer_update", "peer_ack", "model_request", "model", "peer_masked", "error"];
     for (const type of MESSAGE_TYPES) {
       const message = { type } as Message;
       expect(isClientMessage(message), type).toBe(client.includes(type));
@@ -210,7 +210,7 @@ describe("capabilities, decentralized sessions and peer frames", () => {
       expect(client.includes(type) || server.includes(type) || peers.includes(type), type).toBe(true);
     }
     expect([...PEER_TYPES].sort()).toEqual(peers.filter((t) => t !== "error").sort());
-    expect([...SECURE_TYPES]).toEqual(MESSAGE_TYPES.filter((t) => t.startsWith("secure_")).sort());
+    expect([...SECURE_TYPES]).toEqual([...MESSAGE_TYPES.filter((t) => t.startsWith("secure_")), "peer_masked"].sort());
   });
 });
 

@@ -3,7 +3,8 @@
  *
  * - `FakeSession`: a port of the Python server's `DecentralizedSession` (plan → signalling relay →
  *   ready barrier → exchange → received → combine → digest → resync, with deadlines), small
- *   enough to read, so several `PeerClient`s can train together in one process;
+ *   enough to read, so several `PeerClient`s can train together in one process (its secure
+ *   rounds: `FakeSecureSession`, ./secure-peer-helpers.ts);
  * - `scriptedServer()`: one connection the test drives message by message.
  */
 
@@ -34,7 +35,7 @@ export function mixingWeights(graph: Graph, peer: string): Map<string, number> {
   return weights;
 }
 
-interface Peer {
+export interface Peer {
   identity: string;
   channel: Channel;
   name: string;
@@ -43,11 +44,12 @@ interface Peer {
   holds: [number, string] | null;
 }
 
-interface Round {
+export interface Round {
   number: number;
   neighbours: Map<string, string[]>;
   allToAll: boolean;
-  phase: "connecting" | "exchanging" | "combining";
+  /** `sharing` and `unmasking`: a secure round's (`FakeSecureSession`, ./secure-peer-helpers.ts). */
+  phase: "connecting" | "sharing" | "exchanging" | "unmasking" | "combining";
   ready: Map<string, Set<string>>;
   exchange: Set<string>;
   received: Map<string, Set<string>>;
@@ -82,13 +84,15 @@ export class FakeSession {
   readonly closed: ClosedRound[] = [];
   roundNo = 0;
   agreed: string | null;
-  private current: Round | null = null;
+  protected current: Round | null = null;
+  /** What `welcome` lists, and what a `hello` must ask for. */
+  protected capabilities: readonly string[] = ["decentralized"];
   private joined = 0;
   private excludedNow: string[] = [];
 
   constructor(
     readonly initialDigest: string,
-    private readonly options: SessionOptions,
+    protected readonly options: SessionOptions,
   ) {
     this.agreed = initialDigest;
   }
@@ -100,14 +104,14 @@ export class FakeSession {
     return client;
   };
 
-  private get connectMs(): number {
+  protected get connectMs(): number {
     return this.options.connectMs ?? 5_000;
   }
-  private get exchangeMs(): number {
+  protected get exchangeMs(): number {
     return this.options.exchangeMs ?? 5_000;
   }
 
-  private send(peer: Peer, message: ServerMessage): void {
+  protected send(peer: Peer, message: ServerMessage): void {
     peer.channel.send(encode(message), 5_000).catch(() => undefined);
   }
 
@@ -119,7 +123,7 @@ export class FakeSession {
         if (identity === null) {
           if (message.type !== "hello") continue;
           identity = message.name;
-          if (!message.capabilities.includes("decentralized")) {
+          if (!this.capabilities.every((c) => message.capabilities.includes(c))) {
             channel.send(encode({ type: "error", code: "unsupported", message: "capability needed" }), 1000).catch(() => undefined);
             channel.close(4426, "capability needed");
             return;
@@ -151,7 +155,7 @@ export class FakeSession {
     return (this.sent.get(identity) ?? []).filter((m) => m.type === type) as Extract<ClientMessage, { type: T }>[];
   }
 
-  private status(): ServerMessage {
+  protected status(): ServerMessage {
     const min = this.options.minParticipants;
     return {
       type: "status",
@@ -163,7 +167,7 @@ export class FakeSession {
     };
   }
 
-  private broadcast(message: ServerMessage, exclude?: string): void {
+  protected broadcast(message: ServerMessage, exclude?: string): void {
     for (const [id, peer] of this.peers) if (id !== exclude) this.send(peer, message);
   }
 
@@ -182,7 +186,7 @@ export class FakeSession {
       participants: this.peers.size,
       min_participants: min,
       state: this.peers.size >= min ? "enough_participants" : "waiting_for_participants",
-      capabilities: ["decentralized"],
+      capabilities: [...this.capabilities],
     });
     this.broadcast(this.status(), identity);
     this.advance();
@@ -196,7 +200,7 @@ export class FakeSession {
     this.advance();
   }
 
-  private receive(identity: string, message: ClientMessage): void {
+  protected receive(identity: string, message: ClientMessage): void {
     const peer = this.peers.get(identity) as Peer;
     if (message.type === "signal") {
       const target = this.peers.get(message.peer);
@@ -225,7 +229,7 @@ export class FakeSession {
     this.advance();
   }
 
-  private live(rnd: Round, among?: Iterable<string>): Set<string> {
+  protected live(rnd: Round, among?: Iterable<string>): Set<string> {
     return new Set([...(among ?? rnd.neighbours.keys())].filter((p) => this.peers.has(p)));
   }
 
@@ -236,9 +240,15 @@ export class FakeSession {
     );
   }
 
-  private advance(): void {
+  /** A phase of a subclass's round that may end now: whether it did (default: none). */
+  protected step(_rnd: Round): boolean {
+    return false;
+  }
+
+  protected advance(): void {
     for (;;) {
       const rnd = this.current;
+      if (rnd !== null && this.step(rnd)) continue;
       if (rnd === null) {
         if (this.peers.size < this.options.minParticipants || this.peers.size === 0) return;
         this.startRound();
@@ -252,14 +262,14 @@ export class FakeSession {
     }
   }
 
-  private exchanged(rnd: Round): boolean {
+  protected exchanged(rnd: Round): boolean {
     const live = this.live(rnd, rnd.exchange);
     return [...live].every((m) =>
       (rnd.neighbours.get(m) as string[]).filter((n) => live.has(n)).every((n) => (rnd.received.get(m) ?? new Set()).has(n)),
     );
   }
 
-  private holdsModel(peer: Peer): boolean {
+  protected holdsModel(peer: Peer): boolean {
     if (peer.holds === null || peer.holds[0] !== this.roundNo) return false;
     return this.agreed === null || peer.holds[1] === this.agreed;
   }
@@ -312,7 +322,7 @@ export class FakeSession {
     }
   }
 
-  private startExchange(rnd: Round, excluded: string[]): void {
+  protected startExchange(rnd: Round, excluded: string[]): void {
     if (rnd.timer !== null) clearTimeout(rnd.timer);
     rnd.phase = "exchanging";
     rnd.exchange = new Set([...this.live(rnd)].filter((m) => !excluded.includes(m)));
@@ -326,7 +336,7 @@ export class FakeSession {
     }
   }
 
-  private startCombining(rnd: Round): void {
+  protected startCombining(rnd: Round): void {
     if (rnd.timer !== null) clearTimeout(rnd.timer);
     rnd.phase = "combining";
     const live = this.live(rnd, rnd.exchange);
@@ -341,7 +351,7 @@ export class FakeSession {
     }
   }
 
-  private closeRound(rnd: Round): void {
+  protected closeRound(rnd: Round): void {
     if (rnd.timer !== null) clearTimeout(rnd.timer);
     const counts = new Map<string, number>();
     for (const d of rnd.digests.values()) counts.set(d, (counts.get(d) ?? 0) + 1);
@@ -369,7 +379,7 @@ export class FakeSession {
     this.broadcast(this.status());
   }
 
-  private expire(rnd: Round, phase: Round["phase"]): void {
+  protected expire(rnd: Round, phase: Round["phase"]): void {
     if (this.current !== rnd || rnd.phase !== phase) return;
     if (phase === "connecting") {
       const live = this.live(rnd);

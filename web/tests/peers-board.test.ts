@@ -87,6 +87,11 @@ describe("which tasks the browser trains with others", () => {
     expect(privacyShort(secure)).toBe("updates added up unseen");
     expect(privacyShort(federated)).toBe("files stay on your device");
     expect(privacyText(federated)).not.toMatch(/adds up/);
+    const peers = withScheme("decentralized");
+    const securePeers: Task = { ...peers, training: { ...peers.training, secure_aggregation: secure.training.secure_aggregation } };
+    expect(canTrainTogether(securePeers)).toBe(true);
+    expect(privacyText(securePeers)).toMatch(/^Each participant adds up everyone's updates without seeing any one of them/);
+    expect(privacyShort(securePeers)).toBe("updates added up unseen");
   });
 
   it("says that the server keeps no model after the initial one, and no longer that the browser trains alone", () => {

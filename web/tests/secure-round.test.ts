@@ -15,11 +15,14 @@ import {
   SecureAggregationError,
   SecureParticipant,
   SecureSum,
+  addChange,
   addWords,
   compareIds,
   decode,
   fromHex,
+  meanChange,
   quantize,
+  secureMean,
   sortedIds,
   thresholdFor,
   toHex,
@@ -27,6 +30,7 @@ import {
   type RoundSetup,
 } from "../src/core/secure";
 import { participantWithFixedRandomness } from "../src/core/secure/participant";
+import { Weights } from "../src/core/weights";
 
 // ---- the shared round ----
 
@@ -67,6 +71,11 @@ interface RoundVectors {
   dropped: string[];
   reveals: { from: string; shares: { of: string; kind: "self" | "key"; share: string }[] }[];
   sum: number[];
+  /** The round's model, one float32 tensor by bits (8 lowercase hex digits each, C order). */
+  model: { shape: number[]; bits: string[] };
+  total_weight: number;
+  /** The model every aggregator ends the round with. */
+  mean: { shape: number[]; bits: string[] };
 }
 
 const FILE = new URL("../../tests/vectors/secure_round.json", import.meta.url);
@@ -145,6 +154,13 @@ function refusal(kind: string, message?: RegExp): SecureAggregationError {
 }
 
 describe("the shared round (tests/vectors/secure_round.json)", () => {
+  it("has the sections its generator writes", () => {
+    expect(Object.keys(V)).toEqual([
+      "about", "task", "round", "task_threshold", "values", "clip", "weight_cap", "salt", "members", "keys", "setup",
+      "shares", "senders", "inboxes", "masked", "survivors", "dropped", "reveals", "sum", "model", "total_weight", "mean",
+    ]);
+  });
+
   it("is the round its generator describes", () => {
     expect(V.about).toContain("docs/secure_aggregation.md");
     expect(V.members.map((m) => m.id)).toEqual(["p0", "p1", "p2", "p3", "p4"]);
@@ -230,6 +246,103 @@ describe("the shared round (tests/vectors/secure_round.json)", () => {
       }
     });
   }
+});
+
+// ---- a peer of a decentralized round: the same sum from the masked inputs and the relayed reveals ----
+
+function f32(section: RoundVectors["model"]): Weights {
+  const bits = Uint32Array.from(section.bits, (b) => parseInt(b, 16));
+  return new Weights(["w"], [section.shape], [new Float32Array(bits.buffer)]);
+}
+
+function bitsOf(weights: Weights): string[] {
+  return [...new Uint32Array(weights.get("w").slice().buffer)].map((b) => b.toString(16).padStart(8, "0"));
+}
+
+function follower(survivors: readonly string[] = V.survivors): SecureSum {
+  const commitments = new Map(V.shares.map((s) => [s.from, fromHex(s.commitment)]));
+  return SecureSum.following(setupOf(V.setup), V.senders, new Map(survivors.map((v) => [v, commitments.get(v)!])));
+}
+
+describe("a peer of a decentralized round (docs/protocol.md §19.1)", () => {
+  it("unmasks the file's sum and ends with the file's model", async () => {
+    const peer = follower();
+    expect(peer.phase).toBe("masked");
+    for (const m of V.masked) peer.addMasked(m.from, Uint32Array.from(m.words));
+    expect(peer.closeMasked()).toEqual({ survivors: V.survivors, dropped: V.dropped });
+    for (const r of V.reveals) peer.addReveal(r.from, revealedOf(r));
+    const total = await peer.result();
+    expect([...total]).toEqual(V.sum);
+    const setup = setupOf(V.setup);
+    const { weights, weightSum } = secureMean(f32(V.model), total, setup.bits, V.survivors.length, V.weight_cap);
+    expect(weightSum).toBe(V.total_weight);
+    expect(bitsOf(weights)).toEqual(V.mean.bits);
+    expect(weights.shapes).toEqual([V.mean.shape]);
+  });
+
+  it("unmasks nothing without a survivor's commitment or with too few reveals", async () => {
+    let peer = follower(V.survivors.slice(1)); // p0's commitment was not relayed
+    for (const m of V.masked) peer.addMasked(m.from, Uint32Array.from(m.words));
+    peer.closeMasked();
+    for (const r of V.reveals) peer.addReveal(r.from, revealedOf(r));
+    await expect(peer.result()).rejects.toThrow(refusal("aborted", /does not match its commitment/));
+    peer = follower();
+    for (const m of V.masked) peer.addMasked(m.from, Uint32Array.from(m.words));
+    peer.closeMasked();
+    for (const r of V.reveals.slice(0, 2)) peer.addReveal(r.from, revealedOf(r));
+    await expect(peer.result()).rejects.toThrow(refusal("aborted", /only 2 survivors revealed/));
+  });
+
+  it("takes only members that shared as senders, and their commitments", () => {
+    const setup = setupOf(V.setup);
+    expect(() => SecureSum.following(setup, ["p0", "p0", "p1"], new Map())).toThrow(refusal("round", /distinct members of the roster/));
+    expect(() => SecureSum.following(setup, ["p0", "stranger"], new Map())).toThrow(/distinct members of the roster/);
+    expect(() => SecureSum.following(setup, ["p0", "p1", "p3"], new Map([["p4", new Uint8Array(32)]]))).toThrow(
+      refusal("round", /only from members that shared/),
+    );
+    expect(() => SecureSum.following(setup, ["p0", "p1", "p3"], new Map([["p0", new Uint8Array(31)]]))).toThrow(
+      refusal("value", /a commitment is 32 bytes/),
+    );
+  });
+
+  it("follows a coordinator that names the survivors and relays commitments and reveals, never holding an input", async () => {
+    const coordinator = vectorAggregator();
+    for (const k of V.keys) coordinator.addKeys(k.id, fromHex(k.c_public), fromHex(k.s_public));
+    coordinator.setup();
+    for (const sh of V.shares) coordinator.addShares(sh.from, fromHex(sh.commitment), hexMap(sh.envelopes));
+    const senders = coordinator.closeShares();
+    expect(() => coordinator.closeMasked(["p0", "p0", "p1"])).toThrow(refusal("round", /survivors must be distinct members that shared/));
+    expect(() => coordinator.closeMasked(["p0", "stranger", "p1"])).toThrow(/survivors must be distinct members that shared/);
+    expect(coordinator.closeMasked([...V.survivors].reverse())).toEqual({ survivors: V.survivors, dropped: V.dropped });
+    for (const r of V.reveals) coordinator.addReveal(r.from, revealedOf(r));
+    const commitments = coordinator.commitments(V.survivors);
+    expect(hexRecord(commitments)).toEqual(Object.fromEntries(V.survivors.map((v) => [v, V.shares.find((sh) => sh.from === v)!.commitment])));
+    expect(coordinator.reveals.map(([m, shares]) => ({ from: m, shares: revealedJson(shares) }))).toEqual(V.reveals);
+    // a peer given what the coordinator relays unmasks the sum
+    const peer = SecureSum.following(setupOf(V.setup), senders, commitments);
+    for (const m of V.masked) peer.addMasked(m.from, Uint32Array.from(m.words));
+    peer.closeMasked();
+    for (const [m, shares] of coordinator.reveals) peer.addReveal(m, shares);
+    expect([...(await peer.result())]).toEqual(V.sum);
+    // an aggregator that holds masked inputs names no survivors
+    const holder = follower();
+    holder.addMasked("p0", Uint32Array.from(V.masked[0]!.words));
+    expect(() => holder.closeMasked(V.survivors)).toThrow(/holds masked inputs: it names none/);
+  });
+
+  it("refuses a weight sum out of bounds, a change of another size and a model that is not finite", () => {
+    const model = f32(V.model);
+    const words = Uint32Array.from(V.sum);
+    const bits = V.setup.bits;
+    expect(meanChange(words, bits, 3, V.weight_cap).weightSum).toBe(V.total_weight);
+    expect(() => meanChange(words, bits, 3, 50)).toThrow(refusal("value", /the weights add up to 156, outside \[3, 150\]/));
+    expect(() => meanChange(words, bits, 157, V.weight_cap)).toThrow(/outside \[157, /);
+    expect(() => addChange(model, new Float64Array(5))).toThrow(refusal("value", /the change has 5 values, the model 6/));
+    expect(() => addChange(model, new Float64Array(6).fill(1e39))).toThrow(/the combined model is not finite/);
+    const same = addChange(model, new Float64Array(6));
+    expect(same.equals(model)).toBe(true);
+    expect(same.values[0]).not.toBe(model.values[0]); // a new model, never the round's arrays
+  });
 });
 
 // ---- the round engine (as tests/secure/test_secure_round.py) ----

@@ -39,6 +39,7 @@ import {
   SCHEMES,
   SECURE_AGGREGATION_BOUNDS,
   SECURE_AGGREGATION_DEFAULTS,
+  SECURE_MAX_PEERS,
   SECURE_MIN_PARTICIPANTS,
   TASK_ID_PATTERN,
   TRAINING_DEFAULTS,
@@ -71,7 +72,7 @@ interface Shared {
     training_defaults: Json;
     column_defaults: Json;
     display_defaults: Json;
-    secure_aggregation: { defaults: Json; bounds: Record<string, Json>; min_participants: number };
+    secure_aggregation: { defaults: Json; bounds: Record<string, Json>; min_participants: number; max_peers: number };
   };
   model: {
     format: string;
@@ -190,11 +191,12 @@ describe("the task's choices and defaults", () => {
 describe("secure aggregation's settings", () => {
   const python = () => shared.task.secure_aggregation;
 
-  it("have Python's defaults, bounds and fewest participants of a round", () => {
+  it("have Python's defaults, bounds, and fewest and most participants of a round", () => {
     expect(SECURE_AGGREGATION_DEFAULTS).toEqual(python().defaults);
     expect(SECURE_AGGREGATION_BOUNDS).toEqual(python().bounds);
     expect(Object.keys(SECURE_AGGREGATION_BOUNDS)).toEqual(Object.keys(python().defaults));
     expect(SECURE_MIN_PARTICIPANTS).toBe(python().min_participants);
+    expect(SECURE_MAX_PEERS).toBe(python().max_peers);
     expect(secureAggregationOf({})).toEqual(python().defaults);
     expect(secureAggregationOf(null)).toBeNull();
   });

@@ -326,7 +326,7 @@ describe("secure aggregation in the form", () => {
     expect(errors).toEqual({});
     expect((doc?.training as Record<string, unknown>).secure_aggregation).toBeNull();
     expect(SECURE_WORDS.about).toBe(
-      "The server adds up the updates without seeing any one of them: it learns only the total. Needs at least 3 participants per round and the 'average' rule.",
+      "Updates are masked so that whoever adds them up — the server, or each participant when they train directly with each other — learns only the total, never one person's update. Needs at least 3 participants per round and the 'average' rule.",
     );
     // browsers take part in such tasks too: nothing says they cannot
     expect(Object.keys(SECURE_WORDS)).toEqual(["label", "about"]);
@@ -403,12 +403,22 @@ describe("secure aggregation in the form", () => {
     );
   });
 
-  it("refuses decentralized tasks for now", () => {
+  it("takes decentralized tasks of at most 64 peers a round, saying why on the minimum participants", () => {
     const f = secureForm();
     f.scheme = "decentralized";
-    expect(buildTask(f, {}, SECURE_FIELDS).errors.secure_aggregation).toBe(
-      "Secure aggregation is not available for decentralized tasks yet: train together through the server or turn secure aggregation off.",
+    const taken = buildTask(f, {}, SECURE_FIELDS);
+    expect(taken.errors).toEqual({});
+    expect((taken.doc?.training as Record<string, unknown>).scheme).toBe("decentralized");
+    f.min_participants = 64;
+    expect(buildTask(f, {}, SECURE_FIELDS).errors).toEqual({});
+    f.min_participants = 65;
+    const { doc, errors } = buildTask(f, {}, SECURE_FIELDS);
+    expect(doc).toBeNull();
+    expect(errors.min_participants).toBe(
+      "A secure decentralized round takes at most 64 peers (each opens a channel to every other and receives every masked input): set the minimum participants to at most 64 (it is 65), or train together through the server.",
     );
+    f.scheme = "federated";
+    expect(buildTask(f, {}, SECURE_FIELDS).errors).toEqual({});
   });
 
   it("refuses a threshold above the minimum participants, on the threshold", () => {
@@ -453,7 +463,11 @@ describe("secure aggregation in the form", () => {
         message:
           "secure aggregation's clip range and weight cap do not fit a round of 3 participants: n × W × c = 3 × 65536 × 1e+06 is too large for the 32-bit ring",
       },
-      { field: "training", message: "secure aggregation is not available for decentralized tasks yet: use the federated scheme or turn secure aggregation off" },
+      {
+        field: "training",
+        message:
+          "a secure decentralized round takes at most 64 peers (each opens a channel to every other and receives every masked input): set min_participants to at most 64 (it is 65), or use the federated scheme",
+      },
     ];
     const { errors, rest } = serverErrors(problems);
     expect(rest).toEqual([]);
@@ -465,7 +479,9 @@ describe("secure aggregation in the form", () => {
     ]);
     expect(errors["secure_aggregation.threshold"]).toContain("Must be at least 3.");
     expect(errors["secure_aggregation.threshold"]).toContain("cannot be more than the minimum participants (4)");
-    expect(errors.secure_aggregation?.split("\n")).toHaveLength(2);
+    expect(errors.secure_aggregation?.split("\n")).toHaveLength(1);
+    expect(errors.min_participants?.split("\n")).toHaveLength(2);
     expect(errors.min_participants).toContain("set the minimum participants to at least 3");
+    expect(errors.min_participants).toContain("set the minimum participants to at most 64 (it is 65)");
   });
 });

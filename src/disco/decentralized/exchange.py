@@ -7,9 +7,10 @@
   and the task's rule must be able to take it (the mean: every change below 256) —
   acknowledges it (`PeerAck`) and calls ``on_update`` (the peer tells the server whose updates it
   holds); an invalid one is refused with an `ErrorMessage` to the sender and changes nothing;
-* keeps each valid `PeerMasked` (a secure round's masked input, docs/protocol.md §19.1) the same
-  way: the round open here, whole 32-bit words (the round's `masked_length` once the roster is
-  known) and the SHA-256 of the words matching its digest;
+* in a task with secure aggregation, keeps each valid `PeerMasked` (a secure round's masked
+  input, docs/protocol.md §19.1) the same way instead: the round open here, 1 + the model's values
+  in 32-bit words, and the SHA-256 of the words matching its digest. Updates travel only masked
+  there, and only in the clear elsewhere: the other kind is refused;
 * answers a `ModelRequest` with the model it holds for that round (`PeerModel`) or an error;
 * hands a `PeerModel` to whoever `fetch`-es it, after checking its digest.
 
@@ -64,19 +65,19 @@ class PeerExchange:
         acceptable: Callable[[int, Weights], str | None] = lambda round, weights: None,
         *,
         max_frame: int = DEFAULT_MAX_FRAME,
+        secure: bool = False,
     ) -> None:
         self._reference = reference  # names and shapes every update must have
         self._on_update = on_update
         self._acceptable = acceptable  # the aggregation rule's own limits
         self._max_frame = max_frame
+        self._secure = secure  # updates travel masked (`PeerMasked`), never in the clear
         self.models: dict[int, Weights] = {}
         """Models this peer holds, by the round they open (served to peers that ask)."""
         self.updates: dict[int, dict[str, PeerUpdate]] = {}
         """Valid updates received, by round and sender."""
         self.masked: dict[int, dict[str, PeerMasked]] = {}
         """Valid masked inputs received (secure rounds), by round and sender."""
-        self.masked_length: dict[int, int] = {}
-        """Words of a masked input of each secure round whose roster is known."""
         self.accepting: set[int] = set()
         """Rounds whose updates are kept (others are refused as stale)."""
         self.acks: dict[int, set[str]] = {}
@@ -184,6 +185,11 @@ class PeerExchange:
     def _check(self, update: PeerUpdate) -> str | None:
         if update.round not in self.accepting:
             return f"round {update.round} is not open here"
+        if self._secure:
+            return (
+                "this task uses secure aggregation: updates travel masked (peer_masked), never in "
+                "the clear"
+            )
         try:
             update.weights.check_like(self._reference, "update")
         except DiscoError as exc:
@@ -197,10 +203,12 @@ class PeerExchange:
     def _check_masked(self, masked: PeerMasked) -> str | None:
         if masked.round not in self.accepting:
             return f"round {masked.round} is not open here"
+        if not self._secure:
+            return "this task does not use secure aggregation: its updates travel as peer_update"
+        length = 1 + self._reference.size  # the weight word, then one word per value
         if len(masked.words) % 4:
             return f"a masked input is whole 32-bit words, not {len(masked.words)} bytes"
-        length = self.masked_length.get(masked.round)
-        if length is not None and len(masked.words) != 4 * length:
+        if len(masked.words) != 4 * length:
             return f"a masked input of round {masked.round} is {length} words"
         if hashlib.sha256(masked.words).hexdigest() != masked.digest:
             return "the masked input's digest does not match its words (damaged in transit?)"
@@ -232,9 +240,8 @@ class PeerExchange:
             del self.models[r]
         for r in [r for r in self.updates if r < round]:
             del self.updates[r]
-        for held in (self.masked, self.masked_length):
-            for r in [r for r in held if r < round]:
-                del held[r]
+        for r in [r for r in self.masked if r < round]:
+            del self.masked[r]
         for r in [r for r in self.acks if r < round]:
             del self.acks[r]
 

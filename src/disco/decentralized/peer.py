@@ -117,7 +117,12 @@ class PeerClient(PeerRounds):
         self._traffic = Traffic()
         self._link: Link | None = None
         self._connector: Connector | None = None
-        self._exchange = PeerExchange(self.model.get_weights(), self._updated, self._acceptable)
+        self._exchange = PeerExchange(
+            self.model.get_weights(),
+            self._updated,
+            self._acceptable,
+            secure=task.training.secure_aggregation is not None,
+        )
         self._control: asyncio.Queue[RoundPlan | Resync] = asyncio.Queue()
         self._rounds = {}  # the rounds in progress (`PeerRounds`)
         self._exchanges: dict[int, Exchange] = {}  # the server's go-ahead, by round

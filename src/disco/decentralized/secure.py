@@ -146,7 +146,6 @@ async def _phases(
         raise SecureAggregationError("the roster's clip range and weight cap are not the task's")
     if setup.length != 1 + base.size:
         raise SecureAggregationError(f"the roster's inputs are {setup.length} words, not 1 + model")
-    peer._exchange.masked_length[r] = setup.length
     out = me.share(setup)
     envelopes = [SecureEnvelope(peer=p, data=d) for p, d in out.envelopes.items()]
     await peer._send(SecureShares(round=r, commitment=out.commitment, envelopes=envelopes))
@@ -155,16 +154,21 @@ async def _phases(
     inbox = await _next(peer, r, (SecureInbox,), SHARES_S, "the shares of the others")
     assert isinstance(inbox, SecureInbox)
     me.receive({e.peer: e.data for e in inbox.envelopes})
-    trained, _ = await training
-    words = quantized_update(
-        base, trained, len(peer.train_data), peer.task.training.privacy, peer._rng, setup
-    )
-    masked = me.mask(words, inbox.senders).astype("<u4").tobytes()
-    own = PeerMasked(round=r, words=masked, digest=hashlib.sha256(masked).hexdigest())
-    others = [s for s in inbox.senders if s != peer.client_id]
-    log.info("round %d: sending the masked update to %d peer(s)", r, len(others))
+    trained, _ = await training  # never cut short
     t_exchange = time.perf_counter()
-    await asyncio.gather(*(_send_masked(peer, p, own, plan.exchange_s) for p in others))
+    box = peer._secure.get(r, {})
+    if SecureAbort in box:
+        raise _Aborted(box[SecureAbort])
+    own: PeerMasked | None = None
+    if SecureReveals not in box:  # with the reveals here, it was dropped: its input serves no one
+        words = quantized_update(
+            base, trained, len(peer.train_data), peer.task.training.privacy, peer._rng, setup
+        )
+        masked = me.mask(words, inbox.senders).astype("<u4").tobytes()
+        own = PeerMasked(round=r, words=masked, digest=hashlib.sha256(masked).hexdigest())
+        others = [s for s in inbox.senders if s != peer.client_id]
+        log.info("round %d: sending the masked update to %d peer(s)", r, len(others))
+        await asyncio.gather(*(_send_masked(peer, p, own, plan.exchange_s) for p in others))
 
     wait = plan.exchange_s + UNMASK_S
     ask = await _next(peer, r, (SecureUnmask, SecureReveals), wait, "the round's survivors")
@@ -176,7 +180,8 @@ async def _phases(
     assert isinstance(ask, SecureReveals)
     timing.exchange_s = time.perf_counter() - t_exchange
     held = dict(peer._exchange.masked.get(r, {}))
-    held[peer.client_id] = own
+    if own is not None:
+        held[peer.client_id] = own
     t_combine = time.perf_counter()
     result = await asyncio.to_thread(_unmask, setup, inbox.senders, held, ask, base)
     timing.combine_s = time.perf_counter() - t_combine
@@ -268,9 +273,7 @@ async def _send_masked(peer: PeerRounds, to: str, masked: PeerMasked, timeout: f
 async def _epochs(
     training: asyncio.Future[tuple[Weights, list[EpochMetrics]]],
 ) -> list[EpochMetrics]:
-    """The round's training epochs (training is never cut short)."""
-    try:
-        _, epochs = await training
-    except (DiscoError, asyncio.CancelledError):
-        return []
+    """The round's training epochs (training is never cut short; a failure ends the run, as in
+    every round)."""
+    _, epochs = await training
     return epochs

@@ -37,11 +37,18 @@ export const SECURE_AGGREGATION_BOUNDS: { readonly [K in keyof SecureAggregation
 };
 /** The fewest participants of a round with secure aggregation: with two, each could read the other's update. */
 export const SECURE_MIN_PARTICIPANTS = 3;
+/**
+ * The most peers of a secure decentralized round (Python's `SECURE_MAX_PEERS`): every peer opens a
+ * channel to every other and receives every masked input (docs/protocol.md §19.1); later peers
+ * wait for a later round.
+ */
+export const SECURE_MAX_PEERS = 64;
 
 /**
  * Why a task cannot use its secure aggregation, in Python's words and order (`TrainingInfo`
- * refuses the first): a rule other than the mean, a scheme other than federated, rounds of fewer
- * than 3, a threshold above `min_participants`, a ring too small for the smallest round. [] when
+ * refuses the first): a rule other than the mean, a local task, rounds of fewer than 3, a
+ * decentralized task of more than `SECURE_MAX_PEERS` a round, a threshold above
+ * `min_participants`, a ring too small for the smallest round. [] when
  * it is off or fine. The task form checks it before publishing; `parseTask` leaves it to the
  * server, as it does the other rules that tie settings together.
  */
@@ -58,11 +65,7 @@ export function secureAggregationProblems(
         `'${rule}' needs each participant's own update — use 'mean' or turn secure aggregation off`,
     );
   }
-  if (training.scheme === "decentralized") {
-    problems.push(
-      "secure aggregation is not available for decentralized tasks yet: use the federated scheme or turn secure aggregation off",
-    );
-  } else if (training.scheme === "local") {
+  if (training.scheme === "local") {
     problems.push(
       "secure aggregation makes no sense in a local task: nothing is shared, so there is no sum to protect — " +
         "turn secure aggregation off or use the federated scheme",
@@ -76,6 +79,13 @@ export function secureAggregationProblems(
         `subtract its own update from the sum and read the other's): set min_participants to at least ${least} (it is ${n})`,
     );
     return problems;
+  }
+  if (training.scheme === "decentralized" && n > SECURE_MAX_PEERS) {
+    problems.push(
+      `a secure decentralized round takes at most ${SECURE_MAX_PEERS} peers (each opens a channel to every other ` +
+        `and receives every masked input): set min_participants to at most ${SECURE_MAX_PEERS} (it is ${n}), ` +
+        "or use the federated scheme",
+    );
   }
   if (secure.threshold !== null && secure.threshold > n) {
     problems.push(

@@ -20,6 +20,7 @@ import {
 export {
   SECURE_AGGREGATION_BOUNDS,
   SECURE_AGGREGATION_DEFAULTS,
+  SECURE_MAX_PEERS,
   SECURE_MIN_PARTICIPANTS,
   type SecureAggregationConfig,
   type SettingBounds,
@@ -253,7 +254,7 @@ export interface TrainingInfo {
   wait_for_others_s: number;
   aggregation: AggregationConfig;
   privacy: PrivacyConfig | null;
-  /** On (its settings) or off (null): the server learns only the sum of a round's updates. */
+  /** On (its settings) or off (null): whoever combines a round's updates learns only their sum. */
   secure_aggregation: SecureAggregationConfig | null;
 }
 

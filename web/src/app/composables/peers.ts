@@ -4,6 +4,8 @@
 // update pipeline (core/client/update.ts) straight to the peers, never to the server; the browser
 // combines the updates itself. The server only introduces the peers and keeps no model after the
 // initial one. Only weights and four numbers (loss/accuracy) leave the browser; never the data.
+// With secure aggregation each update leaves masked instead (and no numbers): the peers, like the
+// server, learn only the sum of the round's updates (docs/protocol.md §19.1).
 import type * as tf from "@tensorflow/tfjs";
 import { PeerClient, type PeerClientEvent, type PeerState, type PeerView } from "../../core/decentralized/peer";
 import { getWeights, setWeights } from "../../core/models";
@@ -121,7 +123,7 @@ async function initialModel(taskId: string): Promise<{ weights: Weights; digest:
 /**
  * Take part in the task's rounds as a peer; afterwards `model` holds the last model this browser
  * combined. Rejects with `WaitExpired` (carrying that model) when no round starts within the
- * task's `wait_for_others_s`.
+ * task's `wait_for_others_s` (never less than a whole round of the others).
  */
 export async function runDecentralized(run: {
   task: Task;
@@ -151,8 +153,10 @@ export async function runDecentralized(run: {
     reference: getWeights(model, spec),
     initialModel: () => initialModel(task.id),
     privacy,
+    secureAggregation: task.training.secure_aggregation,
     iceServers: iceServers(),
     waitForOthersMs: task.training.wait_for_others_s * 1000,
+    roundDeadlineMs: task.training.round_deadline_s * 1000,
     train: async (_round, weights, signal, yourRound) => {
       setWeights(model, spec, weights);
       signal.addEventListener("abort", stopTraining);
@@ -182,7 +186,8 @@ export async function runDecentralized(run: {
     setWeights(model, spec, result.weights);
     log(
       `sent ${formatBytes(result.bytesToPeers)} to peers and received ${formatBytes(result.bytesFromPeers)} from them ` +
-        `(model updates only); ${formatBytes(result.bytesToServer)} with the server, which never saw a model`,
+        `(${task.training.secure_aggregation ? "masked model updates" : "model updates"} only); ` +
+        `${formatBytes(result.bytesToServer)} with the server, which never saw a model`,
     );
   } finally {
     board.peers = [];

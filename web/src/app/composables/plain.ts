@@ -84,7 +84,8 @@ export function privacyText(task: Task): string {
   const p = task.training.privacy;
   if (task.training.secure_aggregation) {
     const noise = p ? (p.noise_multiplier > 0 ? " They are also clipped and blurred with noise." : " They are also clipped.") : "";
-    return `The server adds up everyone's updates without seeing any one of them: it learns only the total.${noise}`;
+    const who = task.training.scheme === "decentralized" ? "Each participant adds" : "The server adds";
+    return `${who} up everyone's updates without seeing any one of them: it learns only the total.${noise}`;
   }
   if (!p) return "Your data stays on your device; no extra privacy protection on the shared updates.";
   if (p.noise_multiplier > 0) {

@@ -62,9 +62,9 @@ const AGGREGATION_WORDS: Record<string, Words> = {
 
 /** Secure aggregation in plain words, for someone creating their first task. */
 export const SECURE_WORDS = {
-  label: "Secure aggregation: the server sees only the total",
+  label: "Secure aggregation: only the total is seen",
   about:
-    "The server adds up the updates without seeing any one of them: it learns only the total. Needs at least 3 participants per round and the 'average' rule.",
+    "Updates are masked so that whoever adds them up — the server, or each participant when they train directly with each other — learns only the total, never one person's update. Needs at least 3 participants per round and the 'average' rule.",
 } as const;
 
 /** What the server's task schema allows, in the server's order. */

@@ -634,6 +634,7 @@ export function plainMessage(message: string): string {
 /** Secure aggregation's refusals (Python's `TrainingInfo`) → the form field each concerns. */
 const SECURE_KEYS: [RegExp, string][] = [
   [/^secure aggregation needs at least \d+ participants\b/, "min_participants"],
+  [/^a secure decentralized round takes at most \d+ peers\b/, "min_participants"],
   [/^secure aggregation's threshold\b/, "secure_aggregation.threshold"],
   [/^secure aggregation's clip range\b/, "secure_aggregation.clip"],
   [/^secure aggregation\b/, "secure_aggregation"],

@@ -32,8 +32,10 @@
  */
 
 import { SessionError } from "../errors";
+import type { RandomSource } from "../privacy";
 import type { SecureInput, SecureSetup, SecureShares, ServerMessage } from "../protocol";
 import { clampWeight, quantize, SecureAggregationError, SecureParticipant, type RoundSetup } from "../secure";
+import type { PrivacyConfig } from "../task";
 import { stopped } from "../transport/wait";
 import { LITTLE_ENDIAN, type Weights } from "../weights";
 import { LinkClosed, WaitTimeout, type Link } from "./link";
@@ -317,17 +319,34 @@ export abstract class SecureSession extends WaitingSession {
     }
   }
 
-  /**
-   * The trained update through the one pipeline (checks, privacy: clipping and noise before
-   * masking), as the round's words: its change from the round's model quantised with weight
-   * min(sample count, weight cap) and the roster's clip range and scale.
-   */
+  /** The trained update through the one pipeline, as the round's words (`quantisedUpdate`). */
   private quantised(model: Model, out: TrainOutput, setup: RoundSetup, mine: string): { words: Uint32Array; weight: number } {
-    const privacy = this.options.privacy ?? null;
-    // no metrics leave in a secure round: only the masked words
-    const trained = { weights: out.weights, numSamples: out.numSamples, metrics: {} };
-    const prepared = prepareAndLog(model.weights, trained, privacy, this.options.random, mine, (level, message) => this.log(level, message));
-    const weight = clampWeight(prepared.numSamples, setup.weightCap);
-    return { words: quantize(changeOf(model.weights, prepared.weights), weight, setup.clip, setup.bits), weight };
+    const log: LogFn = (level, message) => this.log(level, message);
+    return quantisedUpdate(model.weights, out, setup, this.options.privacy ?? null, this.options.random, mine, log);
   }
+}
+
+/** A line for the log, as `prepareAndLog` writes them. */
+type LogFn = (level: "info" | "warn", message: string) => void;
+
+/**
+ * The update of `base` trained into `out`, through the one pipeline (checks, and privacy: clipping
+ * and noise before masking), as a secure round's words: its change from `base` (flat float32, in
+ * the model's tensor order) quantised with weight min(sample count, weight cap) and the roster's
+ * clip range and scale. Python's `disco.client.secure.quantized_update`: federated participants
+ * and decentralized peers mask these words. No metrics leave in a secure round.
+ */
+export function quantisedUpdate(
+  base: Weights,
+  out: TrainOutput,
+  setup: RoundSetup,
+  privacy: PrivacyConfig | null,
+  random: RandomSource | undefined,
+  mine: string,
+  log: LogFn,
+): { words: Uint32Array<ArrayBuffer>; weight: number } {
+  const trained = { weights: out.weights, numSamples: out.numSamples, metrics: {} };
+  const prepared = prepareAndLog(base, trained, privacy, random, mine, log);
+  const weight = clampWeight(prepared.numSamples, setup.weightCap);
+  return { words: quantize(changeOf(base, prepared.weights), weight, setup.clip, setup.bits), weight };
 }

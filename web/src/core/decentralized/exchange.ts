@@ -1,6 +1,6 @@
 /**
- * What peers say to each other on their channels: updates, acknowledgements, models — as
- * Python's `disco.decentralized.exchange`.
+ * What peers say to each other on their channels: updates (or masked inputs), acknowledgements,
+ * models — as Python's `disco.decentralized.exchange`.
  *
  * `PeerExchange` reads every channel a peer has (one reader per channel), and:
  *
@@ -10,6 +10,10 @@
  *   acknowledges it (`PeerAck`) and calls `onUpdate` (the peer tells the server whose
  *   updates it holds); an invalid one is refused with an `ErrorMessage` to the sender and changes
  *   nothing;
+ * - in a task with secure aggregation, keeps each valid `PeerMasked` (a secure round's masked
+ *   input, docs/protocol.md §19.1) the same way instead — the round open here, exactly the
+ *   round's words (1 + the model's values, uint32 little-endian) and the SHA-256 of those bytes
+ *   its digest — and refuses updates in the clear (a task without it refuses masked inputs);
  * - answers a `ModelRequest` with the model it holds for that round (`PeerModel`) or an error
  *   (`stale`);
  * - hands a `PeerModel` to whoever `fetch`-es it, after checking its digest.
@@ -27,14 +31,15 @@ import {
   type ErrorMessage,
   type ModelRequest,
   type PeerAck,
+  type PeerMasked,
   type PeerMessage,
   type PeerModel,
   type PeerUpdate,
 } from "../protocol";
 import { ChannelClosed, type Channel } from "../transport/channel";
 import { bounded } from "../transport/wait";
-import type { Weights } from "../weights";
-import { Deferred, Notifier } from "./notify";
+import { sha256Hex, type Weights } from "../weights";
+import { Deferred, Notifier, sortedIds } from "./notify";
 
 /** Bytes this peer sent to and received from other peers. */
 export interface PeerTraffic {
@@ -69,6 +74,8 @@ export interface PeerExchangeOptions {
   onClosed?: (peer: string, channel: Channel) => void;
   /** Why the task's rule cannot take `weights` as an update of `round` (null: it can); checked last. */
   acceptable?: (round: number, weights: Weights) => string | null;
+  /** The task uses secure aggregation: updates travel masked (`PeerMasked`), never in the clear. */
+  secure?: boolean;
   log?: PeerLog;
 }
 
@@ -78,6 +85,8 @@ export class PeerExchange {
   readonly models = new Map<number, Weights>();
   /** Valid updates received, by round and sender. */
   readonly updates = new Map<number, Map<string, PeerUpdate>>();
+  /** Valid masked inputs received (secure rounds), by round and sender. */
+  readonly masked = new Map<number, Map<string, PeerMasked>>();
   /** Rounds whose updates are kept (others are refused as not open here). */
   accepting = new Set<number>();
   /** Who acknowledged this peer's update, by round. */
@@ -93,7 +102,7 @@ export class PeerExchange {
   constructor(
     /** Names and shapes every update and model must have. */
     private readonly reference: Weights,
-    /** A valid update of this round arrived. */
+    /** A valid update (or masked input) of this round arrived. */
     private readonly onUpdate: (round: number) => void,
     private readonly options: PeerExchangeOptions = {},
   ) {
@@ -165,16 +174,18 @@ export class PeerExchange {
           await this.send(channel, error, ANSWER_TIMEOUT_MS, signal);
           return;
         }
-        let round = this.updates.get(message.round);
-        if (round === undefined) {
-          round = new Map();
-          this.updates.set(message.round, round);
+        await this.keep(this.updates, peer, channel, message, signal);
+        return;
+      }
+      case "peer_masked": {
+        const problem = await this.checkMasked(message);
+        if (problem !== null) {
+          this.log("warn", `refused the masked input of peer ${peer} for round ${message.round}: ${problem}`);
+          const error: ErrorMessage = { type: "error", code: "unexpected", message: problem, round: message.round };
+          await this.send(channel, error, ANSWER_TIMEOUT_MS, signal);
+          return;
         }
-        round.set(peer, message);
-        const ack: PeerAck = { type: "peer_ack", round: message.round, digest: message.digest };
-        await this.send(channel, ack, ANSWER_TIMEOUT_MS, signal);
-        this.changed.notify();
-        this.onUpdate(message.round);
+        await this.keep(this.masked, peer, channel, message, signal);
         return;
       }
       case "peer_ack": {
@@ -214,9 +225,30 @@ export class PeerExchange {
     }
   }
 
+  /** Keep `message` from `peer` in `held`, acknowledge it and tell the peer whose inputs it holds. */
+  private async keep<T extends PeerUpdate | PeerMasked>(
+    held: Map<number, Map<string, T>>,
+    peer: string,
+    channel: Channel,
+    message: T,
+    signal: AbortSignal,
+  ): Promise<void> {
+    let round = held.get(message.round);
+    if (round === undefined) {
+      round = new Map();
+      held.set(message.round, round);
+    }
+    round.set(peer, message);
+    const ack: PeerAck = { type: "peer_ack", round: message.round, digest: message.digest };
+    await this.send(channel, ack, ANSWER_TIMEOUT_MS, signal);
+    this.changed.notify();
+    this.onUpdate(message.round);
+  }
+
   /** Why `update` cannot be taken, or null: the round open here, names and shapes, finite values, the digest, the rule's limits. */
   async check(update: PeerUpdate): Promise<string | null> {
     if (!this.accepting.has(update.round)) return `round ${update.round} is not open here`;
+    if (this.options.secure) return "this task uses secure aggregation: updates travel masked (peer_masked), never in the clear";
     try {
       update.weights.checkLike(this.reference, "update");
     } catch (exc) {
@@ -227,6 +259,24 @@ export class PeerExchange {
       return "the update's digest does not match its weights (damaged in transit?)";
     }
     return this.options.acceptable?.(update.round, update.weights) ?? null;
+  }
+
+  /** Why `masked` cannot be taken, or null: the round open here, the round's number of words, the digest. */
+  async checkMasked(masked: PeerMasked): Promise<string | null> {
+    if (!this.accepting.has(masked.round)) return `round ${masked.round} is not open here`;
+    if (!this.options.secure) return "this task does not use secure aggregation: its updates travel as peer_update";
+    const length = 1 + this.reference.size; // the weight word, then one word per value of the model
+    if (masked.words.length % 4 !== 0) return `a masked input is whole 32-bit words, not ${masked.words.length} bytes`;
+    if (masked.words.length !== 4 * length) return `a masked input of round ${masked.round} is ${length} words`;
+    if ((await sha256Hex(masked.words)) !== masked.digest) {
+      return "the masked input's digest does not match its words (damaged in transit?)";
+    }
+    return null;
+  }
+
+  /** The peers whose update or masked input of `round` this peer holds (sorted). */
+  holders(round: number): string[] {
+    return sortedIds(new Set([...(this.updates.get(round)?.keys() ?? []), ...(this.masked.get(round)?.keys() ?? [])]));
   }
 
   // -- models ------------------------------------------------------------------------------------
@@ -250,9 +300,9 @@ export class PeerExchange {
     return answer.weights;
   }
 
-  /** Drop the models, updates and acknowledgements of rounds before `round`. */
+  /** Drop the models, updates, masked inputs and acknowledgements of rounds before `round`. */
   forgetBefore(round: number): void {
-    for (const map of [this.models, this.updates, this.acks] as Map<number, unknown>[]) {
+    for (const map of [this.models, this.updates, this.masked, this.acks] as Map<number, unknown>[]) {
       for (const r of [...map.keys()]) if (r < round) map.delete(r);
     }
   }

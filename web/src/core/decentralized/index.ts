@@ -1,7 +1,8 @@
 /**
- * The browser as a peer of a decentralized session (Python's `disco.decentralized`): the round
- * logic (`PeerClient`, on `PeerSession`), how a round's updates combine (`combineRound`), the peer
- * frames (`PeerExchange`) and the connections between peers (`RtcConnector` over WebRTC,
+ * The browser as a peer of a decentralized session (Python's `disco.decentralized`): the run
+ * (`PeerClient`) and its rounds (`PeerRounds`, on `PeerSession`), a secure round's phases
+ * (`securePeerRound`), how a round's updates combine (`combineRound`), the peer frames
+ * (`PeerExchange`) and the connections between peers (`RtcConnector` over WebRTC,
  * `MemoryConnector` in memory).
  */
 export { combineRound } from "./combine";
@@ -25,6 +26,8 @@ export { compareIds, sortedIds } from "./notify";
 export {
   PEER_CAPABILITIES,
   SLACK_MS,
+  peerCapabilities,
+  roundBoundMs,
   type ConnectorFactory,
   type InitialModelFn,
   type PeerClientOptions,
@@ -32,4 +35,6 @@ export {
   type PeerTrainFn,
 } from "./options";
 export { PeerClient } from "./peer";
+export { PeerRounds } from "./rounds";
+export { keepsBecause, secureKeys, securePeerRound, wordsOf, type SecureBox, type SecureHost, type SecureOutcome } from "./secure";
 export { PEER_RULES, peerRefusal } from "./rules";

@@ -1,8 +1,10 @@
 /** What a `PeerClient` is made with (`PeerClientOptions`), what its `run()` resolves with, and its defaults. */
 
 import type { TrainOutput } from "../client/options";
+import { SECURE_CAPABILITY } from "../client/session";
 import type { RandomSource } from "../privacy";
-import type { AggregationConfig, PrivacyConfig } from "../task";
+import { COMBINE_S, CONNECT_S, SHARES_S, UNMASK_S } from "../protocol";
+import type { AggregationConfig, PrivacyConfig, SecureAggregationConfig } from "../task";
 import type { Channel } from "../transport/channel";
 import type { Weights } from "../weights";
 import type { Connector, OnChannel, SendSignal } from "./connector";
@@ -13,6 +15,21 @@ export const SLACK_MS = 30_000;
 
 /** The capabilities a peer announces in `Hello` (a federated client announces none). */
 export const PEER_CAPABILITIES: readonly string[] = ["decentralized"];
+/** What a peer announces in `Hello`: `decentralized`, and `secure_aggregation` for a task that uses it. */
+export function peerCapabilities(options: Pick<PeerClientOptions, "secureAggregation">): string[] {
+  return options.secureAggregation ? [...PEER_CAPABILITIES, SECURE_CAPABILITY] : [...PEER_CAPABILITIES];
+}
+
+/**
+ * The longest a round can run on the server (Python's `round_bound_s`), in ms: its three phases
+ * (§18.5) — `connect_s`, the task's `round_deadline_s`, the combine deadline — and a secure
+ * round's shares and unmasking phases (§19.1), plus the slack a peer allows for each. A peer
+ * waits at least this long for the next plan, so that sitting a round out does not end its run.
+ */
+export function roundBoundMs(roundDeadlineMs: number, secure: boolean, slackMs: number = SLACK_MS): number {
+  const bound = 1000 * (CONNECT_S + COMBINE_S) + roundDeadlineMs + 2 * slackMs;
+  return secure ? bound + 1000 * (SHARES_S + UNMASK_S) + 2 * slackMs : bound;
+}
 
 /** Makes this peer's connector from (its id, onChannel, sendSignal). */
 export type ConnectorFactory = (me: string, onChannel: OnChannel, sendSignal: SendSignal) => Connector;
@@ -43,9 +60,19 @@ export interface PeerClientOptions {
   onEvent?: (event: PeerClientEvent) => void;
   /** The task's privacy: updates are clipped and noised before they leave (default none). */
   privacy?: PrivacyConfig | null;
+  /**
+   * The task's secure aggregation (`training.secure_aggregation`): the peer announces capability
+   * `secure_aggregation` and its rounds are secure ones (docs/protocol.md §19.1; default none).
+   */
+  secureAggregation?: SecureAggregationConfig | null;
   random?: RandomSource;
   /** Longest wait for a round to start (the task's `wait_for_others_s`; default 600 s). */
   waitForOthersMs?: number;
+  /**
+   * The task's `round_deadline_s`, in ms: the wait for a round to start is then never shorter than
+   * a whole round of the others (`roundBoundMs`). Without it, `waitForOthersMs` alone bounds it.
+   */
+  roundDeadlineMs?: number;
   /** Longest wait for the connection to open, then for `Welcome` (default 30 s each). */
   joinTimeoutMs?: number;
   /** The WebSocket class (default: the global one). */

@@ -1,8 +1,10 @@
 /**
  * A peer's side of a decentralized session with the server (the groundwork of `PeerClient`,
- * ./peer.ts): what it holds and counts, what it tells the display, the server's messages as they
- * arrive and the peers' updates as they are checked, bounded waits on either, and joining: the
- * connection, `Hello`/`Welcome`, the task's initial model.
+ * ./peer.ts, and of its rounds, ./rounds.ts): what it holds and counts, what it tells the display,
+ * the server's messages as they arrive (a secure round's in its `SecureBox`) and the peers'
+ * updates as they are checked, bounded waits on either, and joining: the connection,
+ * `Hello`/`Welcome` (with capability `secure_aggregation` for a task that uses it), the task's
+ * initial model.
  */
 
 import { MAX_CHANGE } from "../aggregation/mean";
@@ -27,12 +29,14 @@ import type { Weights } from "../weights";
 import { Link, LinkClosed, SEND_TIMEOUT_MS, type Traffic } from "../client/link";
 import { checkWaitForOthers, deliver, type LogEvent } from "../client/options";
 import { fatalClose, hello, newParticipantKey, refusalAdvice, ServerUnreachable, webSocketClass, wsUrl } from "../client/server";
+import { SECURE_CAPABILITY } from "../client/session";
 import { formatG, largestChange } from "./combine";
 import type { Connector } from "./connector";
 import type { PeerClientEvent, PeerState, RoundTiming } from "./events";
 import { digestOf, PeerExchange } from "./exchange";
-import { Notifier, sortedIds } from "./notify";
-import { PEER_CAPABILITIES, SLACK_MS, type PeerClientOptions } from "./options";
+import { Notifier } from "./notify";
+import { peerCapabilities, SLACK_MS, type PeerClientOptions } from "./options";
+import type { SecureBox } from "./secure";
 
 /** What a peer holds and how it talks with the server; `PeerClient` adds the run and its rounds. */
 export abstract class PeerSession {
@@ -55,6 +59,8 @@ export abstract class PeerSession {
   protected readonly control = new WaitQueue<RoundPlan | Resync>();
   protected readonly exchanges = new Map<number, Exchange>();
   protected readonly combines = new Map<number, Combine>();
+  /** The server's messages of secure rounds, by round. */
+  private readonly secureBoxes = new Map<number, SecureBox>();
   protected readonly changes = new Notifier();
   protected readonly slackMs: number;
   protected link: Link | null = null;
@@ -80,6 +86,7 @@ export abstract class PeerSession {
       maxFrame: DEFAULT_MAX_FRAME,
       onClosed: (peer, channel) => this.connector?.channelClosed(peer, channel),
       acceptable: (round, weights) => this.acceptable(round, weights),
+      secure: Boolean(options.secureAggregation),
       log: (level, message) => this.log(level, message),
     });
   }
@@ -160,7 +167,22 @@ export abstract class PeerSession {
         break;
       case "exchange":
         this.exchanges.set(m.round, m);
-        if ((this.exchange.updates.get(m.round)?.size ?? 0) > 0) this.updated(m.round); // updates that came before it
+        if (this.exchange.holders(m.round).length > 0) this.updated(m.round); // updates that came before it
+        break;
+      case "secure_setup":
+        if (this.secure) this.secureBox(m.round).setup = m;
+        break;
+      case "secure_inbox":
+        if (this.secure) this.secureBox(m.round).inbox = m;
+        break;
+      case "secure_unmask":
+        if (this.secure) this.secureBox(m.round).unmask = m;
+        break;
+      case "secure_reveals":
+        if (this.secure) this.secureBox(m.round).reveals = m;
+        break;
+      case "secure_abort":
+        if (this.secure) this.secureBox(m.round).abort = m;
         break;
       case "combine":
         this.combines.set(m.round, m);
@@ -176,6 +198,8 @@ export abstract class PeerSession {
       case "error":
         if (this.welcome === null) this.refused = m;
         else this.log("warn", `the server says: [${m.code}] ${m.message}`);
+        // a refusal of one of its secure round's messages: it sits that round out
+        if (this.welcome !== null && this.secure && m.round !== undefined) this.secureBox(m.round).error = m;
         break;
       default:
         break; // a federated session's messages: a server keeping to the protocol sends none here
@@ -187,12 +211,33 @@ export abstract class PeerSession {
     return this.link?.send(message) ?? false;
   }
 
-  /** A valid update of `round` arrived: tell the server whose updates this peer holds. */
+  /** Whether the task uses secure aggregation (its rounds are secure ones, docs/protocol.md §19.1). */
+  protected get secure(): boolean {
+    return Boolean(this.options.secureAggregation);
+  }
+
+  /** The server's messages of secure round `round` (made empty when first asked for). */
+  protected secureBox(round: number): SecureBox {
+    let box = this.secureBoxes.get(round);
+    if (box === undefined) {
+      box = {};
+      this.secureBoxes.set(round, box);
+    }
+    return box;
+  }
+
+  /** Drop what the server said about rounds up to `round`. */
+  protected forgetOrders(round: number): void {
+    for (const orders of [this.exchanges, this.combines, this.secureBoxes] as Map<number, unknown>[]) {
+      for (const old of [...orders.keys()]) if (old <= round) orders.delete(old);
+    }
+  }
+
+  /** A valid update (or masked input) of `round` arrived: tell the server whose this peer holds. */
   private updated(round: number): void {
     this.changes.notify();
     if (!this.exchanges.has(round)) return;
-    const peers = sortedIds(this.exchange.updates.get(round)?.keys() ?? []);
-    this.send({ type: "received", round, peers });
+    this.send({ type: "received", round, peers: this.exchange.holders(round) });
   }
 
   /** Why the task's rule cannot take `weights` as an update of `round` (null: it can): the mean takes changes below 256. */
@@ -265,7 +310,7 @@ export abstract class PeerSession {
       this.control.end(this.lost(error, "the next round"));
       this.changes.notify();
     });
-    link.send(hello(this.options, this.participantKey, PEER_CAPABILITIES));
+    link.send(hello(this.options, this.participantKey, peerCapabilities(this.options)));
     try {
       await this.until(() => this.welcome !== null || this.refused !== null, timeout, "the server's welcome");
     } catch (exc) {
@@ -279,6 +324,13 @@ export abstract class PeerSession {
     if (welcome === null) throw new ServerError("the server sent no welcome");
     if (!welcome.capabilities.includes("decentralized")) {
       throw new ServerError(`task ${welcome.task_id} is not trained between peers on this server; reload the page`);
+    }
+    if (this.secure && !welcome.capabilities.includes(SECURE_CAPABILITY)) {
+      // never send an update in the clear to peers that should see only the sum
+      throw new ServerError(
+        `the server runs task ${welcome.task_id} without secure aggregation, though its settings here ask for it; ` +
+          "nothing was sent: reload the page to see the task as it is now",
+      );
     }
     return welcome;
   }

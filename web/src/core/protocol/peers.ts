@@ -13,6 +13,10 @@ export const MAX_ROUND_PEERS = 10_000;
 export const MAX_SIGNAL = 65_536;
 /** Longest deadline of a round plan (`connect_s`, `exchange_s`): one day, in seconds. */
 export const MAX_PLAN_SECONDS = 86_400;
+/** How long the server gives a round's channels to open (the plan's `connect_s`; §18.5), in seconds. */
+export const CONNECT_S = 30;
+/** How long the server waits for a round's digests after `combine` (§18.5), in seconds. */
+export const COMBINE_S = 60;
 /** A weights digest: lowercase hex SHA-256 (docs/protocol.md §12). */
 export const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
 

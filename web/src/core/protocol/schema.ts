@@ -94,6 +94,12 @@ const SECURE_MEMBER: Schema = {
 const SECURE_ENVELOPE: Schema = { peer: peerId, data: bin(SECURE_ENVELOPE_BYTES) };
 const SECURE_SHARE: Schema = { of: peerId, kind: oneOf(["self", "key"]), share: bin(SECURE_SHARE_BYTES) };
 const envelope: Spec = { t: "map", fields: SECURE_ENVELOPE, what: "envelope" };
+const shares: Field = {
+  spec: { t: "list", item: { t: "map", fields: SECURE_SHARE, what: "share" }, max: MAX_ROUND_PEERS },
+};
+const SECURE_COMMITMENT: Schema = { peer: peerId, commitment: bin(SECURE_COMMITMENT_BYTES) };
+const SECURE_REVEALED: Schema = { peer: peerId, shares };
+const words = bin(4, 4 * MAX_SECURE_WORDS);
 
 /** Field rules of each message type, in the order errors are reported (Python's field order). */
 const SCHEMAS: Record<MessageType, Schema> = {
@@ -174,13 +180,34 @@ const SCHEMAS: Record<MessageType, Schema> = {
     senders: peerIds,
     envelopes: { spec: { t: "list", item: envelope, max: MAX_ROUND_PEERS } },
   },
-  secure_input: { round: int(0), words: bin(4, 4 * MAX_SECURE_WORDS) },
+  secure_input: { round: int(0), words },
   secure_unmask: { round: int(0), survivors: peerIds, dropped: peerIds },
-  secure_reveal: {
-    round: int(0),
-    shares: { spec: { t: "list", item: { t: "map", fields: SECURE_SHARE, what: "share" }, max: MAX_ROUND_PEERS } },
-  },
+  secure_reveal: { round: int(0), shares },
   secure_abort: { round: int(0), reason: str(undefined, MAX_SECURE_REASON) },
+  secure_reveals: {
+    round: int(0),
+    survivors: peerIds,
+    dropped: peerIds,
+    commitments: {
+      spec: {
+        t: "list",
+        item: { t: "map", fields: SECURE_COMMITMENT, what: "commitment" },
+        max: MAX_ROUND_PEERS,
+        distinct: "peer ids",
+        key: "peer",
+      },
+    },
+    reveals: {
+      spec: {
+        t: "list",
+        item: { t: "map", fields: SECURE_REVEALED, what: "reveal" },
+        max: MAX_ROUND_PEERS,
+        distinct: "peer ids",
+        key: "peer",
+      },
+    },
+  },
+  peer_masked: { round: int(0), words, digest },
 };
 
 /** The message types, in Python's order (`disco.protocol.Message`). */

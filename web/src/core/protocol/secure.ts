@@ -14,6 +14,11 @@
  * `SecureAbort` ends a round that has too few members left; the next round starts. Keys,
  * envelopes, commitments, shares and masked words travel as msgpack binary (`Uint8Array`; a
  * decoded one is a view of the frame). The browser's round: core/client/secure.ts.
+ *
+ * In a decentralized session (§19.1) every peer aggregates: the masked inputs go peer to peer
+ * (`PeerMasked`, never through the server), and once the threshold of survivors revealed their
+ * shares the server relays them to every member (`SecureReveals`) instead of unmasking anything.
+ * The browser peer's round: core/decentralized/secure.ts.
  */
 
 /** Bytes of a public key: a P-256 point, uncompressed SEC1. */
@@ -34,6 +39,12 @@ export const MAX_SECURE_WEIGHT_CAP = 65_536;
 export const MAX_SECURE_BITS = 64;
 /** Largest `clip` of a round. */
 export const MAX_SECURE_CLIP = 1e6;
+/** How long the keys phase waits for the connected participants once enough have sent keys, in seconds. */
+export const KEYS_S = 30;
+/** How long the shares phase waits for the roster's members, in seconds. */
+export const SHARES_S = 30;
+/** How long the unmasking phase waits for the survivors' shares, in seconds. */
+export const UNMASK_S = 30;
 
 /** What a revealed share is of: a survivor's self-mask seed or a dropped member's `s` key. */
 export type SecureShareKind = "self" | "key";
@@ -136,6 +147,36 @@ export interface SecureUnmask {
   /** At most `MAX_ROUND_PEERS`, distinct. */
   dropped: string[];
 }
+/** A member's commitment to its self-mask seed, as it sent it in `SecureShares`. */
+export interface SecureCommitment {
+  /** 1–64 code points. */
+  peer: string;
+  /** `SECURE_COMMITMENT_BYTES` bytes. */
+  commitment: Uint8Array;
+}
+/** One survivor's `SecureReveal` shares, as the server relays them. */
+export interface SecureRevealed {
+  /** 1–64 code points: the survivor that revealed them. */
+  peer: string;
+  /** At most `MAX_ROUND_PEERS`. */
+  shares: SecureShare[];
+}
+/**
+ * Decentralized sessions: the split of round `round`, the survivors' commitments and the shares
+ * of exactly `threshold` survivors — each peer unmasks the sum itself (S→C).
+ */
+export interface SecureReveals {
+  type: "secure_reveals";
+  round: number;
+  /** At most `MAX_ROUND_PEERS`, distinct. */
+  survivors: string[];
+  /** At most `MAX_ROUND_PEERS`, distinct. */
+  dropped: string[];
+  /** At most `MAX_ROUND_PEERS`, one per survivor (distinct `peer`s). */
+  commitments: SecureCommitment[];
+  /** At most `MAX_ROUND_PEERS`, in the order they arrived (distinct `peer`s). */
+  reveals: SecureRevealed[];
+}
 /** Round `round` ended without a result: too few members were left (`reason` says where) (S→C). */
 export interface SecureAbort {
   type: "secure_abort";
@@ -144,7 +185,22 @@ export interface SecureAbort {
   reason: string;
 }
 
-/** Messages between server and client that belong to capability `secure_aggregation`. */
+// -- peer ↔ peer -----------------------------------------------------------------------------
+
+/**
+ * Decentralized sessions, peer to peer: the sender's masked input of round `round` (`length`
+ * uint32 words, little-endian) and the SHA-256 of those bytes (lowercase hex).
+ */
+export interface PeerMasked {
+  type: "peer_masked";
+  round: number;
+  /** 4 to 4 · `MAX_SECURE_WORDS` bytes. */
+  words: Uint8Array;
+  /** 64 lowercase hex digits. */
+  digest: string;
+}
+
+/** Messages that belong to capability `secure_aggregation` (`PeerMasked` travels between peers). */
 export type SecureMessage =
   | SecureKeys
   | SecureSetup
@@ -153,15 +209,19 @@ export type SecureMessage =
   | SecureInput
   | SecureUnmask
   | SecureReveal
-  | SecureAbort;
+  | SecureAbort
+  | SecureReveals
+  | PeerMasked;
 
 /** Message types that belong to capability `secure_aggregation` (sorted), as Python's `SECURE_TYPES`. */
 export const SECURE_TYPES = [
+  "peer_masked",
   "secure_abort",
   "secure_inbox",
   "secure_input",
   "secure_keys",
   "secure_reveal",
+  "secure_reveals",
   "secure_setup",
   "secure_shares",
   "secure_unmask",

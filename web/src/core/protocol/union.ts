@@ -20,12 +20,14 @@ import type {
   Signal,
 } from "./peers";
 import type {
+  PeerMasked,
   SecureAbort,
   SecureInbox,
   SecureInput,
   SecureKeys,
   SecureMessage,
   SecureReveal,
+  SecureReveals,
   SecureSetup,
   SecureShares,
   SecureUnmask,
@@ -61,9 +63,10 @@ export type ServerMessage =
   | SecureSetup
   | SecureInbox
   | SecureUnmask
-  | SecureAbort;
+  | SecureAbort
+  | SecureReveals;
 /** Messages between two peers, on their own channel (never through the server). */
-export type PeerMessage = PeerUpdate | PeerAck | ModelRequest | PeerModel | ErrorMessage;
+export type PeerMessage = PeerUpdate | PeerAck | ModelRequest | PeerModel | PeerMasked | ErrorMessage;
 /** Messages between server and client that belong to capability `decentralized`. */
 export type DecentralizedMessage = RoundPlan | Signal | Ready | Exchange | Received | Combine | DigestReport | Resync;
 /** Every protocol message. */
@@ -83,7 +86,7 @@ export const DECENTRALIZED_TYPES = [
   "signal",
 ] as const satisfies readonly DecentralizedMessage["type"][];
 /** Message types that travel only between two peers, sorted (`error` may too). */
-export const PEER_TYPES = ["model", "model_request", "peer_ack", "peer_update"] as const satisfies readonly Exclude<
+export const PEER_TYPES = ["model", "model_request", "peer_ack", "peer_masked", "peer_update"] as const satisfies readonly Exclude<
   PeerMessage["type"],
   "error"
 >[];
@@ -117,12 +120,14 @@ const SERVER_SENDS: Record<ServerMessage["type"], true> = {
   secure_inbox: true,
   secure_unmask: true,
   secure_abort: true,
+  secure_reveals: true,
 };
 const PEER_SENDS: Record<PeerMessage["type"], true> = {
   peer_update: true,
   peer_ack: true,
   model_request: true,
   model: true,
+  peer_masked: true,
   error: true,
 };
 const DECENTRALIZED: Record<DecentralizedMessage["type"], true> = {
@@ -144,6 +149,8 @@ const SECURE: Record<SecureMessage["type"], true> = {
   secure_unmask: true,
   secure_reveal: true,
   secure_abort: true,
+  secure_reveals: true,
+  peer_masked: true,
 };
 
 // -- where messages travel -----------------------------------------------------------------
@@ -164,7 +171,7 @@ export function isPeerMessage(message: Message): message is PeerMessage {
 export function isDecentralizedMessage(message: Message): message is DecentralizedMessage {
   return Object.hasOwn(DECENTRALIZED, message.type);
 }
-/** Whether `message` belongs to capability `secure_aggregation` (between server and client). */
+/** Whether `message` belongs to capability `secure_aggregation` (`peer_masked` travels between peers). */
 export function isSecureMessage(message: Message): message is SecureMessage {
   return Object.hasOwn(SECURE, message.type);
 }

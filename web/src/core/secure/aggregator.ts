@@ -18,6 +18,11 @@
  *    scalar (checked against its public key), removes their masks and returns Σ y over the
  *    survivors, exactly.
  *
+ * In a decentralized round (docs/protocol.md §19.1) the server coordinates without holding a
+ * masked input: it names the survivors (`closeMasked(survivors)`) and relays their `commitments`
+ * and the `reveals`; each peer starts at phase 3 with `SecureSum.following` (the roster, the
+ * senders and their commitments from the coordinator) and unmasks the sum itself.
+ *
  * Fewer than t members at any phase throw `RoundAborted`: nothing more is asked for and nothing
  * is revealed. Input from a non-member, twice, of the wrong size or at the wrong phase is refused
  * with a `SecureAggregationError` and changes nothing.
@@ -27,8 +32,8 @@ import { toHex, u64be } from "./bytes";
 import { CIPHERTEXT_BYTES } from "./envelope";
 import { RoundAborted, SecureAggregationError } from "./errors";
 import { roundSalt } from "./kdf";
-import { PUBLIC_KEY_BYTES, checkPublicKey, publicKeyOf } from "./keys";
-import { addWords, pairwiseMaskOfDropped, selfMask, subtractWords } from "./masking";
+import { PUBLIC_KEY_BYTES, checkPublicKey } from "./keys";
+import { addWords } from "./masking";
 import type { RevealedShare, ShareKind } from "./participant";
 import { scaleBits } from "./quantize";
 import {
@@ -37,14 +42,13 @@ import {
   type Member,
   type RoundSetup,
   checkRoster,
-  commitment,
   memberIds,
   memberOf,
-  positions,
   sortedIds,
   thresholdFor,
 } from "./roster";
-import { SHARE_BYTES, decodeShare, reconstruct } from "./shamir";
+import { SHARE_BYTES } from "./shamir";
+import { unmask } from "./unmask";
 
 /** The phases of a round, as `SecureSum.phase` names them. */
 export type RoundPhase = "keys" | "shares" | "masked" | "unmasking";
@@ -63,10 +67,6 @@ export interface SecureSumOptions {
 export interface RoundSplit {
   readonly survivors: readonly string[];
   readonly dropped: readonly string[];
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
 const revealKey = (of: string, kind: string): string => JSON.stringify([of, kind]);
@@ -100,6 +100,36 @@ export class SecureSum {
     this.#clip = options.clip;
     this.#cap = options.weightCap;
     this.#taskThreshold = options.threshold ?? null;
+  }
+
+  /**
+   * A peer's aggregator in a decentralized round (docs/protocol.md §19.1): the roster, the members
+   * that shared and their commitments come from the coordinator, and the round starts at its
+   * masked-inputs phase. The peer adds the survivors' masked inputs (its own among them), closes
+   * the phase, adds the relayed reveals and takes `result()`; every check of the phases it runs
+   * is the federated server's.
+   */
+  static following(setup: RoundSetup, senders: readonly string[], commitments: ReadonlyMap<string, Uint8Array>): SecureSum {
+    const chosen = sortedIds(senders);
+    const ids = new Set(memberIds(setup));
+    if (chosen.length !== senders.length || chosen.some((id) => !ids.has(id))) {
+      throw new SecureAggregationError("round", "the senders must be distinct members of the roster");
+    }
+    if ([...commitments.values()].some((c) => c.length !== COMMITMENT_BYTES)) {
+      throw new SecureAggregationError("value", `a commitment is ${COMMITMENT_BYTES} bytes`);
+    }
+    if ([...commitments.keys()].some((id) => !chosen.includes(id))) {
+      throw new SecureAggregationError("round", "commitments may come only from members that shared");
+    }
+    const round = new SecureSum(setup.taskId, setup.round, {
+      values: setup.length - 1,
+      clip: setup.clip,
+      weightCap: setup.weightCap,
+    });
+    round.#setup = setup;
+    round.#senders = chosen;
+    for (const [member, c] of commitments) round.#commitments.set(member, new Uint8Array(c));
+    return round;
   }
 
   /** "keys", "shares", "masked", "unmasking". */
@@ -303,9 +333,24 @@ export class SecureSum {
     this.#masked.add(member);
   }
 
-  /** (survivors, dropped): who sent a masked input and who shared but did not. */
-  closeMasked(): RoundSplit {
+  /**
+   * (survivors, dropped): who sent a masked input and who shared but did not. The coordinator of
+   * a decentralized round, which holds no masked input, names the `survivors` itself (members
+   * that shared).
+   */
+  closeMasked(named?: readonly string[]): RoundSplit {
     const setup = this.#expect("masked");
+    if (named !== undefined) {
+      const chosen = sortedIds(named);
+      const senders = this.#senders as readonly string[];
+      if (chosen.length !== named.length || chosen.some((m) => !senders.includes(m))) {
+        throw new SecureAggregationError("round", "survivors must be distinct members that shared");
+      }
+      if (this.#masked.size > 0) {
+        throw new SecureAggregationError("round", "this aggregator holds masked inputs: it names none");
+      }
+      for (const m of chosen) this.#masked.add(m);
+    }
     const survivors = sortedIds(this.#masked);
     if (survivors.length < setup.threshold) {
       throw new RoundAborted(
@@ -346,6 +391,28 @@ export class SecureSum {
     this.#reveals.set(member, new Map([...given].map(([k, s]) => [k, new Uint8Array(s)])));
   }
 
+  /** The commitments of these members (those that shared), to relay to peers. */
+  commitments(members: readonly string[]): Map<string, Uint8Array> {
+    return new Map(
+      members.map((m) => {
+        const c = this.#commitments.get(m);
+        if (c === undefined) throw new SecureAggregationError("round", `${JSON.stringify(m)} sent no commitment`);
+        return [m, new Uint8Array(c)];
+      }),
+    );
+  }
+
+  /** Each survivor's revealed shares, in the order they arrived. */
+  get reveals(): [string, RevealedShare[]][] {
+    return [...this.#reveals].map(([member, given]) => [
+      member,
+      [...given].map(([key, share]) => {
+        const [of, kind] = JSON.parse(key) as [string, ShareKind];
+        return { of, kind, share: new Uint8Array(share) };
+      }),
+    ]);
+  }
+
   /**
    * Σ y_u over the survivors (modulo 2^32). `RoundAborted` while fewer than t survivors revealed,
    * or if a rebuilt secret does not match its commitment or public key (wrong shares: nothing is
@@ -359,59 +426,14 @@ export class SecureSum {
       );
     }
     this.#salt ??= await roundSalt(this.taskId, this.round);
-    const salt = this.#salt;
-    const { survivors, dropped } = this.#split as RoundSplit;
-    const revealers = [...this.#reveals.keys()].sort((a, b) => memberOf(setup, a).position - memberOf(setup, b).position);
-    const total = new Uint32Array(this.#sum as Uint32Array);
-    for (const v of survivors) {
-      const seed = this.#rebuild(setup, revealers, v, "self");
-      if (!sameBytes(await commitment(seed, salt), this.#commitments.get(v) as Uint8Array)) {
-        throw new RoundAborted(
-          `the self-mask seed of ${JSON.stringify(v)} rebuilt from the shares does not match its commitment: ` +
-            "some shares are wrong, nothing is unmasked",
-        );
-      }
-      subtractWords(total, await selfMask(seed, setup.length, salt));
-    }
-    for (const d of dropped) {
-      const scalar = this.#rebuild(setup, revealers, d, "key");
-      const member = memberOf(setup, d);
-      let rebuilt: Uint8Array;
-      try {
-        rebuilt = publicKeyOf(scalar);
-      } catch (error) {
-        if (error instanceof SecureAggregationError) {
-          throw new RoundAborted(`the key of ${JSON.stringify(d)} rebuilt from the shares is not valid`);
-        }
-        throw error;
-      }
-      if (!sameBytes(rebuilt, member.sPublic)) {
-        throw new RoundAborted(
-          `the key of ${JSON.stringify(d)} rebuilt from the shares does not match its public key: some shares ` +
-            "are wrong, nothing is unmasked",
-        );
-      }
-      const mask = await pairwiseMaskOfDropped(member.position, scalar, positions(setup, survivors), setup.length, salt);
-      subtractWords(total, mask);
-    }
-    return total;
-  }
-
-  #rebuild(setup: RoundSetup, revealers: readonly string[], of: string, kind: ShareKind): Uint8Array<ArrayBuffer> {
-    const shares = revealers.map((r) => ({
-      x: memberOf(setup, r).position,
-      y: decodeShare(this.#reveals.get(r)?.get(revealKey(of, kind)) as Uint8Array),
-    }));
-    try {
-      return reconstruct(shares, setup.threshold);
-    } catch (error) {
-      if (error instanceof SecureAggregationError && !(error instanceof RoundAborted)) {
-        throw new RoundAborted(
-          `the shares of ${JSON.stringify(of)} do not rebuild a secret (${error.message}): some shares are wrong, nothing is unmasked`,
-        );
-      }
-      throw error;
-    }
+    const reveals = this.#reveals;
+    const shareOf = (revealer: string, of: string, kind: ShareKind): Uint8Array =>
+      reveals.get(revealer)?.get(revealKey(of, kind)) as Uint8Array;
+    return unmask(setup, this.#sum as Uint32Array, this.#salt, this.#split as RoundSplit, {
+      revealers: [...reveals.keys()],
+      shareOf,
+      commitments: this.#commitments,
+    });
   }
 
   /** The round's setup, once it is in `phase` (the keys phase has none yet: a placeholder never read). */

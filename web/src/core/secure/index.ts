@@ -2,7 +2,9 @@
  * Secure aggregation in the browser (docs/secure_aggregation.md), byte for byte as Python's
  * `disco.secure`: quantisation into 32-bit words, P-256 keys and ECDH, HKDF, AES-CTR mask streams,
  * Shamir shares over 2^256 + 297, AES-GCM share envelopes, and double masking; and one round's four
- * phases (§6, §10) for a participant (`SecureParticipant`) and for the aggregator (`SecureSum`).
+ * phases (§6, §10) for a participant (`SecureParticipant`) and for the aggregator (`SecureSum`, which
+ * a peer of a decentralized round starts with `SecureSum.following`), ending with the new model
+ * (`secureMean`).
  */
 export { RoundAborted, SecureAggregationError } from "./errors";
 export type { SecureAggregationErrorKind } from "./errors";
@@ -71,3 +73,5 @@ export { SecureParticipant } from "./participant";
 export type { ParticipantOptions, PublicKeys, RevealedShare, ShareKind, SharesOut } from "./participant";
 export { SecureSum } from "./aggregator";
 export type { RoundPhase, RoundSplit, SecureSumOptions } from "./aggregator";
+export { addChange, meanChange, secureMean } from "./mean";
+export type { MeanChange, SecureMean } from "./mean";

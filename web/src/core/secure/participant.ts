@@ -22,7 +22,7 @@
  * scalar (JWK `d`) is Shamir-shared. Nothing here does I/O: the clients carry the messages.
  */
 
-import { concat, u64be } from "./bytes";
+import { concat, sameBytes, u64be } from "./bytes";
 import { openShares, sealShares } from "./envelope";
 import { SecureAggregationError } from "./errors";
 import { roundSalt } from "./kdf";
@@ -83,10 +83,6 @@ interface Construction {
 }
 
 let construct: (parts: Construction) => SecureParticipant;
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
-}
 
 /** One participant `me` in round `round` of task `taskId`. */
 export class SecureParticipant {
