@@ -67,3 +67,25 @@ def test_what_a_peer_must_not_keep_is_refused_and_changes_nothing(
     reply, exchange = answer(secure, message)
     assert isinstance(reply, ErrorMessage) and error in reply.message
     assert exchange.holders(0) == [] and exchange.holders(1) == []
+
+
+def test_a_second_masked_input_from_the_same_peer_is_refused_and_the_first_kept() -> None:
+    first, second = masked(), masked(words=bytes(4 * (1 + MODEL.size)))
+
+    async def body() -> tuple[object, object, PeerExchange]:
+        exchange = PeerExchange(MODEL, lambda round: None, secure=True)
+        exchange.accepting = {0}
+        mine, theirs = memory_pair()
+        exchange.watch("p-other", mine)
+        replies = []
+        for message in (first, second):
+            await theirs.send(encode(message), timeout=5)
+            replies.append(decode(await theirs.receive(timeout=5)))
+        await exchange.aclose()
+        return replies[0], replies[1], exchange
+
+    ack, refusal, exchange = asyncio.run(body())
+    assert ack == PeerAck(round=0, digest=first.digest)
+    assert isinstance(refusal, ErrorMessage)
+    assert refusal.message == "a masked input of round 0 from this peer arrived already"
+    assert exchange.masked[0]["p-other"] == first

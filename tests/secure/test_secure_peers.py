@@ -267,7 +267,7 @@ def test_too_few_peers_left_abort_the_round_and_the_next_one_works(
     assert [r.rounds for r in results] == [1] * 5  # round 0 aborted, round 1 combined
     survivors = [*peers[:3], *peers[5:]]
     assert len({p.timings[-1].digest for p in survivors}) == 1
-    assert [t.round for t in peers[0].timings] == [0, 1]
+    assert [t.round for t in peers[0].timings] == [1]  # one timing per round combined
     history = httpx.get(f"{server.url}/api/tasks/secure/rounds", timeout=5).json()
     assert "aborted" in history[0]["aggregation"] and history[1]["contributors"] == 5
     setups = [m for m in record.from_server["peer-0"] if isinstance(m, SecureSetup)]
@@ -315,3 +315,72 @@ def test_a_masked_input_sent_to_the_server_is_refused(serve: Any) -> None:
     error = next(m for m in answers if isinstance(m, ErrorMessage))
     assert error.code == "unexpected" and "masked inputs go to the peers" in error.message
     assert code is None  # a refusal, not a disconnection
+
+
+def test_a_round_whose_peers_all_left_starts_afresh_for_new_peers(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = peers_task(min_participants=3)
+    server = serve(task)
+    record = Recorder(monkeypatch)
+    hub = MemoryHub()
+    first, second = record.peers(server.url, task, 3, hub), record.peers(server.url, task, 3, hub)
+    leaving = {id(p) for p in first}
+    real_share = peer_secure.SecureParticipant.share
+    quitters: set[str] = set()
+
+    def share(self: Any, setup: Any) -> Any:
+        if self.me in quitters:
+            raise asyncio.CancelledError  # all of round 0's first peers leave while sharing
+        return real_share(self, setup)
+
+    monkeypatch.setattr(peer_secure.SecureParticipant, "share", share)
+
+    async def body() -> list[Any]:
+        async with asyncio.timeout(120):
+            runs = [asyncio.ensure_future(p.run(rounds=1)) for p in first]
+            while not all(p.client_id for p in first):
+                await asyncio.sleep(0.01)
+            quitters.update(p.client_id for p in first if id(p) in leaving and p.client_id)
+            await asyncio.gather(*runs, return_exceptions=True)
+            return list(await asyncio.gather(*(p.run(rounds=1) for p in second)))
+
+    results = asyncio.run(body())
+
+    assert [r.rounds for r in results] == [1, 1, 1]
+    assert len({p.timings[0].digest for p in second}) == 1
+    assert all(p.timings[0].round == 0 for p in second)  # round 0, started afresh
+    history = httpx.get(f"{server.url}/api/tasks/secure/rounds", timeout=5).json()
+    assert [h["round"] for h in history] == [0] and history[0]["contributors"] == 3
+
+
+def test_two_survivors_of_three_abort_rather_than_read_each_others_update(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = peers_task(min_participants=3)
+    server = serve(task)
+    record = Recorder(monkeypatch)
+    peers = record.peers(server.url, task, 3, MemoryHub())
+    real_mask = peer_secure.SecureParticipant.mask
+
+    def mask(self: Any, words: np.ndarray, senders: Any) -> np.ndarray:
+        if self.me == peers[2].client_id:
+            raise asyncio.CancelledError  # shares, then leaves: 2 survivors would remain
+        return real_mask(self, words, senders)
+
+    monkeypatch.setattr(peer_secure.SecureParticipant, "mask", mask)
+
+    async def body() -> list[Any]:
+        async with asyncio.timeout(120):
+            runs = [asyncio.ensure_future(p.run(rounds=1)) for p in peers]
+            await asyncio.gather(runs[2], return_exceptions=True)
+            while not any(isinstance(m, SecureAbort) for m in record.from_server["peer-0"]):
+                await asyncio.sleep(0.02)
+            return list(runs)  # the two left wait for a third peer: ended with the loop
+
+    asyncio.run(body())
+    aborts = [m for m in record.from_server["peer-0"] if isinstance(m, SecureAbort)]
+    assert len(aborts) == 1 and "only 2 survivors" in aborts[0].reason
+    assert not any(isinstance(m, SecureReveals) for m in record.from_server["peer-0"])
+    history = httpx.get(f"{server.url}/api/tasks/secure/rounds", timeout=5).json()
+    assert "only 2 survivors" in history[0]["aggregation"]["aborted"]

@@ -27,6 +27,7 @@ from disco.decentralized.connector import use_host_addresses
 from disco.decentralized.exchange import PeerExchange
 from disco.decentralized.peer import PeerClient
 from disco.models import build_torch_model
+from disco.protocol import RoundPlan
 from disco.server import ServerHandle
 from disco.training import evaluate
 from disco.weights import Weights
@@ -62,17 +63,34 @@ class Peers:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.from_peers: dict[int, list[tuple[str, Any]]] = defaultdict(list)
         self.from_server: dict[str, list[Any]] = defaultdict(list)
-        handle = PeerExchange._handle
-        record = self.from_peers
+        self.sent: list[tuple[str | None, Any]] = []  # (to whom, message)
+        self.clients: list[PeerClient] = []
+        handle, send = PeerExchange._handle, PeerExchange.send
+        record, peers = self.from_peers, self
 
         async def recording(self: PeerExchange, peer: str, channel: Any, message: Any) -> None:
             record[id(self)].append((peer, message))
             await handle(self, peer, channel, message)
 
+        async def sending(self: PeerExchange, channel: Any, message: Any, timeout: float) -> None:
+            peers.sent.append((peers.recipient(self, channel), message))
+            await send(self, channel, message, timeout)
+
         monkeypatch.setattr(PeerExchange, "_handle", recording)
+        monkeypatch.setattr(PeerExchange, "send", sending)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+
+    def recipient(self, exchange: PeerExchange, channel: Any) -> str | None:
+        """The peer `channel` of one of the Python peers leads to (from the plans it was sent)."""
+        for client in self.clients:
+            if client._exchange is exchange and client._connector is not None:
+                plans = [m for m in self.from_server[client.name] if isinstance(m, RoundPlan)]
+                for peer in {p.id for plan in plans for p in plan.peers}:
+                    if client._connector.channel(peer) is channel:
+                        return peer
+        return None
 
     def start(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -126,6 +144,7 @@ def test_a_browser_and_three_python_peers_unmask_only_the_sum(
                 on_message=lambda m, name=name: peers.from_server[name].append(m),
             )
         )
+    peers.clients = clients
     runs = [peers.start(c.run(ROUNDS)) for c in clients]
     try:
         expect(page.get_by_test_id("round-peers")).to_be_visible(timeout=120_000)
@@ -174,6 +193,13 @@ def test_a_browser_and_three_python_peers_unmask_only_the_sum(
         assert len(from_browser) == ROUNDS
         as_floats = np.frombuffer(from_browser[0].words, dtype="<f4")
         assert np.mean(~np.isfinite(as_floats) | (np.abs(as_floats) > 1e3)) > 0.3
+    # what the browser received from the Python peers on its channels: their masked inputs and
+    # acknowledgements, nothing else
+    to_browser = [m for to, m in peers.sent if to in browser]
+    assert {type(m) for m in to_browser} == {protocol.PeerMasked, protocol.PeerAck}
+    masked_to_browser = [m for m in to_browser if isinstance(m, protocol.PeerMasked)]
+    assert len(masked_to_browser) == 3 * ROUNDS
+    assert all(_uniform(np.frombuffer(m.words, dtype="<u4")) for m in masked_to_browser)
     # what every peer received from the server: never a model, never a masked input
     browser_frames = [protocol.decode(f) for f in page_log(page).frames_received]
     for messages in [*peers.from_server.values(), browser_frames]:

@@ -143,7 +143,7 @@ class PeerExchange:
             self.changed.set()
             self._on_update(message.round)
         elif isinstance(message, PeerMasked):
-            problem = self._check_masked(message)
+            problem = self._check_masked(peer, message)
             if problem is not None:
                 log.warning(
                     "refused the masked input of %s for round %d: %s", peer, message.round, problem
@@ -200,11 +200,13 @@ class PeerExchange:
             return "the update's digest does not match its weights (damaged in transit?)"
         return self._acceptable(update.round, update.weights)
 
-    def _check_masked(self, masked: PeerMasked) -> str | None:
+    def _check_masked(self, peer: str, masked: PeerMasked) -> str | None:
         if masked.round not in self.accepting:
             return f"round {masked.round} is not open here"
         if not self._secure:
             return "this task does not use secure aggregation: its updates travel as peer_update"
+        if peer in self.masked.get(masked.round, {}):  # the first one stays
+            return f"a masked input of round {masked.round} from this peer arrived already"
         length = 1 + self._reference.size  # the weight word, then one word per value
         if len(masked.words) % 4:
             return f"a masked input is whole 32-bit words, not {len(masked.words)} bytes"

@@ -54,7 +54,7 @@ from disco.protocol.secure import SHARES_S, UNMASK_S
 from disco.secure.aggregator import SecureSum
 from disco.secure.mean import secure_mean
 from disco.secure.participant import SecureParticipant
-from disco.secure.roster import RoundSetup
+from disco.secure.roster import MIN_MEMBERS, RoundSetup
 from disco.training import EpochMetrics
 from disco.transport import ChannelClosed
 from disco.weights import Weights
@@ -95,16 +95,21 @@ async def secure_peer_round(
     timing: RoundTiming,
 ) -> int:
     """Take part in the planned secure round from the barrier on (training runs); 1 if this
-    peer ended it with the unmasked sum, 0 otherwise (it holds the round's model then, or sat
-    out)."""
+    peer ended it with the unmasked sum, 0 otherwise. Whatever the ending, it holds a model for
+    round r + 1 afterwards: the new one, or the round's own (`base`), which the next plan's digest
+    tells it whether to use or to replace."""
     r = plan.round
+    peer._exchange.models[r + 1] = base  # until the round gives a new one
     try:
+        if SecureAbort in peer._secure.get(r, {}):
+            raise _Aborted(peer._secure[r][SecureAbort])
+        if peer.client_id not in peer._exchanges[r].peers:
+            raise _SitOut("left out (channels to the peers did not open in time)")
         new = await _phases(peer, plan, me, base, training, timing)
     except _Aborted as exc:  # every member keeps the round's model, and says it holds it
         log.warning("round %d: %s; the next round starts from the same model", r, exc)
         history.extend(await _epochs(training))
         peer.weights = base
-        peer._exchange.models[r + 1] = base
         await peer._send(DigestReport(round=r, digest=base.digest()))
         return 0
     except _SitOut as exc:
@@ -173,6 +178,7 @@ async def _phases(
     wait = plan.exchange_s + UNMASK_S
     ask = await _next(peer, r, (SecureUnmask, SecureReveals), wait, "the round's survivors")
     if isinstance(ask, SecureUnmask):
+        _enough(ask.survivors)  # else nothing is revealed
         shares = me.reveal(ask.survivors, ask.dropped)
         reveal = [SecureShare(of=o, kind=k, share=x) for o, k, x in shares]
         await peer._send(SecureReveal(round=r, shares=reveal))
@@ -198,6 +204,11 @@ def _unmask(
 ) -> Weights | None:
     """The round's new model from the survivors' masked inputs and the relayed shares; None if
     this peer lacks an input or the sum cannot be unmasked (it keeps `base`)."""
+    try:
+        _enough(reveals.survivors)
+    except SecureAggregationError as exc:
+        log.warning("round %d: %s", setup.round, exc)
+        return None
     lacking = [s for s in reveals.survivors if s not in held]
     if lacking:
         log.warning(
@@ -224,6 +235,16 @@ def _unmask(
     except SecureAggregationError as exc:  # every peer fails alike: all keep the round's model
         log.warning("round %d: the sum could not be unmasked (%s)", setup.round, exc)
         return None
+
+
+def _enough(survivors: list[str]) -> None:
+    """Refuse to unmask the sum of fewer than 3 survivors: every peer reads the sum, so with two
+    each would read the other's update from it."""
+    if len(survivors) < MIN_MEMBERS:
+        raise SecureAggregationError(
+            f"only {len(survivors)} survivors: with fewer than {MIN_MEMBERS}, each could read "
+            "another's update from the sum; nothing is revealed"
+        )
 
 
 async def _next(

@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from disco.decentralized.topology import ALL_TO_ALL_LIMIT, peer_graph
@@ -219,6 +219,7 @@ class DecentralizedSession:
         ):
             if message.round < self._round_no:  # what a (re)joining peer holds
                 peer.holds = (message.round + 1, message.digest)
+                await self._advance()  # a round may have waited for it
             return
         rnd = self._round
         if rnd is None or message.round != rnd.number:
@@ -260,9 +261,15 @@ class DecentralizedSession:
             if rnd is None:
                 if self.participants < self.task.training.min_participants or not self._peers:
                     return
+                if not self._may_start():
+                    return
                 await self._start_round()
             elif not await self._step(rnd):
                 return
+
+    def _may_start(self) -> bool:
+        """Whether a round may start now that enough peers are here (always, here)."""
+        return True
 
     async def _step(self, rnd: OpenRound) -> bool:
         """Start `rnd`'s next phase if its current one is done; whether it moved."""
@@ -405,13 +412,13 @@ class DecentralizedSession:
 
     def _timer(self, seconds: float, rnd: OpenRound, phase: Phase) -> asyncio.TimerHandle:
         loop = asyncio.get_running_loop()
+        return loop.call_later(seconds, lambda: self._spawn(self._expire(rnd, phase)))
 
-        def fire() -> None:
-            task = loop.create_task(self._expire(rnd, phase))
-            self._tasks.add(task)  # kept until done; a failure is logged, not lost
-            task.add_done_callback(self._done)
-
-        return loop.call_later(seconds, fire)
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` as a task kept until done (a failure is logged, not lost)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -30,11 +30,12 @@ round is all to all (each peer needs every masked input), of at most `SECURE_MAX
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
-from disco.aggregation_config import SECURE_MAX_PEERS
+from disco.aggregation_config import SECURE_MAX_PEERS, SECURE_MIN_PARTICIPANTS
 from disco.errors import SecureAggregationError
 from disco.protocol import (
     ErrorMessage,
@@ -89,7 +90,8 @@ class SecurePeerSession(DecentralizedSession):
         self._settings = settings
         self._values = initial.size
         self._sum: SecureSum | None = None  # the open round's
-        self._secure_round = -1  # the round `_sum` belongs to
+        self._sum_of: OpenRound | None = None  # the round `_sum` belongs to
+        self._settling: tuple[int, set[str], asyncio.TimerHandle] | None = None  # after an abort
 
     # -- messages ------------------------------------------------------------------------------
     async def receive(self, connection: str, message: PeerMessage | SecurePeerMessage) -> None:
@@ -146,7 +148,7 @@ class SecurePeerSession(DecentralizedSession):
 
     def _open_sum(self, rnd: OpenRound) -> SecureSum:
         """The coordinator's state of `rnd` (made when its first secure message arrives)."""
-        if self._sum is None or self._secure_round != rnd.number:
+        if self._sum is None or self._sum_of is not rnd:  # a restarted round starts afresh
             s = self._settings
             self._sum = SecureSum(
                 self.task.id,
@@ -156,7 +158,7 @@ class SecurePeerSession(DecentralizedSession):
                 weight_cap=s.weight_cap,
                 threshold=s.threshold,
             )
-            self._secure_round = rnd.number
+            self._sum_of = rnd
         return self._sum
 
     # -- phases --------------------------------------------------------------------------------
@@ -176,7 +178,7 @@ class SecurePeerSession(DecentralizedSession):
         live = peer_rounds.live(rnd, self._peers, rnd.exchange)
         try:
             setup = secure.setup(present=live)
-        except RoundAborted as exc:
+        except SecureAggregationError as exc:  # RoundAborted, or a state it cannot go on from
             await self._abort(rnd, str(exc))
             return
         self._phase(rnd, "sharing", SHARES_S)
@@ -206,12 +208,13 @@ class SecurePeerSession(DecentralizedSession):
         assert self._sum is not None
         try:
             senders = self._sum.close_shares()
-        except RoundAborted as exc:
+            _at_least_three(senders, "senders")
+        except SecureAggregationError as exc:
             await self._abort(rnd, str(exc))
             return
         rnd.exchange = set(senders)
         self._phase(rnd, "exchanging", self._exchange_s)
-        for m in senders:
+        for m in sorted(peer_rounds.live(rnd, self._peers, rnd.exchange)):
             inbox = SecureInbox(
                 round=rnd.number,
                 senders=list(senders),
@@ -225,7 +228,8 @@ class SecurePeerSession(DecentralizedSession):
         live = peer_rounds.live(rnd, self._peers, rnd.exchange)
         try:
             survivors, dropped = self._sum.close_masked(peer_rounds.combine_set(rnd, live))
-        except RoundAborted as exc:
+            _at_least_three(survivors, "survivors")
+        except SecureAggregationError as exc:
             await self._abort(rnd, str(exc))
             return
         if dropped:
@@ -301,12 +305,20 @@ class SecurePeerSession(DecentralizedSession):
             "[%s] round %d: secure aggregation aborted: %s", self.task.id, rnd.number, reason
         )
         members = sorted(peer_rounds.live(rnd, self._peers))
-        for m in members:  # those that held the round's model still do, for the next round
+        # the members still in the secure round answer the abort with their digest once their
+        # training is done; the next round waits for them (at most a round's deadline), or it
+        # would start while they train and leave them out. The others (left out, not on the
+        # roster) keep the round's model for the next round, as every peer does
+        secure = self._sum if self._sum_of is rnd else None
+        busy = set(secure.setup_ids) if secure is not None and secure.setup_ids else rnd.exchange
+        for m in members:
             peer = self._peers[m]
-            if self._holds_model(peer):
+            if m not in busy and self._holds_model(peer):
                 peer.holds = (rnd.number + 1, peer.holds[1] if peer.holds else "")
         self._round_no = rnd.number + 1
         self._round = None
+        timer = asyncio.get_running_loop().call_later(self._exchange_s, self._settled)
+        self._settling = (self._round_no, set(busy) & set(members), timer)
         await self._to(members, SecureAbort(round=rnd.number, reason=reason[:1000]))
         described = self._described(rnd) | {"aborted": reason}
         record = RoundRecord(
@@ -320,13 +332,35 @@ class SecurePeerSession(DecentralizedSession):
         await self._save_record(record)
         await self._broadcast(self.status())
 
+    def _may_start(self) -> bool:
+        """After an abort, the next round starts once the aborted round's members said they
+        hold the model again (their `digest`), or a round's deadline passed."""
+        if self._settling is None:
+            return True
+        number, waiting, timer = self._settling
+        pending = [
+            m
+            for m in waiting
+            if m in self._peers and (self._peers[m].holds or (-1, ""))[0] != number
+        ]
+        if pending:
+            return False
+        timer.cancel()
+        self._settling = None
+        return True
+
+    def _settled(self) -> None:
+        if self._settling is not None:
+            self._settling = None
+            self._spawn(self._advance())
+
     def _described(self, rnd: OpenRound) -> dict[str, Any]:
         described = super()._described(rnd) | {
             "secure": True,
             "clip": self._settings.clip,
             "weight_cap": self._settings.weight_cap,
         }
-        if self._sum is not None and self._secure_round == rnd.number and self._sum.setup_ids:
+        if self._sum is not None and self._sum_of is rnd and self._sum.setup_ids:
             described |= {
                 "threshold": self._sum.threshold,
                 "members": len(self._sum.setup_ids),
@@ -351,3 +385,13 @@ class SecurePeerSession(DecentralizedSession):
             peer = self._peers.get(identity)
             if peer is not None:
                 await peer.participant.send(message)
+
+
+def _at_least_three(members: tuple[str, ...], what: str) -> None:
+    """Every peer reads the round's sum: with two members in it, each would read the other's
+    update from it (`RoundAborted` then)."""
+    if len(members) < SECURE_MIN_PARTICIPANTS:
+        raise RoundAborted(
+            f"only {len(members)} {what}: with fewer than {SECURE_MIN_PARTICIPANTS} every peer "
+            "could read another's update from the sum"
+        )
