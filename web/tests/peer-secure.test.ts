@@ -3,7 +3,9 @@
  * in-memory channels, paced by `FakeSecureSession` (the coordinator: roster, envelopes, split,
  * relayed reveals) — a whole round where every peer unmasks the same model, masked inputs that
  * hide the updates, a peer dropped for never sending its masked input, shares that rebuild no
- * secret, an aborted round; joining; and the exchange's checks of masked inputs.
+ * secret, an aborted round, a peer left off the roster or out by the barrier (it keeps the round's
+ * model for the next round), 2 survivors (nothing revealed); joining; and the exchange's checks of
+ * masked inputs (a second one from the same peer refused).
  */
 
 import { describe, expect, it } from "vitest";
@@ -258,6 +260,82 @@ describe("PeerClient in secure rounds", () => {
     await expect(runs[1]).rejects.toThrow(StoppedError);
     fake.stop();
   });
+
+  it.each([
+    ["not on the roster", { ignoreKeys: [{ round: 1, peer: "d" }] }, "the roster does not list this peer"],
+    ["left out by the barrier", { leaveOut: [{ round: 1, peer: "d" }] }, "left out (channels to the peers did not open in time)"],
+  ] as const)("a peer %s keeps the round's model as the next one's and takes part in it without fetching", async (_, how, said) => {
+    // round 1 goes on without d, then is aborted: the server counts d among the holders of G_1
+    // for round 2, whose plan names no peer for d to fetch from
+    const fake = await session({ minParticipants: 4, abort: [1], ...how });
+    const hub = new MemoryHub();
+    const deltas = { a: 0.25, b: -0.125, c: 0.5, d: 0.0625 } as const;
+    const peers = Object.fromEntries(
+      Object.entries(deltas).map(([id, delta]) => [id, makePeer(id, fake, hub, { train: trainBy(delta, 10) })]),
+    ) as Record<keyof typeof deltas, TestPeer>;
+    const results = await Promise.all(Object.values(peers).map((p) => p.client.run(2)));
+
+    expect(fake.setups.map((s) => s.members.map((m) => m.id))).toEqual([
+      ["a", "b", "c", "d"],
+      ["a", "b", "c"],
+      ["a", "b", "c", "d"],
+    ]);
+    expect(fake.aborted.map((a) => a.round)).toEqual([1]);
+    const first = (peers.a.events.find((e) => e.kind === "round") as PeerRoundEvent).weights; // G_1
+    const g1 = await first.digest();
+    const d = peers.d;
+    expect(d.logs().some((l) => l.includes(said))).toBe(true);
+    // d reported nothing of round 1, and round 2 opened for it with the model it held (no fetch)
+    expect(fake.messages("d", "digest").map((m) => m.round)).toEqual([0, 2]);
+    expect(fake.messages("d", "secure_shares").map((m) => m.round)).toEqual([0, 2]);
+    expect(d.logs().some((l) => l.includes("fetching the round's model"))).toBe(false);
+    const models = d.events.filter((e) => e.kind === "model") as { round: number; weights: Weights }[];
+    expect(models.map((e) => e.round)).toEqual([0, 1, 2]);
+    expect(models[2]!.weights.equals(first)).toBe(true);
+    expect(await models[2]!.weights.digest()).toBe(g1);
+    // everyone took part in round 2 and ended it with the same model
+    expect(fake.splits.at(-1)).toEqual({ round: 2, survivors: ["a", "b", "c", "d"], dropped: [] });
+    for (const [id, peer] of Object.entries(peers)) {
+      expect(peer.events.filter((e): e is PeerRoundEvent => e.kind === "round").map((e) => e.round), id).toEqual([1, 3]);
+    }
+    expect(results.every((r) => r.rounds === 2 && r.weights.equals(results[0]!.weights))).toBe(true);
+    expect(results.map((r) => r.timings.map((t) => t.round))).toEqual([[0, 2], [0, 2], [0, 2], [0, 2]]); // only rounds combined
+    fake.stop();
+  });
+
+  it("refuses to unmask the sum of 2 survivors: reveals nothing and keeps the round's model", async () => {
+    // a server that lets such a round go on: each survivor could read the other's update from the sum
+    const fake = await session({ fewerThanThree: true, exchangeMs: 400, unmaskMs: 300 });
+    const hub = new MemoryHub();
+    const slowC: PeerTrainFn = async (round, weights, signal, k) => {
+      // in round 0, trains until the split is made without it
+      if (round === 0) await waitFor(() => fake.splits.length > 0, "the split");
+      return trainBy(0.5, 10)(round, weights, signal, k);
+    };
+    const a = makePeer("a", fake, hub, { train: trainBy(0.25, 10) });
+    const b = makePeer("b", fake, hub, { train: trainBy(-0.125, 10) });
+    const c = makePeer("c", fake, hub, { train: slowC });
+    const results = await Promise.all([a, b, c].map((p) => p.client.run(1)));
+
+    expect(fake.splits[0]).toEqual({ round: 0, survivors: ["a", "b"], dropped: ["c"] });
+    expect(fake.aborted.map((x) => x.round)).toEqual([0]); // no reveal came
+    const digest = await base.digest();
+    for (const [id, peer] of [["a", a], ["b", b]] as const) {
+      expect(fake.messages(id, "secure_reveal").map((m) => m.round), id).toEqual([1]); // nothing of round 0
+      expect(fake.messages(id, "digest").map((m) => m.round), id).toEqual([1]); // sat out: reported nothing
+      expect(
+        peer.logs().some((l) => l.includes("only 2 survivors: with fewer than 3, each could read another's update from the sum; nothing is revealed")),
+        id,
+      ).toBe(true);
+      // round 1 opened with the model it kept
+      const models = peer.events.filter((e) => e.kind === "model") as { round: number; weights: Weights }[];
+      expect(models.map((e) => e.round), id).toEqual([0, 1]);
+      expect(await models[1]!.weights.digest(), id).toBe(digest);
+    }
+    expect(fake.messages("c", "digest")[0]).toEqual({ type: "digest", round: 0, digest }); // the abort: c keeps it too
+    expect(results.every((r) => r.rounds === 1 && r.weights.equals(results[0]!.weights))).toBe(true);
+    fake.stop();
+  });
 });
 
 describe("joining a secure task", () => {
@@ -315,6 +393,27 @@ describe("masked inputs between peers", () => {
     expect([...(exchange.masked.get(3)?.get("p-b")?.words ?? [])]).toEqual([...words]);
     exchange.forgetBefore(4);
     expect(exchange.holders(3)).toEqual([]);
+    exchange.close();
+  });
+
+  it("refuses a second masked input of the round from the same peer, keeping the first", async () => {
+    const { exchange, theirs, updates } = await exchangeWith(true);
+    const first = new Uint8Array(4 * (1 + base.size)).map((_, i) => i);
+    const second = new Uint8Array(4 * (1 + base.size)).map((_, i) => 255 - i);
+    const digest = await digestOfWords(first);
+    await theirs.send(encode({ type: "peer_masked", round: 3, words: first, digest }), 1_000);
+    expect(await answer(theirs)).toEqual({ type: "peer_ack", round: 3, digest });
+    await theirs.send(encode({ type: "peer_masked", round: 3, words: second, digest: await digestOfWords(second) }), 1_000);
+    expect(await answer(theirs)).toEqual({
+      type: "error",
+      code: "unexpected",
+      message: "a masked input of round 3 from this peer arrived already",
+      round: 3,
+    });
+    expect(updates).toEqual([3]);
+    const kept = exchange.masked.get(3)?.get("p-b");
+    expect(kept?.digest).toBe(digest);
+    expect([...(kept?.words ?? [])]).toEqual([...first]);
     exchange.close();
   });
 

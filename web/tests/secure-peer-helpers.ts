@@ -3,7 +3,10 @@
  * `disco.server.peer_secure.SecurePeerSession` paces them (docs/protocol.md §19.1): the roster
  * after the barrier, the envelopes, the split from whose masked inputs most senders hold, the
  * threshold's reveals relayed with the survivors' commitments — the TypeScript `SecureSum` in
- * coordinator mode playing the coordinator. It never sees a masked input or a model.
+ * coordinator mode playing the coordinator. It never sees a masked input or a model. As the
+ * server, it aborts a round of fewer than 3 senders or survivors (unless told not to, to see
+ * the peers refuse such a round themselves); a test may also have it ignore a peer's keys, leave
+ * a peer out at the barrier, or abort a round once the shares are in.
  */
 
 import type { ClientMessage, SecureShare, ServerMessage } from "../src/core/protocol";
@@ -20,7 +23,22 @@ export interface SecureSessionOptions extends SessionOptions {
   unmaskMs?: number;
   /** Rounds whose first relayed share the coordinator damages (one bit): the sum cannot be unmasked. */
   damage?: readonly number[];
+  /** Go on with fewer than 3 senders or survivors (a server from before that rule): the peers must refuse. */
+  fewerThanThree?: boolean;
+  /** Peers whose keys the coordinator ignores in a round: the roster leaves them out. */
+  ignoreKeys?: readonly { round: number; peer: string }[];
+  /** Peers the barrier leaves out of a round (`exchange` without them), as if their channels had not opened. */
+  leaveOut?: readonly { round: number; peer: string }[];
+  /** Rounds the coordinator aborts once the shares are in. */
+  abort?: readonly number[];
 }
+
+/** Whether `list` names `peer` in `round`. */
+const names = (list: readonly { round: number; peer: string }[] | undefined, round: number, peer: string): boolean =>
+  list?.some((x) => x.round === round && x.peer === peer) ?? false;
+
+/** The server's rule: every peer reads the sum, so with two members each would read the other's update. */
+const FEWEST = 3;
 
 /** The coordinator's state of one secure round (`SecureSum` in coordinator mode: it never holds a masked input). */
 interface SecureRound {
@@ -69,6 +87,7 @@ export class FakeSecureSession extends FakeSession {
     const secure = this.secureRound(rnd);
     try {
       if (message.type === "secure_keys" && rnd.phase === "connecting") {
+        if (names(this.secureOptions.ignoreKeys, rnd.number, identity)) return;
         secure.sum.addKeys(identity, message.c_public, message.s_public, { replace: true });
       } else if (message.type === "secure_shares" && rnd.phase === "sharing") {
         secure.sum.addShares(identity, message.commitment, new Map(message.envelopes.map((e) => [e.peer, e.data])));
@@ -108,7 +127,8 @@ export class FakeSecureSession extends FakeSession {
 
   /** The barrier passed: `exchange` as usual, then the roster to the members that passed. */
   protected override startExchange(rnd: Round, excluded: string[]): void {
-    super.startExchange(rnd, excluded);
+    const out = [...this.live(rnd)].filter((m) => names(this.secureOptions.leaveOut, rnd.number, m));
+    super.startExchange(rnd, [...new Set([...excluded, ...out])]);
     const secure = this.secureRound(rnd);
     let setup: RoundSetup;
     try {
@@ -157,9 +177,14 @@ export class FakeSecureSession extends FakeSession {
     let senders: readonly string[];
     try {
       senders = secure.sum.closeShares();
+      this.atLeastThree(senders, "senders");
     } catch (error) {
       if (!(error instanceof RoundAborted)) throw error;
       this.abort(rnd, error.message);
+      return;
+    }
+    if (this.secureOptions.abort?.includes(rnd.number)) {
+      this.abort(rnd, "the test aborts this round");
       return;
     }
     rnd.exchange = new Set(senders);
@@ -177,6 +202,7 @@ export class FakeSecureSession extends FakeSession {
     let split: { survivors: readonly string[]; dropped: readonly string[] };
     try {
       split = secure.sum.closeMasked([...rnd.exchange].filter((s) => this.heldWidely(rnd, s, live)));
+      this.atLeastThree(split.survivors, "survivors");
     } catch (error) {
       if (!(error instanceof RoundAborted)) throw error;
       this.abort(rnd, error.message);
@@ -188,6 +214,13 @@ export class FakeSecureSession extends FakeSession {
     rnd.contributors = survivors;
     this.timer(rnd, "unmasking", this.secureOptions.unmaskMs ?? 5_000);
     this.to([...live].filter((m) => survivors.includes(m)), { type: "secure_unmask", round: rnd.number, survivors, dropped });
+  }
+
+  /** The server's `_at_least_three` (unless `fewerThanThree`): `RoundAborted` for fewer than 3 `members`. */
+  private atLeastThree(members: readonly string[], what: string): void {
+    if (members.length < FEWEST && !this.secureOptions.fewerThanThree) {
+      throw new RoundAborted(`only ${members.length} ${what}: with fewer than ${FEWEST} every peer could read another's update from the sum`);
+    }
   }
 
   /** Python's `held_widely`: more than half of the live members that should hold `sender`'s input do. */

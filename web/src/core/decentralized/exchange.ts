@@ -11,7 +11,8 @@
  *   updates it holds); an invalid one is refused with an `ErrorMessage` to the sender and changes
  *   nothing;
  * - in a task with secure aggregation, keeps each valid `PeerMasked` (a secure round's masked
- *   input, docs/protocol.md §19.1) the same way instead — the round open here, exactly the
+ *   input, docs/protocol.md §19.1) the same way instead — the round open here, the first one
+ *   of the round from its sender (a second one is refused, the first one kept), exactly the
  *   round's words (1 + the model's values, uint32 little-endian) and the SHA-256 of those bytes
  *   its digest — and refuses updates in the clear (a task without it refuses masked inputs);
  * - answers a `ModelRequest` with the model it holds for that round (`PeerModel`) or an error
@@ -178,7 +179,8 @@ export class PeerExchange {
         return;
       }
       case "peer_masked": {
-        const problem = await this.checkMasked(message);
+        // (checked again after the digest's await: one from another channel of `peer` may have come first)
+        const problem = (await this.checkMasked(peer, message)) ?? this.already(peer, message);
         if (problem !== null) {
           this.log("warn", `refused the masked input of peer ${peer} for round ${message.round}: ${problem}`);
           const error: ErrorMessage = { type: "error", code: "unexpected", message: problem, round: message.round };
@@ -261,10 +263,16 @@ export class PeerExchange {
     return this.options.acceptable?.(update.round, update.weights) ?? null;
   }
 
-  /** Why `masked` cannot be taken, or null: the round open here, the round's number of words, the digest. */
-  async checkMasked(masked: PeerMasked): Promise<string | null> {
+  /**
+   * Why `masked` from `peer` cannot be taken, or null: the round open here, the first one of the
+   * round from `peer` (a second one is refused, the first one stays), the round's number of words,
+   * the digest.
+   */
+  async checkMasked(peer: string, masked: PeerMasked): Promise<string | null> {
     if (!this.accepting.has(masked.round)) return `round ${masked.round} is not open here`;
     if (!this.options.secure) return "this task does not use secure aggregation: its updates travel as peer_update";
+    const again = this.already(peer, masked);
+    if (again !== null) return again;
     const length = 1 + this.reference.size; // the weight word, then one word per value of the model
     if (masked.words.length % 4 !== 0) return `a masked input is whole 32-bit words, not ${masked.words.length} bytes`;
     if (masked.words.length !== 4 * length) return `a masked input of round ${masked.round} is ${length} words`;
@@ -272,6 +280,12 @@ export class PeerExchange {
       return "the masked input's digest does not match its words (damaged in transit?)";
     }
     return null;
+  }
+
+  /** Why `masked` is not the first masked input of its round from `peer`, or null. */
+  private already(peer: string, masked: PeerMasked): string | null {
+    if (this.masked.get(masked.round)?.has(peer) !== true) return null;
+    return `a masked input of round ${masked.round} from this peer arrived already`;
   }
 
   /** The peers whose update or masked input of `round` this peer holds (sorted). */

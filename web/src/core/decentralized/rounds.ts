@@ -7,8 +7,9 @@
  * new model's digest. A round of a task with secure aggregation sends fresh keys with the plan and
  * follows §19.1 from the barrier on (./secure.ts): masked inputs instead of updates, every peer
  * unmasking the sum. A peer that cannot get the round's model, or that the barrier left out, sits
- * the round out. `resync` fetches the agreed model from the peer a `Resync` names. Every wait is
- * bounded by the plan's deadlines plus the slack; where each round's time went is a `RoundTiming`.
+ * the round out (in a secure round it still holds the round's model as the next one's). `resync`
+ * fetches the agreed model from the peer a `Resync` names. Every wait is bounded by the plan's
+ * deadlines plus the slack; where each round's time went is a `RoundTiming` (rounds it combined).
  */
 
 import { AggregationError } from "../aggregation/errors";
@@ -238,7 +239,12 @@ export abstract class PeerRounds extends PeerSession {
 
   /**
    * The planned secure round from the go-ahead on (training runs): its phases (./secure.ts), then
-   * the model it ends with; 1 if this peer unmasked the sum, 0 otherwise.
+   * the model it ends with; 1 if this peer unmasked the sum, 0 otherwise. Whatever the ending, it
+   * holds a model for round r + 1 afterwards: the new one, or the round's own (`base`) — sat out,
+   * left out by the barrier, aborted, unmasked by none — since the server may count it among the
+   * holders of G_r, and the next plan then names no peer to fetch from; that plan's digest says
+   * whether to use it (`roundModel`). Only an abort or a sum that could not be unmasked report its
+   * digest; a timing is kept only for a round it combined.
    */
   private async secureRound(
     plan: RoundPlan,
@@ -250,6 +256,7 @@ export abstract class PeerRounds extends PeerSession {
     mine: string,
   ): Promise<number> {
     const r = plan.round;
+    this.exchange.models.set(r + 1, base); // until the round gives a new one
     if (this.secureBox(r).abort === undefined) {
       const exchange = this.exchanges.get(r);
       if (exchange === undefined) await training; // no go-ahead: training failed, and its error ends the run
@@ -279,10 +286,9 @@ export abstract class PeerRounds extends PeerSession {
     }
     const why = keepsBecause(outcome);
     if (why !== null) {
-      // it keeps the round's model, which opens the next round, and says it holds it
+      // it keeps the round's model, which opens the next round (held above), and says it holds it
       this.log("warn", `${mine}: ${why}; the next round starts from the round's model`);
       this.weights = base;
-      this.exchange.models.set(r + 1, base);
       this.send({ type: "digest", round: r, digest: await digestOf(base) });
     }
     this.forget(r);

@@ -12,7 +12,8 @@
  *    pipeline (checks, privacy) and is quantised as a federated participant's is
  *    (`quantisedUpdate`); the masked words go to every other sender over its channel
  *    (`PeerMasked`, with their SHA-256), and it reports whose it holds (`Received`, ./session.ts);
- * 4. asked to unmask (`SecureUnmask`, survivors only) it reveals its shares (`SecureReveal`);
+ * 4. asked to unmask (`SecureUnmask`, survivors only) it reveals its shares (`SecureReveal`),
+ *    never for fewer than 3 survivors (with two, each could read the other's update from the sum);
  *    with `SecureReveals` it sums the survivors' masked inputs (its own among them), removes the
  *    masks (`SecureSum.following`) and ends the round with G + Σ w·x / Σ w (`secureMean`), the
  *    same bits on every peer.
@@ -20,11 +21,12 @@
  * `securePeerRound` says how the round ended (`SecureOutcome`); the peer does the bookkeeping. A
  * roster without it, a refusal by the server (`ErrorMessage` of the round) or by the engine
  * (`SecureAggregationError`), or a phase whose message does not come in time make it sit the round
- * out, revealing nothing more. Shares that do not rebuild a secret, or a sum out of bounds, make
- * every peer keep the round's model (and report its digest); lacking a survivor's masked input
- * makes this peer alone keep it (the others agree on the unmasked model, and the server resyncs
- * it); `SecureAbort` opens the next round with the round's model. Every wait is bounded: the
- * phase's deadline plus the peer's slack; only training is never cut short.
+ * out, revealing nothing more. Shares that do not rebuild a secret, a sum out of bounds, or fewer
+ * than 3 survivors make every peer keep the round's model (and report its digest); lacking a
+ * survivor's masked input makes this peer alone keep it (the others agree on the unmasked model,
+ * and the server resyncs it); `SecureAbort` opens the next round with the round's model. However the round ends without a
+ * new model — sat out too — the peer holds the round's model as round r + 1's (./rounds.ts). Every
+ * wait is bounded: the phase's deadline plus the peer's slack; only training is never cut short.
  */
 
 import type { LogEvent } from "../client/options";
@@ -45,7 +47,7 @@ import {
   type SecureSetup,
   type SecureUnmask,
 } from "../protocol";
-import { SecureAggregationError, SecureParticipant, SecureSum, secureMean, sortedIds, type RoundSetup } from "../secure";
+import { MIN_MEMBERS, SecureAggregationError, SecureParticipant, SecureSum, secureMean, sortedIds, type RoundSetup } from "../secure";
 import type { PrivacyConfig, SecureAggregationConfig } from "../task";
 import type { Channel } from "../transport/channel";
 import { stopped } from "../transport/wait";
@@ -95,7 +97,7 @@ export interface SecureHost {
 export type SecureOutcome =
   /** The sum was unmasked: the new model, G_r + Σ w·x / Σ w, and the survivors behind it. */
   | { kind: "combined"; weights: Weights; contributors: number }
-  /** The sum could not be unmasked (wrong shares, Σ w out of bounds): every peer keeps G_r. */
+  /** The sum could not be unmasked (wrong shares, Σ w out of bounds, fewer than 3 survivors): every peer keeps G_r. */
   | { kind: "kept"; why: string }
   /** `SecureAbort`: round r + 1 opens with G_r. */
   | { kind: "aborted"; reason: string }
@@ -219,6 +221,7 @@ async function phases(
   // 4. reveal (survivors only), then unmask with the relayed shares
   let ask = await next(host, r, ["unmask", "reveals"], plan.exchange_s + UNMASK_S, "the round's survivors");
   if (ask.type === "secure_unmask") {
+    enough(ask.survivors); // else nothing is revealed
     const revealed = participant.reveal(ask.survivors, ask.dropped);
     host.send({ type: "secure_reveal", round: r, shares: revealed.map((s) => ({ ...s })) });
     ask = await next(host, r, ["reveals"], UNMASK_S, "the survivors' shares");
@@ -248,8 +251,9 @@ function checkSetup(host: SecureHost, setup: RoundSetup, base: Weights): void {
 
 /**
  * The round's new model from the survivors' masked inputs (`held`, by sender) and the relayed
- * shares; `kept` if the sum cannot be unmasked (every peer fails alike), `lacking` if this peer
- * does not hold every survivor's masked input.
+ * shares; `kept` if the sum cannot be unmasked (fewer than 3 survivors, or the shares or the sum
+ * refused: every peer fails alike), `lacking` if this peer does not hold every survivor's masked
+ * input.
  */
 async function unmask(
   setup: RoundSetup,
@@ -258,6 +262,12 @@ async function unmask(
   reveals: SecureReveals,
   base: Weights,
 ): Promise<SecureOutcome> {
+  try {
+    enough(reveals.survivors);
+  } catch (exc) {
+    if (!(exc instanceof SecureAggregationError)) throw exc;
+    return { kind: "kept", why: exc.message };
+  }
   const lacking = reveals.survivors.filter((s) => !held.has(s));
   if (lacking.length > 0) return { kind: "lacking", lacking };
   try {
@@ -274,6 +284,19 @@ async function unmask(
   } catch (exc) {
     if (!(exc instanceof SecureAggregationError)) throw exc;
     return { kind: "kept", why: exc.message };
+  }
+}
+
+/**
+ * Refuse to unmask the sum of fewer than 3 survivors (`MIN_MEMBERS`): every peer reads the sum,
+ * so with two each could subtract its own input from it and read the other's update.
+ */
+function enough(survivors: readonly string[]): void {
+  if (survivors.length < MIN_MEMBERS) {
+    throw new SecureAggregationError(
+      "round",
+      `only ${survivors.length} survivors: with fewer than ${MIN_MEMBERS}, each could read another's update from the sum; nothing is revealed`,
+    );
   }
 }
 
