@@ -17,7 +17,7 @@ sizes: masking (n AES-CTR streams of the model's size, n − 1 ECDH and envelope
 (one stream per survivor, and per dropped participant one per survivor).
 
     .venv/bin/python benchmarks/secure_aggregation.py [--sizes 3 5 10 20] [--rounds 2]
-        [--scheme federated|decentralized]
+        [--scheme federated|decentralized] [--memory]
 
 Goal (issue 10): at n = 10 on the MNIST CNN, at most 1.2x the bytes and 2x the round time of
 plain aggregation.
@@ -41,7 +41,7 @@ from disco import catalog
 from disco.client import FederatedClient
 from disco.data import load_for_task
 from disco.data.samples import write_samples
-from disco.decentralized.connector import use_host_addresses
+from disco.decentralized.connector import MemoryConnector, MemoryHub, use_host_addresses
 from disco.decentralized.peer import PeerClient
 from disco.models import init_weights
 from disco.secure import quantize
@@ -58,9 +58,22 @@ async def _run(clients: list[Participant], rounds: int) -> float:
     return time.perf_counter() - start
 
 
-def _participants(task: Task, datasets: list[Any], url: str, tag: str) -> list[Participant]:
-    kind = PeerClient if task.training.scheme == "decentralized" else FederatedClient
-    return [kind(task, d, url, seed=i, name=f"{tag}{i}") for i, d in enumerate(datasets)]
+def _participants(
+    task: Task, datasets: list[Any], url: str, tag: str, memory: bool
+) -> list[Participant]:
+    if task.training.scheme != "decentralized":
+        return [
+            FederatedClient(task, d, url, seed=i, name=f"{tag}{i}") for i, d in enumerate(datasets)
+        ]
+    hub = MemoryHub()
+
+    def connector(me: str, on_channel: Any, send: Any) -> MemoryConnector:
+        return MemoryConnector(me, on_channel, hub)
+
+    return [
+        PeerClient(task, d, url, seed=i, name=f"{tag}{i}", connector=connector if memory else None)
+        for i, d in enumerate(datasets)
+    ]
 
 
 def crypto_costs(n: int, values: int, dropped: int = 1) -> dict[str, float]:
@@ -101,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="interleaved runs; medians shown")
     parser.add_argument("--scheme", choices=["federated", "decentralized"], default="federated")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="decentralized peers talk over in-process channels instead of WebRTC",
+    )
     args = parser.parse_args(argv)
     if args.scheme == "decentralized":
         use_host_addresses(["127.0.0.1"])  # every peer is on this machine
@@ -129,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                     ).model_copy(update={"id": f"secure-{n}-{rep}"})
                     _publish(server.url, token, plain_task)
                     _publish(server.url, token, secure_task)
-                    plain = _participants(plain_task, datasets, server.url, "f")
-                    secure = _participants(secure_task, datasets, server.url, "s")
+                    plain = _participants(plain_task, datasets, server.url, "f", args.memory)
+                    secure = _participants(secure_task, datasets, server.url, "s", args.memory)
                     p = asyncio.run(_run(plain, args.rounds))
                     s = asyncio.run(_run(secure, args.rounds))
                     if rep > 0:
@@ -152,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
 
-    how = "over WebRTC on loopback" if args.scheme == "decentralized" else "over WebSockets"
+    how = "over WebSockets"
+    if args.scheme == "decentralized":
+        how = "over in-process channels" if args.memory else "over WebRTC on loopback"
     print(
         f"MNIST CNN ({rows[0]['values']:,} values), {args.scheme} {how}, {args.rounds} rounds x "
         f"1 epoch, median of {args.repeats} run(s); one process, one training thread"

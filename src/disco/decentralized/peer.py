@@ -44,27 +44,22 @@ from disco.decentralized.combine import peer_aggregator
 from disco.decentralized.connector import Connector, OnChannel, RtcConnector, SendSignal
 from disco.decentralized.exchange import PeerExchange
 from disco.decentralized.rounds import SLACK_S as SLACK_S
-from disco.decentralized.rounds import PeerRounds, RoundTiming, round_bound_s
+from disco.decentralized.rounds import PeerRounds, RoundTiming, ToServer, round_bound_s
 from disco.errors import DiscoError, ServerError, SessionError
 from disco.protocol import (
     DEFAULT_MAX_FRAME,
     Combine,
-    DigestReport,
     ErrorMessage,
     Exchange,
     Hello,
     Leave,
-    Ready,
     Received,
     Resync,
     RoundPlan,
     SecureAbort,
     SecureInbox,
-    SecureKeys,
-    SecureReveal,
     SecureReveals,
     SecureSetup,
-    SecureShares,
     SecureUnmask,
     ServerMessage,
     Signal,
@@ -206,18 +201,7 @@ class PeerClient(PeerRounds):
                 log.exception("the on_message callback failed on a %r message", message.type)
         self._changed.set()
 
-    async def _send(
-        self,
-        message: Hello
-        | Leave
-        | Signal
-        | Ready
-        | Received
-        | DigestReport
-        | SecureKeys
-        | SecureShares
-        | SecureReveal,
-    ) -> None:
+    async def _send(self, message: ToServer) -> None:
         assert self._link is not None
         await self._link.send(message)
 

@@ -38,6 +38,7 @@ from disco.protocol import (
     Exchange,
     Hello,
     Leave,
+    PeerMasked,
     PeerUpdate,
     Ready,
     Received,
@@ -56,9 +57,22 @@ from disco.training import EpochMetrics
 from disco.transport import ChannelClosed
 from disco.weights import Weights
 
-__all__ = ["SLACK_S", "PeerRounds", "RoundTiming", "round_bound_s"]
+__all__ = ["SLACK_S", "PeerRounds", "RoundTiming", "ToServer", "round_bound_s"]
 
 log = logging.getLogger("disco.client.peers")
+
+ToServer = (
+    Hello
+    | Leave
+    | Signal
+    | Ready
+    | Received
+    | DigestReport
+    | SecureKeys
+    | SecureShares
+    | SecureReveal
+)
+"""What a peer sends the server."""
 
 SLACK_S = 30.0
 """Added to the server's deadlines before a peer gives up waiting for the server itself."""
@@ -112,18 +126,7 @@ class PeerRounds(Client):
     _secure: dict[int, dict[type, SecureMessage | ErrorMessage]]  # secure rounds' messages
 
     @abstractmethod
-    async def _send(
-        self,
-        message: Hello
-        | Leave
-        | Signal
-        | Ready
-        | Received
-        | DigestReport
-        | SecureKeys
-        | SecureShares
-        | SecureReveal,
-    ) -> None:
+    async def _send(self, message: ToServer) -> None:
         """Send `message` to the server."""
 
     @abstractmethod
@@ -319,7 +322,11 @@ class PeerRounds(Client):
         await asyncio.gather(*(one(p) for p in neighbours))
         timing.connect_s = time.perf_counter() - t0
 
-    async def _send_update(self, peer: str, update: PeerUpdate, timeout: float) -> None:
+    async def _send_update(
+        self, peer: str, update: PeerUpdate | PeerMasked, timeout: float
+    ) -> None:
+        """Send this peer's update (or masked input) of the round to `peer`; a failure is
+        logged: the round goes on without it there."""
         assert self._connector is not None
         channel = self._connector.channel(peer)
         if channel is None:

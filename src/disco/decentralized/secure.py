@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from disco.client.secure import quantized_update, setup_of
-from disco.errors import DiscoError, SecureAggregationError, SessionError
+from disco.errors import SecureAggregationError, SessionError
 from disco.protocol import (
     DigestReport,
     ErrorMessage,
@@ -56,7 +56,6 @@ from disco.secure.mean import secure_mean
 from disco.secure.participant import SecureParticipant
 from disco.secure.roster import MIN_MEMBERS, RoundSetup
 from disco.training import EpochMetrics
-from disco.transport import ChannelClosed
 from disco.weights import Weights
 
 if TYPE_CHECKING:
@@ -173,7 +172,7 @@ async def _phases(
         own = PeerMasked(round=r, words=masked, digest=hashlib.sha256(masked).hexdigest())
         others = [s for s in inbox.senders if s != peer.client_id]
         log.info("round %d: sending the masked update to %d peer(s)", r, len(others))
-        await asyncio.gather(*(_send_masked(peer, p, own, plan.exchange_s) for p in others))
+        await asyncio.gather(*(peer._send_update(p, own, plan.exchange_s) for p in others))
 
     wait = plan.exchange_s + UNMASK_S
     ask = await _next(peer, r, (SecureUnmask, SecureReveals), wait, "the round's survivors")
@@ -277,18 +276,6 @@ class _Aborted(_SitOut):
 
     def __init__(self, abort: object) -> None:
         super().__init__(f"the round was aborted ({getattr(abort, 'reason', '')})")
-
-
-async def _send_masked(peer: PeerRounds, to: str, masked: PeerMasked, timeout: float) -> None:
-    assert peer._connector is not None
-    channel = peer._connector.channel(to)
-    if channel is None:
-        log.info("round %d: no channel to %s; its masked input is not sent", masked.round, to)
-        return
-    try:
-        await peer._exchange.send(channel, masked, timeout=timeout)
-    except (DiscoError, ChannelClosed, TimeoutError) as exc:
-        log.info("round %d: sending the masked input to %s failed (%s)", masked.round, to, exc)
 
 
 async def _epochs(

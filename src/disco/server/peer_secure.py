@@ -45,7 +45,6 @@ from disco.protocol import (
     SecureInbox,
     SecureInput,
     SecureKeys,
-    SecureMember,
     SecureReveal,
     SecureRevealed,
     SecureReveals,
@@ -59,6 +58,7 @@ from disco.secure.aggregator import RoundAborted, SecureSum
 from disco.server import peer_rounds
 from disco.server.decentralized import DecentralizedSession, PeerMessage
 from disco.server.peer_rounds import OpenRound, Phase
+from disco.server.secure import setup_message
 from disco.server.store import RoundRecord
 from disco.task import Task
 from disco.weights import Weights
@@ -182,15 +182,7 @@ class SecurePeerSession(DecentralizedSession):
             await self._abort(rnd, str(exc))
             return
         self._phase(rnd, "sharing", SHARES_S)
-        message = SecureSetup(
-            round=setup.round,
-            members=[SecureMember(**vars(m)) for m in setup.members],
-            threshold=setup.threshold,
-            clip=setup.clip,
-            weight_cap=setup.weight_cap,
-            bits=setup.bits,
-            length=setup.length,
-        )
+        message = setup_message(setup)
         log.info(
             "[%s] round %d: roster of %d peers, threshold %d, scale 2^%d",
             *(self.task.id, rnd.number, len(setup.members), setup.threshold, setup.bits),

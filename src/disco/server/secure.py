@@ -52,7 +52,7 @@ from disco.protocol import (
 from disco.protocol.secure import KEYS_S, SHARES_S, UNMASK_S
 from disco.secure.aggregator import RoundAborted, SecureSum
 from disco.secure.mean import secure_mean
-from disco.secure.roster import MIN_MEMBERS
+from disco.secure.roster import MIN_MEMBERS, RoundSetup
 from disco.server.participants import Participant, who
 from disco.server.session import FederatedSession, Outgoing
 from disco.server.store import RoundRecord
@@ -60,7 +60,14 @@ from disco.server.updates import Accepted
 from disco.task import Task
 from disco.weights import Weights
 
-__all__ = ["KEYS_S", "SHARES_S", "UNMASK_S", "SecureMessage", "SecureSession"]
+__all__ = [
+    "KEYS_S",
+    "SHARES_S",
+    "UNMASK_S",
+    "SecureMessage",
+    "SecureSession",
+    "setup_message",
+]
 
 log = logging.getLogger("disco.server")
 
@@ -247,15 +254,7 @@ class SecureSession(FederatedSession):
             return
         setup = self._sum.setup(present=live)  # keys of those who left do not count
         self._next_stage("shares", SHARES_S)
-        message = SecureSetup(
-            round=setup.round,
-            members=[SecureMember(**vars(m)) for m in setup.members],
-            threshold=setup.threshold,
-            clip=setup.clip,
-            weight_cap=setup.weight_cap,
-            bits=setup.bits,
-            length=setup.length,
-        )
+        message = setup_message(setup)
         self._log(
             "round %d: roster of %d members, threshold %d, scale 2^%d",
             *(setup.round, len(setup.members), setup.threshold, setup.bits),
@@ -410,3 +409,16 @@ class SecureSession(FederatedSession):
             p for identity in identities for p in self._connections.participants_of(identity)
         ]
         await asyncio.gather(*(self._send(p, message) for p in targets))
+
+
+def setup_message(setup: RoundSetup) -> SecureSetup:
+    """The roster `setup` as the message its members receive."""
+    return SecureSetup(
+        round=setup.round,
+        members=[SecureMember(**vars(m)) for m in setup.members],
+        threshold=setup.threshold,
+        clip=setup.clip,
+        weight_cap=setup.weight_cap,
+        bits=setup.bits,
+        length=setup.length,
+    )
