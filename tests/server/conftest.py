@@ -72,6 +72,27 @@ class FakeParticipant:
         """Received messages of one type, in order."""
         return [m for m in self.inbox if isinstance(m, cls)]
 
+    async def status(self, timeout: float = 5.0, **expected: Any) -> Any:
+        """The latest `Status` once it has the `expected` fields (sessions coalesce their status
+        broadcasts, so one comes shortly after a change, not during the call that made it)."""
+
+        def latest() -> Any:
+            statuses = self.of(Status)
+            return statuses[-1] if statuses else None
+
+        def matches() -> bool:
+            last = latest()
+            return last is not None and all(getattr(last, k) == v for k, v in expected.items())
+
+        try:
+            async with asyncio.timeout(timeout):
+                while not matches():
+                    await asyncio.sleep(0.005)
+        except TimeoutError:
+            last = latest()
+            raise AssertionError(f"{self.name}: no status with {expected}; last {last}") from None
+        return latest()
+
 
 class WsClient:
     """A raw protocol client over a real WebSocket."""

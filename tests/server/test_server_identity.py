@@ -16,7 +16,7 @@ from disco.aggregation import Aggregator, ParticipantReport, Update
 from disco.client import FederatedClient
 from disco.data.dataset import Dataset
 from disco.models import init_weights
-from disco.protocol import ErrorMessage, RoundResult, Status, UpdateAck, Welcome
+from disco.protocol import ErrorMessage, RoundResult, UpdateAck, Welcome
 from disco.server import FederatedSession
 from disco.server.session import identity_of
 from disco.weights import Weights
@@ -138,7 +138,7 @@ def test_two_live_connections_with_one_key_are_one_participant(kit: Any) -> None
         assert isinstance(reply, ErrorMessage) and reply.code == "duplicate"
         await s.leave(c1)
         assert s.participants == 2  # a is still connected on c2
-        assert b.of(Status)[-1].participants == 2
+        await b.status(participants=2)
 
         await s.submit(cb, kit.update(0, kit.filled(s.weights, 3.0)))
         await s.wait_for_round(1, timeout=5)

@@ -15,7 +15,7 @@ import pytest
 from disco.aggregation import Aggregator, ParticipantReport, Update
 from disco.errors import SessionError
 from disco.models import init_weights
-from disco.protocol import ErrorMessage, RoundResult, Status, UpdateAck, Welcome
+from disco.protocol import ErrorMessage, RoundResult, UpdateAck, Welcome
 from disco.server import FederatedSession, Store
 from disco.weights import Weights
 
@@ -45,7 +45,7 @@ def test_round_closes_when_everyone_reported_with_sample_weighted_mean(kit: Any)
         ida, idb = await s.join(a), await s.join(b)
         g = s.weights
         assert isinstance(a.inbox[0], Welcome) and a.inbox[0].weights == g
-        assert a.of(Status)[-1].participants == 2  # a heard that b joined
+        await a.status(participants=2)  # a heard that b joined
 
         ack = await s.submit(ida, kit.update(0, kit.filled(g, 1.0), 1, train_loss=1.0))
         assert isinstance(ack, UpdateAck) and ack.reported == 1
@@ -74,11 +74,10 @@ def test_min_participants_state_transitions(kit: Any) -> None:
         assert a.inbox[0].state == "waiting_for_participants"
         idb = await s.join(b)
         assert b.inbox[0].state == "enough_participants"
-        assert a.of(Status)[-1].state == "enough_participants"
+        await a.status(state="enough_participants")
         await s.submit(ida, kit.update(0, s.weights))
         await s.leave(idb)
-        last = a.of(Status)[-1]
-        assert (last.state, last.participants, last.reported) == ("waiting_for_participants", 1, 1)
+        await a.status(state="waiting_for_participants", participants=1, reported=1)
         assert s.round == 0  # a alone reported: 1 < min 2, the round stays open
 
     run(body())

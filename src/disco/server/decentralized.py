@@ -59,6 +59,7 @@ from disco.protocol.peers import COMBINE_S, CONNECT_S, MAX_ROUND_PEERS
 from disco.server import peer_rounds
 from disco.server.participants import Participant, Peer, Peers, state_of, who
 from disco.server.peer_rounds import OpenRound, Phase
+from disco.server.status import StatusCast
 from disco.server.store import RoundRecord
 from disco.task import Task
 from disco.weights import Weights
@@ -108,6 +109,7 @@ class DecentralizedSession:
         self._round: OpenRound | None = None
         self._stopped = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._status = StatusCast(self._broadcast_status)  # coalesced
 
     # -- read-only view (the REST routes use the same names as the federated session) --------
     @property
@@ -185,7 +187,7 @@ class DecentralizedSession:
             capabilities=list(self.capabilities),
         )
         await participant.send(welcome)
-        await self._broadcast(self.status(), exclude=identity)
+        self._status.changed()
         await self._advance()
         return connection
 
@@ -202,7 +204,7 @@ class DecentralizedSession:
             self.participants,
         )
         self._drop_from_round(peer.identity)
-        await self._broadcast(self.status())
+        self._status.changed()
         await self._advance()
 
     async def receive(self, connection: str, message: PeerMessage) -> None:
@@ -243,7 +245,7 @@ class DecentralizedSession:
         elif isinstance(message, DigestReport) and rnd.phase == "combining":
             if identity in rnd.exchange:
                 rnd.digests[identity] = message.digest
-                await self._broadcast(self.status())
+                self._status.changed()
         await self._advance()
 
     async def aclose(self, timeout: float = 30.0) -> None:
@@ -252,6 +254,7 @@ class DecentralizedSession:
         self._stopped = True
         if self._round is not None and self._round.timer is not None:
             self._round.timer.cancel()
+        await self._status.aclose()
 
     # -- rounds ------------------------------------------------------------------------------
     async def _advance(self) -> None:
@@ -396,7 +399,7 @@ class DecentralizedSession:
             rnd, result, self._described(rnd), time.monotonic() - rnd.started
         )
         await self._save_record(record)
-        await self._broadcast(self.status())
+        self._status.changed()
 
     def _described(self, rnd: OpenRound) -> dict[str, Any]:
         """The `aggregation` of `rnd`'s history row: the task's rule settings."""
@@ -472,7 +475,8 @@ class DecentralizedSession:
             Signal(peer=peer.identity, kind=signal.kind, data=signal.data)
         )
 
-    async def _broadcast(self, message: Status, exclude: str | None = None) -> None:
-        for identity, peer in list(self._peers.items()):
-            if identity != exclude:
-                await peer.participant.send(message)
+    async def _broadcast_status(self) -> None:
+        """The session's status to every peer (`StatusCast` decides when)."""
+        message = self.status()
+        for peer in list(self._peers.values()):
+            await peer.participant.send(message)

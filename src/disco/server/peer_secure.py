@@ -322,7 +322,7 @@ class SecurePeerSession(DecentralizedSession):
             aggregation=described,
         )
         await self._save_record(record)
-        await self._broadcast(self.status())
+        self._status.changed()
 
     def _may_start(self) -> bool:
         """After an abort, the next round starts once the aborted round's members said they

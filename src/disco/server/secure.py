@@ -178,6 +178,8 @@ class SecureSession(FederatedSession):
             await self._send(participant, error)
             return
         self._members.setdefault(identity, who(participant))
+        if isinstance(message, SecureInput):
+            self._status.changed()  # `reported` counts the masked inputs
         await self._advance()
 
     def _take(self, identity: str, message: SecureMessage) -> ErrorMessage | None:

@@ -55,6 +55,7 @@ from disco.protocol import (
     Welcome,
 )
 from disco.server.participants import Connections, Participant, identity_of, state_of, who
+from disco.server.status import StatusCast
 from disco.server.store import RoundRecord
 from disco.server.updates import (
     Accepted,
@@ -132,6 +133,7 @@ class FederatedSession:
         self._retry_s = _RETRY_S[0]
         self._closing: asyncio.Task[None] | None = None
         self._round_changed = asyncio.Event()
+        self._status = StatusCast(lambda: self._broadcast(self.status()))  # coalesced
 
     # -- read-only view ---------------------------------------------------------------------
     @property
@@ -211,9 +213,8 @@ class FederatedSession:
             state=self.state,
             capabilities=list(self.capabilities),
         )
-        status = self.status()
         await self._send(participant, welcome)
-        await self._broadcast(status, exclude=joined.connection)
+        self._status.changed()
         return joined.connection
 
     async def leave(self, connection: str) -> None:
@@ -231,7 +232,7 @@ class FederatedSession:
         else:
             self._log("%s (%s) left (%d connected)", who(participant), identity, n)
         self._maybe_close()
-        await self._broadcast(self.status())
+        self._status.changed()
 
     # -- updates ----------------------------------------------------------------------------
     async def submit(self, connection: str, update: ModelUpdate) -> UpdateAck | ErrorMessage:
@@ -256,7 +257,7 @@ class FederatedSession:
                 )
         await self._send(participant, reply)
         if isinstance(reply, UpdateAck):
-            await self._broadcast(self.status())
+            self._status.changed()
         return reply
 
     def _check_round(self, identity: str, update: ModelUpdate) -> ErrorMessage | None:
@@ -454,6 +455,7 @@ class FederatedSession:
             except TimeoutError:
                 log.error("task %s: round %d still closing at shutdown", self.task.id, self._round)
         self._cancel_timer()  # a failed close may have scheduled a retry
+        await self._status.aclose()
         self._enter("stopped")
 
     # -- helpers ----------------------------------------------------------------------------
