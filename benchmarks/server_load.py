@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="disco-load-") as tmp:
         port, token = _free_port(), secrets.token_urlsafe(12)
         env = {**os.environ, "DISCO_LOG_LEVEL": "warning"}
+        # every simulated participant comes from 127.0.0.1: the per-address rates do not apply
+        env |= {"DISCO_CONNECTIONS_PER_MINUTE": "0", "DISCO_REQUESTS_PER_MINUTE": "0"}
         command = [sys.executable, "-m", "disco.cli", "serve", "--port", str(port)]
         command += ["--data-dir", tmp, "--admin-token", token]
         server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)

@@ -28,6 +28,7 @@ def test_the_walk_finds_every_command() -> None:
     assert set(COMMANDS) == {
         "disco",
         "disco serve",
+        "disco invite",
         "disco tasks",
         "disco train",
         "disco simulate",

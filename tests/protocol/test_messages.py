@@ -110,6 +110,7 @@ def test_defaults() -> None:
         "kind": "python",
         "participant_key": None,
         "capabilities": [],
+        "invitation": None,
     }
     assert _update().metrics == Metrics()
     assert ErrorMessage(code="malformed", message="m").round is None

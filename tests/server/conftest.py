@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -186,3 +193,85 @@ def kit() -> Any:
         FakeParticipant=FakeParticipant,
         WsClient=WsClient,
     )
+
+
+# -- `disco serve` as a child process (signals, the process's own logging) ------------------------
+class ServeProcess:
+    """A `disco serve` process on a loopback port; its stdout and stderr go to files."""
+
+    started = 0  # processes started so far (each writes its own files)
+
+    def __init__(self, data_dir: Path, port: int, *args: str):
+        self.data_dir, self.port = data_dir, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}/ws"
+        ServeProcess.started += 1
+        name = f"serve-{ServeProcess.started}"
+        self.stdout, self.stderr = data_dir / f"{name}.out", data_dir / f"{name}.err"
+        command = [sys.executable, "-m", "disco.cli", "serve", "--port", str(port)]
+        command += ["--data-dir", str(data_dir), *args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DISCO_")}
+        env |= {"DISCO_SEED_CATALOG": "false", "DISCO_WEB_DIR": str(data_dir / "no-web-app")}
+        with self.stdout.open("w") as out, self.stderr.open("w") as err:
+            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=err)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Return once ``/api/health`` answers; AssertionError if the process ends or is slow."""
+        end = time.monotonic() + timeout
+        while True:
+            assert self.process.poll() is None, f"disco serve exited: {self.stderr.read_text()}"
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < end, f"not serving after {timeout} s: {self.log()}"
+            time.sleep(0.05)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """Send SIGTERM and wait for the exit (at most `timeout`); the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def log(self) -> str:
+        """What the process wrote on stderr so far."""
+        return self.stderr.read_text(encoding="utf-8")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[Any]:
+    """Start `disco serve` processes (killed after the test if still running); tasks are stored
+    in the data folder beforehand, the catalog is not seeded."""
+    processes: list[ServeProcess] = []
+
+    def start(
+        *args: str,
+        tasks: tuple[Task, ...] = (),
+        data_dir: Path | None = None,
+        port: int | None = None,
+    ) -> ServeProcess:
+        data_dir = data_dir or tmp_path / "data"
+        store = Store(data_dir)
+        for task in tasks:
+            if store.get_task(task.id) is None:
+                store.put_task(task, init_weights(task.model, seed=0))
+        store.close()
+        process = ServeProcess(data_dir, port or free_port(), *args)
+        processes.append(process)
+        process.wait_ready()
+        return process
+
+    yield start
+    for process in processes:
+        process.kill()

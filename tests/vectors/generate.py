@@ -280,6 +280,16 @@ valid(
     Hello(task_id="p2p", name="lab-3", capabilities=["decentralized", "zz_future_feature"]),
 )
 valid(
+    "hello_with_invitation",
+    "Hello presenting an invitation token, as a participant of a private instance does",
+    Hello(
+        task_id="mnist",
+        name="ward-4",
+        kind="browser",
+        invitation="dinv.abcdefgh23.Qx7-_rT3kLmN0pQaZ9yW2vB4cD6eF8gHj1k2L3m4N5o",
+    ),
+)
+valid(
     "welcome_decentralized",
     "Welcome of a decentralized session: no weights (models travel between peers only)",
     Welcome(

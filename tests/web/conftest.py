@@ -204,6 +204,15 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+@pytest.fixture(scope="session")
+def launch_chromium(browser: Any) -> Callable[[list[str]], Any]:
+    """`launch_chromium(extra_args)`: another headless Chromium like `browser`, started with
+    `extra_args` too (the caller closes it)."""
+    return lambda extra: browser.browser_type.launch(
+        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra]
+    )
+
+
 def _page(browser: Any, server: ServerHandle, options: dict[str, Any]) -> Iterator[Any]:
     context = browser.new_context(base_url=server.url, accept_downloads=True, **options)
     context.set_default_timeout(15_000)

@@ -155,6 +155,27 @@ describe("FederatedClient", () => {
     expect(events.some((e) => e.kind === "log" && e.level === "warn" && /connection lost/.test(e.message))).toBe(true);
   });
 
+  it("goes on in the same round when the server says it is restarting, then closes with 1012", async () => {
+    const restarting: ServerMessage = { type: "error", code: "restarting", message: "the server is restarting" };
+    const { impl, sockets } = fakeServer((socket, m, n) => {
+      // connection 0: the update is in when the server stops; 1: it is still stopping at the hello
+      if (n === 0 && m.type === "update") return void (socket.deliver(restarting), socket.drop(1012));
+      if (n === 1 && m.type === "hello") return void (socket.deliver(restarting), socket.drop(1012));
+      normalServer()(socket, m, n);
+    });
+    const events: ClientEvent[] = [];
+    const out = await client(impl, trainer(), events).run(1);
+    expect(sockets).toHaveLength(3);
+    const [before] = updates(sockets[0]);
+    const [again] = updates(sockets[2]);
+    expect(sockets[2]?.received.map((m) => m.type)).toEqual(["hello", "update", "leave"]);
+    expect(again?.round).toBe(0); // the same round, the same update
+    expect(again?.weights.equals(before?.weights as Weights)).toBe(true);
+    expect(out.weights.equals(model(10))).toBe(true);
+    const logs = events.flatMap((e) => (e.kind === "log" ? [e.message] : [])).join("\n");
+    expect(logs).toMatch(/your round 1 of 1: the server is restarting/);
+  });
+
   it("says hello with the same participant key on every reconnect, another client with another", async () => {
     const { impl, sockets } = fakeServer(
       normalServer((socket, _update, n) => {

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from disco.catalog.builtin import BUILTIN
 from disco.errors import ServerError, TaskError
 from disco.task import Task, parse_task
+
+if TYPE_CHECKING:
+    from disco.client.access import ServerAccess
 
 __all__ = ["all_tasks", "fetch", "get", "ids"]
 
@@ -27,19 +32,22 @@ def all_tasks() -> list[Task]:
     return [make() for make in BUILTIN.values()]
 
 
-def fetch(task_id: str, server: str | None = None) -> Task:
+def fetch(task_id: str, server: str | ServerAccess | None = None) -> Task:
     """Task `task_id` from `server` (its REST API), or from the built-in catalog."""
     if server is None:
         return get(task_id)
     import httpx
 
-    url = f"{server.rstrip('/')}/api/tasks/{task_id}"
+    from disco.client.access import ServerAccess, refusal
+
+    access = ServerAccess.of(server)
     try:
-        resp = httpx.get(url, timeout=30)
+        with access.http(timeout=30) as http:
+            resp = http.get(f"/api/tasks/{task_id}")
     except httpx.HTTPError as exc:
-        raise ServerError(f"cannot reach the server at {server}: {exc}") from exc
+        raise access.unreachable(exc) from exc
     if resp.status_code == 404:
-        raise TaskError(f"the server at {server} has no task {task_id!r}")
+        raise TaskError(f"the server at {access.url} has no task {task_id!r}")
     if resp.status_code != 200:
-        raise ServerError(f"GET {url} failed: {resp.status_code} {resp.text[:200]}")
+        raise ServerError(f"the server at {access.url} refused task {task_id!r}: {refusal(resp)}")
     return parse_task(resp.json())

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from disco.cli.output import DEFAULT_SERVER, EXIT_OK, console, print_json, report
 from disco.cli.progress import progress_bars
+from disco.errors import ConfigError, ServerError
 from disco.privacy import DEFAULT_DELTA, epsilon
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ __all__ = ["cmd_data_samples", "cmd_demo", "cmd_serve", "cmd_simulate", "cmd_tas
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from disco.server import ServerConfig, run_server
+    from disco.server.tls import scheme, tls_options
 
     overrides = {
         k: v
@@ -32,14 +34,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "port": args.port,
             "data_dir": args.data_dir,
             "admin_token": args.admin_token,
+            "access": args.access,
         }.items()
         if v is not None
     }
+    # TLS: both flags or neither (ServerConfig says which is missing)
+    tls = {"tls_cert": args.tls_cert, "tls_key": args.tls_key}
+    overrides |= {k: v for k, v in tls.items() if v is not None}
+    ops = {"log_format": args.log_format, "forwarded_allow_ips": args.forwarded_allow_ips}
+    overrides |= {k: v for k, v in ops.items() if v is not None}
     config = ServerConfig.load(file=args.config, **overrides)
-    console.print(
-        f"disco serving on http://{config.host}:{config.port}  (data in {config.data_dir})\n"
-        "Open that address in a browser to see the tasks and train from the web page."
-    )
+    tls_options(config)  # an unusable certificate or key stops here, before the line below
+    if config.log_format == "text":  # in JSON mode, nothing but the JSON log lines
+        console.print(
+            f"disco serving on {scheme(config)}://{config.host}:{config.port}  "
+            f"(data in {config.data_dir})\n"
+            "Open that address in a browser to see the tasks and train from the web page."
+        )
     run_server(config)
     return EXIT_OK
 
@@ -51,8 +62,16 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     if args.server:
         import httpx
 
-        resp = httpx.get(args.server.rstrip("/") + "/api/tasks", timeout=10)
-        resp.raise_for_status()
+        from disco.client.access import ServerAccess, refusal
+
+        access = ServerAccess.from_env(args.server, args.invitation, args.ca_file)
+        with access.http(timeout=10) as http:
+            try:
+                resp = http.get("/api/tasks")
+            except httpx.HTTPError as exc:  # unreachable, or a certificate not trusted
+                raise access.unreachable(exc) from exc
+        if resp.status_code != 200:
+            raise ServerError(f"{access.url} refused to list its tasks: {refusal(resp)}")
         tasks = [parse_task(t) for t in resp.json()]
     else:
         tasks = catalog.all_tasks()
@@ -196,6 +215,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     labels = [
         f"attacker {i}" if i in attackers else f"client {i}" for i in range(1, args.clients + 1)
     ]
+    server = None
+    if args.server:  # https: verified with --ca-file, else the system's authorities
+        from disco.client.access import ServerAccess
+
+        server = ServerAccess.from_env(args.server, args.invitation, args.ca_file)
+    elif args.ca_file or args.invitation:
+        raise ConfigError(
+            "--ca-file and --invitation go with --server: without it the simulation starts its "
+            "own plain http server on this machine"
+        )
     with progress_bars(labels, args.rounds, enabled=not args.json) as bars:
         result = simulate(
             args.task,
@@ -203,7 +232,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             args.rounds,
             partition=args.partition,
             seed=args.seed,
-            server=args.server,
+            server=server,
             epochs_per_round=args.epochs_per_round,
             callbacks=bars.callbacks,
             on_message=bars.on_message,

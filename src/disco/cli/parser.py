@@ -8,6 +8,7 @@ from typing import Any, get_args
 
 from disco.aggregation_config import Aggregation
 from disco.cli.commands import cmd_data_samples, cmd_demo, cmd_serve, cmd_simulate, cmd_tasks
+from disco.cli.invite import cmd_invite, parse_duration
 from disco.cli.train import cmd_train
 
 __all__ = ["HelpFormatter", "build_parser"]
@@ -80,6 +81,22 @@ AMOUNT 0.2 with 10 participants: attacker-9 and attacker-10; AMOUNT 3: the last 
 The same seed gives the same run, attacks included."""
 
 
+def _access_options(s: argparse.ArgumentParser) -> None:
+    """How to reach a private or TLS server: an invitation and a CA bundle (with --server)."""
+    s.add_argument(
+        "--invitation",
+        metavar="TOKEN_OR_LINK",
+        help="with --server: your invitation to a private server, the token (dinv.…) or the "
+        "join link you received (default: $DISCO_INVITATION)",
+    )
+    s.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="with an https:// --server: trust the certificate authorities in this PEM file "
+        "instead of the system's (default: $DISCO_CA_FILE)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `disco` command."""
     p = argparse.ArgumentParser(
@@ -121,8 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
             "disco serve",
             "disco serve --port 8000 --admin-token SECRET",
             "disco serve --config server.toml",
+            "disco serve --log-format json --forwarded-allow-ips 10.0.0.5   # behind a proxy",
+            "disco serve --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem",
             notes="Settings come from defaults, then --config, then DISCO_* environment variables\n"
-            "(DISCO_PORT, DISCO_DATA_DIR, DISCO_ADMIN_TOKEN, …), then these flags.",
+            "(DISCO_PORT, DISCO_DATA_DIR, DISCO_ADMIN_TOKEN, …), then these flags.\n"
+            "GET /metrics answers Prometheus metrics (with --access invitation: admin token).\n"
+            "On SIGTERM (or Ctrl-C) a round being combined is finished and saved, participants\n"
+            "are told the server is restarting, and it exits with 0; restarted on the same\n"
+            "--data-dir, it resumes that round and the participants go on in it.",
         ),
     )
     s.add_argument("--host", help="interface to listen on (default: 127.0.0.1)")
@@ -133,8 +156,72 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--admin-token", help="token required to create tasks (default: creating tasks is off)"
     )
+    s.add_argument(
+        "--access",
+        choices=("public", "invitation"),
+        help="who may list and join tasks: anyone (public, the default) or only people invited "
+        "with `disco invite` (invitation: a private instance; needs --admin-token)",
+    )
     s.add_argument("--config", help="TOML or JSON config file with any server setting")
+    s.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve https and wss with this certificate (PEM, with its chain; needs --tls-key; "
+        "default: $DISCO_TLS_CERT, else plain http)",
+    )
+    s.add_argument(
+        "--tls-key",
+        metavar="PEM",
+        help="the certificate's private key (PEM, unencrypted; default: $DISCO_TLS_KEY)",
+    )
+    # -- operations (docs/operations.md) --
+    s.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as plain text, or one JSON object a line on stderr (time, level, logger, "
+        "message, exception), uvicorn's access log included (default: text)",
+    )
+    s.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="behind a reverse proxy: trust its X-Forwarded-For/-Proto headers, from these "
+        "addresses only: IPs or networks, comma-separated (10.0.0.1,10.0.0.2 or 10.0.0.0/8), or "
+        "'*' for any (default: the headers are ignored)",
+    )
     s.set_defaults(fn=cmd_serve)
+
+    s = command(
+        sub,
+        "invite",
+        "make, list or revoke invitations to a task (private servers; needs the admin token)",
+        _examples(
+            "disco invite --server https://disco.example.org --task mnist --label 'ward 4'",
+            "disco invite --server https://disco.example.org --task mnist --list",
+            "disco invite --server https://disco.example.org --revoke abcdefgh23",
+            notes="A new invitation prints a join link once: the person opens it in a browser, or\n"
+            "gives it to `disco train --invitation`. The server stores only a hash of it.",
+        ),
+    )
+    s.add_argument("--server", required=True, help="the server's URL")
+    s.add_argument("--task", help="the task the invitation lets its holder join")
+    s.add_argument("--label", default="", help="who it is for, shown in the list (optional)")
+    s.add_argument(
+        "--expires",
+        type=parse_duration,
+        default=7 * 86400.0,
+        metavar="DURATION",
+        help="how long it is valid: e.g. 12h, 7d, 30d (default: 7d)",
+    )
+    s.add_argument("--list", action="store_true", help="list the task's invitations instead")
+    s.add_argument("--revoke", metavar="ID", help="revoke the invitation with this id instead")
+    s.add_argument("--admin-token", help="the server's admin token (default: $DISCO_ADMIN_TOKEN)")
+    s.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="with an https:// server: trust the certificate authorities in this PEM file",
+    )
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
+    s.set_defaults(fn=cmd_invite)
 
     s = command(
         sub,
@@ -145,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     s.add_argument("--server", help="list this server's tasks instead of the built-in ones")
+    _access_options(s)
     s.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     s.set_defaults(fn=cmd_tasks)
 
@@ -175,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --server: use the server's task but train alone; nothing is sent to it",
     )
+    _access_options(s)
     s.add_argument(
         "--max-wait",
         type=_positive_seconds,
@@ -283,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         "in-process channels (many peers on one machine)",
     )
     s.add_argument("--server", help="use this running server instead of starting one")
+    _access_options(s)
     s.add_argument("--json", action="store_true", help="print one JSON summary line")
     s.set_defaults(fn=cmd_simulate)
 

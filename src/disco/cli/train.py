@@ -25,6 +25,7 @@ from disco.errors import ConfigError, DiscoError, TaskError, WaitExpired
 
 if TYPE_CHECKING:
     from disco.client import FederatedClient
+    from disco.client.access import ServerAccess
     from disco.data import Dataset
     from disco.decentralized.peer import PeerClient
     from disco.task import Task
@@ -44,7 +45,14 @@ def _fetch_task(args: argparse.Namespace) -> Task:
             "add --server URL (e.g. --server http://127.0.0.1:8000; "
             "`disco tasks --server URL` lists a server's tasks)"
         )
-    return catalog.fetch(args.task, server=args.server)
+    return catalog.fetch(args.task, server=_access(args) if args.server else None)
+
+
+def _access(args: argparse.Namespace) -> ServerAccess:
+    """The server of `args` with its invitation and CA bundle (flags, else environment)."""
+    from disco.client.access import ServerAccess
+
+    return ServerAccess.from_env(args.server, args.invitation, args.ca_file)
 
 
 def _load_data(path: Path, task: Task) -> tuple[Dataset, int]:
@@ -154,7 +162,7 @@ def _peer(args: argparse.Namespace, task: Task, data: Dataset, bars: Any) -> Pee
     return PeerClient(
         task,
         data,
-        args.server,
+        _access(args),
         seed=args.seed,
         name=args.name,
         callbacks=bars.callbacks(1) + done,
@@ -194,7 +202,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             client = FederatedClient(
                 task,
                 data,
-                args.server,
+                _access(args),
                 seed=args.seed,
                 name=args.name,
                 callbacks=bars.callbacks(1),

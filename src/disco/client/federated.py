@@ -5,7 +5,8 @@ connecting → joined (Welcome: round r, global G_r) → training → sent (Mode
 waiting (UpdateAck, Status…) → RoundResult(r+1) → training … → after the last round: Leave.
 
 * A dropped connection is retried with back-off; on reconnect a pending update is sent again if
-  the server is still in its round, and a newer global model is adopted otherwise. Every `Hello`
+  the server is still in its round, and a newer global model is adopted otherwise (a server that
+  shuts down says so first, `ErrorMessage` ``restarting``, then closes with 1012). Every `Hello`
   carries the same ``participant_key`` (a random secret made once per client), so the server
   knows a reconnecting participant as the one it was: a resent update counts once, and
   aggregators that remember participants (centered clipping's momentum) keep its history.
@@ -33,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
+from disco.client.access import ServerAccess
 from disco.client.base import Client, ClientResult
 from disco.client.link import Link, LinkClosed, Traffic
 from disco.client.secure import secure_round
@@ -54,7 +56,6 @@ from disco.protocol import (
 )
 from disco.task import Task
 from disco.training import EpochMetrics, EventCallback
-from disco.transport import WebSocketChannel
 from disco.weights import Weights
 
 __all__ = ["FederatedClient"]
@@ -63,16 +64,6 @@ log = logging.getLogger("disco.client")
 StatusCallback = Callable[[Any], None]
 WAIT_LOG_S = 30.0
 """While waiting for others, a log line this often (seconds)."""
-
-
-def ws_url(server: str) -> str:
-    """The WebSocket endpoint of a server given by its http(s) base URL."""
-    base = server.rstrip("/")
-    if base.startswith("https://"):
-        return "wss://" + base[len("https://") :] + "/ws"
-    if base.startswith("http://"):
-        return "ws://" + base[len("http://") :] + "/ws"
-    return base if base.endswith("/ws") else base + "/ws"
 
 
 def _model_of(message: Welcome | RoundResult) -> Weights:
@@ -95,13 +86,13 @@ def _more(n: int) -> str:
 
 
 class FederatedClient(Client):
-    """Joins `task` on the server at `server_url` and trains with the others."""
+    """Joins `task` on `server` (a URL or a `ServerAccess`) and trains with the others."""
 
     def __init__(
         self,
         task: Task,
         data: Dataset,
-        server_url: str,
+        server: str | ServerAccess,
         *,
         seed: int = 0,
         name: str = "",
@@ -112,7 +103,8 @@ class FederatedClient(Client):
         noise: np.random.Generator | None = None,
     ) -> None:
         super().__init__(task, data, seed=seed, name=name, callbacks=callbacks)
-        self.url = ws_url(server_url)
+        self.access = ServerAccess.of(server)
+        self.url = self.access.ws_url
         self.on_message = on_message
         self.wait_for_others_s = (
             task.training.wait_for_others_s if wait_for_others_s is None else wait_for_others_s
@@ -189,9 +181,7 @@ class FederatedClient(Client):
             try:
                 if self._link is not None:
                     await self._link.close()
-                channel = await WebSocketChannel.connect(
-                    self.url, max_frame=DEFAULT_MAX_FRAME, timeout=10
-                )
+                channel = await self.access.connect(max_frame=DEFAULT_MAX_FRAME, timeout=10)
                 self._link = Link(channel, self._traffic, self._observe)
                 secure = self.task.training.secure_aggregation is not None
                 hello = Hello(
@@ -200,10 +190,15 @@ class FederatedClient(Client):
                     kind="python",
                     participant_key=self._key,
                     capabilities=["secure_aggregation"] if secure else [],
+                    invitation=self.access.invitation,
                 )
                 await self._link.send(hello)
                 while True:
                     message = await self._next(timeout=30)
+                    if isinstance(message, ErrorMessage) and message.code == "restarting":
+                        raise LinkClosed(message.message, 1012)  # back soon: try again
+                    if isinstance(message, ErrorMessage) and message.code == "limited":
+                        raise LinkClosed(message.message, 4429)  # later may do: retry
                     if isinstance(message, ErrorMessage):
                         raise ServerError(
                             f"server refused to join: [{message.code}] {message.message}"
@@ -224,7 +219,7 @@ class FederatedClient(Client):
                 if isinstance(exc, LinkClosed) and exc.fatal is not None:
                     raise ServerError(f"{exc.fatal} ({exc})") from exc
                 if time.monotonic() + delay > deadline:
-                    raise ServerError(f"cannot reach the server at {self.url}: {exc}") from exc
+                    raise self.access.unreachable(exc) from exc
                 log.info("connection to %s failed (%s); retrying in %.1fs", self.url, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -299,6 +294,9 @@ class FederatedClient(Client):
                 return message
             if isinstance(message, ErrorMessage):
                 if message.code in ("stale", "duplicate"):  # too late, or already counted
+                    log.info("your round %d of %d: %s", k, n, message.message)
+                    continue
+                if message.code == "restarting":  # the link closes next: reconnect, resend
                     log.info("your round %d of %d: %s", k, n, message.message)
                     continue
                 raise UpdateRejected(f"[{message.code}] {message.message}")

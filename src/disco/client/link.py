@@ -28,6 +28,8 @@ FATAL_CLOSE = {
     1003: "the server sent a frame this client cannot read; update disco",
     1009: "the update is larger than the server accepts",
     4400: "this client speaks another protocol version than the server; update disco",
+    4403: "this server is private and did not accept the invitation (none, wrong, expired, "
+    "revoked or for another task); ask for a new invitation link",
     4404: "the server does not know this task",
     4426: "this task needs a capability this client does not have; update disco",
 }

@@ -33,11 +33,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-import httpx
 import numpy as np
 
+from disco.client.access import ServerAccess
 from disco.client.base import ClientResult
-from disco.client.federated import ws_url
 from disco.client.link import Link, LinkClosed, Traffic
 from disco.data.dataset import Dataset
 from disco.decentralized.combine import peer_aggregator
@@ -68,7 +67,6 @@ from disco.protocol import (
 )
 from disco.task import Task
 from disco.training import EpochMetrics, EventCallback
-from disco.transport import WebSocketChannel
 from disco.weights import Weights
 
 __all__ = ["ConnectorFactory", "PeerClient", "RoundTiming"]
@@ -80,13 +78,14 @@ ConnectorFactory = Callable[[str, OnChannel, SendSignal], Connector]
 
 
 class PeerClient(PeerRounds):
-    """Joins decentralized `task` on the server at `server_url` and trains with its peers."""
+    """Joins decentralized `task` on `server` (a URL or a `ServerAccess`) and trains with its
+    peers."""
 
     def __init__(
         self,
         task: Task,
         data: Dataset,
-        server_url: str,
+        server: str | ServerAccess,
         *,
         seed: int = 0,
         name: str = "",
@@ -100,8 +99,8 @@ class PeerClient(PeerRounds):
         super().__init__(task, data, seed=seed, name=name, callbacks=callbacks)
         if task.training.scheme != "decentralized":
             raise SessionError(f"task {task.id!r} is {task.training.scheme}, not decentralized")
-        self.server_url = server_url.rstrip("/")
-        self.url = ws_url(server_url)
+        self.access = ServerAccess.of(server)
+        self.url = self.access.ws_url
         self.wait_for_others_s = wait_for_others_s or task.training.wait_for_others_s
         self._make_connector = connector or (
             lambda me, on_channel, send: RtcConnector(me, on_channel, send, ice_servers=ice_servers)
@@ -244,7 +243,7 @@ class PeerClient(PeerRounds):
 
     # -- joining ---------------------------------------------------------------------------
     async def _join(self) -> Welcome:
-        channel = await WebSocketChannel.connect(self.url, max_frame=DEFAULT_MAX_FRAME, timeout=10)
+        channel = await self.access.connect(max_frame=DEFAULT_MAX_FRAME, timeout=10)
         self._link = Link(channel, self._traffic, self._observe, keep=False)
         await self._send(
             Hello(
@@ -253,6 +252,7 @@ class PeerClient(PeerRounds):
                 kind="python",
                 participant_key=self._key,
                 capabilities=self._capabilities,
+                invitation=self.access.invitation,
             )
         )
         try:
@@ -284,9 +284,8 @@ class PeerClient(PeerRounds):
 
     async def _initial_model(self) -> Weights:
         """The task's initial model, the only one the server keeps."""
-        url = f"{self.server_url}/api/tasks/{self.task.id}/model"
-        async with httpx.AsyncClient(timeout=60) as http:
-            response = await http.get(url)
+        async with self.access.async_http(timeout=60) as http:
+            response = await http.get(f"/api/tasks/{self.task.id}/model")
         if response.status_code != 200:
             raise ServerError(f"could not fetch the initial model ({response.status_code})")
         weights = Weights.from_safetensors(response.content)

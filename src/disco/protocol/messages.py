@@ -61,6 +61,9 @@ ErrorCode = Literal[
     "too_large",  # frame exceeds the server's size limit
     "unsupported",  # needs a capability this connection did not agree on
     "unknown_peer",  # a signal for a peer that is not in the session
+    "forbidden",  # no valid invitation for this task on a private instance
+    "limited",  # a limit of the server was reached (participants, connection rate)
+    "restarting",  # the server is shutting down; reconnect and go on in the same round
 ]
 
 
@@ -105,6 +108,12 @@ class Hello(_Msg):
         default_factory=list,
         max_length=MAX_CAPABILITIES,
         description="optional parts of the protocol the client speaks (unknown names are ignored)",
+    )
+    invitation: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="the invitation token that lets this participant join a private instance",
     )
 
     @field_validator("capabilities")

@@ -3,11 +3,16 @@
 ``run_server(config)`` serves in the foreground (``disco serve``). ``start_in_background(config)``
 serves from a thread on a loopback port and returns a `ServerHandle` (``.url``, ``.ws_url``,
 ``.port``, ``.stop()``) for tests, simulations and benchmarks.
+
+Either way, stopping (SIGTERM, Ctrl-C, ``.stop()``) first drains the app (`Runtime.drain`: a round
+whose close has started is finished and saved, and every participant is told the server is
+restarting), then lets uvicorn close the connections with 1012 and shut down.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
@@ -18,10 +23,13 @@ from typing import Any
 import uvicorn
 
 from disco.errors import ServerError
+from disco.server.addresses import proxy_options
 from disco.server.app import create_app
 from disco.server.config import ServerConfig
+from disco.server.logs import setup_logging
 from disco.server.session import FederatedSession, Participant
 from disco.server.store import RoundRecord, Store
+from disco.server.tls import scheme, tls_options
 
 __all__ = [
     "FederatedSession",
@@ -36,7 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("disco.server")
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _uvicorn_config(config: ServerConfig, **options: Any) -> uvicorn.Config:
@@ -55,17 +62,44 @@ def _uvicorn_config(config: ServerConfig, **options: Any) -> uvicorn.Config:
         log_level=config.log_level,
         timeout_graceful_shutdown=5,
         lifespan="on",
+        **proxy_options(config.forwarded_allow_ips),
+        **tls_options(config),  # https/wss when the config has a certificate (checked here)
         **options,
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, draining the app before uvicorn's own shutdown closes the sockets."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:  # stop accepting connections while draining
+            server.close()
+        runtime = getattr(getattr(self.config.app, "state", None), "runtime", None)
+        if runtime is not None:
+            try:
+                await runtime.drain()
+            except Exception:  # never keep the server from shutting down
+                log.exception("draining the server failed; shutting down anyway")
+        await super().shutdown(sockets)
+
+
 def run_server(config: ServerConfig) -> None:
-    """Serve until interrupted (Ctrl-C / SIGTERM)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format=_LOG_FORMAT)
-    logging.getLogger("disco").setLevel(config.log_level.upper())
-    with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after a clean shutdown
-        uvicorn.Server(_uvicorn_config(config)).run()
+    """Serve until interrupted (Ctrl-C / SIGTERM); returns after a clean shutdown."""
+    server = _Server(_uvicorn_config(config, **setup_logging(config)))
+    main = threading.current_thread() is threading.main_thread()
+
+    def stop(signum: int, frame: object) -> None:
+        server.should_exit = True  # before uvicorn handles signals (startup): stop once up
+
+    # uvicorn raises the signal that stopped it again once done: after SIGTERM, which it has
+    # handled (drained, saved, closed), that must not kill the process, so it lands here
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
+    try:
+        with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after a clean shutdown
+            server.run()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 class ServerHandle:
@@ -74,7 +108,7 @@ class ServerHandle:
     def __init__(self, config: ServerConfig, sock: socket.socket):
         self.config = config
         self.host, self.port = sock.getsockname()[:2]
-        self._server = uvicorn.Server(_uvicorn_config(config, log_config=None, access_log=False))
+        self._server = _Server(_uvicorn_config(config, log_config=None, access_log=False))
         self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._run, args=(sock,), name=f"disco-server-{self.port}", daemon=True
@@ -82,13 +116,13 @@ class ServerHandle:
 
     @property
     def url(self) -> str:
-        """Base HTTP URL, e.g. ``http://127.0.0.1:54321``."""
-        return f"http://{self._netloc}"
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (``https://`` when serving TLS)."""
+        return f"{scheme(self.config)}://{self._netloc}"
 
     @property
     def ws_url(self) -> str:
-        """URL of the federated WebSocket endpoint."""
-        return f"ws://{self._netloc}/ws"
+        """URL of the federated WebSocket endpoint (``wss://`` when serving TLS)."""
+        return f"{scheme(self.config).replace('http', 'ws')}://{self._netloc}/ws"
 
     @property
     def _netloc(self) -> str:
@@ -142,7 +176,11 @@ def start_in_background(config: ServerConfig, timeout: float = 30.0) -> ServerHa
     except OSError as exc:
         sock.close()
         raise ServerError(f"cannot listen on {config.host}:{config.port}: {exc}") from exc
-    handle = ServerHandle(config, sock)
+    try:
+        handle = ServerHandle(config, sock)
+    except BaseException:  # e.g. a TLS certificate that cannot be used
+        sock.close()
+        raise
     handle._start(timeout)
     log.info("disco server listening on %s", handle.url)
     return handle

@@ -7,13 +7,11 @@ one `Runtime` (store, tasks, sessions); ``/ws`` connections are served by `disco
 from __future__ import annotations
 
 import asyncio
-import hmac
 import html
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +23,16 @@ from starlette.exceptions import HTTPException
 
 from disco.errors import ModelError, TaskError
 from disco.protocol import PROTOCOL_VERSION
+from disco.server.access import (
+    authorize_admin,
+    invitation_routes,
+    require_task,
+    visible_tasks,
+)
 from disco.server.config import ServerConfig
 from disco.server.decentralized import DecentralizedSession
+from disco.server.limits import LimitsMiddleware
+from disco.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from disco.server.runtime import ApiError, Runtime
 from disco.server.ws import serve_connection
 from disco.task import Task, field_problems, parse_task
@@ -55,6 +61,12 @@ def create_app(config: ServerConfig) -> FastAPI:
         title="disco", lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json"
     )
     app.state.runtime = rt
+    app.add_middleware(
+        LimitsMiddleware,
+        requests_per_minute=config.requests_per_minute,
+        connections_per_minute=config.connections_per_minute,
+        refused=rt.metrics.refusal,
+    )
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -80,25 +92,28 @@ def create_app(config: ServerConfig) -> FastAPI:
         )
         return {
             "status": "ok",
-            "version": _version(),
+            "version": rt.metrics.version,
             "protocol_version": PROTOCOL_VERSION,
             "tasks": len(rt.tasks),
             "task_creation": creation,
+            "access": config.access,
         }
 
     @app.get("/api/tasks")
-    async def list_tasks() -> list[dict[str, Any]]:
-        """Every task served, as task JSON."""
-        return [t.model_dump(mode="json") for t in rt.tasks.values()]
+    async def list_tasks(request: Request) -> list[dict[str, Any]]:
+        """Every task served (a private instance: the invitation's task), as task JSON."""
+        return [rt.tasks[t].model_dump(mode="json") for t in visible_tasks(rt, request)]
 
     @app.get("/api/tasks/{task_id}")
-    async def get_task(task_id: str) -> dict[str, Any]:
+    async def get_task(task_id: str, request: Request) -> dict[str, Any]:
         """One task as task JSON."""
+        require_task(rt, request, task_id)
         return rt.session(task_id).task.model_dump(mode="json")
 
     @app.get("/api/tasks/{task_id}/model")
     async def get_model(task_id: str, request: Request) -> Response:
         """The current global model (safetensors) with its round and digest in headers."""
+        require_task(rt, request, task_id)
         session = rt.session(task_id)
         rnd, digest = session.round, session.digest
         if isinstance(session, DecentralizedSession):
@@ -111,8 +126,11 @@ def create_app(config: ServerConfig) -> FastAPI:
         return Response(body, media_type="application/octet-stream", headers=headers)
 
     @app.get("/api/tasks/{task_id}/rounds")
-    async def get_rounds(task_id: str, last: str | None = None) -> list[dict[str, Any]]:
+    async def get_rounds(
+        task_id: str, request: Request, last: str | None = None
+    ) -> list[dict[str, Any]]:
         """History of the closed rounds, oldest first; ``?last=N``: only the last N."""
+        require_task(rt, request, task_id)
         rt.session(task_id)
         assert rt.store is not None
         count = None
@@ -124,8 +142,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         return [r.to_json() for r in history]
 
     @app.get("/api/tasks/{task_id}/status")
-    async def get_status(task_id: str) -> dict[str, Any]:
+    async def get_status(task_id: str, request: Request) -> dict[str, Any]:
         """Round, participants, reports, phase and WebSocket traffic of a task."""
+        require_task(rt, request, task_id)
         s = rt.session(task_id)
         return {
             "task_id": task_id,
@@ -144,7 +163,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.post("/api/tasks", status_code=201)
     async def create_task(request: Request) -> JSONResponse:
         """Create a task from its JSON (admin token) with its initial global model."""
-        _authorize(config, request)
+        if not (config.admin_token is None and config.allow_open_creation):
+            authorize_admin(rt, request, "creating a task")
         body = await request.body()
         if len(body) > MAX_TASK_BYTES:
             raise ApiError(
@@ -173,38 +193,23 @@ def create_app(config: ServerConfig) -> FastAPI:
             headers={"Location": f"/api/tasks/{task.id}"},
         )
 
+    app.include_router(invitation_routes(rt))
+
     @app.websocket("/ws")
     async def federated(ws: WebSocket) -> None:
         await serve_connection(rt, ws)
 
+    # -- operations: Prometheus metrics (docs/operations.md) ---------------------------------
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """The server's metrics in Prometheus text format; on an invitation-only server only
+        with the admin token."""
+        if rt.config.access == "invitation":
+            authorize_admin(rt, request, "reading the metrics")
+        return Response(rt.metrics.render(rt.samples()), media_type=METRICS_CONTENT_TYPE)
+
     _mount_web(app, rt)
     return app
-
-
-def _authorize(config: ServerConfig, request: Request) -> None:
-    """Allow task creation per `ServerConfig` (bearer token, or open when configured)."""
-    if config.admin_token is None:
-        if config.allow_open_creation:
-            return
-        raise ApiError(
-            403,
-            "creation_disabled",
-            "task creation is disabled on this server; its operator can enable it with an "
-            "admin token (DISCO_ADMIN_TOKEN)",
-        )
-    header = request.headers.get("authorization", "")
-    if not header:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "creating a task needs the header 'Authorization: Bearer <admin token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode(), config.admin_token.encode()
-    ):
-        raise ApiError(403, "forbidden", "the admin token is wrong")
 
 
 def _field_errors(exc: TaskError) -> list[dict[str, str]]:
@@ -215,13 +220,6 @@ def _field_errors(exc: TaskError) -> list[dict[str, str]]:
     return [
         {"field": field or "task", "message": message} for field, message in field_problems(cause)
     ]
-
-
-def _version() -> str:
-    try:
-        return metadata.version("disco")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 STATIC_DIR = Path(__file__).parent / "static"

@@ -4,6 +4,10 @@ Task creation (``POST /api/tasks``) is guarded by ``admin_token``: when it is se
 carry ``Authorization: Bearer <token>``. When it is None, creation is disabled unless
 ``allow_open_creation`` is True, in which case anyone who can reach the server may create tasks
 (meant for a private machine or a trusted network).
+
+With ``access = "invitation"`` the server is a private instance: listing tasks, reading a task and
+joining its session need an invitation for that task (`disco.server.invitations`), which only the
+admin can make, so ``admin_token`` is required.
 """
 
 from __future__ import annotations
@@ -15,15 +19,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from disco.errors import ConfigError
 from disco.protocol import DEFAULT_MAX_FRAME
+from disco.server.addresses import check_forwarded_allow_ips
 
-__all__ = ["ENV_PREFIX", "LogLevel", "ServerConfig"]
+__all__ = ["ENV_PREFIX", "LogFormat", "LogLevel", "ServerConfig"]
 
 ENV_PREFIX = "DISCO_"
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+LogFormat = Literal["text", "json"]
 
 
 class ServerConfig(BaseModel):
@@ -40,6 +54,11 @@ class ServerConfig(BaseModel):
     allow_open_creation: bool = Field(
         default=False, description="without admin_token, let anyone create tasks"
     )
+    access: Literal["public", "invitation"] = Field(
+        default="public",
+        description="who may list and join tasks: anyone, or only holders of an invitation "
+        "(a private instance; needs admin_token to make invitations)",
+    )
     max_frame_bytes: int = Field(
         default=DEFAULT_MAX_FRAME, ge=1024, description="largest WebSocket frame accepted"
     )
@@ -49,11 +68,70 @@ class ServerConfig(BaseModel):
         default=None, description="web app served at / (default: the packaged build)"
     )
     log_level: LogLevel = "info"
+    # -- limits (disco.server.limits; 0 turns a rate off) ------------------------------------
+    max_participants: int = Field(
+        default=10_000, ge=1, description="participants one task's session takes at most"
+    )
+    requests_per_minute: int = Field(
+        default=3000, ge=0, description="REST requests (/api, /metrics) per client address"
+    )
+    connections_per_minute: int = Field(
+        default=600, ge=0, description="WebSocket connections opened per client address"
+    )
+    # -- operations (docs/operations.md) ---------------------------------------------------
+    log_format: LogFormat = Field(
+        default="text", description="log lines as plain text, or one JSON object a line"
+    )
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        min_length=1,
+        description="trust X-Forwarded-For/-Proto from these proxies only: IPs or networks, "
+        "comma-separated, or '*' (default: from nobody)",
+    )
+    # -- TLS (disco.server.tls) --------------------------------------------------------------
+    tls_cert: Path | None = Field(
+        default=None, description="serve https/wss with this certificate (PEM, chain included)"
+    )
+    tls_key: Path | None = Field(
+        default=None,
+        validate_default=True,  # so that a certificate without its key is caught
+        description="the certificate's private key (PEM, unencrypted)",
+    )
 
-    @field_validator("log_level", mode="before")
+    @field_validator("tls_key")
+    @classmethod
+    def _tls_pair(cls, key: Path | None, info: ValidationInfo) -> Path | None:
+        if "tls_cert" not in info.data:  # the certificate itself was invalid
+            return key
+        if info.data["tls_cert"] is not None and key is None:
+            raise ValueError(
+                "a TLS certificate (tls_cert) needs its private key: give tls_key too "
+                "(--tls-key or DISCO_TLS_KEY), or neither for plain http"
+            )
+        if info.data["tls_cert"] is None and key is not None:
+            raise ValueError(
+                "a TLS key needs its certificate: give tls_cert too (--tls-cert or "
+                "DISCO_TLS_CERT), or neither for plain http"
+            )
+        return key
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: str | None) -> str | None:
+        return None if value is None else check_forwarded_allow_ips(value)
+
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _invitations_need_admin(self) -> Self:
+        if self.access == "invitation" and self.admin_token is None:
+            raise ValueError(
+                "access = 'invitation' needs admin_token: only the admin can make invitations"
+            )
+        return self
 
     @classmethod
     def load(

@@ -57,7 +57,7 @@ from disco.protocol import (
 )
 from disco.protocol.peers import COMBINE_S, CONNECT_S, MAX_ROUND_PEERS
 from disco.server import peer_rounds
-from disco.server.participants import Participant, Peer, Peers, state_of, who
+from disco.server.participants import Participant, Peer, Peers, identity_of, state_of, who
 from disco.server.peer_rounds import OpenRound, Phase
 from disco.server.status import StatusCast
 from disco.server.store import RoundRecord
@@ -109,7 +109,9 @@ class DecentralizedSession:
         self._round: OpenRound | None = None
         self._stopped = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._status = StatusCast(self._broadcast_status)  # coalesced
+        self._status = StatusCast(
+            self._broadcast_status, audience=lambda: len(self._peers)
+        )  # coalesced
 
     # -- read-only view (the REST routes use the same names as the federated session) --------
     @property
@@ -140,6 +142,13 @@ class DecentralizedSession:
     @property
     def participants(self) -> int:
         return len(self._peers)
+
+    def has_room(self, key: str | None, limit: int) -> bool:
+        """Whether a peer saying hello with `key` may join under a limit of `limit` peers (one
+        already connected with that key always may: it is reconnecting)."""
+        if self.participants < limit:
+            return True
+        return key is not None and identity_of(self.task.id, key) in self._peers
 
     @property
     def state(self) -> SessionState:

@@ -1,8 +1,9 @@
 """What the routes and the WebSocket share: the store, the served tasks and their sessions.
 
 `Runtime` opens the store, seeds the built-in catalog, resumes every task at its stored round and
-model, and keeps per-task WebSocket `Traffic`. `ApiError` is the HTTP error the REST routes answer
-as ``{"error", "code", ...}``.
+model, and keeps per-task WebSocket `Traffic` and the server's `Metrics`. At shutdown `drain`
+lets closing rounds finish and tells every connection the server is restarting. `ApiError` is
+the HTTP error the REST routes answer as ``{"error", "code", ...}``.
 """
 
 from __future__ import annotations
@@ -10,22 +11,32 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 from disco.errors import DiscoError
-from disco.protocol import ServerMessage
+from disco.protocol import PROTOCOL_VERSION, ErrorCode, ServerMessage
 from disco.protocol import encode as encode_frame
 from disco.server.config import ServerConfig
 from disco.server.decentralized import DecentralizedSession
+from disco.server.invitations import Invitations
+from disco.server.metrics import Metrics, TaskSample, package_version
 from disco.server.peer_secure import SecurePeerSession
 from disco.server.secure import SecureSession
 from disco.server.session import FederatedSession
-from disco.server.store import Store
+from disco.server.store import RoundRecord, Store
 from disco.task import Task
 from disco.weights import Weights
 
-__all__ = ["LARGE_FRAME_BYTES", "ApiError", "Runtime", "Session", "Traffic"]
+__all__ = [
+    "LARGE_FRAME_BYTES",
+    "RESTART_NOTICE",
+    "ApiError",
+    "Notified",
+    "Runtime",
+    "Session",
+    "Traffic",
+]
 
 Session = FederatedSession | DecentralizedSession
 """A task's session: the server aggregates (federated; `SecureSession` when it may see only the
@@ -34,6 +45,24 @@ sum) or only paces the peers (decentralized)."""
 log = logging.getLogger("disco.server")
 
 LARGE_FRAME_BYTES = 1 << 20  # encode/decode frames above this size off the event loop
+RESTART_NOTICE = "the server is restarting; reconnect in a moment to go on in the same round"
+"""The `ErrorMessage` (code ``restarting``) every connection gets before close code 1012."""
+
+
+class Notified(Protocol):
+    """A connection `Runtime.drain` can tell that the server is restarting (and that the
+    invitation routes can close when its invitation is revoked)."""
+
+    invitation: str | None
+    """The id of the invitation it joined with (a private instance), else None."""
+
+    async def restarting(self) -> None:
+        """Send the restart notice, then close with 1012."""
+
+    async def refuse(
+        self, reason: str, code: ErrorCode, message: str, close: tuple[int, str]
+    ) -> None:
+        """Count a refusal under `reason`, send an `ErrorMessage`, then close."""
 
 
 class ApiError(Exception):
@@ -83,6 +112,10 @@ class Runtime:
         self.tasks: dict[str, Task] = {}
         self.sessions: dict[str, Session] = {}
         self.traffic: dict[str, Traffic] = {}
+        self.metrics = Metrics(package_version(), PROTOCOL_VERSION)
+        self.connections: set[Notified] = set()  # open WebSocket connections (for `drain`)
+        self.draining = False  # shutting down: no new participant joins
+        self.invitations: Invitations | None = None  # set by `open`
         self.encode = _Encoder()
         self.create_lock = asyncio.Lock()
         self._model_bytes: dict[str, tuple[str, bytes]] = {}
@@ -90,6 +123,7 @@ class Runtime:
     async def open(self) -> None:
         """Open the store, seed the catalog, and resume every task's round and model."""
         self.store = store = Store(self.config.data_dir, self.config.keep_rounds)
+        self.invitations = await asyncio.to_thread(Invitations, store)
         if self.config.seed_catalog:
             await asyncio.to_thread(_seed_catalog, store)
         for task in await asyncio.to_thread(store.list_tasks):
@@ -109,14 +143,27 @@ class Runtime:
         assert self.store is not None
         self.tasks[task.id] = task
         self.traffic[task.id] = Traffic()
+        self.metrics.add_task(task.id)
         if task.training.scheme == "decentralized":
             self.sessions[task.id] = self._decentralized(task, weights)
         elif task.training.secure_aggregation is not None:
-            self.sessions[task.id] = SecureSession(task, rnd, weights, save=self.store.save_round)
+            self.sessions[task.id] = SecureSession(task, rnd, weights, save=self._save_round)
         else:
-            self.sessions[task.id] = FederatedSession(
-                task, rnd, weights, save=self.store.save_round
-            )
+            self.sessions[task.id] = FederatedSession(task, rnd, weights, save=self._save_round)
+
+    def _save_round(self, task_id: str, rnd: int, weights: Weights, record: RoundRecord) -> None:
+        """Persist a closed federated round, then count it (a worker thread)."""
+        assert self.store is not None
+        self.store.save_round(task_id, rnd, weights, record)
+        self.metrics.round_closed(task_id, record.duration_s, "aborted" in record.aggregation)
+
+    def _record_round(self, task_id: str, record: RoundRecord) -> None:
+        """Record a decentralized round's history row and count the round (a worker thread)."""
+        assert self.store is not None
+        try:
+            self.store.record_round(task_id, record)
+        finally:  # the round closed whether or not its row could be written
+            self.metrics.round_closed(task_id, record.duration_s, "aborted" in record.aggregation)
 
     def _decentralized(self, task: Task, initial: Weights) -> DecentralizedSession:
         """The session of a decentralized task, resumed after its last recorded round (the server
@@ -128,13 +175,40 @@ class Runtime:
             digest = None  # after a sparse round every peer holds its own model
         secure = task.training.secure_aggregation is not None
         kind = SecurePeerSession if secure else DecentralizedSession
-        return kind(task, rnd, initial, digest=digest, record=self.store.record_round)
+        return kind(task, rnd, initial, digest=digest, record=self._record_round)
+
+    async def drain(self) -> None:
+        """Shut down the sessions, letting a round whose close has started finish and be saved
+        (its result goes out), then tell every connection the server is restarting (an
+        `ErrorMessage` with code ``restarting``, then close code 1012). New joins are refused."""
+        if self.draining:
+            return
+        self.draining = True
+        await asyncio.gather(*(s.aclose() for s in self.sessions.values()))
+        connections = list(self.connections)
+        if connections:
+            log.info("telling %d connection(s) that the server is restarting", len(connections))
+        await asyncio.gather(*(c.restarting() for c in connections))
 
     async def aclose(self) -> None:
         """Stop every session (letting a closing round finish), then close the store."""
-        await asyncio.gather(*(s.aclose() for s in self.sessions.values()))
+        await self.drain()
+        if self.invitations is not None:
+            self.invitations.flush()
         if self.store is not None:
             self.store.close()
+
+    def samples(self) -> list[TaskSample]:
+        """Each served task's values for `Metrics.render`, read now."""
+        return [
+            TaskSample(
+                task_id=task_id,
+                participants=session.participants,
+                round=session.round,
+                **asdict(self.traffic[task_id]),
+            )
+            for task_id, session in self.sessions.items()
+        ]
 
     def session(self, task_id: str) -> Session:
         """The session of a task; 404 or 503 `ApiError` otherwise."""

@@ -321,6 +321,8 @@ class SecureSession(FederatedSession):
         return super()._round_result(r, weights, record)
 
     def _close_round(self) -> None:
+        if self._stopping:  # shutting down: the round stays open (its members resend)
+            return
         self._cancel_secure_timer()
         self._enter("aggregating")
         self._closing = asyncio.get_running_loop().create_task(self._close(self._round, []))

@@ -132,8 +132,11 @@ class FederatedSession:
         self._retry_timer: asyncio.TimerHandle | None = None  # after a failed close
         self._retry_s = _RETRY_S[0]
         self._closing: asyncio.Task[None] | None = None
+        self._stopping = False  # shutting down: no new close starts (a started one finishes)
         self._round_changed = asyncio.Event()
-        self._status = StatusCast(lambda: self._broadcast(self.status()))  # coalesced
+        self._status = StatusCast(
+            lambda: self._broadcast(self.status()), audience=lambda: self.participants
+        )  # coalesced
 
     # -- read-only view ---------------------------------------------------------------------
     @property
@@ -160,6 +163,13 @@ class FederatedSession:
     def participants(self) -> int:
         """Number of connected participants (identities; one may have several connections)."""
         return len(self._connections.identities)
+
+    def has_room(self, key: str | None, limit: int) -> bool:
+        """Whether a participant saying hello with `key` may join under a limit of `limit`
+        participants (one already connected with that key always may: it is reconnecting)."""
+        if self.participants < limit:
+            return True
+        return key is not None and identity_of(self.task.id, key) in self._connections.identities
 
     @property
     def reported(self) -> int:
@@ -347,6 +357,8 @@ class FederatedSession:
         """Start closing the round if its closing rule holds (synchronous: no await)."""
         if self._phase != "collecting" or self._closing is not None or self._adding:
             return
+        if self._stopping:
+            return
         if len(self._updates) < self.task.training.min_participants:
             return
         everyone = self._connections.identities <= self._updates.keys()
@@ -447,6 +459,7 @@ class FederatedSession:
         """Stop: cancel timers and let a closing round finish persisting (at most `timeout`)."""
         if self._phase == "stopped":
             return
+        self._stopping = True
         self._cancel_timer()
         if self._closing is not None:
             try:

@@ -8,6 +8,12 @@ delay), and changes within the next `STATUS_INTERVAL_S` are folded into one broa
 built then, so it carries the latest state. A session thus sends at most one status per interval,
 and a round costs O(n) status messages however many changes it has — n per interval it lasts.
 
+The interval grows with the session: it is the longer of `STATUS_INTERVAL_S` and the time
+`STATUS_RATE` messages a second take to reach everyone (n / 2000 s: 1 s at 2,000 participants).
+A round of a large session lasts longer (n updates to take in), so a fixed interval would let
+the statuses per round grow with n and their cost with n²; with the interval growing as n, the
+statuses per round stay about constant and their cost linear.
+
 The broadcast runs as a task of its own (a slow participant does not hold up the change that
 caused it; each send is bounded by the session's send timeout); `aclose` cancels what is pending.
 """
@@ -19,12 +25,14 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["STATUS_INTERVAL_S", "StatusCast"]
+__all__ = ["STATUS_INTERVAL_S", "STATUS_RATE", "StatusCast"]
 
 log = logging.getLogger("disco.server")
 
 STATUS_INTERVAL_S = 0.5
-"""At most one status broadcast per this many seconds, per session."""
+"""At most one status broadcast per this many seconds, per session (small sessions)."""
+STATUS_RATE = 2000
+"""Status messages a second a session sends at most, on average (large sessions)."""
 
 
 class StatusCast:
@@ -33,10 +41,15 @@ class StatusCast:
     def __init__(
         self,
         broadcast: Callable[[], Coroutine[Any, Any, None]],
+        audience: Callable[[], int] = lambda: 0,
         interval: float = STATUS_INTERVAL_S,
+        rate: float = STATUS_RATE,
     ) -> None:
+        """`audience`: how many a broadcast goes to (the interval grows with it)."""
         self._broadcast = broadcast  # builds the status when it runs, and sends it to everyone
+        self._audience = audience
         self._interval = interval
+        self._rate = rate
         self._last: float | None = None  # loop time of the last broadcast started
         self._pending: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -51,11 +64,16 @@ class StatusCast:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        wait = 0.0 if self._last is None else self._last + self._interval - now
+        wait = 0.0 if self._last is None else self._last + self.interval - now
         if wait <= 0:
             self._start()
         else:
             self._pending = loop.call_later(wait, self._fire)
+
+    @property
+    def interval(self) -> float:
+        """The least time between two broadcasts, for the session as it is now."""
+        return max(self._interval, self._audience() / self._rate)
 
     def _fire(self) -> None:
         self._pending = None

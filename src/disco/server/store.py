@@ -15,6 +15,8 @@ Tables::
     models  (task_id, round, digest, file, created_at)     the kept global models; newest = state
     rounds  (task_id, round, contributors, num_samples, participants, metrics, digest,
              closed_at, duration_s)                         one row per closed round
+    invitations (id, task_id, secret_sha256, label, created_at, expires_at, revoked_at, uses,
+             last_used_at)                                  who may join a private instance
 
 The store is synchronous and thread-safe (one connection behind a lock); async callers use
 ``asyncio.to_thread``.
@@ -38,7 +40,7 @@ from disco.errors import StoreError, TaskError, WeightsError
 from disco.task import Task, parse_task
 from disco.weights import Weights
 
-__all__ = ["ContributorRecord", "RoundRecord", "Store"]
+__all__ = ["ContributorRecord", "InvitationRecord", "RoundRecord", "Store"]
 
 log = logging.getLogger("disco.server")
 
@@ -56,6 +58,10 @@ CREATE TABLE IF NOT EXISTS rounds (
     contributors INTEGER NOT NULL, num_samples INTEGER NOT NULL, participants TEXT NOT NULL,
     metrics TEXT NOT NULL, digest TEXT NOT NULL, closed_at REAL NOT NULL,
     duration_s REAL NOT NULL, PRIMARY KEY (task_id, round));
+CREATE TABLE IF NOT EXISTS invitations (
+    id TEXT PRIMARY KEY, task_id TEXT NOT NULL REFERENCES tasks(id), secret_sha256 BLOB NOT NULL,
+    label TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL,
+    uses INTEGER NOT NULL DEFAULT 0, last_used_at REAL);
 """
 
 
@@ -94,6 +100,21 @@ class RoundRecord:
         data = asdict(self)
         data["participants"] = [asdict(p) for p in self.participants]
         return data
+
+
+@dataclass(frozen=True)
+class InvitationRecord:
+    """A stored invitation: only a hash of its secret is kept (`disco.server.invitations`)."""
+
+    id: str
+    task_id: str
+    secret_sha256: bytes
+    label: str
+    created_at: float
+    expires_at: float
+    revoked_at: float | None = None
+    uses: int = 0
+    last_used_at: float | None = None
 
 
 class Store:
@@ -196,6 +217,36 @@ class Store:
             except TaskError as exc:  # stored by an older version whose format changed
                 log.error("stored task %s is no longer valid and is skipped: %s", task_id, exc)
         return tasks
+
+    # -- invitations ------------------------------------------------------------------------
+    def put_invitation(self, invitation: InvitationRecord) -> None:
+        """Store a new invitation (its task must exist)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO invitations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                tuple(getattr(invitation, f) for f in InvitationRecord.__dataclass_fields__),
+            )
+
+    def invitations(self) -> list[InvitationRecord]:
+        """Every invitation ever made, oldest first (revoked and expired ones too)."""
+        rows = self._query("SELECT * FROM invitations ORDER BY created_at, id")
+        return [InvitationRecord(*row) for row in rows]
+
+    def revoke_invitation(self, invitation_id: str, when: float) -> None:
+        """Mark an invitation revoked at `when` (kept, so that its uses stay on record)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE invitations SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (when, invitation_id),
+            )
+
+    def note_invitation_uses(self, uses: dict[str, tuple[int, float]]) -> None:
+        """Set the use counts and last-use times of invitations ({id: (uses, last_used_at)})."""
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE invitations SET uses = ?, last_used_at = ? WHERE id = ?",
+                [(n, when, key) for key, (n, when) in uses.items()],
+            )
 
     # -- models and rounds ------------------------------------------------------------------
     def load_state(self, task_id: str) -> tuple[int, Weights] | None:

@@ -10,8 +10,11 @@ updates. In a task with secure aggregation it must announce ``secure_aggregation
 phases' messages (`SecureKeys`, `SecureShares`, `SecureInput`, `SecureReveal`) instead.
 
 Close codes: 1000 after `Leave`, 1008 too many unread messages, 1009 frame too large, 1011 send
-failed, 1012 server shutting down, 4400 protocol version mismatch, 4404 unknown task, 4408 no
-`Hello` within 30 s, 4426 the task needs a capability the client did not announce.
+failed, 1012 server restarting (after an `ErrorMessage` with code ``restarting``), 4400 protocol
+version mismatch, 4403 no valid invitation (a private instance; also when the invitation a
+participant joined with is revoked), 4404 unknown task, 4408 no `Hello` within 30 s, 4426 the task
+needs a capability the client did not announce, 4429 a limit: the task is full, or too many
+connections from one address (`disco.server.limits`; reconnecting later may help).
 """
 
 from __future__ import annotations
@@ -44,9 +47,11 @@ from disco.protocol import (
     Status,
 )
 from disco.protocol import decode as decode_frame
+from disco.server.addresses import client_address
 from disco.server.decentralized import DecentralizedSession
+from disco.server.invitations import Refused, Required
 from disco.server.peer_secure import SecurePeerSession
-from disco.server.runtime import LARGE_FRAME_BYTES, Runtime, Session, Traffic
+from disco.server.runtime import LARGE_FRAME_BYTES, RESTART_NOTICE, Runtime, Session, Traffic
 from disco.server.secure import SecureSession
 
 __all__ = ["serve_connection"]
@@ -64,6 +69,8 @@ class _Connection:
     def __init__(self, ws: WebSocket, rt: Runtime):
         self.ws, self.rt = ws, rt
         self.name, self.kind = "", "python"
+        self.invitation: str | None = None  # the id of the invitation it joined with
+        self.address = client_address(ws)
         self.traffic: Traffic | None = None
         self._outbox: deque[ServerMessage | tuple[int, str]] = deque()
         self._wake = asyncio.Event()
@@ -77,7 +84,10 @@ class _Connection:
         if isinstance(message, Status) and self._outbox and isinstance(self._outbox[-1], Status):
             self._outbox[-1] = message
         elif len(self._outbox) >= MAX_PENDING:
-            log.warning("%s/%s does not read its messages; disconnecting", self.name, self.kind)
+            log.warning(
+                "%s/%s (%s) does not read its messages; disconnecting",
+                *(self.name, self.kind, self.address),
+            )
             self._outbox.clear()
             self._outbox.append((1008, "too many unread messages"))
             self._closed = True
@@ -92,6 +102,18 @@ class _Connection:
         await self.send(ErrorMessage(code=code, message=message))
         if close is not None:
             await self.close(*close)
+
+    async def refuse(
+        self, reason: str, code: ErrorCode, message: str, close: tuple[int, str]
+    ) -> None:
+        """Refuse the connection: count it under `reason`, log it, send the error and close."""
+        self.rt.metrics.refusal(reason)
+        log.info("refused a connection from %s (%s): %s", self.address, reason, message)
+        await self.error(code, message, close)
+
+    async def restarting(self) -> None:
+        """Tell the participant the server is restarting, then close with 1012."""
+        await self.error("restarting", RESTART_NOTICE, (1012, "server restarting"))
 
     async def close(self, code: int, reason: str) -> None:
         """Flush the outbox, close the socket (bounded wait)."""
@@ -139,6 +161,7 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
     """Run one participant's connection from `Hello` to close."""
     await ws.accept()
     conn = _Connection(ws, rt)
+    rt.connections.add(conn)
     session: Session | None = None
     connection_id: str | None = None  # the session's id for this connection, once joined
     limit = rt.config.max_frame_bytes
@@ -153,6 +176,9 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
                 return
             if event["type"] == "websocket.disconnect":
                 return
+            if rt.draining:  # shutting down: what comes now is sent again after the restart
+                await conn.restarting()
+                return
             data = event.get("bytes")
             if data is None:
                 await conn.error("malformed", "text frames are not used: send binary frames")
@@ -162,7 +188,7 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
                 conn.traffic.frames_received += 1
             if len(data) > limit:
                 msg = f"frame of {len(data)} bytes exceeds this server's limit of {limit} bytes"
-                await conn.error("too_large", msg, (1009, "frame too large"))
+                await conn.refuse("too_large", "too_large", msg, (1009, "frame too large"))
                 return
             try:
                 if len(data) > LARGE_FRAME_BYTES:
@@ -170,7 +196,7 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
                 else:
                     message = decode_frame(data, limit)
             except VersionError as exc:
-                await conn.error("version", str(exc), (4400, "protocol version"))
+                await conn.refuse("version", "version", str(exc), (4400, "protocol version"))
                 return
             except ProtocolError as exc:
                 await conn.error("malformed", str(exc))
@@ -181,7 +207,7 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
                     continue
                 if message.task_id not in rt.tasks:
                     text = f"there is no task {message.task_id!r} on this server"
-                    await conn.error("unknown_task", text, (4404, "unknown task"))
+                    await conn.refuse("unknown_task", "unknown_task", text, (4404, "unknown task"))
                     return
                 session = rt.sessions[message.task_id]
                 needs = _lacks(session, message)
@@ -191,7 +217,19 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
                         f"task {message.task_id!r} {what.replace('_', ' ')}: this client does "
                         f"not speak capability {needs!r}; update it or use one that does"
                     )
-                    await conn.error("unsupported", text, (4426, "capability needed"))
+                    await conn.refuse(
+                        "capability", "unsupported", text, (4426, "capability needed")
+                    )
+                    return
+                if rt.config.access == "invitation" and not await _invited(rt, conn, message):
+                    return
+                most = rt.config.max_participants
+                if not session.has_room(message.participant_key, most):
+                    text = (
+                        f"task {message.task_id!r} is full: it takes at most {most} "
+                        "participants on this server; try again later"
+                    )
+                    await conn.refuse("max_participants", "limited", text, (4429, "task full"))
                     return
                 conn.name, conn.kind = message.name, message.kind
                 conn.traffic = rt.traffic[message.task_id]
@@ -228,11 +266,28 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
             else:
                 await conn.error("unexpected", _not_sent(message.type))
     except SessionError:  # the server is shutting down
-        await conn.close(1012, "server shutting down")
+        await conn.restarting()
     finally:
+        rt.connections.discard(conn)
         if session is not None and connection_id is not None:
             await session.leave(connection_id)
         await conn.finish()
+
+
+async def _invited(rt: Runtime, conn: _Connection, hello: Hello) -> bool:
+    """Whether `hello` carries a valid invitation to its task (refused and closed if not)."""
+    assert rt.invitations is not None
+    try:
+        record = rt.invitations.check(hello.invitation, hello.task_id)
+    except (Required, Refused) as exc:
+        close = "invitation required" if isinstance(exc, Required) else "invitation refused"
+        text = f"{exc}; open the invitation link you received, or ask for a new one"
+        await conn.refuse("invitation", "forbidden", text, (4403, close))
+        return False
+    conn.invitation = record.id
+    rt.invitations.used(record)
+    await asyncio.to_thread(rt.invitations.flush)
+    return True
 
 
 def _lacks(session: Session, hello: Hello) -> str | None:

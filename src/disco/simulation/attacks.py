@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from disco.client import FederatedClient
+from disco.client import FederatedClient, ServerAccess
 from disco.client.update import MAX_NUM_SAMPLES, PreparedUpdate
 from disco.data.dataset import Dataset
 from disco.errors import ConfigError, DataError, SessionError
@@ -354,7 +354,7 @@ class AttackerClient(FederatedClient):
         self,
         task: Task,
         data: Dataset,
-        server_url: str,
+        server: str | ServerAccess,
         *,
         attack: AttackSpec,
         coalition: Coalition | None = None,
@@ -365,7 +365,7 @@ class AttackerClient(FederatedClient):
             data = flip_labels(data, num_classes(task))
         if attack.kind in COLLUDING and coalition is None:
             raise ConfigError(f"attack {attack.kind} needs a coalition of attackers")
-        super().__init__(task, data, server_url, **kwargs)
+        super().__init__(task, data, server, **kwargs)
         self.attack = attack
         self.coalition = coalition
         self._rng = rng if rng is not None else np.random.default_rng(self.seed)

@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 
 from disco import catalog
-from disco.client import FederatedClient
+from disco.client import FederatedClient, ServerAccess
 from disco.client.base import in_training_thread
 from disco.data import Dataset, load_for_task
 from disco.data.samples import write_samples
@@ -133,7 +133,7 @@ async def simulate_async(
     *,
     partition: str = "iid",
     seed: int = 0,
-    server: str | None = None,
+    server: str | ServerAccess | None = None,
     data_dir: str | Path | None = None,
     epochs_per_round: int | None = None,
     callbacks: Callable[[int], list[EventCallback]] | None = None,
@@ -214,17 +214,22 @@ async def simulate_async(
                 port=0, data_dir=Path(tmp) / "server", admin_token=token, seed_catalog=False
             )
             handle = start_in_background(config)
-            url = handle.url
+            access = ServerAccess(handle.url)
         else:
-            url = server.rstrip("/")
+            access = ServerAccess.of(server)  # https: verified with its ca_file or the system's
         try:
-            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            async with access.async_http(timeout=30) as http:
                 if handle is not None:
                     await _publish(http, the_task, token)
                 else:
-                    resp = await http.get(f"/api/tasks/{the_task.id}")
+                    try:
+                        resp = await http.get(f"/api/tasks/{the_task.id}")
+                    except httpx.HTTPError as exc:
+                        raise access.unreachable(exc) from exc
                     if resp.status_code != 200:
-                        raise TaskError(f"server {url} has no task {the_task.id!r}: {resp.text}")
+                        raise TaskError(
+                            f"server {access.url} has no task {the_task.id!r}: {resp.text}"
+                        )
                     the_task = parse_task(resp.json())
                     if spec is not None:
                         spec = spec.resolve(the_task, clients)
@@ -250,12 +255,12 @@ async def simulate_async(
                         connector = None
                         if transport == "memory":
                             connector = functools.partial(_memory, hub=hub)
-                        return PeerClient(the_task, data, url, connector=connector, **common)
+                        return PeerClient(the_task, data, access, connector=connector, **common)
                     if spec is None or i not in attackers:
-                        return FederatedClient(the_task, data, url, **common)
+                        return FederatedClient(the_task, data, access, **common)
                     rng = np.random.default_rng([seed, i, 1])  # the attack's own draws
                     return AttackerClient(
-                        the_task, data, url, attack=spec, coalition=coalition, rng=rng, **common
+                        the_task, data, access, attack=spec, coalition=coalition, rng=rng, **common
                     )
 
                 participants = [participant(i, d) for i, d in enumerate(datasets, start=1)]
@@ -311,7 +316,8 @@ def simulate(
     """Train `task` with `clients` simulated participants for `rounds` rounds.
 
     Keyword arguments: ``partition`` ("iid", "dirichlet:0.5", "shards:2"), ``seed``,
-    ``server`` (URL of a running server; default: start one on a free loopback port),
+    ``server`` (URL of a running server, or a `ServerAccess` for one behind TLS with its own
+    certificate authority or a private one; default: start one on a free loopback port),
     ``data_dir`` (where to write the per-client sample files; default: a temporary folder),
     ``epochs_per_round``, ``callbacks`` (client index → trainer callbacks), ``on_message``
     (client index, protocol message → None), ``attack`` (an `AttackSpec` or its text,

@@ -10,6 +10,7 @@ from the server (frames are binary) closes the connection with 1003.
 from __future__ import annotations
 
 import asyncio
+from ssl import SSLContext
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -33,10 +34,17 @@ class WebSocketChannel(Channel):
         self._closed: ChannelClosed | None = None
 
     @classmethod
-    async def connect(cls, url: str, *, max_frame: int, timeout: float) -> WebSocketChannel:
-        """Open a connection to `url`; `TimeoutError` after `timeout` s, `OSError` or the
-        library's `InvalidHandshake` / `InvalidURI` if it cannot be opened."""
-        conn = await connect(url, max_size=max_frame, open_timeout=timeout)
+    async def connect(
+        cls, url: str, *, max_frame: int, timeout: float, ssl: SSLContext | None = None
+    ) -> WebSocketChannel:
+        """Open a connection to `url` (``wss://``: verified with `ssl`, default the system's
+        CAs); `TimeoutError` after `timeout` s, `OSError` (an `ssl.SSLError` when the server
+        cannot be verified) or the library's `InvalidHandshake` / `InvalidURI` if it cannot be
+        opened."""
+        if ssl is not None and url.startswith("wss://"):
+            conn = await connect(url, max_size=max_frame, open_timeout=timeout, ssl=ssl)
+        else:
+            conn = await connect(url, max_size=max_frame, open_timeout=timeout)
         return cls(conn, max_frame)
 
     @property

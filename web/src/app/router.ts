@@ -4,6 +4,7 @@
 // that fails (server or network gone) `navigationError` says so and App.vue offers to try again.
 import { shallowRef } from "vue";
 import { createRouter, createWebHashHistory } from "vue-router";
+import { INVITATION_PATTERN, keepInvitation } from "./composables/invitations";
 import LibraryPage from "./pages/LibraryPage.vue";
 import TasksPage from "./pages/TasksPage.vue";
 
@@ -45,6 +46,26 @@ export const router = createRouter({
       component: onFirstVisit(() => import("./pages/TaskPage.vue")),
       props: true,
       meta: { title: "Task" },
+    },
+    {
+      // a join link (`#/join/<task id>?invitation=<token>`, from the person who runs a private
+      // server): the invitation is kept for the task, the address bar loses it (the redirect
+      // replaces the link's history entry) and the task opens; JoinPage says what is wrong with
+      // a link that holds no whole invitation
+      path: "/join/:taskId",
+      name: "join",
+      component: onFirstVisit(() => import("./pages/JoinPage.vue")),
+      props: true,
+      meta: { title: "Join a task" },
+      beforeEnter: (to) => {
+        const taskId = String(to.params["taskId"]);
+        const token = to.query["invitation"];
+        if (typeof token === "string" && INVITATION_PATTERN.test(token) && keepInvitation(taskId, token)) {
+          return { name: "task", params: { id: taskId }, replace: true };
+        }
+        // no whole invitation: nothing worth keeping in the address bar either
+        return Object.keys(to.query).length ? { name: "join", params: { taskId }, replace: true } : true;
+      },
     },
     {
       path: "/library",

@@ -6,6 +6,7 @@
  *     ├── ProtocolError       malformed or unexpected wire message (code "malformed")
  *     │   └── VersionError    the peer speaks another protocol version (code "version")
  *     ├── ServerError         the server refused us or cannot be reached
+ *     │   ├── AccessRefused   a private instance refused to let us in: no valid invitation
  *     │   └── UpdateRejected  the server refused a model update (shape, not_finite, ...)
  *     └── SessionError        illegal state, a wait that timed out
  *         └── StoppedError    the user stopped the session (`FederatedClient.stop()`)
@@ -44,6 +45,15 @@ export class VersionError extends ProtocolError {
 /** The server answered with an error or cannot be reached. */
 export class ServerError extends DiscoError {
   override name = "ServerError";
+}
+
+/**
+ * A private instance refused this participant: it presented no invitation for the task, or one
+ * that is wrong, expired or revoked (error code "forbidden", close code 4403). Reconnecting
+ * cannot help; a valid invitation can.
+ */
+export class AccessRefused extends ServerError {
+  override name = "AccessRefused";
 }
 
 /** The server refused a model update; the message says why (`[code] server message`). */

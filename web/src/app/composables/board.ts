@@ -55,9 +55,10 @@ export interface Board {
   message: string;
   /**
    * Why training with others ended early, when the UI can offer a way out: the server is gone
-   * (`unreachable`), or nobody else sent an update in time (`wait_expired`).
+   * (`unreachable`), nobody else sent an update in time (`wait_expired`), or a private instance
+   * let this browser in without a valid invitation (`refused`).
    */
-  problem: "unreachable" | "wait_expired" | null;
+  problem: "unreachable" | "wait_expired" | "refused" | null;
   /** Rounds this browser trained in this run, counted from 1 (`round` of `rounds`). */
   round: number;
   rounds: number;

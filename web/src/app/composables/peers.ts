@@ -14,6 +14,7 @@ import type { EpochMetrics } from "../../core/training/trainer";
 import type { Weights } from "../../core/weights";
 import { getModelFile, serverUrl } from "./api";
 import type { Board, BoardPeer, LogLine, Phase } from "./board";
+import { invitationFor } from "./invitations";
 import { formatBytes } from "./plain";
 import { recordPrivateUpdate } from "./privacyBudget";
 import { fromSafetensors } from "./safetensors";
@@ -149,6 +150,7 @@ export async function runDecentralized(run: {
     serverUrl: serverUrl(),
     taskId: task.id,
     name,
+    invitation: invitationFor(task.id), // a private instance's task: the one this browser holds
     aggregation: task.training.aggregation,
     reference: getWeights(model, spec),
     initialModel: () => initialModel(task.id),

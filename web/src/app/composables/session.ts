@@ -4,6 +4,9 @@
 import type * as tf from "@tensorflow/tfjs";
 import { markRaw, reactive, shallowRef } from "vue";
 import { ServerUnreachable, WaitExpired } from "../../core/client/federated";
+import { LinkClosed } from "../../core/client/link";
+import { LIMITED_CLOSE } from "../../core/client/server";
+import { AccessRefused } from "../../core/errors";
 import { type Dataset, split } from "../../core/data/dataset";
 import { buildModel, getWeights, setWeights } from "../../core/models";
 import { type Task, epochsInRound } from "../../core/task";
@@ -12,6 +15,7 @@ import type { Weights } from "../../core/weights";
 import { ensureBackend } from "./backend";
 import { type Board, type TrainMode, log, newBoard, onTrainingEvent, roundsSoFar } from "./board";
 import { type Connection, datasetOf, newConnection } from "./connect";
+import { INVITATION_REFUSED, INVITATION_REQUIRED, invitationFor } from "./invitations";
 import { canTrainTogether, percent, roundsOf } from "./plain";
 import { durationText } from "./progress";
 import { type KeptModel, keptText, roundsText } from "./kept";
@@ -365,7 +369,15 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
     } else {
       b.phase = "error";
       if (!clientLogs) log(s, describe(e), "error"); // the client has logged its own
-      if (e instanceof ServerUnreachable) {
+      if (e instanceof AccessRefused) {
+        // a private instance: this browser's invitation was revoked or has expired, or it has none
+        b.problem = "refused";
+        const why = invitationFor(task.id) === null ? INVITATION_REQUIRED : INVITATION_REFUSED;
+        b.message = s.kept ? `${why} ${keptText(s.kept, total, direct)}` : why;
+      } else if (e instanceof ServerUnreachable && e.cause instanceof LinkClosed && e.cause.code === LIMITED_CLOSE) {
+        b.problem = "unreachable";
+        b.message = `The disco server cannot take more participants right now (${e.cause.reason}), so training with others cannot start. Try again in a few minutes, or train alone on your data instead.`;
+      } else if (e instanceof ServerUnreachable) {
         b.problem = "unreachable";
         b.message = e.joined
           ? `The connection to the server was lost and could not be restored. ${keptText(s.kept, total, direct)}`

@@ -12,6 +12,7 @@ import type { EpochMetrics } from "../../core/training/trainer";
 import type { Weights } from "../../core/weights";
 import { serverUrl } from "./api";
 import type { Board, LogLine, Phase } from "./board";
+import { invitationFor } from "./invitations";
 import { recordPrivateUpdate } from "./privacyBudget";
 
 /** What `federatedHooks` needs: the run's task, board and hooks, and how to train one round. */
@@ -115,6 +116,7 @@ export async function runFederated(run: {
     serverUrl: serverUrl(),
     taskId: task.id,
     name,
+    invitation: invitationFor(task.id), // a private instance's task: the one this browser holds
     reference: getWeights(model, spec),
     privacy: task.training.privacy,
     secureAggregation: task.training.secure_aggregation,

@@ -100,6 +100,11 @@ export interface FederatedClientOptions {
   taskId: string;
   /** Display name shown to others and in server logs (≤ 100 characters). */
   name?: string;
+  /**
+   * The invitation token of this task on a private instance (`dinv.<id>.<secret>`), sent in every
+   * `Hello`; without it, a private instance refuses the participant (`AccessRefused`).
+   */
+  invitation?: string | null;
   train: TrainFn;
   onEvent?: (event: ClientEvent) => void;
   /** The task's privacy: updates are clipped and noised before they leave (default none). */

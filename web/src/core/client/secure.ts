@@ -106,7 +106,7 @@ export function wordBytes(words: Uint32Array): Uint8Array {
  * refusal to join. "unsupported" is fatal only before the Welcome (the server closes with 4426);
  * during the round it is a refusal of one message, and the participant sits the round out.
  */
-const FATAL_IN_ROUND: ReadonlySet<string> = new Set(["version", "unknown_task"]);
+const FATAL_IN_ROUND: ReadonlySet<string> = new Set(["version", "unknown_task", "forbidden"]);
 
 /** What a wait for the next message ended with while this participant trains: its training settled. */
 class Trained extends Error {

@@ -2,12 +2,13 @@
  * Reaching a disco server and joining a task on it, as every browser participant does (the
  * federated client, ./session.ts, and a decentralized peer, ../decentralized/session.ts): the
  * WebSocket endpoint, the `participant_key` that makes a reconnecting participant the one it was,
- * the `Hello`, the close codes and refusals after which reconnecting cannot help, and
- * `ServerUnreachable` when the server cannot be reached at all.
+ * the `Hello` (with the invitation of a private instance's task, when the app has one), the
+ * close codes and refusals after which reconnecting cannot help, and `ServerUnreachable` when the
+ * server cannot be reached at all.
  */
 
-import { ServerError, SessionError } from "../errors";
-import type { Hello } from "../protocol";
+import { AccessRefused, ServerError, SessionError } from "../errors";
+import type { ErrorMessage, Hello } from "../protocol";
 import type { LinkClosed } from "./link";
 
 /** The server could not be reached within the connection budget; the session was not (re)joined. */
@@ -25,9 +26,15 @@ export class ServerUnreachable extends ServerError {
   }
 }
 
+/** Close code of a private instance that refuses a participant without a valid invitation (error "forbidden"). */
+export const FORBIDDEN_CLOSE = 4403;
+/** Close code of a server at one of its limits, e.g. participants of a task (error "limited"): try again later. */
+export const LIMITED_CLOSE = 4429;
+
 /**
  * Close codes after which reconnecting cannot help (Python's `disco.client.link.FATAL_CLOSE`, in
- * this page's words).
+ * this page's words). `LIMITED_CLOSE` is not one: the limit may be gone when the client tries
+ * again, after its back-off.
  */
 export const FATAL_CLOSE: Readonly<Record<number, string>> = {
   1003: "the server sent a frame this page cannot read; reload the page",
@@ -35,17 +42,34 @@ export const FATAL_CLOSE: Readonly<Record<number, string>> = {
   4400: "this page speaks another protocol version than the server; reload the page",
   4404: "the server does not know this task",
   4426: "this task needs a newer client: update the page/app",
+  [FORBIDDEN_CLOSE]: "this task is private: you need a valid invitation link to take part; ask the person who invited you for one",
 };
 
-/** The error to raise for a closed link, or null when reconnecting may help (its code is not in `FATAL_CLOSE`). */
+/**
+ * The error to raise for a closed link, or null when reconnecting may help (its code is not in
+ * `FATAL_CLOSE`); an `AccessRefused` for `FORBIDDEN_CLOSE`.
+ */
 export function fatalClose(exc: LinkClosed): ServerError | null {
   const why = FATAL_CLOSE[exc.code];
-  return why === undefined ? null : new ServerError(`${why} (${exc.message})`);
+  if (why === undefined) return null;
+  return exc.code === FORBIDDEN_CLOSE ? new AccessRefused(`${why} (${exc.message})`) : new ServerError(`${why} (${exc.message})`);
 }
 
 /** What to add to a refusal to join with error `code`: the advice to update for "unsupported", else nothing. */
 export function refusalAdvice(code: string): string {
   return code === "unsupported" ? ` (${FATAL_CLOSE[4426]})` : "";
+}
+
+/**
+ * The error for the server's refusal `m` to let this participant join: an `AccessRefused` for
+ * "forbidden" (no valid invitation; the server's words say which: required, expired, revoked…),
+ * a plain `ServerError` for "limited" (a federated client tries again instead, ./session.ts),
+ * else a `ServerError` naming the code.
+ */
+export function refusal(m: ErrorMessage): ServerError {
+  if (m.code === "forbidden") return new AccessRefused(`${FATAL_CLOSE[FORBIDDEN_CLOSE]} (the server says: ${m.message})`);
+  if (m.code === "limited") return new ServerError(`the server cannot take this participant now (${m.message}); try again later`);
+  return new ServerError(`server refused to join: [${m.code}] ${m.message}${refusalAdvice(m.code)}`);
 }
 
 /** The WebSocket endpoint (`ws(s)://host/ws`) of a server given by its http(s) base URL. */
@@ -70,13 +94,16 @@ export function newParticipantKey(): string {
   return base64.replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-/** The `Hello` a browser participant opens every connection with. */
+/**
+ * The `Hello` a browser participant opens every connection with; it carries `joining.invitation`
+ * when there is one (a private instance's task), and no `invitation` field otherwise.
+ */
 export function hello(
-  joining: { taskId: string; name?: string | undefined },
+  joining: { taskId: string; name?: string | undefined; invitation?: string | null | undefined },
   participantKey: string,
   capabilities: readonly string[],
 ): Hello {
-  return {
+  const message: Hello = {
     type: "hello",
     task_id: joining.taskId,
     name: joining.name ?? "",
@@ -84,4 +111,6 @@ export function hello(
     participant_key: participantKey,
     capabilities: [...capabilities],
   };
+  if (joining.invitation) message.invitation = joining.invitation;
+  return message;
 }

@@ -5,7 +5,8 @@
  * with back-off — for `firstConnectTimeoutMs` when the server never answered, for
  * `reconnectTimeoutMs` after a lost connection — then `ServerUnreachable`. Every `Hello` carries
  * the same `participant_key`, so the server knows a reconnecting participant as the one it was,
- * and announces `secure_aggregation` for a task that uses it (docs/protocol.md §16, §19).
+ * announces `secure_aggregation` for a task that uses it (docs/protocol.md §16, §19) and presents
+ * the `invitation` of a private instance's task when the options hold one.
  */
 
 import { ServerError } from "../errors";
@@ -13,7 +14,18 @@ import { isDecentralizedMessage, isSecureMessage, type ModelUpdate, type ServerM
 import type { Weights } from "../weights";
 import { Link, LinkClosed, sleep, WaitTimeout, type Traffic } from "./link";
 import { checkWaitForOthers, deliver, type ClientEvent, type ClientState, type FederatedClientOptions, type LogEvent, type StatusEvent } from "./options";
-import { FATAL_CLOSE, fatalClose, hello, newParticipantKey, refusalAdvice, ServerUnreachable, webSocketClass, wsUrl } from "./server";
+import {
+  FATAL_CLOSE,
+  fatalClose,
+  hello,
+  LIMITED_CLOSE,
+  newParticipantKey,
+  refusal,
+  refusalAdvice,
+  ServerUnreachable,
+  webSocketClass,
+  wsUrl,
+} from "./server";
 
 /** The capability of secure aggregation (docs/protocol.md §19). */
 export const SECURE_CAPABILITY = "secure_aggregation";
@@ -27,8 +39,8 @@ export function clientCapabilities(options: Pick<FederatedClientOptions, "secure
   return options.secureAggregation ? [SECURE_CAPABILITY] : [];
 }
 
-/** Error codes the server closes the connection after (4400, 4404, 4426): reconnecting cannot help. */
-const FATAL_ERRORS: ReadonlySet<string> = new Set(["version", "unknown_task", "unsupported"]);
+/** Error codes the server closes the connection after (4400, 4404, 4426, 4403): reconnecting cannot help. */
+const FATAL_ERRORS: ReadonlySet<string> = new Set(["version", "unknown_task", "unsupported", "forbidden"]);
 
 /** A global model and the server round it opens. */
 export interface Model {
@@ -131,6 +143,7 @@ export abstract class FederatedSession {
   ): Promise<ServerMessage> {
     const message = await link.next(timeoutMs, signal);
     if (message.type === "error" && fatal.has(message.code)) {
+      if (message.code === "forbidden") throw refusal(message);
       throw new ServerError(`server refused to join: ${message.message}${refusalAdvice(message.code)}`);
     }
     if (isDecentralizedMessage(message)) {
@@ -160,7 +173,14 @@ export abstract class FederatedSession {
     for (;;) {
       // the Welcome must come before the join deadline too (a server that accepts but never answers)
       const m = await this.next(link, Math.max(1, Math.min(timeout, deadline - Date.now())));
-      if (m.type === "error") throw new ServerError(`server refused to join: [${m.code}] ${m.message}`);
+      if (m.type === "error") {
+        // a limit of the server (e.g. participants of the task): it closes with 4429, and trying
+        // again later may succeed, as after that close
+        if (m.code === "limited") throw new LinkClosed(LIMITED_CLOSE, m.message);
+        // a server shutting down says so, then closes with 1012: try again, as after a drop
+        if (m.code === "restarting") throw new LinkClosed(1012, m.message);
+        throw refusal(m);
+      }
       if (m.type !== "welcome") continue;
       if (m.weights === undefined) {
         // a decentralized session: its models travel between peers only, never through the server
@@ -208,6 +228,8 @@ export abstract class FederatedSession {
         if (exc instanceof LinkClosed) {
           const fatal = fatalClose(exc);
           if (fatal !== null) throw fatal;
+          // a server at its limit is asked again no sooner than in 2 s
+          if (exc.code === LIMITED_CLOSE) delay = Math.max(delay, 2_000);
         } else if (!(exc instanceof WaitTimeout)) throw exc;
         if (Date.now() + delay > deadline) {
           const seconds = Math.round((Date.now() - started) / 1000);

@@ -106,8 +106,10 @@ export abstract class WaitingSession extends FederatedSession {
         this.log("info", `${mine}: update accepted (${m.reported} of ${m.participants} reported)`);
         this.setState(this.waitingState());
       } else if (m.type === "error") {
-        // stale: the round closed without it; duplicate: a copy resent after a reconnect
-        if (m.code !== "stale" && m.code !== "duplicate") throw new UpdateRejected(`[${m.code}] ${m.message}`);
+        // stale: the round closed without it; duplicate: a copy resent after a reconnect;
+        // restarting: the server closes next (1012), and the update is sent again once back
+        const benign = m.code === "stale" || m.code === "duplicate" || m.code === "restarting";
+        if (!benign) throw new UpdateRejected(`[${m.code}] ${m.message}`);
         this.log("info", `${mine}: ${m.message}`);
         this.setState(this.waitingState());
       }

@@ -50,6 +50,12 @@ export interface PeerClientOptions {
   taskId: string;
   /** Display name shown to others (≤ 100 characters). */
   name?: string;
+  /**
+   * The invitation token of this task on a private instance (`dinv.<id>.<secret>`), sent in the
+   * `Hello`; without it, a private instance refuses the peer (`AccessRefused`). `initialModel`
+   * presents it to the REST route itself.
+   */
+  invitation?: string | null;
   /** The task's aggregation: the browser combines with "mean" only. */
   aggregation: AggregationConfig;
   train: PeerTrainFn;

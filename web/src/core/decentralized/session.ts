@@ -28,7 +28,7 @@ import { WebSocketChannel } from "../transport/websocket";
 import type { Weights } from "../weights";
 import { Link, LinkClosed, SEND_TIMEOUT_MS, type Traffic } from "../client/link";
 import { checkWaitForOthers, deliver, type LogEvent } from "../client/options";
-import { fatalClose, hello, newParticipantKey, refusalAdvice, ServerUnreachable, webSocketClass, wsUrl } from "../client/server";
+import { fatalClose, hello, newParticipantKey, refusal, ServerUnreachable, webSocketClass, wsUrl } from "../client/server";
 import { SECURE_CAPABILITY } from "../client/session";
 import { formatG, largestChange } from "./combine";
 import type { Connector } from "./connector";
@@ -317,9 +317,7 @@ export abstract class PeerSession {
       if (this.refused === null) throw exc;
     }
     const refused = this.refused as ErrorMessage | null;
-    if (refused !== null) {
-      throw new ServerError(`server refused to join: [${refused.code}] ${refused.message}${refusalAdvice(refused.code)}`);
-    }
+    if (refused !== null) throw refusal(refused);
     const welcome = this.welcome as Welcome | null;
     if (welcome === null) throw new ServerError("the server sent no welcome");
     if (!welcome.capabilities.includes("decentralized")) {

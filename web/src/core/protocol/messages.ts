@@ -25,6 +25,9 @@ export const CAPABILITY_PATTERN = /^[a-z][a-z0-9_]{0,31}$/;
 /** Most capabilities one `Hello` or `Welcome` lists. */
 export const MAX_CAPABILITIES = 32;
 
+/** Longest `Hello.invitation`, in characters. */
+export const MAX_INVITATION = 128;
+
 /** Largest integer every implementation (JavaScript included) represents exactly: 2^53 − 1. */
 export const MAX_SAFE_INT = Number.MAX_SAFE_INTEGER;
 
@@ -46,6 +49,9 @@ export const ERROR_CODES = [
   "too_large", // frame exceeds the server's size limit
   "unsupported", // needs a capability this connection did not agree on
   "unknown_peer", // a signal for a peer that is not in the session
+  "forbidden", // no valid invitation for this task on a private instance (closed with 4403)
+  "limited", // a limit of the server was reached, e.g. participants of a task (closed with 4429)
+  "restarting", // the server is shutting down (closed with 1012): reconnect, go on in the same round
 ] as const;
 /** One of `ERROR_CODES`. */
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -86,6 +92,11 @@ export interface Hello {
    * most `MAX_CAPABILITIES`, distinct; unknown names are ignored by the server). Always written.
    */
   capabilities: string[];
+  /**
+   * The invitation token that lets this participant join a task of a private instance
+   * (`dinv.<id>.<secret>`, 1–`MAX_INVITATION` characters); absent when there is none.
+   */
+  invitation?: string;
 }
 /** The participant's weights after training on the global model of `round` (C→S). */
 export interface ModelUpdate {
