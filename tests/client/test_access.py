@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,8 @@ def test_not_an_address() -> None:
 )
 def test_an_invitation_is_the_token_or_a_link_holding_it(text: str) -> None:
     assert parse_invitation(text) == TOKEN
-    access = ServerAccess("http://h:1", invitation=text)
+    server = text.strip().split("/#")[0] if "://" in text else "http://h:1"
+    access = ServerAccess(server, invitation=text)
     assert access.headers == {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -63,3 +65,19 @@ def test_environment_fills_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.delenv("DISCO_CA_FILE")
     assert ServerAccess.from_env("https://h").invitation == TOKEN
     assert ServerAccess.from_env("https://h", "").invitation == TOKEN
+
+
+def test_an_invitation_link_goes_only_to_the_server_that_made_it() -> None:
+    link = f"https://disco.example.org/#/join/mnist?invitation={TOKEN}"
+    assert ServerAccess("https://disco.example.org:443/", invitation=link).invitation == TOKEN
+    with pytest.raises(
+        ConfigError, match=re.escape("is for https://disco.example.org, not https://evil")
+    ):
+        ServerAccess("https://evil.example.net", invitation=link)
+    with pytest.raises(ConfigError, match=re.escape("not http://disco.example.org")):
+        ServerAccess("http://disco.example.org", invitation=link)
+    assert ServerAccess("https://other.example.net", invitation=TOKEN).invitation == TOKEN
+
+
+def test_the_invitation_stays_out_of_reprs() -> None:
+    assert TOKEN not in repr(ServerAccess("http://h:1", invitation=TOKEN))

@@ -338,3 +338,31 @@ def test_disco_invite_makes_lists_and_revokes(
     assert main(["tasks", "--server", private.url, "--invitation", again, "--json"]) == 0
     assert [t["id"] for t in json.loads(capsys.readouterr().out)["tasks"]] == ["other"]
     assert main(["invite", "--server", private.url, "--task", "ward", "--admin-token", "bad!"]) == 2
+
+
+def test_a_private_instance_does_not_say_which_tasks_exist(private: ServerHandle) -> None:
+    ward = _invite(private, "ward")
+    for task_id in ("ward", "no-such-task"):  # the same answer whether the task exists or not
+        resp = httpx.get(f"{private.url}/api/tasks/{task_id}/status")
+        assert (resp.status_code, resp.json()["code"]) == (401, "invitation_required")
+        answer, code = asyncio.run(_hello(private.ws_url, task_id, None))
+        assert isinstance(answer, ErrorMessage) and answer.code == "forbidden" and code == 4403
+    resp = httpx.get(f"{private.url}/api/tasks/no-such-task", headers=_bearer(ward["token"]))
+    assert resp.status_code == 403 and "for task 'ward'" in resp.json()["error"]
+    admin = httpx.get(f"{private.url}/api/tasks/no-such-task", headers=ADMIN)
+    assert admin.status_code == 404  # the admin is told
+
+
+def test_without_the_web_app_a_private_instance_lists_nothing(tmp_path: Path) -> None:
+    config = ServerConfig(
+        port=0,
+        data_dir=tmp_path,
+        admin_token=TOKEN,
+        seed_catalog=False,
+        access="invitation",
+        web_dir=tmp_path / "no-web-app",
+    )
+    with start_in_background(config) as handle:
+        publish(handle, _task("secret-task"))
+        page = httpx.get(f"{handle.url}/").text
+        assert "private" in page and "secret-task" not in page

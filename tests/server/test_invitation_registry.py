@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,25 @@ def test_a_private_instance_needs_an_admin_token(tmp_path: Path) -> None:
         ServerConfig.load(env={}, data_dir=tmp_path, access="invitation")
     config = ServerConfig.load(env={"DISCO_ACCESS": "invitation", "DISCO_ADMIN_TOKEN": "x" * 12})
     assert config.access == "invitation"
+
+
+def test_uses_and_revocations_are_not_lost_between_threads(store: Store) -> None:
+    invitations = Invitations(store)
+    counted, counted_token = invitations.create("a", label="counted")
+    revoked, _ = invitations.create("a", label="revoked")
+
+    def join() -> None:
+        for _ in range(100):
+            invitations.used(invitations.check(counted_token, "a"))
+            invitations.flush()  # as after each join, from a worker thread
+
+    threads = [threading.Thread(target=join) for _ in range(8)]
+    for t in threads:
+        t.start()
+    invitations.revoke(revoked.id)  # while the flushes run
+    for t in threads:
+        t.join(30)
+    assert invitations.get(counted.id).uses == 800
+    assert invitations.get(revoked.id).revoked_at is not None
+    again = Invitations(store)  # what the store holds
+    assert again.get(counted.id).uses == 800 and again.get(revoked.id).revoked_at is not None

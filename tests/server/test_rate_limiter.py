@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from disco.server.limits import RateLimiter
+from disco.server.limits import RateLimiter, rate_key
 
 
 class Clock:
@@ -63,3 +63,12 @@ def test_a_full_table_forgets_quiet_addresses_before_busy_ones() -> None:
     assert len(limiter) <= 10
     assert limiter.take("busy") == 0.0
     assert limiter.take("busy") > 0  # remembered: a forgotten address would have 10 again
+
+
+def test_ipv6_addresses_share_their_64() -> None:
+    assert rate_key("203.0.113.7") == "203.0.113.7"
+    assert (
+        rate_key("2001:db8:1:2:aaaa::1") == rate_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    )
+    assert rate_key("2001:db8:1:3::1") != rate_key("2001:db8:1:2::1")
+    assert rate_key("unknown") == "unknown"

@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 import re
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from disco.errors import ConfigError, ServerError
 
@@ -39,7 +40,7 @@ class ServerAccess:
     instance, and a CA bundle to verify an ``https`` server with (default: the system's)."""
 
     url: str
-    invitation: str | None = None
+    invitation: str | None = field(default=None, repr=False)  # a credential: not in reprs
     ca_file: Path | None = None
 
     def __post_init__(self) -> None:
@@ -52,6 +53,12 @@ class ServerAccess:
             raise ConfigError(f"{self.url!r} is not a server address: use http(s)://host:port")
         object.__setattr__(self, "url", url)
         if self.invitation is not None:
+            origin = _link_origin(self.invitation)
+            if origin is not None and origin != _origin(url):
+                raise ConfigError(
+                    f"this invitation link is for {origin}, not {_origin(url)}: give the server "
+                    "it came from (an invitation is sent only to the server that made it)"
+                )
             object.__setattr__(self, "invitation", parse_invitation(self.invitation))
         if self.ca_file is not None:
             ca = Path(self.ca_file)
@@ -199,6 +206,27 @@ def parse_invitation(text: str) -> str:
             "that is not an invitation: give the token (dinv.…) or the join link that holds it"
         )
     return found.group(1)
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of `url`, the default port left out."""
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port not in (None, default) else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def _link_origin(text: str) -> str | None:
+    """The origin of a join link (None: `text` is a bare token or not a link)."""
+    text = text.strip()
+    if not (text.startswith("http://") or text.startswith("https://")):
+        return None
+    try:
+        return _origin(text.split("#", 1)[0])
+    except ValueError:
+        return None
 
 
 def refusal(response: httpx.Response) -> str:

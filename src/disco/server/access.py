@@ -107,8 +107,8 @@ def require_task(rt: Runtime, request: Request, task_id: str) -> None:
     """Let the request read task `task_id` (public instance, admin, or its invitation)."""
     if rt.config.access == "public" or is_admin(rt, request):
         return
-    if task_id not in rt.tasks:
-        rt.session(task_id)  # 404: an unknown task says so, whoever asks
+    # first the invitation: to someone not invited, a private instance does not even say
+    # whether a task exists (an invitation names an existing task, so a valid one is for it)
     _check(rt, _bearer(request), task_id)
 
 

@@ -70,6 +70,8 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        if exc.status == 413:  # an upload above its limit (a task document, an invitation)
+            rt.metrics.refusal("too_large")
         headers = exc.extra.pop("headers", None)
         body = {"error": exc.message, "code": exc.code, **exc.extra}
         return JSONResponse(body, status_code=exc.status, headers=headers)
@@ -235,6 +237,12 @@ def _mount_web(app: FastAPI, rt: Runtime) -> None:
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> str:
+        if rt.config.access == "invitation":  # a private instance lists nothing to anyone
+            return (
+                "<!doctype html><meta charset='utf-8'><title>disco</title><h1>disco server</h1>"
+                "<p>This server is private. The web app is not built (run <code>make web</code>)."
+                "</p>"
+            )
         items = "".join(
             f'<li><a href="/api/tasks/{html.escape(t.id)}">{html.escape(t.display.title)}</a> '
             f"<code>{html.escape(t.id)}</code></li>"

@@ -73,10 +73,10 @@ class ServerConfig(BaseModel):
         default=10_000, ge=1, description="participants one task's session takes at most"
     )
     requests_per_minute: int = Field(
-        default=3000, ge=0, description="REST requests (/api, /metrics) per client address"
+        default=6000, ge=0, description="REST requests (/api, /metrics) per client address"
     )
     connections_per_minute: int = Field(
-        default=600, ge=0, description="WebSocket connections opened per client address"
+        default=1200, ge=0, description="WebSocket connections opened per client address"
     )
     # -- operations (docs/operations.md) ---------------------------------------------------
     log_format: LogFormat = Field(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -76,13 +77,21 @@ def _split(token: str) -> tuple[str, str]:
 
 
 class Invitations:
-    """The instance's invitations: make, list, revoke, and check a presented token."""
+    """The instance's invitations: make, list, revoke, and check a presented token.
+
+    Safe to call from the event loop and from worker threads at once: every change to the
+    in-memory state happens under one lock, and use counts live apart from the records, so a
+    flush never writes over a revocation made meanwhile.
+    """
 
     def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self.clock = clock
+        self._lock = threading.Lock()  # the in-memory state below
+        self._flushing = threading.Lock()  # one flush at a time: counts reach the store in order
         self._by_id = {inv.id: inv for inv in store.invitations()}
-        self._used: dict[str, tuple[int, float]] = {}  # uses not yet written to the store
+        self._uses = {inv.id: (inv.uses, inv.last_used_at) for inv in self._by_id.values()}
+        self._dirty: set[str] = set()  # invitations whose uses the store does not have yet
 
     def create(
         self, task_id: str, *, label: str = "", expires_in_s: float = DEFAULT_EXPIRY_S
@@ -104,29 +113,33 @@ class Invitations:
             created_at=now,
             expires_at=now + expires_in_s,
         )
-        self._store.put_invitation(record)
-        self._by_id[key] = record
+        with self._lock:
+            self._store.put_invitation(record)
+            self._by_id[key] = record
+            self._uses[key] = (0, None)
         return record, f"dinv.{key}.{secret}"
 
     def of_task(self, task_id: str) -> list[InvitationRecord]:
         """The invitations of a task, oldest first."""
-        return [self.get(i.id) for i in self._by_id.values() if i.task_id == task_id]
+        with self._lock:
+            keys = [i.id for i in self._by_id.values() if i.task_id == task_id]
+        return [self.get(key) for key in keys]
 
     def get(self, invitation_id: str) -> InvitationRecord:
         """One invitation with its current use count; `KeyError` if there is none."""
-        record = self._by_id[invitation_id]
-        if invitation_id in self._used:
-            uses, when = self._used[invitation_id]
-            record = replace(record, uses=uses, last_used_at=when)
-        return record
+        with self._lock:
+            record = self._by_id[invitation_id]
+            uses, when = self._uses[invitation_id]
+        return replace(record, uses=uses, last_used_at=when)
 
     def revoke(self, invitation_id: str) -> InvitationRecord:
         """Revoke an invitation (at once: its next use is refused); `KeyError` if unknown."""
-        record = self._by_id[invitation_id]
-        if record.revoked_at is None:
-            now = self.clock()
-            self._store.revoke_invitation(invitation_id, now)
-            self._by_id[invitation_id] = replace(record, revoked_at=now)
+        with self._lock:
+            record = self._by_id[invitation_id]
+            if record.revoked_at is None:
+                now = self.clock()
+                self._store.revoke_invitation(invitation_id, now)
+                self._by_id[invitation_id] = replace(record, revoked_at=now)
         return self.get(invitation_id)
 
     def check(self, token: str | None, task_id: str | None) -> InvitationRecord:
@@ -135,7 +148,8 @@ class Invitations:
         if not token:
             raise Required("this server is private: joining needs an invitation")
         key, secret = _split(token)
-        record = self._by_id.get(key)
+        with self._lock:
+            record = self._by_id.get(key)
         # compare against a hash even for an unknown id, so timing does not tell ids apart
         expected = record.secret_sha256 if record is not None else bytes(32)
         if not hmac.compare_digest(_hash(secret), expected) or record is None:
@@ -150,17 +164,21 @@ class Invitations:
 
     def used(self, record: InvitationRecord) -> None:
         """Count one use (a join); written to the store by the next `flush`."""
-        uses = self._used.get(record.id, (self._by_id[record.id].uses, 0.0))[0]
-        self._used[record.id] = (uses + 1, self.clock())
+        with self._lock:
+            uses = self._uses[record.id][0]
+            self._uses[record.id] = (uses + 1, self.clock())
+            self._dirty.add(record.id)
 
     def flush(self) -> None:
-        """Write the use counts gathered since the last flush."""
-        if not self._used:
-            return
-        used, self._used = self._used, {}
-        self._store.note_invitation_uses(used)
-        for key, (uses, when) in used.items():
-            self._by_id[key] = replace(self._by_id[key], uses=uses, last_used_at=when)
+        """Write the use counts that changed since the last flush."""
+        with self._flushing:
+            with self._lock:
+                changed = {key: self._uses[key] for key in self._dirty}
+                self._dirty.clear()
+            if changed:
+                self._store.note_invitation_uses(
+                    {key: (n, when or 0.0) for key, (n, when) in changed.items()}
+                )
 
 
 def to_json(record: InvitationRecord, now: float) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Limits that keep one address from taking the server: request and connection rates.
 
 Each client address (`disco.server.addresses.client_address`: the TCP peer, or the forwarded
-address behind a trusted proxy) has two token buckets: REST requests under ``/api`` and
-``/metrics`` (``requests_per_minute``) and WebSocket connections (``connections_per_minute``).
-A bucket holds a minute's worth, so a burst of that size passes and the rate refills steadily;
-0 turns a limit off. The web app's own files are not counted (a browser caches them).
+address behind a trusted proxy; for IPv6 its /64, `rate_key`) has two token buckets: REST
+requests under ``/api`` and ``/metrics`` (``requests_per_minute``) and WebSocket connections
+(``connections_per_minute``). A bucket holds a minute's worth, so a burst of that size passes and
+the rate refills steadily; 0 turns a limit off. The web app's own files are not counted (a
+browser caches them).
 
 A refused request gets HTTP 429 with ``Retry-After`` and ``{"code": "rate_limited"}``; a refused
 connection is accepted, told why (`ErrorMessage` ``limited``) and closed with 4429 and a reason
@@ -17,6 +18,7 @@ buckets that have refilled completely (addresses that went quiet) are dropped fi
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
@@ -28,7 +30,7 @@ from typing import Any
 from disco.protocol import ErrorMessage, encode
 from disco.server.addresses import client_address
 
-__all__ = ["MAX_ADDRESSES", "LimitsMiddleware", "RateLimiter"]
+__all__ = ["MAX_ADDRESSES", "LimitsMiddleware", "RateLimiter", "rate_key"]
 
 log = logging.getLogger("disco.server")
 
@@ -84,6 +86,18 @@ class RateLimiter:
 Refusal = Callable[[str], None]
 
 
+def rate_key(address: str) -> str:
+    """Whose bucket an address uses: an IPv4 address its own, an IPv6 address its /64 (one
+    host or home network is given a whole /64, so counting single IPv6 addresses would let it
+    take as many buckets as it likes)."""
+    if ":" not in address:
+        return address
+    try:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    except ValueError:
+        return address
+
+
 class LimitsMiddleware:
     """ASGI middleware applying the per-address request and connection rates."""
 
@@ -108,12 +122,12 @@ class LimitsMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http" and self.requests is not None and scope["path"].startswith(LIMITED_PATHS):
-            wait = self.requests.take(client_address(scope))
+            wait = self.requests.take(rate_key(client_address(scope)))
             if wait:
                 await self._too_many_requests(scope, send, wait)
                 return
         elif kind == "websocket" and self.connections is not None:
-            wait = self.connections.take(client_address(scope))
+            wait = self.connections.take(rate_key(client_address(scope)))
             if wait:
                 await self._too_many_connections(scope, receive, send, wait)
                 return

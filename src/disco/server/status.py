@@ -9,7 +9,7 @@ built then, so it carries the latest state. A session thus sends at most one sta
 and a round costs O(n) status messages however many changes it has — n per interval it lasts.
 
 The interval grows with the session: it is the longer of `STATUS_INTERVAL_S` and the time
-`STATUS_RATE` messages a second take to reach everyone (n / 2000 s: 1 s at 2,000 participants).
+`STATUS_RATE` messages a second take to reach everyone (n / 500 s: 4 s at 2,000 participants).
 A round of a large session lasts longer (n updates to take in), so a fixed interval would let
 the statuses per round grow with n and their cost with n²; with the interval growing as n, the
 statuses per round stay about constant and their cost linear.
@@ -31,7 +31,7 @@ log = logging.getLogger("disco.server")
 
 STATUS_INTERVAL_S = 0.5
 """At most one status broadcast per this many seconds, per session (small sessions)."""
-STATUS_RATE = 2000
+STATUS_RATE = 500
 """Status messages a second a session sends at most, on average (large sessions)."""
 
 

@@ -205,6 +205,10 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
                 if not isinstance(message, Hello):
                     await conn.error("unexpected", f"send hello first, not {message.type!r}")
                     continue
+                # a private instance says nothing about a task, not even that it exists, to
+                # someone not invited to it
+                if rt.config.access == "invitation" and not await _invited(rt, conn, message):
+                    return
                 if message.task_id not in rt.tasks:
                     text = f"there is no task {message.task_id!r} on this server"
                     await conn.refuse("unknown_task", "unknown_task", text, (4404, "unknown task"))
@@ -220,8 +224,6 @@ async def serve_connection(rt: Runtime, ws: WebSocket) -> None:
                     await conn.refuse(
                         "capability", "unsupported", text, (4426, "capability needed")
                     )
-                    return
-                if rt.config.access == "invitation" and not await _invited(rt, conn, message):
                     return
                 most = rt.config.max_participants
                 if not session.has_room(message.participant_key, most):

@@ -210,8 +210,13 @@ async def simulate_async(
             from disco.server import ServerConfig, start_in_background
 
             token = secrets.token_urlsafe(16)
-            config = ServerConfig(
-                port=0, data_dir=Path(tmp) / "server", admin_token=token, seed_catalog=False
+            config = ServerConfig(  # every participant comes from 127.0.0.1: no address rates
+                port=0,
+                data_dir=Path(tmp) / "server",
+                admin_token=token,
+                seed_catalog=False,
+                requests_per_minute=0,
+                connections_per_minute=0,
             )
             handle = start_in_background(config)
             access = ServerAccess(handle.url)
