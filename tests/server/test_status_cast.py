@@ -39,6 +39,6 @@ def test_the_interval_grows_with_the_audience() -> None:
     cast = StatusCast(nothing, audience=lambda: audience[0])
     assert cast.interval == STATUS_INTERVAL_S
     audience[0] = 4 * STATUS_RATE
-    assert cast.interval == 4.0  # statuses a second stay at STATUS_RATE on average
+    assert cast.interval == 4.0  # status messages a second stay at STATUS_RATE on average
     audience[0] = 0
     assert cast.interval == STATUS_INTERVAL_S
