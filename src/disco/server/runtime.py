@@ -88,12 +88,22 @@ class _Encoder:
 
     def __init__(self, size: int = 8):
         self._cache: OrderedDict[int, tuple[object, asyncio.Future[bytes]]] = OrderedDict()
+        self._small: OrderedDict[int, tuple[object, bytes]] = OrderedDict()
         self._size = size
 
     async def __call__(self, message: ServerMessage) -> bytes:
         weights = getattr(message, "weights", None)
         if not isinstance(weights, Weights) or weights.nbytes < LARGE_FRAME_BYTES:
-            return encode_frame(message)
+            # small: encoded here, and kept a while for the other receivers of a broadcast
+            small = self._small.get(id(message))
+            if small is not None and small[0] is message:
+                self._small.move_to_end(id(message))
+                return small[1]
+            frame = encode_frame(message)
+            self._small[id(message)] = (message, frame)
+            while len(self._small) > self._size:
+                self._small.popitem(last=False)
+            return frame
         hit = self._cache.get(id(message))
         if hit is None or hit[0] is not message:
             future = asyncio.ensure_future(asyncio.to_thread(encode_frame, message))

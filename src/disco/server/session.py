@@ -125,6 +125,9 @@ class FederatedSession:
         self._phase: Phase = "collecting"
         self._connections = Connections(task.id)  # connections and the identities they are
         self._updates: dict[str, Accepted] = {}  # identity → its accepted update
+        # (name, kind, digest) → the identities of accepted updates with them: what a key-less
+        # participant's resent update is checked against (without scanning every update)
+        self._by_content: dict[tuple[str, str, str], set[str]] = {}
         self._opened_at = time.monotonic()
         self._deadline_at: float | None = None
         self._deadline_passed = False
@@ -277,9 +280,25 @@ class FederatedSession:
 
     def _check_resent(self, participant: Participant, digest: str) -> ErrorMessage | None:
         """Refuse a copy of an update whose key-less sender dropped and came back (a new id)."""
+        same = self._by_content.get((participant.name, participant.kind, digest), ())
+        candidates = {identity: self._updates[identity] for identity in same}
         return check_resent(
-            self._updates, self._connections.identities, participant, digest, self._round
+            candidates, self._connections.identities, participant, digest, self._round
         )
+
+    def _keep(self, accepted: Accepted) -> None:
+        """Hold an accepted update until its round closes."""
+        self._updates[accepted.participant] = accepted
+        content = (accepted.name, accepted.kind, accepted.digest)
+        self._by_content.setdefault(content, set()).add(accepted.participant)
+
+    def _drop(self, identity: str) -> None:
+        """Forget an update the collector did not take."""
+        accepted = self._updates.pop(identity)
+        content = (accepted.name, accepted.kind, accepted.digest)
+        self._by_content[content].discard(identity)
+        if not self._by_content[content]:
+            del self._by_content[content]
 
     async def _validate(self, update: ModelUpdate) -> Weights | ErrorMessage:
         """The update's weights in canonical order, or the error naming what is wrong."""
@@ -301,7 +320,7 @@ class FederatedSession:
             *(identity, participant.name, participant.kind, update.num_samples),
             *(update.metrics, digest),
         )
-        self._updates[identity] = accepted  # its place: a second update is a duplicate now
+        self._keep(accepted)  # its place: a second update is a duplicate now
         add = functools.partial(self._collector.add, identity, weights, update.num_samples)
         refused: AggregationError | None = None
         self._adding += 1
@@ -315,12 +334,12 @@ class FederatedSession:
             refused = exc
         except BaseException:
             self._adding -= 1
-            del self._updates[identity]  # the collector took nothing: neither do we
+            self._drop(identity)  # the collector took nothing: neither do we
             self._maybe_close()  # a deadline or a leave may have come meanwhile
             raise
         self._adding -= 1
         if refused is not None:
-            del self._updates[identity]
+            self._drop(identity)
             self._maybe_close()  # a deadline or a leave may have come meanwhile
             self._log(
                 "round %d: refused update from %s: %s", self._round, who(participant), refused
@@ -361,7 +380,8 @@ class FederatedSession:
             return
         if len(self._updates) < self.task.training.min_participants:
             return
-        everyone = self._connections.identities <= self._updates.keys()
+        connected = self._connections.identities  # sizes first: the subset test is O(n)
+        everyone = len(connected) <= len(self._updates) and connected <= self._updates.keys()
         if not (everyone or self._deadline_passed):
             return
         self._enter("aggregating")
@@ -390,6 +410,7 @@ class FederatedSession:
         self._round, self._weights, self._digest = r + 1, weights, record.digest
         self._collector = self._aggregator.open_round(weights, r + 1)
         self._updates, self._deadline_at, self._deadline_passed = {}, None, False
+        self._by_content = {}
         self._opened_at, self._retry_s = time.monotonic(), _RETRY_S[0]
         self._enter("collecting")
         self._round_opened()
