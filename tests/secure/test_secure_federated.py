@@ -4,8 +4,11 @@ WebSockets; the server never receives an update it could read."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from secure_kit import blobs, secure_task
@@ -21,10 +24,12 @@ from disco.protocol import (
     SecureKeys,
     SecureReveal,
     SecureShares,
+    SecureUnmask,
     decode,
     encode,
 )
-from disco.server import ServerHandle
+from disco.server import ServerConfig, ServerHandle, start_in_background
+from disco.server.secure import SecureSession
 from disco.training.trainer import evaluate
 
 pytestmark = pytest.mark.timeout(120)
@@ -93,3 +98,72 @@ def test_a_client_of_a_secure_task_sends_nothing_to_a_server_that_runs_it_plainl
     with pytest.raises(ServerError, match="runs it without"):
         asyncio.run(client.run(rounds=1))
     assert [type(m) for m in received] == [Hello]
+
+
+def test_after_a_restart_an_update_already_in_a_readable_sum_is_never_sent_into_a_second(
+    serve: Any, received: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server restarts once it asked round 0's survivors to unmask (it could have read their
+    sum). The members start round 0 again with fresh keys and shares, but none sends its update
+    into the new roster's sum, which would give it away by difference with the first: round 0
+    aborts at its deadline, round 1 opens with the same model and closes with all three."""
+    task = secure_task(round_deadline_s=20)  # training must fit in it; the abort waits for it
+    first = serve(task)
+    hold = threading.Event()  # the first server never unmasks: as if it stopped right then
+    hold.set()
+    unmasked = SecureSession._unmasked
+
+    def holding(self: SecureSession, live: set[str]) -> None:
+        if not hold.is_set():
+            unmasked(self, live)
+
+    monkeypatch.setattr(SecureSession, "_unmasked", holding)
+    asked = threading.Event()
+    restarted: list[ServerHandle] = []
+
+    def on_message(m: Any) -> None:
+        if isinstance(m, SecureUnmask) and m.round == 0:
+            asked.set()
+
+    def restart() -> None:
+        if not asked.wait(60):
+            return  # (the test fails: no restart)
+        first.stop()
+        hold.clear()
+        config = ServerConfig.load(
+            env={},
+            port=first.port,
+            data_dir=tmp_path / "server",
+            seed_catalog=False,
+            web_dir=tmp_path / "no-web",
+        )
+        restarted.append(start_in_background(config))
+
+    clients = [
+        FederatedClient(task, blobs(i), first.url, name=f"s{i}", seed=i, on_message=on_message)
+        for i in range(3)
+    ]
+    restarter = threading.Thread(target=restart, daemon=True)
+    restarter.start()
+
+    async def body() -> list[Any]:
+        async with asyncio.timeout(100):
+            return await asyncio.gather(*(c.run(rounds=2) for c in clients))
+
+    try:
+        results = asyncio.run(body())
+        restarter.join(30)
+        history = httpx.get(f"{restarted[0].url}/api/tasks/secure/rounds", timeout=5).json()
+    finally:
+        for handle in restarted:
+            handle.stop()
+
+    assert [r.rounds for r in results] == [2, 2, 2]
+    assert len({r.weights.digest() for r in results}) == 1
+    inputs = [m.round for m in received if isinstance(m, SecureInput)]
+    assert sorted(inputs) == [0, 0, 0, 1, 1, 1]  # round 0's updates went into one sum only
+    keys = [m for m in received if isinstance(m, SecureKeys) and m.round == 0]
+    assert len(keys) == 6 and len({m.c_public for m in keys}) == 6  # fresh keys after the restart
+    assert [r["round"] for r in history] == [0, 1]
+    assert "masked inputs arrived" in history[0]["aggregation"]["aborted"]
+    assert history[1]["contributors"] == 3

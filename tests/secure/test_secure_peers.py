@@ -5,6 +5,8 @@ every peer records everything it receives, and none of it shows another peer's u
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -19,6 +21,7 @@ import disco.decentralized.secure as peer_secure
 from disco.decentralized.connector import MemoryConnector, MemoryHub
 from disco.decentralized.exchange import PeerExchange
 from disco.decentralized.peer import PeerClient
+from disco.errors import ServerError
 from disco.protocol import (
     ErrorMessage,
     Hello,
@@ -384,3 +387,39 @@ def test_two_survivors_of_three_abort_rather_than_read_each_others_update(
     assert not any(isinstance(m, SecureReveals) for m in record.from_server["peer-0"])
     history = httpx.get(f"{server.url}/api/tasks/secure/rounds", timeout=5).json()
     assert "only 2 survivors" in history[0]["aggregation"]["aborted"]
+
+
+def test_a_server_shutdown_in_a_secure_round_ends_every_peer_at_once(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stops (as on SIGTERM) once the roster reached the peers: a restarted server
+    would not have the round's secure state, and peers of a decentralized task stop when the
+    server goes away (docs/operations.md) — each with `ServerError`, within seconds, none
+    waiting for a phase that will not come."""
+    task = peers_task()
+    server = serve(task)
+    record = Recorder(monkeypatch)
+    peers = record.peers(server.url, task, 4, MemoryHub())
+    roster = threading.Event()
+    for p in peers:
+        seen = p.on_message
+
+        def on_message(m: Any, seen: Any = seen) -> None:
+            seen(m)
+            if isinstance(m, SecureSetup):
+                roster.set()
+
+        p.on_message = on_message
+    stopper = threading.Thread(target=lambda: roster.wait(60) and server.stop(), daemon=True)
+    stopper.start()
+
+    async def body() -> list[Any]:
+        async with asyncio.timeout(60):
+            return await asyncio.gather(*(p.run(rounds=2) for p in peers), return_exceptions=True)
+
+    started = time.monotonic()
+    results = asyncio.run(body())
+    stopper.join(30)
+    assert roster.is_set()
+    assert all(isinstance(r, ServerError) for r in results), results
+    assert time.monotonic() - started < 30

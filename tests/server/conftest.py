@@ -65,6 +65,16 @@ def update(round: int, weights: Weights, num_samples: int = 10, **metrics: float
     return ModelUpdate(round=round, num_samples=num_samples, weights=weights, metrics=metrics)
 
 
+def store_tasks(data_dir: Path, tasks: tuple[Task, ...]) -> Path:
+    """`data_dir` holding `tasks` (those not stored yet) with their initial models."""
+    store = Store(data_dir)
+    for task in tasks:
+        if store.get_task(task.id) is None:
+            store.put_task(task, init_weights(task.model, seed=0))
+    store.close()
+    return data_dir
+
+
 class FakeParticipant:
     """A participant that records what the session sends it."""
 
@@ -158,12 +168,7 @@ def start_server(tmp_path: Path) -> Iterator[Any]:
     def start(
         tasks: tuple[Task, ...] = (), data_dir: Path | None = None, **overrides: Any
     ) -> ServerHandle:
-        data_dir = data_dir or tmp_path / "data"
-        store = Store(data_dir)
-        for task in tasks:
-            if store.get_task(task.id) is None:
-                store.put_task(task, init_weights(task.model, seed=0))
-        store.close()
+        data_dir = store_tasks(data_dir or tmp_path / "data", tasks)
         settings: dict[str, Any] = {
             "admin_token": TOKEN,
             "seed_catalog": False,
@@ -261,12 +266,7 @@ def serve_process(tmp_path: Path) -> Iterator[Any]:
         data_dir: Path | None = None,
         port: int | None = None,
     ) -> ServeProcess:
-        data_dir = data_dir or tmp_path / "data"
-        store = Store(data_dir)
-        for task in tasks:
-            if store.get_task(task.id) is None:
-                store.put_task(task, init_weights(task.model, seed=0))
-        store.close()
+        data_dir = store_tasks(data_dir or tmp_path / "data", tasks)
         process = ServeProcess(data_dir, port or free_port(), *args)
         processes.append(process)
         process.wait_ready()

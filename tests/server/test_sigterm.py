@@ -1,9 +1,11 @@
 """SIGTERM: the closing round is saved, participants are told, and after a restart on the same data
-folder training goes on in the same round with the same model."""
+folder training goes on in the same round with the same model — in a secure round too, whose
+members start it again with fresh keys."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -16,8 +18,9 @@ import pytest
 
 from disco.client import FederatedClient
 from disco.data.dataset import Dataset
-from disco.protocol import ErrorMessage, RoundResult, UpdateAck
+from disco.protocol import ErrorMessage, RoundResult, SecureSetup, SecureShares, UpdateAck, Welcome
 from disco.server import Store
+from disco.task import Task
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -165,3 +168,102 @@ def test_a_round_being_combined_at_shutdown_is_saved_and_announced_first(
     finally:
         store.close()
     assert state is not None and state[0] == 1 and state[1] == result.weights
+
+
+def _secure(task: Task) -> Task:
+    """`task` with secure aggregation on (the defaults: clip 1, weight cap 1024)."""
+    data = task.model_dump(mode="json")
+    data["training"]["secure_aggregation"] = {}
+    return Task.model_validate(data)
+
+
+def _keys(setup: SecureSetup) -> set[bytes]:
+    return {k for m in setup.members for k in (m.c_public, m.s_public)}
+
+
+@pytest.mark.parametrize("after", ["setup", "welcome"])
+def test_a_secure_round_cut_by_a_restart_starts_again_with_fresh_keys_and_closes(
+    kit: Any, serve_process: Any, tmp_path: Path, after: str
+) -> None:
+    """Three Python participants of a task with secure aggregation; `disco serve` gets SIGTERM
+    in round 0 as soon as the roster (`SecureSetup`) reaches one of them (their shares leave once
+    it exited) — or, before any roster, as soon as the first has its `Welcome` (the two others
+    join after the restart). The restarted server lost the round's secure state: the members
+    told `restarting` send fresh keys, round 0 gets a new roster with none of the old keys,
+    closes with all three, and so does round 1. Nothing of the abandoned roster is answered (no
+    refusal comes back); every run ends on the server's model."""
+    task = _secure(kit.make_task(min_participants=3, deadline=600))
+    data_dir = tmp_path / "data"
+    first = serve_process(tasks=(task,), data_dir=data_dir)
+    names = ["a", "b", "c"]
+    seen: dict[str, list[Any]] = {name: [] for name in names}
+    signalled = threading.Event()
+
+    def recorder(name: str) -> Callable[[Any], None]:
+        def on_message(m: Any) -> None:
+            seen[name].append(m)
+            trigger = SecureSetup if after == "setup" else Welcome
+            if isinstance(m, trigger) and m.round == 0 and not signalled.is_set():
+                signalled.set()  # at once, from the client's reader: before it answers
+                first.process.send_signal(signal.SIGTERM)
+
+        return on_message
+
+    clients = {
+        name: FederatedClient(
+            task,
+            _data(i),
+            first.url,
+            name=name,
+            seed=i,
+            on_message=recorder(name),
+            wait_for_others_s=120,
+            reconnect_timeout_s=60,
+        )
+        for i, name in enumerate(names)
+    }
+    for c in clients.values():  # round 0's first shares wait for the exit: the round moves no
+        send = c._send  # further before the signal lands (a SIGTERM is not handled at once)
+
+        async def held(message: Any, send: Any = send) -> None:
+            if isinstance(message, SecureShares) and first.process.poll() is None:
+                await asyncio.to_thread(first.process.wait, 30)
+            await send(message)
+
+        c._send = held  # type: ignore[method-assign]
+
+    async def body() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        early = names if after == "setup" else names[:1]
+        runs = [asyncio.create_task(clients[n].run(2)) for n in early]
+        await _until("the SIGTERM", signalled.is_set, timeout=60)
+        out["rc"] = await asyncio.to_thread(first.process.wait, 30)
+        second = await asyncio.to_thread(serve_process, data_dir=data_dir, port=first.port)
+        runs += [asyncio.create_task(clients[n].run(2)) for n in names if n not in early]
+        out["runs"] = await asyncio.wait_for(asyncio.gather(*runs), 120)
+        out["model"] = _model(second.url)
+        out["history"] = httpx.get(f"{second.url}/api/tasks/tiny/rounds", timeout=5).json()
+        return out
+
+    out = asyncio.run(body())
+    assert out["rc"] == 0
+    early = names if after == "setup" else names[:1]
+    for name in names:
+        errors = [m.code for m in seen[name] if isinstance(m, ErrorMessage)]
+        assert errors == (["restarting"] if name in early else []), (name, errors)
+        # round 0's rosters: one before the notice (the setup case), one after, with fresh keys
+        told = [i for i, m in enumerate(seen[name]) if isinstance(m, ErrorMessage)] or [-1]
+        rosters = [(i, m) for i, m in enumerate(seen[name]) if isinstance(m, SecureSetup)]
+        old = [m for i, m in rosters if m.round == 0 and i < told[0]]
+        new = [m for i, m in rosters if m.round == 0 and i > told[0]]
+        assert len(old) == (1 if after == "setup" else 0) and len(new) == 1, (name, rosters)
+        assert len(new[0].members) == 3
+        if old:
+            assert {m.id for m in old[0].members} == {m.id for m in new[0].members}
+            assert not _keys(old[0]) & _keys(new[0])  # not one key of the abandoned roster
+    history = out["history"]
+    assert [(r["round"], r["contributors"]) for r in history] == [(0, 3), (1, 3)], history
+    assert all(r["aggregation"]["secure"] and "aborted" not in r["aggregation"] for r in history)
+    for run in out["runs"]:
+        assert run.rounds == 2
+        assert out["model"] == ("2", run.weights.digest())

@@ -11,8 +11,11 @@
  * that ends the round's training, "unsupported" sat out, the wait counted from the end of training
  * and again from the masked input, an aborted round that is no training of the shared model (also
  * in the app's hooks, app/composables/together.ts), and a member that reconnects after the roster is
- * fixed answering what the server sends again with what it sent before; and the masked input's
- * memory (one vector for the change, the words sent as a view).
+ * fixed answering what the server sends again with what it sent before; a server restart (told by
+ * `restarting` or close code 1012) after which the round starts afresh with fresh keys, nothing of
+ * the abandoned roster answered and the same update masked anew — unless it was asked to unmask a
+ * sum with the update in it, which is then never sent into a second sum; and the masked input's memory
+ * (one vector for the change, the words sent as a view).
  */
 
 import { readFileSync } from "node:fs";
@@ -81,6 +84,12 @@ interface Twists {
   lose?: (m: Message, n: number) => boolean;
   /** How long the server takes to send this client's inbox after its shares (ms; default at once). */
   inboxDelayMs?: number;
+  /**
+   * Restart on this client's message on connection `n` instead of reading it: "notice" says so
+   * (`ErrorMessage` "restarting") then closes with 1012, "close" only closes with 1012. The round
+   * and its model stay; its secure state (keys, roster, shares, inputs) is lost, as a real restart loses it.
+   */
+  restart?: (m: Message, n: number) => "notice" | "close" | null;
 }
 
 /**
@@ -92,6 +101,8 @@ class SecureServer {
   round = 0;
   readonly decoded: Decoded[] = [];
   readonly errors: unknown[] = [];
+  /** Every roster sent to this client, in order. */
+  readonly rosters: SecureSetup[] = [];
   private sum: SecureSum | null = null;
   private setup: RoundSetup | null = null;
   private readonly others = new Map<string, SecureParticipant>();
@@ -131,6 +142,14 @@ class SecureServer {
   }
 
   private async handle(socket: FakeSocket, m: Message, n: number): Promise<void> {
+    const restart = m.type !== "hello" && m.type !== "leave" ? this.twists.restart?.(m, n) : null;
+    if (restart) {
+      if (restart === "notice") socket.deliver({ type: "error", code: "restarting", message: "the server is restarting" });
+      socket.drop(1012, "server restarting");
+      [this.sum, this.setup, this.pending] = [null, null, null]; // all the restarted server keeps is the round and its model
+      this.others.clear();
+      return;
+    }
     if (m.type !== "hello" && m.type !== "leave" && this.twists.lose?.(m, n)) {
       socket.drop(); // the message is lost with the connection
       return;
@@ -168,6 +187,7 @@ class SecureServer {
         bits: setup.bits, length: setup.length,
         members: setup.members.map((x) => ({ id: x.id, position: x.position, c_public: x.cPublic, s_public: x.sPublic })),
       };
+      this.rosters.push(message);
       this.phase(socket, this.twists.setup?.(message) ?? message);
     } else if (m.type === "secure_shares") {
       this.sharesArrived(m.round);
@@ -754,6 +774,89 @@ describe("FederatedClient with secure aggregation: stop, errors, waiting and rec
       expect(first).toEqual(["hello", "secure_keys", "secure_shares", "secure_input", "secure_reveal"]);
       expect(second).toEqual(["hello", "secure_reveal", "leave"]);
     });
+  });
+});
+
+describe("FederatedClient with secure aggregation: a server restart", () => {
+  const keysOf = (setup: SecureSetup | undefined): Uint8Array[] => (setup?.members ?? []).flatMap((m) => [m.c_public, m.s_public]);
+
+  /** The server restarts on this client's `at` message of round 0 (connection 0), saying so or only closing with 1012. */
+  const restarted = async (at: Message["type"], how: "notice" | "close") => {
+    const server = new SecureServer({ restart: (m, n) => (n === 0 && m.type === at ? how : null) });
+    const { impl, sockets } = fakeServer(server.script);
+    const events: ClientEvent[] = [];
+    const privacy: PrivacyConfig = { clipping_radius: 0.05, noise_multiplier: 0 };
+    const out = await within(client(impl, trainer([]), events, { privacy, waitForOthersMs: 1_000 }).run(1), 5_000);
+    expect(server.errors).toEqual([]);
+    expect(sockets).toHaveLength(2);
+    // the second connection starts the round afresh: new keys, and every phase again
+    expect(types(sockets[1])).toEqual(["hello", "secure_keys", "secure_shares", "secure_input", "secure_reveal", "leave"]);
+    const keys = (s: FakeSocket | undefined) => s?.received.find((m) => m.type === "secure_keys") as { c_public: Uint8Array; s_public: Uint8Array };
+    const [before, after] = [keys(sockets[0]), keys(sockets[1])];
+    expect(after.c_public).not.toEqual(before.c_public);
+    expect(after.s_public).not.toEqual(before.s_public);
+    // this client's update is in the sum of the new roster: the same update, through the pipeline once
+    const G0 = model();
+    const clipped = subtract(privatizeUpdate(G0, addDelta(G0), privacy), G0).flatten();
+    const [decoded] = server.decoded as [Decoded];
+    expect(server.decoded).toHaveLength(1);
+    expect(decoded.weightSum).toBe(1024 + 7 + 1);
+    expectClose(decoded.mean, weightedMean(everyone(clipped, 1)).mean, 2 ** -decoded.bits);
+    expect(out.weights.equals(server.global)).toBe(true);
+    expect(events.filter((e) => e.kind === "sent")).toHaveLength(1); // one update, one privacy spend
+    expect(logs(events).match(/privacy: update size/g)).toHaveLength(1);
+    expect(logs(events)).not.toMatch(/goes on without you/);
+    return { server, sockets, events };
+  };
+
+  it("after the roster: it drops it and shares again under a new roster with fresh keys", async () => {
+    const { server, sockets, events } = await restarted("secure_shares", "notice");
+    expect(types(sockets[0])).toEqual(["hello", "secure_keys", "secure_shares"]);
+    // two rosters of round 0, of the same members; not one key of the abandoned one again
+    expect(server.rosters.map((r) => r.round)).toEqual([0, 0]);
+    const [old, fresh] = server.rosters;
+    expect(fresh?.members.map((m) => m.id)).toEqual(old?.members.map((m) => m.id));
+    for (const key of keysOf(fresh)) expect(keysOf(old)).not.toContainEqual(key);
+    const text = logs(events);
+    expect(text).toMatch(/info: your round 1 of 1: the server is restarting/);
+    expect(text).toMatch(/warn: your round 1 of 1: the server restarted and lost the secure round; it starts again with fresh keys/);
+  });
+
+  it("after its masked input: the same update masked anew, the old input never unmasked", async () => {
+    const { sockets } = await restarted("secure_input", "notice");
+    expect(types(sockets[0])).toEqual(["hello", "secure_keys", "secure_shares", "secure_input"]);
+    const input = (s: FakeSocket | undefined) => s?.received.find((m) => m.type === "secure_input") as { words: Uint8Array };
+    expect(input(sockets[1]).words).not.toEqual(input(sockets[0]).words); // new masks
+    // its only reveal answers the new roster's split
+    expect([...types(sockets[0]), ...types(sockets[1])].filter((t) => t === "secure_reveal")).toHaveLength(1);
+  });
+
+  it("told only by close code 1012, as by the notice", async () => {
+    const { sockets } = await restarted("secure_shares", "close");
+    expect(types(sockets[0])).toEqual(["hello", "secure_keys", "secure_shares"]);
+  });
+
+  it("after it was asked to unmask: it helps the new roster along, but never sends its update into a second sum", async () => {
+    const server = new SecureServer({ restart: (m, n) => (n === 0 && m.type === "secure_reveal" ? "notice" : null) });
+    const { impl, sockets } = fakeServer(server.script);
+    const events: ClientEvent[] = [];
+    const running = within(client(impl, trainer([]), events, { waitForOthersMs: 2_000 }).run(1), 5_000);
+    await until(() => /your update is not sent again in this round/.test(logs(events)));
+    server.round = 1; // the others' inputs are too few: the round aborts, round 1 opens with the same model
+    sockets[1]?.deliver({ type: "secure_abort", round: 0, reason: "only 2 masked inputs arrived; unmasking needs 3 survivors" });
+    const out = await running;
+
+    expect(server.errors).toEqual([]);
+    expect(types(sockets[0])).toEqual(["hello", "secure_keys", "secure_shares", "secure_input", "secure_reveal"]);
+    expect(types(sockets[1])).toEqual(["hello", "secure_keys", "secure_shares", "leave"]); // no second masked input
+    const keys = (s: FakeSocket | undefined) => s?.received.find((m) => m.type === "secure_keys") as { c_public: Uint8Array };
+    expect(keys(sockets[1]).c_public).not.toEqual(keys(sockets[0]).c_public);
+    expect(server.decoded).toEqual([]);
+    expect(out.weights.equals(model())).toBe(true);
+    expect(events.filter((e) => e.kind === "sent")).toHaveLength(1);
+    expect(logs(events)).toMatch(
+      /warn: your round 1 of 1: before it restarted, the server asked to unmask a sum with your update in it; your update is not sent again in this round; this round goes on without you/,
+    );
   });
 });
 

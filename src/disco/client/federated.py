@@ -124,6 +124,8 @@ class FederatedClient(Client):
         self._link: Link | None = None
         self._global: tuple[int, Weights] | None = None  # the last shared model and its round
         self._trained: Weights | None = None  # the last model trained here
+        self._restarts = 0  # restart notices seen (`restarting`, close 1012; one restart may
+        # count twice): a secure round's state did not survive them (disco.client.secure)
         self.rounds_done = 0
         """Rounds this participant completed in the current `run`."""
         # privacy noise must be unpredictable: fresh OS entropy unless a generator is given
@@ -143,6 +145,8 @@ class FederatedClient(Client):
     # -- transport ----------------------------------------------------------------------------
     def _observe(self, message: ServerMessage) -> None:
         """Track the session's counters from every message as it arrives, then pass it on."""
+        if isinstance(message, ErrorMessage) and message.code == "restarting":
+            self._restarts += 1
         if isinstance(message, RoundResult) and self.status is not None:
             self.status = self.status.model_copy(update={"round": message.round, "reported": 0})
         if isinstance(message, Welcome | Status):
@@ -218,6 +222,8 @@ class FederatedClient(Client):
             except (OSError, LinkClosed, InvalidHandshake, TimeoutError) as exc:
                 if isinstance(exc, LinkClosed) and exc.fatal is not None:
                     raise ServerError(f"{exc.fatal} ({exc})") from exc
+                if isinstance(exc, LinkClosed) and exc.code == 1012:
+                    self._restarts += 1
                 if time.monotonic() + delay > deadline:
                     raise self.access.unreachable(exc) from exc
                 log.info("connection to %s failed (%s); retrying in %.1fs", self.url, exc, delay)

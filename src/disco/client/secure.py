@@ -14,8 +14,16 @@ same connection and with the same update pipeline as a plain round:
 
 A roster fixed before its keys arrived, a refusal by the server, an envelope that does not open or
 a request it must refuse (`SecureParticipant` says why) make it sit the round out and take part
-from the next. Reconnecting before the roster is fixed, it sends fresh keys; after, the server
-sends again what it still has to answer, and it answers with what it sent before. An aborted round
+from the next. Reconnecting to the same server before the roster is fixed, it sends fresh keys;
+after, the server sends again what it still has to answer, and it answers with what it sent
+before. A server that restarted (it said so: `ErrorMessage` ``restarting``, or close code 1012)
+kept only the round and its model: the member drops the round's roster and everything it sent in
+it, and starts the round's phases afresh with new keys and a new participant, so nothing of the
+abandoned roster is ever answered again; the update, already through the pipeline (privacy noise
+drawn once), is masked anew. Only if the member had been asked to unmask under the abandoned
+roster — the server may then have read a sum with its update in it — it takes part in the new
+roster without sending that update again (a second sum over other members would give it away),
+and the round goes on without it. An aborted round
 (`SecureAbort`) opens the next one with the same model. Its wait for the others is bounded by
 ``wait_for_others_s`` from the end of its training and again from its masked input, like a
 plain update's.
@@ -31,7 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from disco.client.link import LinkClosed
-from disco.client.update import prepare_update
+from disco.client.update import PreparedUpdate, prepare_update
 from disco.errors import SecureAggregationError, UpdateRejected
 from disco.protocol import (
     ErrorMessage,
@@ -57,7 +65,7 @@ from disco.weights import Weights
 if TYPE_CHECKING:
     from disco.client.federated import FederatedClient
 
-__all__ = ["quantized_update", "secure_round", "setup_of"]
+__all__ = ["quantized_update", "quantized_words", "secure_round", "setup_of"]
 
 _WHILE_TRAINING_S = 1.0
 """How often the round looks whether training ended, while it waits for messages."""
@@ -107,6 +115,9 @@ async def secure_round(
     sent_shares: SecureShares | None = None  # kept to answer again after a reconnect
     sent_input: SecureInput | None = None
     taking_part = True
+    prepared: PreparedUpdate | None = None  # the update through the pipeline, made once a round
+    restarts = client._restarts  # restart notices seen when the link was last (re)opened
+    summed = False  # asked to unmask a sum with this update in it (the server may have read it)
 
     def sit_out(why: str) -> None:
         nonlocal taking_part
@@ -140,15 +151,28 @@ async def secure_round(
                     raise UpdateRejected(f"{exc.fatal} ({exc})") from exc
                 log.warning("connection lost (%s); reconnecting", exc)
                 welcome = await client._join()
+                restarted = exc.code == 1012 or client._restarts != restarts
+                restarts = client._restarts
                 if welcome.round > r:
                     assert welcome.weights is not None
                     return welcome.round, welcome.weights, await _metrics(training, metrics), True
-                if setup is None:  # the roster may not be fixed yet: fresh keys
+                if restarted and setup is not None:
+                    log.warning(
+                        "your round %d of %d: the server restarted and lost the secure round; "
+                        "it starts again with fresh keys",
+                        *(k, n),
+                    )
+                if restarted:  # nothing of the abandoned roster is answered again
+                    setup, sent_shares, sent_input, taking_part = None, None, None, True
+                if setup is None:  # the roster is not fixed yet, or was lost: fresh keys
                     me = fresh()
                     keys = SecureKeys(round=r, c_public=me.keys()[0], s_public=me.keys()[1])
                     await client._send(keys)
-                # else the server sends again what this member still has to answer
+                # else the same server sends again what this member still has to answer
                 continue
+            if isinstance(message, ErrorMessage) and message.code == "restarting":
+                log.info("your round %d of %d: %s", k, n, message.message)
+                continue  # the link closes next (1012): reconnect, then start the round afresh
             if isinstance(message, RoundResult) and message.round > r:
                 return message.round, message.weights, await _metrics(training, metrics), True
             if isinstance(message, SecureAbort) and message.round == r:
@@ -181,17 +205,30 @@ async def secure_round(
                     )
                 elif isinstance(message, SecureInbox) and taking_part and sent_input is not None:
                     await client._send(sent_input)  # asked again after a reconnect
+                elif isinstance(message, SecureInbox) and taking_part and summed:
+                    # a second sum with it, over other members, would give the update away
+                    sit_out(
+                        "before it restarted, the server asked to unmask a sum with your update "
+                        "in it; your update is not sent again in this round"
+                    )
                 elif isinstance(message, SecureInbox) and taking_part and setup is not None:
                     me.receive({e.peer: e.data for e in message.envelopes})
                     trained, metrics = await training
                     client._trained = trained
-                    words = _masked_words(client, setup, weights, trained)
+                    if prepared is None:  # once: after a restart the same update is masked anew
+                        privacy = client.task.training.privacy
+                        n_samples = len(client.train_data)
+                        prepared = prepare_update(
+                            weights, trained, n_samples, {}, privacy, client._noise
+                        )
+                    words = quantized_words(weights, prepared, setup)
                     masked = me.mask(words, message.senders)
                     sent_input = SecureInput(round=r, words=masked.astype("<u4").tobytes())
                     await client._send(sent_input)
                     give_up = time.monotonic() + client.wait_for_others_s
                     log.info("your round %d of %d: masked update sent; waiting for others", k, n)
                 elif isinstance(message, SecureUnmask) and taking_part:
+                    summed = summed or sent_input is not None  # (kept across restarts)
                     shares = me.reveal(message.survivors, message.dropped)
                     reveal = [SecureShare(of=o, kind=kd, share=s) for o, kd, s in shares]
                     await client._send(SecureReveal(round=r, shares=reveal))
@@ -215,15 +252,6 @@ async def _metrics(
     return got
 
 
-def _masked_words(
-    client: FederatedClient, setup: RoundSetup, weights: Weights, trained: Weights
-) -> np.ndarray:
-    training = client.task.training
-    return quantized_update(
-        weights, trained, len(client.train_data), training.privacy, client._noise, setup
-    )
-
-
 def quantized_update(
     weights: Weights,
     trained: Weights,
@@ -236,5 +264,11 @@ def quantized_update(
     the round's quantised words: its change from `weights` with weight min(num_samples, cap).
     Federated participants and decentralized peers send these words masked."""
     prepared = prepare_update(weights, trained, num_samples, {}, privacy, rng)
+    return quantized_words(weights, prepared, setup)
+
+
+def quantized_words(weights: Weights, prepared: PreparedUpdate, setup: RoundSetup) -> np.ndarray:
+    """The `prepared` update of `weights` as the round's quantised words: its change from
+    `weights` with weight min(num_samples, cap), in the roster's clip range and scale."""
     weight = min(prepared.num_samples, setup.weight_cap)
     return quantize(_change(weights, prepared.weights), weight, setup.clip, setup.bits)

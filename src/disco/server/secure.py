@@ -21,6 +21,10 @@ Participants that leave are no longer waited for. Too few members at any phase, 
 not rebuild a member's secret, abort the round: the model stays, a history row says why, and
 `SecureAbort` to every connection opens round ``r + 1`` with the same model and fresh keys.
 The server holds one masked vector (the running sum), never an update.
+
+Shutting down (`aclose`), the round moves no further and is not combined; none of its secure
+state is saved. Restarted, the session opens the saved round at the keys phase: its members, told
+by ``restarting`` and close code 1012, send fresh keys and the round runs from the start.
 """
 
 from __future__ import annotations
@@ -230,8 +234,9 @@ class SecureSession(FederatedSession):
             asyncio.get_running_loop().create_task(self._advance())
 
     async def _advance(self) -> None:
-        """Move to the next phase if this one is complete (no awaits until the state moved)."""
-        if self._phase != "collecting" or self._closing is not None:
+        """Move to the next phase if this one is complete (no awaits until the state moved).
+        Shutting down, no phase moves: the round will not be combined by this process."""
+        if self._phase != "collecting" or self._closing is not None or self._stopping:
             return
         live = set(self._connections.identities)
         try:
@@ -321,8 +326,8 @@ class SecureSession(FederatedSession):
         return super()._round_result(r, weights, record)
 
     def _close_round(self) -> None:
-        if self._stopping:  # shutting down: the round stays open (its members resend)
-            return
+        if self._stopping:  # shutting down: the round stays open, and its secure state is lost
+            return  # with this process: after the restart its members start it with fresh keys
         self._cancel_secure_timer()
         self._enter("aggregating")
         self._closing = asyncio.get_running_loop().create_task(self._close(self._round, []))

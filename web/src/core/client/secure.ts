@@ -19,10 +19,18 @@
  * roster is fixed, "unexpected", or "unsupported", which only a refusal to join makes fatal), or
  * when the engine refuses what it was sent (`SecureAggregationError`: a roster it must not accept,
  * an envelope that does not open, a split that could expose an update; it reveals nothing more).
- * Reconnecting before the roster is fixed, it sends fresh keys; after, it keeps its part in the
- * round: the server sends again the phase's message it has not answered (`SecureSetup`, its
- * `SecureInbox` or `SecureUnmask`) and it answers with what it sent before (the same shares, the
- * same masked input, the reveal for the same split). An aborted round (`SecureAbort` r) opens
+ * Reconnecting to the same server before the roster is fixed, it sends fresh keys; after, it keeps
+ * its part in the round: the server sends again the phase's message it has not answered
+ * (`SecureSetup`, its `SecureInbox` or `SecureUnmask`) and it answers with what it sent before
+ * (the same shares, the same masked input, the reveal for the same split). A server that
+ * restarted (it said so: `ErrorMessage` "restarting", or close code 1012) kept only the round and
+ * its model: the member drops the round's roster and everything it sent in it, and starts the
+ * round's phases afresh with new keys and a new participant, so nothing of the abandoned roster is
+ * ever answered again; the update, already through the pipeline (privacy noise drawn once, one
+ * `sent` event), is masked anew. Only if the member had been asked to unmask under the abandoned
+ * roster — the server may then have read a sum with its update in it — it takes part in the new
+ * roster without sending that update again (a second sum over other members would give it away),
+ * and the round goes on without it. An aborted round (`SecureAbort` r) opens
  * round r + 1 with the same model, and does not count as training of the shared model. A round
  * that ends while it trains is taken once its training is done: training is never cut short. Its
  * wait for the others is bounded by `waitForOthersMs` from the end of its training, and again
@@ -42,7 +50,7 @@ import { LinkClosed, WaitTimeout, type Link } from "./link";
 import type { TrainOutput } from "./options";
 import { fatalClose } from "./server";
 import type { Model } from "./session";
-import { prepareAndLog } from "./update";
+import { prepareAndLog, type PreparedUpdate } from "./update";
 import { WaitingSession, type WaitExpired } from "./waiting";
 
 /**
@@ -210,6 +218,10 @@ export abstract class SecureSession extends WaitingSession {
       let sentShares: SecureShares | null = null;
       let sentInput: SecureInput | null = null;
       let takingPart = true;
+      // the update through the pipeline, made once a round: after a restart it is masked anew
+      let prepared: PreparedUpdate | null = null;
+      let restarts = this.restarts; // restart notices seen when the link was last (re)opened
+      let summed = false; // asked to unmask a sum with this update in it (the server may have read it)
       const sitOut = (why: string): void => {
         if (takingPart) this.log("warn", `${mine}: ${why}; this round goes on without you, you take part from the next one`);
         takingPart = false;
@@ -251,14 +263,28 @@ export abstract class SecureSession extends WaitingSession {
           this.log("warn", `connection lost (${exc.message}); reconnecting`);
           const joined = await this.join();
           live();
+          const restarted = exc.code === 1012 || this.restarts !== restarts;
+          restarts = this.restarts;
           if (joined.round > r) {
             this.log("info", `${mine}: the round closed meanwhile; continuing from the newer shared model`);
             return await opens(joined, true);
           }
-          // before the roster is fixed: fresh keys; after, the server sends again the phase's
-          // message this member has not answered, and it answers with what it sent before
+          if (restarted && setup !== null) {
+            this.log("warn", `${mine}: the server restarted and lost the secure round; it starts again with fresh keys`);
+          }
+          if (restarted) {
+            // nothing of the abandoned roster is answered again
+            [setup, sentShares, sentInput, takingPart] = [null, null, null, true];
+          }
+          // before the roster is fixed, or once it was lost: fresh keys; after, the same server
+          // sends again the phase's message this member has not answered, and it answers with
+          // what it sent before
           if (setup === null) participant = await fresh();
           this.setState(started.done === null ? "training" : this.waitingState());
+          continue;
+        }
+        if (m.type === "error" && m.code === "restarting") {
+          this.log("info", `${mine}: ${m.message}`); // the link closes next (1012): reconnect, then start afresh
           continue;
         }
         if (m.type === "result" && m.round > r) return await opens({ round: m.round, weights: m.weights }, true);
@@ -283,13 +309,18 @@ export abstract class SecureSession extends WaitingSession {
             this.log("info", `${mine}: secure round of ${setup.members.length} members; shares sent`);
           } else if (m.type === "secure_inbox" && takingPart && sentInput !== null) {
             this.link?.send(sentInput); // asked again after a reconnect: the same masked input
+          } else if (m.type === "secure_inbox" && takingPart && summed) {
+            // a second sum with it, over other members, would give the update away
+            sitOut("before it restarted, the server asked to unmask a sum with your update in it; your update is not sent again in this round");
           } else if (m.type === "secure_inbox" && takingPart && setup !== null) {
             await participant.receive(new Map(m.envelopes.map((e) => [e.peer, e.data])));
             live();
             const out = await started.result();
             live();
-            const { words, weight } = this.quantised(model, out, setup, mine);
+            const first = prepared === null; // (after a restart: the same update, masked anew)
+            prepared ??= this.prepared(model, out, mine);
             live(); // (the privacy noise's source may have stopped it)
+            const { words, weight } = quantisedWords(model.weights, prepared, setup);
             const masked = await participant.mask(words, m.senders);
             live();
             sentInput = { type: "secure_input", round: r, words: wordBytes(masked) };
@@ -297,9 +328,10 @@ export abstract class SecureSession extends WaitingSession {
             this.status.waitUntil = deadline;
             this.setState("sending_update");
             if (this.link?.send(sentInput)) this.setState(this.waitingState());
-            this.emit({ kind: "sent", round: r, numSamples: weight });
+            if (first) this.emit({ kind: "sent", round: r, numSamples: weight }); // one update, one spend
             this.log("info", `${mine}: masked update sent; waiting for others`);
           } else if (m.type === "secure_unmask" && takingPart) {
+            summed ||= sentInput !== null; // (kept across restarts)
             // (asked again after a reconnect, the same split is revealed again)
             const shares = participant.reveal(m.survivors, m.dropped);
             this.link?.send({ type: "secure_reveal", round: r, shares: shares.map((s) => ({ ...s })) });
@@ -319,10 +351,10 @@ export abstract class SecureSession extends WaitingSession {
     }
   }
 
-  /** The trained update through the one pipeline, as the round's words (`quantisedUpdate`). */
-  private quantised(model: Model, out: TrainOutput, setup: RoundSetup, mine: string): { words: Uint32Array; weight: number } {
+  /** The trained update through the one pipeline (checks, privacy), as `quantisedUpdate` makes it. */
+  private prepared(model: Model, out: TrainOutput, mine: string): PreparedUpdate {
     const log: LogFn = (level, message) => this.log(level, message);
-    return quantisedUpdate(model.weights, out, setup, this.options.privacy ?? null, this.options.random, mine, log);
+    return prepareSecure(model.weights, out, this.options.privacy ?? null, this.options.random, mine, log);
   }
 }
 
@@ -345,8 +377,32 @@ export function quantisedUpdate(
   mine: string,
   log: LogFn,
 ): { words: Uint32Array<ArrayBuffer>; weight: number } {
+  return quantisedWords(base, prepareSecure(base, out, privacy, random, mine, log), setup);
+}
+
+/** The update of `base` trained into `out` through the one pipeline; no metrics leave in a secure round. */
+function prepareSecure(
+  base: Weights,
+  out: TrainOutput,
+  privacy: PrivacyConfig | null,
+  random: RandomSource | undefined,
+  mine: string,
+  log: LogFn,
+): PreparedUpdate {
   const trained = { weights: out.weights, numSamples: out.numSamples, metrics: {} };
-  const prepared = prepareAndLog(base, trained, privacy, random, mine, log);
+  return prepareAndLog(base, trained, privacy, random, mine, log);
+}
+
+/**
+ * The `prepared` update of `base` as the round's words: its change from `base` with weight
+ * min(sample count, weight cap), in the roster's clip range and scale (Python's
+ * `disco.client.secure.quantized_words`).
+ */
+export function quantisedWords(
+  base: Weights,
+  prepared: Pick<PreparedUpdate, "weights" | "numSamples">,
+  setup: RoundSetup,
+): { words: Uint32Array<ArrayBuffer>; weight: number } {
   const weight = clampWeight(prepared.numSamples, setup.weightCap);
   return { words: quantize(changeOf(base, prepared.weights), weight, setup.clip, setup.bits), weight };
 }

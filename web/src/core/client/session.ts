@@ -73,6 +73,11 @@ export abstract class FederatedSession {
   protected secure = false;
   protected started = false;
   protected finished = false;
+  /**
+   * Restart notices seen (`ErrorMessage` "restarting", close code 1012; one restart may count
+   * twice): a secure round's state did not survive them (./secure.ts).
+   */
+  protected restarts = 0;
 
   constructor(protected readonly options: FederatedClientOptions) {
     this.url = wsUrl(options.serverUrl);
@@ -101,6 +106,7 @@ export abstract class FederatedSession {
   /** Track the session's counters from every server message as it arrives. */
   private observe(m: ServerMessage): void {
     const s = this.status;
+    if (m.type === "error" && m.code === "restarting") this.restarts++;
     if (m.type === "welcome" || m.type === "status") {
       Object.assign(s, { round: m.round, participants: m.participants, minParticipants: m.min_participants });
       if (m.type === "welcome") Object.assign(s, { joined: true, attempt: 0, reported: 0 });
@@ -228,6 +234,7 @@ export abstract class FederatedSession {
         if (exc instanceof LinkClosed) {
           const fatal = fatalClose(exc);
           if (fatal !== null) throw fatal;
+          if (exc.code === 1012) this.restarts++;
           // a server at its limit is asked again no sooner than in 2 s
           if (exc.code === LIMITED_CLOSE) delay = Math.max(delay, 2_000);
         } else if (!(exc instanceof WaitTimeout)) throw exc;
