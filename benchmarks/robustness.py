@@ -31,6 +31,7 @@ RULES = {
     "centered clipping": "centered_clipping",
     "cc without momentum": "centered_clipping:momentum=0",
     "cc + buckets of 2": "centered_clipping:bucket_size=2",
+    "cosine trust": "cosine_trust",
 }
 ATTACKS = {  # each attack with the setting it is measured at
     "sign_flip": "k=4",

@@ -219,7 +219,7 @@ def test_broken_model_documents_get_no_library_jargon(model: Any, expected: str)
         (
             "geometric_median",
             "training.aggregation: unknown aggregation rule 'geometric_median' (known: mean, "
-            "median, trimmed_mean, krum, multi_krum, centered_clipping)",
+            "median, trimmed_mean, krum, multi_krum, centered_clipping, cosine_trust)",
         ),
     ],
 )
@@ -432,6 +432,10 @@ def test_mean_max_share_is_kept_with_secure_aggregation() -> None:
         (
             {"aggregation": {"rule": "centered_clipping"}},
             "'centered_clipping' needs each participant's own update",
+        ),
+        (
+            {"aggregation": {"rule": "cosine_trust"}},
+            "'cosine_trust' needs each participant's own update",
         ),
         (
             {"min_participants": 5, "aggregation": {"rule": "krum", "f": 1}},

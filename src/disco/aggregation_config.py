@@ -25,6 +25,7 @@ __all__ = [
     "Aggregation",
     "AggregationConfig",
     "CenteredClippingRule",
+    "CosineTrustRule",
     "KrumRule",
     "MeanRule",
     "MedianRule",
@@ -36,7 +37,9 @@ __all__ = [
     "parse_secure_aggregation",
 ]
 
-Aggregation = Literal["mean", "median", "trimmed_mean", "krum", "multi_krum", "centered_clipping"]
+Aggregation = Literal[
+    "mean", "median", "trimmed_mean", "krum", "multi_krum", "centered_clipping", "cosine_trust"
+]
 """The names of the aggregation rules (`AggregationConfig.rule`)."""
 
 
@@ -164,8 +167,45 @@ class CenteredClippingRule(_Frozen):
     bucket_size: int = _bucket_size()
 
 
+class CosineTrustRule(_Frozen):
+    """Trust by direction (after FLTrust, Cao et al. 2021): the updates that point the way the
+    model has been moving over the last rounds (the middle of the updates in the first round)
+    are averaged; updates pointing the other way are left out, whatever number of examples they
+    claim, and none counts for more examples than the middle participant or as longer than
+    twice the middle update. When fewer than half point that way the round takes the middle of
+    the updates. For federated tasks whose honest participants mostly agree."""
+
+    rule: Literal["cosine_trust"] = "cosine_trust"
+    min_cosine: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description=(
+            "how closely an update must point the way the model has been moving to count at "
+            "all, from 0 (any update that does not point away counts) to just below 1 (only "
+            "updates pointing almost exactly that way)"
+        ),
+    )
+    momentum: float = Field(
+        default=0.9,
+        ge=0,
+        lt=1,
+        description=(
+            "how much of the earlier rounds' changes the direction updates are compared with "
+            "keeps (0: only the last round's change; closer to 1: a steadier direction over "
+            "more rounds)"
+        ),
+    )
+
+
 AggregationConfig = Annotated[
-    MeanRule | MedianRule | TrimmedMeanRule | KrumRule | MultiKrumRule | CenteredClippingRule,
+    MeanRule
+    | MedianRule
+    | TrimmedMeanRule
+    | KrumRule
+    | MultiKrumRule
+    | CenteredClippingRule
+    | CosineTrustRule,
     Field(discriminator="rule"),
 ]
 """How a task's updates are combined: ``{"rule": "mean", "max_share": 0.5}``, … A rule name
@@ -183,7 +223,8 @@ class _AggregationDoc(_Frozen):
 
 def parse_aggregation(text: str) -> AggregationConfig:
     """A rule with its settings as written on a command line: ``mean``, ``krum:f=2``,
-    ``multi_krum:f=1,m=5``, ``centered_clipping:tau=0.5,momentum=0.9``, ``median:bucket_size=2``.
+    ``multi_krum:f=1,m=5``, ``centered_clipping:tau=0.5,momentum=0.9``, ``median:bucket_size=2``,
+    ``cosine_trust:min_cosine=0.1``.
 
     Each value is read as the setting's type (whole number or number). Raises `TaskError` in
     plain words, naming the known rules or the rule's settings.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -139,7 +140,9 @@ def test_many_adders_at_once_give_the_sums_of_one_at_a_time() -> None:
         t.join(timeout=30)
 
     assert set(errors) == {"nan", "far"}
-    assert "not finite" in errors["nan"] and "changes 'w' by 256 or more" in errors["far"]
+    assert "not finite" in errors["nan"]
+    # it joins the fold wherever the others are: the first tensor it is found out in is named
+    assert re.search(r"changes '(w|b)' by 256 or more", errors["far"]), errors["far"]
     expected = one_by_one(updates)
     for name in GLOBAL:
         np.testing.assert_array_equal(sums.sums[name], expected.sums[name])

@@ -90,7 +90,7 @@ describe("the wait for others in a task document", () => {
   const doc = (training: Record<string, unknown>): unknown => ({
     id: "t",
     display: { title: "T" },
-    training: { data_type: "text", ...training },
+    training: { data_type: "tabular", input_columns: [{ name: "a" }, { name: "b" }], output_column: "y", ...training },
     model: { input_shape: [2], layers: [{ type: "dense", units: 1 }], loss: "mse" },
   });
   it("defaults to 600 s, or the round deadline when that is longer (as in Python)", () => {
@@ -118,6 +118,8 @@ describe("a task's aggregation (Python's AggregationConfig)", () => {
       momentum: 0.5,
       bucket_size: 1,
     });
+    expect(aggregationOf("cosine_trust")).toEqual({ rule: "cosine_trust", min_cosine: 0, momentum: 0.9 });
+    expect(aggregationOf({ rule: "cosine_trust", min_cosine: 0.2 })).toEqual({ rule: "cosine_trust", min_cosine: 0.2, momentum: 0.9 });
     expect(() => aggregationOf("geometric_median")).toThrow(/unknown rule "geometric_median"/);
     expect(() => aggregationOf({ max_share: 1 })).toThrow(/unknown rule/);
   });

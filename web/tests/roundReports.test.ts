@@ -52,6 +52,13 @@ describe("a rule in plain words", () => {
     expect(ruleSummary({ rule: "centered_clipping", tau: 10, iterations: 1, momentum: 0.9 })).toBe(
       "Centred clipping, each update's pull limited to 10",
     );
+    expect(ruleSummary({ rule: "cosine_trust", min_cosine: 0, reference: "recent_steps", fallback: false })).toBe("Trust by direction");
+    expect(ruleSummary({ rule: "cosine_trust", min_cosine: 0.2, reference: "median", fallback: false })).toBe(
+      "Trust by direction, agreement above 0.2 needed, compared with the middle update (no earlier step)",
+    );
+    expect(ruleSummary({ rule: "cosine_trust", min_cosine: 0, reference: "recent_steps", fallback: true })).toBe(
+      "Trust by direction, fewer than half went the model's way: the median was used",
+    );
   });
 
   it("names a rule it does not know with its settings, and says when none was recorded", () => {

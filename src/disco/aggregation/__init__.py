@@ -24,6 +24,7 @@ from disco.aggregation.strategies import (
     TrimmedMeanAggregator,
     build_aggregator,
 )
+from disco.aggregation.trust import CosineTrustAggregator
 
 __all__ = [
     "RULES",
@@ -32,6 +33,7 @@ __all__ = [
     "Bucketing",
     "CenteredClippingAggregator",
     "Contribution",
+    "CosineTrustAggregator",
     "KrumAggregator",
     "MeanAggregator",
     "MedianAggregator",

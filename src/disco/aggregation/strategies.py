@@ -10,8 +10,10 @@
   (`disco.aggregation.krum`).
 * `CenteredClippingAggregator` — per-participant momentum clipped around the previous combined
   update (`disco.aggregation.clipping`).
+* `CosineTrustAggregator` — the mean of the updates pointing the way of the model's recent
+  steps (`disco.aggregation.trust`).
 
-The robust rules (all but the mean) take a `bucket_size`: with s > 1 they combine the means of
+The robust rules but cosine trust take a `bucket_size`: with s > 1 they combine the means of
 random buckets of at most s updates (`disco.aggregation.bucketing`).
 
 Every result is bit-identical whatever the order in which updates arrived.
@@ -28,9 +30,11 @@ from disco.aggregation.clipping import CenteredClippingAggregator
 from disco.aggregation.krum import KrumAggregator, MultiKrumAggregator
 from disco.aggregation.mean import MeanAggregator
 from disco.aggregation.rules import Contribution, median, trimmed_mean
+from disco.aggregation.trust import CosineTrustAggregator
 from disco.errors import AggregationError
 from disco.task import (
     CenteredClippingRule,
+    CosineTrustRule,
     KrumRule,
     MeanRule,
     MedianRule,
@@ -89,6 +93,7 @@ RULES: dict[str, type[Aggregator]] = {
         KrumAggregator,
         MultiKrumAggregator,
         CenteredClippingAggregator,
+        CosineTrustAggregator,
     )
 }
 """The rules a task can name (`TrainingInfo.aggregation.rule`), by name."""
@@ -107,6 +112,8 @@ def build_aggregator(training: TrainingInfo, *, secret: str | None = None) -> Ag
         return CenteredClippingAggregator(
             config.tau, config.iterations, config.momentum, config.bucket_size, secret=secret
         )
+    if isinstance(config, CosineTrustRule):  # no buckets: mixing would hide who points away
+        return CosineTrustAggregator(config.min_cosine, config.momentum)
     if isinstance(config, MedianRule):
         inner = MedianAggregator()
     elif isinstance(config, TrimmedMeanRule):

@@ -133,6 +133,16 @@ export function ruleSummary(aggregation: unknown): string {
       parts = [ruleLabel(rule), tau === null ? "" : `each update's pull limited to ${tau}`];
       break;
     }
+    case "cosine_trust": {
+      const least = num("min_cosine");
+      parts = [
+        ruleLabel(rule),
+        least === null || least <= 0 ? "" : `agreement above ${least} needed`,
+        a.reference === "median" ? "compared with the middle update (no earlier step)" : "",
+        a.fallback === true ? "fewer than half went the model's way: the median was used" : "",
+      ];
+      break;
+    }
     default: {
       const settings = Object.entries(a)
         .filter(([key, v]) => key !== "rule" && (finite(v) || v === null || typeof v === "boolean"))

@@ -43,6 +43,7 @@ const SETTING_LABELS: Record<string, string> = {
   tau: "Largest pull of one update",
   iterations: "Passes each round",
   momentum: "Memory of earlier updates",
+  min_cosine: "Agreement needed to count",
   clip: "Clip range",
   weight_cap: "Weight cap (examples)",
   threshold: "Participants needed to unmask",

@@ -58,6 +58,10 @@ const AGGREGATION_WORDS: Record<string, Words> = {
     label: "Centred clipping",
     about: "Starts from the last round's combined update and moves towards each person's update, but limits how far any one update can pull it: a few bad updates cannot drag the model far, and honest ones still count.",
   },
+  cosine_trust: {
+    label: "Trust by direction",
+    about: "The updates that point the way the model has been moving over the last rounds are averaged; updates pointing the other way are left out, however many examples their senders claim, and no one counts for more examples than the middle participant. If fewer than half point that way, the round takes the middle of all updates. Works when most participants' data agree: people whose data differ a lot from everyone else's may be left out.",
+  },
 };
 
 /** Secure aggregation in plain words, for someone creating their first task. */
