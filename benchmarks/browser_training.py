@@ -1,14 +1,25 @@
-"""Browser training speed: the web app's loop against a bare TF.js `model.fit` and PyTorch.
+"""Training speed in the browser against PyTorch on the same model, measured in the same run.
 
-Same model (the catalog's MNIST CNN), same samples (real MNIST digits), same batch size and
-epochs. The browser side runs in headless Chromium on the page `bench.html` of the built web app
-served by a real disco server; the app's loop is `Trainer.trainRound` (what the Train step runs),
-the floor is a bare `model.fit` on the same tensors. PyTorch runs disco's own trainer on the CPU.
+For each model of `WORKLOADS` (the catalog's MNIST CNN; the GPT joins as one more entry, in
+tokens/s), on the same samples, batch size and epochs:
 
-    .venv/bin/python benchmarks/browser_training.py [--samples 2048] [--epochs 2] [--backend wasm]
+- in headless Chromium, on the page `bench.html` of the built web app served by a real disco
+  server, in each configuration of `CONFIGS`: wasm on one thread in a page that is not
+  cross-origin isolated (the plain SIMD build), wasm in an isolated page (the server's default)
+  on the app's own choice of threads (half the cores, at most 4) and on one thread per core, and
+  the plain-JS cpu backend (the last resort, on a share of the samples). Each runs the web app's
+  loop (`Trainer.trainRound`, what the Train step runs) and a bare `model.fit` (the floor), then
+  `tf.profile` times every kernel of a few training steps (where the time goes);
+- disco's PyTorch trainer on the CPU, with one thread and with one per core.
 
-Goal: the app's loop within 1.1x of the bare loop. The ratio to PyTorch is reported, not judged
-(wasm runs single-threaded with 128-bit SIMD here).
+Browser runs and PyTorch runs are interleaved and repeated, and the tables show medians: the
+ratios compare engines measured under the same load.
+
+    .venv/bin/python benchmarks/browser_training.py [--samples 2048] [--epochs 2] [--repeats 3]
+        [--models mnist] [--configs wasm-1,wasm-isolated,wasm-cores,cpu]
+
+Needs the built web app (`make web`). Goals (issue 12): the app's default configuration at least
+0.25x PyTorch's samples/s (tokens/s for the GPT); the app's loop within 1.1x of the bare loop.
 """
 
 from __future__ import annotations
@@ -18,14 +29,18 @@ import base64
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 from playwright.sync_api import sync_playwright
 
 from disco import catalog
 from disco.data import Dataset
-from disco.data.sources import get_source
+from disco.data.sources import ImageSplit, get_source
 from disco.models import build_torch_model
 from disco.server import ServerConfig, start_in_background
 from disco.training import Trainer
@@ -39,76 +54,222 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+GOAL_VS_TORCH = 0.25
+GOAL_APP_OVER_BARE = 1.1
+CORES = torch.get_num_threads()
 
 
-def pytorch_samples_per_s(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
-    """disco's PyTorch trainer on the same data (one untimed warm-up epoch first)."""
-    task = catalog.get("mnist").with_training(epochs_per_round=epochs, epochs=epochs)
-    data = Dataset(x, y)
-    Trainer(build_torch_model(task.model), task.training).train_round(0, data, epochs=1)
-    trainer = Trainer(build_torch_model(task.model), task.training)
-    start = time.perf_counter()
-    trainer.train_round(0, data)
-    return len(x) * epochs / (time.perf_counter() - start)
+class Samples(NamedTuple):
+    """The same samples for both engines."""
+
+    x: np.ndarray  # the browser's inputs (n, ...), sent as float32
+    y: np.ndarray  # its labels: class ids (n,), or a row per sample (n, k) (the next tokens)
+    torch: Dataset | np.ndarray  # the same samples as disco's Python `Trainer` takes them
+    units: int  # what a sample counts for in the rates (1 sample; T tokens)
 
 
-def browser_samples_per_s(
-    x: np.ndarray, y: np.ndarray, epochs: int, backend: str
-) -> dict[str, float | str]:
-    """The app's loop and the bare loop in headless Chromium."""
+@dataclass(frozen=True)
+class Workload:
+    """A model measured in both engines: one entry of `WORKLOADS`."""
+
+    name: str
+    task_id: str  # the catalog task whose model and training settings are used
+    unit: str  # what the rates count: "samples", or "tokens" for a language model
+    data: Callable[[int], Samples]  # the first n samples
+
+
+def _mnist(n: int) -> Samples:
+    train = get_source("mnist").train
+    assert isinstance(train, ImageSplit)
+    x = np.ascontiguousarray(train.x[:n], dtype=np.float32)
+    y = np.ascontiguousarray(train.y[:n], dtype=np.int64)
+    return Samples(x, y, Dataset(x, y), 1)
+
+
+def _shakespeare(n: int) -> Samples:
+    """n windows of context + 1 tokens of the training plays, cut as `disco.data.text` does."""
+    from disco.catalog.shakespeare import CONTEXT, tokenizer
+    from disco.data.shakespeare import training_works
+    from disco.data.text import TextWindows, make_windows
+
+    tok, works = tokenizer(), iter(training_works())
+    ids: list[list[int]] = []
+    while sum(len(d) for d in ids) < (n + 1) * (CONTEXT + 1):
+        ids.append(tok.encode(next(works).text))
+    windows = make_windows(ids, tok.eot_id, CONTEXT, validation_split=0).train[:n]
+    x, y = TextWindows.pairs(windows)
+    return Samples(x.astype(np.float32), np.ascontiguousarray(y), windows, CONTEXT)
+
+
+WORKLOADS: dict[str, Workload] = {
+    "mnist": Workload("MNIST CNN", "mnist", "samples", _mnist),
+    # The GPT joins as `"gpt": Workload("GPT", "shakespeare", "tokens", _shakespeare)` once
+    # bench.html trains token windows: the web app trains a language model on `TokenWindows`
+    # with its own loop (web/src/core/training/tokens.ts), not `model.fit` on (x, y) tensors.
+}
+DEFAULT_MODELS = "mnist"
+
+
+@dataclass(frozen=True)
+class Browser:
+    """A browser configuration: one entry of `CONFIGS`."""
+
+    key: str
+    backend: str  # the backend asked for ("wasm", "cpu"; "auto" tries WebGPU first)
+    isolated: bool  # whether the server sends the COOP/COEP headers
+    threads: int | None = None  # wasm threads asked for (None: the app's own choice)
+    share: float = 1.0  # of the samples and profiled steps (the plain-JS backend: fewer)
+
+
+CONFIGS: dict[str, Browser] = {
+    c.key: c
+    for c in (
+        Browser("wasm-1", "wasm", isolated=False),
+        Browser("wasm-isolated", "wasm", isolated=True),  # what `disco serve` gives a browser
+        Browser("wasm-cores", "wasm", isolated=True, threads=CORES),
+        Browser("cpu", "cpu", isolated=True, share=0.125),
+    )
+}
+DEFAULT = "wasm-isolated"
+
+
+def pytorch_rate(work: Workload, samples: Samples, epochs: int, threads: int) -> float:
+    """disco's PyTorch trainer on `x`, `y` on `threads` threads, after a warm-up epoch: units/s."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        task = catalog.get(work.task_id).with_training(epochs_per_round=epochs, epochs=epochs)
+        data = samples.torch
+        Trainer(build_torch_model(task.model), task.training).train_round(0, data, epochs=1)
+        trainer = Trainer(build_torch_model(task.model), task.training)
+        start = time.perf_counter()
+        trainer.train_round(0, data)
+        return len(samples.x) * samples.units * epochs / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+
+
+def browser_run(
+    work: Workload, samples: Samples, epochs: int, config: Browser, profile_steps: int
+) -> dict[str, Any]:
+    """The app's loop, the bare loop and a profile in headless Chromium, rates in units/s."""
+    n = max(1, int(len(samples.x) * config.share))
+    x, y = samples.x[:n], samples.y[:n]
     with tempfile.TemporaryDirectory(prefix="disco-bench-") as tmp:
-        config = ServerConfig(port=0, data_dir=Path(tmp), seed_catalog=True, log_level="warning")
-        with start_in_background(config) as server, sync_playwright() as pw:
+        server_config = ServerConfig(
+            port=0,
+            data_dir=Path(tmp),
+            seed_catalog=True,
+            log_level="warning",
+            cross_origin_isolation=config.isolated,
+        )
+        with start_in_background(server_config) as server, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page()
                 page.goto(f"{server.url}/bench.html")
                 page.wait_for_function("typeof window.discoBench === 'function'", timeout=60_000)
                 request = {
-                    "taskId": "mnist",
-                    "backend": backend,
+                    "taskId": work.task_id,
+                    "backend": config.backend,
                     "x": base64.b64encode(x.astype("<f4").tobytes()).decode(),
                     "y": base64.b64encode(y.astype("<i4").tobytes()).decode(),
-                    "n": len(x),
+                    "n": n,
                     "epochs": epochs,
+                    "profileSteps": max(1, round(profile_steps * config.share)),
+                    **({} if config.threads is None else {"threads": config.threads}),
                 }
-                result: dict[str, float | str] = page.evaluate(
-                    "req => window.discoBench(req)", request
-                )
+                result: dict[str, Any] = page.evaluate("req => window.discoBench(req)", request)
             finally:
                 browser.close()
+    if result["isolated"] != config.isolated:
+        raise RuntimeError(f"{config.key}: the page's isolation is {result['isolated']}")
+    if result["backend"] != config.backend and config.backend != "auto":
+        raise RuntimeError(f"{config.key}: ran on {result['backend']}, not {config.backend}")
+    result["app_rate"] = result["app_samples_per_s"] * samples.units
+    result["bare_rate"] = result["bare_samples_per_s"] * samples.units
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=2048)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--backend", default="wasm", choices=["wasm", "webgl", "cpu"])
-    args = parser.parse_args(argv)
+def print_profile(title: str, run: dict[str, Any], top: int = 10) -> None:
+    """The kernels that take most of a training step, as a markdown table."""
+    kernels = run["kernels"]
+    total = sum(k["ms_per_step"] for k in kernels)
+    print(
+        f"\nWhere a step's time goes, {title} ({run['step_ms']:.1f} ms a step of "
+        f"{run['batch_size']} under tf.profile, kernels {total:.1f} ms):\n"
+    )
+    print("| kernel | ms/step | share | calls/step |\n|---|---:|---:|---:|")
+    for k in kernels[:top]:
+        share = k["ms_per_step"] / total if total else 0.0
+        print(f"| {k['name']} | {k['ms_per_step']:.2f} | {share:.1%} | {k['calls_per_step']:.0f} |")
+    rest = sum(k["ms_per_step"] for k in kernels[top:])
+    print(f"| ({len(kernels[top:])} others) | {rest:.2f} | {rest / total if total else 0:.1%} | |")
+    print(f"\nslower fallback kernels that ran: {run['fallbacks'] or 'none'}")
 
-    train = get_source("mnist").train
-    x = np.ascontiguousarray(train.x[: args.samples], dtype=np.float32)
-    y = np.ascontiguousarray(train.y[: args.samples], dtype=np.int64)
 
-    web = browser_samples_per_s(x, y, args.epochs, args.backend)
-    torch_sps = pytorch_samples_per_s(x, y, args.epochs)
-    app, bare = float(web["app_samples_per_s"]), float(web["bare_samples_per_s"])
+def measure(work: Workload, args: argparse.Namespace, configs: list[Browser]) -> None:
+    """Interleaved repeats of every configuration and of PyTorch; the tables for `work`."""
+    samples = work.data(args.samples)
+    rates: dict[str, list[float]] = {}
+    runs: dict[str, dict[str, Any]] = {}  # the last repeat's, for the labels and profiles
+    torch_rows = [f"PyTorch, {t} thread{'s' if t > 1 else ''}" for t in sorted({1, CORES})]
+    for _ in range(args.repeats):
+        for config in configs:
+            run = browser_run(work, samples, args.epochs, config, args.profile_steps)
+            runs[config.key] = run
+            rates.setdefault(f"app:{config.key}", []).append(run["app_rate"])
+            rates.setdefault(f"bare:{config.key}", []).append(run["bare_rate"])
+        for threads, row in zip(sorted({1, CORES}), torch_rows, strict=True):
+            rates.setdefault(row, []).append(pytorch_rate(work, samples, args.epochs, threads))
+    med = {key: float(np.median(values)) for key, values in rates.items()}
+    torch_rates = [med[row] for row in torch_rows]
+    unit = f"{work.unit}/s"
 
     print(
-        f"MNIST CNN, {len(x)} real digits x {args.epochs} epochs, batch 32; "
-        f"browser backend {web['backend']}"
+        f"\n### {work.name} (task `{work.task_id}`): {len(samples.x)} samples x {args.epochs} "
+        f"epochs, Chromium headless, {CORES} cores; medians of {args.repeats} interleaved runs\n"
     )
-    print(f"{'loop':<42}{'samples/s':>11}{'vs bare TF.js':>15}")
-    rows = [
-        ("bare TF.js model.fit (in-browser floor)", bare),
-        ("disco web app loop (Trainer.trainRound)", app),
-        ("PyTorch on the CPU (disco Trainer)", torch_sps),
-    ]
-    for name, sps in rows:
-        print(f"{name:<42}{sps:>11.0f}{bare / sps:>14.3f}x")
-    print(f"app loop time / bare loop time: {bare / app:.3f} (goal <= 1.1)")
-    print(f"PyTorch is {torch_sps / app:.1f}x faster than the app loop")
+    heads = " | ".join(f"vs {row}" for row in torch_rows)
+    print(f"| engine | {unit} | {heads} | app loop / bare fit (time) |")
+    print("|---|---:|" + "---:|" * len(torch_rows) + "---:|")
+    for config in configs:
+        app, bare = med[f"app:{config.key}"], med[f"bare:{config.key}"]
+        label = f"{config.key}: {runs[config.key]['description']}"
+        if config.share < 1:
+            label += f" ({config.share:.0%} of the samples)"
+        ratios = " | ".join(f"{app / t:.3f}" for t in torch_rates)
+        print(f"| browser, {label} | {app:.0f} | {ratios} | {bare / app:.3f} |")
+    for row, t in zip(torch_rows, torch_rates, strict=True):
+        ratios = " | ".join(f"{t / other:.3f}" for other in torch_rates)
+        print(f"| {row} (disco Trainer) | {t:.0f} | {ratios} | |")
+    if DEFAULT in runs:
+        app = med[f"app:{DEFAULT}"]
+        pairs = zip(torch_rows, torch_rates, strict=True)
+        print(
+            f"\nthe app's default ({DEFAULT}) / PyTorch: "
+            + ", ".join(f"{app / t:.3f} ({row})" for row, t in pairs)
+            + f"; goal >= {GOAL_VS_TORCH}. App loop / bare fit goal: <= {GOAL_APP_OVER_BARE}."
+        )
+    for config in configs:
+        print_profile(f"{config.key}: {runs[config.key]['description']}", runs[config.key])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile-steps", type=int, default=20)
+    parser.add_argument("--models", default=DEFAULT_MODELS, help="of: " + ",".join(WORKLOADS))
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="of: " + ",".join(CONFIGS))
+    args = parser.parse_args(argv)
+    models, keys = args.models.split(","), args.configs.split(",")
+    unknown = [m for m in models if m not in WORKLOADS] + [k for k in keys if k not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown model or configuration: {', '.join(unknown)}")
+    for model in models:
+        measure(WORKLOADS[model], args, [CONFIGS[k] for k in keys])
     return 0
 
 

@@ -9,7 +9,8 @@ from disco import catalog
 from disco.errors import TaskError
 from disco.models import build_torch_model
 
-IDS = ["titanic", "mnist", "fashion_mnist", "breast_cancer", "cifar10", "lus_covid"]
+IDS = ["titanic", "mnist", "fashion_mnist", "breast_cancer", "cifar10", "lus_covid", "shakespeare"]
+CLASSIFIERS = IDS[:-1]
 
 
 def test_ids() -> None:
@@ -31,7 +32,7 @@ def test_get_unknown_id_lists_the_known_ids() -> None:
         assert task_id in str(info.value)
 
 
-@pytest.mark.parametrize("task_id", IDS)
+@pytest.mark.parametrize("task_id", CLASSIFIERS)
 def test_every_task_model_runs_a_forward_pass(task_id: str) -> None:
     task = catalog.get(task_id)
     model = build_torch_model(task.model)
@@ -52,3 +53,15 @@ def test_every_task_model_runs_a_forward_pass(task_id: str) -> None:
         assert task.model.input_shape == (t.image_height, t.image_width, t.channels)
     else:
         assert task.model.input_shape == (len(task.training.input_columns),)
+
+
+def test_the_text_task_reads_its_context_and_predicts_every_token() -> None:
+    task = catalog.get("shakespeare")
+    t = task.training
+    model = build_torch_model(task.model)
+    with torch.no_grad():
+        model.eval()
+        logits = model(torch.zeros((2, t.max_sequence_length or 0), dtype=torch.long))
+    assert tuple(logits.shape) == (2, t.max_sequence_length, t.vocab_size)
+    assert torch.isfinite(logits).all()
+    assert task.model.input_shape == (t.max_sequence_length,)

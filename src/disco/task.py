@@ -46,6 +46,9 @@ from disco.validation import field_problems
 
 __all__ = [
     "AGGREGATION_RULES",
+    "MAX_SEQUENCE_LENGTH",
+    "MAX_VOCAB_SIZE",
+    "MIN_VOCAB_SIZE",
     "SECURE_MAX_PEERS",
     "SECURE_MIN_PARTICIPANTS",
     "Aggregation",
@@ -78,6 +81,13 @@ Scheme = Literal["federated", "decentralized", "local"]
 
 WAIT_FOR_OTHERS_S = 600.0
 """Default wait for others, or the round deadline when that is longer."""
+
+MAX_SEQUENCE_LENGTH = 4096
+"""Longest context a text task may have, in tokens."""
+MIN_VOCAB_SIZE = 257
+"""Smallest vocabulary of a text task: a token per byte and the end-of-text token."""
+MAX_VOCAB_SIZE = 65_536
+"""Largest vocabulary of a text task."""
 
 
 class DisplayInfo(_Frozen):
@@ -136,8 +146,19 @@ class TrainingInfo(_Frozen):
     epochs_per_round: int = Field(default=1, ge=1, description="local epochs between two rounds")
     batch_size: int = Field(default=32, ge=1, le=65_536)
     validation_split: float = Field(default=0.2, ge=0.0, lt=1.0)
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: Literal["adam", "sgd", "adamw"] = "adam"
     learning_rate: float = Field(default=1e-3, gt=0, le=10)
+    weight_decay: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="adamw only: decoupled decay of tensors of rank 2 and more, per unit of lr",
+    )
+    gradient_clip: float | None = Field(
+        default=None,
+        gt=0,
+        description="largest global L2 norm of a step's gradients (null: no clipping)",
+    )
     # tabular
     input_columns: tuple[ColumnSpec, ...] = ()
     output_column: str | None = None
@@ -147,8 +168,24 @@ class TrainingInfo(_Frozen):
     channels: Literal[1, 3] = 1
     # image and tabular classification: class names, the index is the label
     labels: tuple[str, ...] = ()
-    # text
-    max_sequence_length: int | None = Field(default=None, ge=1)
+    # text (docs/text.md): the tokenizer.json is stored with the task, named by its digest
+    max_sequence_length: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SEQUENCE_LENGTH,
+        description="the context: tokens the model reads at once (a training window: one more)",
+    )
+    vocab_size: int | None = Field(
+        default=None,
+        ge=MIN_VOCAB_SIZE,
+        le=MAX_VOCAB_SIZE,
+        description="tokens of the task's tokenizer: its ids are 0 to vocab_size - 1",
+    )
+    tokenizer_digest: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 (lowercase hex) of the task's tokenizer.json, stored with the task",
+    )
     # collaboration
     min_participants: int = Field(default=1, ge=1, le=10_000)
     round_deadline_s: float = Field(
@@ -345,12 +382,41 @@ class Task(_Frozen):
                 f"the model's input_shape {list(m.input_shape)} does not fit the task's "
                 f"{len(t.input_columns)} input columns"
             )
+        if t.data_type == "text":
+            self._check_text()
         n_classes = m.num_classes
         if t.labels and n_classes is not None and n_classes != len(t.labels):
             raise ValueError(
                 f"the model has {n_classes} outputs but the task has {len(t.labels)} labels"
             )
         return self
+
+    def _check_text(self) -> None:
+        """A text task names its context, vocabulary and tokenizer; its model reads the context."""
+        t = self.training
+        missing = [
+            name
+            for name in ("max_sequence_length", "vocab_size", "tokenizer_digest")
+            if getattr(t, name) is None
+        ]
+        if missing:
+            raise ValueError(
+                f"a text task needs {' and '.join(missing)} (attach its tokenizer with "
+                "disco.text.attach_tokenizer)"
+            )
+        if tuple(self.model.input_shape) != (t.max_sequence_length,):
+            raise ValueError(
+                f"the model's input_shape {list(self.model.input_shape)} does not fit the task's "
+                f"context of {t.max_sequence_length} tokens"
+            )
+        first = self.model.layers[0]
+        if getattr(first, "type", None) == "token_embedding" and (
+            getattr(first, "vocab_size", None) != t.vocab_size
+        ):
+            raise ValueError(
+                f"the model's token_embedding has {getattr(first, 'vocab_size', None)} tokens but "
+                f"the task's tokenizer has {t.vocab_size}: they must be equal"
+            )
 
     def with_training(self, **changes: Any) -> Task:
         """A copy with some training fields changed (validated)."""
@@ -377,6 +443,8 @@ def parse_task(data: dict[str, Any] | str | bytes) -> Task:
         return Task.model_validate(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TaskError(f"task is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise TaskError("task is not valid JSON: values nested too deeply") from None
     except ValidationError as exc:
         problems = "; ".join(f"{field or 'task'}: {msg}" for field, msg in field_problems(exc))
         raise TaskError(f"invalid task: {problems}") from exc

@@ -110,6 +110,8 @@ def _words(err: ErrorDetails) -> str:
     if kind == "string_pattern_mismatch":
         if ctx.get("pattern") == "^[a-z0-9_]+$":
             return "may only use lowercase letters, digits and '_'"
+        if ctx.get("pattern") == "^[0-9a-f]{64}$":
+            return "should be a SHA-256 digest: 64 lowercase hexadecimal digits"
         return f"does not have the expected form ({ctx.get('pattern')})"
     message = str(err["msg"]).removeprefix("Value error, ")
     return message.replace("Input should be", "should be")

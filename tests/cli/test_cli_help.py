@@ -34,6 +34,7 @@ def test_the_walk_finds_every_command() -> None:
         "disco simulate",
         "disco data",
         "disco data samples",
+        "disco generate",
         "disco demo",
     }
 

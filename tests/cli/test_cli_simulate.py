@@ -4,11 +4,14 @@ bad specs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from disco import catalog
 from disco.cli import main
 from disco.simulation import ATTACKS
+from disco.weights import Weights
 
 
 def test_attack_and_rule_in_the_json_summary(capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,6 +32,21 @@ def test_attack_and_rule_in_the_json_summary(capsys: pytest.CaptureFixture[str])
     }
     assert out["aggregation"]["rule"] == "trimmed_mean" and out["aggregation"]["beta"] == 0.2
     assert "history" not in out
+    assert "unigram_loss" not in out  # text tasks only
+
+
+def test_the_task_plans_the_rounds_and_save_keeps_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --rounds, the task's epochs over --epochs-per-round; --save writes the model."""
+    saved = tmp_path / "bc.safetensors"
+    args = ["simulate", "--task", "breast_cancer", "--clients", "2", "--epochs-per-round", "5"]
+    code = main([*args, "--save", str(saved), "--json"])
+
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0
+    assert out["rounds"] == catalog.get("breast_cancer").training.epochs // 5 == 2
+    assert out["saved"] == str(saved) and Weights.load(saved).digest() == out["digest"]
 
 
 def test_attack_and_rule_in_words(capsys: pytest.CaptureFixture[str]) -> None:

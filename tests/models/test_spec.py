@@ -114,6 +114,7 @@ def test_json_schema_is_discriminated_on_type() -> None:
     assert set(layer_schema["discriminator"]["mapping"]) == {
         "dense", "conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d",
         "global_avg_pool2d", "batch_norm", "dropout", "flatten", "activation",
+        "token_embedding", "transformer_block", "layer_norm", "tied_output",
     }  # fmt: skip
 
 
@@ -164,7 +165,7 @@ def test_json_schema_is_discriminated_on_type() -> None:
         (doc([{**SOFTMAX3, "kernel_init": "he"}], [4], "mse"), "Extra inputs are not permitted"),
         (doc([{**SOFTMAX3, "name": "Dense-1"}], [4], "mse"), "String should match pattern"),
         (doc([{"type": "dropout", "rate": 1.0}], [4], "mse"), "less than 1"),
-        (doc([SOFTMAX3], [4, 4], "mse"), "input_shape must be [features] or [height, width"),
+        (doc([SOFTMAX3], [4, 4], "mse"), "input_shape must be [features], [context]"),
         (doc([], [4], "mse"), "a model needs at least one layer"),
         (doc([SOFTMAX3], [4], "hinge"), "loss"),
         ({**doc([SOFTMAX3], [4], "mse"), "format": "disco.model/2"}, "format"),

@@ -121,7 +121,9 @@ def test_torch_weights_match_the_spec_shapes_and_init(name: str) -> None:
 
     assert list(w.shapes.items()) == list(spec.weight_shapes().items())
     assert w == init_weights(spec, 5)
-    assert tuple(model(torch.zeros(2, *spec.input_shape)).shape) == (2, *spec.output_shape)
+    dtype = torch.long if spec.takes_tokens else torch.float32
+    zeros = torch.zeros(2, *spec.input_shape, dtype=dtype)
+    assert tuple(model(zeros).shape) == (2, *spec.output_shape)
 
 
 @pytest.mark.parametrize("build", [mnist_cnn, cifar10_cnn])

@@ -52,6 +52,9 @@ from disco.protocol import (
 from disco.protocol.messages import MAX_SAFE_INT
 from disco.task import (
     AGGREGATION_RULES,
+    MAX_SEQUENCE_LENGTH,
+    MAX_VOCAB_SIZE,
+    MIN_VOCAB_SIZE,
     SECURE_MAX_PEERS,
     SECURE_MIN_PARTICIPANTS,
     TASK_ID,
@@ -105,6 +108,55 @@ EXTRA_CASES: list[tuple[str, dict[str, int], int]] = [
 ]
 
 
+# a text task's training fields Python accepts or refuses (the base: context 16, 300 tokens)
+TEXT_CASES: list[tuple[str, dict[str, Any], int]] = [
+    ("complete", {}, 16),
+    ("no context", {"max_sequence_length": None}, 16),
+    ("no vocabulary size", {"vocab_size": None}, 16),
+    ("no tokenizer", {"tokenizer_digest": None}, 16),
+    ("the smallest vocabulary", {"vocab_size": MIN_VOCAB_SIZE}, 16),
+    ("the largest vocabulary", {"vocab_size": MAX_VOCAB_SIZE}, 16),
+    ("a vocabulary too small", {"vocab_size": MIN_VOCAB_SIZE - 1}, 16),
+    ("a vocabulary too large", {"vocab_size": MAX_VOCAB_SIZE + 1}, 16),
+    ("the longest context", {"max_sequence_length": MAX_SEQUENCE_LENGTH}, MAX_SEQUENCE_LENGTH),
+    (
+        "a context too long",
+        {"max_sequence_length": MAX_SEQUENCE_LENGTH + 1},
+        MAX_SEQUENCE_LENGTH + 1,
+    ),
+    ("a context of zero", {"max_sequence_length": 0}, 16),
+    ("a model reading another context", {}, 32),
+    ("a digest in capitals", {"tokenizer_digest": "AB" * 32}, 16),
+    ("a digest too short", {"tokenizer_digest": "ab" * 31}, 16),
+]
+
+
+def _text_tasks() -> list[dict[str, Any]]:
+    """Text task documents with Python's verdict."""
+    out = []
+    for name, changes, model_input in TEXT_CASES:
+        training = {
+            "data_type": "text",
+            "max_sequence_length": 16,
+            "vocab_size": 300,
+            "tokenizer_digest": "0123456789abcdef" * 4,
+        }
+        training = {k: v for k, v in {**training, **changes}.items() if v is not None}
+        model = {
+            "input_shape": [model_input],
+            "layers": [{"type": "dense", "units": 2, "activation": "softmax"}],
+            "loss": "categorical_crossentropy",
+        }
+        doc = {"id": "text", "display": {"title": "t"}, "training": training, "model": model}
+        try:
+            parse_task(doc)
+            accepted = True
+        except TaskError:
+            accepted = False
+        out.append({"name": name, "task": doc, "accepted": accepted})
+    return out
+
+
 def _literal(alias: Any) -> list[Any]:
     """The values of a `Literal[...]` alias, in order."""
     return list(get_args(alias))
@@ -139,6 +191,12 @@ def _bounds(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
             **{k: value[k] for k in _BOUND_KEYS if k in value},
         }
     return out
+
+
+def _field_pattern(model: type[BaseModel], name: str) -> str:
+    """The regular expression a string field of `model` must match."""
+    prop = model.model_json_schema()["properties"][name]
+    return str(next(b["pattern"] for b in prop.get("anyOf", [prop]) if "pattern" in b))
 
 
 def _layer_settings() -> dict[str, dict[str, Any]]:
@@ -177,6 +235,8 @@ def _task_id() -> dict[str, Any]:
 def _architecture_of(task: Task) -> str | None:
     """The built-in architecture that gives `task`'s model, for the task's input and labels."""
     t = task.training
+    if t.data_type == "text":  # a language model: the GPT, whatever its sizes
+        return "gpt" if task.model.takes_tokens else None
     if t.data_type == "image":
         args: dict[str, Any] = {
             "h": t.image_height,
@@ -258,6 +318,12 @@ def shared_lists() -> dict[str, Any]:
             "training_defaults": _defaults(TrainingInfo),
             "column_defaults": _defaults(ColumnSpec),
             "display_defaults": _defaults(DisplayInfo),
+            "text": {
+                "max_sequence_length": MAX_SEQUENCE_LENGTH,
+                "vocab_size": [MIN_VOCAB_SIZE, MAX_VOCAB_SIZE],
+                "tokenizer_digest_pattern": _field_pattern(TrainingInfo, "tokenizer_digest"),
+                "tasks": _text_tasks(),
+            },
             "secure_aggregation": {
                 "defaults": SecureAggregationConfig().model_dump(mode="json"),
                 "bounds": _bounds(SecureAggregationConfig),

@@ -1,7 +1,9 @@
 """Conformance: TF.js in the browser and PyTorch in Python compute the same training step.
 
-For every catalog architecture (dropout rates set to 0, so that both engines are deterministic)
-and two extra specs covering the remaining layers and activations, this test
+For every catalog architecture (dropout rates set to 0, so that both engines are deterministic),
+two extra specs covering the remaining layers and activations, and a small GPT trained with AdamW
+and gradient clipping on token windows (the clip below the gradients' norm, so that it acts),
+this test
 
 1. starts from ``init_weights(spec, seed)`` with the biases and batch-norm tensors moved off
    their trivial initial values (so that every canonical tensor matters to the result);
@@ -11,7 +13,8 @@ and two extra specs covering the remaining layers and activations, this test
 3. writes all of it as raw little-endian float32 files plus ``cases.json`` and runs
    ``web/tests/conformance.test.ts`` under vitest with ``DISCO_CONFORMANCE_DIR`` pointing there;
    the TS test builds the model with `buildModel`, loads the weights with `setWeights`, takes one
-   `trainOnBatch` step and compares, writing ``report.json`` with the errors it measured.
+   `trainOnBatch` step (`tokenStep` for the GPT) and compares, writing ``report.json`` with the
+   errors it measured.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from disco.models import (
     MaxPool2D,
     ModelSpec,
     TorchModel,
+    gpt,
     init_weights,
 )
 from disco.task import TrainingInfo
@@ -81,11 +85,20 @@ COVERAGE_MSE = ModelSpec(
 )
 
 
+# A GPT with every GPT layer, trained with AdamW and clipping; dropout 0 for determinism.
+COVERAGE_GPT = gpt(vocab_size=37, context=12, d_model=16, layers=2, heads=4, dropout=0.0)
+GPT_TRAINING = TrainingInfo(
+    data_type="text", optimizer="adamw", learning_rate=0.01, weight_decay=0.1, gradient_clip=0.2
+)
+
+
 def _no_dropout(spec: ModelSpec) -> ModelSpec:
     data = spec.model_dump(mode="json")
     for layer in data["layers"]:
         if layer["type"] == "dropout":
             layer["rate"] = 0.0
+        if layer["type"] == "transformer_block":
+            layer["dropout"] = 0.0
     return ModelSpec.model_validate(data)
 
 
@@ -109,6 +122,7 @@ def _cases() -> list[tuple[str, ModelSpec, TrainingInfo]]:
             TrainingInfo(data_type="text", optimizer="sgd", learning_rate=0.1),
         )
     )
+    cases.append(("coverage_gpt_adamw", COVERAGE_GPT, GPT_TRAINING))
     return cases
 
 
@@ -117,15 +131,18 @@ def _start_weights(spec: ModelSpec, rng: np.random.Generator) -> Weights:
     out: list[tuple[str, np.ndarray]] = []
     for name, value in init_weights(spec, SEED).items():
         suffix = name.rsplit(".", 1)[1]
-        if suffix in ("bias", "beta", "moving_mean"):
+        if suffix.endswith(("bias", "beta", "moving_mean")):
             value = value + rng.normal(0.0, 0.1, value.shape)
-        elif suffix in ("gamma", "moving_variance"):
+        elif suffix.endswith(("gamma", "moving_variance")):
             value = value * rng.uniform(0.5, 1.5, value.shape)
         out.append((name, value))
     return Weights(out)
 
 
-def _batch(spec: ModelSpec, rng: np.random.Generator) -> Dataset:
+def _batch(spec: ModelSpec, rng: np.random.Generator) -> Dataset | np.ndarray:
+    """A batch of BATCH samples; token windows (BATCH, context + 1) for a GPT."""
+    if spec.takes_tokens:
+        return rng.integers(0, spec.output_shape[-1], (BATCH, spec.input_shape[0] + 1))
     x = rng.normal(0.0, 1.0, (BATCH, *spec.input_shape)).astype(np.float32)
     if spec.loss == "categorical_crossentropy":
         y: np.ndarray = np.arange(BATCH) % spec.output_shape[0]
@@ -136,13 +153,20 @@ def _batch(spec: ModelSpec, rng: np.random.Generator) -> Dataset:
     return Dataset(x, y)
 
 
-def _gradients(spec: ModelSpec, start: Weights, batch: Dataset) -> Weights:
+def _xy(batch: Dataset | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets: a window without its last token, and without its first."""
+    if isinstance(batch, Dataset):
+        return batch.x, batch.y
+    return batch[:, :-1], batch[:, 1:]
+
+
+def _gradients(spec: ModelSpec, start: Weights, batch: Dataset | np.ndarray) -> Weights:
     """d loss / d weight at `start`, in canonical layout (trainable tensors only)."""
     model = TorchModel(spec)
     model.set_weights(start)
     model.train()
-    y = torch.from_numpy(batch.y)
-    model.loss(model(torch.from_numpy(batch.x)), y).backward()
+    x, y = (torch.from_numpy(np.ascontiguousarray(a)) for a in _xy(batch))
+    model.loss(model(x), y).backward()
     with torch.no_grad():
         for param in model.parameters():
             assert param.grad is not None
@@ -168,19 +192,28 @@ def _write_case(
     losses = [e.loss for e in events if e.kind == "batch_end"]
     assert len(losses) == 1 and losses[0] is not None, "one batch, one step"
     after = model.get_weights()
-    outputs = model.predict_proba(batch.x).numpy()
+    x, y = _xy(batch)
+    outputs = model.predict_proba(x).numpy()
     trainable = spec.weight_shapes(trainable=True)
-    _f32(out / f"{name}.grad.f32", list(_gradients(spec, start, batch).values()))
+    grads = _gradients(spec, start, batch)
+    norm = float(np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads.values())))
+    clip = training.gradient_clip
+    if clip is not None and name.startswith("coverage"):
+        assert norm > clip, f"{name}: the clip ({clip}) must act; the gradients' norm is {norm}"
+    _f32(out / f"{name}.grad.f32", list(grads.values()))
     _f32(out / f"{name}.init.f32", list(start.values()))
     _f32(out / f"{name}.after.f32", list(after.values()))
-    _f32(out / f"{name}.x.f32", [batch.x])
-    _f32(out / f"{name}.y.f32", [batch.y])
+    _f32(out / f"{name}.x.f32", [x])  # token ids are exact in float32
+    _f32(out / f"{name}.y.f32", [y])
     _f32(out / f"{name}.out.f32", [outputs])
     return {
         "name": name,
         "spec": spec.model_dump(mode="json"),
         "optimizer": training.optimizer,
         "learning_rate": training.learning_rate,
+        "weight_decay": training.weight_decay,
+        "gradient_clip": clip,
+        "clip_scale": 1.0 if clip is None else min(1.0, clip / (norm + 1e-6)),
         "n": BATCH,
         "loss": losses[0],
         "weights": [

@@ -47,6 +47,8 @@ def test_tasks_page_lists_every_task_in_plain_words(
         if tr["data_type"] == "image":
             colour = "colour" if tr["channels"] == 3 else "grey"
             data = f"Images, {tr['image_width']}×{tr['image_height']} {colour}"
+        elif tr["data_type"] == "text":
+            data = "Text (.txt files)"
         else:
             data = f"Table (CSV), {len(tr['input_columns'])} columns"
         expect(card.locator(".fact-data")).to_have_text(data)

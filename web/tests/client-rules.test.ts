@@ -124,3 +124,16 @@ describe("a task's aggregation (Python's AggregationConfig)", () => {
     expect(() => aggregationOf({ max_share: 1 })).toThrow(/unknown rule/);
   });
 });
+
+describe("a text task's model and tokenizer (Python's Task._check_text)", () => {
+  const catalog = JSON.parse(readFileSync(new URL("./fixtures/catalog.json", import.meta.url), "utf8")) as {
+    task: { id: string; model: { layers: Record<string, unknown>[] } };
+  }[];
+  const shakespeare = catalog.find((e) => e.task.id === "shakespeare")!.task;
+  it("takes the catalog's text task, and refuses a token embedding of another vocabulary", () => {
+    expect(parseTask(shakespeare).training.vocab_size).toBe(shakespeare.model.layers[0]!["vocab_size"]);
+    const smaller = structuredClone(shakespeare);
+    smaller.model.layers[0]!["vocab_size"] = 300;
+    expect(() => parseTask(smaller)).toThrow(/token_embedding has 300 tokens but the task's tokenizer has 2048: they must be equal/);
+  });
+});

@@ -6,7 +6,8 @@
  * The fixtures come from `tests/web/test_conformance.py` (pytest), which runs this file with
  * DISCO_CONFORMANCE_DIR set; without it the suite is skipped. Measured errors go to
  * `$DISCO_CONFORMANCE_DIR/report.json`. Both the cpu backend and the wasm backend (the browser
- * default) are checked.
+ * default) are checked. A GPT case (token ids in, next-token loss, AdamW with clipping) takes its
+ * step with `tokenStep`, the trainer's own, instead of `trainOnBatch`.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -14,15 +15,21 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { registerTrainingKernels } from "../src/core/backend";
-import { buildModel, getWeights, setWeights, weightSlots } from "../src/core/models";
+import { buildModel, getWeights, nextTokenLoss, setWeights, weightSlots } from "../src/core/models";
 import type { ModelSpec } from "../src/core/task";
+import { ADAMW_EPSILON } from "../src/core/training/optim";
+import { tokenStep } from "../src/core/training/tokens";
 import { Weights } from "../src/core/weights";
 
 interface Case {
   name: string;
   spec: ModelSpec;
-  optimizer: "adam" | "sgd";
+  optimizer: "adam" | "sgd" | "adamw";
   learning_rate: number;
+  weight_decay: number;
+  gradient_clip: number | null;
+  /** The factor clipping scaled PyTorch's gradients by (1: no clipping). */
+  clip_scale: number;
   n: number;
   loss: number;
   weights: { name: string; shape: number[]; trainable: boolean }[];
@@ -93,10 +100,12 @@ function allowed(c: Case, want: Float32Array, grad: Float32Array | undefined): F
   const base = WEIGHT_RTOL * Math.max(maxAbs(want), 1e-12);
   const out = new Float32Array(want.length).fill(base);
   if (grad === undefined) return out;
-  const noise = GRAD_NOISE * maxAbs(grad);
+  const scale = c.clip_scale;
+  const noise = GRAD_NOISE * maxAbs(grad) * scale;
+  const eps = c.optimizer === "adamw" ? ADAMW_EPSILON : ADAM_EPSILON;
   for (let i = 0; i < out.length; i++) {
-    const g = Math.abs(grad[i] as number);
-    const slope = c.optimizer === "adam" ? ADAM_EPSILON / (g + ADAM_EPSILON) ** 2 : 1;
+    const g = Math.abs(grad[i] as number) * scale;
+    const slope = c.optimizer === "sgd" ? 1 : eps / (g + eps) ** 2;
     out[i] = base + c.learning_rate * slope * noise;
   }
   return out;
@@ -108,6 +117,7 @@ function tfjsGradients(model: tf.LayersModel, spec: ModelSpec, x: tf.Tensor, y: 
   const lossFn = (yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor => {
     if (spec.loss === "binary_crossentropy") return tf.metrics.binaryCrossentropy(yTrue, yPred);
     if (spec.loss === "mse") return tf.metrics.meanSquaredError(yTrue, yPred);
+    if (spec.loss === "next_token_crossentropy") return nextTokenLoss(yTrue, yPred);
     const classes = yPred.shape[yPred.shape.length - 1] ?? 0;
     return tf.metrics.categoricalCrossentropy(tf.oneHot(tf.cast(tf.reshape(yTrue, [-1]), "int32"), classes), yPred);
   };
@@ -144,19 +154,32 @@ async function runCase(c: Case, backend: string): Promise<Report> {
   const start = Weights.fromFlat(names, shapes, f32(`${c.name}.init.f32`));
   const expected = Weights.fromFlat(names, shapes, f32(`${c.name}.after.f32`));
   const torchGrads = Weights.fromFlat(trainable.map((w) => w.name), trainable.map((w) => w.shape), f32(`${c.name}.grad.f32`));
-  const ySize = c.spec.loss === "mse" ? c.output_shape.slice(1) : [1];
-  const x = tf.tensor(f32(`${c.name}.x.f32`), [c.n, ...c.spec.input_shape]);
-  const y = tf.tensor(f32(`${c.name}.y.f32`), [c.n, ...ySize]);
-  const model = buildModel(c.spec, { optimizer: c.optimizer, learning_rate: c.learning_rate });
+  const tokens = c.spec.loss === "next_token_crossentropy";
+  const ySize = c.spec.loss === "mse" ? c.output_shape.slice(1) : tokens ? c.spec.input_shape : [1];
+  const x = tf.tensor(f32(`${c.name}.x.f32`), [c.n, ...c.spec.input_shape], tokens ? "int32" : "float32");
+  const y = tf.tensor(f32(`${c.name}.y.f32`), [c.n, ...ySize], tokens ? "int32" : "float32");
+  const model = buildModel(c.spec, {
+    optimizer: c.optimizer, learning_rate: c.learning_rate, weight_decay: c.weight_decay, gradient_clip: c.gradient_clip,
+  });
   try {
     setWeights(model, c.spec, start);
     const grads = tfjsGradients(model, c.spec, x, y);
     setWeights(model, c.spec, start); // the gradient pass moved the batch-norm statistics
-    const result = await model.trainOnBatch(x, y);
-    const loss = Array.isArray(result) ? (result[0] as number) : result;
+    let loss: number;
+    if (tokens) {
+      const step = tokenStep(model, x, y);
+      loss = (step.loss.dataSync() as Float32Array)[0] as number;
+      tf.dispose([step.loss, step.correct]);
+    } else {
+      const result = await model.trainOnBatch(x, y);
+      loss = Array.isArray(result) ? (result[0] as number) : result;
+    }
     const after = getWeights(model, c.spec);
     writeFileSync(join(dir ?? "", `${c.name}.${backend}.f32`), after.flatten()); // for debugging
-    const outputs = tf.tidy(() => (model.predict(x) as tf.Tensor).dataSync() as Float32Array);
+    const outputs = tf.tidy(() => {
+      const out = model.predict(x) as tf.Tensor;
+      return (tokens ? tf.softmax(out) : out).dataSync() as Float32Array;
+    });
 
     const worstGrad = worstTensor((n) => grads.get(n) ?? new Float32Array(), torchGrads);
     const worst = worstTensor((n) => after.get(n), expected);

@@ -33,6 +33,9 @@ import {
   DISPLAY_DEFAULTS,
   LAYER_TYPES,
   LOSSES,
+  MAX_SEQUENCE_LENGTH,
+  MAX_VOCAB_SIZE,
+  MIN_VOCAB_SIZE,
   type ModelSpec,
   OPTIMIZERS,
   PADDINGS,
@@ -42,6 +45,7 @@ import {
   SECURE_MAX_PEERS,
   SECURE_MIN_PARTICIPANTS,
   TASK_ID_PATTERN,
+  TOKENIZER_DIGEST_PATTERN,
   TRAINING_DEFAULTS,
   aggregationOf,
   layerNames,
@@ -73,6 +77,12 @@ interface Shared {
     column_defaults: Json;
     display_defaults: Json;
     secure_aggregation: { defaults: Json; bounds: Record<string, Json>; min_participants: number; max_peers: number };
+    text: {
+      max_sequence_length: number;
+      vocab_size: [number, number];
+      tokenizer_digest_pattern: string;
+      tasks: { name: string; task: Json; accepted: boolean }[];
+    };
   };
   model: {
     format: string;
@@ -185,6 +195,21 @@ describe("the task's choices and defaults", () => {
     const { data_type: _, input_columns: __, output_column: ___, ...rest } = task.training;
     const { input_columns: _c, output_column: _o, ...defaults } = shared.task.training_defaults;
     expect(rest).toEqual(defaults);
+  });
+});
+
+describe("a text task's settings", () => {
+  const python = () => shared.task.text;
+
+  it("have Python's bounds and digest pattern", () => {
+    expect(MAX_SEQUENCE_LENGTH).toBe(python().max_sequence_length);
+    expect([MIN_VOCAB_SIZE, MAX_VOCAB_SIZE]).toEqual(python().vocab_size);
+    expect(TOKENIZER_DIGEST_PATTERN.source).toBe(python().tokenizer_digest_pattern);
+  });
+
+  it.each(shared.task.text.tasks.map((c) => [c.name, c] as const))("%s: judged as Python judges it", (_, c) => {
+    if (c.accepted) expect(parseTask(c.task).training.tokenizer_digest).toBe((c.task["training"] as Json)["tokenizer_digest"]);
+    else expect(() => parseTask(c.task)).toThrow(/invalid task: (training|model)\./);
   });
 });
 

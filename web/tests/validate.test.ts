@@ -25,7 +25,12 @@ const JARGON = /Field required|Input should|Input tag|discriminator|tuple|undefi
 describe("checkModel", () => {
   it.each(catalog.map((t) => [t.id, t] as const))("accepts the catalog model of %s", (_id, task) => {
     const t = task.training;
-    const inputShape = t.data_type === "image" ? [t.image_height as number, t.image_width as number, t.channels] : [t.input_columns.length];
+    const inputShape =
+      t.data_type === "image"
+        ? [t.image_height as number, t.image_width as number, t.channels]
+        : t.data_type === "text"
+          ? [t.max_sequence_length as number]
+          : [t.input_columns.length];
     expect(checkModel(task.model, { inputShape, labels: t.labels.length || undefined })).toEqual([]);
   });
 
@@ -40,7 +45,7 @@ describe("checkModel", () => {
     expect(problems).toEqual([
       'The file does not say it is a disco model: add "format": "disco.model/1".',
       "input_shape is missing: write [height, width, channels] for images or [number of columns] for tables.",
-      "loss is missing: use one of categorical_crossentropy, binary_crossentropy, mse.",
+      "loss is missing: use one of categorical_crossentropy, binary_crossentropy, mse, next_token_crossentropy.",
       "layers must be a list of layers, [ … ], not 'nope'.",
     ]);
     expect(checkModel([1, 2])).toEqual(["This file is not a disco model: it should hold one JSON object, { … }."]);
@@ -50,7 +55,7 @@ describe("checkModel", () => {
     const model = mnistModel();
     model.layers.splice(4, 0, { type: "transformer", heads: 4 });
     expect(checkModel(model)).toEqual([
-      "layer 5: unknown layer type 'transformer' (known: dense, conv2d, depthwise_conv2d, max_pool2d, avg_pool2d, global_avg_pool2d, batch_norm, dropout, flatten, activation).",
+      "layer 5: unknown layer type 'transformer' (known: dense, conv2d, depthwise_conv2d, max_pool2d, avg_pool2d, global_avg_pool2d, batch_norm, dropout, flatten, activation, token_embedding, transformer_block, layer_norm, tied_output).",
     ]);
   });
 
@@ -91,7 +96,7 @@ describe("checkModel", () => {
     const sigmoid = { ...model, loss: "binary_crossentropy" };
     expect(checkModel(sigmoid)[0]).toMatch(/^loss binary_crossentropy needs a last layer with activation sigmoid and 1 unit; the last one, layer 8 \(dense_2\)/);
     expect(checkModel({ ...model, loss: "hinge" })).toEqual([
-      "loss 'hinge' is not available: use one of categorical_crossentropy, binary_crossentropy, mse.",
+      "loss 'hinge' is not available: use one of categorical_crossentropy, binary_crossentropy, mse, next_token_crossentropy.",
     ]);
   });
 

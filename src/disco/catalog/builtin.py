@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from disco.catalog.shakespeare import shakespeare
 from disco.models import architectures as arch
 from disco.task import ColumnSpec, DisplayInfo, Task, TrainingInfo
 
@@ -233,4 +234,5 @@ BUILTIN: dict[str, Callable[[], Task]] = {
     "breast_cancer": breast_cancer,
     "cifar10": cifar10,
     "lus_covid": lus_covid,
+    "shakespeare": shakespeare,
 }

@@ -125,7 +125,7 @@ def cmd_data_samples(args: argparse.Namespace) -> int:
 
 
 def _print_samples(info: SamplesInfo) -> None:
-    """What `disco data samples` wrote (folders, counts per label) and what to run next."""
+    """What `disco data samples` wrote (folders, counts per label or per work) and what next."""
     out = Console()  # stdout, looked up at each write
     first, last = info.clients[0], info.clients[-1]
     other = info.clients[1] if len(info.clients) > 1 else first
@@ -149,16 +149,15 @@ def _print_samples(info: SamplesInfo) -> None:
         ("test", info.test_counts),
     ]
     if out.is_terminal:
-        table = Table("folder", title="samples per label", title_justify="left")
-        for label in [*info.labels, "total"]:
+        table = Table("folder", title=info.counted, title_justify="left")
+        for label in [*info.labels, *(["total"] if info.totals else [])]:
             table.add_column(label, justify="right")
         for name, counts in rows:
-            table.add_row(name, *map(str, counts), str(sum(counts)))
+            table.add_row(name, *map(str, counts), *([str(sum(counts))] if info.totals else []))
         out.print(table)
     else:
-        out.print(
-            "\nSamples per label:\n" + info.summary(), highlight=False, markup=False, soft_wrap=True
-        )
+        heading = f"\n{info.counted.capitalize()}:\n"
+        out.print(heading + info.summary(), highlight=False, markup=False, soft_wrap=True)
     tabular = (first / "data.csv").is_file()
     connect = other / "data.csv" if tabular else other
     task, server = info.task_id, DEFAULT_SERVER
@@ -225,11 +224,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             "--ca-file and --invitation go with --server: without it the simulation starts its "
             "own plain http server on this machine"
         )
-    with progress_bars(labels, args.rounds, enabled=not args.json) as bars:
+    rounds = args.rounds
+    if rounds is None:  # the task's plan (a server's task: its own)
+        from disco import catalog
+
+        task = catalog.fetch(args.task, server)
+        epr = args.epochs_per_round or task.training.epochs_per_round
+        rounds = math.ceil(task.training.epochs / epr)
+    with progress_bars(labels, rounds, enabled=not args.json) as bars:
         result = simulate(
             args.task,
             args.clients,
-            args.rounds,
+            rounds,
             partition=args.partition,
             seed=args.seed,
             server=server,
@@ -244,6 +250,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
     summary = result.to_dict()
     summary.pop("history")
+    if summary["unigram_loss"] is None:  # not a text task
+        summary.pop("unigram_loss")
+    if args.save:
+        assert result.weights is not None
+        result.weights.save(Path(args.save))
+        summary["saved"] = args.save
     if not args.json:
         summary["attack"] = _attack_words(result.attack)
         summary["aggregation"] = _rule_words(result.aggregation)

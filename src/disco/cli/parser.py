@@ -8,6 +8,7 @@ from typing import Any, get_args
 
 from disco.aggregation_config import Aggregation
 from disco.cli.commands import cmd_data_samples, cmd_demo, cmd_serve, cmd_simulate, cmd_tasks
+from disco.cli.generate import cmd_generate
 from disco.cli.invite import cmd_invite, parse_duration
 from disco.cli.train import cmd_train
 
@@ -315,12 +316,17 @@ def build_parser() -> argparse.ArgumentParser:
             "disco simulate --task mnist --clients 5 --rounds 3 --scheme decentralized",
             "disco simulate --task mnist --clients 4 --rounds 3 --secure-aggregation",
             "disco simulate --task mnist --clients 5 --secure-aggregation clip=0.5,threshold=4",
+            "disco simulate --task shakespeare --clients 3 --save shakespeare.safetensors --json",
             notes=SIMULATE_NOTES,
         ),
     )
     s.add_argument("--task", required=True, help="built-in task id (`disco tasks` lists them)")
     s.add_argument("--clients", type=int, default=3, help="number of participants")
-    s.add_argument("--rounds", type=int, default=3, help="number of rounds")
+    s.add_argument(
+        "--rounds",
+        type=int,
+        help="number of rounds (default: the task's, its epochs over its epochs per round)",
+    )
     s.add_argument(
         "--partition",
         default="iid",
@@ -373,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--server", help="use this running server instead of starting one")
     _access_options(s)
+    s.add_argument(
+        "--save", metavar="FILE", help="save the final global model (.safetensors) to FILE"
+    )
     s.add_argument("--json", action="store_true", help="print one JSON summary line")
     s.set_defaults(fn=cmd_simulate)
 
@@ -406,6 +415,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace what an earlier run wrote in --out (nothing else is touched)",
     )
     d.set_defaults(fn=cmd_data_samples)
+
+    s = command(
+        sub,
+        "generate",
+        "continue a prompt with a text task's trained model, streamed as it is written",
+        _examples(
+            'disco generate --task shakespeare --model shakespeare.safetensors --prompt "ROMEO."',
+            "disco generate --task shakespeare --model m.safetensors --prompt 'To be' "
+            "--temperature 0 --max-tokens 50",
+            "disco generate --task my-text --server http://127.0.0.1:8000 --model m.safetensors "
+            "--prompt 'Dear' --stop '\\n\\n'",
+            notes="The model is a .safetensors file of the task's model (`disco train --save`, or "
+            "the web app's download).\nThe same seed, model and prompt give the same text; "
+            "--temperature 0 always takes the likeliest token.",
+        ),
+    )
+    s.add_argument("--task", required=True, help="the text task (built in, or the server's)")
+    s.add_argument(
+        "--model", required=True, metavar="FILE", help="the trained model (.safetensors)"
+    )
+    s.add_argument("--prompt", default="", help="the text to continue (empty: the model begins)")
+    s.add_argument("--max-tokens", type=int, default=200, help="most tokens to generate")
+    s.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        help="randomness: 0 always takes the likeliest token, 1 samples the model as it is",
+    )
+    s.add_argument(
+        "--top-k", type=int, default=40, help="draw among the K likeliest tokens only (0: all)"
+    )
+    s.add_argument(
+        "--stop",
+        action="append",
+        metavar="TEXT",
+        help="stop before this text (repeatable; \\n is a line break)",
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of the random draws")
+    s.add_argument(
+        "--no-prompt", action="store_true", help="print only the generated text, not the prompt"
+    )
+    s.add_argument("--server", help="the server whose task this is (its tokenizer comes too)")
+    _access_options(s)
+    s.set_defaults(fn=cmd_generate)
 
     s = command(
         sub,

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from disco.client import FederatedClient
     from disco.client.access import ServerAccess
     from disco.data import Dataset
+    from disco.data.text import TextWindows
     from disco.decentralized.peer import PeerClient
     from disco.task import Task
+    from disco.text.tokenizer import Tokenizer
     from disco.weights import Weights
 
 __all__ = ["cmd_train"]
@@ -55,10 +57,22 @@ def _access(args: argparse.Namespace) -> ServerAccess:
     return ServerAccess.from_env(args.server, args.invitation, args.ca_file)
 
 
-def _load_data(path: Path, task: Task) -> tuple[Dataset, int]:
-    """Load labelled data; skipped CSV rows are reported on the console. (data, rows skipped)"""
+def _load_data(
+    path: Path, task: Task, tokenizer: Tokenizer | None = None, test: bool = False
+) -> tuple[Dataset | TextWindows, int]:
+    """Load labelled data; skipped CSV rows are reported on the console. (data, rows skipped)
+
+    A text task's files become windows of its context (`test`: all of the text is for testing,
+    as training windows; else split as the task says)."""
     from disco.data import load_for_task
     from disco.data.tabular import SkippedRows
+    from disco.data.text import load_text
+
+    if tokenizer is not None:
+        t = task.training
+        split = 0.0 if test else t.validation_split
+        windows = load_text(path, tokenizer, t.max_sequence_length or 1, validation_split=split)
+        return windows, 0
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedRows)
@@ -146,7 +160,19 @@ def _stopped(client: FederatedClient | PeerClient, exc: DiscoError) -> _Stopped 
     return _Stopped(exc, kind, weights, shared, client.rounds_done)
 
 
-def _peer(args: argparse.Namespace, task: Task, data: Dataset, bars: Any) -> PeerClient:
+def _tokenizer(args: argparse.Namespace, task: Task) -> Tokenizer | None:
+    """A text task's tokenizer (from the server with --server, else the built-in one), checked
+    against the task's digest; None for other tasks."""
+    from disco import catalog
+
+    if task.training.data_type != "text":
+        return None
+    return catalog.fetch_tokenizer(task, server=_access(args) if args.server else None)
+
+
+def _peer(
+    args: argparse.Namespace, task: Task, data: Dataset | TextWindows, bars: Any
+) -> PeerClient:
     """A peer of the server's decentralized session (models go to the other peers directly)."""
     from disco.decentralized.connector import use_host_addresses
     from disco.decentralized.peer import PeerClient
@@ -174,6 +200,7 @@ def _peer(args: argparse.Namespace, task: Task, data: Dataset, bars: Any) -> Pee
 
 def cmd_train(args: argparse.Namespace) -> int:
     from disco.client import ClientResult, FederatedClient, LocalClient
+    from disco.data.text import TextWindows
     from disco.models import build_torch_model
     from disco.training import evaluate
 
@@ -184,7 +211,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     task = _fetch_task(args)
     together = _together(args, task)
-    data, skipped_rows = _load_data(Path(args.data), task)
+    tokenizer = _tokenizer(args, task)
+    data, skipped_rows = _load_data(Path(args.data), task, tokenizer)
     rounds = args.rounds or task.training.rounds
     plain = args.json or not console.is_terminal
     start = time.perf_counter()
@@ -257,8 +285,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.test:
         model = build_torch_model(task.model)
         model.set_weights(weights)
-        test_data, _ = _load_data(Path(args.test), task)
-        loss, acc = evaluate(model, test_data)
+        test_data, _ = _load_data(Path(args.test), task, tokenizer, test=True)
+        # text: every window of the test files
+        loss, acc = evaluate(
+            model, test_data.train if isinstance(test_data, TextWindows) else test_data
+        )
         summary.update(test_loss=loss, test_accuracy=acc)
     save = Path(args.save) if args.save else None
     if stopped is not None and save is None:

@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from disco.data.dataset import Dataset
+from disco.data.text import TextWindows
+from disco.errors import DataError
 from disco.models import TorchModel, build_torch_model
 from disco.task import Task
 from disco.training import EpochMetrics, EventCallback, Trainer
+from disco.training.trainer import TrainingData
 from disco.weights import Weights
 
 __all__ = ["Client", "ClientResult", "in_training_thread"]
@@ -55,12 +58,13 @@ class ClientResult:
 
 
 class Client(ABC):
-    """A participant: trains `task`'s model on local `data`."""
+    """A participant: trains `task`'s model on local `data` (a text task: `TextWindows`, whose
+    training and validation windows are already apart)."""
 
     def __init__(
         self,
         task: Task,
-        data: Dataset,
+        data: Dataset | TextWindows,
         *,
         seed: int = 0,
         name: str = "",
@@ -69,7 +73,23 @@ class Client(ABC):
         self.task = task
         self.name = name
         self.seed = seed
-        self.train_data, self.val_data = data.split(task.training.validation_split, seed=seed)
+        if isinstance(data, TextWindows):  # a text task: split already, a tail of each document
+            if task.training.data_type != "text":
+                raise DataError(f"task {task.id!r} is not a text task: give it a Dataset")
+            if data.context != task.training.max_sequence_length:
+                raise DataError(
+                    f"these text windows hold a context of {data.context} tokens; task "
+                    f"{task.id!r} reads {task.training.max_sequence_length}"
+                )
+            self.train_data: TrainingData = data.train  # windows (N, context + 1)
+            self.val_data: TrainingData = data.validation
+        else:
+            if task.training.data_type == "text":
+                raise DataError(
+                    f"task {task.id!r} is a text task: give it text windows "
+                    "(disco.data.text.load_text)"
+                )
+            self.train_data, self.val_data = data.split(task.training.validation_split, seed=seed)
         self.model: TorchModel = build_torch_model(task.model)
         self.trainer = Trainer(self.model, task.training, seed=seed, callbacks=callbacks or [])
         self._train_s = 0.0

@@ -40,6 +40,7 @@ from disco.client.link import Link, LinkClosed, Traffic
 from disco.client.secure import secure_round
 from disco.client.update import PreparedUpdate, prepare_update
 from disco.data.dataset import Dataset
+from disco.data.text import TextWindows
 from disco.errors import ServerError, SessionError, UpdateRejected, WaitExpired
 from disco.protocol import (
     DEFAULT_MAX_FRAME,
@@ -91,7 +92,7 @@ class FederatedClient(Client):
     def __init__(
         self,
         task: Task,
-        data: Dataset,
+        data: Dataset | TextWindows,
         server: str | ServerAccess,
         *,
         seed: int = 0,

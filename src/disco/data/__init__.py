@@ -1,4 +1,4 @@
-"""Data: loaders for CSV files and images, datasets, client partitions, and real sample data.
+"""Data: loaders for CSV files, images and text, datasets, client partitions, real sample data.
 
 Loaders apply the task's fixed preprocessing and raise `disco.errors.DataError` with the file,
 row and column of anything wrong. `load_for_task` picks the loader from what a path is.
@@ -16,6 +16,7 @@ from disco.data.partition import Partition, dirichlet, iid, parse_partition, sha
 from disco.data.samples import SamplesInfo, write_samples
 from disco.data.sources import SOURCES, get_source
 from disco.data.tabular import load_csv, load_csv_unlabelled
+from disco.data.text import TextWindows, load_text
 
 __all__ = [
     "SOURCES",
@@ -23,6 +24,7 @@ __all__ = [
     "Inputs",
     "Partition",
     "SamplesInfo",
+    "TextWindows",
     "dirichlet",
     "get_source",
     "iid",
@@ -33,6 +35,7 @@ __all__ = [
     "load_image_folder",
     "load_images_unlabelled",
     "load_labelled_images",
+    "load_text",
     "parse_partition",
     "shards",
     "write_samples",

@@ -83,4 +83,9 @@ def load_for_task(path: str | Path, training: TrainingInfo) -> Dataset:
         if path.is_file() and path.suffix.lower() != ".csv":
             raise DataError(f"{path}: a single image is not a dataset; expected {LAYOUTS['image']}")
         return _load_images(path, training)
+    if kind == "text":
+        raise DataError(
+            f"{path}: a text task's files become token windows with the task's tokenizer: "
+            "disco.data.text.load_text(path, tokenizer, context)"
+        )
     raise DataError(f"cannot load data for a {kind!r} task from {path}")

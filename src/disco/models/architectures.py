@@ -16,8 +16,12 @@ from disco.models.spec import (
     Flatten,
     GlobalAvgPool2D,
     Layer,
+    LayerNorm,
     MaxPool2D,
     ModelSpec,
+    TiedOutput,
+    TokenEmbedding,
+    TransformerBlock,
 )
 
 __all__ = [
@@ -25,6 +29,7 @@ __all__ = [
     "breast_cancer_mlp",
     "cifar10_cnn",
     "get_architecture",
+    "gpt",
     "lus_covid_cnn",
     "mnist_cnn",
     "titanic_mlp",
@@ -136,12 +141,46 @@ def lus_covid_cnn(h: int = 100, w: int = 100, c: int = 3, classes: int = 2) -> M
     )
 
 
+def gpt(
+    vocab_size: int = 2048,
+    context: int = 64,
+    d_model: int = 128,
+    layers: int = 4,
+    heads: int = 4,
+    dropout: float = 0.1,
+) -> ModelSpec:
+    """A GPT language model: token + position embedding, pre-LN blocks, tied output.
+
+    The defaults (those of the shakespeare task: 2,048 tokens, a context of 64) hold 1,063,680
+    parameters: 270,336 in the embeddings, 198,272 in each of the four blocks and 256 in the
+    final LayerNorm.
+    """
+    if layers < 1:
+        raise ValueError(f"a GPT needs at least one transformer block, got layers={layers}")
+    stack: list[Layer] = [TokenEmbedding(vocab_size=vocab_size, units=d_model)]
+    if dropout > 0:
+        stack.append(Dropout(rate=dropout))
+    stack += [TransformerBlock(heads=heads, dropout=dropout) for _ in range(layers)]
+    stack += [LayerNorm(), TiedOutput()]
+    return ModelSpec(
+        input_shape=(context,),
+        layers=tuple(stack),
+        loss="next_token_crossentropy",
+        description=(
+            f"GPT: {layers} pre-LayerNorm transformer blocks of width {d_model} with {heads} "
+            f"causal attention heads and a GELU MLP, learned positions over {context} tokens, "
+            f"output tied to the {vocab_size}-token embedding, dropout {dropout}."
+        ),
+    )
+
+
 ARCHITECTURES: dict[str, Callable[..., ModelSpec]] = {
     "titanic_mlp": titanic_mlp,
     "breast_cancer_mlp": breast_cancer_mlp,
     "mnist_cnn": mnist_cnn,
     "cifar10_cnn": cifar10_cnn,
     "lus_covid_cnn": lus_covid_cnn,
+    "gpt": gpt,
 }
 
 

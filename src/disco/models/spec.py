@@ -2,9 +2,11 @@
 
 A `ModelSpec` is written once and realised by two engines: PyTorch here
 (`disco.models.torch`) and TF.js in the browser (each layer maps to one ``tf.layers.*``).
-Shapes are per sample and channels-last: ``[H, W, C]`` for images, ``[F]`` for tabular data.
-Weights travel under canonical names (``conv2d_1.kernel``) in TF/Keras layouts; `init_weights`
-gives every engine the same starting point.
+Shapes are per sample and channels-last: ``[H, W, C]`` for images, ``[F]`` for tabular data,
+``[T]`` token ids for language models (a ``token_embedding`` first layer tells it from ``[F]``;
+the GPT layers live in `disco.models.transformer`).
+Weights travel under canonical names (``conv2d_1.kernel``) in TF/Keras layouts;
+`disco.models.init.init_weights` gives every engine the same starting point.
 
 Construction validates field by field (pydantic `ValidationError`, a `ValueError`);
 `ModelSpec.parse` wraps every failure into one `ModelError` for user-facing input.
@@ -13,11 +15,9 @@ Construction validates field by field (pydantic `ValidationError`, a `ValueError
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
-import numpy as np
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -30,7 +30,8 @@ from pydantic import (
 )
 
 from disco.errors import ModelError
-from disco.weights import Weights
+from disco.models.base import LayerBase, Shape, WeightInfo
+from disco.models.transformer import LayerNorm, TiedOutput, TokenEmbedding, TransformerBlock
 
 __all__ = [
     "FORMAT",
@@ -45,21 +46,25 @@ __all__ = [
     "Flatten",
     "GlobalAvgPool2D",
     "Layer",
+    "LayerNorm",
     "LossName",
     "MaxPool2D",
     "ModelSpec",
     "Padding",
     "Shape",
+    "TiedOutput",
+    "TokenEmbedding",
+    "TransformerBlock",
     "WeightInfo",
-    "init_weights",
 ]
 
 FORMAT: Final = "disco.model/1"
 
 ActivationName = Literal["linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "gelu"]
 Padding = Literal["valid", "same"]
-LossName = Literal["categorical_crossentropy", "binary_crossentropy", "mse"]
-Shape = tuple[int, ...]
+LossName = Literal[
+    "categorical_crossentropy", "binary_crossentropy", "mse", "next_token_crossentropy"
+]
 
 
 def _pair(value: Any) -> Any:
@@ -70,33 +75,11 @@ def _pair(value: Any) -> Any:
 
 
 Pair = Annotated[tuple[PositiveInt, PositiveInt], BeforeValidator(_pair)]
-LayerName = Annotated[str, Field(pattern=r"^[a-z0-9_]+$", max_length=64)]
+_Layer = LayerBase
 
 
-class WeightInfo(BaseModel):
-    """One canonical weight tensor of a layer: its suffix, shape and whether training updates it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    suffix: str
-    shape: Shape
-    trainable: bool
-
-
-class _Layer(BaseModel):
-    """Fields and shape rules shared by every layer."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: LayerName | None = None
-
-    def output_shape(self, shape: Shape) -> Shape:
-        """Output shape for the per-sample input `shape` (ValueError if it cannot fit)."""
-        return shape
-
-    def weights(self, shape: Shape) -> list[WeightInfo]:
-        """Canonical weights for an input of `shape`, in TF.js order within the layer."""
-        return []
+def _bias(shape: Shape) -> WeightInfo:
+    return WeightInfo(suffix="bias", shape=shape, trainable=True, init="zeros")
 
 
 def _image(layer: str, shape: Shape) -> tuple[int, int, int]:
@@ -138,9 +121,10 @@ class Dense(_Layer):
         return (self.units,)
 
     def weights(self, shape: Shape) -> list[WeightInfo]:
-        out = [WeightInfo(suffix="kernel", shape=(shape[0], self.units), trainable=True)]
+        kernel = (shape[0], self.units)
+        out = [WeightInfo(suffix="kernel", shape=kernel, trainable=True, init="glorot_uniform")]
         if self.use_bias:
-            out.append(WeightInfo(suffix="bias", shape=(self.units,), trainable=True))
+            out.append(_bias((self.units,)))
         return out
 
 
@@ -162,9 +146,10 @@ class Conv2D(_Layer):
 
     def weights(self, shape: Shape) -> list[WeightInfo]:
         kh, kw = self.kernel_size
-        out = [WeightInfo(suffix="kernel", shape=(kh, kw, shape[2], self.filters), trainable=True)]
+        kernel = (kh, kw, shape[2], self.filters)
+        out = [WeightInfo(suffix="kernel", shape=kernel, trainable=True, init="glorot_uniform")]
         if self.use_bias:
-            out.append(WeightInfo(suffix="bias", shape=(self.filters,), trainable=True))
+            out.append(_bias((self.filters,)))
         return out
 
 
@@ -187,10 +172,13 @@ class DepthwiseConv2D(_Layer):
     def weights(self, shape: Shape) -> list[WeightInfo]:
         kh, kw = self.kernel_size
         kernel = (kh, kw, shape[2], self.depth_multiplier)
-        out = [WeightInfo(suffix="depthwise_kernel", shape=kernel, trainable=True)]
+        out = [
+            WeightInfo(
+                suffix="depthwise_kernel", shape=kernel, trainable=True, init="glorot_uniform"
+            )
+        ]
         if self.use_bias:
-            bias = (shape[2] * self.depth_multiplier,)
-            out.append(WeightInfo(suffix="bias", shape=bias, trainable=True))
+            out.append(_bias((shape[2] * self.depth_multiplier,)))
         return out
 
 
@@ -248,10 +236,10 @@ class BatchNorm(_Layer):
     def weights(self, shape: Shape) -> list[WeightInfo]:
         c = (shape[-1],)
         return [
-            WeightInfo(suffix="gamma", shape=c, trainable=True),
-            WeightInfo(suffix="beta", shape=c, trainable=True),
-            WeightInfo(suffix="moving_mean", shape=c, trainable=False),
-            WeightInfo(suffix="moving_variance", shape=c, trainable=False),
+            WeightInfo(suffix="gamma", shape=c, trainable=True, init="ones"),
+            WeightInfo(suffix="beta", shape=c, trainable=True, init="zeros"),
+            WeightInfo(suffix="moving_mean", shape=c, trainable=False, init="zeros"),
+            WeightInfo(suffix="moving_variance", shape=c, trainable=False, init="ones"),
         ]
 
 
@@ -288,13 +276,19 @@ Layer = Annotated[
     | BatchNorm
     | Dropout
     | Flatten
-    | Activation,
+    | Activation
+    | TokenEmbedding
+    | TransformerBlock
+    | LayerNorm
+    | TiedOutput,
     Field(discriminator="type"),
 ]
 
 
 def final_activation(layer: _Layer) -> ActivationName:
     """The activation a layer applies last ("linear" for layers without one)."""
+    if isinstance(layer, TiedOutput):
+        return "softmax"  # logits over the vocabulary
     act: ActivationName = getattr(layer, "activation", "linear")
     return act
 
@@ -315,7 +309,8 @@ class ModelSpec(BaseModel):
     def _input_rank(cls, shape: Shape) -> Shape:
         if len(shape) not in (1, 3):
             raise ValueError(
-                f"input_shape must be [features] or [height, width, channels], got {list(shape)}"
+                "input_shape must be [features], [context] (token ids, read by a "
+                f"token_embedding first layer) or [height, width, channels], got {list(shape)}"
             )
         return shape
 
@@ -341,9 +336,37 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
+        self._check_tokens()
         self.layer_shapes()
         self._check_loss()
         return self
+
+    def _check_tokens(self) -> None:
+        """Token ids are read by a first token_embedding only; tied_output ends such a model."""
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, TokenEmbedding) and i != 0:
+                raise ValueError(
+                    f"layer {layer.name!r}: token_embedding must be the first layer "
+                    "(it reads the token ids)"
+                )
+            if isinstance(layer, TiedOutput):
+                if i != len(self.layers) - 1:
+                    raise ValueError(f"layer {layer.name!r}: tied_output must be the last layer")
+                if not self.takes_tokens:
+                    raise ValueError(
+                        f"layer {layer.name!r}: tied_output reuses the token matrix of a "
+                        "token_embedding first layer, and this model has none"
+                    )
+        if self.takes_tokens != (self.loss == "next_token_crossentropy"):
+            raise ValueError(
+                "loss 'next_token_crossentropy' goes with models that read token ids "
+                "(a token_embedding first layer and a tied_output last layer), and only with them"
+            )
+
+    @property
+    def takes_tokens(self) -> bool:
+        """True when a sample is ``input_shape[0]`` integer token ids (a language model)."""
+        return isinstance(self.layers[0], TokenEmbedding)
 
     def _check_loss(self) -> None:
         last = self.layers[-1]
@@ -361,6 +384,10 @@ class ModelSpec(BaseModel):
                     "loss 'binary_crossentropy' needs a last layer with sigmoid activation and "
                     f"1 unit; {where}"
                 )
+        elif self.loss == "next_token_crossentropy" and not isinstance(last, TiedOutput):
+            raise ValueError(
+                f"loss 'next_token_crossentropy' needs a tied_output last layer; {where}"
+            )
 
     # -- derived facts, computed from the spec alone ------------------------------------------
     def layer_shapes(self) -> list[Shape]:
@@ -370,6 +397,14 @@ class ModelSpec(BaseModel):
         for layer in self.layers:
             try:
                 shape = layer.output_shape(shape)
+                if isinstance(layer, TiedOutput) and isinstance(self.layers[0], TokenEmbedding):
+                    embedding = self.layers[0]
+                    if shape[1] != embedding.units:
+                        raise ValueError(
+                            f"tied_output needs inputs of the embedding's width "
+                            f"{embedding.units}, got {shape[1]}"
+                        )
+                    shape = (shape[0], embedding.vocab_size)
             except ValueError as exc:
                 raise ValueError(f"layer {layer.name!r}: {exc}") from None
             shapes.append(shape)
@@ -391,6 +426,8 @@ class ModelSpec(BaseModel):
             return self.output_shape[0]
         if self.loss == "binary_crossentropy":
             return 2
+        if self.loss == "next_token_crossentropy":
+            return self.output_shape[-1]  # the vocabulary
         return None
 
     @property
@@ -447,35 +484,3 @@ def _summary(exc: ValidationError) -> str:
         msg = str(err["msg"]).removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
-
-
-# -- initialisation ------------------------------------------------------------------------------
-def _fans(shape: Shape) -> tuple[int, int]:
-    """Keras/TF.js fan-in and fan-out of a channels-last kernel."""
-    if len(shape) == 2:
-        return shape[0], shape[1]
-    receptive = math.prod(shape[:-2])
-    return shape[-2] * receptive, shape[-1] * receptive
-
-
-def init_weights(spec: ModelSpec, seed: int = 0) -> Weights:
-    """Deterministic initial weights: glorot_uniform kernels, zero biases, identity batch norm.
-
-    Each kernel is drawn from its own numpy PCG64 stream keyed by (`seed`, CRC-32 of its name), so
-    adding a layer leaves the other layers' initial values unchanged.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ModelError(f"seed must be a non-negative integer, got {seed!r}")
-    arrays: list[tuple[str, np.ndarray[Any, np.dtype[np.float32]]]] = []
-    for name, info in spec.weight_infos():
-        if info.suffix in ("kernel", "depthwise_kernel"):
-            fan_in, fan_out = _fans(info.shape)
-            limit = math.sqrt(6.0 / (fan_in + fan_out))
-            rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-            value = rng.uniform(-limit, limit, size=info.shape).astype(np.float32)
-        elif info.suffix in ("gamma", "moving_variance"):
-            value = np.ones(info.shape, dtype=np.float32)
-        else:  # bias, beta, moving_mean
-            value = np.zeros(info.shape, dtype=np.float32)
-        arrays.append((name, value))
-    return Weights(arrays)

@@ -1,6 +1,8 @@
 """PyTorch realisation of a portable `ModelSpec`, numerically equivalent to TF.js.
 
-Inputs arrive channels-last, (B, H, W, C) or (B, F), as in TF.js; convolutions run on NCHW
+Inputs arrive channels-last, (B, H, W, C) or (B, F), as in TF.js, or as token ids (B, T) for
+a model with a token_embedding first layer (its GPT layers: `disco.models.gpt_torch`; T may be
+shorter than the context, for generation); convolutions run on NCHW
 inside and `flatten` goes back to channels-last first, so canonical dense kernels mean the same
 in both engines. `same` padding and pooling follow TF (extra padding on the bottom/right).
 `forward` returns logits (the last layer before its activation); `loss` fuses the activation
@@ -20,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from disco.errors import ModelError, WeightsError
+from disco.models import gpt_torch
+from disco.models.init import init_weights
 from disco.models.spec import (
     Activation,
     AvgPool2D,
@@ -30,10 +34,13 @@ from disco.models.spec import (
     Dropout,
     Flatten,
     GlobalAvgPool2D,
+    LayerNorm,
     MaxPool2D,
     ModelSpec,
     Shape,
-    init_weights,
+    TiedOutput,
+    TokenEmbedding,
+    TransformerBlock,
 )
 from disco.weights import Weights
 
@@ -233,7 +240,14 @@ class TorchModel(nn.Module):
         self.activations: list[str] = []
         bindings: dict[str, _Binding] = {}
         for layer, shape in zip(spec.layers, spec.layer_input_shapes(), strict=True):
-            block, found = self._block(layer, shape)
+            block: nn.Module
+            found: dict[str, _Slot]
+            if isinstance(layer, TiedOutput):
+                embedding = self.blocks[0]
+                assert isinstance(embedding, gpt_torch.Embedding)  # the spec checked it
+                block, found = gpt_torch.TiedHead(embedding), {}
+            else:
+                block, found = self._block(layer, shape)
             self.blocks.append(block)
             self.activations.append(str(getattr(layer, "activation", "linear")))
             for suffix, (module, attr, to, back) in found.items():
@@ -275,6 +289,12 @@ class TorchModel(nn.Module):
             return _Flatten(), {}
         if isinstance(layer, Activation):
             return nn.Identity(), {}
+        if isinstance(layer, TokenEmbedding):
+            return gpt_torch.token_embedding(layer, shape)
+        if isinstance(layer, TransformerBlock):
+            return gpt_torch.transformer_block(layer, shape)
+        if isinstance(layer, LayerNorm):
+            return gpt_torch.layer_norm(layer, shape)
         raise ModelError(f"no torch realisation for layer {layer!r}")
 
     @classmethod
@@ -286,13 +306,19 @@ class TorchModel(nn.Module):
 
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
-        """Logits: the last layer's output before its activation, channels-last."""
-        if tuple(x.shape[1:]) != self.spec.input_shape:
+        """Logits: the last layer's output before its activation, channels-last.
+
+        A language model takes token ids (B, T), T up to the context, and gives (B, T, V).
+        """
+        if self.spec.takes_tokens:
+            x = self._token_ids(x)
+        elif tuple(x.shape[1:]) != self.spec.input_shape:
             raise ModelError(
                 f"input batch has per-sample shape {list(x.shape[1:])}, "
                 f"the model expects {list(self.spec.input_shape)}"
             )
-        x = x.float()
+        else:
+            x = x.float()
         if x.dim() == 4:
             x = x.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
         last = len(self.blocks) - 1
@@ -304,14 +330,28 @@ class TorchModel(nn.Module):
             x = x.permute(0, 2, 3, 1)  # back to (B, H, W, C)
         return x
 
+    def _token_ids(self, x: Tensor) -> Tensor:
+        context = self.spec.input_shape[0]
+        if x.dim() != 2 or not 1 <= x.shape[1] <= context:
+            raise ModelError(
+                f"input batch has shape {list(x.shape)}; the model reads (batch, tokens) "
+                f"of 1 to {context} token ids"
+            )
+        if x.is_floating_point() or x.is_complex():
+            raise ModelError(f"token ids must be integers, got dtype {x.dtype}")
+        return x.long()
+
     def output_from_logits(self, logits: Tensor) -> Tensor:
         """Apply the last layer's activation to logits (probabilities for classifiers)."""
         return activate(logits, self.spec.final_activation)
 
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
-        """Mean batch loss from `forward`'s logits; class ids for categorical, 0/1 for binary."""
+        """Mean batch loss from `forward`'s logits; class ids for categorical, 0/1 for binary,
+        next-token ids (B, T) for next_token_crossentropy."""
         if self.spec.loss == "categorical_crossentropy":
             return F.cross_entropy(logits, y.reshape(-1).long())
+        if self.spec.loss == "next_token_crossentropy":  # mean over batch x positions
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).long())
         if self.spec.loss == "binary_crossentropy":
             return F.binary_cross_entropy_with_logits(
                 logits.reshape(-1), y.reshape(-1).to(logits.dtype)
@@ -323,7 +363,8 @@ class TorchModel(nn.Module):
         """Model outputs (final activation applied) in inference mode, without gradients."""
         param = next(self.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        batch = x if isinstance(x, Tensor) else torch.tensor(np.asarray(x, dtype=np.float32))
+        dtype = np.int64 if self.spec.takes_tokens else np.float32
+        batch = x if isinstance(x, Tensor) else torch.tensor(np.asarray(x, dtype=dtype))
         was_training = self.training
         self.eval()
         try:

@@ -31,11 +31,13 @@ from disco.server.access import (
 )
 from disco.server.config import ServerConfig
 from disco.server.decentralized import DecentralizedSession
+from disco.server.isolation import CrossOriginIsolated
 from disco.server.limits import LimitsMiddleware
 from disco.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from disco.server.runtime import ApiError, Runtime
+from disco.server.tokenizers import parse_creation, tokenizer_routes
 from disco.server.ws import serve_connection
-from disco.task import Task, field_problems, parse_task
+from disco.task import Task, field_problems
 
 __all__ = ["ApiError", "create_app"]
 
@@ -164,7 +166,8 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.post("/api/tasks", status_code=201)
     async def create_task(request: Request) -> JSONResponse:
-        """Create a task from its JSON (admin token) with its initial global model."""
+        """Create a task from its JSON (admin token) with its initial global model; a text task
+        comes with its tokenizer (`disco.server.tokenizers`)."""
         if not (config.admin_token is None and config.allow_open_creation):
             authorize_admin(rt, request, "creating a task")
         body = await request.body()
@@ -173,7 +176,8 @@ def create_app(config: ServerConfig) -> FastAPI:
                 413, "too_large", f"a task document is limited to {MAX_TASK_BYTES} bytes"
             )
         try:
-            task = parse_task(body)
+            # a text task comes with its tokenizer; reading it takes a while: off the event loop
+            task, tokenizer = await asyncio.to_thread(parse_creation, body)
         except TaskError as exc:
             raise ApiError(422, "invalid_task", str(exc), fields=_field_errors(exc)) from exc
         from disco.models import init_weights
@@ -186,7 +190,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             except ModelError as exc:
                 raise ApiError(422, "invalid_task", str(exc)) from exc
             assert rt.store is not None
-            await asyncio.to_thread(rt.store.put_task, task, weights)
+            await asyncio.to_thread(rt.store.put_task, task, weights, tokenizer)
             rt.add(task, 0, weights)
         log.info("created task %s", task.id)
         return JSONResponse(
@@ -196,6 +200,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         )
 
     app.include_router(invitation_routes(rt))
+    app.include_router(tokenizer_routes(rt))
 
     @app.websocket("/ws")
     async def federated(ws: WebSocket) -> None:
@@ -232,7 +237,10 @@ def _mount_web(app: FastAPI, rt: Runtime) -> None:
     """Serve the built web app at ``/`` when present, else a small page listing the tasks."""
     web_dir = rt.config.web_dir if rt.config.web_dir is not None else STATIC_DIR
     if web_dir.is_dir():
-        app.mount("/", StaticFiles(directory=web_dir, html=True), name="web")
+        static = StaticFiles(directory=web_dir, html=True)
+        # COOP/COEP: the pages may train on several threads (disco.server.isolation)
+        isolated = CrossOriginIsolated(static) if rt.config.cross_origin_isolation else static
+        app.mount("/", isolated, name="web")
         return
 
     @app.get("/", response_class=HTMLResponse)

@@ -67,6 +67,11 @@ class ServerConfig(BaseModel):
     web_dir: Path | None = Field(
         default=None, description="web app served at / (default: the packaged build)"
     )
+    cross_origin_isolation: bool = Field(
+        default=True,
+        description="serve the web app with COOP/COEP headers, so that browsers train on "
+        "several threads (off: one thread, for pages embedded in another origin)",
+    )
     log_level: LogLevel = "info"
     # -- limits (disco.server.limits; 0 turns a rate off) ------------------------------------
     max_participants: int = Field(

@@ -245,6 +245,7 @@ def _seed_catalog(store: Store) -> None:
     except ImportError as exc:
         log.info("no built-in catalog to seed (%s)", exc)
         return
+    from disco.catalog import builtin_tokenizer
     from disco.models import init_weights
 
     try:
@@ -255,7 +256,9 @@ def _seed_catalog(store: Store) -> None:
     for task in tasks:
         try:
             if store.get_task(task.id) is None:
-                store.put_task(task, init_weights(task.model, seed=0))
+                tokenizer = builtin_tokenizer(task.id)
+                data = None if tokenizer is None else tokenizer.to_bytes()
+                store.put_task(task, init_weights(task.model, seed=0), data)
                 log.info("seeded built-in task %s", task.id)
         except Exception:
             log.exception("could not seed built-in task %s", getattr(task, "id", task))

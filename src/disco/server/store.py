@@ -17,6 +17,7 @@ Tables::
              closed_at, duration_s)                         one row per closed round
     invitations (id, task_id, secret_sha256, label, created_at, expires_at, revoked_at, uses,
              last_used_at)                                  who may join a private instance
+    tokenizers (task_id, digest, data)                      a text task's tokenizer.json bytes
 
 The store is synchronous and thread-safe (one connection behind a lock); async callers use
 ``asyncio.to_thread``.
@@ -24,6 +25,7 @@ The store is synchronous and thread-safe (one connection behind a lock); async c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -62,6 +64,8 @@ CREATE TABLE IF NOT EXISTS invitations (
     id TEXT PRIMARY KEY, task_id TEXT NOT NULL REFERENCES tasks(id), secret_sha256 BLOB NOT NULL,
     label TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL,
     uses INTEGER NOT NULL DEFAULT 0, last_used_at REAL);
+CREATE TABLE IF NOT EXISTS tokenizers (
+    task_id TEXT PRIMARY KEY REFERENCES tasks(id), digest TEXT NOT NULL, data BLOB NOT NULL);
 """
 
 
@@ -115,6 +119,26 @@ class InvitationRecord:
     revoked_at: float | None = None
     uses: int = 0
     last_used_at: float | None = None
+
+
+def _tokenizer_digest(task: Task, tokenizer: bytes | None) -> str | None:
+    """The SHA-256 of a text task's tokenizer bytes, checked against the task (`TaskError`)."""
+    want = task.training.tokenizer_digest
+    if task.training.data_type != "text":
+        if tokenizer is not None:
+            raise TaskError(f"task {task.id!r} is not a text task: it has no tokenizer")
+        return None
+    if tokenizer is None:
+        raise TaskError(
+            f"task {task.id!r} is a text task: it needs its tokenizer.json (docs/text.md)"
+        )
+    digest = hashlib.sha256(tokenizer).hexdigest()
+    if digest != want:
+        raise TaskError(
+            f"this tokenizer.json is not task {task.id!r}'s: its SHA-256 is {digest[:12]}…, "
+            f"the task names {(want or 'none')[:12]}…"
+        )
+    return digest
 
 
 class Store:
@@ -185,10 +209,12 @@ class Store:
         )
 
     # -- tasks ------------------------------------------------------------------------------
-    def put_task(self, task: Task, initial: Weights) -> None:
-        """Store a new task and its round-0 global model; `TaskError` if the id exists."""
+    def put_task(self, task: Task, initial: Weights, tokenizer: bytes | None = None) -> None:
+        """Store a new task, its round-0 global model and, for a text task, its tokenizer.json
+        bytes (which must be those the task names); `TaskError` if the id exists."""
         if self.get_task(task.id) is not None:
             raise TaskError(f"task {task.id!r} already exists")
+        digest = _tokenizer_digest(task, tokenizer)
         path = self._write_model(task.id, 0, initial)
         try:
             with self._tx() as db:
@@ -200,8 +226,17 @@ class Store:
                     "INSERT INTO models VALUES (?, 0, ?, ?, ?)",
                     (task.id, initial.digest(), path.name, time.time()),
                 )
+                if tokenizer is not None:
+                    db.execute(
+                        "INSERT INTO tokenizers VALUES (?, ?, ?)", (task.id, digest, tokenizer)
+                    )
         except sqlite3.IntegrityError as exc:
             raise TaskError(f"task {task.id!r} already exists") from exc
+
+    def get_tokenizer(self, task_id: str) -> bytes | None:
+        """The tokenizer.json bytes of text task `task_id`, or None (no such task, not text)."""
+        rows = self._query("SELECT data FROM tokenizers WHERE task_id = ?", task_id)
+        return bytes(rows[0][0]) if rows else None
 
     def get_task(self, task_id: str) -> Task | None:
         """The task with this id, or None."""

@@ -15,13 +15,20 @@ federated client, named ``attacker-I``, that sends a poisoned update or trains o
 With ``aggregation``, the task combines updates by that rule (``"median"``, ``"krum:f=2"``, …);
 with ``secure_aggregation``, the server sees only the sum of each round's updates
 (docs/secure_aggregation.md).
+
+A text task (``shakespeare``) trains on text files split by work; its tokenizer comes with the
+built-in task (or ``tokenizer=``) and is published with it. The result then also holds the loss
+of a unigram model on the same held-out text (`unigram_loss`): token frequencies of the
+participants' training windows, add-one smoothed, the floor any language model must beat.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
+import math
 import re
 import secrets
 import tempfile
@@ -39,6 +46,7 @@ from disco.client import FederatedClient, ServerAccess
 from disco.client.base import in_training_thread
 from disco.data import Dataset, load_for_task
 from disco.data.samples import write_samples
+from disco.data.text import TextWindows, load_text
 from disco.decentralized.connector import (
     Connector,
     MemoryConnector,
@@ -68,10 +76,12 @@ from disco.task import (
     parse_secure_aggregation,
     parse_task,
 )
+from disco.text.tokenizer import Tokenizer, check_task_tokenizer
 from disco.training import EventCallback, evaluate
+from disco.training.trainer import TrainingData
 from disco.weights import Weights
 
-__all__ = ["SimulationResult", "simulate", "simulate_async"]
+__all__ = ["SimulationResult", "simulate", "simulate_async", "unigram_loss"]
 
 log = logging.getLogger("disco.simulation")
 
@@ -99,6 +109,9 @@ class SimulationResult:
     secure_aggregation: dict[str, Any] | None = None
     """The task's secure aggregation settings, or None when it is off."""
     history: list[dict[str, Any]] = field(default_factory=list)
+    unigram_loss: float | None = None
+    """Text tasks: the loss (nats per token) on the test text of the add-one smoothed unigram
+    model of the participants' training tokens; None for other tasks."""
     weights: Weights | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,11 +123,34 @@ def _resolve(task: str | Task) -> Task:
     return task if isinstance(task, Task) else catalog.get(task)
 
 
-async def _publish(client: httpx.AsyncClient, task: Task, token: str | None) -> None:
+async def _publish(
+    client: httpx.AsyncClient, task: Task, token: str | None, tokenizer: Tokenizer | None
+) -> None:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    resp = await client.post("/api/tasks", content=task.model_dump_json(), headers=headers)
+    body = task.model_dump_json()
+    if tokenizer is not None:  # a text task travels with its tokenizer (disco.server.tokenizers)
+        text = json.dumps(tokenizer.to_bytes().decode("utf-8"))
+        body = f'{{"task": {body}, "tokenizer": {text}}}'
+    resp = await client.post("/api/tasks", content=body, headers=headers)
     if resp.status_code not in (200, 201):
         raise ServerError(f"cannot create task {task.id!r}: {resp.status_code} {resp.text}")
+
+
+def unigram_loss(train: list[np.ndarray], test: np.ndarray, vocab_size: int) -> float:
+    """Mean loss (nats) on the target tokens of `test` windows of the add-one smoothed unigram
+    model of the target tokens of the `train` windows (each training token counted once)."""
+    counts = np.ones(vocab_size, dtype=np.float64)
+    for windows in train:
+        counts += np.bincount(windows[:, 1:].reshape(-1), minlength=vocab_size)
+    log_p = np.log(counts) - np.log(counts.sum())
+    return float(-log_p[test[:, 1:].reshape(-1)].mean())
+
+
+def _load_text(folder: Path, tokenizer: Tokenizer, task: Task, test: bool = False) -> TextWindows:
+    t = task.training
+    split = 0.0 if test else t.validation_split
+    context = t.max_sequence_length or 1
+    return load_text(folder, tokenizer, context, validation_split=split)
 
 
 def _memory(me: str, on_channel: OnChannel, send: SendSignal, *, hub: MemoryHub) -> Connector:
@@ -129,7 +165,7 @@ def _participant_name(i: int, attackers: list[int]) -> str:
 async def simulate_async(
     task: str | Task,
     clients: int = 3,
-    rounds: int = 3,
+    rounds: int | None = 3,
     *,
     partition: str = "iid",
     seed: int = 0,
@@ -143,8 +179,14 @@ async def simulate_async(
     secure_aggregation: SecureAggregationConfig | str | bool | None = None,
     scheme: Scheme = "federated",
     transport: str = "webrtc",
+    tokenizer: Tokenizer | None = None,
 ) -> SimulationResult:
     """Run a simulation; see `simulate`."""
+    base = _resolve(task)
+    if rounds is None:  # the task's plan, with its own or the given epochs per round
+        rounds = math.ceil(
+            base.training.epochs / (epochs_per_round or base.training.epochs_per_round)
+        )
     if clients < 1 or rounds < 1:
         raise TaskError("clients and rounds must be at least 1")
     if scheme not in ("federated", "decentralized"):
@@ -153,7 +195,12 @@ async def simulate_async(
         raise ConfigError(f"transport must be 'webrtc' or 'memory', not {transport!r}")
     if scheme == "decentralized" and attack is not None:
         raise ConfigError("attacks are simulated in federated sessions only")
-    base = _resolve(task)
+    text = base.training.data_type == "text"
+    if text and attack is not None:
+        raise ConfigError("attacks are simulated on image and tabular tasks, not on text")
+    if text:
+        tokenizer = tokenizer or catalog.fetch_tokenizer(base, server)  # a server: its own
+        check_task_tokenizer(base, tokenizer)
     changes: dict[str, Any] = {"min_participants": clients, "scheme": scheme}
     epr = epochs_per_round or base.training.epochs_per_round
     changes.update(epochs_per_round=epr, epochs=rounds * epr)
@@ -199,11 +246,24 @@ async def simulate_async(
         samples_dir = Path(data_dir) if data_dir else Path(tmp) / "data"
         if not (samples_dir / "test").exists():
             write_samples(the_task.id, clients, samples_dir, partition=partition, seed=seed)
-        datasets = [
-            load_for_task(samples_dir / f"client_{i}", the_task.training)
-            for i in range(1, clients + 1)
-        ]
-        test = load_for_task(samples_dir / "test", the_task.training)
+        datasets: list[Dataset | TextWindows]
+        unigram = None
+        if text:
+            assert tokenizer is not None
+            windows = [
+                _load_text(samples_dir / f"client_{i}", tokenizer, the_task)
+                for i in range(1, clients + 1)
+            ]
+            test_windows = _load_text(samples_dir / "test", tokenizer, the_task, True).train
+            unigram = unigram_loss([w.train for w in windows], test_windows, tokenizer.vocab_size)
+            test: TrainingData = test_windows
+            datasets = list(windows)
+        else:
+            datasets = [
+                load_for_task(samples_dir / f"client_{i}", the_task.training)
+                for i in range(1, clients + 1)
+            ]
+            test = load_for_task(samples_dir / "test", the_task.training)
 
         handle = None
         if server is None:
@@ -225,7 +285,7 @@ async def simulate_async(
         try:
             async with access.async_http(timeout=30) as http:
                 if handle is not None:
-                    await _publish(http, the_task, token)
+                    await _publish(http, the_task, token, tokenizer if text else None)
                 else:
                     try:
                         resp = await http.get(f"/api/tasks/{the_task.id}")
@@ -236,6 +296,9 @@ async def simulate_async(
                             f"server {access.url} has no task {the_task.id!r}: {resp.text}"
                         )
                     the_task = parse_task(resp.json())
+                    if text:  # the server's task must name the tokenizer the data was cut with
+                        assert tokenizer is not None
+                        check_task_tokenizer(the_task, tokenizer)
                     if spec is not None:
                         spec = spec.resolve(the_task, clients)
                 coalition = None
@@ -247,7 +310,9 @@ async def simulate_async(
                 if scheme == "decentralized" and transport == "webrtc" and handle is not None:
                     use_host_addresses(["127.0.0.1"])  # every peer is on this machine
 
-                def participant(i: int, data: Dataset) -> FederatedClient | PeerClient:
+                def participant(
+                    i: int, data: Dataset | TextWindows
+                ) -> FederatedClient | PeerClient:
                     common: dict[str, Any] = {
                         "seed": seed * 1000 + i,
                         "name": _participant_name(i, attackers),
@@ -264,6 +329,7 @@ async def simulate_async(
                     if spec is None or i not in attackers:
                         return FederatedClient(the_task, data, access, **common)
                     rng = np.random.default_rng([seed, i, 1])  # the attack's own draws
+                    assert isinstance(data, Dataset)  # text tasks are not attacked
                     return AttackerClient(
                         the_task, data, access, attack=spec, coalition=coalition, rng=rng, **common
                     )
@@ -311,14 +377,16 @@ async def simulate_async(
         aggregation=the_task.training.aggregation.model_dump(mode="json"),
         secure_aggregation=None if secure_settings is None else secure_settings.model_dump(),
         history=history_resp.json() if history_resp.status_code == 200 else [],
+        unigram_loss=unigram,
         weights=final,
     )
 
 
 def simulate(
-    task: str | Task, clients: int = 3, rounds: int = 3, **kwargs: Any
+    task: str | Task, clients: int = 3, rounds: int | None = 3, **kwargs: Any
 ) -> SimulationResult:
-    """Train `task` with `clients` simulated participants for `rounds` rounds.
+    """Train `task` with `clients` simulated participants for `rounds` rounds (None: the rounds
+    the task plans, its epochs over its epochs per round).
 
     Keyword arguments: ``partition`` ("iid", "dirichlet:0.5", "shards:2"), ``seed``,
     ``server`` (URL of a running server, or a `ServerAccess` for one behind TLS with its own
@@ -332,7 +400,8 @@ def simulate(
     (True, its settings, or their text ``"clip=0.5,weight_cap=100"``: the server sees only the
     sum of each round's updates; needs the mean rule and at least 3 clients), ``scheme``
     (``"federated"``, the default, or ``"decentralized"``: peers exchange updates directly) and
-    ``transport`` (decentralized: ``"webrtc"`` on loopback, or ``"memory"`` in-process).
+    ``transport`` (decentralized: ``"webrtc"`` on loopback, or ``"memory"`` in-process) and
+    ``tokenizer`` (a text task that is not built in: its `disco.text.Tokenizer`).
 
     A grid of attacks and rules, each run reproducible under its seed::
 

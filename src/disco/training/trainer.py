@@ -5,10 +5,17 @@ The same trainer serves local, federated and simulated participants: a round is
 validation set. Events (round/epoch/batch) go to callbacks — the CLI's progress bars and the
 history both consume them. Training is deterministic under a seed: data order and dropout draw
 from generators seeded per (seed, round, epoch).
+
+Image and tabular models train on a `Dataset`; a language model (a spec that `takes_tokens`)
+trains on token windows, an integer array (N, context + 1) as `disco.data.text` cuts them:
+inputs are each window without its last token, targets without its first, the loss is the mean
+over batch x positions, and the metrics are that loss, its exponential (perplexity) and the
+share of positions whose most likely next token is the target (token accuracy).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -20,8 +27,12 @@ from disco.data.dataset import Dataset
 from disco.errors import DataError
 from disco.models import TorchModel
 from disco.task import TrainingInfo
+from disco.training.optim import clip_gradients, make_optimizer
 
-__all__ = ["EpochMetrics", "Event", "EventCallback", "Trainer", "evaluate"]
+__all__ = ["EpochMetrics", "Event", "EventCallback", "Trainer", "TrainingData", "evaluate"]
+
+TrainingData = Dataset | np.ndarray
+"""A `Dataset`, or token windows (N, context + 1) for a language model."""
 
 EventKind = Literal["round_start", "batch_end", "epoch_end", "round_end"]
 
@@ -36,6 +47,9 @@ class EpochMetrics:
     train_accuracy: float | None
     val_loss: float | None = None
     val_accuracy: float | None = None
+    # language models: exp of the mean loss over every predicted token
+    train_perplexity: float | None = None
+    val_perplexity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -56,8 +70,8 @@ EventCallback = Callable[[Event], None]
 
 def _accuracy(model: TorchModel, logits: torch.Tensor, y: torch.Tensor) -> float | None:
     kind = model.spec.loss
-    if kind == "categorical_crossentropy":
-        return float((logits.argmax(dim=1) == y).float().mean())
+    if kind in ("categorical_crossentropy", "next_token_crossentropy"):
+        return float((logits.argmax(dim=-1) == y).float().mean())
     if kind == "binary_crossentropy":
         return float(((logits.reshape(-1) > 0).long() == y.reshape(-1).long()).float().mean())
     return None
@@ -69,20 +83,57 @@ def _tensor(a: np.ndarray, dtype: type[np.generic]) -> torch.Tensor:
     return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
 
 
-def _targets(model: TorchModel, y: np.ndarray) -> torch.Tensor:
+def _windows(model: TorchModel, data: TrainingData) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token windows (N, T + 1) as inputs and targets (N, T), checked against the model."""
+    spec = model.spec
+    if not isinstance(data, np.ndarray):
+        raise DataError(
+            "a language model trains on token windows (an integer array of shape "
+            f"(N, {spec.input_shape[0] + 1})), not on a {type(data).__name__}"
+        )
+    context, vocab = spec.input_shape[0], spec.output_shape[-1]
+    if data.ndim != 2 or data.shape[1] != context + 1 or data.dtype.kind not in "iu":
+        raise DataError(
+            f"token windows must be integers of shape (N, {context + 1}) for a context of "
+            f"{context}, got {data.dtype} {data.shape}"
+        )
+    if data.size and (int(data.min()) < 0 or int(data.max()) >= vocab):
+        raise DataError(
+            f"token ids must be 0 to {vocab - 1} (the model's vocabulary), "
+            f"got {int(data.min())} to {int(data.max())}"
+        )
+    ids = _tensor(data, np.int64)
+    return ids[:, :-1], ids[:, 1:]
+
+
+def _arrays(model: TorchModel, data: TrainingData) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets of `data` as tensors for `model`."""
+    if model.spec.takes_tokens:
+        return _windows(model, data)
+    if not isinstance(data, Dataset):
+        raise DataError(f"this model trains on a Dataset, not on a {type(data).__name__}")
     if model.spec.loss == "categorical_crossentropy":
-        return _tensor(y, np.int64)
-    return _tensor(y, np.float32)
+        return _tensor(data.x, np.float32), _tensor(data.y, np.int64)
+    return _tensor(data.x, np.float32), _tensor(data.y, np.float32)
+
+
+def _perplexity(model: TorchModel, loss: float | None) -> float | None:
+    if loss is None or not model.spec.takes_tokens:
+        return None
+    return math.exp(min(loss, 700.0))  # exp overflows a float past ~709
 
 
 @torch.no_grad()
-def evaluate(model: TorchModel, data: Dataset, batch_size: int = 512) -> tuple[float, float | None]:
+def evaluate(
+    model: TorchModel, data: TrainingData, batch_size: int = 512
+) -> tuple[float, float | None]:
     """Mean loss and accuracy (None for regression) of `model` on `data`."""
     if len(data) == 0:
         raise DataError("cannot evaluate on an empty dataset")
     model.eval()
-    x_all = _tensor(data.x, np.float32)
-    y_all = _targets(model, data.y)
+    x_all, y_all = _arrays(model, data)
+    if model.spec.takes_tokens:  # logits are (B, T, V): keep a batch's under 2^24 values
+        batch_size = max(1, min(batch_size, 2**24 // math.prod(model.spec.output_shape)))
     loss_sum, correct, n = 0.0, 0.0, len(data)
     for start in range(0, n, batch_size):
         x, y = x_all[start : start + batch_size], y_all[start : start + batch_size]
@@ -112,25 +163,22 @@ class Trainer:
     def optimizer(self) -> torch.optim.Optimizer:
         """The optimizer, created on first use and kept across rounds (like a compiled model)."""
         if self._optimizer is None:
-            params = self.model.parameters()
-            lr = self.training.learning_rate
-            self._optimizer = (
-                torch.optim.Adam(params, lr=lr, eps=1e-7)
-                if self.training.optimizer == "adam"
-                else torch.optim.SGD(params, lr=lr)
-            )
+            self._optimizer = make_optimizer(self.model, self.training)
         return self._optimizer
 
     def train_round(
-        self, round: int, train: Dataset, val: Dataset | None = None, epochs: int | None = None
+        self,
+        round: int,
+        train: TrainingData,
+        val: TrainingData | None = None,
+        epochs: int | None = None,
     ) -> list[EpochMetrics]:
         """Run `epochs` (default: epochs_per_round) epochs; return each epoch's metrics."""
         if len(train) == 0:
             raise DataError("no training data: connect at least one sample")
         epochs = self.training.epochs_per_round if epochs is None else epochs
         bs = self.training.batch_size
-        x_all = _tensor(train.x, np.float32)
-        y_all = _targets(self.model, train.y)
+        x_all, y_all = _arrays(self.model, train)
         n = len(train)
         batches = (n + bs - 1) // bs
         self._emit(Event("round_start", round))
@@ -149,18 +197,22 @@ class Trainer:
                 logits = self.model(x)
                 loss = self.model.loss(logits, y)
                 loss.backward()  # type: ignore[no-untyped-call]
+                clip_gradients(self.model.parameters(), self.training.gradient_clip)
                 self.optimizer.step()
                 batch_loss = float(loss.detach())
                 loss_sum += batch_loss * len(idx)
                 correct += (_accuracy(self.model, logits.detach(), y) or 0.0) * len(idx)
                 self._emit(Event("batch_end", round, epoch, b + 1, batches, batch_loss))
             has_acc = self.model.spec.loss != "mse"
-            metrics = EpochMetrics(round, epoch, loss_sum / n, correct / n if has_acc else None)
+            train_loss, train_acc = loss_sum / n, (correct / n if has_acc else None)
+            vl: float | None = None
+            va: float | None = None
             if val is not None and len(val) > 0:
                 vl, va = evaluate(self.model, val)
-                metrics = EpochMetrics(
-                    round, epoch, metrics.train_loss, metrics.train_accuracy, vl, va
-                )
+            metrics = EpochMetrics(
+                round, epoch, train_loss, train_acc, vl, va,
+                _perplexity(self.model, train_loss), _perplexity(self.model, vl),
+            )  # fmt: skip
             history.append(metrics)
             self._emit(Event("epoch_end", round, epoch, batches, batches, metrics=metrics))
         self._emit(Event("round_end", round, epochs, metrics=history[-1]))

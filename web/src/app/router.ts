@@ -68,6 +68,14 @@ export const router = createRouter({
       },
     },
     {
+      // a text model writes: a prompt, the continuation token by token (`?model=<library id>`)
+      path: "/try/:id",
+      name: "try",
+      component: onFirstVisit(() => import("./pages/TryPage.vue")),
+      props: true,
+      meta: { title: "Try the model" },
+    },
+    {
       path: "/library",
       name: "library",
       component: LibraryPage,

@@ -43,7 +43,7 @@ export const PADDINGS = ["valid", "same"] as const;
 /** One of `PADDINGS`. */
 export type Padding = (typeof PADDINGS)[number];
 /** Losses of the portable format. */
-export const LOSSES = ["categorical_crossentropy", "binary_crossentropy", "mse"] as const;
+export const LOSSES = ["categorical_crossentropy", "binary_crossentropy", "mse", "next_token_crossentropy"] as const;
 /** One of `LOSSES`. */
 export type LossName = (typeof LOSSES)[number];
 /** `[a, b]`, or one integer `n` meaning `[n, n]` (as Keras writes it). */
@@ -111,6 +111,28 @@ export interface ActivationLayer extends LayerBase {
   type: "activation";
   activation: ActivationName;
 }
+/** First layer of a GPT: token ids [T] -> token + position vectors (T, units). */
+export interface TokenEmbeddingLayer extends LayerBase {
+  type: "token_embedding";
+  vocab_size: number;
+  units: number;
+}
+/** Pre-LayerNorm transformer block: causal multi-head self-attention, then a GELU MLP. */
+export interface TransformerBlockLayer extends LayerBase {
+  type: "transformer_block";
+  heads: number;
+  mlp_ratio?: number;
+  dropout?: number;
+}
+/** LayerNorm over each position's features (epsilon 1e-5 by default). */
+export interface LayerNormLayer extends LayerBase {
+  type: "layer_norm";
+  epsilon?: number;
+}
+/** Last layer of a GPT: logits over the vocabulary with the embedding's token matrix. */
+export interface TiedOutputLayer extends LayerBase {
+  type: "tied_output";
+}
 
 /** One layer of a portable model, tagged by `type`. */
 export type Layer =
@@ -122,12 +144,17 @@ export type Layer =
   | BatchNormLayer
   | DropoutLayer
   | FlattenLayer
-  | ActivationLayer;
+  | ActivationLayer
+  | TokenEmbeddingLayer
+  | TransformerBlockLayer
+  | LayerNormLayer
+  | TiedOutputLayer;
 
 /** Every layer type of the portable format. */
 export const LAYER_TYPES: readonly Layer["type"][] = [
   "dense", "conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d",
   "global_avg_pool2d", "batch_norm", "dropout", "flatten", "activation",
+  "token_embedding", "transformer_block", "layer_norm", "tied_output",
 ];
 
 /** A portable model document (`disco.model/1`): per-sample channels-last input, layers, loss. */
@@ -203,11 +230,19 @@ export const AGGREGATION_DEFAULTS: { [R in Aggregation]: Extract<AggregationConf
 };
 
 /** Local optimizers. */
-export const OPTIMIZERS = ["adam", "sgd"] as const;
+export const OPTIMIZERS = ["adam", "sgd", "adamw"] as const;
 /** Image channels: greyscale or colour. */
 export const CHANNELS = [1, 3] as const;
 /** Task ids: 1-64 lowercase letters, digits, '-' and '_', not starting with '-' or '_'. */
 export const TASK_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+/** Longest context a text task may have, in tokens. */
+export const MAX_SEQUENCE_LENGTH = 4096;
+/** Smallest vocabulary of a text task: a token per byte and the end-of-text token. */
+export const MIN_VOCAB_SIZE = 257;
+/** Largest vocabulary of a text task. */
+export const MAX_VOCAB_SIZE = 65_536;
+/** A text task's `tokenizer_digest`: the SHA-256 of its tokenizer.json, lowercase hex. */
+export const TOKENIZER_DIGEST_PATTERN = /^[0-9a-f]{64}$/;
 
 /** What people read about a task before they take part. */
 export interface DisplayInfo {
@@ -246,13 +281,22 @@ export interface TrainingInfo {
   validation_split: number;
   optimizer: (typeof OPTIMIZERS)[number];
   learning_rate: number;
+  /** adamw only: decoupled decay of tensors of rank 2 and more, per unit of learning rate. */
+  weight_decay: number;
+  /** Largest global L2 norm of a step's gradients (null: no clipping). */
+  gradient_clip: number | null;
   input_columns: readonly ColumnSpec[];
   output_column: string | null;
   image_height: number | null;
   image_width: number | null;
   channels: (typeof CHANNELS)[number];
   labels: readonly string[];
+  /** Text: the context, tokens the model reads at once (a training window holds one more). */
   max_sequence_length: number | null;
+  /** Text: tokens of the task's tokenizer; its ids are 0 to `vocab_size - 1`. */
+  vocab_size: number | null;
+  /** Text: SHA-256 of the task's tokenizer.json, stored with the task (docs/text.md). */
+  tokenizer_digest: string | null;
   min_participants: number;
   round_deadline_s: number;
   /** Seconds a participant waits for the others after its update before it stops with its model. */
@@ -310,6 +354,8 @@ export const TRAINING_DEFAULTS: Omit<TrainingInfo, "data_type"> = {
   validation_split: 0.2,
   optimizer: "adam",
   learning_rate: 1e-3,
+  weight_decay: 0.1,
+  gradient_clip: null,
   input_columns: [],
   output_column: null,
   image_height: null,
@@ -317,6 +363,8 @@ export const TRAINING_DEFAULTS: Omit<TrainingInfo, "data_type"> = {
   channels: 1,
   labels: [],
   max_sequence_length: null,
+  vocab_size: null,
+  tokenizer_digest: null,
   min_participants: 1,
   round_deadline_s: 120,
   wait_for_others_s: 600,
@@ -343,7 +391,7 @@ export function checkModelSpec(model: unknown, where = "model"): asserts model i
   const shape = model["input_shape"];
   check(
     Array.isArray(shape) && (shape.length === 1 || shape.length === 3) && shape.every(positiveInt),
-    `${where}.input_shape: expected [features] or [height, width, channels]`,
+    `${where}.input_shape: expected [features], [context] or [height, width, channels]`,
   );
   const layers = model["layers"];
   check(Array.isArray(layers) && layers.length > 0, `${where}.layers: a model needs at least one layer`);
@@ -409,6 +457,37 @@ export function secureAggregationOf(value: unknown): SecureAggregationConfig | n
 }
 
 /**
+ * A text task names its context, vocabulary and tokenizer (Python's `Task._check_text`), within
+ * Python's bounds, and its model reads the context.
+ */
+function checkText(t: TrainingInfo, model: ModelSpec): void {
+  const within = (v: unknown, low: number, high: number): v is number =>
+    typeof v === "number" && Number.isInteger(v) && v >= low && v <= high;
+  const context = t.max_sequence_length;
+  check(
+    within(context, 1, MAX_SEQUENCE_LENGTH),
+    `training.max_sequence_length: a text task needs its context, 1 to ${MAX_SEQUENCE_LENGTH} tokens`,
+  );
+  check(
+    within(t.vocab_size, MIN_VOCAB_SIZE, MAX_VOCAB_SIZE),
+    `training.vocab_size: a text task needs its vocabulary size, ${MIN_VOCAB_SIZE} to ${MAX_VOCAB_SIZE}`,
+  );
+  check(
+    typeof t.tokenizer_digest === "string" && TOKENIZER_DIGEST_PATTERN.test(t.tokenizer_digest),
+    "training.tokenizer_digest: a text task needs the SHA-256 of its tokenizer.json",
+  );
+  check(
+    model.input_shape.length === 1 && model.input_shape[0] === context,
+    `model.input_shape: the model must read the task's context of ${context} tokens`,
+  );
+  const first = model.layers[0] as { type?: unknown; vocab_size?: unknown } | undefined;
+  check(
+    first?.type !== "token_embedding" || first.vocab_size === t.vocab_size,
+    `model.layers.0.vocab_size: the model's token_embedding has ${String(first?.vocab_size)} tokens but the task's tokenizer has ${String(t.vocab_size)}: they must be equal`,
+  );
+}
+
+/**
  * A task document (decoded JSON or text) as a `Task`: shape checked, defaults filled in.
  * Throws `TaskError` naming the first bad field.
  */
@@ -451,6 +530,7 @@ export function parseTask(data: unknown): Task {
   if (dataType === "tabular") {
     check(filled.input_columns.length > 0 && !!filled.output_column, "training: columns required");
   }
+  if (dataType === "text") checkText(filled, doc["model"]);
   return {
     id: doc["id"],
     display: { ...DISPLAY_DEFAULTS, ...display } as DisplayInfo,

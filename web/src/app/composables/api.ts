@@ -128,6 +128,12 @@ export async function getModelFile(
   };
 }
 
+/** A text task's tokenizer.json, as the exact bytes the server holds (docs/text.md). */
+export async function getTokenizerBytes(id: string): Promise<Uint8Array> {
+  const res = await request(`/api/tasks/${encodeURIComponent(id)}/tokenizer`, {}, taskHeaders(id));
+  return new Uint8Array(await res.arrayBuffer());
+}
+
 /** Publish a new task (201); ApiError 401/403 without the right admin token, 409, 422 with fields. */
 export async function createTask(doc: unknown, token: string): Promise<Task> {
   const res = await request(

@@ -157,9 +157,15 @@ export function onTrainingEvent(s: TaskSession, e: TrainingEvent): void {
     const x = (b.history.at(-1)?.x ?? 0) + 1; // epochs go on across rounds and continued runs
     b.epoch = m.epoch;
     b.history = [...b.history, { ...m, x }];
-    const acc = m.train_accuracy === null ? "" : `, accuracy ${(100 * m.train_accuracy).toFixed(1)}%`;
-    const val =
-      m.val_accuracy === null ? "" : `; validation accuracy ${(100 * m.val_accuracy).toFixed(1)}%`;
+    // a language model: perplexity (how many tokens it hesitates between), not accuracy
+    const ppl = (p: number | null | undefined): string => (p === undefined || p === null ? "" : p.toFixed(1));
+    const text = m.train_perplexity !== undefined;
+    const acc = text
+      ? `, perplexity ${ppl(m.train_perplexity)}`
+      : m.train_accuracy === null ? "" : `, accuracy ${(100 * m.train_accuracy).toFixed(1)}%`;
+    const val = text
+      ? m.val_loss === null ? "" : `; validation loss ${m.val_loss.toFixed(4)}, perplexity ${ppl(m.val_perplexity)}`
+      : m.val_accuracy === null ? "" : `; validation accuracy ${(100 * m.val_accuracy).toFixed(1)}%`;
     const who = b.mode === "together" ? "your round" : "round";
     log(s, `${who} ${e.round} of ${b.rounds}, epoch ${m.epoch}: loss ${m.train_loss.toFixed(4)}${acc}${val}`);
   }

@@ -24,6 +24,17 @@ export interface Part {
   sources: string[];
 }
 
+/** Text files of a text task, read and tokenised (`textData.ts`): one document per file. */
+export interface TextPart {
+  documents: { name: string; ids: Int32Array }[];
+  /** Token ids in all the documents. */
+  tokens: number;
+  /** Bytes of the files read. */
+  bytes: number;
+  /** The tokenizer's end-of-text id: it ends each document's part in the windows. */
+  eotId: number;
+}
+
 /** What one pick of files (or one folder) gave: samples, problems and neutral notes. */
 export interface Batch {
   /** Unique within its connection. */
@@ -31,6 +42,8 @@ export interface Batch {
   /** What was picked, for people: "folder client_1", "data.csv", "12 files for 7". */
   title: string;
   part: Part | null;
+  /** A text task's documents (then `part` is null). */
+  text?: TextPart | null;
   problems: string[];
   notes: string[];
   /** Paths of the files read (good or bad). */
@@ -67,9 +80,9 @@ export function sampleShape(task: Task): number[] {
     : [t.input_columns.length];
 }
 
-/** Number of samples connected. */
+/** Number of samples connected (text files: documents). */
 export function sampleCount(c: Connection): number {
-  return c.batches.reduce((a, b) => a + (b.part?.n ?? 0), 0);
+  return c.batches.reduce((a, b) => a + (b.part?.n ?? b.text?.documents.length ?? 0), 0);
 }
 
 /** Every problem of every batch, in the order they were met. */
@@ -143,17 +156,20 @@ function message(e: unknown): string {
 
 let nextId = 1;
 
-function add(
+/** Add what one pick of files gave to `c`, as one batch. */
+export function add(
   c: Connection,
   title: string,
   files: readonly File[],
-  found: { part?: Part | null; problems?: string[]; notes?: (string | null)[]; resized?: number },
+  found: { part?: Part | null; text?: TextPart | null; problems?: string[]; notes?: (string | null)[]; resized?: number },
 ): void {
   const part = found.part && found.part.n > 0 ? markRaw(found.part) : null;
+  const text = found.text && found.text.documents.length > 0 ? markRaw(found.text) : null;
   const batch: Batch = {
     id: nextId++,
     title,
     part,
+    text,
     problems: found.problems ?? [],
     notes: (found.notes ?? []).filter((n): n is string => n !== null),
     files: files.map(relativePath),
@@ -166,7 +182,8 @@ function imagePart(d: LoadedImages): Part {
   return { x: d.x, y: d.y, n: d.n, sources: [...(d.sources ?? [])] };
 }
 
-async function withBusy(c: Connection, work: () => Promise<void>): Promise<void> {
+/** Run `work` while `c` shows that files are being read. */
+export async function withBusy(c: Connection, work: () => Promise<void>): Promise<void> {
   c.reading += 1;
   try {
     await work();

@@ -14,6 +14,8 @@ export interface SavedModel {
   accuracy: number | null;
   /** What `accuracy` was measured on, in words ("on your 100 test samples"); older entries lack it. */
   accuracyNote?: string;
+  /** A text model's perplexity on the text kept aside (with `accuracyNote` saying which); else absent. */
+  perplexity?: number;
   sizeBytes: number;
   safetensors: Uint8Array;
 }

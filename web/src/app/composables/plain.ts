@@ -11,7 +11,7 @@ export function dataTypeText(task: Task): string {
     return `Images (${colour}, ${t.image_width}×${t.image_height} pixels)`;
   }
   if (t.data_type === "tabular") return `Table (CSV file, ${t.input_columns.length} columns used)`;
-  return "Text";
+  return "Text (plain-text .txt files, UTF-8)";
 }
 
 /** Short label of the data type, with the picture size or the number of columns. */
@@ -24,7 +24,7 @@ export function dataTypeShort(task: Task): string {
     const n = t.input_columns.length;
     return `Table (CSV), ${n} column${n === 1 ? "" : "s"}`;
   }
-  return "Text";
+  return "Text (.txt files)";
 }
 
 /** How participants collaborate, in words. */

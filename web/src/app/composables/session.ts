@@ -10,9 +10,9 @@ import { AccessRefused } from "../../core/errors";
 import { type Dataset, split } from "../../core/data/dataset";
 import { buildModel, getWeights, setWeights } from "../../core/models";
 import { type Task, epochsInRound } from "../../core/task";
-import { type EpochMetrics, Trainer, evaluate } from "../../core/training/trainer";
+import { type EpochMetrics, type TokenWindows, type TrainingData, Trainer, evaluate, perplexity } from "../../core/training/trainer";
 import type { Weights } from "../../core/weights";
-import { ensureBackend } from "./backend";
+import { describeBackend, ensureBackend } from "./backend";
 import { type Board, type TrainMode, log, newBoard, onTrainingEvent, roundsSoFar } from "./board";
 import { type Connection, datasetOf, newConnection } from "./connect";
 import { INVITATION_REFUSED, INVITATION_REQUIRED, invitationFor } from "./invitations";
@@ -21,6 +21,7 @@ import { durationText } from "./progress";
 import { type KeptModel, keptText, roundsText } from "./kept";
 import { runDecentralized } from "./peers";
 import { type RoundReports, newRoundReports, refreshRoundReports } from "./roundReports";
+import { textWindowsOf } from "./textData";
 import { runFederated } from "./together";
 
 export type { Board, BoardPeer, EpochPoint, LogLine, Phase, TrainMode } from "./board";
@@ -133,7 +134,7 @@ async function keep(
   model: tf.LayersModel,
   kept: KeptInfo | null,
   weights: Weights | null,
-  val: Dataset | null,
+  val: Dataset | TokenWindows | null,
 ): Promise<void> {
   if (kept === null) {
     model.dispose();
@@ -141,12 +142,19 @@ async function keep(
   }
   if (weights) setWeights(model, s.task.model, weights);
   const k: KeptModel = { ...kept, accuracy: null, loss: null, validationSamples: 0 };
-  if (val && val.n > 0) {
+  const n = val === null ? 0 : "tokens" in val ? val.tokens.length / (val.context + 1) : val.n;
+  if (val && n > 0) {
     try {
       const r = await evaluate(model, val);
-      Object.assign(k, { accuracy: r.accuracy, loss: r.loss, validationSamples: val.n });
-      const figure = r.accuracy === null ? `loss ${r.loss.toFixed(4)}` : percent(r.accuracy);
-      log(s, `accuracy of the final model on your ${val.n} validation samples: ${figure}`);
+      if ("tokens" in val) {
+        // a language model: its loss and perplexity say how well it predicts the next token
+        Object.assign(k, { accuracy: null, loss: r.loss, validationSamples: n });
+        log(s, `loss of the final model on your ${n} validation windows: ${r.loss.toFixed(4)} (perplexity ${perplexity(r.loss).toFixed(1)})`);
+      } else {
+        Object.assign(k, { accuracy: r.accuracy, loss: r.loss, validationSamples: n });
+        const figure = r.accuracy === null ? `loss ${r.loss.toFixed(4)}` : percent(r.accuracy);
+        log(s, `accuracy of the final model on your ${n} validation samples: ${figure}`);
+      }
     } catch (e) {
       log(s, `the final model could not be checked on the validation samples: ${describe(e)}`, "warn");
     }
@@ -171,8 +179,9 @@ export interface StartOptions {
 export async function startTraining(s: TaskSession, mode: TrainMode, options: StartOptions = {}): Promise<void> {
   if (isRunning(s) || (active.value !== null && active.value !== s)) return;
   const task = s.task;
-  const data = datasetOf(s.train, task);
-  if (!data) return;
+  const text = task.training.data_type === "text";
+  const data = text ? null : datasetOf(s.train, task);
+  if (!text && !data) return;
   const together = mode === "together";
   /** Trained directly with peers: no model ever comes from the server. */
   const direct = together && task.training.scheme === "decentralized";
@@ -209,7 +218,7 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
     stopClient?.();
   };
   let model: tf.LayersModel | null = null;
-  let val: Dataset | null = null;
+  let val: Dataset | TokenWindows | null = null;
   let trained = false; // at least one batch trained in this run
   let localRounds = 0;
   let joinRound: number | null = null; // the server's round when this browser received its first model
@@ -219,7 +228,7 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
   const before = b.roundsBefore;
   try {
     const backend = await ensureBackend();
-    log(s, `TensorFlow.js is running on ${backend.backend}${backend.fallbackReason ? ` (${backend.fallbackReason})` : ""}`);
+    log(s, `TensorFlow.js is running on ${describeBackend(backend)}${backend.fallbackReason ? ` (${backend.fallbackReason})` : ""}`);
     const m = markRaw(buildModel(task.model, task.training));
     model = m;
     if (from !== null) {
@@ -230,9 +239,22 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
       b.message = "Joining the others again: training goes on from the shared model.";
       log(s, "joining the session again: training goes on from the shared model");
     }
-    const [train, v] = split(data, task.training.validation_split, 1);
+    let train: TrainingData;
+    let v: Dataset | TokenWindows;
+    let numSamples: number;
+    if (text) {
+      const w = textWindowsOf(s.train, task); // DataError when there is too little text
+      const width = w.context + 1;
+      train = { tokens: w.train, context: w.context };
+      v = { tokens: w.validation, context: w.context };
+      numSamples = w.train.length / width;
+      log(s, `${numSamples} windows of ${w.context} tokens for training, ${w.validation.length / width} kept aside to check progress`);
+    } else {
+      const [t, held] = split(data as Dataset, task.training.validation_split, 1);
+      [train, v, numSamples] = [t, held, t.n];
+      log(s, `${t.n} samples for training, ${held.n} kept aside to check progress`);
+    }
     val = v;
-    log(s, `${train.n} samples for training, ${v.n} kept aside to check progress`);
     const t = new Trainer(m, task, (e) => {
       if (e.kind === "batch_end") trained = true;
       if (e.kind === "round_end") localRounds = e.round;
@@ -257,7 +279,7 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
         model: m,
         trainRound,
         stopTraining: () => t.stop(),
-        numSamples: train.n,
+        numSamples,
         log: (message, level) => log(s, message, level),
         onGlobal: (round, weights) => {
           if (joinRound === null) joinRound = round;
@@ -275,7 +297,7 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
         board: b,
         model: m,
         trainRound,
-        numSamples: train.n,
+        numSamples,
         log: (message, level) => log(s, message, level),
         onGlobal: (round, weights) => {
           if (joinRound === null) joinRound = round;

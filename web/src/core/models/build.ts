@@ -10,17 +10,18 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { DiscoError, WeightsError } from "../errors";
-import type { ActivationName, Layer, LossName, ModelSpec, Pair, TrainingInfo } from "../task";
+import type { ActivationName, Layer, LossName, ModelSpec, Pair } from "../task";
 import { layerNames } from "../task";
+import { makeOptimizer, type OptimizerInfo } from "../training/optim";
 import { Weights } from "../weights";
+import { BLOCK_EPSILON, LayerNorm, TiedOutput, TokenEmbedding, TransformerBlock } from "./gpt";
+
+export { makeOptimizer, type OptimizerInfo };
 
 /** A portable model cannot be realised in TF.js (mirrors Python's `ModelError`). */
 export class ModelError extends DiscoError {
   override name = "ModelError";
 }
-
-/** Optimizer settings of a task (a subset of `TrainingInfo`). */
-export type OptimizerInfo = Partial<Pick<TrainingInfo, "optimizer" | "learning_rate">>;
 
 /** TF.js's activation identifiers. */
 type TfActivation = NonNullable<Parameters<typeof tf.layers.activation>[0]["activation"]>;
@@ -35,11 +36,25 @@ const ACTIVATIONS: Record<ActivationName, TfActivation> = {
   gelu: "gelu", // exact, erf-based, as in the portable format
 };
 
+/**
+ * Mean cross-entropy of next-token `logits` (B, T, V) against target ids (B, T), over batch ×
+ * positions; log-softmax fused, as PyTorch's `cross_entropy`.
+ */
+export function nextTokenLoss(targets: tf.Tensor, logits: tf.Tensor): tf.Scalar {
+  return tf.tidy(() => {
+    const vocab = logits.shape[logits.shape.length - 1] as number;
+    const ids = tf.cast(tf.reshape(targets, [-1]), "int32");
+    const picked = tf.sum(tf.mul(tf.logSoftmax(tf.reshape(logits, [-1, vocab])), tf.oneHot(ids, vocab)), -1);
+    return tf.neg(tf.mean(picked)) as tf.Scalar;
+  });
+}
+
 /** The TF.js loss of a portable loss (class ids for categorical: the *sparse* variant). */
-export const TF_LOSSES: Record<LossName, string> = {
+export const TF_LOSSES: Record<LossName, string | ((yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Scalar)> = {
   categorical_crossentropy: "sparseCategoricalCrossentropy",
   binary_crossentropy: "binaryCrossentropy",
   mse: "meanSquaredError",
+  next_token_crossentropy: nextTokenLoss,
 };
 
 function pair(value: Pair | null | undefined, fallback: [number, number]): [number, number] {
@@ -65,6 +80,14 @@ function needRank(layer: Layer, name: string, rank: number, input: readonly (num
   throw new ModelError(
     `layer '${name}': ${layer.type} needs an (height, width, channels) input, got shape [${shape.join(", ")}]`,
   );
+}
+
+function needSequence(type: string, name: string, input: readonly (number | null)[]): void {
+  if (input.length !== 3) {
+    throw new ModelError(
+      `layer '${name}': ${type} needs a (positions, features) input, got shape [${input.slice(1).join(", ")}]; a GPT starts with a token_embedding layer`,
+    );
+  }
 }
 
 /** TF 'same' padding of one axis: the total split in two, the extra cell after. */
@@ -130,9 +153,24 @@ export class SameAvgPool2D extends tf.layers.Layer {
 tf.serialization.registerClass(SameAvgPool2D);
 
 /** The TF.js layer of one portable layer, after checking its input rank. */
-function tfLayer(layer: Layer, name: string, input: readonly (number | null)[], first: tf.Shape | null): tf.layers.Layer {
+function tfLayer(
+  layer: Layer, name: string, input: readonly (number | null)[], first: tf.Shape | null, spec: ModelSpec,
+  embedding: TokenEmbedding | null,
+): tf.layers.Layer {
   const base = first ? { name, inputShape: first } : { name };
   switch (layer.type) {
+    case "token_embedding":
+      return new TokenEmbedding({ name, vocabSize: layer.vocab_size, units: layer.units, context: spec.input_shape[0] as number });
+    case "transformer_block":
+      needSequence(layer.type, name, input);
+      return new TransformerBlock({ name, heads: layer.heads, mlpRatio: layer.mlp_ratio ?? 4, dropout: layer.dropout ?? 0 });
+    case "layer_norm":
+      needSequence(layer.type, name, input);
+      return new LayerNorm({ name, epsilon: layer.epsilon ?? BLOCK_EPSILON });
+    case "tied_output":
+      needSequence(layer.type, name, input);
+      if (embedding === null) throw new ModelError(`layer '${name}': tied_output needs a token_embedding first layer`);
+      return new TiedOutput({ name, embedding });
     case "dense":
       needRank(layer, name, 1, input);
       return tf.layers.dense({
@@ -191,10 +229,14 @@ function tfLayer(layer: Layer, name: string, input: readonly (number | null)[], 
   }
 }
 
-/** The task's optimizer: Adam (epsilon 1e-7, as Keras and disco's PyTorch trainer) or SGD. */
-export function makeOptimizer(training: OptimizerInfo = {}): tf.Optimizer {
-  const lr = training.learning_rate ?? 1e-3;
-  return (training.optimizer ?? "adam") === "adam" ? tf.train.adam(lr, 0.9, 0.999, 1e-7) : tf.train.sgd(lr);
+/** Whether `spec` reads token ids (a token_embedding first layer): a language model. */
+export function takesTokens(spec: ModelSpec): boolean {
+  return spec.layers[0]?.type === "token_embedding";
+}
+
+/** Whether a built model is a language model (ends in `tied_output`): its outputs are logits. */
+export function isTokenModel(model: tf.LayersModel): boolean {
+  return model.layers[model.layers.length - 1] instanceof TiedOutput;
 }
 
 /**
@@ -206,24 +248,40 @@ export function makeOptimizer(training: OptimizerInfo = {}): tf.Optimizer {
 export function buildModel(spec: ModelSpec, training: OptimizerInfo = {}): tf.LayersModel {
   const rank = spec.input_shape.length;
   if (rank !== 1 && rank !== 3) {
-    throw new ModelError(`input_shape must be [features] or [height, width, channels], got [${spec.input_shape.join(", ")}]`);
+    throw new ModelError(`input_shape must be [features], [context] or [height, width, channels], got [${spec.input_shape.join(", ")}]`);
   }
   if (spec.layers.length === 0) throw new ModelError("a model needs at least one layer");
   const names = layerNames(spec);
   if (new Set(names).size !== names.length) throw new ModelError(`duplicate layer names in [${names.join(", ")}]`);
+  const tokens = takesTokens(spec);
+  spec.layers.forEach((layer, i) => {
+    if (layer.type === "token_embedding" && i !== 0) {
+      throw new ModelError(`layer '${names[i]}': token_embedding must be the first layer (it reads the token ids)`);
+    }
+    if (layer.type === "tied_output" && i !== spec.layers.length - 1) {
+      throw new ModelError(`layer '${names[i]}': tied_output must be the last layer`);
+    }
+  });
+  if (tokens !== (spec.loss === "next_token_crossentropy")) {
+    throw new ModelError("loss 'next_token_crossentropy' goes with models that read token ids (a token_embedding first layer and a tied_output last layer), and only with them");
+  }
   const model = tf.sequential();
-  let shape: (number | null)[] = [null, ...spec.input_shape];
+  // token ids: integers, any number of positions up to the context (generation feeds fewer)
+  if (tokens) model.add(tf.layers.inputLayer({ batchInputShape: [null, null], dtype: "int32", name: "token_ids" }));
+  let shape: (number | null)[] = tokens ? [null, null] : [null, ...spec.input_shape];
+  let embedding: TokenEmbedding | null = null;
   try {
     spec.layers.forEach((layer, i) => {
       const name = names[i] as string;
-      const built = tfLayer(layer, name, shape, i === 0 ? [...spec.input_shape] : null);
+      const built = tfLayer(layer, name, shape, i === 0 && !tokens ? [...spec.input_shape] : null, spec, embedding);
+      if (built instanceof TokenEmbedding) embedding = built;
       try {
         model.add(built);
       } catch (error) {
         throw new ModelError(`layer '${name}': ${error instanceof Error ? error.message : String(error)}`);
       }
       shape = (model.outputs[0]?.shape ?? []) as (number | null)[];
-      if (shape.slice(1).some((d) => d === null || d < 1)) {
+      if (!tokens && shape.slice(1).some((d) => d === null || d < 1)) {
         throw new ModelError(
           `layer '${name}': its window is larger than its input; use padding 'same' or a smaller window`,
         );
@@ -236,7 +294,7 @@ export function buildModel(spec: ModelSpec, training: OptimizerInfo = {}): tf.La
   model.compile({
     optimizer: makeOptimizer(training),
     loss: TF_LOSSES[spec.loss],
-    metrics: spec.loss === "mse" ? [] : ["accuracy"],
+    metrics: spec.loss === "mse" || tokens ? [] : ["accuracy"],
   });
   // the optimizer (and its Adam moments) belongs to this model: model.dispose() frees it too
   (model as unknown as { isOptimizerOwned: boolean }).isOptimizerOwned = true;

@@ -5,8 +5,12 @@ export {
   buildModel,
   getWeights,
   getWeightsAsync,
+  isTokenModel,
   makeOptimizer,
+  nextTokenLoss,
   setWeights,
+  takesTokens,
   weightSlots,
 } from "./build";
+export { LayerNorm, TiedOutput, TokenEmbedding, TransformerBlock } from "./gpt";
 export type { OptimizerInfo, WeightSlot } from "./build";

@@ -62,6 +62,10 @@ export const LAYER_SETTINGS: Record<Layer["type"], LayerSettings> = {
   dropout: { required: ["rate"], fields: { rate: "rate" } },
   flatten: { required: [], fields: {} },
   activation: { required: ["activation"], fields: { activation: "activation" } },
+  token_embedding: { required: ["vocab_size", "units"], fields: { vocab_size: "count", units: "count" } },
+  transformer_block: { required: ["heads"], fields: { heads: "count", mlp_ratio: "count", dropout: "rate" } },
+  layer_norm: { required: [], fields: { epsilon: "epsilon" } },
+  tied_output: { required: [], fields: {} },
 };
 
 const KIND_RULE: Record<Kind, string> = {
@@ -157,9 +161,14 @@ function spatial(
   return [Math.floor((hw[0] - window[0]) / strides[0]) + 1, Math.floor((hw[1] - window[1]) / strides[1]) + 1];
 }
 
-/** Per-sample output shape of a (well-formed) layer, or a problem in words. */
-function outputShape(layer: Record<string, unknown>, shape: number[]): number[] | string {
+/** Per-sample output shape of a (well-formed) layer, or a problem in words; `vocab` is the
+ * vocabulary of the model's token_embedding (what tied_output gives logits over). */
+function outputShape(layer: Record<string, unknown>, shape: number[], vocab = 0): number[] | string {
   const type = layer.type as string;
+  const sequence = (): string | null =>
+    shape.length === 2
+      ? null
+      : `${type} needs a (positions, features) input but gets ${shapeText(shape)}; a GPT starts with a token_embedding layer`;
   const image = (): [number, number, number] | string =>
     shape.length === 3
       ? [shape[0] as number, shape[1] as number, shape[2] as number]
@@ -195,6 +204,19 @@ function outputShape(layer: Record<string, unknown>, shape: number[]): number[] 
     }
     case "flatten":
       return [shape.reduce((a, b) => a * b, 1)];
+    case "token_embedding":
+      if (shape.length !== 1) return `token_embedding reads a sequence of token ids, input_shape [context], but gets ${shapeText(shape)}`;
+      return [shape[0] as number, layer.units as number];
+    case "transformer_block": {
+      const heads = layer.heads as number;
+      if (sequence()) return sequence() as string;
+      if ((shape[1] as number) % heads !== 0) return `its input width ${shape[1]} must split evenly into ${heads} heads`;
+      return shape;
+    }
+    case "layer_norm":
+      return sequence() ?? shape;
+    case "tied_output":
+      return sequence() ?? [shape[0] as number, vocab];
     default:
       return shape;
   }
@@ -264,9 +286,28 @@ export function checkModel(doc: unknown, fit: ModelFit = {}): string[] {
 
   // every layer is well formed: follow the shapes through the model, as the server does
   const good = layers as Record<string, unknown>[];
+  const tokens = good[0]?.type === "token_embedding";
+  for (const [i, layer] of good.entries()) {
+    if (layer.type === "token_embedding" && i !== 0) problems.push(`${names[i]}: token_embedding must be the first layer (it reads the token ids).`);
+    if (layer.type === "tied_output" && i !== good.length - 1) problems.push(`${names[i]}: tied_output must be the last layer.`);
+    if (layer.type === "tied_output" && !tokens) {
+      problems.push(`${names[i]}: tied_output reuses the token matrix of a token_embedding first layer, and this model has none.`);
+    }
+  }
+  if (loss !== undefined && tokens !== (loss === "next_token_crossentropy")) {
+    problems.push(
+      "loss next_token_crossentropy goes with models that read token ids (a token_embedding first layer and a tied_output last layer), and only with them.",
+    );
+  }
+  if (problems.length > before) return problems;
+  const vocab = tokens ? (good[0]?.vocab_size as number) : 0;
   let current: number[] = input;
   for (const [i, layer] of good.entries()) {
-    const out = outputShape(layer, current);
+    if (layer.type === "tied_output" && tokens && current[1] !== good[0]?.units) {
+      problems.push(`${names[i]}: tied_output needs inputs of the embedding's width ${String(good[0]?.units)}, got ${current[1]}.`);
+      return problems;
+    }
+    const out = outputShape(layer, current, vocab);
     if (typeof out === "string") {
       problems.push(`${names[i]}: ${out}.`);
       return problems;
@@ -357,10 +398,12 @@ function checkLayers(layers: unknown[], problems: string[]): string[] {
 export function summarize(doc: unknown): ModelSummary | null {
   if (!isObject(doc) || !Array.isArray(doc.layers) || !Array.isArray(doc.input_shape)) return null;
   let shape = doc.input_shape as number[];
+  const first = (doc.layers as Record<string, unknown>[])[0];
+  const vocab = first?.type === "token_embedding" ? (first.vocab_size as number) : 0;
   for (const layer of doc.layers as Record<string, unknown>[]) {
-    const out = outputShape(layer, shape);
+    const out = outputShape(layer, shape, vocab);
     if (typeof out === "string") return null;
     shape = out;
   }
-  return { layers: doc.layers.length, inputShape: doc.input_shape as number[], outputs: shape[0] ?? 0 };
+  return { layers: doc.layers.length, inputShape: doc.input_shape as number[], outputs: shape[shape.length - 1] ?? 0 };
 }

@@ -8,10 +8,18 @@
  * scalar waits for the backend), and the loop yields to the page every 125 ms, as `fit` does by
  * itself. Epoch metrics are the averages `fit` computes anyway. Every tensor made here is
  * disposed.
+ *
+ * A language model (a spec that starts with `token_embedding`) trains on `TokenWindows` with the
+ * loop of `tokens.ts` instead, emitting the same events; its metrics add the perplexity.
  */
 import * as tf from "@tensorflow/tfjs";
 import { DataError, type Dataset } from "../data/dataset";
+import { isTokenModel, takesTokens } from "../models/build";
+import { TokenEmbedding } from "../models/gpt";
 import type { ModelSpec, TrainingInfo } from "../task";
+import { checkTokenIds, evaluateTokens, type TokenWindows, trainTokenEpoch, windowCount } from "./tokens";
+
+export type { TokenWindows } from "./tokens";
 
 /** Loss and accuracy of one epoch on the training data and on the validation data. */
 export interface EpochMetrics {
@@ -22,6 +30,9 @@ export interface EpochMetrics {
   train_accuracy: number | null;
   val_loss: number | null;
   val_accuracy: number | null;
+  /** Language models: exp of the mean loss over every predicted token. */
+  train_perplexity?: number | null;
+  val_perplexity?: number | null;
 }
 
 /** Kinds of training events. */
@@ -44,6 +55,18 @@ export type EventCallback = (event: TrainingEvent) => void;
 
 /** Samples to train or evaluate on: a `Dataset`, or tensors the caller owns and disposes. */
 export type Batchable = Dataset | { x: tf.Tensor; y: tf.Tensor };
+
+/** What a trainer trains on: `Batchable`, or token windows for a language model. */
+export type TrainingData = Batchable | TokenWindows;
+
+function isWindows(data: TrainingData): data is TokenWindows {
+  return "tokens" in data && "context" in data;
+}
+
+/** exp(loss), capped where a float64 overflows. */
+export function perplexity(loss: number): number {
+  return Math.exp(Math.min(loss, 700));
+}
 
 /** Tuning of the trainer's event stream. */
 export interface TrainerOptions {
@@ -173,7 +196,11 @@ export class Trainer {
   }
 
   /** Run `epochs_per_round` epochs (or `epochs`) on `train`; return each epoch's metrics. */
-  async trainRound(round: number, train: Batchable, val?: Batchable, epochs?: number): Promise<EpochMetrics[]> {
+  async trainRound(round: number, train: TrainingData, val?: TrainingData, epochs?: number): Promise<EpochMetrics[]> {
+    if (takesTokens(this.task.model)) return this.trainTokens(round, train, val, epochs);
+    if (isWindows(train) || (val !== undefined && isWindows(val))) {
+      throw new DataError("token windows train language models only; this model reads a Dataset");
+    }
     const n = sizeOf(train);
     if (n === 0) throw new DataError("no training data: connect at least one sample");
     const { training, model: spec } = this.task;
@@ -205,6 +232,57 @@ export class Trainer {
     return bridge.history;
   }
 
+  private async trainTokens(round: number, train: TrainingData, val?: TrainingData, epochs?: number): Promise<EpochMetrics[]> {
+    const context = this.task.model.input_shape[0] as number;
+    const windows = (data: TrainingData): TokenWindows => {
+      if (!isWindows(data)) throw new DataError("a language model trains on token windows, not on a dataset");
+      return data;
+    };
+    const embedding = this.task.model.layers[0];
+    const vocab = embedding?.type === "token_embedding" ? embedding.vocab_size : 0;
+    const trainW = windows(train);
+    const n = windowCount(trainW, context);
+    if (n === 0) throw new DataError("no training data: connect at least one text file");
+    checkTokenIds(trainW, vocab);
+    const valW = val !== undefined ? windows(val) : null;
+    const hasVal = valW !== null && windowCount(valW, context) > 0;
+    if (valW !== null) checkTokenIds(valW, vocab);
+    const { batch_size: batchSize, epochs_per_round: perRound } = this.task.training;
+    const count = epochs ?? perRound;
+    const batches = Math.ceil(n / batchSize);
+    const history: EpochMetrics[] = [];
+    let lastYield = Date.now();
+    this.model.stopTraining = false;
+    this.onEvent({ kind: "round_start", round, epoch: 0, batch: 0, batches: 0 });
+    for (let epoch = 1; epoch <= count && !this.model.stopTraining; epoch++) {
+      const trained = await trainTokenEpoch(
+        this.model, trainW, context, batchSize, this.options.lossEveryMs,
+        async ({ batch, loss }) => {
+          this.onEvent({ kind: "batch_end", round, epoch, batch, batches, ...(loss !== undefined ? { loss } : {}) });
+          if (Date.now() - lastYield >= YIELD_EVERY_MS) {
+            await yieldToPage();
+            lastYield = Date.now();
+          }
+        },
+        () => this.model.stopTraining,
+      );
+      const v = hasVal && valW ? await evaluateTokens(this.model, valW, context) : null;
+      const metrics: EpochMetrics = {
+        round, epoch,
+        train_loss: trained.loss, train_accuracy: trained.accuracy,
+        val_loss: v?.loss ?? null, val_accuracy: v?.accuracy ?? null,
+        train_perplexity: perplexity(trained.loss), val_perplexity: v ? perplexity(v.loss) : null,
+      };
+      history.push(metrics);
+      this.onEvent({ kind: "epoch_end", round, epoch, batch: batches, batches, metrics });
+    }
+    const last = history[history.length - 1];
+    this.onEvent({
+      kind: "round_end", round, epoch: last?.epoch ?? 0, batch: 0, batches: 0, ...(last ? { metrics: last } : {}),
+    });
+    return history;
+  }
+
   /** Ask a running `trainRound` to stop after the current batch. */
   stop(): void {
     this.model.stopTraining = true;
@@ -217,10 +295,16 @@ export class Trainer {
  */
 export async function evaluate(
   model: tf.LayersModel,
-  x: Dataset | tf.Tensor,
+  x: Dataset | tf.Tensor | TokenWindows,
   y?: tf.Tensor,
   batchSize = 512,
 ): Promise<{ loss: number; accuracy: number | null }> {
+  if (!(x instanceof tf.Tensor) && isWindows(x)) {
+    const embedding = model.layers.find((l): l is TokenEmbedding => l instanceof TokenEmbedding);
+    if (!isTokenModel(model) || embedding === undefined) throw new DataError("token windows evaluate language models only");
+    checkTokenIds(x, embedding.vocabSize);
+    return evaluateTokens(model, x, embedding.context, Math.min(batchSize, 64));
+  }
   if (x instanceof tf.Tensor && y === undefined) throw new DataError("evaluate needs labels y for input tensors");
   const data: Batchable = x instanceof tf.Tensor ? { x, y: y as tf.Tensor } : x;
   if (sizeOf(data) === 0) throw new DataError("cannot evaluate on an empty dataset");
@@ -238,8 +322,10 @@ export async function evaluate(
 }
 
 /**
- * Model outputs (final activation applied: probabilities for classifiers) for the samples of
- * `data` (a Dataset, or an input tensor the caller owns): `n * outputSize` values, in order.
+ * Model outputs (final activation applied: probabilities for classifiers, next-token
+ * probabilities (n, T, V) for language models, whose input tensor holds int32 token ids) for
+ * the samples of `data` (a Dataset, or an input tensor the caller owns): `n * outputSize` values,
+ * in order.
  */
 export async function predict(
   model: tf.LayersModel,
@@ -249,7 +335,10 @@ export async function predict(
   const owned = !(data instanceof tf.Tensor);
   const x = data instanceof tf.Tensor ? data : tf.tensor(data.x, [data.n, ...data.sampleShape], "float32");
   try {
-    const out = model.predict(x, { batchSize }) as tf.Tensor;
+    const predicted = model.predict(x, { batchSize }) as tf.Tensor;
+    // a language model gives logits over the vocabulary: probabilities, as for classifiers
+    const out = isTokenModel(model) ? tf.tidy(() => tf.softmax(predicted)) : predicted;
+    if (out !== predicted) predicted.dispose();
     try {
       return (await out.data()) as Float32Array;
     } finally {
