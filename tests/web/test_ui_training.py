@@ -304,6 +304,9 @@ def test_stop_leaves_the_session_and_training_can_start_again(
     doc = catalog.get("mnist").model_dump(mode="json")
     doc["id"] = "mnist_stop"
     doc["training"]["min_participants"] = 2
+    # long enough that training alone is still running when Stop is clicked: 200 images for
+    # the catalog's 10 epochs take only seconds in a browser with the wasm kernels
+    doc["training"]["epochs"] = 2_000
     publish(doc)
 
     page = desktop
