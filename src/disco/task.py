@@ -10,7 +10,6 @@ re-exported here.
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Any, Literal, Self
 
@@ -41,11 +40,19 @@ from disco.aggregation_config import (
 )
 from disco.errors import SecureAggregationError, TaskError
 from disco.models.spec import ModelSpec
+from disco.schedule import (
+    EpochPart,
+    describe_work,
+    epoch_part,
+    epochs_in_round,
+    planned_rounds,
+)
 from disco.validation import Frozen as _Frozen
 from disco.validation import field_problems
 
 __all__ = [
     "AGGREGATION_RULES",
+    "MAX_ROUNDS_PER_EPOCH",
     "MAX_SEQUENCE_LENGTH",
     "MAX_VOCAB_SIZE",
     "MIN_VOCAB_SIZE",
@@ -82,6 +89,8 @@ Scheme = Literal["federated", "decentralized", "local"]
 WAIT_FOR_OTHERS_S = 600.0
 """Default wait for others, or the round deadline when that is longer."""
 
+MAX_ROUNDS_PER_EPOCH = 1000
+"""Most rounds an epoch may be cut into."""
 MAX_SEQUENCE_LENGTH = 4096
 """Longest context a text task may have, in tokens."""
 MIN_VOCAB_SIZE = 257
@@ -144,6 +153,15 @@ class TrainingInfo(_Frozen):
     scheme: Scheme = "federated"
     epochs: int = Field(default=10, ge=1, le=100_000, description="total local epochs")
     epochs_per_round: int = Field(default=1, ge=1, description="local epochs between two rounds")
+    rounds_per_epoch: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_ROUNDS_PER_EPOCH,
+        description=(
+            "rounds into which each local epoch is cut (more than 1: epochs_per_round must be "
+            "1, and the models are combined that many times an epoch)"
+        ),
+    )
     batch_size: int = Field(default=32, ge=1, le=65_536)
     validation_split: float = Field(default=0.2, ge=0.0, lt=1.0)
     optimizer: Literal["adam", "sgd", "adamw"] = "adam"
@@ -213,22 +231,28 @@ class TrainingInfo(_Frozen):
 
     @property
     def rounds(self) -> int:
-        """Number of communication rounds: epochs / epochs_per_round, rounded up."""
-        return math.ceil(self.epochs / self.epochs_per_round)
+        """Number of communication rounds: epochs / epochs_per_round rounded up, times
+        rounds_per_epoch (`disco.schedule`)."""
+        return planned_rounds(self.epochs, self.epochs_per_round, self.rounds_per_epoch)
 
     def epochs_in_round(self, k: int) -> int:
-        """Local epochs of a participant's `k`-th round (counted from 1).
+        """Whole local epochs of a participant's `k`-th round (counted from 1).
 
         ``epochs_per_round``, except in the last planned round, which trains what is left of
         ``epochs`` (epochs 10, 3 per round → 3, 3, 3, 1); rounds beyond the plan (a participant
-        asked for more) train ``epochs_per_round``. tests/vectors/epoch_schedule.json pins it
-        for the browser too.
+        asked for more) train ``epochs_per_round``; a round that trains part of an epoch, 1.
+        tests/vectors/epoch_schedule.json pins it for the browser too.
         """
-        if k < 1:
-            raise ValueError(f"rounds are counted from 1, got {k}")
-        if k > self.rounds:
-            return self.epochs_per_round
-        return min(self.epochs_per_round, self.epochs - (k - 1) * self.epochs_per_round)
+        return epochs_in_round(k, self.epochs, self.epochs_per_round, self.rounds_per_epoch)
+
+    def epoch_part(self, k: int) -> EpochPart | None:
+        """The part of an epoch a participant's `k`-th round trains (None: whole epochs)."""
+        return epoch_part(k, self.rounds_per_epoch)
+
+    def round_work(self, k: int) -> str:
+        """What a participant's `k`-th round trains, in words ("2 epochs", "part 3 of 8 of
+        epoch 1")."""
+        return describe_work(self.epochs_in_round(k), self.epoch_part(k))
 
     @model_validator(mode="before")
     @classmethod
@@ -265,6 +289,11 @@ class TrainingInfo(_Frozen):
             raise ValueError(f"labels has duplicates: {list(self.labels)}")
         if self.epochs_per_round > self.epochs:
             raise ValueError("epochs_per_round cannot exceed epochs")
+        if self.rounds_per_epoch > 1 and self.epochs_per_round > 1:
+            raise ValueError(
+                f"rounds_per_epoch ({self.rounds_per_epoch}) cuts each epoch into rounds: "
+                f"epochs_per_round must then be 1 (it is {self.epochs_per_round})"
+            )
         if self.wait_for_others_s < self.round_deadline_s:
             raise ValueError(
                 f"wait_for_others_s ({self.wait_for_others_s:g}) must be at least "

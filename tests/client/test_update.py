@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from disco.client.update import prepare_update
 from disco.errors import SessionError
+from disco.schedule import EpochPart
 from disco.task import PrivacyConfig, TrainingInfo
 
 VECTORS = Path(__file__).parents[1] / "vectors"
@@ -21,6 +23,7 @@ sys.path.insert(0, str(VECTORS))
 from client_rules import weights_from_json  # noqa: E402
 
 SCHEDULE = json.loads((VECTORS / "epoch_schedule.json").read_text())["cases"]
+PARTS = json.loads((VECTORS / "epoch_schedule.json").read_text())["parts"]
 PIPELINE = json.loads((VECTORS / "update_pipeline.json").read_text())["cases"]
 
 
@@ -34,21 +37,78 @@ def test_vectors_are_what_the_code_does() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("case", SCHEDULE, ids=lambda c: f"{c['epochs']}/{c['epochs_per_round']}")
+@pytest.mark.parametrize(
+    "case",
+    SCHEDULE,
+    ids=lambda c: f"{c['epochs']}/{c['epochs_per_round']}/{c['rounds_per_epoch']}",
+)
 def test_epoch_schedule(case: dict[str, Any]) -> None:
     t = TrainingInfo(
-        data_type="text", epochs=case["epochs"], epochs_per_round=case["epochs_per_round"]
+        data_type="text",
+        epochs=case["epochs"],
+        epochs_per_round=case["epochs_per_round"],
+        rounds_per_epoch=case["rounds_per_epoch"],
     )
     assert t.rounds == case["rounds"]
-    plan = [t.epochs_in_round(k) for k in range(1, len(case["schedule"]) + 1)]
+    plan = []
+    for k in range(1, len(case["schedule"]) + 1):
+        part = t.epoch_part(k)
+        plan.append(
+            {
+                "epochs": t.epochs_in_round(k),
+                "part": None if part is None else [part.epoch, part.index, part.count],
+            }
+        )
     assert plan == case["schedule"]
-    # the planned rounds train exactly `epochs` in all
-    assert sum(plan[: t.rounds]) == case["epochs"]
+    # the planned rounds train exactly `epochs` in all: whole epochs, or every part of each
+    whole = [p["epochs"] for p in plan[: t.rounds] if p["part"] is None]
+    parts = [tuple(p["part"]) for p in plan[: t.rounds] if p["part"] is not None]
+    assert sum(whole) + len(parts) // t.rounds_per_epoch == case["epochs"]
+    assert len(set(parts)) == len(parts)
+
+
+@pytest.mark.parametrize("case", PARTS, ids=lambda c: f"{c['index']}/{c['count']}:{c['batches']}")
+def test_epoch_parts(case: dict[str, Any]) -> None:
+    part = EpochPart(1, case["index"], case["count"])
+    r = part.batch_range(case["batches"])
+    assert [r.start, r.stop] == case["batch_range"]
+    assert part.validation_indices(case["validation"]).tolist() == case["validation_indices"]
+
+
+@pytest.mark.parametrize(("count", "batches"), [(4, 10), (3, 9), (5, 23), (7, 7), (2, 1001)])
+def test_the_parts_of_an_epoch_train_each_batch_once(count: int, batches: int) -> None:
+    ranges = [EpochPart(1, j, count).batch_range(batches) for j in range(1, count + 1)]
+    assert [b for r in ranges for b in r] == list(range(batches))
+    sizes = [len(r) for r in ranges]
+    assert max(sizes) - min(sizes) <= 1  # as even as can be
+    shares = [EpochPart(1, j, count).validation_indices(40) for j in range(1, count + 1)]
+    assert sorted(int(i) for s in shares for i in s) == list(range(40))
+
+
+def test_fewer_batches_than_parts_train_one_batch_a_round() -> None:
+    ranges = [EpochPart(1, j, 4).batch_range(2) for j in range(1, 5)]
+    assert [list(r) for r in ranges] == [[0], [0], [1], [1]]
+    with pytest.raises(ValueError, match="at least one batch"):
+        EpochPart(1, 1, 4).batch_range(0)
+
+
+def test_rounds_per_epoch_needs_one_epoch_a_round() -> None:
+    with pytest.raises(ValidationError, match="epochs_per_round must then be 1"):
+        TrainingInfo(data_type="text", epochs=4, epochs_per_round=2, rounds_per_epoch=3)
+    t = TrainingInfo(data_type="text", epochs=2, rounds_per_epoch=3)
+    assert [t.round_work(k) for k in (1, 3, 4)] == [
+        "part 1 of 3 of epoch 1",
+        "part 3 of 3 of epoch 1",
+        "part 1 of 3 of epoch 2",
+    ]
+    assert TrainingInfo(data_type="text", epochs=3, epochs_per_round=2).round_work(2) == "1 epoch"
 
 
 def test_epoch_schedule_counts_rounds_from_one() -> None:
     with pytest.raises(ValueError, match="counted from 1"):
         TrainingInfo(data_type="text").epochs_in_round(0)
+    with pytest.raises(ValueError, match="counted from 1"):
+        TrainingInfo(data_type="text", rounds_per_epoch=2).epoch_part(0)
 
 
 @pytest.mark.parametrize("case", PIPELINE, ids=lambda c: c["name"])

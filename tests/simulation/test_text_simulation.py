@@ -21,6 +21,7 @@ from disco.simulation import simulate
 from disco.simulation.runner import unigram_loss
 from disco.task import Task
 from disco.text import Tokenizer, attach_tokenizer, train_tokenizer
+from disco.training import Event
 
 CONTEXT = 16
 SHARED_TEXT = "a tiny federated language model reads these lines again and again. "
@@ -55,7 +56,12 @@ def tiny_task(tokenizer: Tokenizer) -> Task:
     base = catalog.get("shakespeare")
     model = arch.gpt(tokenizer.vocab_size, CONTEXT, d_model=16, layers=1, heads=2, dropout=0.0)
     training = base.training.model_copy(
-        update={"max_sequence_length": CONTEXT, "batch_size": 16, "learning_rate": 1e-2}
+        update={
+            "max_sequence_length": CONTEXT,
+            "batch_size": 16,
+            "learning_rate": 1e-2,
+            "rounds_per_epoch": 1,
+        }
     )
     training = attach_tokenizer(training, tokenizer)  # the model and the tokenizer change together
     return Task.model_validate(
@@ -85,6 +91,38 @@ def test_a_text_simulation_learns_and_reports_the_unigram_baseline(
     assert len(result.history) == 2
     summary = result.to_dict()
     assert "weights" not in summary and summary["unigram_loss"] == result.unigram_loss
+
+
+def test_rounds_shorter_than_an_epoch_combine_the_models_within_an_epoch(
+    data: Path, tokenizer: Tokenizer
+) -> None:
+    """With 3 rounds an epoch, the task's 2 epochs are 6 rounds; over each 3 a participant
+    trains each of its batches once, and each round is combined by the server."""
+    task = tiny_task(tokenizer)
+    events: dict[int, list[Event]] = {1: [], 2: []}
+    result = simulate(
+        task,
+        2,
+        None,
+        tokenizer=tokenizer,
+        data_dir=data,
+        seed=0,
+        rounds_per_epoch=3,
+        callbacks=lambda i: [events[i].append],
+    )
+    assert result.rounds == 6 and len(result.history) == 6
+    assert result.test_loss < result.unigram_loss  # type: ignore[operator]
+    windows = load_text(data / "client_1", tokenizer, CONTEXT, validation_split=0.1).train
+    batches = math.ceil(len(windows) / task.training.batch_size)
+    per_round = [
+        sum(1 for e in events[1] if e.kind == "batch_end" and e.round == r)
+        for r in sorted({e.round for e in events[1]})
+    ]
+    assert len(per_round) == 6 and sum(per_round[:3]) == batches == sum(per_round[3:])
+    with pytest.raises(ConfigError, match="not both"):
+        simulate(
+            task, 2, 1, tokenizer=tokenizer, data_dir=data, epochs_per_round=2, rounds_per_epoch=2
+        )
 
 
 def test_simulation_refuses_what_does_not_apply_to_text(data: Path, tokenizer: Tokenizer) -> None:

@@ -224,3 +224,72 @@ def test_mnist_cnn_runs_one_round() -> None:
     assert metrics.val_loss is not None and math.isfinite(metrics.val_loss)
     assert metrics.val_accuracy is not None and 0.0 <= metrics.val_accuracy <= 1.0
     assert model.get_weights().shapes == spec.weight_shapes()
+
+
+# -- rounds shorter than an epoch -----------------------------------------------------------------
+def seen_rows(trainer: Trainer) -> list[list[int]]:
+    """Records, batch by batch, which samples of `indexed` the model is trained on."""
+    batches: list[list[int]] = []
+
+    def record(_module: object, args: tuple[object, ...]) -> None:
+        x = args[0]
+        assert hasattr(x, "detach")
+        if trainer.model.training:
+            batches.append([round(float(v) * 1000) for v in x.detach()[:, 0]])  # type: ignore[union-attr]
+
+    trainer.model.register_forward_pre_hook(record)
+    return batches
+
+
+def indexed(n: int) -> Dataset:
+    """`separable` points whose first feature also tells the sample's index (i / 1000)."""
+    data = separable(n, seed=4)
+    x = data.x.copy()
+    x[:, 0] = np.arange(n, dtype=np.float32) / 1000
+    return Dataset(x, data.y)
+
+
+def test_the_parts_of_an_epoch_train_each_sample_once_in_one_shuffled_order() -> None:
+    info = training(epochs=2, rounds_per_epoch=3, batch_size=8)
+    events: list[Event] = []
+    trainer = Trainer(build_torch_model(SPEC), info, seed=5, callbacks=[events.append])
+    batches = seen_rows(trainer)
+    data = indexed(60)  # 8 batches: parts of 2, 3 and 3 batches
+    sizes = []
+    for k in range(1, 4):
+        start = len(batches)
+        history = trainer.train_round(10 + k, data, epochs=None, part=info.epoch_part(k))
+        sizes.append(len(batches) - start)
+        assert len(history) == 1 and history[0].round == 10 + k
+    assert sizes == [2, 3, 3]
+    epoch1 = [i for b in batches for i in b]
+    assert sorted(epoch1) == list(range(60))  # every sample once
+    assert epoch1 != list(range(60))  # shuffled
+    assert [e.batches for e in events if e.kind == "batch_end"] == [2, 2, 3, 3, 3, 3, 3, 3]
+
+    # the next epoch has an order of its own; the same epoch again, the same order
+    trainer.train_round(20, data, part=info.epoch_part(4))
+    assert [i for b in batches[8:] for i in b] != epoch1[:16]
+    again = Trainer(build_torch_model(SPEC), info, seed=5)
+    rows = seen_rows(again)
+    again.train_round(99, data, part=info.epoch_part(2))  # part 2 of epoch 1, any server round
+    assert [i for b in rows for i in b] == epoch1[16:40]
+
+
+def test_a_part_is_evaluated_on_its_share_of_the_validation_set() -> None:
+    info = training(epochs=1, rounds_per_epoch=4)
+    model = build_torch_model(SPEC, seed=0)
+    events: list[Event] = []
+    trainer = Trainer(model, info, callbacks=[events.append])
+    val = separable(30, seed=6)
+    part = info.epoch_part(3)
+    assert part is not None
+    history = trainer.train_round(3, separable(64, seed=0), val=val, part=part)
+    share = val.subset(part.validation_indices(len(val)))
+    assert len(share) == 7  # samples 2, 6, 10, … 26 of 30
+    loss, acc = evaluate(model, share)
+    assert history[0].val_loss == pytest.approx(loss)
+    assert history[0].val_accuracy == pytest.approx(acc)
+    # 4 batches of 16, part 3 of 4: one batch, whose loss is the round's training loss
+    losses = [e.loss for e in events if e.kind == "batch_end"]
+    assert len(losses) == 1 and history[0].train_loss == pytest.approx(losses[0])

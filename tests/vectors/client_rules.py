@@ -3,8 +3,8 @@
     python tests/vectors/client_rules.py           rewrite the files from what the code does
     python tests/vectors/client_rules.py --check   exit 1 if a committed file differs
 
-* epoch_schedule.json: local epochs of each of a participant's rounds
-  (`TrainingInfo.epochs_in_round` / `epochsInRound`).
+* epoch_schedule.json: what each of a participant's rounds trains, whole epochs or a part of one,
+  and the batches and validation samples of a part (`disco.schedule` / `web/src/core/schedule.ts`).
 * update_pipeline.json: what leaves a participant after training
   (`disco.client.update.prepare_update` / `prepareUpdate`): metrics kept or dropped, the sample
   count, the clipped weights (noise-free, so exact), or the refusal of non-finite weights.
@@ -25,6 +25,7 @@ import numpy as np
 
 from disco.client.update import prepare_update
 from disco.errors import SessionError
+from disco.schedule import EpochPart
 from disco.task import PrivacyConfig, TrainingInfo
 from disco.weights import Weights
 
@@ -61,16 +62,48 @@ def weights_from_json(doc: dict[str, Any]) -> Weights:
 
 def schedule() -> dict[str, Any]:
     cases = []
-    for epochs, per, asked in [(10, 3, 4), (10, 3, 6), (6, 2, 3), (5, 5, 2), (7, 1, 8), (1, 1, 3)]:
-        t = TrainingInfo(data_type="text", epochs=epochs, epochs_per_round=per)
-        plan = [t.epochs_in_round(k) for k in range(1, asked + 1)]
-        cases.append(
-            {"epochs": epochs, "epochs_per_round": per, "rounds": t.rounds, "schedule": plan}
+    plans = [(10, 3, 1, 4), (10, 3, 1, 6), (6, 2, 1, 3), (5, 5, 1, 2), (7, 1, 1, 8), (1, 1, 1, 3)]
+    plans += [(2, 1, 4, 10), (1, 1, 3, 4), (3, 1, 2, 6)]
+    for epochs, per, parts, asked in plans:
+        t = TrainingInfo(
+            data_type="text", epochs=epochs, epochs_per_round=per, rounds_per_epoch=parts
         )
+        plan = []
+        for k in range(1, asked + 1):
+            part = t.epoch_part(k)
+            where = None if part is None else [part.epoch, part.index, part.count]
+            plan.append({"epochs": t.epochs_in_round(k), "part": where})
+        cases.append(
+            {
+                "epochs": epochs,
+                "epochs_per_round": per,
+                "rounds_per_epoch": parts,
+                "rounds": t.rounds,
+                "schedule": plan,
+            }
+        )
+    slices = []
+    for count, batches, n in [(4, 10, 10), (4, 3, 2), (3, 9, 7), (8, 1, 0), (5, 23, 11)]:
+        for index in range(1, count + 1):
+            part = EpochPart(1, index, count)
+            r = part.batch_range(batches)
+            slices.append(
+                {
+                    "index": index,
+                    "count": count,
+                    "batches": batches,
+                    "batch_range": [r.start, r.stop],
+                    "validation": n,
+                    "validation_indices": part.validation_indices(n).tolist(),
+                }
+            )
     return {
-        "description": "local epochs of a participant's k-th round, k = 1 … len(schedule); "
-        "`rounds` is the task's planned number of rounds",
+        "description": "what a participant's k-th round trains, k = 1 … len(schedule): whole "
+        "epochs, or part [epoch, index, count] of an epoch; `rounds` is the task's planned "
+        "number of rounds. `parts`: the batches [start, stop) of a part of an epoch of `batches` "
+        "batches, and the validation samples it is evaluated on, of `validation`",
         "cases": cases,
+        "parts": slices,
     }
 
 

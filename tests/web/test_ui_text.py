@@ -3,7 +3,8 @@ the shakespeare GPT together with two Python participants (`disco train`), ends 
 model, and lets it write on the "Try the model" page — its greedy text the same as Python's.
 
 Kept short: each participant holds the openings of two of its plays (about 70 windows of 64
-tokens: three batches an epoch), and the task runs 2 rounds of 1 epoch.
+tokens: three batches an epoch), and the task runs 1 epoch cut into 3 rounds (the catalog task
+cuts each epoch into 8): browser and Python train the same parts of their epochs.
 """
 
 from __future__ import annotations
@@ -48,11 +49,11 @@ def _post_task(server: ServerHandle, token: str, doc: dict[str, Any], tokenizer:
 
 @pytest.fixture(scope="module")
 def text_task(server: ServerHandle, admin_token: str) -> str:
-    """The shakespeare task in 2 rounds of 1 epoch that wait for 3 participants."""
+    """The shakespeare task in 3 rounds of a third of an epoch that wait for 3 participants."""
     doc = catalog.get("shakespeare").model_dump(mode="json")
     doc["id"] = TASK
     doc["display"]["title"] = "Shakespeare together"
-    doc["training"].update(epochs=2, epochs_per_round=1, min_participants=3)
+    doc["training"].update(epochs=1, epochs_per_round=1, rounds_per_epoch=3, min_participants=3)
     tokenizer = builtin_tokenizer("shakespeare")
     assert tokenizer is not None
     _post_task(server, admin_token, doc, tokenizer.to_bytes())
@@ -152,9 +153,11 @@ def test_browser_and_two_python_participants_train_shakespeare_and_the_browser_w
         assert p.returncode == 0, err
     python_digests = {json.loads(out.strip().splitlines()[-1])["digest"] for out, _ in outputs}
 
-    expect(page.get_by_test_id("counter-round")).to_have_text("2 / 2")
+    expect(page.get_by_test_id("counter-round")).to_have_text("3 / 3")
+    expect(page.get_by_test_id("counter-epoch")).to_have_text("1, part 3 / 3")
     log = page.get_by_test_id("training-log")
     expect(log).to_contain_text("a round closed with 3 contributor(s)")
+    expect(log).to_contain_text("your round 3 of 3, part 3 of 3 of epoch 1: loss")
     expect(log).to_contain_text("perplexity")
     expect(page.get_by_test_id("kept-accuracy")).to_contain_text("perplexity")
     expect(page.get_by_text("Perplexity (lower is better)")).to_be_visible()
@@ -214,7 +217,7 @@ def test_browser_and_two_python_participants_train_shakespeare_and_the_browser_w
     expect(other.get_by_test_id("try-no-model")).to_contain_text("No model to try yet")
     screenshot(other, "text-try-no-model-desktop")
     other.get_by_test_id("try-use-shared").click()
-    expect(other.get_by_test_id("try-model-what")).to_contain_text("trained for 2 rounds")
+    expect(other.get_by_test_id("try-model-what")).to_contain_text("trained for 3 rounds")
     other.get_by_test_id("try-prompt").fill("To be, or not to be")
     other.get_by_text("Settings").click()
     other.get_by_label("At most this many tokens").fill("80")

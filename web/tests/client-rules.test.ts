@@ -7,7 +7,8 @@ import { describe, expect, it } from "vitest";
 import { prepareUpdate, type RawMetrics } from "../src/core/client/update";
 import { SessionError } from "../src/core/errors";
 import { l2Norm, subtract } from "../src/core/privacy";
-import { aggregationOf, epochsInRound, parseTask, rounds, type PrivacyConfig } from "../src/core/task";
+import { epochPart, epochsInRound, partBatches, partValidation, rounds, roundWork } from "../src/core/schedule";
+import { aggregationOf, parseTask, type PrivacyConfig } from "../src/core/task";
 import { Weights } from "../src/core/weights";
 
 type Num = number | "NaN" | "Infinity" | "-Infinity" | null;
@@ -31,8 +32,18 @@ function weights(doc: WeightsDoc): Weights {
 interface ScheduleCase {
   epochs: number;
   epochs_per_round: number;
+  rounds_per_epoch: number;
   rounds: number;
-  schedule: number[];
+  schedule: { epochs: number; part: [number, number, number] | null }[];
+}
+
+interface PartCase {
+  index: number;
+  count: number;
+  batches: number;
+  batch_range: [number, number];
+  validation: number;
+  validation_indices: number[];
 }
 
 interface PipelineCase {
@@ -48,13 +59,33 @@ interface PipelineCase {
 }
 
 describe("epoch schedule (tests/vectors/epoch_schedule.json)", () => {
-  const cases = vectors<{ cases: ScheduleCase[] }>("epoch_schedule.json").cases;
-  it.each(cases)("$epochs epochs, $epochs_per_round per round", (c) => {
+  const doc = vectors<{ cases: ScheduleCase[]; parts: PartCase[] }>("epoch_schedule.json");
+  it.each(doc.cases)("$epochs epochs, $epochs_per_round per round, $rounds_per_epoch rounds an epoch", (c) => {
     expect(rounds(c)).toBe(c.rounds);
-    expect(c.schedule.map((_, i) => epochsInRound(c, i + 1))).toEqual(c.schedule);
+    const plan = c.schedule.map((_, i) => {
+      const part = epochPart(c, i + 1);
+      return { epochs: epochsInRound(c, i + 1), part: part === null ? null : [part.epoch, part.index, part.count] };
+    });
+    expect(plan).toEqual(c.schedule);
   });
-  it("counts rounds from 1", () => {
+  it.each(doc.parts)("part $index of $count of $batches batches", (c) => {
+    const part = { epoch: 1, index: c.index, count: c.count };
+    expect(partBatches(part, c.batches)).toEqual(c.batch_range);
+    expect(partValidation(part, c.validation)).toEqual(c.validation_indices);
+  });
+  it("counts rounds from 1 and says what a round trains", () => {
     expect(() => epochsInRound({ epochs: 3, epochs_per_round: 1 }, 0)).toThrow(/counted from 1/);
+    expect(() => epochPart({ epochs: 3, epochs_per_round: 1, rounds_per_epoch: 2 }, 0)).toThrow(/counted from 1/);
+    expect(() => partBatches({ epoch: 1, index: 1, count: 2 }, 0)).toThrow(/at least one batch/);
+    expect(roundWork({ epochs: 2, epochs_per_round: 1, rounds_per_epoch: 3 }, 4)).toBe("part 1 of 3 of epoch 2");
+    expect(roundWork({ epochs: 3, epochs_per_round: 2 }, 1)).toBe("2 epochs");
+    expect(roundWork({ epochs: 3, epochs_per_round: 2 }, 2)).toBe("1 epoch");
+  });
+  it("refuses rounds_per_epoch with more than one epoch a round", () => {
+    const doc = { id: "t", display: { title: "T" }, model: { input_shape: [2], layers: [{ type: "dense", units: 1 }], loss: "mse" } };
+    expect(() => parseTask({ ...doc, training: { data_type: "tabular", epochs: 4, epochs_per_round: 2, rounds_per_epoch: 3 } })).toThrow(
+      /rounds_per_epoch/,
+    );
   });
 });
 

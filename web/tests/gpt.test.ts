@@ -7,6 +7,8 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { checkModel } from "../src/core/models/validate";
 import { ModelError, buildModel, isTokenModel, setWeights, takesTokens, weightSlots } from "../src/core/models";
 import type { ModelSpec } from "../src/core/task";
+import { partValidation } from "../src/core/schedule";
+import { windowsAt } from "../src/core/training/tokens";
 import { Trainer, evaluate, predict, type TrainingEvent } from "../src/core/training/trainer";
 import { Weights } from "../src/core/weights";
 
@@ -175,6 +177,25 @@ describe("training a GPT on token windows", () => {
     expect(tf.memory().numTensors).toBe(before);
     expect(events.filter((e) => e.kind === "batch_end" && e.loss !== undefined).length).toBeGreaterThan(0);
     expect(events[events.length - 1]?.kind).toBe("round_end");
+  });
+
+  it("trains a part of an epoch on token windows: its batches, evaluated on its share", async () => {
+    const spec = gpt(1);
+    const model = build(spec);
+    const tokens = Int32Array.from({ length: 45 * (CONTEXT + 1) }, (_, i) => (i % 7) + 1); // 45 windows
+    const val = { tokens: tokens.slice(0, 10 * (CONTEXT + 1)), context: CONTEXT };
+    const events: TrainingEvent[] = [];
+    const task = { training: { epochs_per_round: 1, batch_size: 8 }, model: spec };
+    const trainer = new Trainer(model, task, (e) => events.push(e), { lossEveryMs: 0 });
+    const part = { epoch: 1, index: 2, count: 4 }; // 6 batches: part 2 is batches 1 and 2
+    const history = await trainer.trainRound(5, { tokens, context: CONTEXT }, val, undefined, part);
+    const batches = events.filter((e) => e.kind === "batch_end");
+    expect(batches.map((e) => [e.batch, e.batches])).toEqual([[1, 2], [2, 2]]);
+    expect(history).toHaveLength(1);
+    const share = windowsAt(val, partValidation(part, 10)); // windows 1, 5 and 9
+    expect(share.tokens.length).toBe(3 * (CONTEXT + 1));
+    const again = await evaluate(model, share);
+    expect(history[0]?.val_loss).toBeCloseTo(again.loss, 5);
   });
 
   it("refuses windows cut for another context", async () => {

@@ -12,11 +12,12 @@
 import { readFileSync } from "node:fs";
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { makeDataset } from "../src/core/data/dataset";
+import { makeDataset, subset } from "../src/core/data/dataset";
 import { WeightsError } from "../src/core/errors";
 import { ModelError, buildModel, getWeights, getWeightsAsync, setWeights, weightSlots } from "../src/core/models";
-import { type ModelSpec, type Task, layerNames, parseTask, rounds } from "../src/core/task";
-import { type TrainingEvent, Trainer, classesFromOutputs, evaluate, predict } from "../src/core/training/trainer";
+import { type EpochPart, epochPart, partBatches, partValidation, rounds } from "../src/core/schedule";
+import { type ModelSpec, type Task, layerNames, parseTask } from "../src/core/task";
+import { type TrainingEvent, Trainer, classesFromOutputs, evaluate, partOrder, predict } from "../src/core/training/trainer";
 import { Weights } from "../src/core/weights";
 
 interface Entry {
@@ -119,6 +120,7 @@ describe("errors", () => {
     ]);
     expect(rounds({ epochs: 20, epochs_per_round: 2 })).toBe(10);
     expect(rounds({ epochs: 5, epochs_per_round: 2 })).toBe(3);
+    expect(rounds({ epochs: 3, epochs_per_round: 1, rounds_per_epoch: 4 })).toBe(12);
   });
 });
 
@@ -177,5 +179,36 @@ describe("Trainer", () => {
       "no training data",
     );
     model.dispose();
+  });
+
+  it("trains a part of an epoch: its batches of the epoch's one order, evaluated on its share", async () => {
+    const plan = { epochs: 1, epochs_per_round: 1, rounds_per_epoch: 3 };
+    const batchSize = task.training.batch_size;
+    const parts = [1, 2, 3].map((k) => epochPart(plan, k) as EpochPart);
+    // the parts' samples: every sample once, in one shuffled order
+    const order = parts.flatMap((p) => Array.from(partOrder(p, n, batchSize)));
+    expect([...order].sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i));
+    expect(order).not.toEqual(Array.from({ length: n }, (_, i) => i));
+    const nextEpoch = Array.from(partOrder(epochPart(plan, 4) as EpochPart, n, batchSize));
+    expect(nextEpoch).not.toEqual(order.slice(0, nextEpoch.length));
+
+    const tensors = tf.memory().numTensors;
+    const model = buildModel(task.model, task.training);
+    const events: TrainingEvent[] = [];
+    const trainer = new Trainer(model, task, (e) => events.push(e), { lossEveryMs: 0 });
+    const val = makeDataset(data.x.slice(0, 20 * 6), data.y.slice(0, 20), [6]);
+    const part = parts[1] as EpochPart;
+    const history = await trainer.trainRound(2, data, val, undefined, part);
+    const [start, stop] = partBatches(part, Math.ceil(n / batchSize));
+    const batches = events.filter((e) => e.kind === "batch_end");
+    expect(batches.length).toBe(stop - start);
+    expect(batches.every((e) => e.batches === stop - start)).toBe(true);
+    expect(history).toHaveLength(1);
+    const share = subset(val, partValidation(part, val.n));
+    expect(share.n).toBe(7); // samples 1, 4, 7, … 19 of 20
+    const again = await evaluate(model, share);
+    expect(history[0]?.val_loss).toBeCloseTo(again.loss, 5);
+    model.dispose();
+    expect(tf.memory().numTensors).toBe(tensors);
   });
 });

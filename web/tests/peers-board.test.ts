@@ -48,6 +48,7 @@ function board(): Board {
     roundsBefore: 0,
     epoch: 0,
     epochs: 1,
+    part: null,
     batch: 0,
     batches: 0,
     participants: null,

@@ -227,10 +227,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     rounds = args.rounds
     if rounds is None:  # the task's plan (a server's task: its own)
         from disco import catalog
+        from disco.schedule import planned_rounds
+        from disco.simulation.runner import round_length
 
         task = catalog.fetch(args.task, server)
-        epr = args.epochs_per_round or task.training.epochs_per_round
-        rounds = math.ceil(task.training.epochs / epr)
+        length = round_length(task.training, args.epochs_per_round, args.rounds_per_epoch)
+        rounds = planned_rounds(task.training.epochs, *length)
     with progress_bars(labels, rounds, enabled=not args.json) as bars:
         result = simulate(
             args.task,
@@ -240,6 +242,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             seed=args.seed,
             server=server,
             epochs_per_round=args.epochs_per_round,
+            rounds_per_epoch=args.rounds_per_epoch,
             callbacks=bars.callbacks,
             on_message=bars.on_message,
             attack=attack,

@@ -325,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--rounds",
         type=int,
-        help="number of rounds (default: the task's, its epochs over its epochs per round)",
+        help="number of rounds (default: the task's, its epochs over its epochs per round, times "
+        "its rounds per epoch)",
     )
     s.add_argument(
         "--partition",
@@ -337,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs-per-round",
         type=int,
         help="local epochs between two rounds (default: the task's)",
+    )
+    s.add_argument(
+        "--rounds-per-epoch",
+        type=int,
+        help="rounds into which each local epoch is cut, combining the models that many times "
+        "an epoch (default: the task's)",
     )
     s.add_argument(
         "--attack",

@@ -95,27 +95,34 @@ class Client(ABC):
         self._train_s = 0.0
 
     def _train_sync(
-        self, round: int, weights: Weights, epochs: int
+        self, round: int, weights: Weights, k: int
     ) -> tuple[Weights, list[EpochMetrics]]:
         start = time.perf_counter()
         self.model.set_weights(weights)
-        history = self.trainer.train_round(round, self.train_data, self.val_data, epochs)
+        training = self.task.training
+        history = self.trainer.train_round(
+            round,
+            self.train_data,
+            self.val_data,
+            training.epochs_in_round(k),
+            training.epoch_part(k),
+        )
         trained = self.model.get_weights()
         self._train_s += time.perf_counter() - start
         return trained, history
 
     async def train(
-        self, round: int, weights: Weights, epochs: int
+        self, round: int, weights: Weights, k: int
     ) -> tuple[Weights, list[EpochMetrics]]:
-        """Train `epochs` epochs from `weights` in the training thread; new weights and metrics.
+        """Train this participant's `k`-th round (counted from 1) from `weights` in the training
+        thread; new weights and metrics.
 
+        What the round trains is the task's schedule (`disco.schedule`): whole epochs
+        (`TrainingInfo.epochs_in_round(k)`) or a part of one (`TrainingInfo.epoch_part(k)`).
         `round` seeds the data order and dropout (the server's round when training together).
-        How many epochs a participant's k-th round has is `TrainingInfo.epochs_in_round(k)`.
         """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            _TRAINING_THREAD, self._train_sync, round, weights, epochs
-        )
+        return await loop.run_in_executor(_TRAINING_THREAD, self._train_sync, round, weights, k)
 
     @abstractmethod
     async def run(self, rounds: int | None = None) -> ClientResult:

@@ -343,14 +343,13 @@ class FederatedClient(Client):
             )
             while done < rounds:
                 k = done + 1
-                epochs = training.epochs_in_round(k)
                 log.info(
-                    "your round %d of %d: training %d epoch(s) on the shared model (%s so far)",
-                    *(k, rounds, epochs, _rounds(server_round)),
+                    "your round %d of %d: training %s on the shared model (%s so far)",
+                    *(k, rounds, training.round_work(k), _rounds(server_round)),
                 )
                 if training.secure_aggregation is not None:
                     server_round, weights, epoch_metrics, combined = await secure_round(
-                        self, server_round, weights, k, rounds, epochs
+                        self, server_round, weights, k, rounds
                     )
                     history.extend(epoch_metrics)
                     done += 1
@@ -362,7 +361,7 @@ class FederatedClient(Client):
                         *(k, rounds, _rounds(server_round)),
                     )
                     continue
-                trained, epoch_metrics = await self.train(server_round, weights, epochs)
+                trained, epoch_metrics = await self.train(server_round, weights, k)
                 self._trained = trained
                 history.extend(epoch_metrics)
                 newer = self._newer_result(server_round)

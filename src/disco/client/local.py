@@ -20,8 +20,7 @@ class LocalClient(Client):
         weights = init_weights(self.task.model, seed=self.seed)
         history = []
         for r in range(rounds):
-            epochs_in_round = self.task.training.epochs_in_round(r + 1)
-            weights, epochs = await self.train(r, weights, epochs_in_round)
+            weights, epochs = await self.train(r, weights, r + 1)
             history.extend(epochs)
         return ClientResult(
             weights=weights,

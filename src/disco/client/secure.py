@@ -95,7 +95,7 @@ def _change(weights: Weights, trained: Weights) -> np.ndarray:
 
 
 async def secure_round(
-    client: FederatedClient, r: int, weights: Weights, k: int, n: int, epochs: int
+    client: FederatedClient, r: int, weights: Weights, k: int, n: int
 ) -> tuple[int, Weights, list[EpochMetrics], bool]:
     """Take part in server round `r` (from `weights`) with secure aggregation; the round that
     opens next, its model, this round's training metrics, and whether the round combined
@@ -109,7 +109,7 @@ async def secure_round(
 
     me = fresh()
     await client._send(SecureKeys(round=r, c_public=me.keys()[0], s_public=me.keys()[1]))
-    training = asyncio.ensure_future(client.train(r, weights, epochs))
+    training = asyncio.ensure_future(client.train(r, weights, k))
     metrics: list[EpochMetrics] = []
     setup: RoundSetup | None = None
     sent_shares: SecureShares | None = None  # kept to answer again after a reconnect

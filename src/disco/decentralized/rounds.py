@@ -156,16 +156,12 @@ class PeerRounds(Client):
             self._forget(r)
             return 0
         self._exchange.models[r] = base
-        epochs = self.task.training.epochs_in_round(k)
         log.info(
-            "round %d (your round %d): training %d epoch(s) with %d peer(s)",
-            r,
-            k,
-            epochs,
-            len(neighbours),
+            "round %d (your round %d): training %s with %d peer(s)",
+            *(r, k, self.task.training.round_work(k), len(neighbours)),
         )
         t_train = time.perf_counter()
-        training = asyncio.ensure_future(self.train(r, base, epochs))
+        training = asyncio.ensure_future(self.train(r, base, k))
         if secure is not None:
             return await self._secure_round(
                 plan, secure, base, training, connecting, (timing, t0), history

@@ -59,6 +59,7 @@ from disco.decentralized.peer import PeerClient
 from disco.decentralized.topology import ALL_TO_ALL_LIMIT
 from disco.errors import ConfigError, ServerError, SessionError, TaskError
 from disco.models import build_torch_model
+from disco.schedule import planned_rounds
 from disco.simulation.attacks import (
     COLLUDING,
     AttackerClient,
@@ -72,6 +73,7 @@ from disco.task import (
     Scheme,
     SecureAggregationConfig,
     Task,
+    TrainingInfo,
     parse_aggregation,
     parse_secure_aggregation,
     parse_task,
@@ -81,7 +83,7 @@ from disco.training import EventCallback, evaluate
 from disco.training.trainer import TrainingData
 from disco.weights import Weights
 
-__all__ = ["SimulationResult", "simulate", "simulate_async", "unigram_loss"]
+__all__ = ["SimulationResult", "round_length", "simulate", "simulate_async", "unigram_loss"]
 
 log = logging.getLogger("disco.simulation")
 
@@ -153,6 +155,25 @@ def _load_text(folder: Path, tokenizer: Tokenizer, task: Task, test: bool = Fals
     return load_text(folder, tokenizer, context, validation_split=split)
 
 
+def round_length(
+    training: TrainingInfo, epochs_per_round: int | None, rounds_per_epoch: int | None
+) -> tuple[int, int]:
+    """Epochs per round and rounds per epoch of a simulation: the task's, or the one given (an
+    epochs per round given alone trains whole epochs; rounds per epoch, one epoch a round)."""
+    if epochs_per_round is not None and rounds_per_epoch is not None:
+        if epochs_per_round > 1 and rounds_per_epoch > 1:
+            raise ConfigError(
+                "give epochs per round or rounds per epoch, not both: a round is either whole "
+                "epochs or a part of one"
+            )
+        return epochs_per_round, rounds_per_epoch
+    if epochs_per_round is not None:
+        return epochs_per_round, 1
+    if rounds_per_epoch is not None:
+        return 1, rounds_per_epoch
+    return training.epochs_per_round, training.rounds_per_epoch
+
+
 def _memory(me: str, on_channel: OnChannel, send: SendSignal, *, hub: MemoryHub) -> Connector:
     del send  # in-process channels need no signalling
     return MemoryConnector(me, on_channel, hub)
@@ -172,6 +193,7 @@ async def simulate_async(
     server: str | ServerAccess | None = None,
     data_dir: str | Path | None = None,
     epochs_per_round: int | None = None,
+    rounds_per_epoch: int | None = None,
     callbacks: Callable[[int], list[EventCallback]] | None = None,
     on_message: Callable[[int, Any], None] | None = None,
     attack: AttackSpec | str | None = None,
@@ -183,10 +205,9 @@ async def simulate_async(
 ) -> SimulationResult:
     """Run a simulation; see `simulate`."""
     base = _resolve(task)
-    if rounds is None:  # the task's plan, with its own or the given epochs per round
-        rounds = math.ceil(
-            base.training.epochs / (epochs_per_round or base.training.epochs_per_round)
-        )
+    epr, rpe = round_length(base.training, epochs_per_round, rounds_per_epoch)
+    if rounds is None:  # the task's plan, with its own or the given round length
+        rounds = planned_rounds(base.training.epochs, epr, rpe)
     if clients < 1 or rounds < 1:
         raise TaskError("clients and rounds must be at least 1")
     if scheme not in ("federated", "decentralized"):
@@ -202,8 +223,7 @@ async def simulate_async(
         tokenizer = tokenizer or catalog.fetch_tokenizer(base, server)  # a server: its own
         check_task_tokenizer(base, tokenizer)
     changes: dict[str, Any] = {"min_participants": clients, "scheme": scheme}
-    epr = epochs_per_round or base.training.epochs_per_round
-    changes.update(epochs_per_round=epr, epochs=rounds * epr)
+    changes.update(epochs_per_round=epr, rounds_per_epoch=rpe, epochs=math.ceil(rounds * epr / rpe))
     if aggregation is not None:
         if server is not None:
             raise ConfigError(
@@ -386,13 +406,14 @@ def simulate(
     task: str | Task, clients: int = 3, rounds: int | None = 3, **kwargs: Any
 ) -> SimulationResult:
     """Train `task` with `clients` simulated participants for `rounds` rounds (None: the rounds
-    the task plans, its epochs over its epochs per round).
+    the task plans: its epochs over its epochs per round, times its rounds per epoch).
 
     Keyword arguments: ``partition`` ("iid", "dirichlet:0.5", "shards:2"), ``seed``,
     ``server`` (URL of a running server, or a `ServerAccess` for one behind TLS with its own
     certificate authority or a private one; default: start one on a free loopback port),
     ``data_dir`` (where to write the per-client sample files; default: a temporary folder),
-    ``epochs_per_round``, ``callbacks`` (client index → trainer callbacks), ``on_message``
+    ``epochs_per_round`` or ``rounds_per_epoch`` (how long a round is: whole epochs, or a part
+    of one; default: the task's), ``callbacks`` (client index → trainer callbacks), ``on_message``
     (client index, protocol message → None), ``attack`` (an `AttackSpec` or its text,
     ``"sign_flip:0.2"``, ``"scale:3:k=50"``: the last participants attack, named
     ``attacker-I``; see `disco.simulation.attacks`), ``aggregation`` (a rule config or its

@@ -2,9 +2,11 @@
 
 The same trainer serves local, federated and simulated participants: a round is
 ``epochs_per_round`` epochs on the local training set, each followed by an evaluation on the local
-validation set. Events (round/epoch/batch) go to callbacks — the CLI's progress bars and the
-history both consume them. Training is deterministic under a seed: data order and dropout draw
-from generators seeded per (seed, round, epoch).
+validation set, or one part of an epoch (`disco.schedule`: the part's batches of the epoch's
+order, then an evaluation on the part's share of the validation set). Events
+(round/epoch/batch) go to callbacks — the CLI's progress bars and the history both consume them.
+Training is deterministic under a seed: data order and dropout draw from generators seeded per
+(seed, round, epoch); the order of an epoch cut into parts, per (seed, its epoch number).
 
 Image and tabular models train on a `Dataset`; a language model (a spec that `takes_tokens`)
 trains on token windows, an integer array (N, context + 1) as `disco.data.text` cuts them:
@@ -26,6 +28,7 @@ import torch
 from disco.data.dataset import Dataset
 from disco.errors import DataError
 from disco.models import TorchModel
+from disco.schedule import EpochPart
 from disco.task import TrainingInfo
 from disco.training.optim import clip_gradients, make_optimizer
 
@@ -172,11 +175,16 @@ class Trainer:
         train: TrainingData,
         val: TrainingData | None = None,
         epochs: int | None = None,
+        part: EpochPart | None = None,
     ) -> list[EpochMetrics]:
-        """Run `epochs` (default: epochs_per_round) epochs; return each epoch's metrics."""
+        """Run `epochs` (default: epochs_per_round) epochs, or `part` of an epoch; return each
+        epoch's metrics (a part: one entry, on the part's batches and validation share)."""
         if len(train) == 0:
             raise DataError("no training data: connect at least one sample")
-        epochs = self.training.epochs_per_round if epochs is None else epochs
+        if part is not None:
+            epochs = 1
+        elif epochs is None:
+            epochs = self.training.epochs_per_round
         bs = self.training.batch_size
         x_all, y_all = _arrays(self.model, train)
         n = len(train)
@@ -184,13 +192,18 @@ class Trainer:
         self._emit(Event("round_start", round))
         history = []
         for epoch in range(1, epochs + 1):
-            seeds = np.random.SeedSequence([self.seed, round, epoch]).generate_state(2)
-            gen = torch.Generator().manual_seed(int(seeds[0]))
-            torch.manual_seed(int(seeds[1]))  # dropout
-            order = torch.randperm(n, generator=gen)
+            if part is None:
+                order_seed, dropout_seed = _seeds([self.seed, round, epoch])
+                steps = range(batches)
+            else:  # the parts of one epoch share its order: seeded by the epoch's number
+                order_seed, _ = _seeds([self.seed, part.epoch, 0, part.count])
+                _, dropout_seed = _seeds([self.seed, round, epoch])
+                steps = part.batch_range(batches)
+            torch.manual_seed(dropout_seed)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(order_seed))
             self.model.train()
-            loss_sum, correct = 0.0, 0.0
-            for b in range(batches):
+            loss_sum, correct, seen = 0.0, 0.0, 0
+            for i, b in enumerate(steps):
                 idx = order[b * bs : (b + 1) * bs]
                 x, y = x_all[idx], y_all[idx]
                 self.optimizer.zero_grad(set_to_none=True)
@@ -202,18 +215,34 @@ class Trainer:
                 batch_loss = float(loss.detach())
                 loss_sum += batch_loss * len(idx)
                 correct += (_accuracy(self.model, logits.detach(), y) or 0.0) * len(idx)
-                self._emit(Event("batch_end", round, epoch, b + 1, batches, batch_loss))
+                seen += len(idx)
+                self._emit(Event("batch_end", round, epoch, i + 1, len(steps), batch_loss))
             has_acc = self.model.spec.loss != "mse"
-            train_loss, train_acc = loss_sum / n, (correct / n if has_acc else None)
+            train_loss, train_acc = loss_sum / seen, (correct / seen if has_acc else None)
             vl: float | None = None
             va: float | None = None
             if val is not None and len(val) > 0:
-                vl, va = evaluate(self.model, val)
+                share = val if part is None else _take(val, part.validation_indices(len(val)))
+                vl, va = evaluate(self.model, share)
             metrics = EpochMetrics(
                 round, epoch, train_loss, train_acc, vl, va,
                 _perplexity(self.model, train_loss), _perplexity(self.model, vl),
             )  # fmt: skip
             history.append(metrics)
-            self._emit(Event("epoch_end", round, epoch, batches, batches, metrics=metrics))
+            self._emit(Event("epoch_end", round, epoch, len(steps), len(steps), metrics=metrics))
         self._emit(Event("round_end", round, epochs, metrics=history[-1]))
         return history
+
+
+def _seeds(entropy: list[int]) -> tuple[int, int]:
+    """Two seeds (data order, dropout) drawn from `entropy`."""
+    a, b = np.random.SeedSequence(entropy).generate_state(2)
+    return int(a), int(b)
+
+
+def _take(data: TrainingData, indices: np.ndarray) -> TrainingData:
+    """The samples of `data` at `indices`, in that order."""
+    if isinstance(data, np.ndarray):
+        taken: np.ndarray = data[indices]
+        return taken
+    return data.subset(indices)

@@ -277,6 +277,8 @@ export interface TrainingInfo {
   scheme: Scheme;
   epochs: number;
   epochs_per_round: number;
+  /** Rounds into which each local epoch is cut (more than 1: epochs_per_round is 1; core/schedule.ts). */
+  rounds_per_epoch: number;
   batch_size: number;
   validation_split: number;
   optimizer: (typeof OPTIMIZERS)[number];
@@ -327,29 +329,12 @@ export interface Task {
   model: ModelSpec;
 }
 
-/** Number of communication rounds: epochs / epochs_per_round, rounded up. */
-export function rounds(training: Pick<TrainingInfo, "epochs" | "epochs_per_round">): number {
-  return Math.ceil(training.epochs / training.epochs_per_round);
-}
-
-/**
- * Local epochs of a participant's `k`-th round (counted from 1): `epochs_per_round`, except in
- * the last planned round, which trains what is left of `epochs` (10 epochs, 3 per round → 3, 3,
- * 3, 1); rounds beyond the plan train `epochs_per_round`. Mirrors Python's
- * `TrainingInfo.epochs_in_round`; tests/vectors/epoch_schedule.json pins both.
- */
-export function epochsInRound(training: Pick<TrainingInfo, "epochs" | "epochs_per_round">, k: number): number {
-  if (!Number.isInteger(k) || k < 1) throw new RangeError(`rounds are counted from 1, got ${k}`);
-  const per = training.epochs_per_round;
-  if (k > rounds(training)) return per;
-  return Math.min(per, training.epochs - (k - 1) * per);
-}
-
 /** Python's `TrainingInfo` defaults, for documents that leave fields out. */
 export const TRAINING_DEFAULTS: Omit<TrainingInfo, "data_type"> = {
   scheme: "federated",
   epochs: 10,
   epochs_per_round: 1,
+  rounds_per_epoch: 1,
   batch_size: 32,
   validation_split: 0.2,
   optimizer: "adam",
@@ -514,6 +499,10 @@ export function parseTask(data: unknown): Task {
   checkModelSpec(doc["model"]);
   const filled = { ...TRAINING_DEFAULTS, ...training, data_type: dataType as DataType } as TrainingInfo;
   check(positiveInt(filled.epochs) && positiveInt(filled.epochs_per_round), "training.epochs: positive integers");
+  check(
+    positiveInt(filled.rounds_per_epoch) && (filled.rounds_per_epoch === 1 || filled.epochs_per_round === 1),
+    "training.rounds_per_epoch: a positive integer, with epochs_per_round 1 when more than 1",
+  );
   check(positiveInt(filled.batch_size), "training.batch_size: a positive integer");
   const seconds = (v: unknown): boolean => typeof v === "number" && Number.isFinite(v) && v > 0;
   check(seconds(filled.round_deadline_s), "training.round_deadline_s: a number of seconds > 0");

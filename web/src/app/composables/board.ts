@@ -1,5 +1,6 @@
 // The training board: what it shows of a run (phase, counters, the round's peers, charts, log),
 // how a fresh one starts, and how the trainer's events and log lines reach it.
+import type { EpochPart } from "../../core/schedule";
 import type { Task } from "../../core/task";
 import type { EpochMetrics, TrainingEvent } from "../../core/training/trainer";
 import { roundsOf } from "./plain";
@@ -37,7 +38,7 @@ export interface BoardPeer {
   state: "connected" | "connecting" | "failed";
 }
 
-/** One epoch on the charts; `x` counts epochs from the start of training. */
+/** One epoch, or part of one, on the charts; `x` counts epochs from the start of training. */
 export interface EpochPoint extends EpochMetrics {
   x: number;
 }
@@ -71,6 +72,8 @@ export interface Board {
   /** Epoch of the current round, counted from 1. */
   epoch: number;
   epochs: number;
+  /** The part of an epoch the current round trains, when the task cuts epochs into rounds. */
+  part: EpochPart | null;
   batch: number;
   batches: number;
   participants: number | null;
@@ -110,6 +113,7 @@ export function newBoard(task: Task): Board {
     roundsBefore: 0,
     epoch: 0,
     epochs: task.training.epochs_per_round,
+    part: null,
     batch: 0,
     batches: 0,
     participants: null,
@@ -143,6 +147,7 @@ export function onTrainingEvent(s: TaskSession, e: TrainingEvent): void {
   if (e.kind === "round_start") {
     b.epoch = 0;
     b.batch = 0;
+    b.part = e.part ?? null;
     if (b.mode === "alone" || b.phase !== "training") b.phase = "training";
     return;
   }
@@ -154,7 +159,8 @@ export function onTrainingEvent(s: TaskSession, e: TrainingEvent): void {
   }
   if (e.kind === "epoch_end" && e.metrics) {
     const m = e.metrics;
-    const x = (b.history.at(-1)?.x ?? 0) + 1; // epochs go on across rounds and continued runs
+    // epochs go on across rounds and continued runs; a part of an epoch is that share of one
+    const x = (b.history.at(-1)?.x ?? 0) + (e.part ? 1 / e.part.count : 1);
     b.epoch = m.epoch;
     b.history = [...b.history, { ...m, x }];
     // a language model: perplexity (how many tokens it hesitates between), not accuracy
@@ -167,6 +173,7 @@ export function onTrainingEvent(s: TaskSession, e: TrainingEvent): void {
       ? m.val_loss === null ? "" : `; validation loss ${m.val_loss.toFixed(4)}, perplexity ${ppl(m.val_perplexity)}`
       : m.val_accuracy === null ? "" : `; validation accuracy ${(100 * m.val_accuracy).toFixed(1)}%`;
     const who = b.mode === "together" ? "your round" : "round";
-    log(s, `${who} ${e.round} of ${b.rounds}, epoch ${m.epoch}: loss ${m.train_loss.toFixed(4)}${acc}${val}`);
+    const where = e.part ? `part ${e.part.index} of ${e.part.count} of epoch ${e.part.epoch}` : `epoch ${m.epoch}`;
+    log(s, `${who} ${e.round} of ${b.rounds}, ${where}: loss ${m.train_loss.toFixed(4)}${acc}${val}`);
   }
 }

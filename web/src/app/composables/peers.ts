@@ -9,7 +9,7 @@
 import type * as tf from "@tensorflow/tfjs";
 import { PeerClient, type PeerClientEvent, type PeerState, type PeerView } from "../../core/decentralized/peer";
 import { getWeights, setWeights } from "../../core/models";
-import { epochsInRound, type Task } from "../../core/task";
+import type { Task } from "../../core/task";
 import type { EpochMetrics } from "../../core/training/trainer";
 import type { Weights } from "../../core/weights";
 import { getModelFile, serverUrl } from "./api";
@@ -132,8 +132,8 @@ export async function runDecentralized(run: {
   name: string;
   board: Board;
   model: tf.LayersModel;
-  /** Train `model` on the local data for `epochs` epochs; `round` counts this browser's rounds from 1. */
-  trainRound: (round: number, epochs: number) => Promise<EpochMetrics[]>;
+  /** Train `model` on the local data: round `round`, this browser's `k`-th (counted from 1; the task's schedule says what it trains). */
+  trainRound: (round: number, k: number) => Promise<EpochMetrics[]>;
   /** Stops the round being trained (after its current batch). */
   stopTraining: () => void;
   /** Training samples behind each update. */
@@ -164,7 +164,7 @@ export async function runDecentralized(run: {
       signal.addEventListener("abort", stopTraining);
       let history: EpochMetrics[];
       try {
-        history = await trainRound(yourRound, epochsInRound(task.training, yourRound));
+        history = await trainRound(yourRound, yourRound);
       } finally {
         signal.removeEventListener("abort", stopTraining);
       }

@@ -1,5 +1,6 @@
 // Plain-language descriptions of a task for people who are not machine-learning experts.
 import { epsilon, noiseStd } from "../../core/privacy";
+import { rounds as plannedRounds } from "../../core/schedule";
 import type { Task } from "../../core/task";
 import { peerRefusal } from "../../core/decentralized/rules";
 
@@ -141,9 +142,9 @@ export function sharedModelText(round: number): string {
   return round === 0 ? "Not trained yet" : `Trained for ${round} round${round === 1 ? "" : "s"} so far`;
 }
 
-/** Communication rounds: epochs / epochs per round, rounded up. */
+/** Communication rounds: epochs / epochs per round rounded up, times rounds per epoch. */
 export function roundsOf(task: Task): number {
-  return Math.ceil(task.training.epochs / task.training.epochs_per_round);
+  return plannedRounds(task.training);
 }
 
 /** The input column names, shortened when there are many ("a, b, … z (30 columns)"). */

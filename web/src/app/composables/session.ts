@@ -9,7 +9,8 @@ import { LIMITED_CLOSE } from "../../core/client/server";
 import { AccessRefused } from "../../core/errors";
 import { type Dataset, split } from "../../core/data/dataset";
 import { buildModel, getWeights, setWeights } from "../../core/models";
-import { type Task, epochsInRound } from "../../core/task";
+import { epochPart, epochsInRound } from "../../core/schedule";
+import type { Task } from "../../core/task";
 import { type EpochMetrics, type TokenWindows, type TrainingData, Trainer, evaluate, perplexity } from "../../core/training/trainer";
 import type { Weights } from "../../core/weights";
 import { describeBackend, ensureBackend } from "./backend";
@@ -265,8 +266,8 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
       onTrainingEvent(s, e);
     });
     trainer = t;
-    const trainRound = (round: number, epochs: number): Promise<EpochMetrics[]> => {
-      const run = t.trainRound(round, train, v, epochs);
+    const trainRound = (round: number, k: number): Promise<EpochMetrics[]> => {
+      const run = t.trainRound(round, train, v, epochsInRound(task.training, k), epochPart(task.training, k));
       training = run.catch(() => undefined);
       return run;
     };
@@ -312,7 +313,7 @@ export async function startTraining(s: TaskSession, mode: TrainMode, options: St
     } else {
       for (let r = 1; r <= b.rounds && !stopped; r++) {
         b.round = r;
-        await trainRound(r, epochsInRound(task.training, before + r));
+        await trainRound(r, before + r);
       }
     }
     if (stopped) {

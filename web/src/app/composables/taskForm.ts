@@ -60,6 +60,7 @@ export interface TaskForm {
   aggregation_settings: Record<string, Record<string, number | string>>;
   epochs: number | string;
   epochs_per_round: number | string;
+  rounds_per_epoch: number | string;
   batch_size: number | string;
   learning_rate: number | string;
   validation_split: number | string;
@@ -107,6 +108,7 @@ export function emptyForm(): TaskForm {
     aggregation_settings: {},
     epochs: 10,
     epochs_per_round: 2,
+    rounds_per_epoch: 1,
     batch_size: 32,
     learning_rate: 0.001,
     validation_split: 0.2,
@@ -418,6 +420,10 @@ export function buildTask(
   if (!e.epochs && !e.epochs_per_round && perRound > epochs) {
     e.epochs_per_round = "Epochs per round cannot be more than the total epochs.";
   }
+  const perEpoch = c.int("rounds_per_epoch", 1, 1000, "Rounds per epoch");
+  if (!e.epochs_per_round && !e.rounds_per_epoch && perEpoch > 1 && perRound > 1) {
+    e.rounds_per_epoch = "Rounds per epoch cuts each epoch into rounds: set epochs per round to 1, or this to 1.";
+  }
   const batch = c.int("batch_size", 1, 65_536, "Batch size");
   const lr = c.real("learning_rate", 0, 10, "Learning rate", true);
   const vsplit = c.real("validation_split", 0, 0.9, "Validation share");
@@ -444,6 +450,7 @@ export function buildTask(
     aggregation,
     epochs,
     epochs_per_round: perRound,
+    rounds_per_epoch: perEpoch,
     batch_size: batch,
     validation_split: vsplit,
     learning_rate: lr,
@@ -524,6 +531,7 @@ const TRAINING_KEYS = new Set([
   "scheme",
   "epochs",
   "epochs_per_round",
+  "rounds_per_epoch",
   "batch_size",
   "validation_split",
   "learning_rate",

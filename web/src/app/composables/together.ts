@@ -7,7 +7,7 @@
 import type * as tf from "@tensorflow/tfjs";
 import { FederatedClient, type ClientEvent, type TrainFn } from "../../core/client/federated";
 import { getWeights, setWeights } from "../../core/models";
-import { epochsInRound, type Task } from "../../core/task";
+import type { Task } from "../../core/task";
 import type { EpochMetrics } from "../../core/training/trainer";
 import type { Weights } from "../../core/weights";
 import { serverUrl } from "./api";
@@ -19,8 +19,8 @@ import { recordPrivateUpdate } from "./privacyBudget";
 export interface FederatedHooksRun {
   task: Task;
   board: Board;
-  /** Load `weights` into the local model, train it `epochs` epochs (`round` counts this browser's rounds from 1) and read it back. */
-  trainOn: (weights: Weights, round: number, epochs: number) => Promise<{ weights: Weights; history: EpochMetrics[] }>;
+  /** Load `weights` into the local model, train it for this browser's `k`-th round (counted from 1) and read it back. */
+  trainOn: (weights: Weights, k: number) => Promise<{ weights: Weights; history: EpochMetrics[] }>;
   /** Training samples behind each update. */
   numSamples: number;
   log: (message: string, level?: LogLine["level"]) => void;
@@ -46,7 +46,7 @@ export function federatedHooks(run: FederatedHooksRun): { train: TrainFn; onEven
       signal.throwIfAborted(); // stopped (or the round ended) before training began: train nothing
       if (round !== uncombined) onGlobal(round, weights);
       mine += 1;
-      const { weights: trained, history } = await trainOn(weights, mine, epochsInRound(task.training, mine));
+      const { weights: trained, history } = await trainOn(weights, mine);
       const last = history.at(-1);
       const metrics = last
         ? { train_loss: last.train_loss, train_accuracy: last.train_accuracy, val_loss: last.val_loss, val_accuracy: last.val_accuracy }
@@ -93,8 +93,8 @@ export async function runFederated(run: {
   name: string;
   board: Board;
   model: tf.LayersModel;
-  /** Train `model` on the local data for `epochs` epochs; `round` counts this browser's rounds from 1. */
-  trainRound: (round: number, epochs: number) => Promise<EpochMetrics[]>;
+  /** Train `model` on the local data: round `round`, this browser's `k`-th (counted from 1; the task's schedule says what it trains). */
+  trainRound: (round: number, k: number) => Promise<EpochMetrics[]>;
   /** Training samples behind each update. */
   numSamples: number;
   log: (message: string, level?: LogLine["level"]) => void;
@@ -106,9 +106,9 @@ export async function runFederated(run: {
 }): Promise<void> {
   const { task, name, board, model, trainRound, numSamples, log, onGlobal, onStop, onRoundClosed } = run;
   const spec = task.model;
-  const trainOn = async (weights: Weights, round: number, epochs: number): Promise<{ weights: Weights; history: EpochMetrics[] }> => {
+  const trainOn = async (weights: Weights, k: number): Promise<{ weights: Weights; history: EpochMetrics[] }> => {
     setWeights(model, spec, weights);
-    const history = await trainRound(round, epochs);
+    const history = await trainRound(k, k);
     return { weights: getWeights(model, spec), history };
   };
   const { train, onEvent } = federatedHooks({ task, board, trainOn, numSamples, log, onGlobal, onRoundClosed });

@@ -117,9 +117,21 @@ export interface BatchProgress {
   loss?: number;
 }
 
+/** The windows of `data` at `indices`, in that order. */
+export function windowsAt(data: TokenWindows, indices: ArrayLike<number>): TokenWindows {
+  const width = data.context + 1;
+  const tokens = new Int32Array(indices.length * width);
+  for (let i = 0; i < indices.length; i++) {
+    const start = (indices[i] as number) * width;
+    tokens.set(data.tokens.subarray(start, start + width), i * width);
+  }
+  return { tokens, context: data.context };
+}
+
 /**
- * One epoch over `data` in shuffled batches: mean loss and token accuracy. `onBatch` runs after
- * each batch (awaited: it may yield to the page); `shouldStop` ends the epoch early.
+ * One epoch over `data` in shuffled batches, or over the windows of `order` in that order (a
+ * part of an epoch): mean loss and token accuracy. `onBatch` runs after each batch (awaited: it
+ * may yield to the page); `shouldStop` ends the epoch early.
  */
 export async function trainTokenEpoch(
   model: tf.LayersModel,
@@ -129,18 +141,23 @@ export async function trainTokenEpoch(
   lossEveryMs: number,
   onBatch: (progress: BatchProgress) => Promise<void>,
   shouldStop: () => boolean = () => false,
+  order?: ArrayLike<number>,
 ): Promise<{ loss: number; accuracy: number }> {
   const n = windowCount(data, context);
-  const order = Array.from({ length: n }, (_, i) => i);
-  tf.util.shuffle(order);
-  const batches = Math.ceil(n / batchSize);
+  if (order === undefined) {
+    const all = Array.from({ length: n }, (_, i) => i);
+    tf.util.shuffle(all);
+    order = all;
+  }
+  const picked = Array.from(order);
+  const batches = Math.ceil(picked.length / batchSize);
   let lossSum = tf.scalar(0);
   let correct = tf.scalar(0);
   let seen = 0;
   let lastLoss = -Infinity;
   try {
     for (let b = 0; b < batches && !shouldStop(); b++) {
-      const idx = order.slice(b * batchSize, (b + 1) * batchSize);
+      const idx = picked.slice(b * batchSize, (b + 1) * batchSize);
       const { x, y } = tokenBatch(data, idx);
       const step = tokenStep(model, x, y);
       const [nextLoss, nextCorrect] = tf.tidy(() => [

@@ -1,6 +1,8 @@
 /**
- * The browser's local trainer: rounds of `epochs_per_round` epochs of `model.fit`, with one flat
- * stream of events, as Python's `disco.training.Trainer` emits them.
+ * The browser's local trainer: rounds of `epochs_per_round` epochs of `model.fit`, or of one part
+ * of an epoch (`core/schedule.ts`: the part's batches of the epoch's shuffled order, evaluated on
+ * the part's share of the validation samples), with one flat stream of events, as Python's
+ * `disco.training.Trainer` emits them.
  *
  * The loop is TF.js's own `fit` (shuffled mini-batches of the task's batch size, validation at
  * the end of each epoch). The per-batch hook adds no work to it: a `batch_end` event carries the
@@ -13,11 +15,12 @@
  * loop of `tokens.ts` instead, emitting the same events; its metrics add the perplexity.
  */
 import * as tf from "@tensorflow/tfjs";
-import { DataError, type Dataset } from "../data/dataset";
+import { DataError, type Dataset, permutation, subset } from "../data/dataset";
 import { isTokenModel, takesTokens } from "../models/build";
 import { TokenEmbedding } from "../models/gpt";
+import { type EpochPart, partBatches, partValidation } from "../schedule";
 import type { ModelSpec, TrainingInfo } from "../task";
-import { checkTokenIds, evaluateTokens, type TokenWindows, trainTokenEpoch, windowCount } from "./tokens";
+import { checkTokenIds, evaluateTokens, type TokenWindows, trainTokenEpoch, windowCount, windowsAt } from "./tokens";
 
 export type { TokenWindows } from "./tokens";
 
@@ -48,6 +51,8 @@ export interface TrainingEvent {
   /** The batch's loss, on some `batch_end` events only (see `TrainerOptions.lossEveryMs`). */
   loss?: number;
   metrics?: EpochMetrics;
+  /** The part of an epoch the round trains, when it trains one (`core/schedule.ts`). */
+  part?: EpochPart;
 }
 
 /** Receives training events. */
@@ -127,6 +132,24 @@ function sizeOf(data: Batchable): number {
   return "sampleShape" in data ? data.n : (data.x.shape[0] ?? 0);
 }
 
+/**
+ * The samples (of `n`) that `part` of an epoch trains, in order: its batches of the epoch's
+ * shuffled order, which all parts of that epoch share (seeded by the epoch's number).
+ */
+export function partOrder(part: EpochPart, n: number, batchSize: number): Int32Array {
+  const [start, stop] = partBatches(part, Math.ceil(n / batchSize));
+  return permutation(n, part.epoch * 65_537 + part.count).subarray(start * batchSize, Math.min(stop * batchSize, n));
+}
+
+/** The samples of `data` at `indices`, and the tensors made for them (the caller disposes). */
+function pick(data: Batchable, indices: ArrayLike<number>): { data: Batchable; made: tf.Tensor[] } {
+  if ("sampleShape" in data) return { data: subset(data, indices), made: [] };
+  const at = tf.tensor1d(Int32Array.from(indices), "int32");
+  const picked = { x: tf.gather(data.x, at), y: tf.gather(data.y, at) };
+  at.dispose();
+  return { data: picked, made: [picked.x, picked.y] };
+}
+
 /** How often training lets the page breathe (TF.js's own `fit` default, 125 ms). */
 const YIELD_EVERY_MS = 125;
 
@@ -185,29 +208,55 @@ class EventBridge extends tf.Callback {
 export class Trainer {
   private readonly options: Required<TrainerOptions>;
 
+  /** The part of an epoch the current round trains, told with each of its events. */
+  private part: EpochPart | null = null;
+  private readonly onEvent: EventCallback;
+
   /** `model` is built from `task.model` (see `buildModel`); events go to `onEvent`. */
   constructor(
     readonly model: tf.LayersModel,
     readonly task: TrainerTask,
-    private readonly onEvent: EventCallback = () => {},
+    onEvent: EventCallback = () => {},
     options: TrainerOptions = {},
   ) {
     this.options = { lossEveryMs: options.lossEveryMs ?? 200 };
+    this.onEvent = (e) => onEvent(this.part ? { ...e, part: this.part } : e);
   }
 
-  /** Run `epochs_per_round` epochs (or `epochs`) on `train`; return each epoch's metrics. */
-  async trainRound(round: number, train: TrainingData, val?: TrainingData, epochs?: number): Promise<EpochMetrics[]> {
-    if (takesTokens(this.task.model)) return this.trainTokens(round, train, val, epochs);
+  /**
+   * Run `epochs_per_round` epochs (or `epochs`), or `part` of an epoch, on `train`; return each
+   * epoch's metrics (a part: one entry, on the part's batches and validation share).
+   */
+  async trainRound(
+    round: number,
+    train: TrainingData,
+    val?: TrainingData,
+    epochs?: number,
+    part: EpochPart | null = null,
+  ): Promise<EpochMetrics[]> {
+    this.part = part;
+    if (takesTokens(this.task.model)) return this.trainTokens(round, train, val, part ? 1 : epochs, part);
     if (isWindows(train) || (val !== undefined && isWindows(val))) {
       throw new DataError("token windows train language models only; this model reads a Dataset");
     }
     const n = sizeOf(train);
     if (n === 0) throw new DataError("no training data: connect at least one sample");
     const { training, model: spec } = this.task;
-    const count = epochs ?? training.epochs_per_round;
+    const count = part ? 1 : (epochs ?? training.epochs_per_round);
     const batchSize = training.batch_size;
+    const made: tf.Tensor[] = [];
+    if (part !== null) {
+      const picked = pick(train, partOrder(part, n, batchSize));
+      made.push(...picked.made);
+      train = picked.data;
+      if (val !== undefined && sizeOf(val) > 0) {
+        const share = pick(val, partValidation(part, sizeOf(val)));
+        made.push(...share.made);
+        val = share.data;
+      }
+    }
     const bridge = new EventBridge(
-      round, Math.ceil(n / batchSize), spec.loss !== "mse", this.options.lossEveryMs, this.onEvent,
+      round, Math.ceil(sizeOf(train) / batchSize), spec.loss !== "mse", this.options.lossEveryMs, this.onEvent,
     );
     const trainT = asTensors(this.model, train);
     const valT = val !== undefined && sizeOf(val) > 0 ? asTensors(this.model, val) : null;
@@ -216,7 +265,7 @@ export class Trainer {
       await this.model.fit(trainT.x, trainT.y, {
         epochs: count,
         batchSize,
-        shuffle: true,
+        shuffle: part === null, // a part keeps its epoch's order
         verbose: 0,
         callbacks: [bridge],
         ...(valT ? { validationData: [valT.x, valT.y] as [tf.Tensor, tf.Tensor] } : {}),
@@ -224,6 +273,7 @@ export class Trainer {
     } finally {
       if (trainT.owned) tf.dispose([trainT.x, trainT.y]);
       if (valT?.owned) tf.dispose([valT.x, valT.y]);
+      tf.dispose(made);
     }
     const last = bridge.history[bridge.history.length - 1];
     this.onEvent({
@@ -232,7 +282,13 @@ export class Trainer {
     return bridge.history;
   }
 
-  private async trainTokens(round: number, train: TrainingData, val?: TrainingData, epochs?: number): Promise<EpochMetrics[]> {
+  private async trainTokens(
+    round: number,
+    train: TrainingData,
+    val: TrainingData | undefined,
+    epochs: number | undefined,
+    part: EpochPart | null,
+  ): Promise<EpochMetrics[]> {
     const context = this.task.model.input_shape[0] as number;
     const windows = (data: TrainingData): TokenWindows => {
       if (!isWindows(data)) throw new DataError("a language model trains on token windows, not on a dataset");
@@ -244,12 +300,14 @@ export class Trainer {
     const n = windowCount(trainW, context);
     if (n === 0) throw new DataError("no training data: connect at least one text file");
     checkTokenIds(trainW, vocab);
-    const valW = val !== undefined ? windows(val) : null;
+    let valW = val !== undefined ? windows(val) : null;
     const hasVal = valW !== null && windowCount(valW, context) > 0;
     if (valW !== null) checkTokenIds(valW, vocab);
     const { batch_size: batchSize, epochs_per_round: perRound } = this.task.training;
     const count = epochs ?? perRound;
-    const batches = Math.ceil(n / batchSize);
+    const order = part ? partOrder(part, n, batchSize) : undefined;
+    if (part && valW && hasVal) valW = windowsAt(valW, partValidation(part, windowCount(valW, context)));
+    const batches = Math.ceil((order?.length ?? n) / batchSize);
     const history: EpochMetrics[] = [];
     let lastYield = Date.now();
     this.model.stopTraining = false;
@@ -265,6 +323,7 @@ export class Trainer {
           }
         },
         () => this.model.stopTraining,
+        order,
       );
       const v = hasVal && valW ? await evaluateTokens(this.model, valW, context) : null;
       const metrics: EpochMetrics = {
