@@ -119,6 +119,12 @@ def test_rounds_shorter_than_an_epoch_combine_the_models_within_an_epoch(
         for r in sorted({e.round for e in events[1]})
     ]
     assert len(per_round) == 6 and sum(per_round[:3]) == batches == sum(per_round[3:])
+    with pytest.raises(ConfigError, match="the server's task decides what a round trains"):
+        simulate(task, 2, 1, server="http://127.0.0.1:9", rounds_per_epoch=2)
+    with pytest.raises(ConfigError, match="rounds_per_epoch must be at least 1"):
+        simulate(task, 2, 1, tokenizer=tokenizer, data_dir=data, rounds_per_epoch=0)
+    with pytest.raises(SystemExit):
+        main(["simulate", "--task", "shakespeare", "--rounds-per-epoch", "0"])
     with pytest.raises(ConfigError, match="not both"):
         simulate(
             task, 2, 1, tokenizer=tokenizer, data_dir=data, epochs_per_round=2, rounds_per_epoch=2

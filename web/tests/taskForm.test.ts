@@ -239,6 +239,22 @@ describe("schemes and aggregation rules", () => {
   });
 });
 
+describe("rounds per epoch", () => {
+  it("cuts each epoch into rounds, with one epoch a round", () => {
+    const f = tableForm();
+    f.columns = [{ ...emptyColumn("w"), mean: 1, std: 2 }];
+    f.output_column = "y";
+    f.labels = "a, b";
+    f.epochs_per_round = 1;
+    f.rounds_per_epoch = 4;
+    expect((buildTask(f).doc?.training as Record<string, unknown>).rounds_per_epoch).toBe(4);
+    f.epochs_per_round = 2;
+    expect(buildTask(f).errors.rounds_per_epoch).toContain("set epochs per round to 1");
+    f.rounds_per_epoch = 0;
+    expect(buildTask(f).errors.rounds_per_epoch).toContain("Rounds per epoch");
+  });
+});
+
 describe("waiting for the others", () => {
   it("must last at least the round deadline", () => {
     const f = emptyForm();

@@ -52,6 +52,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 TRAIN_NOTES = """\
 exit codes:
   0    done
@@ -336,12 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the split, weights and training")
     s.add_argument(
         "--epochs-per-round",
-        type=int,
+        type=_at_least_one,
         help="local epochs between two rounds (default: the task's)",
     )
     s.add_argument(
         "--rounds-per-epoch",
-        type=int,
+        type=_at_least_one,
         help="rounds into which each local epoch is cut, combining the models that many times "
         "an epoch (default: the task's)",
     )

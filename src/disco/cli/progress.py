@@ -12,6 +12,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from disco.cli.output import console, plural
+from disco.schedule import describe_work
 
 if TYPE_CHECKING:  # disco.training loads torch, which `disco serve` does not need
     from disco.training import Event, EventCallback
@@ -63,9 +64,9 @@ class Bars:
                     self._complete(i, self.started[i - 1])
                 self.started[i - 1] += 1
             elif event.kind == "batch_end":
-                self._show(
-                    i, f"{self._round(i)}: epoch {event.epoch}, batch {event.batch}/{event.batches}"
-                )
+                p = event.part
+                where = f"epoch {event.epoch}" if p is None else describe_work(1, p)
+                self._show(i, f"{self._round(i)}: {where}, batch {event.batch}/{event.batches}")
             elif event.kind == "round_end" and event.metrics is not None:
                 m = event.metrics
                 acc = f", val_acc {m.val_accuracy:.3f}" if m.val_accuracy is not None else ""

@@ -160,6 +160,12 @@ def round_length(
 ) -> tuple[int, int]:
     """Epochs per round and rounds per epoch of a simulation: the task's, or the one given (an
     epochs per round given alone trains whole epochs; rounds per epoch, one epoch a round)."""
+    for name, value in (
+        ("epochs_per_round", epochs_per_round),
+        ("rounds_per_epoch", rounds_per_epoch),
+    ):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
     if epochs_per_round is not None and rounds_per_epoch is not None:
         if epochs_per_round > 1 and rounds_per_epoch > 1:
             raise ConfigError(
@@ -205,6 +211,11 @@ async def simulate_async(
 ) -> SimulationResult:
     """Run a simulation; see `simulate`."""
     base = _resolve(task)
+    if server is not None and (epochs_per_round is not None or rounds_per_epoch is not None):
+        raise ConfigError(
+            "epochs per round and rounds per epoch apply to the task a simulation publishes on "
+            "its own server; with a running server, the server's task decides what a round trains"
+        )
     epr, rpe = round_length(base.training, epochs_per_round, rounds_per_epoch)
     if rounds is None:  # the task's plan, with its own or the given round length
         rounds = planned_rounds(base.training.epochs, epr, rpe)

@@ -6,7 +6,9 @@ validation set, or one part of an epoch (`disco.schedule`: the part's batches of
 order, then an evaluation on the part's share of the validation set). Events
 (round/epoch/batch) go to callbacks — the CLI's progress bars and the history both consume them.
 Training is deterministic under a seed: data order and dropout draw from generators seeded per
-(seed, round, epoch); the order of an epoch cut into parts, per (seed, its epoch number).
+(seed, round, epoch); the parts of an epoch cut into rounds share the order drawn in the round
+that trained its part 1 (a participant that joins again starts again from part 1 with a new
+order: short sessions do not train the same windows each time).
 
 Image and tabular models train on a `Dataset`; a language model (a spec that `takes_tokens`)
 trains on token windows, an integer array (N, context + 1) as `disco.data.text` cuts them:
@@ -66,6 +68,7 @@ class Event:
     batches: int = 0
     loss: float | None = None
     metrics: EpochMetrics | None = None
+    part: EpochPart | None = None  # the part of an epoch the round trains, when it trains one
 
 
 EventCallback = Callable[[Event], None]
@@ -157,6 +160,8 @@ class Trainer:
     seed: int = 0
     callbacks: list[EventCallback] = field(default_factory=list)
     _optimizer: torch.optim.Optimizer | None = field(default=None, init=False, repr=False)
+    # an epoch cut into rounds: its order's seed, drawn in the round of its part 1
+    _epoch_seeds: dict[int, int] = field(default_factory=dict, init=False, repr=False)
 
     def _emit(self, event: Event) -> None:
         for cb in self.callbacks:
@@ -189,15 +194,17 @@ class Trainer:
         x_all, y_all = _arrays(self.model, train)
         n = len(train)
         batches = (n + bs - 1) // bs
-        self._emit(Event("round_start", round))
+        self._emit(Event("round_start", round, part=part))
         history = []
         for epoch in range(1, epochs + 1):
             if part is None:
                 order_seed, dropout_seed = _seeds([self.seed, round, epoch])
                 steps = range(batches)
-            else:  # the parts of one epoch share its order: seeded by the epoch's number
-                order_seed, _ = _seeds([self.seed, part.epoch, 0, part.count])
-                _, dropout_seed = _seeds([self.seed, round, epoch])
+            else:  # the parts of one epoch share one order, drawn in the round of its part 1
+                order_seed, dropout_seed = _seeds([self.seed, round, epoch])
+                if part.index == 1 or part.epoch not in self._epoch_seeds:
+                    self._epoch_seeds[part.epoch] = order_seed
+                order_seed = self._epoch_seeds[part.epoch]
                 steps = part.batch_range(batches)
             torch.manual_seed(dropout_seed)
             order = torch.randperm(n, generator=torch.Generator().manual_seed(order_seed))
@@ -216,7 +223,9 @@ class Trainer:
                 loss_sum += batch_loss * len(idx)
                 correct += (_accuracy(self.model, logits.detach(), y) or 0.0) * len(idx)
                 seen += len(idx)
-                self._emit(Event("batch_end", round, epoch, i + 1, len(steps), batch_loss))
+                self._emit(
+                    Event("batch_end", round, epoch, i + 1, len(steps), batch_loss, part=part)
+                )
             has_acc = self.model.spec.loss != "mse"
             train_loss, train_acc = loss_sum / seen, (correct / seen if has_acc else None)
             vl: float | None = None
@@ -229,8 +238,11 @@ class Trainer:
                 _perplexity(self.model, train_loss), _perplexity(self.model, vl),
             )  # fmt: skip
             history.append(metrics)
-            self._emit(Event("epoch_end", round, epoch, len(steps), len(steps), metrics=metrics))
-        self._emit(Event("round_end", round, epochs, metrics=history[-1]))
+            done = Event(
+                "epoch_end", round, epoch, len(steps), len(steps), metrics=metrics, part=part
+            )
+            self._emit(done)
+        self._emit(Event("round_end", round, epochs, metrics=history[-1], part=part))
         return history
 
 

@@ -160,7 +160,7 @@ export function onTrainingEvent(s: TaskSession, e: TrainingEvent): void {
   if (e.kind === "epoch_end" && e.metrics) {
     const m = e.metrics;
     // epochs go on across rounds and continued runs; a part of an epoch is that share of one
-    const x = (b.history.at(-1)?.x ?? 0) + (e.part ? 1 / e.part.count : 1);
+    const x = Math.round(((b.history.at(-1)?.x ?? 0) + (e.part ? 1 / e.part.count : 1)) * 1e6) / 1e6;
     b.epoch = m.epoch;
     b.history = [...b.history, { ...m, x }];
     // a language model: perplexity (how many tokens it hesitates between), not accuracy

@@ -1,5 +1,5 @@
 // Training with others through the server: each round the received global model is loaded,
-// trained on the local data for the round's epochs, and handed to the core client, which applies
+// trained on the local data for what the round trains (whole epochs or a part of one), and handed to the core client, which applies
 // the one update pipeline (checks, the task's privacy, metrics: core/client/update.ts) and sends
 // it. Only weights and four numbers (loss/accuracy) leave the browser; never the data. With
 // secure aggregation the client sends each round's update masked instead (and no numbers): the

@@ -36,7 +36,7 @@ export type ConnectorFactory = (me: string, onChannel: OnChannel, sendSignal: Se
 
 /**
  * Local training on the model of server round `round`; `yourRound` counts this peer's rounds from
- * 1 (for the round's epochs); `signal` aborts when the client stops or the round fails.
+ * 1 (for what the round trains: core/schedule.ts); `signal` aborts when the client stops or the round fails.
  */
 export type PeerTrainFn = (round: number, weights: Weights, signal: AbortSignal, yourRound: number) => Promise<TrainOutput>;
 

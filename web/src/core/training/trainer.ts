@@ -134,11 +134,11 @@ function sizeOf(data: Batchable): number {
 
 /**
  * The samples (of `n`) that `part` of an epoch trains, in order: its batches of the epoch's
- * shuffled order, which all parts of that epoch share (seeded by the epoch's number).
+ * shuffled order (fixed by `seed`), which all parts of that epoch share.
  */
-export function partOrder(part: EpochPart, n: number, batchSize: number): Int32Array {
+export function partOrder(part: EpochPart, n: number, batchSize: number, seed: number): Int32Array {
   const [start, stop] = partBatches(part, Math.ceil(n / batchSize));
-  return permutation(n, part.epoch * 65_537 + part.count).subarray(start * batchSize, Math.min(stop * batchSize, n));
+  return permutation(n, seed).subarray(start * batchSize, Math.min(stop * batchSize, n));
 }
 
 /** The samples of `data` at `indices`, and the tensors made for them (the caller disposes). */
@@ -210,6 +210,8 @@ export class Trainer {
 
   /** The part of an epoch the current round trains, told with each of its events. */
   private part: EpochPart | null = null;
+  /** An epoch cut into rounds: the seed of its order, drawn when its part 1 trains. */
+  private readonly epochSeeds = new Map<number, number>();
   private readonly onEvent: EventCallback;
 
   /** `model` is built from `task.model` (see `buildModel`); events go to `onEvent`. */
@@ -246,7 +248,7 @@ export class Trainer {
     const batchSize = training.batch_size;
     const made: tf.Tensor[] = [];
     if (part !== null) {
-      const picked = pick(train, partOrder(part, n, batchSize));
+      const picked = pick(train, partOrder(part, n, batchSize, this.orderSeed(part)));
       made.push(...picked.made);
       train = picked.data;
       if (val !== undefined && sizeOf(val) > 0) {
@@ -305,7 +307,7 @@ export class Trainer {
     if (valW !== null) checkTokenIds(valW, vocab);
     const { batch_size: batchSize, epochs_per_round: perRound } = this.task.training;
     const count = epochs ?? perRound;
-    const order = part ? partOrder(part, n, batchSize) : undefined;
+    const order = part ? partOrder(part, n, batchSize, this.orderSeed(part)) : undefined;
     if (part && valW && hasVal) valW = windowsAt(valW, partValidation(part, windowCount(valW, context)));
     const batches = Math.ceil((order?.length ?? n) / batchSize);
     const history: EpochMetrics[] = [];
@@ -340,6 +342,17 @@ export class Trainer {
       kind: "round_end", round, epoch: last?.epoch ?? 0, batch: 0, batches: 0, ...(last ? { metrics: last } : {}),
     });
     return history;
+  }
+
+  /**
+   * The seed of the order `part`'s epoch shares: drawn at random when its part 1 trains (or
+   * this trainer starts part way), so that a page that joins again trains other windows.
+   */
+  private orderSeed(part: EpochPart): number {
+    if (part.index === 1 || !this.epochSeeds.has(part.epoch)) {
+      this.epochSeeds.set(part.epoch, Math.floor(Math.random() * 2 ** 31));
+    }
+    return this.epochSeeds.get(part.epoch) as number;
   }
 
   /** Ask a running `trainRound` to stop after the current batch. */
