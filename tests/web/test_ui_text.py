@@ -154,7 +154,7 @@ def test_browser_and_two_python_participants_train_shakespeare_and_the_browser_w
     python_digests = {json.loads(out.strip().splitlines()[-1])["digest"] for out, _ in outputs}
 
     expect(page.get_by_test_id("counter-round")).to_have_text("3 / 3")
-    expect(page.get_by_test_id("counter-epoch")).to_have_text("1, part 3 / 3")
+    expect(page.get_by_test_id("counter-epoch")).to_have_text("1 · 3/3")
     log = page.get_by_test_id("training-log")
     expect(log).to_contain_text("a round closed with 3 contributor(s)")
     expect(log).to_contain_text("your round 3 of 3, part 3 of 3 of epoch 1: loss")

@@ -4,11 +4,12 @@
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { aggregationOf } from "../src/core/aggregationTask";
 import { prepareUpdate, type RawMetrics } from "../src/core/client/update";
 import { SessionError } from "../src/core/errors";
 import { l2Norm, subtract } from "../src/core/privacy";
 import { epochPart, epochsInRound, partBatches, partValidation, rounds, roundWork } from "../src/core/schedule";
-import { aggregationOf, parseTask, type PrivacyConfig } from "../src/core/task";
+import { parseTask, type PrivacyConfig } from "../src/core/task";
 import { Weights } from "../src/core/weights";
 
 type Num = number | "NaN" | "Infinity" | "-Infinity" | null;

@@ -27,7 +27,8 @@ import {
 import { keptText, type KeptModel } from "../src/app/composables/kept";
 import type { Board } from "../src/app/composables/session";
 import type { PeerClientEvent } from "../src/core/decentralized/peer";
-import type { AggregationConfig, Task } from "../src/core/task";
+import type { AggregationConfig } from "../src/core/aggregationTask";
+import type { Task } from "../src/core/task";
 import { Weights } from "../src/core/weights";
 
 const catalog = JSON.parse(readFileSync(new URL("./fixtures/catalog.json", import.meta.url), "utf8")) as { task: Task }[];

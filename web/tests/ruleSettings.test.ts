@@ -5,7 +5,10 @@
  */
 import { describe, expect, it } from "vitest";
 import { checkSetting, rangeText, rulesFromSchema, type SettingField } from "../src/app/composables/ruleSettings";
-import { emptyForm, fillRuleDefaults, buildTask, formKey, serverErrors } from "../src/app/composables/taskForm";
+import { emptyForm } from "../src/app/composables/taskForm";
+import { fillRuleDefaults } from "../src/app/composables/taskFormAggregation";
+import { buildTask } from "../src/app/composables/taskFormBuild";
+import { formKey, serverErrors } from "../src/app/composables/taskFormErrors";
 
 // what `Task.json_schema()` gives for the rules (trimmed to what matters), with a rule of
 // settings this page has no words for

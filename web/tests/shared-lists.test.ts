@@ -10,6 +10,7 @@ import { ARCHITECTURES, type ArchitectureId, buildArchitecture } from "../src/ap
 import { settingField } from "../src/app/composables/ruleSettings";
 import { KNOWN_OPTIONS } from "../src/app/composables/taskChoices";
 import { TASK_ID as FORM_TASK_ID } from "../src/app/composables/taskForm";
+import { AGGREGATION_DEFAULTS, AGGREGATIONS, aggregationOf } from "../src/core/aggregationTask";
 import { LAYER_SETTINGS, MODEL_FORMAT, checkModel } from "../src/core/models/validate";
 import {
   CAPABILITIES,
@@ -23,19 +24,15 @@ import {
   PROTOCOL_VERSION,
   SESSION_STATES,
 } from "../src/core/protocol";
+import { secureAggregationOf } from "../src/core/secureTask";
 import {
   ACTIVATIONS,
-  AGGREGATION_DEFAULTS,
-  AGGREGATIONS,
   CHANNELS,
   COLUMN_DEFAULTS,
   DATA_TYPES,
   DISPLAY_DEFAULTS,
   LAYER_TYPES,
   LOSSES,
-  MAX_SEQUENCE_LENGTH,
-  MAX_VOCAB_SIZE,
-  MIN_VOCAB_SIZE,
   type ModelSpec,
   OPTIMIZERS,
   PADDINGS,
@@ -45,13 +42,11 @@ import {
   SECURE_MAX_PEERS,
   SECURE_MIN_PARTICIPANTS,
   TASK_ID_PATTERN,
-  TOKENIZER_DIGEST_PATTERN,
   TRAINING_DEFAULTS,
-  aggregationOf,
   layerNames,
   parseTask,
-  secureAggregationOf,
 } from "../src/core/task";
+import { MAX_SEQUENCE_LENGTH, MAX_VOCAB_SIZE, MIN_VOCAB_SIZE, TOKENIZER_DIGEST_PATTERN } from "../src/core/textTask";
 
 type Json = Record<string, unknown>;
 

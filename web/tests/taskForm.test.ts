@@ -14,18 +14,10 @@ import {
   optionsFromSchema,
   schemeChoices,
 } from "../src/app/composables/taskChoices";
-import {
-  type TaskForm,
-  buildTask,
-  emptyColumn,
-  emptyForm,
-  fillSecureDefaults,
-  formKey,
-  remeasure,
-  serverErrors,
-  setAnswer,
-  setTable,
-} from "../src/app/composables/taskForm";
+import { type TaskForm, emptyColumn, emptyForm, remeasure, setAnswer, setTable } from "../src/app/composables/taskForm";
+import { fillSecureDefaults } from "../src/app/composables/taskFormAggregation";
+import { buildTask } from "../src/app/composables/taskFormBuild";
+import { formKey, serverErrors } from "../src/app/composables/taskFormErrors";
 
 // the answer first, a column around 750, a text column, and rows without a "grade"
 const CSV = [

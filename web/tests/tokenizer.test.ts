@@ -7,7 +7,8 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { DataError } from "../src/core/data/dataset";
-import { type Task, TaskError, parseTask } from "../src/core/task";
+import { type Task, parseTask } from "../src/core/task";
+import { TaskError } from "../src/core/taskError";
 import { EOT, Tokenizer, checkShape, tokenizerForTask } from "../src/core/text/tokenizer";
 import { sha256Hex } from "../src/core/weights";
 

@@ -1,6 +1,6 @@
 /**
  * Model files checked in the browser (core/models/validate.ts) and the server's 422 problems
- * mapped onto the create-task form (app/composables/taskForm.ts): plain words that name the
+ * mapped onto the create-task form (app/composables/taskFormErrors.ts): plain words that name the
  * layer or the path, never the validation library's jargon. Every catalog model passes, as it
  * does in Python (`fixtures/catalog.json`).
  */
@@ -8,7 +8,9 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { checkModel, summarize } from "../src/core/models/validate";
 import type { Task } from "../src/core/task";
-import { checkModelFile, emptyForm, modelFit, pathText, plainMessage, serverErrors } from "../src/app/composables/taskForm";
+import { emptyForm } from "../src/app/composables/taskForm";
+import { checkModelFile, modelFit } from "../src/app/composables/taskFormBuild";
+import { pathText, plainMessage, serverErrors } from "../src/app/composables/taskFormErrors";
 
 const catalog = (
   JSON.parse(readFileSync(new URL("./fixtures/catalog.json", import.meta.url), "utf8")) as { task: Task }[]

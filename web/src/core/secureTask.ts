@@ -1,11 +1,13 @@
 /**
  * Secure aggregation as a task setting (Python's `SecureAggregationConfig` and the rules of
  * `TrainingInfo` that tie it to the other settings; docs/secure_aggregation.md): its settings,
- * their defaults and bounds, and why a task cannot use it. Parsing it is `task.ts`'s.
+ * their defaults and bounds, why a task cannot use it, and a task's `secure_aggregation` parsed
+ * with every setting filled in and checked against its bounds.
  */
 
 import { scaleBits } from "./secure/quantize";
 import type { TrainingInfo } from "./task";
+import { check, isObject } from "./taskError";
 
 /**
  * Secure aggregation's settings (Python's `SecureAggregationConfig`): every value of an update's
@@ -101,4 +103,40 @@ export function secureAggregationProblems(
     );
   }
   return problems;
+}
+
+/** Why a number is not within `bounds`, in Python's words ("" when it is). */
+function outOf(value: unknown, bounds: SettingBounds): string {
+  if (value === null && bounds.nullable) return "";
+  if (typeof value !== "number") return bounds.type === "integer" ? "should be a whole number" : "should be a number";
+  if (!Number.isFinite(value)) return "should be a finite number";
+  if (bounds.type === "integer" && !Number.isInteger(value)) return "should be a whole number";
+  const { minimum, exclusiveMinimum, maximum, exclusiveMaximum } = bounds;
+  if (exclusiveMinimum !== undefined && !(value > exclusiveMinimum)) return `must be greater than ${exclusiveMinimum}`;
+  if (minimum !== undefined && value < minimum) return `must be at least ${minimum}`;
+  if (exclusiveMaximum !== undefined && !(value < exclusiveMaximum)) return `must be less than ${exclusiveMaximum}`;
+  if (maximum !== undefined && value > maximum) return `must be at most ${maximum}`;
+  return "";
+}
+
+/**
+ * A task's `secure_aggregation` with every setting filled in, null when it is off; each setting
+ * checked against Python's bounds (`TaskError` naming the setting, in Python's words).
+ */
+export function secureAggregationOf(value: unknown): SecureAggregationConfig | null {
+  if (value === null || value === undefined) return null;
+  check(isObject(value), "training.secure_aggregation: should be an object, { ... }");
+  const names = Object.keys(SECURE_AGGREGATION_DEFAULTS);
+  for (const key of Object.keys(value)) {
+    check(
+      names.includes(key),
+      `training.secure_aggregation.${key}: is not a setting of secure aggregation (its settings: ${names.join(", ")})`,
+    );
+  }
+  const filled = { ...SECURE_AGGREGATION_DEFAULTS, ...value } as SecureAggregationConfig;
+  for (const key of names as (keyof SecureAggregationConfig)[]) {
+    const problem = outOf(filled[key], SECURE_AGGREGATION_BOUNDS[key]);
+    check(!problem, `training.secure_aggregation.${key}: ${problem}`);
+  }
+  return filled;
 }

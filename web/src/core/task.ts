@@ -4,18 +4,17 @@
  * fetched from the server is used as is. `parseTask` runs the light checks the web app needs
  * and fills the defaults pydantic would, without re-implementing the server's validation;
  * `secureAggregationProblems` mirrors the rules secure aggregation ties to the other settings,
- * for the task form.
+ * for the task form. The parts with rules of their own are in their modules: the aggregation
+ * rules (`aggregationTask.ts`), secure aggregation (`secureTask.ts`) and text tasks
+ * (`textTask.ts`); `TaskError` is `taskError.ts`'s.
  *
  * The lists and defaults below mirror Python's; tests/vectors/shared_lists.json is generated from
  * the Python code and web/tests/shared-lists.test.ts compares them with it.
  */
-import { DiscoError } from "./errors";
-import {
-  SECURE_AGGREGATION_BOUNDS,
-  SECURE_AGGREGATION_DEFAULTS,
-  type SecureAggregationConfig,
-  type SettingBounds,
-} from "./secureTask";
+import { AGGREGATION_DEFAULTS, type AggregationConfig, aggregationOf } from "./aggregationTask";
+import { type SecureAggregationConfig, secureAggregationOf } from "./secureTask";
+import { TaskError, check, isObject } from "./taskError";
+import { checkText } from "./textTask";
 
 export {
   SECURE_AGGREGATION_BOUNDS,
@@ -26,11 +25,6 @@ export {
   type SettingBounds,
   secureAggregationProblems,
 } from "./secureTask";
-
-/** A task document is invalid (mirrors Python's `TaskError`). */
-export class TaskError extends DiscoError {
-  override name = "TaskError";
-}
 
 // -- the portable model -------------------------------------------------------------------------
 
@@ -192,57 +186,12 @@ export type DataType = (typeof DATA_TYPES)[number];
 export const SCHEMES = ["federated", "decentralized", "local"] as const;
 /** One of `SCHEMES`. */
 export type Scheme = (typeof SCHEMES)[number];
-/** How updates are combined (the server's aggregation rules). */
-export const AGGREGATIONS = ["mean", "median", "trimmed_mean", "krum", "multi_krum", "centered_clipping", "cosine_trust"] as const;
-/** One of `AGGREGATIONS`. */
-export type Aggregation = (typeof AGGREGATIONS)[number];
-/**
- * How a task's updates are combined (Python's `AggregationConfig`): FedAvg with no one's share
- * above `max_share`, or a robust rule — the coordinate-wise median, the mean without the `beta`
- * fraction of extremes, Krum / multi-Krum (the update(s) closest to the others, resisting `f`
- * dishonest participants; `m` null: all but `f` updates averaged), centered clipping (`tau`,
- * `iterations`, `momentum`), or cosine trust (the mean of the updates that point the way the
- * model has been moving — its last rounds' changes, kept with `momentum`; those whose cosine is
- * not above `min_cosine` left out; the median when fewer than half point that way). Every robust
- * rule but cosine trust first mixes updates in random groups of `bucket_size` (1: no mixing). A
- * rule name alone in a document stands for that rule with its defaults.
- */
-export type AggregationConfig =
-  | { rule: "mean"; max_share: number }
-  | { rule: "median"; bucket_size: number }
-  | { rule: "trimmed_mean"; beta: number; bucket_size: number }
-  | { rule: "krum"; f: number; bucket_size: number }
-  | { rule: "multi_krum"; f: number; m: number | null; bucket_size: number }
-  | { rule: "centered_clipping"; tau: number | null; iterations: number; momentum: number; bucket_size: number }
-  | { rule: "cosine_trust"; min_cosine: number; momentum: number };
-/**
- * Each rule's settings when a document leaves them out (as in Python; tests/vectors/
- * shared_lists.json pins them for both).
- */
-export const AGGREGATION_DEFAULTS: { [R in Aggregation]: Extract<AggregationConfig, { rule: R }> } = {
-  mean: { rule: "mean", max_share: 0.5 },
-  median: { rule: "median", bucket_size: 1 },
-  trimmed_mean: { rule: "trimmed_mean", beta: 0.1, bucket_size: 1 },
-  krum: { rule: "krum", f: 1, bucket_size: 1 },
-  multi_krum: { rule: "multi_krum", f: 1, m: null, bucket_size: 1 },
-  centered_clipping: { rule: "centered_clipping", tau: null, iterations: 1, momentum: 0.5, bucket_size: 1 },
-  cosine_trust: { rule: "cosine_trust", min_cosine: 0, momentum: 0.9 },
-};
-
 /** Local optimizers. */
 export const OPTIMIZERS = ["adam", "sgd", "adamw"] as const;
 /** Image channels: greyscale or colour. */
 export const CHANNELS = [1, 3] as const;
 /** Task ids: 1-64 lowercase letters, digits, '-' and '_', not starting with '-' or '_'. */
 export const TASK_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-/** Longest context a text task may have, in tokens. */
-export const MAX_SEQUENCE_LENGTH = 4096;
-/** Smallest vocabulary of a text task: a token per byte and the end-of-text token. */
-export const MIN_VOCAB_SIZE = 257;
-/** Largest vocabulary of a text task. */
-export const MAX_VOCAB_SIZE = 65_536;
-/** A text task's `tokenizer_digest`: the SHA-256 of its tokenizer.json, lowercase hex. */
-export const TOKENIZER_DIGEST_PATTERN = /^[0-9a-f]{64}$/;
 
 /** What people read about a task before they take part. */
 export interface DisplayInfo {
@@ -358,14 +307,6 @@ export const TRAINING_DEFAULTS: Omit<TrainingInfo, "data_type"> = {
   secure_aggregation: null,
 };
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function check(ok: boolean, message: string): asserts ok {
-  if (!ok) throw new TaskError(`invalid task: ${message}`);
-}
-
 function positiveInt(value: unknown): boolean {
   return typeof value === "number" && Number.isInteger(value) && value >= 1;
 }
@@ -392,83 +333,6 @@ export function checkModelSpec(model: unknown, where = "model"): asserts model i
   check(
     typeof loss === "string" && (LOSSES as readonly string[]).includes(loss),
     `${where}.loss: unknown loss ${JSON.stringify(loss)}`,
-  );
-}
-
-/** A task's `aggregation` (a rule name, or a rule with settings) with every setting filled in. */
-export function aggregationOf(value: unknown): AggregationConfig {
-  const rule = typeof value === "string" ? value : isObject(value) ? value["rule"] : undefined;
-  check(
-    typeof rule === "string" && (AGGREGATIONS as readonly string[]).includes(rule),
-    `training.aggregation: unknown rule ${JSON.stringify(rule)}`,
-  );
-  return { ...AGGREGATION_DEFAULTS[rule as Aggregation], ...(isObject(value) ? value : {}) } as AggregationConfig;
-}
-
-/** Why a number is not within `bounds`, in Python's words ("" when it is). */
-function outOf(value: unknown, bounds: SettingBounds): string {
-  if (value === null && bounds.nullable) return "";
-  if (typeof value !== "number") return bounds.type === "integer" ? "should be a whole number" : "should be a number";
-  if (!Number.isFinite(value)) return "should be a finite number";
-  if (bounds.type === "integer" && !Number.isInteger(value)) return "should be a whole number";
-  const { minimum, exclusiveMinimum, maximum, exclusiveMaximum } = bounds;
-  if (exclusiveMinimum !== undefined && !(value > exclusiveMinimum)) return `must be greater than ${exclusiveMinimum}`;
-  if (minimum !== undefined && value < minimum) return `must be at least ${minimum}`;
-  if (exclusiveMaximum !== undefined && !(value < exclusiveMaximum)) return `must be less than ${exclusiveMaximum}`;
-  if (maximum !== undefined && value > maximum) return `must be at most ${maximum}`;
-  return "";
-}
-
-/**
- * A task's `secure_aggregation` with every setting filled in, null when it is off; each setting
- * checked against Python's bounds (`TaskError` naming the setting, in Python's words).
- */
-export function secureAggregationOf(value: unknown): SecureAggregationConfig | null {
-  if (value === null || value === undefined) return null;
-  check(isObject(value), "training.secure_aggregation: should be an object, { ... }");
-  const names = Object.keys(SECURE_AGGREGATION_DEFAULTS);
-  for (const key of Object.keys(value)) {
-    check(
-      names.includes(key),
-      `training.secure_aggregation.${key}: is not a setting of secure aggregation (its settings: ${names.join(", ")})`,
-    );
-  }
-  const filled = { ...SECURE_AGGREGATION_DEFAULTS, ...value } as SecureAggregationConfig;
-  for (const key of names as (keyof SecureAggregationConfig)[]) {
-    const problem = outOf(filled[key], SECURE_AGGREGATION_BOUNDS[key]);
-    check(!problem, `training.secure_aggregation.${key}: ${problem}`);
-  }
-  return filled;
-}
-
-/**
- * A text task names its context, vocabulary and tokenizer (Python's `Task._check_text`), within
- * Python's bounds, and its model reads the context.
- */
-function checkText(t: TrainingInfo, model: ModelSpec): void {
-  const within = (v: unknown, low: number, high: number): v is number =>
-    typeof v === "number" && Number.isInteger(v) && v >= low && v <= high;
-  const context = t.max_sequence_length;
-  check(
-    within(context, 1, MAX_SEQUENCE_LENGTH),
-    `training.max_sequence_length: a text task needs its context, 1 to ${MAX_SEQUENCE_LENGTH} tokens`,
-  );
-  check(
-    within(t.vocab_size, MIN_VOCAB_SIZE, MAX_VOCAB_SIZE),
-    `training.vocab_size: a text task needs its vocabulary size, ${MIN_VOCAB_SIZE} to ${MAX_VOCAB_SIZE}`,
-  );
-  check(
-    typeof t.tokenizer_digest === "string" && TOKENIZER_DIGEST_PATTERN.test(t.tokenizer_digest),
-    "training.tokenizer_digest: a text task needs the SHA-256 of its tokenizer.json",
-  );
-  check(
-    model.input_shape.length === 1 && model.input_shape[0] === context,
-    `model.input_shape: the model must read the task's context of ${context} tokens`,
-  );
-  const first = model.layers[0] as { type?: unknown; vocab_size?: unknown } | undefined;
-  check(
-    first?.type !== "token_embedding" || first.vocab_size === t.vocab_size,
-    `model.layers.0.vocab_size: the model's token_embedding has ${String(first?.vocab_size)} tokens but the task's tokenizer has ${String(t.vocab_size)}: they must be equal`,
   );
 }
 

@@ -3,7 +3,7 @@
 // rule the server adds appears in the form without a change here, with its settings
 // (`./ruleSettings`) and, until this page has plainer words for it, the schema's explanation.
 import { shallowRef } from "vue";
-import { AGGREGATIONS } from "../../core/task";
+import { AGGREGATIONS } from "../../core/aggregationTask";
 import { serverUrl } from "./api";
 import { type RuleSchema, plainDoc, rulesFromSchema, secureFromSchema } from "./ruleSettings";
 

@@ -1,5 +1,5 @@
 /** Which aggregation rules a browser peer can combine with (kept apart: the app's pages read it without the peer code). */
-import type { AggregationConfig } from "../task";
+import type { AggregationConfig } from "../aggregationTask";
 
 /** The aggregation rules a browser peer can combine with. */
 export const PEER_RULES: readonly string[] = ["mean"];

@@ -7,7 +7,9 @@
  */
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { DataError } from "../data/dataset";
-import { MAX_VOCAB_SIZE, MIN_VOCAB_SIZE, type Task, TaskError } from "../task";
+import type { Task } from "../task";
+import { TaskError } from "../taskError";
+import { MAX_VOCAB_SIZE, MIN_VOCAB_SIZE } from "../textTask";
 import { sha256Hex } from "../weights";
 
 /** The end-of-text token: it ends every piece of text in the training windows (docs/text.md). */
