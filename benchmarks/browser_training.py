@@ -1,22 +1,27 @@
 """Training speed in the browser against PyTorch on the same model, measured in the same run.
 
-For each model of `WORKLOADS` (the catalog's MNIST CNN; the GPT joins as one more entry, in
-tokens/s), on the same samples, batch size and epochs:
+For each model of `WORKLOADS` (the catalog's MNIST CNN in samples/s; the GPT of the task
+`shakespeare` in tokens/s, on token windows of the training plays), on the same samples, batch
+size and epochs:
 
 - in headless Chromium, on the page `bench.html` of the built web app served by a real disco
   server, in each configuration of `CONFIGS`: wasm on one thread in a page that is not
   cross-origin isolated (the plain SIMD build), wasm in an isolated page (the server's default)
   on the app's own choice of threads (half the cores, at most 4) and on one thread per core, and
   the plain-JS cpu backend (the last resort, on a share of the samples). Each runs the web app's
-  loop (`Trainer.trainRound`, what the Train step runs) and a bare `model.fit` (the floor), then
+  loop (`Trainer.trainRound`, what the Train step runs) and the bare floor — `model.fit`, or for
+  the GPT a plain loop of one `optimizer.minimize` a batch on the same windows — then
   `tf.profile` times every kernel of a few training steps (where the time goes);
 - disco's PyTorch trainer on the CPU, with one thread and with one per core.
 
 Browser runs and PyTorch runs are interleaved and repeated, and the tables show medians: the
 ratios compare engines measured under the same load.
 
-    .venv/bin/python benchmarks/browser_training.py [--samples 2048] [--epochs 2] [--repeats 3]
-        [--models mnist] [--configs wasm-1,wasm-isolated,wasm-cores,cpu]
+    .venv/bin/python benchmarks/browser_training.py [--samples N] [--epochs 2] [--repeats 3]
+        [--models mnist,gpt] [--configs wasm-1,wasm-isolated,wasm-cores,cpu]
+
+`--samples` defaults to each model's own (`Workload.samples`: 2048 digits, 256 windows of 64
+tokens); the default run measures the MNIST CNN only (a few minutes), `--models gpt` the GPT.
 
 Needs the built web app (`make web`). Goals (issue 12): the app's default configuration at least
 0.25x PyTorch's samples/s (tokens/s for the GPT); the app's loop within 1.1x of the bare loop.
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import sys
 import tempfile
 import time
@@ -76,6 +82,7 @@ class Workload:
     task_id: str  # the catalog task whose model and training settings are used
     unit: str  # what the rates count: "samples", or "tokens" for a language model
     data: Callable[[int], Samples]  # the first n samples
+    samples: int  # how many by default
 
 
 def _mnist(n: int) -> Samples:
@@ -102,10 +109,8 @@ def _shakespeare(n: int) -> Samples:
 
 
 WORKLOADS: dict[str, Workload] = {
-    "mnist": Workload("MNIST CNN", "mnist", "samples", _mnist),
-    # The GPT joins as `"gpt": Workload("GPT", "shakespeare", "tokens", _shakespeare)` once
-    # bench.html trains token windows: the web app trains a language model on `TokenWindows`
-    # with its own loop (web/src/core/training/tokens.ts), not `model.fit` on (x, y) tensors.
+    "mnist": Workload("MNIST CNN", "mnist", "samples", _mnist, 2048),
+    "gpt": Workload("GPT", "shakespeare", "tokens", _shakespeare, 256),
 }
 DEFAULT_MODELS = "mnist"
 
@@ -138,7 +143,9 @@ def pytorch_rate(work: Workload, samples: Samples, epochs: int, threads: int) ->
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        task = catalog.get(work.task_id).with_training(epochs_per_round=epochs, epochs=epochs)
+        task = catalog.get(work.task_id).with_training(
+            epochs_per_round=epochs, epochs=epochs, rounds_per_epoch=1
+        )
         data = samples.torch
         Trainer(build_torch_model(task.model), task.training).train_round(0, data, epochs=1)
         trainer = Trainer(build_torch_model(task.model), task.training)
@@ -210,10 +217,11 @@ def print_profile(title: str, run: dict[str, Any], top: int = 10) -> None:
 
 def measure(work: Workload, args: argparse.Namespace, configs: list[Browser]) -> None:
     """Interleaved repeats of every configuration and of PyTorch; the tables for `work`."""
-    samples = work.data(args.samples)
+    samples = work.data(args.samples or work.samples)
     rates: dict[str, list[float]] = {}
     runs: dict[str, dict[str, Any]] = {}  # the last repeat's, for the labels and profiles
     torch_rows = [f"PyTorch, {t} thread{'s' if t > 1 else ''}" for t in sorted({1, CORES})]
+    started, load_before = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()
     for _ in range(args.repeats):
         for config in configs:
             run = browser_run(work, samples, args.epochs, config, args.profile_steps)
@@ -226,12 +234,17 @@ def measure(work: Workload, args: argparse.Namespace, configs: list[Browser]) ->
     torch_rates = [med[row] for row in torch_rows]
     unit = f"{work.unit}/s"
 
+    n = len(samples.x)
+    size = f"{n} samples" if samples.units == 1 else f"{n} windows of {samples.units} tokens"
     print(
-        f"\n### {work.name} (task `{work.task_id}`): {len(samples.x)} samples x {args.epochs} "
+        f"\n### {work.name} (task `{work.task_id}`): {size} x {args.epochs} "
         f"epochs, Chromium headless, {CORES} cores; medians of {args.repeats} interleaved runs\n"
     )
+    load_after = os.getloadavg()
+    loads = " -> ".join(", ".join(f"{x:.2f}" for x in load) for load in (load_before, load_after))
+    print(f"started {started}; load average (1, 5, 15 min) at the start and the end: {loads}\n")
     heads = " | ".join(f"vs {row}" for row in torch_rows)
-    print(f"| engine | {unit} | {heads} | app loop / bare fit (time) |")
+    print(f"| engine | {unit} | {heads} | app loop / bare loop (time) |")
     print("|---|---:|" + "---:|" * len(torch_rows) + "---:|")
     for config in configs:
         app, bare = med[f"app:{config.key}"], med[f"bare:{config.key}"]
@@ -249,7 +262,7 @@ def measure(work: Workload, args: argparse.Namespace, configs: list[Browser]) ->
         print(
             f"\nthe app's default ({DEFAULT}) / PyTorch: "
             + ", ".join(f"{app / t:.3f} ({row})" for row, t in pairs)
-            + f"; goal >= {GOAL_VS_TORCH}. App loop / bare fit goal: <= {GOAL_APP_OVER_BARE}."
+            + f"; goal >= {GOAL_VS_TORCH}. App loop / bare loop goal: <= {GOAL_APP_OVER_BARE}."
         )
     for config in configs:
         print_profile(f"{config.key}: {runs[config.key]['description']}", runs[config.key])
@@ -257,7 +270,7 @@ def measure(work: Workload, args: argparse.Namespace, configs: list[Browser]) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--samples", type=int, default=None, help="default: the model's own")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile-steps", type=int, default=20)

@@ -1,7 +1,8 @@
 /**
  * Training-speed page for benchmarks/browser_training.py: the app's training loop (`Trainer`)
  * against a bare `model.fit` on the same model and data, in this browser, and where a training
- * step's time goes (per-kernel times from `tf.profile`).
+ * step's time goes (per-kernel times from `tf.profile`). A language model (the GPT) trains on
+ * token windows instead, its bare loop one `optimizer.minimize` a batch (tokens.ts).
  *
  * The benchmark calls `window.discoBench(request)`; data arrives as base64 float32/int32 bytes so
  * every engine trains on the very same samples.
@@ -9,9 +10,11 @@
 import * as tf from "@tensorflow/tfjs";
 import { type BackendPreference, describeBackend, initBackend } from "../core/backend";
 import { kernelFallbacks } from "../core/kernels";
-import { buildModel } from "../core/models";
+import { buildModel, takesTokens } from "../core/models";
 import type { Task } from "../core/task";
 import { Trainer } from "../core/training/trainer";
+import { type KernelTime, type Profiled, profileSteps } from "./profile";
+import { benchTokens, windowsOf } from "./tokens";
 
 interface BenchRequest {
   taskId: string;
@@ -26,18 +29,12 @@ interface BenchRequest {
   threads?: number;
 }
 
-/** One kernel's share of a profiled training step. */
-interface KernelTime {
-  name: string;
-  ms_per_step: number;
-  calls_per_step: number;
-}
-
 interface BenchResult {
   backend: string;
   description: string;
   threads: number;
   isolated: boolean;
+  /** Samples (windows, for a language model) per second. */
   app_samples_per_s: number;
   bare_samples_per_s: number;
   app_s: number;
@@ -57,40 +54,10 @@ function bytes(b64: string): ArrayBuffer {
   return out.buffer;
 }
 
-/** Per-kernel time of `steps` training steps on the first batches of `x`, `y`. */
-async function profileSteps(
-  model: tf.LayersModel, x: tf.Tensor, y: tf.Tensor, batch: number, steps: number,
-): Promise<{ stepMs: number; kernels: KernelTime[] }> {
-  const n = x.shape[0] ?? 0;
-  const batches = Array.from({ length: steps }, (_, k) => {
-    const start = (k * batch) % Math.max(n - batch, 1);
-    return [x.slice(start, batch), y.slice(start, batch)] as const;
-  });
-  await model.trainOnBatch(batches[0]?.[0] ?? x, batches[0]?.[1] ?? y); // warm
-  const start = performance.now();
-  const info = await tf.profile(async () => {
-    for (const [bx, by] of batches) await model.trainOnBatch(bx, by);
-  });
-  const stepMs = (performance.now() - start) / steps;
-  tf.dispose(batches.flat());
-  const totals = new Map<string, { ms: number; calls: number }>();
-  for (const k of info.kernels) {
-    const entry = totals.get(k.name) ?? { ms: 0, calls: 0 };
-    entry.ms += typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
-    entry.calls += 1;
-    totals.set(k.name, entry);
-  }
-  const kernels = [...totals.entries()]
-    .map(([name, t]) => ({ name, ms_per_step: t.ms / steps, calls_per_step: t.calls / steps }))
-    .sort((a, b) => b.ms_per_step - a.ms_per_step);
-  return { stepMs, kernels };
-}
-
-async function run(req: BenchRequest): Promise<BenchResult> {
-  const choice = await initBackend(req.backend, req.threads === undefined ? {} : { threads: req.threads });
-  const task = (await (await fetch(`/api/tasks/${req.taskId}`)).json()) as Task;
-  const x = new Float32Array(bytes(req.x));
-  const y = new Int32Array(bytes(req.y));
+/** Seconds of the app's loop and of a bare `model.fit` on the same tensors, then a profile. */
+async function benchSamples(
+  task: Task, x: Float32Array, y: Int32Array, req: BenchRequest,
+): Promise<{ appS: number; bareS: number; profiled: Profiled }> {
   const shape = task.model.input_shape;
   const perSample = y.length / req.n; // 1: class ids; more: a row of labels per sample
   const xT = tf.tensor(x, [req.n, ...shape], "float32");
@@ -98,10 +65,11 @@ async function run(req: BenchRequest): Promise<BenchResult> {
   // class ids: the app's own path from a Dataset; otherwise the same tensors as the bare loop
   const data = perSample === 1 ? { x, y, n: req.n, sampleShape: shape } : { x: xT, y: yT };
   const training = { ...task.training, epochs_per_round: req.epochs };
+  const batch = training.batch_size;
 
   // warm-up: one epoch, untimed (kernel compilation, first allocations)
   const warm = buildModel(task.model, training);
-  await warm.fit(xT, yT, { epochs: 1, batchSize: training.batch_size, shuffle: true, verbose: 0 });
+  await warm.fit(xT, yT, { epochs: 1, batchSize: batch, shuffle: true, verbose: 0 });
   warm.dispose();
 
   const appModel = buildModel(task.model, training);
@@ -113,14 +81,30 @@ async function run(req: BenchRequest): Promise<BenchResult> {
 
   const bareModel = buildModel(task.model, training);
   start = performance.now();
-  await bareModel.fit(xT, yT, {
-    epochs: req.epochs, batchSize: training.batch_size, shuffle: true, verbose: 0,
-  });
+  await bareModel.fit(xT, yT, { epochs: req.epochs, batchSize: batch, shuffle: true, verbose: 0 });
   const bareS = (performance.now() - start) / 1000;
 
-  const profiled = await profileSteps(bareModel, xT, yT, training.batch_size, req.profileSteps);
+  const batches = Array.from({ length: req.profileSteps }, (_, k) => {
+    const first = (k * batch) % Math.max(req.n - batch, 1);
+    return [xT.slice(first, batch), yT.slice(first, batch)] as const;
+  });
+  const profiled = await profileSteps(batches.map(([bx, by]) => async () => {
+    await bareModel.trainOnBatch(bx, by);
+  }));
+  tf.dispose(batches.flat());
   bareModel.dispose();
   tf.dispose([xT, yT]);
+  return { appS, bareS, profiled };
+}
+
+async function run(req: BenchRequest): Promise<BenchResult> {
+  const choice = await initBackend(req.backend, req.threads === undefined ? {} : { threads: req.threads });
+  const task = (await (await fetch(`/api/tasks/${req.taskId}`)).json()) as Task;
+  const x = new Float32Array(bytes(req.x));
+  const y = new Int32Array(bytes(req.y));
+  const { appS, bareS, profiled } = takesTokens(task.model)
+    ? await benchTokens(task.model, task.training, windowsOf(x, y, req.n), req.n, req.epochs, req.profileSteps)
+    : await benchSamples(task, x, y, req);
 
   const samples = req.n * req.epochs;
   return {
@@ -133,7 +117,7 @@ async function run(req: BenchRequest): Promise<BenchResult> {
     app_s: appS,
     bare_s: bareS,
     step_ms: profiled.stepMs,
-    batch_size: training.batch_size,
+    batch_size: task.training.batch_size,
     kernels: profiled.kernels,
     fallbacks: Object.fromEntries(kernelFallbacks()),
   };

@@ -6,19 +6,24 @@
  * |---|---|---|
  * | `Conv2DBackpropFilter` | missing: no convolutional model could train | one XNNPACK convolution (conv.ts) |
  * | `Conv2DBackpropInput` | a scalar loop | one XNNPACK convolution (conv.ts) |
- * | `BatchMatMul`, `_FusedMatMul` | a scalar loop when transposed or batched | transposed first, then XNNPACK (matmul.ts) |
+ * | `BatchMatMul`, `_FusedMatMul` | a scalar loop when transposed or batched | transposed first, then XNNPACK, one product per matrix of a batch (matmul.ts) |
  * | `MaxPoolGrad` | wrong for some shapes | plain JS (pool.ts) |
  * | `DepthwiseConv2dNativeBackprop*` | missing | the cpu backend's, on copies |
+ * | `UnsortedSegmentSum` (`gather`'s gradient) | missing | rows added up by id, plain JS (segment.ts) |
+ * | `Identity`, `SplitV`, `Sum` (leading axes) | copies, or a transpose first | shared, or plain JS on the heap (memory.ts) |
  *
- * On cpu, `Conv2DBackpropFilter` becomes one convolution too (its own is element by element).
+ * On cpu, `Conv2DBackpropFilter` becomes one convolution too (its own is element by element), and
+ * `UnsortedSegmentSum` the same plain-JS sum (its own makes a masked copy of the input per id).
  * Where one of ours refuses a configuration (channels-first data, say), the kernel it replaced
  * runs — for a missing wasm kernel, the cpu backend's on copies of the inputs.
  */
 import * as tf from "@tensorflow/tfjs";
 import { conv2dBackpropFilter, conv2dBackpropInput } from "./conv";
 import { matMulWasm } from "./matmul";
+import { identityWasm, splitVWasm, sumWasm } from "./memory";
 import { maxPoolGradWasm } from "./pool";
 import { countFallback, type DataBackend, type Info } from "./scratch";
+import { unsortedSegmentSum } from "./segment";
 
 export { kernelFallbacks } from "./scratch";
 
@@ -27,13 +32,16 @@ export const WASM_MISSING_TRAINING_KERNELS = [
   "Conv2DBackpropFilter",
   "DepthwiseConv2dNativeBackpropFilter",
   "DepthwiseConv2dNativeBackpropInput",
+  "UnsortedSegmentSum",
 ] as const;
 
 /** Kernels of the wasm backend that give wrong results, replaced. */
 export const WASM_WRONG_TRAINING_KERNELS = ["MaxPoolGrad"] as const;
 
 /** Kernels of the wasm backend that are right but slow where training needs them, replaced. */
-export const WASM_SLOW_TRAINING_KERNELS = ["Conv2DBackpropInput", "BatchMatMul", "_FusedMatMul"] as const;
+export const WASM_SLOW_TRAINING_KERNELS = [
+  "Conv2DBackpropInput", "BatchMatMul", "_FusedMatMul", "Identity", "SplitV", "Sum",
+] as const;
 
 const OURS = new Set<tf.KernelConfig>();
 
@@ -102,7 +110,11 @@ export function registerTrainingKernels(): void {
     install(name, "wasm", (previous) => (previous === undefined ? null : matMulWasm(name, previous)));
   }
   install("MaxPoolGrad", "wasm", () => maxPoolGradWasm());
+  install("Identity", "wasm", (previous) => (previous === undefined ? null : identityWasm(previous)));
+  install("SplitV", "wasm", (previous) => (previous === undefined ? null : splitVWasm(previous)));
+  install("Sum", "wasm", (previous) => (previous === undefined ? null : sumWasm(previous)));
+  for (const backendName of ["cpu", "wasm"]) install("UnsortedSegmentSum", backendName, () => unsortedSegmentSum(backendName));
   for (const name of WASM_MISSING_TRAINING_KERNELS) {
-    if (name !== "Conv2DBackpropFilter") install(name, "wasm", () => delegateToCpu(name, "wasm"));
+    if (name.startsWith("Depthwise")) install(name, "wasm", () => delegateToCpu(name, "wasm"));
   }
 }

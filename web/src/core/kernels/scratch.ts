@@ -44,6 +44,12 @@ export class Scratch {
     return out;
   }
 
+  /** Free `out` (a tensor made on the backend by other means) with the results of `run`. */
+  track(out: Info): Info {
+    this.temps.push(out);
+    return out;
+  }
+
   /** `out` (a result of `run`, or a view of one) survives `dispose`: it is the kernel's output. */
   keep(out: Info): Info {
     const at = this.temps.findIndex((t) => t.dataId === out.dataId);
