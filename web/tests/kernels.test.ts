@@ -2,15 +2,17 @@
  * disco's training kernels (src/core/kernels) against the cpu backend's own kernels: the same
  * gradients up to float rounding, for several shapes, strides, paddings ('same', 'valid',
  * explicit), batch sizes and channel counts; a refused configuration takes the fallback, and the
- * MNIST CNN's training step never does.
+ * MNIST CNN's training step never does. The GPT's kernels too (batched products, `SplitV`, `Sum`,
+ * `UnsortedSegmentSum`), and its training step: the same loss and gradients on wasm as on cpu.
  */
 import { readFileSync } from "node:fs";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { beforeAll, describe, expect, it } from "vitest";
 import { kernelFallbacks, registerTrainingKernels } from "../src/core/kernels";
-import { buildModel } from "../src/core/models";
-import type { Task } from "../src/core/task";
+import { buildModel, nextTokenLoss, setWeights, weightSlots } from "../src/core/models";
+import type { ModelSpec, Task } from "../src/core/task";
+import { Weights } from "../src/core/weights";
 
 // the cpu backend's own kernels, taken before disco replaces any of them
 const STOCK = {
@@ -18,6 +20,9 @@ const STOCK = {
   input: tf.getKernel("Conv2DBackpropInput", "cpu"),
   maxPool: tf.getKernel("MaxPoolGrad", "cpu"),
   matMul: tf.getKernel("BatchMatMul", "cpu"),
+  splitV: tf.getKernel("SplitV", "cpu"),
+  sum: tf.getKernel("Sum", "cpu"),
+  segmentSum: tf.getKernel("UnsortedSegmentSum", "cpu"), // disco replaces this one on cpu too
 };
 
 type Quad = [number, number, number, number];
@@ -60,21 +65,46 @@ function values(n: number, seed: number): Float32Array {
 
 const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
 
-type Arrays = Record<string, [Float32Array, number[]]>;
+type Arrays = Record<string, [Float32Array | Int32Array, number[]]>;
 
-/** Run `kernel` (a stock cpu kernel) on copies of `inputs` in the cpu backend; its output values. */
-function runStock(kernel: tf.KernelConfig | undefined, inputs: Arrays, attrs: object): Float32Array {
+/** A kernel's output: its values and shape. */
+interface Out {
+  values: Float32Array;
+  shape: number[];
+}
+
+/** Run `kernel` (a stock cpu kernel) on copies of `inputs` in the cpu backend; every output. */
+function runStockAll(kernel: tf.KernelConfig | undefined, inputs: Arrays, attrs: object): Out[] {
   if (kernel === undefined) throw new Error("stock kernel missing");
-  type Cpu = { write(v: Float32Array, s: number[], d: tf.DataType): object; readSync(id: object): Float32Array; disposeData(id: object): void };
+  type Cpu = { write(v: Float32Array | Int32Array, s: number[], d: tf.DataType): object; readSync(id: object): Float32Array; disposeData(id: object): void };
   const cpu = tf.findBackend("cpu") as unknown as Cpu;
   const infos: tf.NamedTensorInfoMap = {};
   for (const [name, [v, shape]] of Object.entries(inputs)) {
-    infos[name] = { dataId: cpu.write(v.slice(), shape, "float32"), shape, dtype: "float32" };
+    const dtype = v instanceof Int32Array ? "int32" : "float32";
+    infos[name] = { dataId: cpu.write(v.slice(), shape, dtype), shape, dtype };
   }
-  const out = kernel.kernelFunc({ inputs: infos, backend: cpu, attrs: attrs as tf.NamedAttrMap }) as tf.TensorInfo;
-  const result = cpu.readSync(out.dataId).slice();
-  for (const info of [out, ...Object.values(infos)]) if (info) cpu.disposeData(info.dataId);
+  const raw = kernel.kernelFunc({ inputs: infos, backend: cpu, attrs: attrs as tf.NamedAttrMap });
+  const outs = (Array.isArray(raw) ? raw : [raw]) as tf.TensorInfo[];
+  const result = outs.map((out) => ({ values: Float32Array.from(cpu.readSync(out.dataId)), shape: [...out.shape] }));
+  for (const info of [...outs, ...Object.values(infos)]) if (info) cpu.disposeData(info.dataId);
   return result;
+}
+
+/** Run `kernel` (a stock cpu kernel) on copies of `inputs` in the cpu backend; its output values. */
+function runStock(kernel: tf.KernelConfig | undefined, inputs: Arrays, attrs: object): Float32Array {
+  return (runStockAll(kernel, inputs, attrs)[0] as Out).values;
+}
+
+/** `kernelName` through the engine on the current backend (disco's kernel when registered); every output. */
+function runEngineAll(kernelName: string, inputs: Arrays, attrs: object): Out[] {
+  return tf.tidy(() => {
+    const tensors = Object.fromEntries(
+      Object.entries(inputs).map(([k, [v, shape]]) => [k, tf.tensor(v, shape, v instanceof Int32Array ? "int32" : "float32")]),
+    );
+    const raw = tf.engine().runKernel(kernelName, tensors, attrs as tf.NamedAttrMap) as tf.Tensor | tf.Tensor[];
+    const outs = Array.isArray(raw) ? raw : [raw];
+    return outs.map((t) => ({ values: Float32Array.from(t.dataSync()), shape: [...t.shape] }));
+  });
 }
 
 /** `kernelName` through the engine on the current backend (disco's kernel when registered). */
@@ -183,7 +213,9 @@ describe("other training kernels on wasm", () => {
     { a: [2, 3, 4, 5], b: [5, 6], transposeA: false, transposeB: false }, // rank 4 with a shared b
     { a: [1, 9, 4], b: [1, 20, 9], transposeA: true, transposeB: true },
     { a: [4, 6, 5], b: [1, 5, 3], transposeA: false, transposeB: false }, // batch, shared b
-    { a: [3, 4, 5], b: [3, 5, 2], transposeA: false, transposeB: false }, // batch (stock path)
+    { a: [3, 4, 5], b: [3, 5, 2], transposeA: false, transposeB: false }, // batch: one product per matrix
+    { a: [128, 64, 32], b: [128, 64, 32], transposeA: false, transposeB: true }, // attention's q·kᵀ (B·H, T, hd)
+    { a: [6, 7, 5], b: [6, 7, 3], transposeA: true, transposeB: false }, // batched, transposed a: a gradient
   ])("BatchMatMul $a x $b (transposed $transposeA, $transposeB): as the cpu backend's", ({ a, b, transposeA, transposeB }) => {
     const [av, bv] = [values(size(a), 3), values(size(b), 4)];
     const attrs = { transposeA, transposeB };
@@ -252,5 +284,145 @@ describe("other training kernels on wasm", () => {
     expect(kernelFallbacks().get("Conv2DBackpropFilter on wasm")).toBe(before + 1);
     const want = runStock(STOCK.filter, { x: [x, [2, 3, 6, 6]], dy: [dy, [2, 4, 4, 4]] }, attrs);
     expect(relError(got, want)).toBeLessThan(TOLERANCE);
+  });
+
+  it("SplitV with sizes [3, -1] on axis -1: as the cpu backend's", () => {
+    const inputs: Arrays = { x: [values(4 * 5 * 8, 41), [4, 5, 8]] };
+    const attrs = { numOrSizeSplits: [3, -1], axis: -1 };
+    const want = runStockAll(STOCK.splitV, inputs, attrs);
+    const got = runEngineAll("SplitV", inputs, attrs);
+    expect(got.map((o) => o.shape)).toEqual([[4, 5, 3], [4, 5, 5]]);
+    expect(got.map((o) => o.shape)).toEqual(want.map((o) => o.shape));
+    for (const [k, piece] of want.entries()) expect(Array.from((got[k] as Out).values)).toEqual(Array.from(piece.values)); // copies: exact
+  });
+
+  it("Sum over axes [1, 0] with keepDims: as the cpu backend's", () => {
+    const inputs: Arrays = { x: [values(6 * 5 * 4, 42), [6, 5, 4]] };
+    const attrs = { axis: [1, 0], keepDims: true };
+    const [want] = runStockAll(STOCK.sum, inputs, attrs) as [Out];
+    const [got] = runEngineAll("Sum", inputs, attrs) as [Out];
+    expect(got.shape).toEqual([1, 1, 4]);
+    expect(want.shape).toEqual([1, 1, 4]);
+    expect(relError(got.values, want.values)).toBeLessThan(1e-6);
+  });
+});
+
+describe.each(["wasm", "cpu"])("UnsortedSegmentSum (gather's gradient) on %s", (backend) => {
+  beforeAll(async () => {
+    registerTrainingKernels();
+    expect(await tf.setBackend(backend)).toBe(true);
+  });
+
+  it("rows added up by id, out-of-range ids dropped: as the cpu backend's stock kernel and plain JS", () => {
+    const [n, width, segments] = [9, 6, 5];
+    const ids = Int32Array.from([2, 0, 2, 7, 4, 0, -1, 2, 1]); // 7 and -1 outside [0, 5); segment 3 empty
+    const x = values(n * width, 43);
+    const inputs: Arrays = { x: [x, [n, width]], segmentIds: [ids, [n]] };
+    const attrs = { numSegments: segments };
+    const plain = new Float32Array(segments * width);
+    for (let row = 0; row < n; row++) {
+      const id = ids[row] as number;
+      if (id < 0 || id >= segments) continue;
+      for (let j = 0; j < width; j++) plain[id * width + j] = (plain[id * width + j] as number) + (x[row * width + j] as number);
+    }
+    const [stock] = runStockAll(STOCK.segmentSum, inputs, attrs) as [Out];
+    const [got] = runEngineAll("UnsortedSegmentSum", inputs, attrs) as [Out];
+    expect(got.shape).toEqual([segments, width]);
+    expect(stock.shape).toEqual([segments, width]);
+    expect(relError(got.values, stock.values)).toBeLessThan(1e-6);
+    expect(relError(got.values, plain)).toBeLessThan(1e-6);
+    expect(Array.from(got.values.subarray(3 * width, 4 * width))).toEqual(new Array<number>(width).fill(0));
+  });
+
+  it("the embedding's gradient through tf.gather: as a one-hot matrix product", () => {
+    const [vocab, width] = [11, 4];
+    const ids = Int32Array.from([3, 0, 3, 10, 7, 3]);
+    const table = tf.tensor(values(vocab * width, 44), [vocab, width]);
+    const dy = tf.tensor(values(ids.length * width, 45), [ids.length, width]);
+    const [got, want] = tf.tidy(() => {
+      const idx = tf.tensor1d(ids, "int32");
+      const grad = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.gather(t, idx), dy)))(table);
+      const onehot = tf.matMul(tf.cast(tf.oneHot(idx, vocab), "float32") as tf.Tensor2D, dy as tf.Tensor2D, true, false);
+      return [grad.dataSync() as Float32Array, onehot.dataSync() as Float32Array];
+    });
+    expect(relError(got.slice(), want.slice())).toBeLessThan(1e-6);
+    tf.dispose([table, dy]);
+  });
+});
+
+describe("a GPT's training step", () => {
+  const spec: ModelSpec = {
+    input_shape: [8],
+    layers: [
+      { type: "token_embedding", vocab_size: 13, units: 16 },
+      { type: "transformer_block", heads: 2, dropout: 0 },
+      { type: "layer_norm" },
+      { type: "tied_output" },
+    ],
+    loss: "next_token_crossentropy",
+  };
+  const [batch, context, vocab] = [3, 8, 13];
+  const ids = (seed: number): Int32Array => Int32Array.from(values(batch * context, seed), (v) => Math.floor((v + 1.5) * 4.33) % vocab);
+
+  /** The loss and every weight's gradient on `backend` (targets given as `dtype`), fallbacks taken meanwhile. */
+  async function step(backend: string, dtype: "int32" | "float32"): Promise<{ loss: number; grads: Float32Array[]; fallbacks: Map<string, number> }> {
+    expect(await tf.setBackend(backend)).toBe(true);
+    const model = buildModel(spec);
+    const slots = weightSlots(model, spec);
+    const weights = new Weights(
+      slots.map((s) => s.name),
+      slots.map((s) => s.shape),
+      slots.map((s, k) => values(size([...s.shape]), 60 + k).map((v) => v * 0.4)),
+    );
+    setWeights(model, spec, weights);
+    const before = new Map(kernelFallbacks());
+    const x = tf.tensor(ids(51), [batch, context], "int32");
+    const y = tf.tensor(ids(52), [batch, context], dtype);
+    const tensorsBefore = tf.memory().numTensors;
+    const { value, grads } = tf.variableGrads(() => nextTokenLoss(y, model.apply(x, { training: true }) as tf.Tensor));
+    const result = {
+      loss: (await value.data())[0] as number,
+      grads: model.trainableWeights.map((w) => (grads[(w.read() as tf.Variable).name] as tf.Tensor).dataSync().slice() as Float32Array),
+      fallbacks: new Map([...kernelFallbacks()].filter(([k, n]) => before.get(k) !== n)),
+    };
+    tf.dispose([value, ...Object.values(grads)]);
+    expect(tf.memory().numTensors).toBe(tensorsBefore); // nothing left behind by the loss's custom gradient
+    tf.dispose([x, y]);
+    model.dispose();
+    return result;
+  }
+
+  it("on wasm: the same loss and gradients as on cpu, no fallback; targets int32 or float32", async () => {
+    const want = await step("cpu", "int32");
+    expect(want.grads.every((g) => g.some((v) => v !== 0))).toBe(true); // every weight gets a gradient
+    for (const [backend, dtype] of [["wasm", "int32"], ["wasm", "float32"], ["cpu", "float32"]] as const) {
+      const got = await step(backend, dtype);
+      expect(got.fallbacks).toEqual(new Map());
+      expect(Math.abs(got.loss - want.loss) / Math.abs(want.loss)).toBeLessThan(1e-5);
+      for (const [k, g] of want.grads.entries()) expect(relError(got.grads[k] as Float32Array, g)).toBeLessThan(1e-4);
+    }
+  });
+
+  it("the loss is the mean of logSumExp(z) - z[target], its gradient (softmax(z) - onehot(target)) / N", async () => {
+    expect(await tf.setBackend("wasm")).toBe(true);
+    const [n, v] = [5, 7];
+    const z = values(n * v, 71).map((x) => 3 * x);
+    const targets = Int32Array.from([0, 6, 3, 3, 1]);
+    let loss = 0;
+    const grad = new Float32Array(n * v);
+    for (let i = 0; i < n; i++) {
+      const row = Array.from(z.subarray(i * v, (i + 1) * v));
+      const top = Math.max(...row);
+      const lse = top + Math.log(row.reduce((acc, x) => acc + Math.exp(x - top), 0));
+      loss += (lse - (row[targets[i] as number] as number)) / n;
+      for (let j = 0; j < v; j++) grad[i * v + j] = (Math.exp((row[j] as number) - lse) - (j === targets[i] ? 1 : 0)) / n;
+    }
+    const logits = tf.tensor(z, [1, n, v]);
+    const y = tf.tensor(targets, [1, n], "int32");
+    const { value, grad: got } = tf.valueAndGrad((l: tf.Tensor) => nextTokenLoss(y, l))(logits);
+    expect(Math.abs((value.dataSync()[0] as number) - loss) / loss).toBeLessThan(1e-6);
+    expect(got.shape).toEqual([1, n, v]);
+    expect(relError(got.dataSync() as Float32Array, grad)).toBeLessThan(1e-6);
+    tf.dispose([logits, y, value, got]);
   });
 });

@@ -37,15 +37,33 @@ const ACTIVATIONS: Record<ActivationName, TfActivation> = {
 };
 
 /**
- * Mean cross-entropy of next-token `logits` (B, T, V) against target ids (B, T), over batch ×
- * positions; log-softmax fused, as PyTorch's `cross_entropy`.
+ * Mean cross-entropy of next-token `logits` (B, T, V) against target ids (B, T), over the
+ * N = B·T positions: mean of logSumExp(z) − z[target], as PyTorch's `cross_entropy`. One fused
+ * custom gradient, (softmax(z) − onehot(target)) · dy / N, instead of the chain of log-softmax,
+ * one-hot product, sum and mean gradients.
  */
 export function nextTokenLoss(targets: tf.Tensor, logits: tf.Tensor): tf.Scalar {
   return tf.tidy(() => {
     const vocab = logits.shape[logits.shape.length - 1] as number;
-    const ids = tf.cast(tf.reshape(targets, [-1]), "int32");
-    const picked = tf.sum(tf.mul(tf.logSoftmax(tf.reshape(logits, [-1, vocab])), tf.oneHot(ids, vocab)), -1);
-    return tf.neg(tf.mean(picked)) as tf.Scalar;
+    const flat = tf.reshape(logits, [-1, vocab]); // (N, V)
+    const ids = tf.cast(tf.reshape(targets, [-1]), "int32") as tf.Tensor1D; // (N)
+    const n = ids.shape[0];
+    const at = tf.add(tf.mul(tf.range(0, n, 1, "int32"), tf.scalar(vocab, "int32")), ids); // flat index of z[target]
+    const loss = tf.customGrad(((z: tf.Tensor, save: (t: tf.Tensor[]) => void) => {
+      const lse = tf.logSumExp(z, -1, true); // (N, 1)
+      save([z, lse, ids]); // kept for the backward pass (this tidy disposes `ids` before it runs)
+      return {
+        value: tf.mean(tf.sub(tf.reshape(lse, [-1]), tf.gather(tf.reshape(z, [-1]), at))),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [x, logSum, targetIds] = saved as [tf.Tensor, tf.Tensor, tf.Tensor1D];
+          const softmax = tf.exp(tf.sub(x, logSum)); // (N, V)
+          // oneHot's int32 cast to float32: TF.js 4.22's wasm OneHot writes int32 values whatever its dtype
+          const onehot = tf.cast(tf.oneHot(targetIds, vocab), "float32");
+          return [tf.mul(tf.sub(softmax, onehot), tf.div(dy, n))];
+        },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0]);
+    return loss(flat) as tf.Scalar;
   });
 }
 

@@ -9,9 +9,9 @@
  * matrix, which `buildModel` hands it; a model rebuilt from a TF.js JSON alone cannot restore
  * that link, so GPT models are always built from their portable spec (weights travel by name).
  *
- * Kernels used are the ones every backend has, wasm included: the embedding's gradient is a
- * matrix product with the one-hot ids (TF.js's `gather` gradient needs `UnsortedSegmentSum`,
- * which wasm lacks), attention is batched matrix products with an additive causal mask.
+ * Kernels used are the ones every backend has, wasm included: the embedding's gradient is
+ * `gather`'s own, `UnsortedSegmentSum`, which disco registers on wasm and cpu
+ * (kernels/segment.ts); attention is batched matrix products with an additive causal mask.
  */
 import * as tf from "@tensorflow/tfjs";
 
@@ -92,15 +92,7 @@ export class TokenEmbedding extends tf.layers.Layer {
       const [b, t] = raw.shape as [number, number];
       if (t > this.context) throw new Error(`${this.name}: ${t} tokens is more than the context of ${this.context}`);
       const ids = tf.reshape(raw.dtype === "int32" ? raw : tf.cast(raw, "int32"), [b * t]);
-      const vocab = this.vocabSize;
-      // gather forward; its gradient as one matrix product: onehot(ids)ᵀ (V, B·T) @ dy (B·T, D)
-      const lookup = tf.customGrad(((tokens: tf.Tensor) => ({
-        value: tf.gather(tokens, ids),
-        gradFunc: (dy: tf.Tensor | tf.Tensor[]) => [
-          tf.matMul(tf.cast(tf.oneHot(ids, vocab), "float32") as tf.Tensor2D, single(dy) as tf.Tensor2D, true, false),
-        ],
-      })) as unknown as Parameters<typeof tf.customGrad>[0]);
-      const vectors = tf.reshape(lookup(this.tokens.read()), [b, t, this.units]); // (B, T, D)
+      const vectors = tf.reshape(tf.gather(this.tokens.read(), ids), [b, t, this.units]); // (B, T, D)
       return tf.add(vectors, tf.slice(this.positions.read(), [0, 0], [t, this.units])); // + (T, D)
     });
   }
