@@ -63,7 +63,7 @@ def test_alone_below_the_minimum_stops_after_the_wait_with_its_model(
     assert "You completed 0 of 3 rounds" in str(e)
     text = caplog.text
     assert "the shared model has been trained for 0 rounds; you take part in 3 rounds" in text
-    assert "your round 1 of 3: training 1 epoch(s)" in text
+    assert "your round 1 of 3: training 1 epoch on the shared model" in text
     assert "your round 1 of 3: update sent; waiting for others: 1 more participant needed" in text
     # the server still holds round 0: nothing was combined, and the participant left
     resp = httpx.get(f"{server.url}/api/tasks/{task.id}")
