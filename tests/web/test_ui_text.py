@@ -25,6 +25,8 @@ from disco.server import ServerHandle
 from disco.text.generate import generate, model_logits
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+from web_helpers import train_with_python_participants  # noqa: E402
+
 expect = playwright_api.expect
 
 DISCO = Path(sys.executable).with_name("disco")
@@ -135,23 +137,10 @@ def test_browser_and_two_python_participants_train_shakespeare_and_the_browser_w
     status = page.get_by_test_id("training-status")
     expect(status).to_have_attribute("data-phase", "waiting_for_participants", timeout=60_000)
 
-    python_clients = [
-        subprocess.Popen(
-            [str(DISCO), "train", "--task", text_task, "--server", server.url, "--json",
-             "--data", str(plays[k]), "--name", f"python-{k}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for k in (1, 2)
-    ]  # fmt: skip
-    try:
-        expect(status).to_have_attribute("data-phase", "done", timeout=400_000)
-        outputs = [p.communicate(timeout=120) for p in python_clients]
-    finally:
-        for p in python_clients:
-            p.kill()
-    for p, (_, err) in zip(python_clients, outputs, strict=True):
-        assert p.returncode == 0, err
-    python_digests = {json.loads(out.strip().splitlines()[-1])["digest"] for out, _ in outputs}
+    python_digests = train_with_python_participants(
+        status, server.url, text_task, {k: plays[k] for k in (1, 2)},
+        done_timeout_ms=400_000, exit_timeout_s=120,
+    )  # fmt: skip
 
     expect(page.get_by_test_id("counter-round")).to_have_text("3 / 3")
     expect(page.get_by_test_id("counter-epoch")).to_have_text("1 · 3/3")

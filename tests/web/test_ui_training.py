@@ -30,7 +30,7 @@ from disco.server import ServerHandle
 from disco.task import PrivacyConfig
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-from web_helpers import connect_digits  # noqa: E402
+from web_helpers import connect_digits, train_with_python_participants  # noqa: E402
 
 expect = playwright_api.expect
 
@@ -177,25 +177,10 @@ def test_browser_and_two_python_clients_train_together(
     python_data = {
         k: _subset(mnist_files / f"client_{k}", tmp_path / f"py{k}", 300) for k in (1, 2)
     }
-    python_clients = [
-        subprocess.Popen(
-            [str(DISCO), "train", "--task", together_task, "--server", server.url, "--json",
-             "--data", str(python_data[k]), "--name", f"python-{k}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for k in (1, 2)
-    ]  # fmt: skip
-    try:
-        expect(status).to_have_attribute("data-phase", "done", timeout=150_000)
-        outputs = [p.communicate(timeout=60) for p in python_clients]
-    finally:
-        for p in python_clients:
-            p.kill()
-    for p, (_, err) in zip(python_clients, outputs, strict=True):
-        assert p.returncode == 0, err
-    python_digests = {json.loads(out.strip().splitlines()[-1])["digest"] for out, _ in outputs}
+    python_digests = train_with_python_participants(
+        status, server.url, together_task, python_data,
+        done_timeout_ms=150_000, exit_timeout_s=60,
+    )  # fmt: skip
 
     expect(page.get_by_test_id("counter-round")).to_have_text("2 / 2")
     log = page.get_by_test_id("training-log")

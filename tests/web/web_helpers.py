@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -57,3 +59,34 @@ def table_task(publish: Any, task_id: str, **training: Any) -> str:
     doc["display"]["title"] = f"Small table {task_id}"
     doc["training"].update(training)
     return publish(doc)
+
+
+def train_with_python_participants(
+    status: Any,
+    server_url: str,
+    task_id: str,
+    data: dict[int, Path],
+    *,
+    done_timeout_ms: int,
+    exit_timeout_s: int,
+) -> set[str]:
+    """Start one `disco train --json` per folder of `data` (named python-K), wait for the page's
+    `status` to reach "done" and for each process to end with 0; their final model digests."""
+    disco = Path(sys.executable).with_name("disco")
+    clients = [
+        subprocess.Popen(
+            [str(disco), "train", "--task", task_id, "--server", server_url, "--json",
+             "--data", str(folder), "--name", f"python-{k}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for k, folder in data.items()
+    ]  # fmt: skip
+    try:
+        expect(status).to_have_attribute("data-phase", "done", timeout=done_timeout_ms)
+        outputs = [p.communicate(timeout=exit_timeout_s) for p in clients]
+    finally:
+        for p in clients:
+            p.kill()
+    for p, (_, err) in zip(clients, outputs, strict=True):
+        assert p.returncode == 0, err
+    return {json.loads(out.strip().splitlines()[-1])["digest"] for out, _ in outputs}
