@@ -202,8 +202,13 @@ class PeerClient(PeerRounds):
         self._changed.set()
 
     async def _send(self, message: ToServer) -> None:
+        """Send `message` to the server; `ServerError` if the connection to it is gone (a peer
+        stops when the server goes away, whichever of sending or waiting notices it first)."""
         assert self._link is not None
-        await self._link.send(message)
+        try:
+            await self._link.send(message)
+        except LinkClosed as exc:
+            raise ServerError(f"the connection to the server closed: {exc}") from exc
 
     def _updated(self, round: int) -> None:
         """A valid update of `round` arrived: tell the server whose updates this peer holds."""
@@ -375,7 +380,7 @@ class PeerClient(PeerRounds):
         if self._link is not None:
             try:
                 await self._send(Leave())
-            except (LinkClosed, DiscoError, OSError):
+            except (DiscoError, OSError):
                 pass
             await self._link.close()
         await self._exchange.aclose()
