@@ -25,6 +25,7 @@ function wasmThreadsSurviveMinification(): Plugin {
 export default defineConfig({
   plugins: [vue(), wasmThreadsSurviveMinification()],
   base: "/",
+  worker: { format: "es" }, // module workers (core/text/encodeWorker.ts)
   build: {
     outDir: "../src/disco/server/static",
     emptyOutDir: true,

@@ -122,9 +122,14 @@ def test_browser_and_two_python_participants_train_shakespeare_and_the_browser_w
     bad = tmp_path / "notes.txt"
     bad.write_bytes("caf\u00e9 au lait".encode("latin-1"))
     mine = sorted(plays[3].glob("*.txt"))
+    workers: list[str] = []
+    page.on("worker", lambda worker: workers.append(worker.url))
     page.get_by_test_id("train-text-files").set_input_files([*mine, bad])
     summary = page.get_by_test_id("train-summary")
     expect(summary.get_by_test_id("sample-count")).to_have_text("2", timeout=60_000)
+    # the plays were tokenised off the page's thread (core/text/encodeText.ts), with the ids
+    # Python gives: the digests below are equal only if the windows were
+    assert any("encodeWorker" in url for url in workers), workers
     expect(summary.get_by_test_id("text-summary")).to_contain_text("training windows of 64 tokens")
     expect(page.get_by_test_id("train-problems")).to_contain_text(
         "notes.txt is not UTF-8 text (byte 3 is 0xe9): save it as UTF-8"

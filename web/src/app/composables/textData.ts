@@ -1,9 +1,9 @@
 // Connecting text files to a text task: each pick of .txt files (or a folder of them) becomes one
 // batch of documents, read with the rules of docs/text.md (`decodeText`: UTF-8, no NUL byte, not
-// empty, a size limit) and tokenised in this browser with the task's tokenizer, fetched from the
-// server and checked against the task's `tokenizer_digest`. A bad file becomes a problem naming it
-// and the others still count. The windows are cut from every connected document at once, in name
-// order, as `loadText` does.
+// empty, a size limit) and tokenised in this browser (in a worker: `encodeText`) with the task's
+// tokenizer, fetched from the server and checked against the task's `tokenizer_digest`. A bad
+// file becomes a problem naming it and the others still count. The windows are cut from every
+// connected document at once, in name order, as `loadText` does.
 import { DataError } from "../../core/data/dataset";
 import { ignoredNote, keepBySuffix, relativePath } from "../../core/data/files";
 import {
@@ -16,6 +16,7 @@ import {
   makeWindows,
 } from "../../core/data/text";
 import type { Task } from "../../core/task";
+import { encodeText } from "../../core/text/encodeText";
 import { type Tokenizer, tokenizerForTask } from "../../core/text/tokenizer";
 import { getTokenizerBytes } from "./api";
 import { type Connection, type TextPart, add, describePick, withBusy } from "./connect";
@@ -100,7 +101,7 @@ export async function readTextFiles(
     }
     try {
       const text = decodeText(new Uint8Array(await file.arrayBuffer()), name);
-      const ids = Int32Array.from(tokenizer.encode(text));
+      const ids = await encodeText(tokenizer, text); // off the page's thread: it stays responsive
       documents.push({ name, ids });
       tokens += ids.length;
       bytes += file.size;

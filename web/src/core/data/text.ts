@@ -14,6 +14,7 @@
  */
 import { DataError } from "./dataset";
 import { keepBySuffix, relativePath } from "./files";
+import { encodeText } from "../text/encodeText";
 import type { Tokenizer } from "../text/tokenizer";
 
 /** Most bytes one text file may hold (16 MiB). */
@@ -210,7 +211,7 @@ export async function loadText(files: readonly File[], tokenizer: Tokenizer, opt
   const documents: Int32Array[] = [];
   for await (const { name, text } of iterTexts(files, options)) {
     names.push(name); // text read from UTF-8 is valid Unicode: encoding cannot fail
-    documents.push(Int32Array.from(tokenizer.encode(text)));
+    documents.push(await encodeText(tokenizer, text));
   }
   return makeWindows(documents, tokenizer.eotId, options, names);
 }
