@@ -29,11 +29,13 @@ def test_the_walk_finds_every_command() -> None:
         "disco",
         "disco serve",
         "disco invite",
+        "disco publish",
         "disco tasks",
         "disco train",
         "disco simulate",
         "disco data",
         "disco data samples",
+        "disco data tokenizer",
         "disco generate",
         "disco demo",
     }

@@ -1,10 +1,12 @@
-"""The `disco` command: serve, tasks, train, simulate, generate, data, demo.
+"""The `disco` command: serve, invite, publish, tasks, train, simulate, generate, data, demo.
 
     output.py    the console, exit codes, summaries
     progress.py  progress bars, or plain log lines when not on a terminal
     commands.py  serve, tasks, data samples, simulate, demo
     train.py     train: alone or in a session, and how it stops
     generate.py  generate: a text task's model continues a prompt
+    invite.py    invite: invitations to a task on a private server
+    publish.py   publish: a task from its files onto a server; data tokenizer: a text task's own
     parser.py    every option with its help, defaults and examples
 
 Exit codes: 0 done; 2 a user error (one line says what was wrong); 3 `disco train` stopped

@@ -10,6 +10,7 @@ from disco.aggregation_config import Aggregation
 from disco.cli.commands import cmd_data_samples, cmd_demo, cmd_serve, cmd_simulate, cmd_tasks
 from disco.cli.generate import cmd_generate
 from disco.cli.invite import cmd_invite, parse_duration
+from disco.cli.publish import add_data_tokenizer, add_publish
 from disco.cli.train import cmd_train
 
 __all__ = ["HelpFormatter", "build_parser"]
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(fn=cmd_invite)
+    add_publish(sub, command, _examples)
 
     s = command(
         sub,
@@ -432,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace what an earlier run wrote in --out (nothing else is touched)",
     )
     d.set_defaults(fn=cmd_data_samples)
+    add_data_tokenizer(dsub, command, _examples)
 
     s = command(
         sub,

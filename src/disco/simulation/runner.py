@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import math
 import re
@@ -44,6 +43,7 @@ import numpy as np
 from disco import catalog
 from disco.client import FederatedClient, ServerAccess
 from disco.client.base import in_training_thread
+from disco.client.publish import check_created, creation_body
 from disco.data import Dataset, load_for_task
 from disco.data.samples import write_samples
 from disco.data.text import TextWindows, load_text
@@ -57,7 +57,7 @@ from disco.decentralized.connector import (
 )
 from disco.decentralized.peer import PeerClient
 from disco.decentralized.topology import ALL_TO_ALL_LIMIT
-from disco.errors import ConfigError, ServerError, SessionError, TaskError
+from disco.errors import ConfigError, SessionError, TaskError
 from disco.models import build_torch_model
 from disco.schedule import planned_rounds
 from disco.simulation.attacks import (
@@ -129,13 +129,8 @@ async def _publish(
     client: httpx.AsyncClient, task: Task, token: str | None, tokenizer: Tokenizer | None
 ) -> None:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    body = task.model_dump_json()
-    if tokenizer is not None:  # a text task travels with its tokenizer (disco.server.tokenizers)
-        text = json.dumps(tokenizer.to_bytes().decode("utf-8"))
-        body = f'{{"task": {body}, "tokenizer": {text}}}'
-    resp = await client.post("/api/tasks", content=body, headers=headers)
-    if resp.status_code not in (200, 201):
-        raise ServerError(f"cannot create task {task.id!r}: {resp.status_code} {resp.text}")
+    resp = await client.post("/api/tasks", content=creation_body(task, tokenizer), headers=headers)
+    check_created(resp, task, str(client.base_url))
 
 
 def unigram_loss(train: list[np.ndarray], test: np.ndarray, vocab_size: int) -> float:

@@ -24,7 +24,7 @@ import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from disco.errors import DataError, TaskError
-from disco.task import MAX_VOCAB_SIZE, MIN_VOCAB_SIZE, Task, TrainingInfo, parse_task
+from disco.task import MAX_VOCAB_SIZE, MIN_VOCAB_SIZE, Task, TrainingInfo
 
 __all__ = [
     "EOT",
@@ -272,19 +272,8 @@ def save_task_folder(folder: str | Path, task: Task, tokenizer: Tokenizer | None
 
 
 def load_task_folder(folder: str | Path) -> tuple[Task, Tokenizer | None]:
-    """The task saved in `folder` and, for a text task, its tokenizer (checked against it)."""
-    folder = Path(folder)
-    try:
-        task = parse_task((folder / TASK_FILE).read_bytes())
-    except OSError as exc:
-        raise TaskError(f"{folder}: cannot read {TASK_FILE} ({exc.strerror})") from None
-    if task.training.data_type != "text":
-        return task, None
-    path = folder / TOKENIZER_FILE
-    if not path.is_file():
-        raise TaskError(
-            f"{folder}: task {task.id!r} is a text task but {TOKENIZER_FILE} is missing"
-        )
-    tokenizer = Tokenizer.from_file(path)
-    check_task_tokenizer(task, tokenizer)
-    return task, tokenizer
+    """The task saved in `folder` and, for a text task, its tokenizer (checked against it):
+    `disco.client.publish.read_task` of a folder."""
+    from disco.client.publish import read_task
+
+    return read_task(folder)
