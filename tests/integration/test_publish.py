@@ -116,6 +116,18 @@ def test_what_is_refused_before_the_server_is_asked(
     assert "task 'mnist' is not a text task: it takes no tokenizer" in _output(capsys)
     assert main(["publish", str(tmp_path / "nowhere.json"), *common]) == 2
     assert "nowhere.json: cannot read the task" in _output(capsys)
+    # a text task's document without a tokenizer: what to add, in the command's words
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(_text_doc(vocab=None)), encoding="utf-8")
+    assert main(["publish", str(bare), *common]) == 2
+    assert "task 'letters' is a text task: give its tokenizer.json too" in _output(capsys)
+    (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
+    assert main(["publish", str(tmp_path / "broken.json"), *common]) == 2
+    assert "broken.json: task is not valid JSON" in _output(capsys)
+    # where the tokenizer cannot be written: said before any text is read
+    learn = ["data", "tokenizer", "--text", str(tmp_path / "letters"), "--out", str(tmp_path)]
+    assert main(learn) == 2
+    assert "is a folder: give the file to write" in _output(capsys)
     assert _ids(server) == []
 
 
@@ -130,7 +142,10 @@ def read_task_with(tmp_path: Path, tokenizer: Tokenizer) -> Task:
 
 
 def test_the_admin_token_is_checked_and_a_folder_publishes(
-    server: ServerHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server: ServerHandle,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     titanic = catalog.get("titanic")
     folder = save_task_folder(tmp_path / "titanic", titanic)
@@ -138,9 +153,16 @@ def test_the_admin_token_is_checked_and_a_folder_publishes(
     assert "did not create task 'titanic'" in (said := _output(capsys))
     assert "is this the server's admin token?" in said
     assert main(["publish", str(folder), "--server", server.url]) == 2
-    assert "give the server's admin token (--admin-token or DISCO_ADMIN_TOKEN)" in _output(capsys)
+    assert "(HTTP 401) — give the server's admin token" in _output(capsys)
     assert _ids(server) == []
+    # an invitation in the environment is a participant's, never read to publish
+    monkeypatch.setenv("DISCO_INVITATION", "not an invitation")
+    # a tokenizer.json left in a folder counts only for a text task
+    train_tokenizer(["A few words, written for a tokenizer."] * 3, 270).save(
+        folder / "tokenizer.json"
+    )
     assert main(["publish", str(folder), "--server", server.url, "--admin-token", TOKEN]) == 0
+    monkeypatch.delenv("DISCO_INVITATION")
     assert main(["tasks", "--server", server.url, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["tasks"]
     assert [Task.model_validate(t) for t in listed] == [titanic]

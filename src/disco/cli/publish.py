@@ -63,11 +63,10 @@ def add_publish(sub: Any, command: Command, examples: Callable[..., str]) -> Non
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from disco.client.access import ServerAccess
-    from disco.client.publish import publish, read_task
+    from disco.client.publish import admin_access, publish, read_task
 
     task, tokenizer = read_task(args.path, args.tokenizer)
-    access = ServerAccess.from_env(args.server, None, args.ca_file)
+    access = admin_access(args.server, args.ca_file)
     token = args.admin_token or os.environ.get("DISCO_ADMIN_TOKEN") or None
     created = publish(access, task, tokenizer=tokenizer, admin_token=token)
     if args.json:
@@ -130,6 +129,9 @@ def cmd_data_tokenizer(args: argparse.Namespace) -> int:
     from disco.text.tokenizer import train_tokenizer
 
     out = Path(args.out)
+    if out.is_dir():
+        example = out / "tokenizer.json"
+        raise ConfigError(f"{out} is a folder: give the file to write, e.g. {example}")
     if out.exists() and not args.overwrite:
         raise ConfigError(f"{out} exists: choose another --out, or add --overwrite")
     names: list[str] = []
@@ -143,8 +145,11 @@ def cmd_data_tokenizer(args: argparse.Namespace) -> int:
             yield text
 
     tokenizer = train_tokenizer(texts(), args.vocab_size, min_frequency=args.min_frequency)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(out)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
     summary = {
         "out": str(out),
         "vocab_size": tokenizer.vocab_size,

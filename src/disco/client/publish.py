@@ -18,6 +18,7 @@ The request is ``POST /api/tasks`` (docs/protocol.md), a text task in the envelo
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from disco.client.access import ServerAccess
     from disco.text.tokenizer import Tokenizer
 
-__all__ = ["check_created", "creation_body", "publish", "read_task"]
+__all__ = ["admin_access", "check_created", "creation_body", "publish", "read_task"]
 
 
 def read_task(
@@ -43,40 +44,52 @@ def read_task(
     from disco.text.tokenizer import TASK_FILE, TOKENIZER_FILE, Tokenizer, check_task_tokenizer
 
     path = Path(path)
-    folder = path if path.is_dir() or path.suffix != ".json" else None
+    is_file = path.is_file() or (not path.exists() and path.suffix.lower() == ".json")
+    folder = None if is_file else path
     file = path if folder is None else folder / TASK_FILE
     try:
         raw = file.read_bytes()
     except OSError as exc:
         what = f"{folder}: cannot read {TASK_FILE}" if folder else f"{file}: cannot read the task"
         raise TaskError(f"{what} ({exc.strerror})") from None
-    given = Path(tokenizer) if tokenizer is not None else None
-    if given is None and folder is not None and (folder / TOKENIZER_FILE).is_file():
-        given = folder / TOKENIZER_FILE
+    doc = _json(raw)
+    training = doc.get("training") if isinstance(doc, dict) else None
+    text = isinstance(training, dict) and training.get("data_type") == "text"
+    if tokenizer is not None:
+        given: Path | None = Path(tokenizer)
+    elif text and folder is not None and (folder / TOKENIZER_FILE).is_file():
+        given = folder / TOKENIZER_FILE  # a folder's tokenizer counts for a text task only
+    else:
+        given = None
+    if text and given is None:
+        raise TaskError(
+            f"{folder}: task {doc.get('id')!r} is a text task but {TOKENIZER_FILE} is missing"
+            if folder is not None
+            else f"task {doc.get('id')!r} is a text task: give its {TOKENIZER_FILE} too"
+        )
     tok = None
     if given is not None:
         if not given.is_file():
             raise TaskError(f"{given}: no such tokenizer file")
         tok = Tokenizer.from_file(given)
-    doc = _json(raw)
-    training = doc.get("training") if isinstance(doc, dict) else None
-    if tok is not None and isinstance(training, dict) and training.get("data_type") == "text":
-        if training.get("tokenizer_digest") is None:  # written before its tokenizer was made
-            named: dict[str, object] = {"tokenizer_digest": tok.digest}
-            if training.get("vocab_size") is None:
-                named["vocab_size"] = tok.vocab_size
+    if tok is not None and text:
+        assert isinstance(training, dict)
+        named: dict[str, object] = {}  # written before its tokenizer was made: name this one
+        if training.get("tokenizer_digest") is None:
+            named["tokenizer_digest"] = tok.digest
+        if training.get("vocab_size") is None:
+            named["vocab_size"] = tok.vocab_size
+        if named:
             raw = json.dumps({**doc, "training": {**training, **named}}).encode()
-    task = parse_task(raw)
+    try:
+        task = parse_task(raw)
+    except TaskError as exc:
+        raise TaskError(f"{file}: {exc}") from None
     if task.training.data_type != "text":
         if tok is not None:
             raise TaskError(f"task {task.id!r} is not a text task: it takes no tokenizer")
         return task, None
-    if tok is None:
-        raise TaskError(
-            f"{folder}: task {task.id!r} is a text task but {TOKENIZER_FILE} is missing"
-            if folder is not None
-            else f"task {task.id!r} is a text task: give its {TOKENIZER_FILE} too"
-        )
+    assert tok is not None
     check_task_tokenizer(task, tok)
     return task, tok
 
@@ -104,11 +117,22 @@ def check_created(response: httpx.Response, task: Task, where: str) -> Task:
 
     if response.status_code not in (200, 201):
         hint = {
-            401: " — give the server's admin token (--admin-token or DISCO_ADMIN_TOKEN)",
+            401: " — give the server's admin token",
             403: " — is this the server's admin token?",
         }.get(response.status_code, "")
         raise ServerError(f"{where} did not create task {task.id!r}: {refusal(response)}{hint}")
     return parse_task(response.content)
+
+
+def admin_access(server: str | ServerAccess, ca_file: str | Path | None = None) -> ServerAccess:
+    """How to reach `server` as its admin: its CA bundle (`ca_file`, else ``DISCO_CA_FILE``),
+    never an invitation (creating a task is the admin's; ``DISCO_INVITATION`` is not read)."""
+    from disco.client.access import ServerAccess
+
+    if isinstance(server, ServerAccess):
+        return replace(server, invitation=None)
+    ca = ca_file or os.environ.get("DISCO_CA_FILE") or None
+    return ServerAccess(server, None, Path(ca) if ca else None)
 
 
 def publish(
@@ -124,7 +148,6 @@ def publish(
     `ServerError` if the server is unreachable or refuses (its reason in its words)."""
     import httpx
 
-    from disco.client.access import ServerAccess
     from disco.text.tokenizer import check_task_tokenizer
 
     if task.training.data_type == "text":
@@ -133,8 +156,7 @@ def publish(
         check_task_tokenizer(task, tokenizer)
     elif tokenizer is not None:
         raise TaskError(f"task {task.id!r} is not a text task: it takes no tokenizer")
-    access = server if isinstance(server, ServerAccess) else ServerAccess.from_env(server)
-    access = replace(access, invitation=None)  # creating is the admin's, never an invitee's
+    access = admin_access(server)
     headers = {"Content-Type": "application/json"}
     if admin_token:
         headers["Authorization"] = f"Bearer {admin_token}"

@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from disco.errors import ServerError
 from disco.protocol import Signal
 from disco.transport import Channel, ChannelClosed, memory_pair
 
@@ -226,7 +227,7 @@ class RtcConnector(Connector):
             answer = await link.answer(offer.data)
             await self._send_signal(Signal(peer=offer.peer, kind="answer", data=answer))
             channel = await link.channel(timeout=self._open_timeout_s)
-        except (TimeoutError, ChannelClosed, ValueError, OSError) as exc:
+        except (TimeoutError, ChannelClosed, ValueError, OSError, ServerError) as exc:
             log.info("the connection offered by %s did not open: %s", offer.peer, exc)
             await link.close()
             return

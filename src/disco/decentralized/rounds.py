@@ -30,7 +30,7 @@ from disco.decentralized.combine import combine_updates, refusal
 from disco.decentralized.connector import Connector
 from disco.decentralized.exchange import PeerExchange
 from disco.decentralized.secure import SecureMessage, secure_keys, secure_peer_round
-from disco.errors import DiscoError
+from disco.errors import DiscoError, ServerError
 from disco.protocol import (
     Combine,
     DigestReport,
@@ -148,6 +148,9 @@ class PeerRounds(Client):
         connecting = asyncio.ensure_future(self._connect_all(rnd, neighbours, timing, t0))
         try:
             base = await self._round_model(plan, timing)
+        except ServerError:  # the server is gone: the run ends, not just this round
+            connecting.cancel()
+            raise
         except (DiscoError, ChannelClosed, TimeoutError, OSError) as exc:
             log.warning(
                 "round %d: cannot get the round's model (%s); sitting this round out", r, exc
@@ -305,6 +308,8 @@ class PeerRounds(Client):
             while time.monotonic() < deadline:  # retry a failed attempt while there is time
                 try:
                     await connector.connect(peer, deadline - time.monotonic())
+                except ServerError:  # its signals cannot reach the server: no use retrying
+                    raise
                 except (TimeoutError, DiscoError, ChannelClosed, OSError, ValueError) as exc:
                     log.info("round %d: channel to %s not open yet (%s)", plan.round, peer, exc)
                     await asyncio.sleep(0.5)
@@ -361,6 +366,8 @@ class PeerRounds(Client):
         try:
             channel = await self._connector.connect(order.peer, 60.0, initiate=True)
             model = await self._exchange.fetch(order.peer, channel, order.round, 60.0)
+        except ServerError:
+            raise
         except (DiscoError, ChannelClosed, TimeoutError, OSError) as exc:
             log.warning(
                 "resync from %s failed (%s); the next round fetches it again", order.peer, exc
