@@ -24,8 +24,8 @@ const cases = [...vectors.encode, ...vectors.random.map((r, i) => ({ name: `rand
 type Behaviour = "real" | "fails to load" | "cannot encode";
 
 /** A stand-in for `Worker`: runs encodeWorker.ts in this process, or fails as told. */
-function installWorker(behaviour: Behaviour): { started: number; asked: number } {
-  const seen = { started: 0, asked: 0 };
+function installWorker(behaviour: Behaviour): { started: number; asked: number; bytesSent: number } {
+  const seen = { started: 0, asked: 0, bytesSent: 0 };
   class StandIn {
     onmessage: ((event: { data: unknown }) => void) | null = null;
     onerror: ((event: { preventDefault(): void }) => void) | null = null;
@@ -42,8 +42,9 @@ function installWorker(behaviour: Behaviour): { started: number; asked: number }
       scope.postMessage = (message) => setTimeout(() => this.onmessage?.({ data: message }), 0);
       this.scope = scope;
     }
-    postMessage(request: { id: number; text: string }): void {
+    postMessage(request: { id: number; text: string; tokenizer: Uint8Array | null }): void {
       seen.asked += 1;
+      if (request.tokenizer !== null) seen.bytesSent += 1;
       if (behaviour === "cannot encode") {
         setTimeout(() => this.onmessage?.({ data: { id: request.id, error: "out of memory" } }), 0);
         return;
@@ -71,14 +72,14 @@ afterEach(() => {
 });
 
 describe("encoding text off the page's thread", () => {
-  it("gives Python's ids through the worker, which loads the tokenizer once", async () => {
+  it("gives Python's ids through the worker, sent the tokenizer once", async () => {
     const { encodeText, seen } = await fresh("real");
     const all = await Promise.all(cases.map((c) => encodeText(tokenizer, c.text)));
     all.forEach((ids, i) => {
       expect(ids).toBeInstanceOf(Int32Array);
       expect(Array.from(ids), cases[i]?.name).toEqual(cases[i]?.ids);
     });
-    expect(seen).toEqual({ started: 1, asked: cases.length });
+    expect(seen).toEqual({ started: 1, asked: cases.length, bytesSent: 1 });
   });
 
   it("refuses text that is not valid Unicode before sending it, with the tokenizer's error", async () => {

@@ -16,8 +16,11 @@ import { checkText, type Tokenizer } from "./tokenizer";
 /** What the page asks of the worker: encode `text` with the tokenizer of these bytes. */
 export interface EncodeRequest {
   id: number;
-  /** The tokenizer.json bytes (`Tokenizer.bytes`) and their SHA-256: the worker loads each once. */
-  tokenizer: Uint8Array;
+  /**
+   * The tokenizer.json bytes (`Tokenizer.bytes`), sent with the first text of each tokenizer
+   * only (null after: the worker keeps what it loaded), and their SHA-256.
+   */
+  tokenizer: Uint8Array | null;
   digest: string;
   text: string;
 }
@@ -33,6 +36,8 @@ interface Waiting {
 
 /** The worker: undefined until first needed, null where none can run. */
 let worker: Worker | null | undefined;
+/** The tokenizers (by digest) whose bytes the worker was sent. */
+const sent = new Set<string>();
 const waiting = new Map<number, Waiting>();
 let nextId = 0;
 
@@ -86,8 +91,15 @@ export function encodeText(tokenizer: Tokenizer, text: string): Promise<Int32Arr
       return;
     }
     const id = nextId++;
+    const bytes = sent.has(tokenizer.digest) ? null : tokenizer.bytes;
+    const request: EncodeRequest = { id, tokenizer: bytes, digest: tokenizer.digest, text };
+    try {
+      w.postMessage(request);
+    } catch {
+      here(); // the text could not be sent (too large to copy?): encode it here
+      return;
+    }
+    sent.add(tokenizer.digest);
     waiting.set(id, { resolve, here });
-    const request: EncodeRequest = { id, tokenizer: tokenizer.bytes, digest: tokenizer.digest, text };
-    w.postMessage(request);
   });
 }

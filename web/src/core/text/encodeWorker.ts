@@ -16,6 +16,7 @@ const loaded = new Map<string, Promise<Tokenizer>>();
 function tokenizerOf(request: EncodeRequest): Promise<Tokenizer> {
   let found = loaded.get(request.digest);
   if (found === undefined) {
+    if (request.tokenizer === null) return Promise.reject(new Error("no tokenizer of that digest here"));
     found = Tokenizer.fromBytes(request.tokenizer);
     found.catch(() => loaded.delete(request.digest));
     loaded.set(request.digest, found);
