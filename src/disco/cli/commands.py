@@ -250,6 +250,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             secure_aggregation=args.secure_aggregation,
             scheme=args.scheme,
             transport=args.transport,
+            workers=args.workers,
         )
     summary = result.to_dict()
     summary.pop("history")

@@ -396,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="decentralized: how peers reach each other, WebRTC data channels on loopback or "
         "in-process channels (many peers on one machine)",
     )
+    s.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=1,
+        help="processes to spread the participants over, one PyTorch thread each (default: 1, "
+        "all in this process; at most --clients; the same model as 1 on one thread)",
+    )
     s.add_argument("--server", help="use this running server instead of starting one")
     _access_options(s)
     s.add_argument(

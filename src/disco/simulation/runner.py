@@ -25,7 +25,6 @@ participants' training windows, add-one smoothed, the floor any language model m
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import re
@@ -41,33 +40,23 @@ import httpx
 import numpy as np
 
 from disco import catalog
-from disco.client import FederatedClient, ServerAccess
+from disco.client import ServerAccess
 from disco.client.base import in_training_thread
 from disco.client.publish import check_created, creation_body
 from disco.data import Dataset, load_for_task
 from disco.data.samples import write_samples
 from disco.data.text import TextWindows, load_text
-from disco.decentralized.connector import (
-    Connector,
-    MemoryConnector,
-    MemoryHub,
-    OnChannel,
-    SendSignal,
-    use_host_addresses,
-)
-from disco.decentralized.peer import PeerClient
 from disco.decentralized.topology import ALL_TO_ALL_LIMIT
 from disco.errors import ConfigError, SessionError, TaskError
 from disco.models import build_torch_model
 from disco.schedule import planned_rounds
 from disco.simulation.attacks import (
     COLLUDING,
-    AttackerClient,
     AttackSpec,
-    Coalition,
     attacker_name,
     parse_attack,
 )
+from disco.simulation.participants import Plan, check_workers, run_participants
 from disco.task import (
     AggregationConfig,
     Scheme,
@@ -175,11 +164,6 @@ def round_length(
     return training.epochs_per_round, training.rounds_per_epoch
 
 
-def _memory(me: str, on_channel: OnChannel, send: SendSignal, *, hub: MemoryHub) -> Connector:
-    del send  # in-process channels need no signalling
-    return MemoryConnector(me, on_channel, hub)
-
-
 def _participant_name(i: int, attackers: list[int]) -> str:
     return attacker_name(i) if i in attackers else f"sim-{i}"
 
@@ -203,6 +187,7 @@ async def simulate_async(
     scheme: Scheme = "federated",
     transport: str = "webrtc",
     tokenizer: Tokenizer | None = None,
+    workers: int = 1,
 ) -> SimulationResult:
     """Run a simulation; see `simulate`."""
     base = _resolve(task)
@@ -261,6 +246,8 @@ async def simulate_async(
             )
         ) from exc
     spec = parse_attack(attack) if isinstance(attack, str) else attack
+    memory = scheme == "decentralized" and transport == "memory"
+    check_workers(workers, clients, memory=memory, attack=spec)
     attackers = [] if spec is None else spec.attackers(clients)
     if spec is not None:
         spec = spec.resolve(the_task, clients)
@@ -327,41 +314,34 @@ async def simulate_async(
                         check_task_tokenizer(the_task, tokenizer)
                     if spec is not None:
                         spec = spec.resolve(the_task, clients)
-                coalition = None
+                coalition: tuple[str, ...] = ()
                 if spec is not None and spec.kind in COLLUDING:
-                    members = [attacker_name(i) for i in attackers]
-                    coalition = Coalition(members, the_task.training.wait_for_others_s)
-
-                hub = MemoryHub()
-                if scheme == "decentralized" and transport == "webrtc" and handle is not None:
-                    use_host_addresses(["127.0.0.1"])  # every peer is on this machine
-
-                def participant(
-                    i: int, data: Dataset | TextWindows
-                ) -> FederatedClient | PeerClient:
-                    common: dict[str, Any] = {
-                        "seed": seed * 1000 + i,
-                        "name": _participant_name(i, attackers),
-                        "callbacks": callbacks(i) if callbacks else None,
-                        "on_message": functools.partial(on_message, i) if on_message else None,
-                        # a simulation is reproducible under its seed, privacy noise included
-                        "noise": np.random.default_rng([seed, i]),
-                    }
-                    if scheme == "decentralized":
-                        connector = None
-                        if transport == "memory":
-                            connector = functools.partial(_memory, hub=hub)
-                        return PeerClient(the_task, data, access, connector=connector, **common)
-                    if spec is None or i not in attackers:
-                        return FederatedClient(the_task, data, access, **common)
-                    rng = np.random.default_rng([seed, i, 1])  # the attack's own draws
-                    assert isinstance(data, Dataset)  # text tasks are not attacked
-                    return AttackerClient(
-                        the_task, data, access, attack=spec, coalition=coalition, rng=rng, **common
+                    coalition = tuple(attacker_name(i) for i in attackers)
+                plans = [
+                    Plan(
+                        index=i,
+                        name=_participant_name(i, attackers),
+                        seed=seed,
+                        task=the_task,
+                        access=access,
+                        decentralized=scheme == "decentralized",
+                        memory=memory,
+                        loopback=scheme == "decentralized"
+                        and transport == "webrtc"
+                        and handle is not None,
+                        attack=spec if i in attackers else None,
+                        coalition=coalition,
                     )
-
-                participants = [participant(i, d) for i, d in enumerate(datasets, start=1)]
-                results = await asyncio.gather(*(p.run(rounds) for p in participants))
+                    for i in range(1, clients + 1)
+                ]
+                results = await run_participants(
+                    plans,
+                    datasets,
+                    rounds,
+                    workers=workers,
+                    callbacks=callbacks,
+                    on_message=on_message,
+                )
                 model_resp = await http.get(f"/api/tasks/{the_task.id}/model")
                 history_resp = await http.get(f"/api/tasks/{the_task.id}/rounds")
         finally:
@@ -428,7 +408,10 @@ def simulate(
     sum of each round's updates; needs the mean rule and at least 3 clients), ``scheme``
     (``"federated"``, the default, or ``"decentralized"``: peers exchange updates directly) and
     ``transport`` (decentralized: ``"webrtc"`` on loopback, or ``"memory"`` in-process) and
-    ``tokenizer`` (a text task that is not built in: its `disco.text.Tokenizer`).
+    ``tokenizer`` (a text task that is not built in: its `disco.text.Tokenizer`) and
+    ``workers`` (1, the default: every participant in this process, on one training thread; W:
+    the participants dealt over W worker processes, one PyTorch thread each — W cores at work,
+    the same model; see `disco.simulation.participants`).
 
     A grid of attacks and rules, each run reproducible under its seed::
 
