@@ -148,14 +148,9 @@ def publish(
     `ServerError` if the server is unreachable or refuses (its reason in its words)."""
     import httpx
 
-    from disco.text.tokenizer import check_task_tokenizer
+    from disco.text.tokenizer import check_task_pair
 
-    if task.training.data_type == "text":
-        if tokenizer is None:
-            raise TaskError(f"task {task.id!r} is a text task: publish it with its tokenizer")
-        check_task_tokenizer(task, tokenizer)
-    elif tokenizer is not None:
-        raise TaskError(f"task {task.id!r} is not a text task: it takes no tokenizer")
+    check_task_pair(task, tokenizer, "publish")
     access = admin_access(server)
     headers = {"Content-Type": "application/json"}
     if admin_token:

@@ -33,6 +33,7 @@ __all__ = [
     "Tokenizer",
     "attach_tokenizer",
     "check_shape",
+    "check_task_pair",
     "check_task_tokenizer",
     "check_text",
     "load_task_folder",
@@ -254,16 +255,22 @@ def check_task_tokenizer(task: Task, tokenizer: Tokenizer) -> None:
         )
 
 
+def check_task_pair(task: Task, tokenizer: Tokenizer | None, doing: str) -> None:
+    """Refuse (`TaskError`) a text task without its own tokenizer, and a tokenizer for any other
+    task, before `doing` ("save", "publish") anything with them."""
+    if task.training.data_type == "text":
+        if tokenizer is None:
+            raise TaskError(f"task {task.id!r} is a text task: {doing} it with its tokenizer")
+        check_task_tokenizer(task, tokenizer)
+    elif tokenizer is not None:
+        raise TaskError(f"task {task.id!r} is not a text task: it takes no tokenizer")
+
+
 def save_task_folder(folder: str | Path, task: Task, tokenizer: Tokenizer | None = None) -> Path:
     """Write `task` as ``folder/task.json`` and, for a text task, its tokenizer as
     ``folder/tokenizer.json`` (checked against the task first); return the folder."""
     folder = Path(folder)
-    if task.training.data_type == "text":
-        if tokenizer is None:
-            raise TaskError(f"task {task.id!r} is a text task: save it with its tokenizer")
-        check_task_tokenizer(task, tokenizer)
-    elif tokenizer is not None:
-        raise TaskError(f"task {task.id!r} is not a text task: it has no tokenizer")
+    check_task_pair(task, tokenizer, "save")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / TASK_FILE).write_text(task.model_dump_json(indent=2) + "\n", encoding="utf-8")
     if tokenizer is not None:
