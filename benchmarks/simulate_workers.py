@@ -4,8 +4,8 @@
 with its own event loop and one PyTorch thread (`disco.simulation.participants`). The baseline,
 measured in the same run, is every participant in this process on one PyTorch thread
 (``workers=1`` after ``torch.set_num_threads(1)``): the same model bit for bit, which the table
-checks. Also shown: ``workers=1`` on PyTorch's default threads (a different rounding of the same
-sums, so another digest).
+checks. Also shown: ``workers=1`` on PyTorch's default threads (its sums may be split and rounded
+differently, so the digest may differ).
 
     .venv/bin/python benchmarks/simulate_workers.py [--task mnist] [--clients 4] [--rounds 3]
         [--workers 2,4] [--repeats 2]

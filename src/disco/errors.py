@@ -23,7 +23,8 @@ Each message says what was wrong and, where it helps, what to do about it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import functools
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from disco.weights import Weights
@@ -132,6 +133,10 @@ class WaitExpired(SessionError):
         self.kept = kept
         self.rounds_done = rounds_done
         self.shared_rounds = shared_rounds
+
+    def __reduce__(self) -> tuple[Any, ...]:  # its keyword arguments, across processes
+        kwargs = {k: getattr(self, k) for k in ("weights", "kept", "rounds_done", "shared_rounds")}
+        return (functools.partial(WaitExpired, **kwargs), (str(self),))
 
 
 class StoreError(DiscoError):

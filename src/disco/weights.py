@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +60,10 @@ class Weights(Mapping[str, Array]):
     def __init__(self, arrays: Mapping[str, npt.ArrayLike] | Iterable[tuple[str, npt.ArrayLike]]):
         items = arrays.items() if isinstance(arrays, Mapping) else arrays
         self._arrays = _named(items, _frozen)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its arrays: read-only again where it is unpickled (another process)."""
+        return (Weights, (list(self._arrays.items()),))
 
     @classmethod
     def adopt(cls, arrays: Iterable[tuple[str, Array]]) -> Weights:

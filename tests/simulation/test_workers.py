@@ -5,15 +5,22 @@ each other over WebRTC, and what cannot cross processes refused."""
 
 from __future__ import annotations
 
+import logging
+import pickle
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 import disco
-from disco.errors import ConfigError
+from disco.client import ServerAccess
+from disco.errors import ConfigError, WaitExpired
 from disco.training import EventCallback
 
 
@@ -27,7 +34,9 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_workers_give_the_model_of_one_process_and_report_to_its_hooks() -> None:
+def test_workers_give_the_model_of_one_process_and_report_to_its_hooks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     alone = disco.simulate("breast_cancer", 3, 3, partition="dirichlet:0.5", seed=5)
     events: Counter[tuple[int, str]] = Counter()
     results: Counter[int] = Counter()
@@ -39,6 +48,8 @@ def test_workers_give_the_model_of_one_process_and_report_to_its_hooks() -> None
         if getattr(message, "type", "") == "result":
             results.update([i])
 
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="disco")
     spread = disco.simulate(
         "breast_cancer",
         3,
@@ -57,6 +68,9 @@ def test_workers_give_the_model_of_one_process_and_report_to_its_hooks() -> None
         assert events[(i, "round_start")] == 3 and events[(i, "round_end")] == 3
         assert events[(i, "batch_end")] > 0
         assert results[i] == 3
+    # the workers' log lines, in this process's logging
+    sent = [r.getMessage() for r in caplog.records if r.name == "disco.client"]
+    assert sum(m.startswith("your round 3 of 3: update sent") for m in sent) == 3, sent
 
 
 def test_peers_in_different_processes_reach_each_other() -> None:
@@ -81,3 +95,37 @@ def test_peers_in_different_processes_reach_each_other() -> None:
 def test_what_cannot_cross_processes_is_refused(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         disco.simulate("breast_cancer", 3, 2, **kwargs)
+
+
+def test_a_script_without_the_main_guard_is_told_what_to_do(tmp_path: Path) -> None:
+    """Its workers import it again: they stop at once, and the simulation says why."""
+    script = tmp_path / "unguarded.py"
+    script.write_text('import disco\ndisco.simulate("breast_cancer", 2, 1, workers=2)\n')
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("disco.errors.SessionError: a worker process ended abruptly"), last
+    assert "under `if __name__ == '__main__':`" in last
+
+
+def test_what_a_worker_sends_back_survives_the_trip() -> None:
+    """Results and errors cross processes pickled: weights stay read-only, an expired wait keeps
+    its model, and a server's access over TLS is made again on the other side."""
+    weights = disco.Weights({"w": np.arange(3, dtype=np.float32)})
+    back = pickle.loads(pickle.dumps(weights))
+    assert back.digest() == weights.digest() and not back["w"].flags.writeable
+    expired = WaitExpired("waited", weights=weights, kept="local", rounds_done=2, shared_rounds=1)
+    again = pickle.loads(pickle.dumps(expired))
+    assert (str(again), again.kept, again.rounds_done, again.shared_rounds) == (
+        "waited",
+        "local",
+        2,
+        1,
+    )
+    assert again.weights.digest() == weights.digest()
+    access = ServerAccess("https://disco.example.org")
+    assert access.ssl_context is not None  # made, and cached
+    copy = pickle.loads(pickle.dumps(access))
+    assert copy.url == access.url and copy.ssl_context is not None

@@ -94,6 +94,13 @@ class ServerAccess:
         """Headers for the REST routes (the invitation, when there is one)."""
         return {"Authorization": f"Bearer {self.invitation}"} if self.invitation else {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a copy in another process needs: not the SSL context (made again there)."""
+        return {k: v for k, v in self.__dict__.items() if k != "ssl_context"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     @cached_property
     def ssl_context(self) -> ssl.SSLContext | None:
         """How an ``https``/``wss`` connection verifies the server; None for plain http."""

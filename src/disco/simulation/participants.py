@@ -17,22 +17,28 @@ one core, whatever its size.
   thread, with ``torch.set_num_threads(1)`` — W cores at work. Everything still goes through the
   server over loopback, so the result is the model of ``workers=1`` with one PyTorch thread:
   each participant draws from its own seeds, and the server combines updates whatever their
-  arrival order (sums are exact, docs/aggregation.md). Trainer callbacks and message hooks still
-  run in the simulating process: the workers send the events back over a queue. What cannot
-  cross a process boundary is refused (`check_workers`): in-process channels between peers, and
-  attackers that collude.
+  arrival order (sums are exact, docs/aggregation.md). Trainer callbacks, message hooks (each
+  message without its model) and ``disco`` log records come back over a queue and are handed to
+  this process's hooks and logging by one relay thread: hooks must not mind being called from
+  it. A worker that fails ends the others at once. What cannot cross a process boundary is
+  refused (`check_workers`): in-process channels between peers, and attackers that collude. A
+  script that simulates with workers does so under ``if __name__ == "__main__":`` — each
+  worker imports it again — or is told so.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import multiprocessing
+import os
+import pickle
+import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +57,7 @@ from disco.decentralized.connector import (
     use_host_addresses,
 )
 from disco.decentralized.peer import PeerClient
-from disco.errors import ConfigError
+from disco.errors import ConfigError, SessionError
 from disco.simulation.attacks import COLLUDING, AttackerClient, AttackSpec, Coalition
 from disco.task import Task
 from disco.training import EventCallback
@@ -90,6 +96,11 @@ def check_workers(workers: int, clients: int, *, memory: bool, attack: AttackSpe
         return
     if workers > clients:
         raise ConfigError(f"{workers} workers for {clients} participants: give at most {clients}")
+    if _bootstrapping():
+        raise ConfigError(_GUARD)
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        log.warning("%d workers on %d cores: they will take turns on them", workers, cores)
     if memory:
         raise ConfigError(
             "in-process channels join peers of one process: use transport 'webrtc' with workers"
@@ -159,13 +170,33 @@ async def run_group(
 
 
 _EVENTS: Any = None
-"""In a worker process: the queue its participants' trainer events and messages go back on to
-the simulating process (None when nobody there listens)."""
+"""In a worker process: the queue on which its participants' log records, and the trainer events
+and messages the simulating process listens to, go back to that process."""
+_SEND: frozenset[str] = frozenset()
+"""In a worker process: which of "event" and "message" the simulating process listens to."""
 
 
-def _start_worker(events: Any) -> None:
-    global _EVENTS
-    _EVENTS = events
+class _Forward(logging.Handler):
+    """A worker's log records, sent to the simulating process (message formatted here)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if record.exc_info:  # the traceback, as text
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.msg, record.args, record.exc_info = record.getMessage(), None, None
+            _EVENTS.put(("log", 0, record))
+        except Exception:
+            self.handleError(record)
+
+
+def _start_worker(events: Any, send: frozenset[str]) -> None:
+    global _EVENTS, _SEND
+    _EVENTS, _SEND = events, send
+    events.cancel_join_thread()  # a worker ended early must not wait on a full pipe to exit
+    root = logging.getLogger("disco")
+    root.addHandler(_Forward())
+    root.setLevel(logging.INFO)
+    root.propagate = False
 
 
 def _forward(i: int) -> list[EventCallback]:
@@ -173,70 +204,70 @@ def _forward(i: int) -> list[EventCallback]:
 
 
 def _forward_message(i: int, message: Any) -> None:
+    if getattr(message, "weights", None) is not None:  # the hooks read what it says, not the model
+        message = message.model_copy(update={"weights": None})
     _EVENTS.put(("message", i, message))
 
 
 def _worker(
     plans: list[Plan], datasets: list[Dataset | TextWindows], rounds: int
 ) -> list[ClientResult]:
-    """A worker process's group: one thread of PyTorch, one event loop; its participants'
-    events and messages sent back when the simulating process listens."""
+    """A worker process's group: one thread of PyTorch, one event loop; its participants' logs,
+    events and messages sent back. An error that cannot be sent back as it is comes as a
+    `SessionError` that says what it was."""
     import torch
 
     torch.set_num_threads(1)
-    hooks = _EVENTS is not None
     group = run_group(
         plans,
         datasets,
         rounds,
-        callbacks=_forward if hooks else None,
-        on_message=_forward_message if hooks else None,
+        callbacks=_forward if "event" in _SEND else None,
+        on_message=_forward_message if "message" in _SEND else None,
     )
-    results = asyncio.run(group)
-    if hooks:  # after everything this group sent: one queue keeps each writer's order
-        _EVENTS.put(("done", 0, None))
+    try:
+        results = asyncio.run(group)
+    except Exception as exc:
+        try:
+            pickle.dumps(exc)
+        except Exception:
+            names = ", ".join(p.name for p in plans)
+            raise SessionError(f"{names}: {type(exc).__name__}: {exc}") from None
+        raise
+    _EVENTS.put(("done", 0, None))  # after all it sent: the queue keeps each writer's order
     return results
 
 
 def _relay(
     events: Any,
     groups: int,
+    stop: threading.Event,
     callbacks: Callable[[int], list[EventCallback]] | None,
     on_message: Callable[[int, Any], None] | None,
 ) -> None:
-    """Hand what the workers send to the hooks of this process, until every group said it is
-    done, or this process says to stop (None: a group failed)."""
+    """Hand what the workers send to this process's logging and hooks, until every group said
+    it is done, or `stop` is set (a group failed)."""
     handlers: dict[int, list[EventCallback]] = {}
     left = groups
-    while left and (item := events.get()) is not None:
-        what, i, payload = item
-        left -= what == "done"
+    while left and not stop.is_set():
         try:
-            if what == "event" and callbacks is not None:
+            what, i, payload = events.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        try:
+            if what == "done":
+                left -= 1
+            elif what == "log":
+                logger = logging.getLogger(payload.name)
+                if logger.isEnabledFor(payload.levelno):
+                    logger.handle(payload)
+            elif what == "event" and callbacks is not None:
                 for callback in handlers.setdefault(i, callbacks(i)):
                     callback(payload)
             elif what == "message" and on_message is not None:
                 on_message(i, payload)
         except Exception:  # a display hook must not end the simulation
             log.exception("a simulation hook failed on participant %d's %s", i, what)
-
-
-@contextlib.contextmanager
-def _stopping(relay: threading.Thread | None, events: Any) -> Iterator[None]:
-    """Let the relay hand over what the groups sent, then end it: at once if a group failed,
-    else when every group's last event was handled (within 30 s)."""
-    try:
-        yield
-    except BaseException:
-        if relay is not None:
-            events.put(None)
-        raise
-    finally:
-        if relay is not None:
-            relay.join(30)
-            if relay.is_alive():  # a group's last words were lost: stop waiting for them
-                events.put(None)
-                relay.join(5)
 
 
 async def run_participants(
@@ -254,38 +285,55 @@ async def run_participants(
         return await run_group(plans, datasets, rounds, callbacks=callbacks, on_message=on_message)
     groups = [list(range(w, len(plans), workers)) for w in range(workers)]
     context = multiprocessing.get_context("spawn")  # this process has threads: never fork it
-    loop = asyncio.get_running_loop()
-    hooks = callbacks is not None or on_message is not None
-    events = context.Queue() if hooks else None
-    relay = None
-    if events is not None:
-        relay = threading.Thread(
-            target=_relay,
-            args=(events, workers, callbacks, on_message),
-            name="disco-sim-relay",
-        )
-        relay.start()
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(events,)
+    events = context.Queue()
+    send = frozenset(
+        what for what, hook in (("event", callbacks), ("message", on_message)) if hook is not None
     )
-    with pool, _stopping(relay, events):
-        try:
-            done = await asyncio.gather(
-                *(
-                    loop.run_in_executor(
-                        pool, _worker, [plans[i] for i in g], [datasets[i] for i in g], rounds
-                    )
-                    for g in groups
-                )
+    stop = threading.Event()
+    relay = threading.Thread(
+        target=_relay,
+        args=(events, workers, stop, callbacks, on_message),
+        name="disco-sim-relay",
+        daemon=True,  # never what keeps this process alive
+    )
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(workers, context, _start_worker, (events, send)) as pool:
+        relay.start()
+        futures = [
+            loop.run_in_executor(
+                pool, _worker, [plans[i] for i in g], [datasets[i] for i in g], rounds
             )
-        except BaseException:
+            for g in groups
+        ]
+        try:
+            done = await asyncio.gather(*futures)
+        except BaseException as exc:
+            stop.set()
             # the other groups would wait for a round that cannot close: end them now
             for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.terminate()
+            await asyncio.gather(*futures, return_exceptions=True)  # none left unread
+            if isinstance(exc, BrokenProcessPool):
+                raise SessionError(f"a worker process ended abruptly ({exc}). {_GUARD}") from exc
             raise
+        finally:
+            relay.join(600 if not stop.is_set() else 5)  # the hooks see all the groups sent
+            stop.set()
     results: list[ClientResult | None] = [None] * len(plans)
     for g, group_results in zip(groups, done, strict=True):
         for i, r in zip(g, group_results, strict=True):
             results[i] = r
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
+
+
+_GUARD = (
+    "With workers, each worker process imports the script that started the simulation: a "
+    "script must call simulate under `if __name__ == '__main__':`, or its workers start "
+    "simulations of their own."
+)
+
+
+def _bootstrapping() -> bool:
+    """Whether this process is a spawned one still importing its parent's script."""
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))

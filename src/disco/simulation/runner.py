@@ -411,7 +411,9 @@ def simulate(
     ``tokenizer`` (a text task that is not built in: its `disco.text.Tokenizer`) and
     ``workers`` (1, the default: every participant in this process, on one training thread; W:
     the participants dealt over W worker processes, one PyTorch thread each — W cores at work,
-    the same model; see `disco.simulation.participants`).
+    the model ``workers=1`` gives on one thread; a script doing this calls `simulate` under
+    ``if __name__ == "__main__":``, as its workers import it again; see
+    `disco.simulation.participants`).
 
     A grid of attacks and rules, each run reproducible under its seed::
 
