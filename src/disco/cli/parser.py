@@ -10,7 +10,7 @@ from disco.aggregation_config import Aggregation
 from disco.cli.commands import cmd_data_samples, cmd_demo, cmd_serve, cmd_simulate, cmd_tasks
 from disco.cli.generate import cmd_generate
 from disco.cli.invite import cmd_invite, parse_duration
-from disco.cli.publish import add_data_tokenizer, add_publish
+from disco.cli.publish import add_data_tokenizer, add_publish, admin_options
 from disco.cli.train import cmd_train
 
 __all__ = ["HelpFormatter", "build_parser"]
@@ -226,12 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--list", action="store_true", help="list the task's invitations instead")
     s.add_argument("--revoke", metavar="ID", help="revoke the invitation with this id instead")
-    s.add_argument("--admin-token", help="the server's admin token (default: $DISCO_ADMIN_TOKEN)")
-    s.add_argument(
-        "--ca-file",
-        metavar="PEM",
-        help="with an https:// server: trust the certificate authorities in this PEM file",
-    )
+    admin_options(s)
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(fn=cmd_invite)
     add_publish(sub, command, _examples)

@@ -23,9 +23,27 @@ from typing import Any
 from disco.cli.output import EXIT_OK, console, print_json
 from disco.errors import ConfigError
 
-__all__ = ["add_data_tokenizer", "add_publish", "cmd_data_tokenizer", "cmd_publish"]
+__all__ = [
+    "add_data_tokenizer",
+    "add_publish",
+    "admin_options",
+    "cmd_data_tokenizer",
+    "cmd_publish",
+]
 
 Command = Callable[..., argparse.ArgumentParser]
+
+
+def admin_options(s: argparse.ArgumentParser) -> None:
+    """How the admin reaches a server (`disco invite`, `disco publish`): the admin token and a
+    CA bundle for an https server."""
+    s.add_argument("--admin-token", help="the server's admin token (default: $DISCO_ADMIN_TOKEN)")
+    s.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="with an https:// server: trust the certificate authorities in this PEM file "
+        "(default: $DISCO_CA_FILE)",
+    )
 
 
 def add_publish(sub: Any, command: Command, examples: Callable[..., str]) -> None:
@@ -51,13 +69,7 @@ def add_publish(sub: Any, command: Command, examples: Callable[..., str]) -> Non
         help="a text task's tokenizer.json (default: the one in the task folder); a task that "
         "names none yet gets this one's digest and vocabulary size",
     )
-    s.add_argument("--admin-token", help="the server's admin token (default: $DISCO_ADMIN_TOKEN)")
-    s.add_argument(
-        "--ca-file",
-        metavar="PEM",
-        help="with an https:// server: trust the certificate authorities in this PEM file "
-        "(default: $DISCO_CA_FILE)",
-    )
+    admin_options(s)
     s.add_argument("--json", action="store_true", help="print the created task as JSON")
     s.set_defaults(fn=cmd_publish)
 
